@@ -1,0 +1,69 @@
+import { Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { ApiError, errorResponse } from './errors.ts'
+import { generate } from './generate.ts'
+import type { ApiContext } from './generation.ts'
+import { chatCompletions, completions, listModels } from './openai.ts'
+
+export interface BackendAppOptions extends ApiContext {
+  maxBodyBytes: number
+  /** Until the models are loaded and warmed up, /ready answers 503. */
+  isReady: () => boolean
+}
+
+/** The backend node's HTTP API: OpenAI-compatible routes, /generate, and operations routes. */
+export function createBackendApp(options: BackendAppOptions): Hono {
+  const app = new Hono()
+  const { metrics } = options
+
+  app.use('*', async (c, next) => {
+    const started = performance.now()
+    await next()
+    // Label by route pattern, never by raw path, so unknown URLs cannot blow up cardinality.
+    const route = c.res.status === 404 && c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+    metrics.requests.inc({ route, status: String(c.res.status) })
+    metrics.requestDuration.observe({ route }, (performance.now() - started) / 1000)
+  })
+
+  const limit = bodyLimit({
+    maxSize: options.maxBodyBytes,
+    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large' })),
+  })
+  app.post('/v1/completions', limit, (c) => completions(c, options))
+  app.post('/v1/chat/completions', limit, (c) => chatCompletions(c, options))
+  app.post('/generate', limit, (c) => generate(c, options))
+  app.get('/v1/models', (c) => listModels(c, options))
+
+  app.get('/model/info', (c) =>
+    c.json({
+      status: options.isDraining() ? 'draining' : options.isReady() ? 'ready' : 'loading',
+      models: [...options.models.values()].map((m) => ({
+        name: m.id,
+        parameters: m.engine.info.parameters,
+        device: m.engine.info.device,
+        model_type: m.folder.modelType,
+        variant: m.folder.variant,
+        context_length: m.folder.contextLength,
+        random_weights: m.folder.randomWeights,
+        kv_fast_path: m.engine.info.movesOnlyNewRows,
+        queued: m.engine.queuedCount,
+        active: m.engine.activeCount,
+      })),
+    }),
+  )
+  app.get('/health', (c) => c.json({ status: 'ok' }))
+  app.get('/ready', (c) => {
+    if (options.isDraining()) return c.json({ status: 'draining' }, 503)
+    return options.isReady() ? c.json({ status: 'ready' }) : c.json({ status: 'loading' }, 503)
+  })
+  app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }))
+
+  app.notFound((c) => errorResponse(c, new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'not_found' })))
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return errorResponse(c, error)
+    // Anything else is our fault, not the client's: say so without echoing internals.
+    console.error(error)
+    return errorResponse(c, new ApiError(500, 'Internal server error', { code: 'internal_error' }))
+  })
+  return app
+}

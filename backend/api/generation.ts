@@ -1,0 +1,151 @@
+import type { Context } from 'hono'
+import { streamSSE } from 'hono/streaming'
+import type { z } from 'zod'
+import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
+import type { BackendMetrics } from '../metrics.ts'
+import { ApiError, validationError } from './errors.ts'
+
+/** What the API handlers need from the node around them. */
+export interface ApiContext {
+  models: Map<string, ServedModel>
+  metrics: BackendMetrics
+  maxQueue: number
+  requestTimeoutMs: number
+  retryAfterSeconds: number
+  /** True once the node is shutting down: no new generations. */
+  isDraining: () => boolean
+}
+
+/** Reads a JSON body: 415 for another content type, 400 for malformed JSON or invalid fields. */
+export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  const type = c.req.header('content-type') ?? ''
+  if (!/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new ApiError(415, 'Content-Type must be application/json', { code: 'unsupported_media_type' })
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(await c.req.text())
+  } catch {
+    throw new ApiError(400, 'The request body is not valid JSON', { code: 'invalid_json' })
+  }
+  const parsed = schema.safeParse(body)
+  if (!parsed.success) throw validationError(parsed.error)
+  return parsed.data
+}
+
+export function resolveModel(api: ApiContext, name: string | undefined): ServedModel {
+  if (name === undefined) return api.models.values().next().value!
+  const model = api.models.get(name)
+  if (!model) throw new ApiError(404, `The model '${name}' does not exist on this server`, { type: 'invalid_request_error', param: 'model', code: 'model_not_found' })
+  return model
+}
+
+/**
+ * Checks every prompt against the context window and settles max_tokens: an explicit value
+ * must fit beside the prompt; without one, `fallback` is clamped to what is left.
+ */
+export function fitMaxTokens(model: ServedModel, prompts: number[][], requested: number | null | undefined, fallback: number): number {
+  const context = model.folder.contextLength
+  const longest = Math.max(...prompts.map((p) => p.length))
+  if (longest >= context) {
+    throw new ApiError(400, `This model's maximum context length is ${context} tokens; the prompt has ${longest} tokens, which leaves no room for a completion.`, { param: 'messages', code: 'context_length_exceeded' })
+  }
+  if (requested != null && longest + requested > context) {
+    throw new ApiError(400, `This model's maximum context length is ${context} tokens. You requested ${longest + requested} tokens (${longest} in the prompt, ${requested} for the completion). Reduce the prompt or max_tokens.`, { param: 'max_tokens', code: 'context_length_exceeded' })
+  }
+  return requested ?? Math.min(fallback, context - longest)
+}
+
+/** Starts generation, mapping refusals to HTTP errors (503 + Retry-After when saturated). */
+export function startGeneration(api: ApiContext, model: ServedModel, request: TextRequest, signal: AbortSignal): AsyncGenerator<TextChunk> {
+  if (api.isDraining()) {
+    api.metrics.rejections.inc({ model: model.id, reason: 'draining' })
+    throw new ApiError(503, 'The server is shutting down; retry on another node', { type: 'server_error', code: 'draining', headers: { 'Retry-After': String(api.retryAfterSeconds) } })
+  }
+  try {
+    for (const prompt of request.prompts) api.metrics.promptTokens.inc({ model: model.id }, prompt.length)
+    return observe(api, model, generateText(model, { ...request, timeoutMs: api.requestTimeoutMs }, api.maxQueue, signal))
+  } catch (error) {
+    if (error instanceof GenerationError && error.kind === 'queue_full') {
+      api.metrics.rejections.inc({ model: model.id, reason: 'queue_full' })
+      throw new ApiError(503, error.message, { type: 'server_error', code: 'queue_full', headers: { 'Retry-After': String(api.retryAfterSeconds) } })
+    }
+    throw error
+  }
+}
+
+/** Time to first token, inter-token latency, token and finish counts, as the chunks pass. */
+async function* observe(api: ApiContext, model: ServedModel, chunks: AsyncGenerator<TextChunk>): AsyncGenerator<TextChunk> {
+  const labels = { model: model.id }
+  const started = performance.now()
+  const last = new Map<number, number>()
+  for await (const chunk of chunks) {
+    if (chunk.tokens > 0) {
+      const now = performance.now()
+      const previous = last.get(chunk.index)
+      if (last.size === 0) api.metrics.timeToFirstToken.observe(labels, (now - started) / 1000)
+      if (previous !== undefined) api.metrics.interTokenLatency.observe(labels, (now - previous) / 1000)
+      last.set(chunk.index, now)
+      api.metrics.generatedTokens.inc(labels, chunk.tokens)
+    }
+    if (chunk.finishReason) api.metrics.finished.inc({ model: model.id, reason: chunk.finishReason })
+    yield chunk
+  }
+}
+
+/** A generation error after admission, as an API error. */
+export function generationFailure(error: unknown): ApiError {
+  if (error instanceof ApiError) return error
+  if (error instanceof GenerationError) {
+    if (error.kind === 'timeout') return new ApiError(504, error.message, { type: 'server_error', code: 'timeout' })
+    if (error.kind === 'aborted') return new ApiError(499 as never, error.message, { type: 'server_error', code: 'aborted' })
+  }
+  return new ApiError(500, String((error as Error)?.message ?? error), { type: 'server_error', code: 'generation_failed' })
+}
+
+export interface CollectedChoice {
+  text: string
+  tokens: number
+  finishReason: 'stop' | 'length'
+  logprobs: NonNullable<TextChunk['logprobs']>
+}
+
+/** Runs a generation to the end (non-streaming responses). */
+export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: number): Promise<CollectedChoice[]> {
+  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, finishReason: 'length', logprobs: [] }))
+  try {
+    for await (const chunk of chunks) {
+      const choice = choices[chunk.index]
+      choice.text += chunk.text
+      choice.tokens += chunk.tokens
+      if (chunk.logprobs) choice.logprobs.push(...chunk.logprobs)
+      if (chunk.finishReason) choice.finishReason = chunk.finishReason
+    }
+  } catch (error) {
+    throw generationFailure(error)
+  }
+  return choices
+}
+
+/**
+ * Streams a generation as server-sent events: `data: {chunk}` per event, an error event in
+ * OpenAI's shape if generation fails, else `data: [DONE]`. The client going away aborts the
+ * generation, which frees its batch slot at the next step.
+ */
+export function streamEvents(c: Context, abort: AbortController, chunks: AsyncGenerator<TextChunk>, render: { chunk: (chunk: TextChunk) => unknown[]; end: () => unknown[] }): Response {
+  return streamSSE(c, async (stream) => {
+    stream.onAbort(() => abort.abort())
+    try {
+      for await (const chunk of chunks) {
+        for (const event of render.chunk(chunk)) await stream.writeSSE({ data: JSON.stringify(event) })
+        if (stream.aborted) return
+      }
+      for (const event of render.end()) await stream.writeSSE({ data: JSON.stringify(event) })
+      await stream.writeSSE({ data: '[DONE]' })
+    } catch (error) {
+      if (!stream.aborted) await stream.writeSSE({ data: JSON.stringify(generationFailure(error).body) })
+    } finally {
+      await chunks.return(undefined)
+    }
+  })
+}

@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto'
+import type { Context } from 'hono'
+import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
+import { ApiError } from './errors.ts'
+import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
+import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
+
+type SamplingFields = Pick<CompletionRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' | 'seed' | 'logit_bias'>
+
+/** OpenAI defaults, plus vLLM's extensions (top_k, min_p, repetition_penalty). */
+function samplingOf(body: SamplingFields, logprobs: number): TextRequest['sampling'] {
+  if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw new ApiError(400, 'logit_bias is not supported by this server', { param: 'logit_bias', code: 'unsupported_parameter' })
+  return {
+    temperature: body.temperature ?? 1,
+    topP: body.top_p ?? 1,
+    topK: body.top_k != null && body.top_k > 0 ? body.top_k : 0,
+    minP: body.min_p ?? 0,
+    presencePenalty: body.presence_penalty ?? 0,
+    frequencyPenalty: body.frequency_penalty ?? 0,
+    repetitionPenalty: body.repetition_penalty ?? 1,
+    seed: body.seed ?? undefined,
+    logprobs,
+  }
+}
+
+const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : typeof stop === 'string' ? [stop] : stop)
+
+function usageOf(prompts: number[][], completionTokens: number) {
+  const promptTokens = prompts.reduce((sum, p) => sum + p.length, 0)
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens }
+}
+
+/** POST /v1/completions */
+export async function completions(c: Context, api: ApiContext): Promise<Response> {
+  const body = await readJsonBody(c, completionRequestSchema)
+  const model = resolveModel(api, body.model)
+  if (body.suffix) throw new ApiError(400, 'suffix is not supported by this server', { param: 'suffix', code: 'unsupported_parameter' })
+  const n = body.n ?? 1
+  if (body.best_of != null && body.best_of !== n) throw new ApiError(400, 'best_of must equal n on this server', { param: 'best_of', code: 'unsupported_parameter' })
+  const prompts = promptsOf(model, body.prompt)
+  const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, 16)
+  const logprobs = body.logprobs ?? -1
+  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const abort = new AbortController()
+  const chunks = startGeneration(api, model, request, mergeSignals(c, abort))
+  const id = `cmpl-${randomUUID()}`
+  const created = Math.floor(Date.now() / 1000)
+  const echo = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
+  const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? completionLogprobs(model, lp) : null)
+
+  if (body.stream) {
+    let completionTokens = 0
+    const echoed = new Set<number>()
+    return streamEvents(c, abort, chunks, {
+      chunk: (chunk: TextChunk) => {
+        completionTokens += chunk.tokens
+        const prefix = echoed.has(chunk.index) ? '' : (echoed.add(chunk.index), echo(chunk.index))
+        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: logprobsOf(chunk.logprobs), finish_reason: chunk.finishReason ?? null }
+        return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] }]
+      },
+      end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
+    })
+  }
+  const choices = await collectChoices(chunks, prompts.length * n)
+  return c.json({
+    id,
+    object: 'text_completion',
+    created,
+    model: model.id,
+    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobsOf(choice.logprobs), finish_reason: choice.finishReason })),
+    usage: usageOf(prompts, sum(choices)),
+  })
+}
+
+/** POST /v1/chat/completions */
+export async function chatCompletions(c: Context, api: ApiContext): Promise<Response> {
+  const body = await readJsonBody(c, chatRequestSchema)
+  const model = resolveModel(api, body.model)
+  const n = body.n ?? 1
+  const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join('') }))
+  const prompts = [model.tokenizer.encodeChat(messages)]
+  const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity)
+  const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
+  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const abort = new AbortController()
+  const chunks = startGeneration(api, model, request, mergeSignals(c, abort))
+  const id = `chatcmpl-${randomUUID()}`
+  const created = Math.floor(Date.now() / 1000)
+  const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? { content: chatLogprobs(model, lp) } : null)
+
+  if (body.stream) {
+    let completionTokens = 0
+    const started = new Set<number>()
+    const frame = (choice: object) => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
+    return streamEvents(c, abort, chunks, {
+      chunk: (chunk: TextChunk) => {
+        completionTokens += chunk.tokens
+        const events: unknown[] = []
+        if (!started.has(chunk.index)) {
+          started.add(chunk.index)
+          events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))
+        }
+        if (chunk.text || chunk.logprobs) events.push(frame({ index: chunk.index, delta: { content: chunk.text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null }))
+        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: chunk.finishReason }))
+        return events
+      },
+      end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
+    })
+  }
+  const choices = await collectChoices(chunks, n)
+  return c.json({
+    id,
+    object: 'chat.completion',
+    created,
+    model: model.id,
+    choices: choices.map((choice: CollectedChoice, index) => ({
+      index,
+      message: { role: 'assistant', content: choice.text },
+      logprobs: logprobsOf(choice.logprobs),
+      finish_reason: choice.finishReason,
+    })),
+    usage: usageOf(prompts, sum(choices)),
+  })
+}
+
+/** GET /v1/models */
+export function listModels(c: Context, api: ApiContext): Response {
+  const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
+  return c.json({ object: 'list', data })
+}
+
+function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {
+  if (typeof prompt === 'string') return [model.tokenizer.encode(prompt)]
+  if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map((p) => model.tokenizer.encode(p))
+  const lists = prompt.every((p) => typeof p === 'number') ? [prompt as number[]] : (prompt as number[][])
+  const vocab = model.engine.info.shape.vocabSize
+  if (lists.some((ids) => ids.some((id) => id >= vocab))) throw new ApiError(400, `Token ids must be below the vocabulary size ${vocab}`, { param: 'prompt', code: 'invalid_value' })
+  return lists
+}
+
+function completionLogprobs(model: ServedModel, lp: TokenLogprob[]) {
+  const tokens = lp.map((t) => model.tokenizer.tokenText(t.token))
+  let offset = 0
+  return {
+    tokens,
+    token_logprobs: lp.map((t) => t.logprob),
+    top_logprobs: lp.map((t) => Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob]))),
+    text_offset: tokens.map((t) => ((offset += t.length), offset - t.length)),
+  }
+}
+
+function chatLogprobs(model: ServedModel, lp: TokenLogprob[]) {
+  const entry = (token: number, logprob: number) => {
+    const text = model.tokenizer.tokenText(token)
+    return { token: text, logprob, bytes: [...Buffer.from(text, 'utf8')] }
+  }
+  return lp.map((t) => ({ ...entry(t.token, t.logprob), top_logprobs: (t.top ?? []).map((a) => entry(a.token, a.logprob)) }))
+}
+
+const sum = (choices: CollectedChoice[]) => choices.reduce((total, c) => total + c.tokens, 0)
+
+/** Aborts generation when the handler gives up or the client's connection closes. */
+export function mergeSignals(c: Context, abort: AbortController): AbortSignal {
+  const clientSignal = c.req.raw.signal
+  if (clientSignal) clientSignal.addEventListener('abort', () => abort.abort(), { once: true })
+  return abort.signal
+}

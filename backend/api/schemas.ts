@@ -1,0 +1,77 @@
+import { z } from 'zod'
+
+/**
+ * Request schemas of the public API (OpenAI completions and chat, and /generate). The gateway
+ * imports these too, so both sides agree on `model`, `max_tokens`, `stream`, `temperature`
+ * and `seed`. Unknown fields are ignored, as OpenAI's SDKs may send newer ones.
+ */
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max)
+const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullish()
+const seed = z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish()
+
+/** Sampling fields shared by completions and chat, with vLLM's extensions (top_k, min_p, ...). */
+const sampling = {
+  model: z.string().min(1).max(256),
+  max_tokens: int(1, 1_000_000).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(-1).max(1_000_000).nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  n: int(1, 16).nullish(),
+  seed,
+  stop,
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  ignore_eos: z.boolean().nullish(),
+  user: z.string().max(512).nullish(),
+  logit_bias: z.record(z.string(), z.number()).nullish(),
+}
+
+const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1)
+
+export const completionRequestSchema = z.object({
+  ...sampling,
+  prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), tokenIds, z.array(tokenIds).min(1).max(64)]),
+  logprobs: int(0, 5).nullish(),
+  echo: z.boolean().nullish(),
+  best_of: int(1, 16).nullish(),
+  suffix: z.string().nullish(),
+})
+export type CompletionRequest = z.infer<typeof completionRequestSchema>
+
+const textPart = z.object({ type: z.literal('text'), text: z.string() })
+const message = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string(), z.array(textPart)]).nullish(),
+  name: z.string().max(256).nullish(),
+})
+
+export const chatRequestSchema = z.object({
+  ...sampling,
+  messages: z.array(message).min(1).max(1024),
+  max_completion_tokens: int(1, 1_000_000).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: int(0, 20).nullish(),
+  tools: z.array(z.unknown()).max(0, 'tools are not supported by this server').nullish(),
+  response_format: z.object({ type: z.literal('text') }).nullish(),
+})
+export type ChatRequest = z.infer<typeof chatRequestSchema>
+
+/** The simple generation API (see the README for semantics and ranges). */
+export const generateRequestSchema = z.object({
+  prompt: z.string(),
+  model: z.string().min(1).max(256).optional(),
+  max_length: int(1, 1_000_000).default(50),
+  temperature: z.number().min(0).max(2).default(1),
+  top_k: int(0, 1_000_000).default(50),
+  top_p: z.number().gt(0).max(1).default(1),
+  num_return_sequences: int(1, 16).default(1),
+  seed,
+  stop,
+  return_full_text: z.boolean().default(false),
+})
+export type GenerateRequest = z.infer<typeof generateRequestSchema>

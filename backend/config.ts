@@ -1,0 +1,40 @@
+import { z } from 'zod'
+
+/**
+ * Backend node configuration, read from environment variables in this one place. Every knob
+ * has a default and a line in the README's configuration reference.
+ */
+const intFrom = (min: number, max: number, fallback: number) => z.coerce.number().int().min(min).max(max).default(fallback)
+
+export const backendConfigSchema = z.object({
+  MODEL_DIR: z.string().min(1).optional(),
+  MODEL_ID: z.string().regex(/^[\w.:\-/]{1,128}$/, 'letters, digits and . _ - : / only').optional(),
+  MODEL_VARIANT: z.enum(['auto', 'fp32', 'fp16', 'quantized']).default('auto'),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: intFrom(0, 65535, 8000),
+  DEVICE: z.enum(['cpu', 'cuda', 'auto']).default('auto'),
+  CUDA_DEVICE_ID: intFrom(0, 64, 0),
+  CPU_THREADS: intFrom(0, 1024, 0),
+  GRAPH_OPTIMIZATION: z.enum(['disabled', 'basic', 'extended', 'all']).default('all'),
+  MAX_BATCH_SIZE: intFrom(1, 1024, 32),
+  MAX_TOKENS_IN_FLIGHT: intFrom(1, 100_000_000, 262_144),
+  MAX_PREFILL_TOKENS: intFrom(1, 1_000_000, 2048),
+  MAX_QUEUE: intFrom(0, 100_000, 256),
+  REQUEST_TIMEOUT_MS: intFrom(1, 86_400_000, 300_000),
+  DRAIN_TIMEOUT_MS: intFrom(0, 3_600_000, 30_000),
+  MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
+  RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+
+export type BackendConfig = z.infer<typeof backendConfigSchema>
+
+/** Parses the environment; throws one line per bad variable. */
+export function loadBackendConfig(env: Record<string, string | undefined> = process.env): BackendConfig {
+  const picked = Object.fromEntries(Object.keys(backendConfigSchema.shape).map((k) => [k, env[k] === '' ? undefined : env[k]]))
+  const result = backendConfigSchema.safeParse(picked)
+  if (!result.success) {
+    throw new Error(result.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '))
+  }
+  return result.data
+}

@@ -1,0 +1,41 @@
+import { parentPort, workerData } from 'node:worker_threads'
+import { ModelRunner } from '../model/runner.ts'
+import { Scheduler } from '../scheduler/scheduler.ts'
+import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
+
+// The decode loop runs here, off the main thread, so HTTP, health checks and SSE writes stay
+// responsive however long a forward pass takes (onnxruntime-node runs sessions synchronously).
+const data = workerData as EngineWorkerData
+const port = parentPort!
+const post = (message: FromWorker) => port.postMessage(message)
+const WARMUP_TOKENS = 64
+
+try {
+  const loadStart = performance.now()
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }))
+  const loadMs = performance.now() - loadStart
+
+  const scheduler = new Scheduler(runner, data.scheduler, (events, stats) => {
+    if (warmingUp) return
+    post({ type: 'step', events, stats })
+  })
+
+  // Warm-up: a short generation through the real scheduler path, so onnxruntime's lazy
+  // initialisation and V8's JIT are paid before /ready, not by the first requests.
+  let warmingUp = true
+  const warmupStart = performance.now()
+  const sampling = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
+  for (let i = 0; i < 2; i++) scheduler.add({ id: -1 - i, promptIds: [0, 1, 2, 3], maxTokens: WARMUP_TOKENS, sampling, eosTokenIds: [] })
+  while (scheduler.waitingCount + scheduler.runningCount > 0) await scheduler.step()
+  warmingUp = false
+  const warmupMs = performance.now() - warmupStart
+  port.on('message', (message: ToWorker) => {
+    if (message.type === 'add') scheduler.add(message.request)
+    else if (message.type === 'abort') scheduler.abort(message.id)
+    else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
+  })
+  scheduler.start()
+  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, loadMs, warmupMs })
+} catch (error) {
+  post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
+}

@@ -1,0 +1,28 @@
+import type { ExecutionOptions } from '../model/session.ts'
+import type { ModelShape } from '../model/runner.ts'
+import type { SchedulerOptions } from '../scheduler/scheduler.ts'
+import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
+
+/** Messages between the engine client (main thread) and the engine worker (one per model). */
+export interface EngineWorkerData {
+  onnxPath: string
+  execution: ExecutionOptions
+  scheduler: SchedulerOptions
+}
+
+export type ToWorker = { type: 'add'; request: SequenceRequest } | { type: 'abort'; id: number } | { type: 'stop' }
+
+export interface EngineInfo {
+  shape: ModelShape
+  device: 'cpu' | 'cuda'
+  parameters: number
+  movesOnlyNewRows: boolean
+  loadMs: number
+  warmupMs: number
+}
+
+export type FromWorker =
+  | ({ type: 'ready' } & EngineInfo)
+  | { type: 'failed'; message: string }
+  | { type: 'step'; events: TokenEvent[]; stats: StepStats }
+  | { type: 'log'; message: string }

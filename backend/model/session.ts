@@ -1,0 +1,86 @@
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
+
+export type Device = 'cpu' | 'cuda' | 'auto'
+export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
+
+export interface ExecutionOptions {
+  device: Device
+  /** CUDA device ordinal (DEVICE=cuda or auto). */
+  cudaDeviceId: number
+  /** Intra-op threads on CPU; tiny models run fastest on one. */
+  cpuThreads: number
+  graphOptimization: GraphOptimization
+}
+
+export interface LoadedSession {
+  session: ort.InferenceSession
+  device: 'cpu' | 'cuda'
+  /** present.* output name → output holding only that step's new rows, when the graph allows it. */
+  newRows: Map<string, string> | null
+  parameters: number
+}
+
+type Log = (message: string) => void
+
+/** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
+export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
+  const { source, newRows, parameters } = prepareModel(onnxPath)
+  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
+  let lastError: unknown
+  for (const device of devices) {
+    try {
+      const settings = sessionOptions(device, options)
+      const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
+      return { session, device, newRows, parameters }
+    } catch (error) {
+      lastError = error
+      if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
+    }
+  }
+  throw new Error(`cannot create an onnxruntime session on ${options.device} for ${onnxPath}: ${firstLine(lastError)}`)
+}
+
+function sessionOptions(device: 'cpu' | 'cuda', options: ExecutionOptions): ort.InferenceSession.SessionOptions {
+  const common: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: options.graphOptimization,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+  }
+  if (device === 'cuda') {
+    // CPU stays listed for the few ops the CUDA provider lacks; ORT places them itself.
+    return { ...common, executionProviders: [{ name: 'cuda', deviceId: options.cudaDeviceId }, 'cpu'] }
+  }
+  return { ...common, executionProviders: ['cpu'], intraOpNumThreads: options.cpuThreads, enableCpuMemArena: true }
+}
+
+/**
+ * Rewrites the graph to expose new KV rows. A model with external weight files is written to a
+ * temporary folder beside links to those files, since onnxruntime resolves them relative to
+ * the model's own path.
+ */
+function prepareModel(onnxPath: string): { source: string | Uint8Array; newRows: Map<string, string> | null; parameters: number } {
+  let model
+  try {
+    model = decodeModel(readFileSync(onnxPath))
+  } catch (error) {
+    throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
+  }
+  const parameters = countParameters(model)
+  const rewritten = exposeNewKvRows(model)
+  if (!rewritten) return { source: onnxPath, newRows: null, parameters }
+  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters }
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
+  for (const file of rewritten.external) symlinkSync(resolve(dirname(onnxPath), file), join(dir, file))
+  const path = join(dir, 'model.onnx')
+  writeFileSync(path, rewritten.model)
+  return { source: path, newRows: rewritten.newRows, parameters }
+}
+
+function firstLine(error: unknown): string {
+  return String((error as Error)?.message ?? error).split('\n')[0]
+}

@@ -1,0 +1,98 @@
+import { Template } from '@huggingface/jinja'
+import { Tokenizer } from '@huggingface/tokenizers'
+
+export interface ChatMessage {
+  role: string
+  content: string
+}
+
+/**
+ * A model's tokenizer.json and chat template. Models without a `chat_template` get a plain
+ * "role: content" transcript ending in "assistant:" (documented in the README).
+ */
+export class TextTokenizer {
+  private readonly tokenizer: Tokenizer
+  private readonly template: Template | null
+  private readonly specialTokens: Record<string, string>
+
+  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
+    this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig)
+    const template = tokenizerConfig.chat_template
+    // A list of named templates is allowed by transformers; the one named "default" serves chat.
+    const source = Array.isArray(template) ? template.find((t: { name?: string }) => t.name === 'default')?.template : template
+    this.template = typeof source === 'string' ? new Template(source) : null
+    const tokenText = (v: unknown) => (typeof v === 'string' ? v : typeof (v as { content?: unknown })?.content === 'string' ? (v as { content: string }).content : '')
+    this.specialTokens = {
+      bos_token: tokenText(tokenizerConfig.bos_token),
+      eos_token: tokenText(tokenizerConfig.eos_token),
+      unk_token: tokenText(tokenizerConfig.unk_token),
+      pad_token: tokenText(tokenizerConfig.pad_token),
+    }
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.template !== null
+  }
+
+  encode(text: string, addSpecialTokens = true): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids.map(Number)
+  }
+
+  decode(ids: number[]): string {
+    return this.tokenizer.decode(ids, { skip_special_tokens: true })
+  }
+
+  /** Token text for logprobs: the raw vocabulary piece, so that no information is lost. */
+  tokenText(id: number): string {
+    return this.tokenizer.decode([id], { skip_special_tokens: false })
+  }
+
+  /** Renders and tokenizes a chat; the template writes its own special tokens. */
+  encodeChat(messages: ChatMessage[]): number[] {
+    if (!this.template) {
+      const transcript = messages.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'
+      return this.encode(transcript)
+    }
+    const text = this.template.render({ messages, add_generation_prompt: true, ...this.specialTokens })
+    return this.encode(text, false)
+  }
+}
+
+/**
+ * Turns a growing list of token ids into text deltas. Each step decodes a short window that
+ * starts a few tokens back, so tokenizers that strip a leading space or merge byte-fallback
+ * pieces into one character still produce exactly the text of a full decode.
+ */
+export class IncrementalDecoder {
+  private readonly tokenizer: TextTokenizer
+  private readonly tokens: number[]
+  private prefixOffset = 0
+  private readOffset: number
+
+  constructor(tokenizer: TextTokenizer, promptIds: number[]) {
+    this.tokenizer = tokenizer
+    // Context from the prompt's tail, so the first generated token decodes as it would in place.
+    this.tokens = promptIds.slice(-5)
+    this.readOffset = this.tokens.length
+  }
+
+  /** Adds a token; returns the text it completes ('' while a multi-byte character is unfinished). */
+  push(token: number): string {
+    this.tokens.push(token)
+    return this.advance(false)
+  }
+
+  /** Text still held back at the end of generation (an unfinished character, as decoded). */
+  flush(): string {
+    return this.advance(true)
+  }
+
+  private advance(final: boolean): string {
+    const before = this.tokenizer.decode(this.tokens.slice(this.prefixOffset, this.readOffset))
+    const after = this.tokenizer.decode(this.tokens.slice(this.prefixOffset))
+    if (after.length <= before.length || (!final && after.endsWith('\uFFFD'))) return ''
+    this.prefixOffset = this.readOffset
+    this.readOffset = this.tokens.length
+    return after.slice(before.length)
+  }
+}

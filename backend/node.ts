@@ -1,0 +1,92 @@
+import { serve } from '@hono/node-server'
+import pino from 'pino'
+import { createBackendApp } from './api/app.ts'
+import { loadBackendConfig } from './config.ts'
+import { ensureDefaultModel } from './default-model.ts'
+import { Engine } from './engine/engine.ts'
+import type { ServedModel } from './engine/text-generation.ts'
+import { BackendMetrics } from './metrics.ts'
+import { findModelFolders, loadModelFolder } from './model/folder.ts'
+import { TextTokenizer } from './model/tokenizer.ts'
+
+// Node entry of a backend node: configuration, logging, model loading, HTTP server, signals.
+let config: BackendConfig
+try {
+  config = loadBackendConfig()
+} catch (error) {
+  console.error(`switchyard backend: invalid configuration: ${(error as Error).message}`)
+  process.exit(2)
+}
+const log = pino({ level: config.LOG_LEVEL, base: { service: 'switchyard-backend' } })
+const metrics = new BackendMetrics()
+const models = new Map<string, ServedModel>()
+let ready = false
+let draining = false
+
+const app = createBackendApp({
+  models,
+  metrics,
+  maxQueue: config.MAX_QUEUE,
+  requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+  retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+  maxBodyBytes: config.MAX_BODY_BYTES,
+  isDraining: () => draining,
+  isReady: () => ready,
+})
+
+// Listen first: /health answers while models load, /ready only once they are warm.
+const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
+  log.info({ host: info.address, port: info.port }, 'listening')
+})
+
+try {
+  const modelDir = config.MODEL_DIR ?? (await ensureDefaultModel((message) => log.info(message)))
+  const folders = findModelFolders(modelDir).map((dir, _, all) => loadModelFolder(dir, { id: all.length === 1 ? config.MODEL_ID : undefined, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
+  for (const folder of folders) {
+    if (models.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
+    const tokenizer = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
+    const started = performance.now()
+    const engine = await Engine.start(
+      {
+        onnxPath: folder.onnxPath,
+        execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
+        scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
+      },
+      { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },
+    ).catch((error) => {
+      throw new Error(`model ${folder.id} (${folder.onnxPath}): ${(error as Error).message}`)
+    })
+    metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
+    models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
+    const { info } = engine
+    log.info({ model: folder.id, file: folder.onnxPath, device: info.device, parameters: info.parameters, context: folder.contextLength, kvFastPath: info.movesOnlyNewRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    if (folder.randomWeights) {
+      log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
+    }
+  }
+  ready = true
+  log.info({ models: [...models.keys()] }, 'backend ready')
+} catch (error) {
+  // One line naming what is wrong and where, then a non-zero exit.
+  console.error(`switchyard backend: ${(error as Error).message}`)
+  process.exit(1)
+}
+
+async function shutdown(signal: string): Promise<void> {
+  if (draining) return
+  draining = true
+  log.info({ signal, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, 'draining: not ready, finishing in-flight requests')
+  const deadline = Date.now() + config.DRAIN_TIMEOUT_MS
+  const active = () => [...models.values()].reduce((n, m) => n + m.engine.activeCount, 0)
+  while (active() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+  if (active() > 0) log.warn({ unfinished: active() }, 'drain timeout: ending the remaining requests')
+  await Promise.all([...models.values()].map((m) => m.engine.close()))
+  // Let the last response bytes go out, then close the listener and idle keep-alive sockets.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  server.close()
+  if ('closeAllConnections' in server) (server as import('node:http').Server).closeAllConnections()
+  log.info('drained, exiting')
+  process.exit(0)
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'))
+process.on('SIGINT', () => void shutdown('SIGINT'))
