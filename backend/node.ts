@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server'
 import pino from 'pino'
 import { createBackendApp } from './api/app.ts'
-import { loadBackendConfig } from './config.ts'
+import { type BackendConfig, loadBackendConfig } from './config.ts'
 import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'

@@ -1,0 +1,250 @@
+// The Llama decoder as an ONNX graph in the Hugging Face Optimum layout:
+// inputs input_ids / attention_mask / position_ids / past_key_values.{i}.key|value,
+// outputs logits / present.{i}.key|value. Opset 14, fp32, standard ops only.
+import type onnxProto from 'onnx-proto'
+import { DataType, GraphBuilder, encodeModel, floatTensor, valueInfo } from './onnx-writer.ts'
+
+type TensorProto = onnxProto.onnx.ITensorProto
+
+export interface LlamaShape {
+  hiddenSize: number
+  intermediateSize: number
+  numLayers: number
+  numHeads: number
+  numKvHeads: number
+  headDim: number
+  vocabSize: number
+  contextLength: number
+  rmsNormEps: number
+  ropeTheta: number
+  tieWordEmbeddings: boolean
+}
+
+/** One learned tensor. Projections are stored as [in, out] so MatMul needs no Transpose. */
+export interface WeightSpec {
+  name: string
+  dims: number[]
+  init: 'normal' | 'ones'
+}
+
+export const OPSET = 14
+
+/** Additive mask value: large enough that exp() underflows to exactly 0, small enough to never reach -inf. */
+const MASKED = -3.4e38
+
+export function llamaWeightSpecs(shape: LlamaShape): WeightSpec[] {
+  const { hiddenSize: h, intermediateSize: ff, numHeads, numKvHeads, headDim, vocabSize } = shape
+  const projection = (name: string, inDim: number, outDim: number): WeightSpec => ({
+    name: `${name}.weight_T`,
+    dims: [inDim, outDim],
+    init: 'normal',
+  })
+  const norm = (name: string): WeightSpec => ({ name: `${name}.weight`, dims: [h], init: 'ones' })
+
+  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', dims: [vocabSize, h], init: 'normal' }]
+  for (let i = 0; i < shape.numLayers; i++) {
+    const layer = `model.layers.${i}`
+    specs.push(
+      norm(`${layer}.input_layernorm`),
+      projection(`${layer}.self_attn.q_proj`, h, numHeads * headDim),
+      projection(`${layer}.self_attn.k_proj`, h, numKvHeads * headDim),
+      projection(`${layer}.self_attn.v_proj`, h, numKvHeads * headDim),
+      projection(`${layer}.self_attn.o_proj`, numHeads * headDim, h),
+      norm(`${layer}.post_attention_layernorm`),
+      projection(`${layer}.mlp.gate_proj`, h, ff),
+      projection(`${layer}.mlp.up_proj`, h, ff),
+      projection(`${layer}.mlp.down_proj`, ff, h),
+    )
+  }
+  specs.push(norm('model.norm'))
+  if (!shape.tieWordEmbeddings) specs.push(projection('lm_head', h, vocabSize))
+  return specs
+}
+
+export function countParameters(specs: WeightSpec[]): number {
+  return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1), 0)
+}
+
+/**
+ * Encodes the whole model. `weights` holds one tensor per llamaWeightSpecs() entry
+ * (inline or external data); the RoPE tables and small constants are added inline.
+ */
+export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[]): Uint8Array {
+  const g = new GraphBuilder()
+  for (const weight of weights) g.initializer(weight)
+
+  const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
+  const rope = ropeTables(g, shape)
+  const bias = attentionBias(g)
+
+  let residual = hidden
+  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, i, residual, rope, bias)
+
+  const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
+  // Tied head: ORT constant-folds this Transpose once at session load.
+  const head = shape.tieWordEmbeddings
+    ? g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })
+    : 'lm_head.weight_T'
+  g.op('MatMul', [normed, head], {}, 'logits')
+
+  return encodeModel({
+    graphName: 'llama',
+    builder: g,
+    inputs: graphInputs(shape),
+    outputs: graphOutputs(shape),
+    opset: OPSET,
+    producer: 'switchyard-model-builder',
+  })
+}
+
+function graphInputs(shape: LlamaShape) {
+  const inputs = [
+    valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
+    valueInfo('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']),
+    valueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']),
+  ]
+  const cacheDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim]
+  for (let i = 0; i < shape.numLayers; i++) {
+    inputs.push(valueInfo(`past_key_values.${i}.key`, DataType.FLOAT, cacheDims))
+    inputs.push(valueInfo(`past_key_values.${i}.value`, DataType.FLOAT, cacheDims))
+  }
+  return inputs
+}
+
+function graphOutputs(shape: LlamaShape) {
+  const outputs = [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', shape.vocabSize])]
+  const cacheDims = ['batch_size', shape.numKvHeads, 'total_sequence_length', shape.headDim]
+  for (let i = 0; i < shape.numLayers; i++) {
+    outputs.push(valueInfo(`present.${i}.key`, DataType.FLOAT, cacheDims))
+    outputs.push(valueInfo(`present.${i}.value`, DataType.FLOAT, cacheDims))
+  }
+  return outputs
+}
+
+interface RopeInputs {
+  cos: string
+  sin: string
+}
+
+/** cos/sin rows gathered by position_ids (never by column index), shaped [batch, 1, seq, head_dim]. */
+function ropeTables(g: GraphBuilder, shape: LlamaShape): RopeInputs {
+  const { contextLength, headDim, ropeTheta } = shape
+  const half = headDim / 2
+  const cos = new Float32Array(contextLength * headDim)
+  const sin = new Float32Array(contextLength * headDim)
+  for (let pos = 0; pos < contextLength; pos++) {
+    for (let i = 0; i < half; i++) {
+      const angle = pos / ropeTheta ** ((2 * i) / headDim)
+      // HF layout: the same frequencies repeated for both halves (rotate_half convention).
+      cos[pos * headDim + i] = cos[pos * headDim + i + half] = Math.cos(angle)
+      sin[pos * headDim + i] = sin[pos * headDim + i + half] = Math.sin(angle)
+    }
+  }
+  const table = (name: string, data: Float32Array) => {
+    g.initializer(floatTensor(name, [contextLength, headDim], data))
+    const rows = g.op('Gather', [name, 'position_ids'], { axis: 0 })
+    return g.op('Unsqueeze', [rows, g.int64([1])])
+  }
+  return { cos: table('rope.cos_cache', cos), sin: table('rope.sin_cache', sin) }
+}
+
+/**
+ * [batch, 1, seq, total] additive bias: key column j is visible to query i iff
+ * attention_mask[b, j] == 1 and j <= past_len + i. Masked columns anywhere
+ * (left padding or holes in the cache) therefore get exactly zero weight.
+ */
+function attentionBias(g: GraphBuilder): string {
+  const one = g.int64([1], [])
+  const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), one], { axis: 0 })
+  const totalLen = g.op('Gather', [g.op('Shape', ['attention_mask']), one], { axis: 0 })
+  const pastLen = g.op('Sub', [totalLen, seqLen])
+
+  const queryPos = g.op('Unsqueeze', [g.op('Range', [pastLen, totalLen, one]), g.int64([1])])
+  const keyPos = g.op('Unsqueeze', [g.op('Range', [g.int64([0], []), totalLen, one]), g.int64([0])])
+  const causal = g.op('Not', [g.op('Greater', [keyPos, queryPos])])
+
+  const attended = g.op('Cast', ['attention_mask'], { to: DataType.BOOL })
+  const visible = g.op('And', [
+    g.op('Unsqueeze', [causal, g.int64([0, 1])]),
+    g.op('Unsqueeze', [attended, g.int64([1, 2])]),
+  ])
+  return g.op('Where', [visible, g.float([0], []), g.float([MASKED], [])])
+}
+
+function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const meanSquare = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 })
+  const inverseRms = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSquare, g.float([eps], [])])])])
+  return g.op('Mul', [g.op('Mul', [x, inverseRms]), weight])
+}
+
+/** [batch, seq, heads*head_dim] -> [batch, heads, seq, head_dim] */
+function splitHeads(g: GraphBuilder, x: string, heads: number, headDim: number): string {
+  const reshaped = g.op('Reshape', [x, g.int64([0, 0, heads, headDim])])
+  return g.op('Transpose', [reshaped], { perm: [0, 2, 1, 3] })
+}
+
+/** x * cos + rotate_half(x) * sin, with rotate_half(x) = [-x2, x1]. */
+function applyRope(g: GraphBuilder, x: string, rope: RopeInputs): string {
+  const [x1, x2] = g.opMulti('Split', [x], 2, { axis: -1 })
+  const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 })
+  return g.op('Add', [g.op('Mul', [x, rope.cos]), g.op('Mul', [rotated, rope.sin])])
+}
+
+/** Grouped-query attention: [batch, kv_heads, t, d] -> [batch, heads, t, d], kv head k serving query heads k*groups..k*groups+groups-1. */
+function repeatKv(g: GraphBuilder, x: string, shape: LlamaShape): string {
+  const groups = shape.numHeads / shape.numKvHeads
+  if (groups === 1) return x
+  const tiled = g.op('Tile', [g.op('Unsqueeze', [x, g.int64([2])]), g.int64([1, 1, groups, 1, 1])])
+  return g.op('Reshape', [tiled, g.int64([0, shape.numHeads, -1, shape.headDim])])
+}
+
+function attention(g: GraphBuilder, shape: LlamaShape, layer: number, x: string, rope: RopeInputs, bias: string): string {
+  const { numHeads, numKvHeads, headDim } = shape
+  const prefix = `model.layers.${layer}.self_attn`
+  const project = (name: string) => g.op('MatMul', [x, `${prefix}.${name}.weight_T`])
+
+  const query = applyRope(g, splitHeads(g, project('q_proj'), numHeads, headDim), rope)
+  const newKey = applyRope(g, splitHeads(g, project('k_proj'), numKvHeads, headDim), rope)
+  const newValue = splitHeads(g, project('v_proj'), numKvHeads, headDim)
+
+  // present = Concat(past, new rows); the backend finds this Concat to read only the new rows.
+  const key = g.op('Concat', [`past_key_values.${layer}.key`, newKey], { axis: 2 })
+  const value = g.op('Concat', [`past_key_values.${layer}.value`, newValue], { axis: 2 })
+  g.op('Identity', [key], {}, `present.${layer}.key`)
+  g.op('Identity', [value], {}, `present.${layer}.value`)
+
+  const keyT = g.op('Transpose', [repeatKv(g, key, shape)], { perm: [0, 1, 3, 2] })
+  const scores = g.op('Mul', [g.op('MatMul', [query, keyT]), g.float([1 / Math.sqrt(headDim)], [])])
+  const probs = g.op('Softmax', [g.op('Add', [scores, bias])], { axis: -1 })
+  const context = g.op('MatMul', [probs, repeatKv(g, value, shape)])
+
+  const merged = g.op('Reshape', [
+    g.op('Transpose', [context], { perm: [0, 2, 1, 3] }),
+    g.int64([0, 0, numHeads * headDim]),
+  ])
+  return g.op('MatMul', [merged, `${prefix}.o_proj.weight_T`])
+}
+
+/** SwiGLU: down(silu(gate(x)) * up(x)), SiLU written as x * Sigmoid(x). */
+function mlp(g: GraphBuilder, layer: number, x: string): string {
+  const prefix = `model.layers.${layer}.mlp`
+  const gate = g.op('MatMul', [x, `${prefix}.gate_proj.weight_T`])
+  const up = g.op('MatMul', [x, `${prefix}.up_proj.weight_T`])
+  const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up])
+  return g.op('MatMul', [activated, `${prefix}.down_proj.weight_T`])
+}
+
+function decoderLayer(
+  g: GraphBuilder,
+  shape: LlamaShape,
+  layer: number,
+  hidden: string,
+  rope: RopeInputs,
+  bias: string,
+): string {
+  const prefix = `model.layers.${layer}`
+  const attnIn = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)
+  const afterAttn = g.op('Add', [hidden, attention(g, shape, layer, attnIn, rope, bias)])
+  const mlpIn = rmsNorm(g, afterAttn, `${prefix}.post_attention_layernorm.weight`, shape.rmsNormEps)
+  return g.op('Add', [afterAttn, mlp(g, layer, mlpIn)])
+}

@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { createRandom } from '../../../backend/sampling/prng.ts'
+import { SequenceSampler, type SamplingParams, argmax } from '../../../backend/sampling/sampler.ts'
+import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
+
+const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
+  temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 7, logprobs: -1, ...over,
+})
+const logits = () => Float32Array.from([0.1, 2.5, 1.0, 2.4, -3, 0])
+
+describe('prng', () => {
+  test('same seed gives the same stream, different seeds differ, values in [0, 1)', () => {
+    const a = createRandom(123)
+    const b = createRandom(123)
+    const c = createRandom(124)
+    const xs = Array.from({ length: 100 }, () => a())
+    assert.deepEqual(xs, Array.from({ length: 100 }, () => b()))
+    assert.notDeepEqual(xs, Array.from({ length: 100 }, () => c()))
+    assert.ok(xs.every((x) => x >= 0 && x < 1))
+    // Seeds above 2^32 are distinct too.
+    assert.notEqual(createRandom(2 ** 40 + 1)(), createRandom(1)())
+  })
+})
+
+describe('SequenceSampler', () => {
+  test('temperature 0 is argmax', () => {
+    assert.equal(new SequenceSampler(params({ temperature: 0 }), []).sample(logits()).token, 1)
+    assert.equal(argmax(Float32Array.from([1, 5, 5])), 1)
+  })
+
+  test('top_k 1 and a tiny top_p are greedy whatever the seed', () => {
+    for (let seed = 0; seed < 20; seed++) {
+      assert.equal(new SequenceSampler(params({ topK: 1, seed }), []).sample(logits()).token, 1)
+      assert.equal(new SequenceSampler(params({ topP: 0.01, seed }), []).sample(logits()).token, 1)
+    }
+  })
+
+  test('min_p drops tokens far below the best', () => {
+    const seen = new Set<number>()
+    for (let seed = 0; seed < 200; seed++) seen.add(new SequenceSampler(params({ minP: 0.5, seed }), []).sample(logits()).token)
+    assert.deepEqual([...seen].sort(), [1, 3])
+  })
+
+  test('same seed → same draws; sampling follows the distribution', () => {
+    const draw = (seed: number) => {
+      const s = new SequenceSampler(params({ seed }), [])
+      return Array.from({ length: 50 }, () => s.sample(logits()).token)
+    }
+    assert.deepEqual(draw(5), draw(5))
+    assert.notDeepEqual(draw(5), draw(6))
+    const counts = new Map<number, number>()
+    const s = new SequenceSampler(params({ seed: 1 }), [])
+    for (let i = 0; i < 4000; i++) {
+      const t = s.sample(logits()).token
+      counts.set(t, (counts.get(t) ?? 0) + 1)
+    }
+    // p(1) = e^2.5 / Σ ≈ 0.41
+    const p1 = (counts.get(1) ?? 0) / 4000
+    assert.ok(p1 > 0.36 && p1 < 0.46, `p(1) = ${p1}`)
+  })
+
+  test('penalties push repeated tokens down', () => {
+    const rep = new SequenceSampler(params({ temperature: 0, repetitionPenalty: 2 }), [1])
+    assert.equal(rep.sample(logits()).token, 3)
+    const presence = new SequenceSampler(params({ temperature: 0, presencePenalty: 1 }), [])
+    presence.accept(1)
+    assert.equal(presence.sample(logits()).token, 3)
+    const frequency = new SequenceSampler(params({ temperature: 0, frequencyPenalty: 0.05 }), [])
+    frequency.accept(1)
+    assert.equal(frequency.sample(logits()).token, 1)
+    frequency.accept(1)
+    frequency.accept(1)
+    assert.equal(frequency.sample(logits()).token, 3)
+  })
+
+  test('logprobs are of the raw distribution and list the best alternatives', () => {
+    const result = new SequenceSampler(params({ temperature: 0, logprobs: 2 }), []).sample(logits())
+    const row = logits()
+    const lse = Math.log(row.reduce((s, v) => s + Math.exp(v), 0))
+    assert.ok(Math.abs(result.logprob! - (2.5 - lse)) < 1e-5)
+    assert.deepEqual(result.top!.map((t) => t.token), [1, 3])
+  })
+})
+
+describe('StopMatcher', () => {
+  test('matches across pushes and never emits the stop text', () => {
+    const m = new StopMatcher(['END'])
+    assert.deepEqual(m.push('hello E'), { text: 'hello ', stopped: false })
+    assert.deepEqual(m.push('N'), { text: '', stopped: false })
+    assert.deepEqual(m.push('D and more'), { text: '', stopped: true })
+  })
+
+  test('releases held text when the match fails', () => {
+    const m = new StopMatcher(['END'])
+    assert.deepEqual(m.push('an E'), { text: 'an ', stopped: false })
+    assert.deepEqual(m.push('X'), { text: 'EX', stopped: false })
+    assert.deepEqual(m.push('EN'), { text: '', stopped: false })
+    assert.equal(m.flush(), 'EN')
+  })
+
+  test('earliest of several stops wins; no stops passes text through', () => {
+    const m = new StopMatcher(['b', 'xyz'])
+    assert.deepEqual(m.push('axyzb'), { text: 'a', stopped: true })
+    assert.deepEqual(new StopMatcher([]).push('abc'), { text: 'abc', stopped: false })
+  })
+})
