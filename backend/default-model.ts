@@ -11,7 +11,7 @@ export async function ensureDefaultModel(log: (message: string) => void): Promis
     log(`no MODEL_DIR set: building a tiny random-weight model into ${DEFAULT_MODEL_DIR}`)
     // Loaded only when needed: serving a real model never pays for the builder.
     const { buildRandomLlama } = await import('./model/builder/build-model.ts')
-    await buildRandomLlama({ preset: 'tiny', out: DEFAULT_MODEL_DIR, seed: 1 })
+    await buildRandomLlama({ preset: 'tiny', dir: DEFAULT_MODEL_DIR, seed: 1, force: true })
   }
   return DEFAULT_MODEL_DIR
 }
