@@ -76,9 +76,17 @@ export function startGeneration(api: ApiContext, model: ServedModel, request: Te
 
 /** Time to first token, inter-token latency, token and finish counts, as the chunks pass. */
 async function* observe(api: ApiContext, model: ServedModel, chunks: AsyncGenerator<TextChunk>): AsyncGenerator<TextChunk> {
+  try {
+    yield* observeChunks(api, model, chunks, performance.now(), new Map())
+  } catch (error) {
+    if (error instanceof GenerationError) api.metrics.finished.inc({ model: model.id, reason: error.kind }, 1)
+    throw error
+  }
+}
+
+/** `last` holds each choice's previous token time. */
+async function* observeChunks(api: ApiContext, model: ServedModel, chunks: AsyncGenerator<TextChunk>, started: number, last: Map<number, number>): AsyncGenerator<TextChunk> {
   const labels = { model: model.id }
-  const started = performance.now()
-  const last = new Map<number, number>()
   for await (const chunk of chunks) {
     if (chunk.tokens > 0) {
       const now = performance.now()

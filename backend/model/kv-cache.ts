@@ -86,11 +86,22 @@ export class KvCache {
     const at = this.lengths[row]
     const dstBase = row * this.rowSize
     const srcBase = srcRow * this.heads * srcColumns * d
+    const keys = this.keys[layer]
+    const values = this.values[layer]
+    const n = count * d
     for (let h = 0; h < this.heads; h++) {
       const src = srcBase + (h * srcColumns + srcColumn) * d
       const dst = dstBase + (h * this.columns + at) * d
-      this.keys[layer].set(key.subarray(src, src + count * d), dst)
-      this.values[layer].set(value.subarray(src, src + count * d), dst)
+      if (n <= 128) {
+        // A decode step copies one short column per head: a plain loop beats subarray + set.
+        for (let i = 0; i < n; i++) {
+          keys[dst + i] = key[src + i]
+          values[dst + i] = value[src + i]
+        }
+      } else {
+        keys.set(key.subarray(src, src + n), dst)
+        values.set(value.subarray(src, src + n), dst)
+      }
     }
   }
 
