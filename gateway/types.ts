@@ -1,0 +1,99 @@
+/**
+ * Contracts between the gateway's stages. The pipeline in app.ts depends only on these, so
+ * the Node entry (Redis, prom-client, pino) and the Workers entry can supply their own parts.
+ */
+
+/** Per-key (or per-token) limits; a missing field means "no limit" for that dimension. */
+export interface Limits {
+  /** Requests per `requestWindowSeconds`. */
+  requestsPerWindow?: number
+  requestWindowSeconds?: number
+  /** Prompt + completion tokens per minute, reserved before forwarding. */
+  tokensPerMinute?: number
+  /** Requests in flight at once. */
+  maxConcurrent?: number
+}
+
+/** Who is calling, after authentication. */
+export interface Principal {
+  /** API key id or JWT subject; used in logs, metrics and limit keys. Never a secret. */
+  id: string
+  tenant: string
+  /** Models this caller may use; undefined means all. */
+  models?: string[]
+  limits: Limits
+  via: 'api_key' | 'jwt'
+}
+
+/** An API key as stored: only the SHA-256 hash of the secret, never the secret. */
+export interface ApiKeyRecord {
+  id: string
+  /** hex SHA-256 of the full key string. */
+  hash: string
+  tenant: string
+  models?: string[]
+  limits: Limits
+  createdAt: string
+  revoked?: boolean
+  /** Where it came from: the config file (read-only) or the admin API (Redis or memory). */
+  source: 'config' | 'store'
+}
+
+export interface KeyStore {
+  /** The key whose hash this is, or null (unknown or revoked). */
+  findByHash(hash: string): Promise<ApiKeyRecord | null>
+  create(record: ApiKeyRecord): Promise<void>
+  list(): Promise<ApiKeyRecord[]>
+  /** Returns false when there was no such key. */
+  revoke(id: string): Promise<boolean>
+}
+
+/** Outcome of a limit check, with what the x-ratelimit-* headers report. */
+export interface LimitState {
+  limit: number
+  remaining: number
+  /** Seconds until the window resets. */
+  resetSeconds: number
+}
+
+export type Decision = { allowed: true; state: LimitState } | { allowed: false; state: LimitState; retryAfterSeconds: number }
+
+/** Rate-limit counters shared by all gateway instances (Redis) or local to one (memory). */
+export interface RateLimitStore {
+  /** Counts one request against `limit` per `windowSeconds` for `key`. */
+  hitRequest(key: string, limit: number, windowSeconds: number): Promise<Decision>
+  /** Atomically reserves `tokens` of a per-minute budget; a refused reservation reserves nothing. */
+  reserveTokens(key: string, tokens: number, perMinute: number): Promise<Decision>
+  /** Gives back reserved tokens that were not used. */
+  refundTokens(key: string, tokens: number, perMinute: number): Promise<void>
+  /** Takes a concurrency slot; the returned release must be called exactly once. */
+  acquireSlot(key: string, max: number): Promise<{ allowed: true; release: () => Promise<void> } | { allowed: false }>
+  /** Current token budget state, for headers on requests that did not reserve. */
+  peekTokens(key: string, perMinute: number): Promise<LimitState>
+}
+
+export interface CacheStore {
+  get(key: string): Promise<string | null>
+  set(key: string, value: string, ttlSeconds: number): Promise<void>
+}
+
+/** Structured logging; implementations must never receive secrets or prompt text. */
+export interface Logger {
+  info(fields: Record<string, unknown>, message: string): void
+  warn(fields: Record<string, unknown>, message: string): void
+  error(fields: Record<string, unknown>, message: string): void
+}
+
+/** The metrics the pipeline records; prom-client on Node. */
+export interface GatewayMetrics {
+  request(labels: { route: string; status: number; keyId: string }, seconds: number): void
+  firstByte(labels: { route: string }, seconds: number): void
+  tokens(labels: { keyId: string; kind: 'prompt' | 'completion' }, count: number): void
+  rateLimited(labels: { limit: 'requests' | 'tokens' | 'concurrency' | 'ip' }): void
+  cache(result: 'hit' | 'miss' | 'bypass' | 'coalesced'): void
+  storeError(store: 'redis', operation: string): void
+  /** 1 while the shared store answers, 0 while the gateway runs on its in-memory fallback. */
+  storeUp(up: boolean): void
+  /** Prometheus text (Node) or null where the runtime has no scrape endpoint. */
+  render(): Promise<{ contentType: string; body: string } | null>
+}
