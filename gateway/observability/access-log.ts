@@ -1,0 +1,51 @@
+import type { MiddlewareHandler } from 'hono'
+import { observeStream } from '../pipeline/observe-stream.ts'
+import type { GatewayMetrics, Logger } from '../types.ts'
+
+/**
+ * One log line and the request metrics per request, written when the request really ends
+ * (for streams: the last byte). Fields are ids, counts and durations: never keys, tokens or
+ * prompt text.
+ */
+export function accessLog(options: { logger: Logger; metrics: GatewayMetrics }): MiddlewareHandler {
+  return async (c, next) => {
+    const lifecycle = c.get('lifecycle')
+    lifecycle.onEnd((r) => {
+      const seconds = (performance.now() - r.startedAt) / 1000
+      const route = c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+      const keyId = r.keyId ?? 'anonymous'
+      options.metrics.request({ route, status: r.status ?? 0, keyId }, seconds)
+      if (r.firstByteAt !== undefined) options.metrics.firstByte({ route }, (r.firstByteAt - r.startedAt) / 1000)
+      if (r.usage) {
+        options.metrics.tokens({ keyId, kind: 'prompt' }, r.usage.promptTokens)
+        options.metrics.tokens({ keyId, kind: 'completion' }, r.usage.completionTokens)
+      }
+      options.logger.info(
+        {
+          requestId: r.requestId,
+          method: c.req.method,
+          route,
+          status: r.status,
+          keyId: r.keyId,
+          model: r.model,
+          cache: r.cache,
+          outcome: r.outcome ?? 'ok',
+          durationMs: Math.round(seconds * 1000 * 100) / 100,
+          firstByteMs: r.firstByteAt === undefined ? undefined : Math.round((r.firstByteAt - r.startedAt) * 100) / 100,
+          promptTokens: r.usage?.promptTokens,
+          completionTokens: r.usage?.completionTokens,
+        },
+        'request',
+      )
+    })
+    await next()
+    lifecycle.record.status = c.res.status
+    const body = c.res.body
+    if (body && c.res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      // A stream's request ends with its last byte (or the client leaving), not here.
+      c.res = new Response(observeStream(body, { onEnd: (outcome) => lifecycle.end({ outcome: lifecycle.record.outcome ?? outcome }) }), c.res)
+    } else {
+      lifecycle.end()
+    }
+  }
+}

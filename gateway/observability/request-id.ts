@@ -1,0 +1,18 @@
+import type { MiddlewareHandler } from 'hono'
+import { RequestLifecycle } from '../pipeline/lifecycle.ts'
+
+const VALID_ID = /^[\w.:-]{1,128}$/
+
+/**
+ * Accepts a well-formed `x-request-id` or makes one, returns it on the response, and opens
+ * the request's lifecycle record that later stages fill in.
+ */
+export function requestId(): MiddlewareHandler {
+  return async (c, next) => {
+    const offered = c.req.header('x-request-id')
+    const id = offered && VALID_ID.test(offered) ? offered : crypto.randomUUID()
+    c.set('lifecycle', new RequestLifecycle({ requestId: id, route: c.req.routePath, startedAt: performance.now() }))
+    await next()
+    c.res.headers.set('x-request-id', id)
+  }
+}

@@ -1,0 +1,104 @@
+import type { MiddlewareHandler } from 'hono'
+import type { z } from 'zod'
+import { validationError } from '../../backend/api/errors.ts'
+import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../backend/api/schemas.ts'
+import { gatewayError } from './errors.ts'
+
+export type ApiRoute = 'completions' | 'chat' | 'generate'
+
+/** A validated API request, as the later stages need it. */
+export interface ApiRequest {
+  route: ApiRoute
+  /** The client's JSON object (unknown fields kept), to forward after small edits. */
+  json: Record<string, unknown>
+  model: string | undefined
+  stream: boolean
+  /** Upper bound of the prompt's tokens (a token is at least one UTF-8 byte), for reservations. */
+  promptTokenBound: number
+  /** Most completion tokens the request can produce (all choices). */
+  maxCompletionTokens: number
+}
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    apiRequest: ApiRequest
+  }
+}
+
+const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema }
+const encoder = new TextEncoder()
+/** Tokens a chat template may add around each message (role markers and separators). */
+const TEMPLATE_TOKENS_PER_MESSAGE = 16
+
+/**
+ * Parses and validates the body with the backend's own schemas (one definition for both
+ * sides), bounds the prompt, and fills max_tokens when the client gave none so every
+ * request's token reservation is bounded.
+ */
+export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; defaultMaxTokens: number }): MiddlewareHandler {
+  return async (c, next) => {
+    const type = c.req.header('content-type') ?? ''
+    if (!/^application\/(.+\+)?json\b/i.test(type)) throw gatewayError(415, 'Content-Type must be application/json', 'unsupported_media_type')
+    let json: unknown
+    try {
+      json = JSON.parse(await c.req.text())
+    } catch {
+      throw gatewayError(400, 'The request body is not valid JSON', 'invalid_json')
+    }
+    const parsed = schemas[route].safeParse(json)
+    if (!parsed.success) {
+      const error = validationError(parsed.error)
+      throw gatewayError(400, error.message, error.code ?? 'invalid_value', { param: error.param })
+    }
+    const body = parsed.data as Record<string, any>
+    const object = json as Record<string, unknown>
+    const { chars, bytes, tokenIds, messages } = measurePrompt(route, body)
+    if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: route === 'chat' ? 'messages' : 'prompt' })
+
+    const choices = route === 'generate' ? body.num_return_sequences : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
+    let maxTokens: number
+    if (route === 'generate') maxTokens = body.max_length
+    else {
+      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? options.defaultMaxTokens
+      if (body.max_completion_tokens == null && body.max_tokens == null) object.max_tokens = maxTokens
+    }
+    const stream = route !== 'generate' && body.stream === true
+    if (stream) object.stream_options = { include_usage: true }
+    c.set('apiRequest', {
+      route,
+      json: object,
+      model: body.model,
+      stream,
+      promptTokenBound: (tokenIds || bytes) + TEMPLATE_TOKENS_PER_MESSAGE * (messages + 1),
+      maxCompletionTokens: maxTokens * choices,
+    })
+    await next()
+  }
+}
+
+function measurePrompt(route: ApiRoute, body: Record<string, any>) {
+  const texts: string[] = []
+  let tokenIds = 0
+  let messages = 0
+  if (route === 'chat') {
+    for (const m of body.messages) {
+      messages++
+      if (typeof m.content === 'string') texts.push(m.content)
+      else for (const part of m.content ?? []) texts.push(part.text)
+    }
+  } else if (typeof body.prompt === 'string') texts.push(body.prompt)
+  else {
+    for (const p of body.prompt as unknown[]) {
+      if (typeof p === 'string') texts.push(p)
+      else if (typeof p === 'number') tokenIds++
+      else tokenIds += (p as number[]).length
+    }
+  }
+  let chars = 0
+  let bytes = 0
+  for (const t of texts) {
+    chars += t.length
+    bytes += encoder.encode(t).length
+  }
+  return { chars, bytes, tokenIds, messages }
+}
