@@ -13,6 +13,8 @@ export interface ApiRequest {
   json: Record<string, unknown>
   model: string | undefined
   stream: boolean
+  /** The client asked for the usage chunk itself (the gateway always asks the backend for it). */
+  clientIncludeUsage: boolean
   /** Upper bound of the prompt's tokens (a token is at least one UTF-8 byte), for reservations. */
   promptTokenBound: number
   /** Most completion tokens the request can produce (all choices). */
@@ -63,12 +65,14 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
       if (body.max_completion_tokens == null && body.max_tokens == null) object.max_tokens = maxTokens
     }
     const stream = route !== 'generate' && body.stream === true
+    const clientIncludeUsage = body.stream_options?.include_usage === true
     if (stream) object.stream_options = { include_usage: true }
     c.set('apiRequest', {
       route,
       json: object,
       model: body.model,
       stream,
+      clientIncludeUsage,
       promptTokenBound: (tokenIds || bytes) + TEMPLATE_TOKENS_PER_MESSAGE * (messages + 1),
       maxCompletionTokens: maxTokens * choices,
     })

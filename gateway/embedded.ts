@@ -1,0 +1,58 @@
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseGatewayConfig } from './config/parse.ts'
+import { startNodeGateway } from './server.ts'
+
+// `npm start`: one backend node and the gateway in front of it on localhost, in-memory
+// stores, and a demo API key printed once. For trying Switchyard, not for production.
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const backendPort = Number(process.env.BACKEND_PORT ?? 8000)
+const backendUrl = `http://127.0.0.1:${backendPort}`
+
+const backend = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'backend/node.ts')], {
+  cwd: root,
+  env: { ...process.env, HOST: '127.0.0.1', PORT: String(backendPort) },
+  stdio: ['ignore', 'inherit', 'inherit'],
+})
+backend.on('exit', (code) => {
+  console.error(`switchyard: the backend node exited (${code}); stopping`)
+  process.exit(code || 1)
+})
+
+const deadline = Date.now() + 120_000
+while (!(await fetch(`${backendUrl}/ready`).then((r) => r.ok, () => false))) {
+  if (Date.now() > deadline) {
+    console.error('switchyard: the backend node did not become ready in 120 s')
+    backend.kill('SIGTERM')
+    process.exit(1)
+  }
+  await new Promise((r) => setTimeout(r, 100))
+}
+
+const demoKey = `sy-${randomBytes(32).toString('base64url')}`
+const config = parseGatewayConfig(
+  { auth: { apiKeys: [{ id: 'demo', tenant: 'demo', hash: createHash('sha256').update(demoKey).digest('hex') }] } },
+  { ...process.env, BACKEND_URL: backendUrl, PORT: process.env.PORT ?? '8080' },
+)
+const gateway = await startNodeGateway(config)
+const models = ((await (await fetch(`${backendUrl}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id)
+const base = `http://127.0.0.1:${gateway.port}`
+console.log(`
+Switchyard is running: gateway ${base} → backend node ${backendUrl} (models: ${models.join(', ')})
+Demo API key (shown once, kept in memory only): ${demoKey}
+
+  curl -N ${base}/v1/chat/completions -H "Authorization: Bearer ${demoKey}" \\
+    -H 'content-type: application/json' \\
+    -d '{"model":"${models[0]}","messages":[{"role":"user","content":"Tell me a story"}],"max_tokens":60,"stream":true}'
+`)
+
+const stop = async () => {
+  backend.removeAllListeners('exit')
+  backend.kill('SIGTERM')
+  await gateway.close()
+  process.exit(0)
+}
+process.on('SIGTERM', () => void stop())
+process.on('SIGINT', () => void stop())

@@ -1,0 +1,91 @@
+import type { MiddlewareHandler } from 'hono'
+import { gatewayError } from '../pipeline/errors.ts'
+import type { Decision, GatewayMetrics, LimitState, Limits, Logger, RateLimitStore } from '../types.ts'
+import { rateLimitHeaders } from './headers.ts'
+
+interface Options {
+  store: RateLimitStore
+  defaults: Limits
+  metrics: GatewayMetrics
+  logger: Logger
+}
+
+/**
+ * Per-key limits, in order: requests per window, concurrent requests, then tokens per minute.
+ * Tokens are reserved before forwarding (prompt bound + max_tokens, atomically in the store,
+ * so concurrent requests cannot overshoot) and what was not used is refunded when the
+ * response ends. Every response carries the x-ratelimit-* headers, streams included.
+ */
+export function keyRateLimits(options: Options): MiddlewareHandler {
+  const { store, metrics, logger } = options
+  return async (c, next) => {
+    const principal = c.get('principal')
+    const request = c.get('apiRequest')
+    const lifecycle = c.get('lifecycle')
+    const limits = { ...options.defaults, ...principal.limits }
+    let requestState: LimitState | undefined
+    let tokenState: LimitState | undefined
+    const headers = () => rateLimitHeaders({ requests: requestState, tokens: tokenState })
+    const refuse = (decision: Extract<Decision, { allowed: false }>, limit: 'requests' | 'tokens' | 'concurrency', message: string, code: string) => {
+      metrics.rateLimited({ limit })
+      throw gatewayError(429, message, code, { headers: { ...headers(), 'retry-after': String(decision.retryAfterSeconds) } })
+    }
+    const guarded = async <T>(what: string, run: () => Promise<T>, fallback: T): Promise<T> => {
+      try {
+        return await run()
+      } catch (error) {
+        // The stores fall back to memory themselves; anything that still fails lets the request through.
+        logger.warn({ operation: what, error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
+        return fallback
+      }
+    }
+
+    if (limits.requestsPerWindow) {
+      const decision = await guarded('requests', () => store.hitRequest(`req:${principal.id}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null)
+      if (decision) {
+        requestState = decision.state
+        if (!decision.allowed) refuse(decision, 'requests', 'Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded')
+      }
+    }
+    if (limits.maxConcurrent) {
+      const slot = await guarded('concurrency', () => store.acquireSlot(`conc:${principal.id}`, limits.maxConcurrent!), null)
+      if (slot && !slot.allowed) refuse({ allowed: false, retryAfterSeconds: 1, state: requestState ?? { limit: 0, remaining: 0, resetSeconds: 1 } }, 'concurrency', `Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded')
+      if (slot?.allowed) lifecycle.onEnd(() => slot.release())
+    }
+    if (limits.tokensPerMinute && request) {
+      const reserved = request.promptTokenBound + request.maxCompletionTokens
+      const perMinute = limits.tokensPerMinute
+      const decision = await guarded('tokens', () => store.reserveTokens(`tok:${principal.id}`, reserved, perMinute), null)
+      if (decision) {
+        tokenState = decision.state
+        if (!decision.allowed) {
+          refuse(decision, 'tokens', `Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${decision.state.remaining} of ${perMinute} per minute remain`, 'tokens_limit_exceeded')
+        }
+        lifecycle.onEnd((record) => {
+          const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
+          const refund = reserved - used
+          if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${principal.id}`, refund, perMinute), undefined)
+        })
+      }
+    }
+    await next()
+    for (const [name, value] of Object.entries(headers())) c.res.headers.set(name, value)
+  }
+}
+
+/** Requests per window per client IP: a flood guard in front of authentication. */
+export function ipRateLimit(options: { store: RateLimitStore; limit: number; windowSeconds: number; metrics: GatewayMetrics; ip: (c: Parameters<MiddlewareHandler>[0]) => string }): MiddlewareHandler {
+  return async (c, next) => {
+    let decision: Decision | null = null
+    try {
+      decision = await options.store.hitRequest(`ip:${options.ip(c)}`, options.limit, options.windowSeconds)
+    } catch {
+      decision = null
+    }
+    if (decision && !decision.allowed) {
+      options.metrics.rateLimited({ limit: 'ip' })
+      throw gatewayError(429, 'Too many requests from this address; retry after the reset', 'rate_limit_exceeded', { headers: { 'retry-after': String(decision.retryAfterSeconds) } })
+    }
+    await next()
+  }
+}

@@ -1,0 +1,19 @@
+import { ConfigError } from './config/parse.ts'
+import { loadGatewayConfig } from './config/load.ts'
+import { startNodeGateway } from './server.ts'
+
+// Node entry: configuration from GATEWAY_CONFIG and the environment, then serve until a signal.
+let config
+try {
+  config = loadGatewayConfig()
+} catch (error) {
+  console.error(`switchyard gateway: invalid configuration: ${(error as Error).message}`)
+  process.exit(error instanceof ConfigError ? 2 : 1)
+}
+const gateway = await startNodeGateway(config)
+const stop = async () => {
+  await gateway.close()
+  process.exit(0)
+}
+process.on('SIGTERM', () => void stop())
+process.on('SIGINT', () => void stop())

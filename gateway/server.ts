@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs'
+import { createSecureServer } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { getConnInfo } from '@hono/node-server/conninfo'
+import { serve, type ServerType } from '@hono/node-server'
+import pino from 'pino'
+import { createGatewayApp } from './app.ts'
+import type { GatewayConfig } from './config/schema.ts'
+import { createMemoryRateLimits, createRedisRateLimits } from './limits/rate-limit-store.ts'
+import { createPromMetrics } from './observability/prom-metrics.ts'
+import { createNodeUpstream } from './proxy/node-upstream.ts'
+import { MemoryCacheStore, MemoryKeyStore } from './stores/memory.ts'
+import { createRedis } from './stores/redis-client.ts'
+import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
+import type { Logger } from './types.ts'
+
+export interface RunningGateway {
+  port: number
+  metricsPort?: number
+  close(): Promise<void>
+}
+
+/**
+ * Wires the Node parts (pino, prom-client, Redis or memory stores, the undici upstream, TLS)
+ * around the runtime-neutral app and starts listening.
+ */
+export async function startNodeGateway(config: GatewayConfig, options: { logger?: Logger } = {}): Promise<RunningGateway> {
+  const env = config.env
+  const pinoLogger = pino({ level: env.LOG_LEVEL, base: { service: 'switchyard-gateway' } })
+  const logger: Logger = options.logger ?? {
+    info: (fields, message) => pinoLogger.info(fields, message),
+    warn: (fields, message) => pinoLogger.warn(fields, message),
+    error: (fields, message) => pinoLogger.error(fields, message),
+  }
+  const metrics = createPromMetrics()
+
+  const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
+  const redis = redisWanted
+    ? createRedis({ url: env.REDIS_URL, sentinels: env.REDIS_SENTINELS, sentinelName: env.REDIS_SENTINEL_NAME, clusterNodes: env.REDIS_CLUSTER_NODES }, { logger, metrics })
+    : null
+  if (!redis) logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
+  const app = createGatewayApp({
+    config,
+    logger,
+    metrics,
+    keyStore: redis ? new RedisKeyStore(redis) : new MemoryKeyStore(),
+    rateLimits: redis ? createRedisRateLimits(redis, { logger, metrics }) : createMemoryRateLimits(),
+    cacheStore: redis ? new RedisCacheStore(redis, { metrics }) : new MemoryCacheStore(),
+    upstream: createNodeUpstream(),
+    peerAddress: (c) => getConnInfo(c).remote.address,
+  })
+
+  const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) } : null
+  const server: ServerType = await new Promise((resolve) => {
+    const s = serve(
+      {
+        fetch: app.fetch,
+        hostname: env.HOST,
+        port: env.PORT,
+        // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
+        ...(tls ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } } : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes } }),
+      },
+      () => resolve(s),
+    )
+  })
+  const port = (server.address() as AddressInfo).port
+
+  let metricsServer: ServerType | undefined
+  if (env.METRICS_PORT) {
+    metricsServer = serve({
+      hostname: env.HOST,
+      port: env.METRICS_PORT,
+      fetch: async () => {
+        const rendered = await metrics.render()
+        return new Response(rendered!.body, { headers: { 'content-type': rendered!.contentType } })
+      },
+    })
+  }
+  logger.info({ host: env.HOST, port, tls: Boolean(tls), backend: config.backend.url, redis: Boolean(redis), metricsPort: env.METRICS_PORT || undefined }, 'gateway listening')
+  return {
+    port,
+    metricsPort: env.METRICS_PORT || undefined,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      metricsServer?.close()
+      redis?.disconnect()
+    },
+  }
+}
