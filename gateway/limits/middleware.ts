@@ -23,6 +23,8 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     const request = c.get('apiRequest')
     const lifecycle = c.get('lifecycle')
     const limits = { ...options.defaults, ...principal.limits }
+    // Key ids and JWT subjects live in different namespaces: never share counters across them.
+    const who = `${principal.via}:${principal.id}`
     let requestState: LimitState | undefined
     let tokenState: LimitState | undefined
     const headers = () => rateLimitHeaders({ requests: requestState, tokens: tokenState })
@@ -41,21 +43,21 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     }
 
     if (limits.requestsPerWindow) {
-      const decision = await guarded('requests', () => store.hitRequest(`req:${principal.id}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null)
+      const decision = await guarded('requests', () => store.hitRequest(`req:${who}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null)
       if (decision) {
         requestState = decision.state
         if (!decision.allowed) refuse(decision, 'requests', 'Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded')
       }
     }
     if (limits.maxConcurrent) {
-      const slot = await guarded('concurrency', () => store.acquireSlot(`conc:${principal.id}`, limits.maxConcurrent!), null)
+      const slot = await guarded('concurrency', () => store.acquireSlot(`conc:${who}`, limits.maxConcurrent!), null)
       if (slot && !slot.allowed) refuse({ allowed: false, retryAfterSeconds: 1, state: requestState ?? { limit: 0, remaining: 0, resetSeconds: 1 } }, 'concurrency', `Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded')
       if (slot?.allowed) lifecycle.onEnd(() => slot.release())
     }
     if (limits.tokensPerMinute && request) {
       const reserved = request.promptTokenBound + request.maxCompletionTokens
       const perMinute = limits.tokensPerMinute
-      const decision = await guarded('tokens', () => store.reserveTokens(`tok:${principal.id}`, reserved, perMinute), null)
+      const decision = await guarded('tokens', () => store.reserveTokens(`tok:${who}`, reserved, perMinute), null)
       if (decision) {
         tokenState = decision.state
         if (!decision.allowed) {
@@ -64,7 +66,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
         lifecycle.onEnd((record) => {
           const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
           const refund = reserved - used
-          if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${principal.id}`, refund, perMinute), undefined)
+          if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${who}`, refund, perMinute), undefined)
         })
       }
     }

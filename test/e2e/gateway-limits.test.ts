@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { Agent, fetch as undiciFetch } from 'undici'
+import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
+import { ADMIN_TOKEN, startGateway } from '../helpers/gateway-process.ts'
+import { startRedis } from '../helpers/redis-server.ts'
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex')
+const key = (name: string) => `sy-limits-test-${name}`
+const auth = (name: string) => ({ authorization: `Bearer ${key(name)}` })
+const request = (extra: object = {}) => ({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 20, temperature: 0.7, seed: 1, ...extra })
+
+let backend: BackendProcess
+before(async () => {
+  backend = await startBackend({ MAX_BATCH_SIZE: '64' })
+})
+after(async () => backend?.stop())
+
+const apiKey = (name: string, limits: object) => ({ id: name, tenant: 'acme', hash: sha(key(name)), limits })
+
+describe('gateway rate limits (real Redis)', () => {
+  test('50 concurrent requests never overshoot a tokens-per-minute budget; unused tokens are refunded', async () => {
+    const redis = await startRedis()
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('tpm', { tokensPerMinute: 700 })] }, cache: { enabled: false } }, { REDIS_URL: redis.url })
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 50 }, async (_, i) => {
+          const r = await postJson(`${gateway.url}/v1/completions`, request({ seed: i, max_tokens: 40, ignore_eos: true }), auth('tpm'))
+          const body = (await r.json()) as { usage?: { total_tokens: number } }
+          return { status: r.status, used: body.usage?.total_tokens ?? 0, remaining: r.headers.get('x-ratelimit-remaining-tokens') }
+        }),
+      )
+      const granted = results.filter((r) => r.status === 200)
+      const refused = results.filter((r) => r.status === 429)
+      assert.equal(granted.length + refused.length, 50)
+      assert.ok(refused.length > 0, 'the budget ran out')
+      assert.ok(granted.length > 0)
+      const used = granted.reduce((sum, r) => sum + r.used, 0)
+      assert.ok(used <= 700, `used ${used} of 700`)
+      // Each reservation was prompt bound (16 bytes + template allowance) + 40; refunds made room for more.
+      const after = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('tpm'))
+      assert.equal(after.status, 200, 'refunded tokens are available again')
+    } finally {
+      await gateway.stop()
+      await redis.stop()
+    }
+  })
+
+  test('requests per window and concurrency limits answer 429 with Retry-After', async () => {
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('rpm', { requestsPerWindow: 3, requestWindowSeconds: 60 }), apiKey('conc', { maxConcurrent: 2 })] } })
+    try {
+      const statuses = []
+      for (let i = 0; i < 4; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('rpm'))).status)
+      assert.deepEqual(statuses, [200, 200, 200, 429])
+      const limited = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('rpm'))
+      assert.ok(Number(limited.headers.get('retry-after')) >= 1)
+      assert.equal(limited.headers.get('x-ratelimit-remaining-requests'), '0')
+      assert.equal(((await limited.json()) as { error: { type: string } }).error.type, 'rate_limit_error')
+
+      const streams = await Promise.all([1, 2].map(() => postJson(`${gateway.url}/v1/completions`, request({ stream: true, max_tokens: 400, ignore_eos: true }), auth('conc'))))
+      const third = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('conc'))
+      assert.equal(third.status, 429)
+      assert.equal(((await third.json()) as { error: { code: string } }).error.code, 'concurrency_limit_exceeded')
+      await Promise.all(streams.map((s) => s.text()))
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('conc'))).status, 200)
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  test('spoofed X-Forwarded-For from an untrusted peer does not escape the per-IP limit', async () => {
+    const gateway = await startGateway({ backend: { url: backend.url }, limits: { perIp: { requestsPerWindow: 4, requestWindowSeconds: 60 } } })
+    try {
+      const statuses = []
+      for (let i = 0; i < 6; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request(), { 'x-forwarded-for': `10.0.0.${i}` })).status)
+      assert.deepEqual(statuses, [401, 401, 401, 401, 429, 429])
+    } finally {
+      await gateway.stop()
+    }
+  })
+
+  test('Redis killed mid-test: requests keep succeeding on in-memory limits, and Redis is used again when it returns', async () => {
+    const redis = await startRedis()
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('chaos', { requestsPerWindow: 1000, tokensPerMinute: 100_000 })] } }, { REDIS_URL: redis.url })
+    const metric = async () => (await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).match(/switchyard_gateway_store_up (\d)/)![1]
+    try {
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('chaos'))).status, 200)
+      await redis.stop()
+      for (let i = 0; i < 10; i++) {
+        const r = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2, temperature: 0 }), auth('chaos'))
+        assert.equal(r.status, 200, await r.text())
+        assert.ok(r.headers.get('x-ratelimit-remaining-requests'))
+      }
+      assert.equal(await metric(), '0')
+      await redis.restart()
+      let up = '0'
+      for (let i = 0; i < 100 && up === '0'; i++) {
+        await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('chaos'))
+        up = await metric()
+        if (up === '0') await new Promise((r) => setTimeout(r, 100))
+      }
+      assert.equal(up, '1')
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('chaos'))).status, 200)
+      const keys = execFileSync('redis-cli', ['-p', String(redis.port), '--scan']).toString()
+      assert.match(keys, /chaos/, 'limit counters are back in Redis')
+      assert.equal(gateway.output().split('\n').filter((l) => /redis.*(down|unavailable|lost)/i.test(l)).length <= 2, true, 'the outage is logged once, not per request')
+    } finally {
+      await gateway.stop()
+      await redis.stop()
+    }
+  })
+
+  test('HTTPS with a test certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('tls', {})] } }, { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') })
+    try {
+      assert.match(gateway.url, /^https:/)
+      const dispatcher = new Agent({ connect: { ca: readFileSync(join(dir, 'cert.pem')) } })
+      const r = await undiciFetch(`${gateway.url}/v1/completions`, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json', ...auth('tls') }, body: JSON.stringify(request({ max_tokens: 3 })) })
+      assert.equal(r.status, 200)
+      assert.equal(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 3)
+      await assert.rejects(undiciFetch(`${gateway.url}/health`), 'an untrusted certificate is refused by default')
+    } finally {
+      await gateway.stop()
+    }
+  })
+})
