@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
@@ -28,7 +28,7 @@ type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
 export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, parameters } = prepareModel(onnxPath)
+  const { source, newRows, parameters } = prepareModel(onnxPath, log)
   const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
   let lastError: unknown
   for (const device of devices) {
@@ -60,10 +60,11 @@ function sessionOptions(device: 'cpu' | 'cuda', options: ExecutionOptions): ort.
 
 /**
  * Rewrites the graph to expose new KV rows. A model with external weight files is written to a
- * temporary folder beside links to those files, since onnxruntime resolves them relative to
- * the model's own path.
+ * temporary folder beside hard links to those files: onnxruntime resolves them relative to the
+ * model's path and refuses symbolic links that lead out of its folder. Where no hard link can be
+ * made (another file system), the original graph is served, fetching present.* (slower).
  */
-function prepareModel(onnxPath: string): { source: string | Uint8Array; newRows: Map<string, string> | null; parameters: number } {
+function prepareModel(onnxPath: string, log: Log): { source: string | Uint8Array; newRows: Map<string, string> | null; parameters: number } {
   let model
   try {
     model = decodeModel(readFileSync(onnxPath))
@@ -75,7 +76,13 @@ function prepareModel(onnxPath: string): { source: string | Uint8Array; newRows:
   if (!rewritten) return { source: onnxPath, newRows: null, parameters }
   if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
-  for (const file of rewritten.external) symlinkSync(resolve(dirname(onnxPath), file), join(dir, file))
+  try {
+    for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true })
+    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
+    return { source: onnxPath, newRows: null, parameters }
+  }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, rewritten.model)
   return { source: path, newRows: rewritten.newRows, parameters }

@@ -14,6 +14,8 @@ export class TextTokenizer {
   private readonly tokenizer: Tokenizer
   private readonly template: Template | null
   private readonly specialTokens: Record<string, string>
+  private readonly anchor: number
+  private readonly anchorText: string
 
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
     this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig)
@@ -28,6 +30,9 @@ export class TextTokenizer {
       unk_token: tokenText(tokenizerConfig.unk_token),
       pad_token: tokenText(tokenizerConfig.pad_token),
     }
+    const anchorIds = this.encode('a', false)
+    this.anchor = anchorIds[anchorIds.length - 1] ?? 0
+    this.anchorText = this.tokenizer.decode([this.anchor], { skip_special_tokens: false })
   }
 
   get hasChatTemplate(): boolean {
@@ -42,9 +47,14 @@ export class TextTokenizer {
     return this.tokenizer.decode(ids, { skip_special_tokens: true })
   }
 
-  /** Token text for logprobs: the raw vocabulary piece, so that no information is lost. */
+  /**
+   * A token's text as it reads inside a sequence (for logprobs). Decoding it alone would lose
+   * what decoders strip at the start of a text, such as SentencePiece's leading space, so it is
+   * decoded after an anchor token and the anchor's own text is cut off.
+   */
   tokenText(id: number): string {
-    return this.tokenizer.decode([id], { skip_special_tokens: false })
+    const anchored = this.tokenizer.decode([this.anchor, id], { skip_special_tokens: false })
+    return anchored.slice(this.anchorText.length)
   }
 
   /** Renders and tokenizes a chat; the template writes its own special tokens. */

@@ -2,7 +2,7 @@
 // inputs input_ids / attention_mask / position_ids / past_key_values.{i}.key|value,
 // outputs logits / present.{i}.key|value. Opset 14, fp32, standard ops only.
 import type onnxProto from 'onnx-proto'
-import { DataType, GraphBuilder, encodeModel, floatTensor, valueInfo } from './onnx-writer.ts'
+import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -24,7 +24,7 @@ export interface LlamaShape {
 export interface WeightSpec {
   name: string
   dims: number[]
-  init: 'normal' | 'ones'
+  init: 'embedding' | 'projection' | 'ones'
 }
 
 export const OPSET = 14
@@ -37,11 +37,11 @@ export function llamaWeightSpecs(shape: LlamaShape): WeightSpec[] {
   const projection = (name: string, inDim: number, outDim: number): WeightSpec => ({
     name: `${name}.weight_T`,
     dims: [inDim, outDim],
-    init: 'normal',
+    init: 'projection',
   })
   const norm = (name: string): WeightSpec => ({ name: `${name}.weight`, dims: [h], init: 'ones' })
 
-  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', dims: [vocabSize, h], init: 'normal' }]
+  const specs: WeightSpec[] = [{ name: 'model.embed_tokens.weight', dims: [vocabSize, h], init: 'embedding' }]
   for (let i = 0; i < shape.numLayers; i++) {
     const layer = `model.layers.${i}`
     specs.push(
@@ -67,14 +67,14 @@ export function countParameters(specs: WeightSpec[]): number {
 
 /**
  * Encodes the whole model. `weights` holds one tensor per llamaWeightSpecs() entry
- * (inline or external data); the RoPE tables and small constants are added inline.
+ * (inline or external data); small constants are added inline.
  */
 export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[]): Uint8Array {
   const g = new GraphBuilder()
   for (const weight of weights) g.initializer(weight)
 
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
-  const rope = ropeTables(g, shape)
+  const rope = rotaryCosSin(g, shape)
   const bias = attentionBias(g)
 
   let residual = hidden
@@ -126,26 +126,19 @@ interface RopeInputs {
   sin: string
 }
 
-/** cos/sin rows gathered by position_ids (never by column index), shaped [batch, 1, seq, head_dim]. */
-function ropeTables(g: GraphBuilder, shape: LlamaShape): RopeInputs {
-  const { contextLength, headDim, ropeTheta } = shape
-  const half = headDim / 2
-  const cos = new Float32Array(contextLength * headDim)
-  const sin = new Float32Array(contextLength * headDim)
-  for (let pos = 0; pos < contextLength; pos++) {
-    for (let i = 0; i < half; i++) {
-      const angle = pos / ropeTheta ** ((2 * i) / headDim)
-      // HF layout: the same frequencies repeated for both halves (rotate_half convention).
-      cos[pos * headDim + i] = cos[pos * headDim + i + half] = Math.cos(angle)
-      sin[pos * headDim + i] = sin[pos * headDim + i + half] = Math.sin(angle)
-    }
-  }
-  const table = (name: string, data: Float32Array) => {
-    g.initializer(floatTensor(name, [contextLength, headDim], data))
-    const rows = g.op('Gather', [name, 'position_ids'], { axis: 0 })
-    return g.op('Unsqueeze', [rows, g.int64([1])])
-  }
-  return { cos: table('rope.cos_cache', cos), sin: table('rope.sin_cache', sin) }
+/**
+ * cos/sin of position_ids (never the column index) times the inverse frequencies, shaped
+ * [batch, 1, seq, head_dim]. Computed in the graph like HF does in float32, so no
+ * position table sits among the initializers.
+ */
+function rotaryCosSin(g: GraphBuilder, shape: LlamaShape): RopeInputs {
+  const { headDim, ropeTheta } = shape
+  // HF layout: the same frequencies repeated for both halves (rotate_half convention).
+  const inverseFrequencies = Array.from({ length: headDim }, (_, i) => 1 / ropeTheta ** ((2 * (i % (headDim / 2))) / headDim))
+  const positions = g.op('Unsqueeze', [g.op('Cast', ['position_ids'], { to: DataType.FLOAT }), g.int64([2])])
+  const angles = g.op('Mul', [positions, g.float(inverseFrequencies)])
+  const table = (op: 'Cos' | 'Sin') => g.op('Unsqueeze', [g.op(op, [angles]), g.int64([1])])
+  return { cos: table('Cos'), sin: table('Sin') }
 }
 
 /**

@@ -130,3 +130,26 @@ describe('ModelRunner on stories260K', () => {
     await slow.dispose()
   })
 })
+
+describe('ModelRunner on a model with external weight data', () => {
+  test('loads it, keeps the fast path, and decodes like the inline copy', async () => {
+    const { mkdtempSync, rmSync, existsSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { buildRandomLlama } = await import('../../../backend/model/builder/build-model.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-external-'))
+    try {
+      await buildRandomLlama({ dir: join(dir, 'inline'), preset: 'tiny', seed: 3 })
+      await buildRandomLlama({ dir: join(dir, 'external'), preset: 'tiny', seed: 3, externalData: true })
+      assert.ok(existsSync(join(dir, 'external/onnx/model.onnx_data')))
+      const inline = await ModelRunner.load(join(dir, 'inline/onnx/model.onnx'), execution, () => {})
+      const external = await ModelRunner.load(join(dir, 'external/onnx/model.onnx'), execution, () => {})
+      assert.equal(external.movesOnlyNewRows, true)
+      const prompts = [[1, 5, 9, 20], [1, 7]]
+      assert.deepEqual(await greedyBatch(external, prompts, 12), await greedyBatch(inline, prompts, 12))
+      await Promise.all([inline.dispose(), external.dispose()])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
