@@ -28,19 +28,21 @@ type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
 export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, parameters } = prepareModel(onnxPath, log)
+  const { source, newRows, parameters, cleanup } = prepareModel(onnxPath, log)
   const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
   let lastError: unknown
   for (const device of devices) {
     try {
       const settings = sessionOptions(device, options)
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
+      cleanup()
       return { session, device, newRows, parameters }
     } catch (error) {
       lastError = error
       if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
     }
   }
+  cleanup()
   throw new Error(`cannot create an onnxruntime session on ${options.device} for ${onnxPath}: ${firstLine(lastError)}`)
 }
 
@@ -64,7 +66,16 @@ function sessionOptions(device: 'cpu' | 'cuda', options: ExecutionOptions): ort.
  * model's path and refuses symbolic links that lead out of its folder. Where no hard link can be
  * made (another file system), the original graph is served, fetching present.* (slower).
  */
-function prepareModel(onnxPath: string, log: Log): { source: string | Uint8Array; newRows: Map<string, string> | null; parameters: number } {
+interface PreparedModel {
+  source: string | Uint8Array
+  newRows: Map<string, string> | null
+  parameters: number
+  /** Removes the temporary folder once the session holds the weights. */
+  cleanup: () => void
+}
+
+function prepareModel(onnxPath: string, log: Log): PreparedModel {
+  const cleanup = () => {}
   let model
   try {
     model = decodeModel(readFileSync(onnxPath))
@@ -73,19 +84,19 @@ function prepareModel(onnxPath: string, log: Log): { source: string | Uint8Array
   }
   const parameters = countParameters(model)
   const rewritten = exposeNewKvRows(model)
-  if (!rewritten) return { source: onnxPath, newRows: null, parameters }
-  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters }
+  if (!rewritten) return { source: onnxPath, newRows: null, parameters, cleanup }
+  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
-    return { source: onnxPath, newRows: null, parameters }
+    return { source: onnxPath, newRows: null, parameters, cleanup }
   }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, rewritten.model)
-  return { source: path, newRows: rewritten.newRows, parameters }
+  return { source: path, newRows: rewritten.newRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {
