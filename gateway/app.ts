@@ -62,7 +62,8 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
     authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger }),
   ] as const
-  const body = bodyLimit({ maxSize: config.server.maxBodyBytes, onError: (c) => errorResponse(c, 413, `The request body is larger than ${config.server.maxBodyBytes} bytes`, 'request_too_large') })
+  // The unread rest of an oversized body would poison a kept-alive connection: close it.
+  const body = bodyLimit({ maxSize: config.server.maxBodyBytes, onError: (c) => errorResponse(c, 413, `The request body is larger than ${config.server.maxBodyBytes} bytes`, 'request_too_large', { connection: 'close' }) })
   const limits = keyRateLimits({ store: deps.rateLimits, defaults: config.limits.defaults, metrics, logger })
 
   const generationRoute = (route: ApiRoute, path: string) => {
@@ -80,7 +81,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
           timeoutMs: config.server.requestTimeoutMs,
         })
       if (!cache) return forward()
-      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, cacheControl: c.req.header('cache-control') }, forward)
+      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant: request.clientIncludeUsage ? 'usage' : '', cacheControl: c.req.header('cache-control') }, forward)
       lifecycle.record.cache = (response.headers.get('x-cache') as 'HIT' | 'MISS' | 'BYPASS' | null) ?? undefined
       return response
     })

@@ -27,7 +27,8 @@ export function createBackendApp(options: BackendAppOptions): Hono {
 
   const limit = bodyLimit({
     maxSize: options.maxBodyBytes,
-    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large' })),
+    // The unread rest of an oversized body would poison a kept-alive connection: close it.
+    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large', headers: { connection: 'close' } })),
   })
   app.post('/v1/completions', limit, (c) => completions(c, options))
   app.post('/v1/chat/completions', limit, (c) => chatCompletions(c, options))

@@ -78,7 +78,7 @@ describe('gateway: the public API through the whole pipeline', () => {
 
   test('401 for missing, unknown or malformed credentials, all alike; 403 for a model the key may not use', async () => {
     const bodies = []
-    for (const headers of [{}, auth('sy-unknown'), { authorization: 'Basic abc' }, { 'x-api-key': 'nope' }]) {
+    for (const headers of [{}, auth('sy-unknown'), { authorization: 'Basic abc' }, { 'x-api-key': 'nope' }] as Record<string, string>[]) {
       const r = await postJson(`${gateway.url}/v1/completions`, greedy(), headers)
       assert.equal(r.status, 401)
       bodies.push(await r.text())

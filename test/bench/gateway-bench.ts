@@ -1,0 +1,159 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { request } from 'undici'
+import { REPO_ROOT } from '../helpers/paths.ts'
+import { freePort, startRedis } from '../helpers/redis-server.ts'
+
+/**
+ * npm run bench:gateway — the gateway's full pipeline (API key auth, Redis rate limits,
+ * metrics, access log, proxy) in front of a fast fake upstream, against the upstream called
+ * directly and nginx as a plain reverse proxy, measured with wrk in one run.
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5)
+const CONNECTIONS = [1, 16, 64]
+const KEY = 'sy-bench-key-0123456789abcdef'
+const work = mkdtempSync(join(tmpdir(), 'switchyard-gwbench-'))
+const children: ChildProcess[] = []
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+
+async function spawnAndWait(args: string[], env: Record<string, string>, ready: () => Promise<boolean>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+  children.push(child)
+  const deadline = Date.now() + 30_000
+  while (!(await ready())) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${args.join(' ')} did not start`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return child
+}
+const answers = (url: string) => () => fetch(url).then((r) => r.status < 500, () => false)
+
+function wrk(url: string, connections: number, stream = false): { rps: number; p50: number; p99: number; requests: number } {
+  const script = join(work, stream ? 'post-stream.lua' : 'post.lua')
+  const body = JSON.stringify({ model: 'bench', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, ...(stream ? { stream: true } : {}) })
+  writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["content-type"] = "application/json"\nwrk.headers["authorization"] = "Bearer ${KEY}"\n`)
+  const out = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${SECONDS}s`, '--latency', '-s', script, url], { encoding: 'utf8' })
+  const ms = (label: string) => {
+    const m = new RegExp(`^\\s+${label}\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out)!
+    return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)
+  }
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+  if (non2xx) throw new Error(`wrk saw ${non2xx[1]} error responses from ${url}:\n${out}`)
+  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]), p50: ms('50%'), p99: ms('99%'), requests: Number(/(\d+) requests in/.exec(out)![1]) }
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime + stime, in clock ticks of 1/100 s
+}
+const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
+
+async function timeToFirstChunk(url: string, count: number): Promise<number> {
+  const times: number[] = []
+  const body = JSON.stringify({ model: 'bench', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, stream: true })
+  for (let i = 0; i < count; i++) {
+    const started = performance.now()
+    const response = await request(url, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` } })
+    for await (const _ of response.body) {
+      times.push(performance.now() - started)
+      break
+    }
+    await response.body.dump()
+  }
+  times.sort((a, b) => a - b)
+  return times[Math.floor(times.length / 2)]
+}
+
+const redis = await startRedis()
+const upstreamPort = await freePort()
+await spawnAndWait(['--import', 'tsx', 'test/bench/fake-upstream.ts'], { PORT: String(upstreamPort) }, answers(`http://127.0.0.1:${upstreamPort}/`))
+const upstream = `http://127.0.0.1:${upstreamPort}`
+
+const nginxPort = await freePort()
+mkdirSync(join(work, 'nginx'), { recursive: true })
+writeFileSync(
+  join(work, 'nginx.conf'),
+  `worker_processes 1; daemon off; pid ${work}/nginx.pid; error_log ${work}/nginx-error.log;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path ${work}/nginx; proxy_temp_path ${work}/nginx;
+  upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 128; }
+  server { listen 127.0.0.1:${nginxPort};
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`,
+)
+const nginx = spawn('nginx', ['-c', join(work, 'nginx.conf'), '-p', work], { stdio: 'ignore' })
+children.push(nginx)
+const nginxUrl = `http://127.0.0.1:${nginxPort}`
+while (!(await answers(`${nginxUrl}/`)())) await new Promise((r) => setTimeout(r, 50))
+
+const gatewayPort = await freePort()
+const configPath = join(work, 'gateway.json')
+writeFileSync(configPath, JSON.stringify({ backend: { url: upstream }, auth: { apiKeys: [{ id: 'bench', tenant: 'bench', hash: createHash('sha256').update(KEY).digest('hex') }] }, limits: { defaults: { requestsPerWindow: 1e9, requestWindowSeconds: 60, tokensPerMinute: 1e12, maxConcurrent: 100000 }, perIp: { requestsPerWindow: 1e9, requestWindowSeconds: 60 } }, cache: { enabled: false } }))
+const gateway = await spawnAndWait(['--import', 'tsx', 'gateway/node.ts'], { GATEWAY_CONFIG: configPath, PORT: String(gatewayPort), REDIS_URL: redis.url, LOG_LEVEL: 'info' }, answers(`http://127.0.0.1:${gatewayPort}/health`))
+const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+
+// Warm-up: JIT, connection pools, Redis scripts.
+wrk(`${gatewayUrl}/v1/completions`, 16)
+wrk(`${upstream}/v1/completions`, 16)
+wrk(`${nginxUrl}/v1/completions`, 16)
+
+const rows: { connections: number; direct: ReturnType<typeof wrk>; nginx: ReturnType<typeof wrk>; gateway: ReturnType<typeof wrk>; gatewayCpuPerRequestUs: number; addedP50Ms: number; addedP99Ms: number; gatewayVsNginxRps: number }[] = []
+let peakRss = rssMb(gateway.pid!)
+for (const connections of CONNECTIONS) {
+  const direct = wrk(`${upstream}/v1/completions`, connections)
+  const viaNginx = wrk(`${nginxUrl}/v1/completions`, connections)
+  const cpuBefore = cpuSeconds(gateway.pid!)
+  const viaGateway = wrk(`${gatewayUrl}/v1/completions`, connections)
+  const cpuPerRequestUs = ((cpuSeconds(gateway.pid!) - cpuBefore) / viaGateway.requests) * 1e6
+  peakRss = Math.max(peakRss, rssMb(gateway.pid!))
+  rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
+  console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
+}
+const ttfbDirect = await timeToFirstChunk(`${upstream}/v1/completions`, 300)
+const ttfbGateway = await timeToFirstChunk(`${gatewayUrl}/v1/completions`, 300)
+
+const at = (c: number) => rows.find((r) => r.connections === c)!
+const targets = [
+  { target: 'gateway CPU per request (full pipeline)', goal: '≤ 150 µs', value: `${at(64).gatewayCpuPerRequestUs.toFixed(0)} µs (64 conns); ${at(1).gatewayCpuPerRequestUs.toFixed(0)} µs (1 conn)`, met: at(64).gatewayCpuPerRequestUs <= 150 },
+  { target: 'requests/s vs nginx at 64 connections', goal: '≥ 40%', value: `${(at(64).gatewayVsNginxRps * 100).toFixed(0)}%`, met: at(64).gatewayVsNginxRps >= 0.4 },
+  { target: 'added p50 latency at 1 connection', goal: '≤ 0.5 ms', value: `${at(1).addedP50Ms.toFixed(3)} ms`, met: at(1).addedP50Ms <= 0.5 },
+  { target: 'added time to first chunk (streaming)', goal: '≤ 0.5 ms', value: `${(ttfbGateway - ttfbDirect).toFixed(3)} ms`, met: ttfbGateway - ttfbDirect <= 0.5 },
+  { target: 'added p99 latency at 64 connections', goal: '≤ 5 ms', value: `${at(64).addedP99Ms.toFixed(3)} ms`, met: at(64).addedP99Ms <= 5 },
+  { target: 'gateway RSS under load', goal: '≤ 80 MB', value: `${peakRss.toFixed(0)} MB`, met: peakRss <= 80 },
+]
+const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, targets }
+mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
+writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), JSON.stringify(result, null, 2) + '\n')
+const table = rows
+  .map((r) => `| ${r.connections} | ${r.direct.rps.toFixed(0)} | ${r.nginx.rps.toFixed(0)} | ${r.gateway.rps.toFixed(0)} | ${(r.gatewayVsNginxRps * 100).toFixed(0)}% | ${r.direct.p50.toFixed(3)} / ${r.direct.p99.toFixed(3)} | ${r.nginx.p50.toFixed(3)} / ${r.nginx.p99.toFixed(3)} | ${r.gateway.p50.toFixed(3)} / ${r.gateway.p99.toFixed(3)} | ${r.gatewayCpuPerRequestUs.toFixed(0)} |`)
+  .join('\n')
+writeFileSync(
+  resolve(REPO_ROOT, 'docs/bench/gateway.md'),
+  `# Gateway benchmark
+
+Command: \`npm run bench:gateway\` (${SECONDS} s per point, wrk with one thread). Machine: ${result.machine.cpu}, ${result.machine.cores} cores, Node ${process.version}; ${result.date}.
+Every process (wrk, the fake upstream, nginx, the gateway, Redis) shares the same 2 cores, so
+absolute numbers are low and noisy; the ratios against the direct and nginx runs of the same
+script are what to read.
+
+The gateway runs its full pipeline: request id, access log (pino), API-key auth, per-IP and
+per-key limits in Redis (requests, concurrency, tokens with reservation and refund), metrics
+(prom-client), and the proxy (undici) to a fake upstream that answers at once.
+
+| connections | direct rps | nginx rps | gateway rps | gateway / nginx | direct p50 / p99 ms | nginx p50 / p99 ms | gateway p50 / p99 ms | gateway CPU µs/request |
+|---|---|---|---|---|---|---|---|---|
+${table}
+
+Time to first chunk of a stream (median of 300 sequential requests): direct ${ttfbDirect.toFixed(3)} ms, through the gateway ${ttfbGateway.toFixed(3)} ms.
+Peak gateway RSS: ${peakRss.toFixed(0)} MB.
+
+| target | goal | measured | met |
+|---|---|---|---|
+${targets.map((t) => `| ${t.target} | ${t.goal} | ${t.value} | ${t.met ? 'yes' : 'no'} |`).join('\n')}
+`,
+)
+console.log(readFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.md'), 'utf8'))
+await redis.stop()
+process.exit(0)
