@@ -42,33 +42,34 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
       }
     }
 
-    if (limits.requestsPerWindow) {
-      const decision = await guarded('requests', () => store.hitRequest(`req:${who}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null)
-      if (decision) {
-        requestState = decision.state
-        if (!decision.allowed) refuse(decision, 'requests', 'Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded')
-      }
+    // The three checks are independent, so they run concurrently (one store round trip of
+    // latency, not three); whatever one check granted is given back if another refuses.
+    const reserved = request ? request.promptTokenBound + request.maxCompletionTokens : 0
+    const perMinute = limits.tokensPerMinute ?? 0
+    const [requestDecision, slot, tokenDecision] = await Promise.all([
+      limits.requestsPerWindow ? guarded('requests', () => store.hitRequest(`req:${who}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null) : null,
+      limits.maxConcurrent ? guarded('concurrency', () => store.acquireSlot(`conc:${who}`, limits.maxConcurrent!), null) : null,
+      perMinute && request ? guarded('tokens', () => store.reserveTokens(`tok:${who}`, reserved, perMinute), null) : null,
+    ])
+    requestState = requestDecision?.state
+    tokenState = tokenDecision?.state
+    const refused = (requestDecision && !requestDecision.allowed) || (slot && !slot.allowed) || (tokenDecision && !tokenDecision.allowed)
+    if (refused) {
+      if (slot?.allowed) void slot.release()
+      if (tokenDecision?.allowed) void guarded('refund', () => store.refundTokens(`tok:${who}`, reserved, perMinute), undefined)
     }
-    if (limits.maxConcurrent) {
-      const slot = await guarded('concurrency', () => store.acquireSlot(`conc:${who}`, limits.maxConcurrent!), null)
-      if (slot && !slot.allowed) refuse({ allowed: false, retryAfterSeconds: 1, state: requestState ?? { limit: 0, remaining: 0, resetSeconds: 1 } }, 'concurrency', `Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded')
-      if (slot?.allowed) lifecycle.onEnd(() => slot.release())
+    if (requestDecision && !requestDecision.allowed) refuse(requestDecision, 'requests', 'Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded')
+    if (slot && !slot.allowed) refuse({ allowed: false, retryAfterSeconds: 1, state: requestState ?? { limit: 0, remaining: 0, resetSeconds: 1 } }, 'concurrency', `Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded')
+    if (tokenDecision && !tokenDecision.allowed) {
+      refuse(tokenDecision, 'tokens', `Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${tokenDecision.state.remaining} of ${perMinute} per minute remain`, 'tokens_limit_exceeded')
     }
-    if (limits.tokensPerMinute && request) {
-      const reserved = request.promptTokenBound + request.maxCompletionTokens
-      const perMinute = limits.tokensPerMinute
-      const decision = await guarded('tokens', () => store.reserveTokens(`tok:${who}`, reserved, perMinute), null)
-      if (decision) {
-        tokenState = decision.state
-        if (!decision.allowed) {
-          refuse(decision, 'tokens', `Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${decision.state.remaining} of ${perMinute} per minute remain`, 'tokens_limit_exceeded')
-        }
-        lifecycle.onEnd((record) => {
-          const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
-          const refund = reserved - used
-          if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${who}`, refund, perMinute), undefined)
-        })
-      }
+    if (slot?.allowed) lifecycle.onEnd(() => slot.release())
+    if (tokenDecision?.allowed) {
+      lifecycle.onEnd((record) => {
+        const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
+        const refund = reserved - used
+        if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${who}`, refund, perMinute), undefined)
+      })
     }
     await next()
     for (const [name, value] of Object.entries(headers())) c.res.headers.set(name, value)

@@ -87,7 +87,7 @@ describe('gateway rate limits (real Redis)', () => {
   test('Redis killed mid-test: requests keep succeeding on in-memory limits, and Redis is used again when it returns', async () => {
     const redis = await startRedis()
     const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('chaos', { requestsPerWindow: 1000, tokensPerMinute: 100_000 })] } }, { REDIS_URL: redis.url })
-    const metric = async () => (await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).match(/switchyard_gateway_store_up (\d)/)![1]
+    const metric = async () => (await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).match(/^switchyard_gateway_store_up (\d)$/m)![1]
     try {
       assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('chaos'))).status, 200)
       await redis.stop()
