@@ -59,14 +59,14 @@ export const gatewayFileSchema = z
         /** Limits for keys and tokens that set none of their own. */
         defaults: limitsSchema.default({ requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }),
         /** Per client IP, for routes without authentication. */
-        perIp: z.object({ requestsPerWindow: positiveInt, requestWindowSeconds: positiveInt }).strict().default({ requestsPerWindow: 120, requestWindowSeconds: 60 }),
+        perIp: z.object({ requestsPerWindow: positiveInt, requestWindowSeconds: positiveInt }).strict().default({ requestsPerWindow: 1200, requestWindowSeconds: 60 }),
         /** Peers whose X-Forwarded-For is believed (exact IPs). */
         trustedProxies: z.array(z.string()).default([]),
         /** max_tokens filled in when a request sets none, so its token reservation is bounded. */
         defaultMaxTokens: positiveInt.default(512),
       })
       .strict()
-      .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 120, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
+      .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 1200, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
     cache: z
       .object({ enabled: z.boolean().default(true), ttlSeconds: positiveInt.default(300), maxEntryBytes: positiveInt.default(1 << 20) })
       .strict()
