@@ -120,6 +120,8 @@ export class Scheduler {
       stats.prefillMs = performance.now() - started
       stats.prefillTokens = rows.length * Math.max(...rows.map((r) => r.tokens.length))
       admitted.forEach((seq, i) => this.sampleInto(seq, logits[i], events))
+      // First tokens go out now, not after this step's decode pass: that is the TTFT.
+      this.emit(events.splice(0), { ...stats, waiting: this.waiting.length, running: this.running.length })
     }
 
     // Sequences admitted this step already have their first token; all rows decode together.
@@ -135,7 +137,7 @@ export class Scheduler {
     }
     stats.waiting = this.waiting.length
     stats.running = this.running.length
-    if (events.length > 0 || admitted.length > 0) this.emit(events, stats)
+    if (events.length > 0) this.emit(events, stats)
   }
 
   private sampleInto(seq: Sequence, logits: Float32Array, events: TokenEvent[]): void {
