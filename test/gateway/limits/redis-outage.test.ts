@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { createRedisRateLimits } from '../../../gateway/limits/rate-limit-store.ts'
+import { createRedis, type RedisClient } from '../../../gateway/stores/redis-client.ts'
+import type { RateLimitStore } from '../../../gateway/types.ts'
+import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { recordingHooks, timed, untilReady, waitFor } from '../stores/support.ts'
+
+// Generous for a loaded machine: "answers" means well under a second, not stalled for the TCP/retry timeouts.
+const ANSWERS_WITHIN_MS = 2000
+
+describe('Redis rate limits when Redis is killed mid-test', () => {
+  let server: RedisServer
+  let redisA: RedisClient
+  let redisB: RedisClient
+  let a: RateLimitStore
+  let b: RateLimitStore
+  const recordedA = recordingHooks()
+  const recordedB = recordingHooks()
+
+  before(async () => {
+    server = await startRedis()
+    redisA = createRedis({ url: server.url, maxBackoffMs: 100 }, recordedA.hooks)
+    redisB = createRedis({ url: server.url, maxBackoffMs: 100 }, recordedB.hooks)
+    await Promise.all([untilReady(redisA), untilReady(redisB)])
+    a = createRedisRateLimits(redisA, recordedA.hooks)
+    b = createRedisRateLimits(redisB, recordedB.hooks)
+  })
+  after(async () => {
+    redisA?.disconnect()
+    redisB?.disconnect()
+    await server?.stop()
+  })
+
+  it('counts in Redis, keeps limiting in memory while Redis is down, and uses Redis again after it restarts', async () => {
+    // 1. Up: both instances share the Redis counters.
+    assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 4)
+    assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 3)
+    assert.equal((await b.hitRequest('k', 5, 60)).state.remaining, 2)
+    assert.equal((await a.reserveTokens('t', 400, 1000)).allowed, true)
+    assert.equal((await b.peekTokens('t', 1000)).remaining, 600)
+
+    // 2. Killed: every operation still answers, promptly, from the insurance limiters.
+    server.child.kill('SIGKILL')
+    await once(server.child, 'exit')
+    const hits = []
+    for (let i = 0; i < 6; i++) {
+      const { value, ms } = await timed(() => a.hitRequest('k', 5, 60))
+      assert.ok(ms < ANSWERS_WITHIN_MS, `hit took ${ms} ms`)
+      hits.push(value.allowed)
+    }
+    // In-memory counters start empty, and still enforce the limit.
+    assert.deepEqual(hits, [true, true, true, true, true, false])
+    const reserve = await timed(() => a.reserveTokens('t', 700, 1000))
+    assert.ok(reserve.ms < ANSWERS_WITHIN_MS, `reserve took ${reserve.ms} ms`)
+    assert.equal(reserve.value.allowed, true)
+    assert.equal((await a.reserveTokens('t', 400, 1000)).allowed, false)
+    await a.refundTokens('t', 200, 1000)
+    assert.equal((await a.peekTokens('t', 1000)).remaining, 500)
+    const slot = await a.acquireSlot('c', 1)
+    assert.equal(slot.allowed, true)
+    assert.equal((await a.acquireSlot('c', 1)).allowed, false)
+    if (slot.allowed) await slot.release()
+    assert.equal((await a.acquireSlot('c', 1)).allowed, true)
+
+    // The outage was logged once and counted, not logged per error. (The operations above can
+    // all fail before the client has processed the socket close, so wait for it to notice.)
+    await waitFor(() => recordedA.storeUp.includes(false), 'the client to notice the outage')
+    for (let i = 0; i < 20; i++) await a.hitRequest('k', 5, 60)
+    assert.equal(recordedA.count('redis unavailable'), 1)
+    assert.equal(recordedA.count('rate limits counting in memory'), 1)
+    assert.ok(recordedA.storeErrors.some((op) => op.startsWith('rate_limit')))
+    assert.ok(recordedA.storeErrors.includes('acquire_slot'))
+    assert.deepEqual(recordedA.storeUp, [true, false])
+
+    // 3. Restarted (empty: no persistence): the clients reconnect on their own.
+    await server.restart()
+    await Promise.all([untilReady(redisA), untilReady(redisB)])
+    assert.equal(recordedA.count('redis available again'), 1)
+    assert.deepEqual(recordedA.storeUp, [true, false, true])
+
+    // Redis counters again: shared between instances, and visible in Redis itself.
+    const errorsBefore = recordedA.storeErrors.length
+    assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 4)
+    assert.equal((await b.hitRequest('k', 5, 60)).state.remaining, 3)
+    assert.equal((await a.reserveTokens('t', 300, 1000)).state.remaining, 700)
+    assert.equal((await b.peekTokens('t', 1000)).remaining, 700)
+    const held = await a.acquireSlot('c2', 1)
+    assert.equal((await b.acquireSlot('c2', 1)).allowed, false)
+    if (held.allowed) await held.release()
+    const raw = new Redis(server.port, '127.0.0.1')
+    try {
+      assert.equal(await raw.get('sy:rl:requests:60s:k'), '2')
+      assert.equal(await raw.get('sy:rl:tokens:60s:t'), '300')
+    } finally {
+      raw.disconnect()
+    }
+    assert.equal(recordedA.storeErrors.length, errorsBefore, 'no fallback once Redis is back')
+  })
+})

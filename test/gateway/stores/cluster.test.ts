@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { after, before, describe, it } from 'node:test'
+import { Cluster } from 'ioredis'
+import { createRedisRateLimits } from '../../../gateway/limits/rate-limit-store.ts'
+import { createRedis, type RedisClient } from '../../../gateway/stores/redis-client.ts'
+import { RedisCacheStore, RedisKeyStore } from '../../../gateway/stores/redis.ts'
+import type { RateLimitStore } from '../../../gateway/types.ts'
+import { freePort, type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { keyRecord, keyStoreContract } from './key-store-contract.ts'
+import { recordingHooks, untilReady, waitFor } from './support.ts'
+
+/** Runs `redis-cli --cluster create` over the nodes (three masters, no replicas). */
+async function createCluster(ports: number[]): Promise<void> {
+  const child = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (d) => (output += d))
+  child.stderr.on('data', (d) => (output += d))
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  if (code !== 0 || !output.includes('All 16384 slots covered')) throw new Error(`cluster create failed: ${output}`)
+}
+
+describe('Redis Cluster', () => {
+  const nodes: RedisServer[] = []
+  let redis: RedisClient
+  const recorded = recordingHooks()
+
+  before(async () => {
+    for (let i = 0; i < 3; i++) {
+      // The cluster bus defaults to port + 10000, which may be taken or past 65535: pick it too.
+      const busPort = await freePort()
+      nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']))
+    }
+    await createCluster(nodes.map((n) => n.port))
+    redis = createRedis({ clusterNodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })) }, recorded.hooks)
+    assert.ok(redis instanceof Cluster)
+    await untilReady(redis)
+    // Every node must agree the cluster is up before writes to any slot succeed.
+    await waitFor(async () => (await redis.cluster('INFO')).includes('cluster_state:ok'), 'cluster_state:ok')
+  })
+  after(async () => {
+    redis?.disconnect()
+    for (const node of nodes) await node.stop()
+  })
+
+  let prefixes = 0
+  describe('key store', () => keyStoreContract(() => new RedisKeyStore(redis, { prefix: `c${++prefixes}:` })))
+
+  it('cache get/set', async () => {
+    const cache = new RedisCacheStore(redis, { metrics: recorded.hooks.metrics })
+    for (let i = 0; i < 20; i++) await cache.set(`sy:cache:${i}`, `v${i}`, 60)
+    for (let i = 0; i < 20; i++) assert.equal(await cache.get(`sy:cache:${i}`), `v${i}`)
+  })
+
+  it('rate limits and slots on keys spread over the slots', async () => {
+    const limits: RateLimitStore = createRedisRateLimits(redis, recorded.hooks)
+    for (let i = 0; i < 10; i++) {
+      const key = `key_${i}`
+      assert.equal((await limits.hitRequest(key, 2, 60)).allowed, true)
+      assert.equal((await limits.reserveTokens(key, 600, 1000)).allowed, true)
+      assert.equal((await limits.reserveTokens(key, 600, 1000)).allowed, false)
+      assert.equal((await limits.peekTokens(key, 1000)).remaining, 400)
+      const slot = await limits.acquireSlot(key, 1)
+      assert.equal((await limits.acquireSlot(key, 1)).allowed, false)
+      if (slot.allowed) await slot.release()
+    }
+    assert.deepEqual(recorded.storeErrors, [], 'every operation ran on the cluster, none on the in-memory fallback')
+  })
+
+  it('keeps the key store in a single slot', async () => {
+    const store = new RedisKeyStore(redis, { prefix: 'one:' })
+    const record = keyRecord()
+    await store.create(record)
+    const slots = await Promise.all(['one:{keys}:ids', `one:{keys}:id:${record.id}`, `one:{keys}:hash:${record.hash}`].map((k) => redis.cluster('KEYSLOT', k)))
+    assert.equal(new Set(slots).size, 1)
+  })
+})
