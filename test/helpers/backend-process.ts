@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { resolve } from 'node:path'
-import { REPO_ROOT, STORIES_DIR } from './paths.ts'
+import { spawnEntry } from './node-process.ts'
+import { STORIES_DIR } from './paths.ts'
 
 export interface BackendProcess {
   url: string
@@ -15,28 +15,16 @@ export interface BackendProcess {
 
 /** Starts a real backend node (`backend/node.ts`) on a free port and waits for /ready. */
 export async function startBackend(env: Record<string, string> = {}, options: { waitReady?: boolean; timeoutMs?: number } = {}): Promise<BackendProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'backend/node.ts')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, MODEL_DIR: STORIES_DIR, HOST: '127.0.0.1', PORT: '0', DEVICE: 'cpu', CPU_THREADS: '1', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout!.on('data', (d) => (output += d))
-  child.stderr!.on('data', (d) => (output += d))
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-    return exited
-  }
+  const { child, output: outputOf, stop } = spawnEntry('backend/node.ts', { MODEL_DIR: STORIES_DIR, HOST: '127.0.0.1', PORT: '0', DEVICE: 'cpu', CPU_THREADS: '1', LOG_LEVEL: 'info', ...env })
   const deadline = Date.now() + (options.timeoutMs ?? 30_000)
   let port = 0
   while (!port) {
-    const match = /"port":(\d+)/.exec(output)
+    const match = /"port":(\d+)/.exec(outputOf())
     if (match) port = Number(match[1])
-    else if (child.exitCode !== null) throw new Error(`backend exited with ${child.exitCode} before listening:\n${output}`)
+    else if (child.exitCode !== null) throw new Error(`backend exited with ${child.exitCode} before listening:\n${outputOf()}`)
     else if (Date.now() > deadline) {
       await stop('SIGKILL')
-      throw new Error(`backend did not listen in time:\n${output}`)
+      throw new Error(`backend did not listen in time:\n${outputOf()}`)
     } else await new Promise((r) => setTimeout(r, 25))
   }
   const url = `http://127.0.0.1:${port}`
@@ -44,15 +32,15 @@ export async function startBackend(env: Record<string, string> = {}, options: { 
     while (true) {
       const ok = await fetch(`${url}/ready`).then((r) => r.ok, () => false)
       if (ok) break
-      if (child.exitCode !== null) throw new Error(`backend exited with ${child.exitCode}:\n${output}`)
+      if (child.exitCode !== null) throw new Error(`backend exited with ${child.exitCode}:\n${outputOf()}`)
       if (Date.now() > deadline) {
         await stop('SIGKILL')
-        throw new Error(`backend not ready in time:\n${output}`)
+        throw new Error(`backend not ready in time:\n${outputOf()}`)
       }
       await new Promise((r) => setTimeout(r, 50))
     }
   }
-  return { url, port, child, output: () => output, stop }
+  return { url, port, child, output: outputOf, stop }
 }
 
 /** Runs the backend entry to completion (for start-up failures); resolves with code and output. */

@@ -1,9 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { REPO_ROOT } from './paths.ts'
+import { join } from 'node:path'
+import { spawnEntry } from './node-process.ts'
 
 export interface GatewayProcess {
   url: string
@@ -20,31 +19,19 @@ export async function startGateway(config: object, env: Record<string, string> =
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-gateway-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(config))
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'gateway/node.ts')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, GATEWAY_CONFIG: configPath, HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout!.on('data', (d) => (output += d))
-  child.stderr!.on('data', (d) => (output += d))
-  const exited = once(child, 'exit').then(([code]) => code as number | null)
-  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(signal)
-    return exited
-  }
+  const { child, output, stop } = spawnEntry('gateway/node.ts', { GATEWAY_CONFIG: configPath, HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'info', ...env })
   const deadline = Date.now() + 20_000
   while (true) {
-    const match = /"port":(\d+).*"gateway listening"/.exec(output)
+    const match = /"port":(\d+).*"gateway listening"/.exec(output())
     if (match) {
       const port = Number(match[1])
       const scheme = env.TLS_CERT_FILE ? 'https' : 'http'
-      return { url: `${scheme}://127.0.0.1:${port}`, port, child, output: () => output, stop }
+      return { url: `${scheme}://127.0.0.1:${port}`, port, child, output, stop }
     }
-    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output}`)
+    if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output()}`)
     if (Date.now() > deadline) {
       await stop('SIGKILL')
-      throw new Error(`gateway did not start:\n${output}`)
+      throw new Error(`gateway did not start:\n${output()}`)
     }
     await new Promise((r) => setTimeout(r, 25))
   }
