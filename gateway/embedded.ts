@@ -13,7 +13,8 @@ const backendUrl = `http://127.0.0.1:${backendPort}`
 
 const backend = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'backend/node.ts')], {
   cwd: root,
-  env: { ...process.env, HOST: '127.0.0.1', PORT: String(backendPort) },
+  // CPU unless asked otherwise: probing for CUDA on a laptop only prints onnxruntime's loader errors.
+  env: { DEVICE: 'cpu', ...process.env, HOST: '127.0.0.1', PORT: String(backendPort) },
   stdio: ['ignore', 'inherit', 'inherit'],
 })
 backend.on('exit', (code) => {

@@ -39,8 +39,9 @@ export function renderThroughputChart({ title, models }: { title: string; models
     out.push(`<text x="${x + 30}" y="46" font-size="12">${side.name}</text>`)
   }
 
+  const left = (width - panelW * models.length) / 2
   models.forEach((m, i) => {
-    const x0 = i * panelW
+    const x0 = left + i * panelW
     const y0 = header
     const plotW = panelW - pad.left - pad.right
     const plotH = panelH - pad.top - pad.bottom
