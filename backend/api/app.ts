@@ -27,8 +27,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
 
   const limit = bodyLimit({
     maxSize: options.maxBodyBytes,
-    // The unread rest of an oversized body would poison a kept-alive connection: close it.
-    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large', headers: { connection: 'close' } })),
+    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large' })),
   })
   app.post('/v1/completions', limit, (c) => completions(c, options))
   app.post('/v1/chat/completions', limit, (c) => chatCompletions(c, options))

@@ -44,11 +44,11 @@ export function resolveModel(api: ApiContext, name: string | undefined): ServedM
  * Checks every prompt against the context window and settles max_tokens: an explicit value
  * must fit beside the prompt; without one, `fallback` is clamped to what is left.
  */
-export function fitMaxTokens(model: ServedModel, prompts: number[][], requested: number | null | undefined, fallback: number): number {
+export function fitMaxTokens(model: ServedModel, prompts: number[][], requested: number | null | undefined, fallback: number, promptParam = 'prompt'): number {
   const context = model.folder.contextLength
   const longest = Math.max(...prompts.map((p) => p.length))
   if (longest >= context) {
-    throw new ApiError(400, `This model's maximum context length is ${context} tokens; the prompt has ${longest} tokens, which leaves no room for a completion.`, { param: 'messages', code: 'context_length_exceeded' })
+    throw new ApiError(400, `This model's maximum context length is ${context} tokens; the prompt has ${longest} tokens, which leaves no room for a completion.`, { param: promptParam, code: 'context_length_exceeded' })
   }
   if (requested != null && longest + requested > context) {
     throw new ApiError(400, `This model's maximum context length is ${context} tokens. You requested ${longest + requested} tokens (${longest} in the prompt, ${requested} for the completion). Reduce the prompt or max_tokens.`, { param: 'max_tokens', code: 'context_length_exceeded' })
@@ -66,6 +66,9 @@ export function startGeneration(api: ApiContext, model: ServedModel, request: Te
     for (const prompt of request.prompts) api.metrics.promptTokens.inc({ model: model.id }, prompt.length)
     return observe(api, model, generateText(model, { ...request, timeoutMs: api.requestTimeoutMs }, api.maxQueue, signal))
   } catch (error) {
+    if (error instanceof GenerationError && error.kind === 'too_many_sequences') {
+      throw new ApiError(400, `This request asks for more sequences (prompts × n) than the server queues at once: ${error.message}`, { param: 'n', code: 'too_many_sequences' })
+    }
     if (error instanceof GenerationError && error.kind === 'queue_full') {
       api.metrics.rejections.inc({ model: model.id, reason: 'queue_full' })
       throw new ApiError(503, error.message, { type: 'server_error', code: 'queue_full', headers: { 'Retry-After': String(api.retryAfterSeconds) } })

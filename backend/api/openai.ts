@@ -79,7 +79,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const n = body.n ?? 1
   const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join('') }))
   const prompts = [model.tokenizer.encodeChat(messages)]
-  const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity)
+  const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
   const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
   const abort = new AbortController()

@@ -47,7 +47,7 @@ export interface TextChunk {
 
 /** The engine could not take or finish the request; the API maps `kind` to a status. */
 export class GenerationError extends Error {
-  readonly kind: 'queue_full' | 'timeout' | 'error' | 'aborted'
+  readonly kind: 'queue_full' | 'too_many_sequences' | 'timeout' | 'error' | 'aborted'
   constructor(kind: GenerationError['kind'], message: string) {
     super(message)
     this.kind = kind
@@ -62,6 +62,7 @@ export class GenerationError extends Error {
  */
 export function generateText(model: ServedModel, request: TextRequest, maxQueued: number, signal?: AbortSignal): AsyncGenerator<TextChunk> {
   const sequences = request.prompts.length * request.n
+  if (sequences > maxQueued) throw new GenerationError('too_many_sequences', `this request needs ${sequences} sequences; at most ${maxQueued} can wait at once`)
   if (model.engine.queuedCount + sequences > maxQueued) throw new GenerationError('queue_full', 'the server is at capacity; retry shortly')
   return streamChoices(model, request, signal)
 }

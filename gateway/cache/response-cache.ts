@@ -1,126 +1,226 @@
-import { observeStream } from '../pipeline/observe-stream.ts'
 import type { CacheStore, GatewayMetrics, Logger } from '../types.ts'
+import { readBounded } from './bounded-body.ts'
 import { cacheKey, isDeterministic } from './cache-key.ts'
-import { EventBroadcast, createEventParser, replayEvents } from './event-stream.ts'
+import { type CacheEntry, decodeEntry, encodeEntry, replayEvents } from './event-stream.ts'
+import { SharedStream } from './shared-stream.ts'
 
-type Entry = { kind: 'json'; body: string } | { kind: 'sse'; events: string[] }
-/** What a request in flight will produce, for identical requests arriving meanwhile. */
-type InFlight = Promise<{ kind: 'json'; body: string } | { kind: 'sse'; broadcast: EventBroadcast } | null>
+export { cacheKey, isDeterministic } from './cache-key.ts'
 
 export interface CacheRequest {
+  /** Request path, e.g. `/v1/completions`. */
   route: string
   tenant: string
+  /** The JSON body as it will be forwarded. */
   body: Record<string, unknown>
   /** Anything else that changes the response's bytes (e.g. whether the usage chunk is shown). */
   variant?: string
+  /** The client's Cache-Control header. */
   cacheControl: string | undefined
+  /** Keeps the runtime alive for a store write that outlives the response (Workers' ctx.waitUntil). */
+  waitUntil?: (promise: Promise<unknown>) => void
 }
 
-const JSON_TYPE = { 'content-type': 'application/json' }
-const SSE_TYPE = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }
+export interface ResponseCacheOptions {
+  store: CacheStore
+  ttlSeconds: number
+  /** Largest value stored; a larger response is passed on but not stored. */
+  maxEntryBytes: number
+  metrics: GatewayMetrics
+  logger: Logger
+}
+
+export interface ResponseCache {
+  handle(request: CacheRequest, forward: () => Promise<Response>): Promise<Response>
+}
+
+/** What a request in flight produces, for identical requests that arrive meanwhile. */
+type Shared = { kind: 'json'; body: string } | { kind: 'sse'; stream: SharedStream }
+interface Flight {
+  result: Promise<Shared | null>
+  resolve: (shared: Shared | null) => void
+  /** Takes this flight out of the in-flight map (no new followers). */
+  release: () => void
+}
+
+/** A follower whose leader failed may follow one more leader before it forwards on its own. */
+const MAX_LEADERS_FOLLOWED = 2
+
+const JSON_TYPE = 'application/json'
+const SSE_TYPE = 'text/event-stream'
+const encoder = new TextEncoder()
+
+/** The no-cache and no-store directives of a Cache-Control header. */
+export function cacheDirectives(header: string | undefined): { noCache: boolean; noStore: boolean } {
+  const names = new Set((header ?? '').split(',').map((part) => part.split('=')[0].trim().toLowerCase()))
+  return { noCache: names.has('no-cache'), noStore: names.has('no-store') }
+}
 
 /**
- * Exact-match response cache for deterministic requests. Streams are cached as their events
- * and replayed as SSE; identical concurrent misses share one upstream call (per process: a
- * cross-instance version would need a lock in the store).
+ * Exact-match response cache for deterministic requests (greedy or seeded; see
+ * isDeterministic). JSON responses are stored as their body, streams as their `data:` events,
+ * and a stream hit is replayed as SSE. `x-cache` tells HIT, MISS or BYPASS.
+ *
+ * Identical concurrent misses share one upstream call: later requests wait for the one in
+ * flight and get its body (JSON) or its events as they arrive (SSE), marked
+ * `x-cache: HIT` + `x-cache-coalesced: 1`. This coalescing is per process (per isolate on
+ * Workers): across gateway instances each would need a lock in the shared store.
+ *
+ * The store is an optimisation: its errors are logged and the request goes on without it.
  */
-export function createResponseCache(options: { store: CacheStore; ttlSeconds: number; maxEntryBytes: number; metrics: GatewayMetrics; logger: Logger }) {
-  const { store, metrics } = options
-  const inFlight = new Map<string, InFlight>()
-
-  const tag = (response: Response, value: 'HIT' | 'MISS' | 'BYPASS', extra: Record<string, string> = {}) => {
-    const headers = new Headers(response.headers)
-    headers.set('x-cache', value)
-    for (const [k, v] of Object.entries(extra)) headers.set(k, v)
-    return new Response(response.body, { status: response.status, headers })
-  }
+export function createResponseCache(options: ResponseCacheOptions): ResponseCache {
+  const { store, metrics, logger } = options
+  const inFlight = new Map<string, Flight>()
 
   async function handle(request: CacheRequest, forward: () => Promise<Response>): Promise<Response> {
-    const directives = (request.cacheControl ?? '').toLowerCase()
-    const noCache = directives.includes('no-cache')
-    const noStore = directives.includes('no-store')
+    const { noCache, noStore } = cacheDirectives(request.cacheControl)
     if (!isDeterministic(request.body) || (noCache && noStore)) {
       metrics.cache('bypass')
-      return tag(await forward(), 'BYPASS')
+      return withCacheHeader(await forward(), 'BYPASS')
     }
-    const stream = request.body.stream === true
-    const key = await cacheKey({ route: request.route, tenant: request.tenant, variant: `${stream ? 'sse' : 'json'}:${request.variant ?? ''}`, body: request.body })
+    const key = await cacheKey({ route: request.route, tenant: request.tenant, body: request.body, variant: request.variant })
     if (!noCache) {
-      const stored = await store.get(key)
-      const entry = stored ? parseEntry(stored) : null
+      const entry = await lookup(key)
       if (entry) {
         metrics.cache('hit')
-        return entry.kind === 'json' ? new Response(entry.body, { headers: { ...JSON_TYPE, 'x-cache': 'HIT' } }) : new Response(replayEvents(entry.events), { headers: { ...SSE_TYPE, 'x-cache': 'HIT' } })
+        return entry.kind === 'json' ? cachedResponse(entry.body, JSON_TYPE, false) : cachedResponse(replayEvents(entry.events), SSE_TYPE, false)
       }
-      const leader = inFlight.get(key)
-      if (leader) {
-        const shared = await leader
-        if (shared) {
+      const followed = new Set<Flight>()
+      for (let flight = inFlight.get(key); flight && !followed.has(flight) && followed.size < MAX_LEADERS_FOLLOWED; flight = inFlight.get(key)) {
+        followed.add(flight)
+        const response = await follow(flight)
+        if (response) {
           metrics.cache('coalesced')
-          const headers = { 'x-cache': 'HIT', 'x-cache-coalesced': '1' }
-          return shared.kind === 'json' ? new Response(shared.body, { headers: { ...JSON_TYPE, ...headers } }) : new Response(shared.broadcast.subscribe(), { headers: { ...SSE_TYPE, ...headers } })
+          return response
         }
-        // The leader failed: this request tries on its own.
+        // The leader failed: try the next one, if another identical request leads by now.
       }
     }
+    return miss(key, noStore, forward, request.waitUntil)
+  }
+
+  async function follow(flight: Flight): Promise<Response | null> {
+    const shared = await flight.result
+    if (!shared) return null
+    if (shared.kind === 'json') return cachedResponse(shared.body, JSON_TYPE, true)
+    const events = await shared.stream.join()
+    return events ? cachedResponse(events, SSE_TYPE, true) : null
+  }
+
+  async function miss(key: string, noStore: boolean, forward: () => Promise<Response>, waitUntil: CacheRequest['waitUntil']): Promise<Response> {
     metrics.cache('miss')
-    let settle!: (value: Awaited<InFlight>) => void
-    const mine: InFlight = new Promise((resolve) => (settle = resolve))
-    if (!noCache) inFlight.set(key, mine)
-    const done = () => inFlight.get(key) === mine && inFlight.delete(key)
+    // A response that may not be stored is not shared with other requests either.
+    const flight = noStore ? null : startFlight(key)
     let response: Response
     try {
       response = await forward()
     } catch (error) {
-      settle(null)
-      done()
+      flight?.resolve(null)
+      flight?.release()
       throw error
     }
-    const type = response.headers.get('content-type') ?? ''
-    if (response.status !== 200 || !response.body) {
-      settle(null)
-      done()
-      return tag(response, 'MISS')
+    const type = (response.headers.get('content-type') ?? '').toLowerCase()
+    const sse = type.startsWith(SSE_TYPE)
+    if (!flight || response.status !== 200 || !response.body || !(sse || isJsonType(type))) {
+      flight?.resolve(null)
+      flight?.release()
+      return withCacheHeader(response, 'MISS')
     }
-    if (type.startsWith('text/event-stream')) {
-      const broadcast = new EventBroadcast()
-      settle({ kind: 'sse', broadcast })
-      const parse = createEventParser((data) => {
-        if (data.startsWith('{"error"')) broadcast.finish('failed')
-        if (broadcast.state === 'open') broadcast.push(data)
+    if (sse) {
+      const stream = new SharedStream(response.body, {
+        maxEntryBytes: options.maxEntryBytes,
+        onRelease: flight.release,
+        onComplete: (events) => save(key, { kind: 'sse', events }, waitUntil),
       })
-      const body = observeStream(response.body, {
-        onChunk: (chunk) => (parse(chunk), chunk),
-        onEnd: (outcome) => {
-          done()
-          const complete = outcome === 'ok' && broadcast.state === 'open' && broadcast.events.at(-1) === '[DONE]'
-          broadcast.finish(complete ? 'ok' : 'failed')
-          if (complete && !noStore) void save(key, { kind: 'sse', events: broadcast.events })
-        },
-      })
-      return tag(new Response(body, response), 'MISS')
+      flight.resolve({ kind: 'sse', stream })
+      return withCacheHeader(response, 'MISS', stream.body)
     }
-    const text = await response.text()
-    settle({ kind: 'json', body: text })
-    done()
-    if (!noStore) void save(key, { kind: 'json', body: text })
-    return tag(new Response(text, response), 'MISS')
+    let read: Awaited<ReturnType<typeof readBounded>>
+    try {
+      read = await readBounded(response.body, options.maxEntryBytes)
+    } catch (error) {
+      flight.resolve(null)
+      flight.release()
+      throw error
+    }
+    const text = read.complete ? decodeUtf8(read.bytes) : null
+    flight.resolve(text === null ? null : { kind: 'json', body: text })
+    flight.release()
+    if (text !== null) save(key, { kind: 'json', body: text }, waitUntil)
+    return withCacheHeader(response, 'MISS', read.complete ? read.bytes : read.body)
   }
 
-  async function save(key: string, entry: Entry): Promise<void> {
-    const value = JSON.stringify(entry)
-    if (value.length > options.maxEntryBytes) return
-    await store.set(key, value, options.ttlSeconds).catch(() => {})
+  function startFlight(key: string): Flight {
+    let resolve!: (shared: Shared | null) => void
+    const result = new Promise<Shared | null>((r) => (resolve = r))
+    const flight: Flight = {
+      result,
+      resolve,
+      release: () => {
+        if (inFlight.get(key) === flight) inFlight.delete(key)
+      },
+    }
+    inFlight.set(key, flight)
+    return flight
+  }
+
+  async function lookup(key: string): Promise<CacheEntry | null> {
+    let stored: string | null
+    try {
+      stored = await store.get(key)
+    } catch (error) {
+      logger.warn({ operation: 'cache_get', error: errorMessage(error) }, 'response cache lookup failed; forwarding')
+      return null
+    }
+    if (typeof stored !== 'string') return null
+    const entry = decodeEntry(stored)
+    if (!entry) logger.warn({ operation: 'cache_get' }, 'unreadable response cache entry ignored')
+    return entry
+  }
+
+  /** Stores in the background: the response never waits for the store, nor fails with it. */
+  function save(key: string, entry: CacheEntry, waitUntil: CacheRequest['waitUntil']): void {
+    const value = encodeEntry(entry)
+    if (encoder.encode(value).byteLength > options.maxEntryBytes) return
+    const write = (async () => {
+      try {
+        await store.set(key, value, options.ttlSeconds)
+      } catch (error) {
+        logger.warn({ operation: 'cache_set', error: errorMessage(error) }, 'response cache store failed')
+      }
+    })()
+    waitUntil?.(write)
   }
 
   return { handle }
 }
 
-function parseEntry(stored: string): Entry | null {
+/** The upstream response with its status and headers, plus `x-cache` (and optionally a new body). */
+function withCacheHeader(response: Response, value: 'HIT' | 'MISS' | 'BYPASS', body: BodyInit | null = response.body): Response {
+  const headers = new Headers(response.headers)
+  headers.set('x-cache', value)
+  return new Response(body, { status: response.status, statusText: response.statusText, headers })
+}
+
+/** A response from the cache (or a shared flight): content-type and the cache headers only. */
+function cachedResponse(body: BodyInit, contentType: string, coalesced: boolean): Response {
+  const headers: Record<string, string> = { 'content-type': contentType, 'x-cache': 'HIT' }
+  if (coalesced) headers['x-cache-coalesced'] = '1'
+  return new Response(body, { status: 200, headers })
+}
+
+function isJsonType(type: string): boolean {
+  return /^application\/([\w.+-]+\+)?json\b/.test(type)
+}
+
+/** The body as text, or null when it is not valid UTF-8 (stored text must give back the same bytes). */
+function decodeUtf8(bytes: Uint8Array): string | null {
   try {
-    const entry = JSON.parse(stored) as Entry
-    return entry.kind === 'json' || entry.kind === 'sse' ? entry : null
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes)
   } catch {
     return null
   }
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
 }

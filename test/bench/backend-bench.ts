@@ -42,15 +42,17 @@ interface Plan {
   preset?: '15m' | '100m'
   singleTokens: number
   singleReps: number
+  /** Untimed single-stream tokens per side before measuring (JIT warm-up). */
+  warmupTokens: number
   streamTokens: number
   levelReps: number
 }
 
-// Sized so the full run stays within ~15 minutes on 2 shared cores (it takes about half that).
+// Sized so the full run stays within ~15 minutes on 2 shared cores (about 10 minutes under load).
 const PLANS: Plan[] = [
-  { name: 'stories260K', dir: STORIES_DIR, singleTokens: 200, singleReps: QUICK ? 2 : 5, streamTokens: QUICK ? 32 : 128, levelReps: QUICK ? 1 : 3 },
-  { name: '15m', dir: resolve(REPO_ROOT, 'models/bench-15m'), preset: '15m', singleTokens: QUICK ? 64 : 200, singleReps: QUICK ? 1 : 3, streamTokens: QUICK ? 16 : 128, levelReps: QUICK ? 1 : 2 },
-  { name: '100m', dir: resolve(REPO_ROOT, 'models/bench-100m'), preset: '100m', singleTokens: QUICK ? 16 : 100, singleReps: QUICK ? 1 : 3, streamTokens: QUICK ? 8 : 32, levelReps: QUICK ? 1 : 2 },
+  { name: 'stories260K', dir: STORIES_DIR, singleTokens: 200, singleReps: QUICK ? 2 : 5, warmupTokens: QUICK ? 400 : 1000, streamTokens: QUICK ? 32 : 128, levelReps: QUICK ? 1 : 3 },
+  { name: '15m', dir: resolve(REPO_ROOT, 'models/bench-15m'), preset: '15m', singleTokens: QUICK ? 64 : 200, singleReps: QUICK ? 1 : 5, warmupTokens: QUICK ? 64 : 1000, streamTokens: QUICK ? 16 : 128, levelReps: QUICK ? 1 : 3 },
+  { name: '100m', dir: resolve(REPO_ROOT, 'models/bench-100m'), preset: '100m', singleTokens: QUICK ? 16 : 100, singleReps: QUICK ? 1 : 5, warmupTokens: QUICK ? 16 : 200, streamTokens: QUICK ? 8 : 32, levelReps: QUICK ? 1 : 3 },
 ]
 
 const benchStart = performance.now()
@@ -118,6 +120,8 @@ interface ModelResult {
   contextLength: number
   promptTokens: number
   randomWeights: boolean
+  /** Untimed single-stream tokens each side generated before the measurements. */
+  warmupTokens: number
   ours: { loadMs: number; warmupMs: number; movesOnlyNewRows: boolean }
   transformers: { loadMs: number; threadCheck: ThreadCheck }
   single: {
@@ -172,9 +176,16 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
   if (!check.ok) console.warn(`WARNING: transformers.js session thread settings differ from BENCH_THREADS=${THREADS}: ${JSON.stringify(check)}`)
 
   try {
-    // Warm-up both sides (JIT, onnxruntime's first runs).
-    await runOurs(engine, promptIds, 1, 16)
-    await runTransformers(baseline, promptIds, 1, 16)
+    // Warm-up both sides: onnxruntime's first runs and V8's JIT. transformers.js needs several
+    // hundred generated tokens before its per-token JavaScript is fast (stories260K: ~1,000
+    // tokens/s on the first 200-token run, ~2,400 from the fourth on), so each side generates
+    // `warmupTokens` untimed, in runs of the single-stream length.
+    const warmupRuns = Math.max(1, Math.ceil(plan.warmupTokens / plan.singleTokens))
+    for (let i = 0; i < warmupRuns; i++) {
+      await runOurs(engine, promptIds, 1, plan.singleTokens)
+      await runTransformers(baseline, promptIds, 1, plan.singleTokens)
+    }
+    log(`warmed up: ${warmupRuns} × ${plan.singleTokens} tokens on each side`)
 
     const single = { ours: [] as number[], transformers: [] as number[] }
     let greedyAgreement = 0
@@ -227,6 +238,7 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
       contextLength: folder.contextLength,
       promptTokens: promptIds.length,
       randomWeights: folder.randomWeights,
+      warmupTokens: warmupRuns * plan.singleTokens,
       ours: { loadMs: engine.info.loadMs, warmupMs: engine.info.warmupMs, movesOnlyNewRows: engine.info.movesOnlyNewRows },
       transformers: { loadMs: baseline.loadMs, threadCheck: check },
       single: {
@@ -290,7 +302,7 @@ function markdown(report: any): string {
     '',
     'Method: prompt "Once upon a time", greedy decoding, EOS ignored, so every stream generates exactly the requested tokens (counted on both sides). ' +
       'Both implementations run in the same process on the same model folder (ours in its engine worker, transformers.js on the main thread); ' +
-      'they alternate run by run, after a warm-up. Single stream: median of the repetitions. Concurrency N: N sequences submitted at once to our engine ' +
+      'they alternate run by run, after a warm-up (untimed single-stream tokens per side: ' + results.map((r) => `${label(r)} ${r.warmupTokens}`).join(', ') + '; transformers.js needs several hundred generated tokens to reach full speed). Single stream: median of the repetitions. Concurrency N: N sequences submitted at once to our engine ' +
       '(continuous batching), N concurrent `generate()` calls on transformers.js; aggregate tokens/s is the median over the repetitions, TTFT (submit → first generated ' +
       'token, per stream; transformers.js timed with a streamer\'s first put() after the prompt) pooled over every stream of every repetition. ' +
       'The machine was shared with other work, so absolute figures are noisy; the ratios compare runs taken side by side.',
@@ -304,7 +316,15 @@ function markdown(report: any): string {
         `| ${label(r)} | ${r.parameters.toLocaleString('en')} | ${f(r.single.ours.median)} | ${f(r.single.transformers.median)} | ${mark(r.targets.singleVsTransformers)} | ${mark(r.targets.at16VsOwnSingle)} | ${mark(r.targets.at16VsTransformers16)} |`,
     ),
     '',
-    'Single stream: ' + results.map((r) => `${label(r)} ${r.single.tokens} new tokens × ${r.single.reps} reps (greedy outputs agree on the first ${r.single.greedyAgreement})`).join('; ') + '.',
+    'Single stream: ' +
+      results
+        .map(
+          (r) =>
+            `${label(r)} ${r.single.tokens} new tokens × ${r.single.reps} reps, best run ours ${f(r.single.ours.best)} / transformers.js ${f(r.single.transformers.best)} tok/s ` +
+            `(${f(r.single.ours.best / r.single.transformers.best, 2)}×); greedy outputs agree on the first ${r.single.greedyAgreement} tokens`,
+        )
+        .join('; ') +
+      '.',
     '',
     '## Aggregate throughput and TTFT by concurrency',
     '',

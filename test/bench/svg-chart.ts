@@ -71,10 +71,19 @@ export function renderThroughputChart({ title, models }: { title: string; models
       out.push(`<polyline fill="none" stroke="${side.color}" stroke-width="2.5" points="${pts}"/>`)
       for (const p of m.points) {
         const other = key === 'ours' ? p.transformers : p.ours
-        // The higher value of the pair is labelled above its point, the lower one below.
-        const dy = p[key] >= other ? -8 : 15
-        out.push(`<circle cx="${sx(p.streams).toFixed(1)}" cy="${sy(p[key]).toFixed(1)}" r="3.5" fill="${side.color}"/>`)
-        out.push(`<text x="${sx(p.streams).toFixed(1)}" y="${(sy(p[key]) + dy).toFixed(1)}" text-anchor="middle" font-size="10" fill="${side.color}">${fmt(p[key])}</text>`)
+        const cx = sx(p.streams)
+        const cy = sy(p[key])
+        // The higher value of the pair is labelled above its point, the lower one below it; near
+        // the x axis the lower one goes above too when there is room, else beside its point.
+        const last = p.streams === Math.max(...streams)
+        const [lx, ly, anchor] =
+          p[key] >= other ? [cx, cy - 8, 'middle']
+          : cy + 15 <= sy(0) - 2 ? [cx, cy + 15, 'middle']
+          : cy - sy(other) >= 20 ? [cx, cy - 8, 'middle']
+          : last ? [cx - 7, cy + 4, 'end']
+          : [cx + 7, cy + 4, 'start']
+        out.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="3.5" fill="${side.color}"/>`)
+        out.push(`<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" text-anchor="${anchor}" font-size="10" fill="${side.color}" stroke="white" stroke-width="3" paint-order="stroke">${fmt(p[key])}</text>`)
       }
     }
   })
