@@ -1,7 +1,6 @@
 import type { Context } from 'hono'
 import type { TextRequest } from '../engine/text-generation.ts'
-import { type ApiContext, collectChoices, fitMaxTokens, readJsonBody, resolveModel, startGeneration } from './generation.ts'
-import { mergeSignals } from './openai.ts'
+import { type ApiContext, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration } from './generation.ts'
 import { generateRequestSchema } from './schemas.ts'
 
 /**

@@ -160,3 +160,10 @@ export function streamEvents(c: Context, abort: AbortController, chunks: AsyncGe
     }
   })
 }
+
+/** Aborts generation when the handler gives up or the client's connection closes. */
+export function mergeSignals(c: Context, abort: AbortController): AbortSignal {
+  const clientSignal = c.req.raw.signal
+  if (clientSignal) clientSignal.addEventListener('abort', () => abort.abort(), { once: true })
+  return abort.signal
+}

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import { ApiError } from './errors.ts'
-import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
+import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
 import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
 
 type SamplingFields = Pick<CompletionRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' | 'seed' | 'logit_bias'>
@@ -158,10 +158,3 @@ function chatLogprobs(model: ServedModel, lp: TokenLogprob[]) {
 }
 
 const sum = (choices: CollectedChoice[]) => choices.reduce((total, c) => total + c.tokens, 0)
-
-/** Aborts generation when the handler gives up or the client's connection closes. */
-export function mergeSignals(c: Context, abort: AbortController): AbortSignal {
-  const clientSignal = c.req.raw.signal
-  if (clientSignal) clientSignal.addEventListener('abort', () => abort.abort(), { once: true })
-  return abort.signal
-}
