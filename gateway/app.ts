@@ -1,6 +1,5 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
-import { bodyLimit } from 'hono/body-limit'
 import { HTTPException } from 'hono/http-exception'
 import { createAdminRoutes, requireAdmin } from './auth/admin.ts'
 import { createKeyLookup } from './auth/api-keys.ts'
@@ -11,6 +10,7 @@ import type { GatewayConfig } from './config/schema.ts'
 import { ipRateLimit, keyRateLimits } from './limits/middleware.ts'
 import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
+import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
 import { errorResponse } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
@@ -30,6 +30,8 @@ export interface GatewayDeps {
   upstream: UpstreamFetch
   /** The connecting peer's address, from the runtime. */
   peerAddress: (c: Context) => string | undefined
+  /** Hex SHA-256 for API keys; default Web Crypto. */
+  hashKey?: (key: string) => string | Promise<string>
 }
 
 /**
@@ -53,17 +55,16 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.get('/ready', (c) => c.json({ status: 'ready' }))
   app.get('/metrics', requireAdmin(adminToken), async (c) => {
     const rendered = await metrics.render()
-    if (!rendered) return errorResponse(c, 404, 'Metrics are not exposed by this runtime', 'not_found')
+    if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
   app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger }))
 
   const api = [
     ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
-    authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger }),
+    authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger, hashKey: deps.hashKey }),
   ] as const
-  // The unread rest of an oversized body would poison a kept-alive connection: close it.
-  const body = bodyLimit({ maxSize: config.server.maxBodyBytes, onError: (c) => errorResponse(c, 413, `The request body is larger than ${config.server.maxBodyBytes} bytes`, 'request_too_large', { connection: 'close' }) })
+  const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })
   const limits = keyRateLimits({ store: deps.rateLimits, defaults: config.limits.defaults, metrics, logger })
 
   const generationRoute = (route: ApiRoute, path: string) => {
@@ -99,12 +100,12 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     return c.json({ ...list, data: list.data.filter((m) => allowed.includes(m.id)) })
   })
 
-  app.notFound((c) => errorResponse(c, 404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found'))
+  app.notFound((c) => errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found'))
   app.onError((error, c) => {
     const lifecycle = c.get('lifecycle')
     if (error instanceof HTTPException) return error.getResponse()
     logger.error({ requestId: lifecycle?.record.requestId, error: String((error as Error)?.message ?? error) }, 'unhandled error')
-    return errorResponse(c, 500, 'Internal server error', 'internal_error')
+    return errorResponse(500, 'Internal server error', 'internal_error')
   })
   return app
 }

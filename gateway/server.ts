@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createSecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
@@ -48,6 +49,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     cacheStore: redis ? new RedisCacheStore(redis, { metrics }) : new MemoryCacheStore(),
     upstream: createNodeUpstream(),
     peerAddress: (c) => getConnInfo(c).remote.address,
+    hashKey: (key) => createHash('sha256').update(key).digest('hex'),
   })
 
   const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) } : null

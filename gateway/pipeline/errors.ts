@@ -17,6 +17,6 @@ export function gatewayError(status: ContentfulStatusCode, message: string, code
   return new HTTPException(status, { res, message, cause: options.cause })
 }
 
-export function errorResponse(c: Context, status: ContentfulStatusCode, message: string, code: string, headers: Record<string, string> = {}): Response {
+export function errorResponse(status: ContentfulStatusCode, message: string, code: string, headers: Record<string, string> = {}): Response {
   return gatewayError(status, message, code, { headers }).getResponse()
 }

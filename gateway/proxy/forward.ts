@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import { observeStream } from '../pipeline/observe-stream.ts'
 import { gatewayError } from '../pipeline/errors.ts'
 import { createSseUsageReader, usageFromJson } from './sse-usage.ts'
-import type { UpstreamFetch } from './upstream.ts'
+import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
@@ -34,7 +34,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     if (value) headers[name] = value
   }
   const timeout = AbortSignal.timeout(options.timeoutMs)
-  let response: Response
+  let response: UpstreamResponse
   try {
     response = await options.upstream({ url: options.baseUrl + options.path, method: options.method, headers, body: options.body, signal: timeout })
   } catch (error) {
@@ -42,12 +42,13 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     throw gatewayError(502, 'The backend could not be reached', 'upstream_unavailable', { cause: error })
   }
   lifecycle.record.firstByteAt ??= performance.now()
-  const out = new Headers()
+  // A plain object, not Headers: @hono/node-server writes such a response without building a Web one.
+  const out: Record<string, string> = {}
   for (const name of RETURNED_HEADERS) {
     const value = response.headers.get(name)
-    if (value) out.set(name, value)
+    if (value) out[name] = value
   }
-  const type = out.get('content-type') ?? ''
+  const type = out['content-type'] ?? ''
   if (type.startsWith('text/event-stream') && response.body) {
     const readUsage = createSseUsageReader({
       keepUsageEvent: options.keepUsageEvent ?? false,
@@ -59,5 +60,5 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
   }
   const text = await response.text()
   lifecycle.record.usage = usageFromJson(text)
-  return new Response(text, { status: response.status, headers: out })
+  return new Response(response.status === 204 || response.status === 304 ? null : text, { status: response.status, headers: out })
 }

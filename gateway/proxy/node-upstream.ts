@@ -1,25 +1,31 @@
 import { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
-import type { UpstreamFetch } from './upstream.ts'
+import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /**
- * Node's upstream client: undici's request() over a keep-alive agent. JSON bodies are read
- * whole (no stream machinery for a few hundred bytes); event streams are passed on as Web
- * streams, chunk by chunk.
+ * Node's upstream client: undici's request() over a keep-alive agent. The answer is a plain
+ * object over undici's body: JSON is read as text with no Web stream machinery, and only an
+ * event stream is turned into a Web stream (chunk by chunk).
  */
 export function createNodeUpstream(options: { connections?: number; connectTimeoutMs?: number } = {}): UpstreamFetch {
   const dispatcher = new Agent({ connections: options.connections ?? 128, connect: { timeout: options.connectTimeoutMs ?? 2000 }, keepAliveTimeout: 30_000 })
   return async ({ url, method, headers, body, signal }) => {
     const response = await request(url, { method, headers, body, signal, dispatcher })
-    const responseHeaders = new Headers()
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value)
+    const raw = response.headers
+    let webBody: ReadableStream<Uint8Array> | undefined
+    const answer: UpstreamResponse = {
+      status: response.statusCode,
+      headers: {
+        get: (name) => {
+          const value = raw[name.toLowerCase()]
+          return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value
+        },
+      },
+      get body() {
+        return (webBody ??= Readable.toWeb(response.body) as ReadableStream<Uint8Array>)
+      },
+      text: () => response.body.text(),
     }
-    const type = responseHeaders.get('content-type') ?? ''
-    if (type.startsWith('text/event-stream')) {
-      return new Response(Readable.toWeb(response.body) as ReadableStream<Uint8Array>, { status: response.statusCode, headers: responseHeaders })
-    }
-    const bytes = await response.body.arrayBuffer()
-    return new Response(response.statusCode === 204 || response.statusCode === 304 ? null : bytes, { status: response.statusCode, headers: responseHeaders })
+    return answer
   }
 }
