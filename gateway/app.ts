@@ -35,7 +35,7 @@ export interface GatewayDeps {
 }
 
 /**
- * Builds the gateway, in pipeline order: request id → access log and metrics → flood guard →
+ * Builds the gateway, in pipeline order: request id → access log and metrics → per-IP guard on failed authentication →
  * authentication → request parsing → model access → per-key limits → cache → proxy.
  */
 export function createGatewayApp(deps: GatewayDeps): Hono {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { REPO_ROOT } from '../helpers/paths.ts'
 import { freePort, startRedis } from '../helpers/redis-server.ts'
 
@@ -51,16 +52,19 @@ function cpuSeconds(pid: number): number {
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024
 
 async function timeToFirstChunk(url: string, count: number): Promise<number> {
+  // A fresh pool: the global one may hold a connection the server closed while wrk ran.
+  const dispatcher = new Agent()
   const times: number[] = []
   const body = JSON.stringify({ model: 'bench', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, stream: true })
   for (let i = 0; i < count; i++) {
     const started = performance.now()
-    const response = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` } })
+    const response = await undiciFetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, dispatcher })
     const reader = response.body!.getReader()
     await reader.read()
     times.push(performance.now() - started)
     while (!(await reader.read()).done) {}
   }
+  await dispatcher.close()
   times.sort((a, b) => a - b)
   return times[Math.floor(times.length / 2)]
 }
