@@ -117,18 +117,20 @@ export function generationFailure(error: unknown): ApiError {
 export interface CollectedChoice {
   text: string
   tokens: number
+  tokenIds: number[]
   finishReason: 'stop' | 'length'
   logprobs: NonNullable<TextChunk['logprobs']>
 }
 
 /** Runs a generation to the end (non-streaming responses). */
 export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: number): Promise<CollectedChoice[]> {
-  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, finishReason: 'length', logprobs: [] }))
+  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, tokenIds: [], finishReason: 'length', logprobs: [] }))
   try {
     for await (const chunk of chunks) {
       const choice = choices[chunk.index]
       choice.text += chunk.text
       choice.tokens += chunk.tokens
+      choice.tokenIds.push(...chunk.tokenIds)
       if (chunk.logprobs) choice.logprobs.push(...chunk.logprobs)
       if (chunk.finishReason) choice.finishReason = chunk.finishReason
     }

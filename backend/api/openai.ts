@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
+import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import { ApiError } from './errors.ts'
 import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
@@ -25,6 +26,25 @@ function samplingOf(body: SamplingFields, logprobs: number): TextRequest['sampli
 
 const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : typeof stop === 'string' ? [stop] : stop)
 
+/**
+ * Replays `resume` (400 if it cannot belong to this request). `text_offset` counts the choice's
+ * text as the client got it, so with echo the prompt comes first: `before` is what of it is
+ * still owed.
+ */
+function resumeOf(model: ServedModel, body: Pick<CompletionRequest, 'resume'>, request: TextRequest, echoText = ''): { resumed?: ResumedChoice; before: string } {
+  if (!body.resume) return { before: echoText }
+  const { token_ids: tokenIds, text_offset: offset } = body.resume
+  try {
+    const resumed = replayResume(model, { prompt: request.prompts[0], maxTokens: request.maxTokens, stop: request.stop, ignoreEos: request.ignoreEos }, { tokenIds, textOffset: Math.max(0, offset - echoText.length) })
+    return { resumed, before: echoText.slice(offset) }
+  } catch (error) {
+    if (error instanceof ResumeError) throw new ApiError(400, error.message, { param: error.param, code: error.code })
+    throw error
+  }
+}
+
+const idsOf = (wanted: boolean | null | undefined, ids: number[]) => (wanted ? { token_ids: ids } : {})
+
 function usageOf(prompts: number[][], completionTokens: number) {
   const promptTokens = prompts.reduce((sum, p) => sum + p.length, 0)
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens }
@@ -41,21 +61,23 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, 16)
   const logprobs = body.logprobs ?? -1
   const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const echoOf = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
+  const { resumed, before } = resumeOf(model, body, request, echoOf(0))
+  const echo = (index: number) => (resumed ? before : echoOf(index))
   const abort = new AbortController()
-  const chunks = startGeneration(api, model, request, mergeSignals(c, abort))
+  const chunks = startGeneration(api, model, { ...request, resume: resumed }, mergeSignals(c, abort))
   const id = `cmpl-${randomUUID()}`
   const created = Math.floor(Date.now() / 1000)
-  const echo = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
   const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? completionLogprobs(model, lp) : null)
 
   if (body.stream) {
-    let completionTokens = 0
+    let completionTokens = resumed?.tokens ?? 0
     const echoed = new Set<number>()
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
         completionTokens += chunk.tokens
         const prefix = echoed.has(chunk.index) ? '' : (echoed.add(chunk.index), echo(chunk.index))
-        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: logprobsOf(chunk.logprobs), finish_reason: chunk.finishReason ?? null }
+        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: logprobsOf(chunk.logprobs), finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
         return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] }]
       },
       end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
@@ -67,8 +89,8 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
     object: 'text_completion',
     created,
     model: model.id,
-    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobsOf(choice.logprobs), finish_reason: choice.finishReason })),
-    usage: usageOf(prompts, sum(choices)),
+    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobsOf(choice.logprobs), finish_reason: choice.finishReason, ...idsOf(body.return_token_ids, choice.tokenIds) })),
+    usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   })
 }
 
@@ -82,15 +104,18 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
   const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const { resumed } = resumeOf(model, body, request)
   const abort = new AbortController()
-  const chunks = startGeneration(api, model, request, mergeSignals(c, abort))
+  const chunks = startGeneration(api, model, { ...request, resume: resumed }, mergeSignals(c, abort))
   const id = `chatcmpl-${randomUUID()}`
   const created = Math.floor(Date.now() / 1000)
   const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? { content: chatLogprobs(model, lp) } : null)
 
   if (body.stream) {
-    let completionTokens = 0
-    const started = new Set<number>()
+    let completionTokens = resumed?.tokens ?? 0
+    // A resumed stream continues one that already opened with the role chunk.
+    const started = new Set<number>(resumed ? [0] : [])
+    const ids = (tokenIds: number[]) => idsOf(body.return_token_ids, tokenIds)
     const frame = (choice: object) => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
@@ -98,10 +123,13 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
         const events: unknown[] = []
         if (!started.has(chunk.index)) {
           started.add(chunk.index)
-          events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))
+          events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null, ...ids([]) }))
         }
-        if (chunk.text || chunk.logprobs) events.push(frame({ index: chunk.index, delta: { content: chunk.text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null }))
-        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: chunk.finishReason }))
+        // Tokens whose text is held back still go out, so ids and text stay in step.
+        if (chunk.text || chunk.logprobs || (body.return_token_ids && chunk.tokenIds.length > 0)) {
+          events.push(frame({ index: chunk.index, delta: { content: chunk.text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null, ...ids(chunk.tokenIds) }))
+        }
+        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: chunk.finishReason, ...ids([]) }))
         return events
       },
       end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
@@ -118,8 +146,9 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
       message: { role: 'assistant', content: choice.text },
       logprobs: logprobsOf(choice.logprobs),
       finish_reason: choice.finishReason,
+      ...idsOf(body.return_token_ids, choice.tokenIds),
     })),
-    usage: usageOf(prompts, sum(choices)),
+    usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   })
 }
 

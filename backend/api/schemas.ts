@@ -10,6 +10,16 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max)
 const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullish()
 const seed = z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish()
 
+/**
+ * Switchyard's extensions for mid-stream failover (see the README): `return_token_ids` adds the
+ * sampled ids to every choice; `resume` continues an interrupted choice on another node.
+ */
+const resume = z.object({
+  token_ids: z.array(int(0, 2 ** 31 - 1)).max(1_000_000),
+  text_offset: int(0, 2 ** 31 - 1),
+})
+const resumeMessage = 'resume continues a single choice: it needs n = 1 and one prompt'
+
 /** Sampling fields shared by completions and chat, with vLLM's extensions (top_k, min_p, ...). */
 const sampling = {
   model: z.string().min(1).max(256),
@@ -29,18 +39,24 @@ const sampling = {
   ignore_eos: z.boolean().nullish(),
   user: z.string().max(512).nullish(),
   logit_bias: z.record(z.string(), z.number()).nullish(),
+  return_token_ids: z.boolean().nullish(),
+  resume: resume.nullish(),
 }
 
 const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1)
+/** A string, one list of ids, or a list holding exactly one of either. */
+const onePrompt = (prompt: string | string[] | number[] | number[][]) => typeof prompt === 'string' || prompt.length === 1 || typeof prompt[0] === 'number'
 
-export const completionRequestSchema = z.object({
-  ...sampling,
-  prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), tokenIds, z.array(tokenIds).min(1).max(64)]),
-  logprobs: int(0, 5).nullish(),
-  echo: z.boolean().nullish(),
-  best_of: int(1, 16).nullish(),
-  suffix: z.string().nullish(),
-})
+export const completionRequestSchema = z
+  .object({
+    ...sampling,
+    prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), tokenIds, z.array(tokenIds).min(1).max(64)]),
+    logprobs: int(0, 5).nullish(),
+    echo: z.boolean().nullish(),
+    best_of: int(1, 16).nullish(),
+    suffix: z.string().nullish(),
+  })
+  .refine((b) => b.resume == null || ((b.n ?? 1) === 1 && onePrompt(b.prompt)), { message: resumeMessage, path: ['resume'] })
 export type CompletionRequest = z.infer<typeof completionRequestSchema>
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() })
@@ -50,15 +66,17 @@ const message = z.object({
   name: z.string().max(256).nullish(),
 })
 
-export const chatRequestSchema = z.object({
-  ...sampling,
-  messages: z.array(message).min(1).max(1024),
-  max_completion_tokens: int(1, 1_000_000).nullish(),
-  logprobs: z.boolean().nullish(),
-  top_logprobs: int(0, 20).nullish(),
-  tools: z.array(z.unknown()).max(0, 'tools are not supported by this server').nullish(),
-  response_format: z.object({ type: z.literal('text') }).nullish(),
-})
+export const chatRequestSchema = z
+  .object({
+    ...sampling,
+    messages: z.array(message).min(1).max(1024),
+    max_completion_tokens: int(1, 1_000_000).nullish(),
+    logprobs: z.boolean().nullish(),
+    top_logprobs: int(0, 20).nullish(),
+    tools: z.array(z.unknown()).max(0, 'tools are not supported by this server').nullish(),
+    response_format: z.object({ type: z.literal('text') }).nullish(),
+  })
+  .refine((b) => b.resume == null || (b.n ?? 1) === 1, { message: resumeMessage, path: ['resume'] })
 export type ChatRequest = z.infer<typeof chatRequestSchema>
 
 /** The simple generation API (see the README for semantics and ranges). */

@@ -5,6 +5,7 @@ import type { SamplingParams } from '../sampling/sampler.ts'
 import { StopMatcher } from '../sampling/stop-matcher.ts'
 import type { TokenEvent } from '../scheduler/types.ts'
 import type { Engine } from './engine.ts'
+import type { ResumedChoice } from './resume.ts'
 
 /** A loaded model as the API layer sees it. */
 export interface ServedModel {
@@ -27,6 +28,8 @@ export interface TextRequest {
   ignoreEos?: boolean
   /** Milliseconds from submission until the request is ended with a timeout. */
   timeoutMs?: number
+  /** Continue an interrupted choice (one prompt, n = 1) from its replayed state; see resume.ts. */
+  resume?: ResumedChoice
 }
 
 export interface TokenLogprob {
@@ -41,6 +44,8 @@ export interface TextChunk {
   text: string
   /** Tokens this chunk accounts for (they may carry no text yet). */
   tokens: number
+  /** Their ids: every sampled id arrives with the chunk whose text it released or holds back. */
+  tokenIds: number[]
   logprobs?: TokenLogprob[]
   finishReason?: 'stop' | 'length'
 }
@@ -62,6 +67,7 @@ export class GenerationError extends Error {
  */
 export function generateText(model: ServedModel, request: TextRequest, maxQueued: number, signal?: AbortSignal): AsyncGenerator<TextChunk> {
   const sequences = request.prompts.length * request.n
+  if (request.resume && sequences !== 1) throw new Error('a resumed request has exactly one choice')
   if (sequences > maxQueued) throw new GenerationError('too_many_sequences', `this request needs ${sequences} sequences; at most ${maxQueued} can wait at once`)
   if (model.engine.queuedCount + sequences > maxQueued) throw new GenerationError('queue_full', 'the server is at capacity; retry shortly')
   return streamChoices(model, request, signal)
@@ -71,6 +77,11 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
   const { engine, tokenizer } = model
   if (signal?.aborted) throw new GenerationError('aborted', 'request aborted')
   const prompts = request.prompts.flatMap((prompt) => Array.from({ length: request.n }, () => prompt))
+  const resume = request.resume
+  if (resume?.finished) {
+    yield { index: 0, text: resume.pending, tokens: 0, tokenIds: [], finishReason: resume.finished }
+    return
+  }
 
   const inbox: { index: number; event: TokenEvent }[] = []
   let notify: (() => void) | null = null
@@ -80,6 +91,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
     engine.submit(
       {
         promptIds,
+        generatedIds: resume?.generatedIds,
         maxTokens: request.maxTokens,
         // Choice i of a seeded prompt uses seed + i: reproducible, and different across choices.
         sampling: { ...request.sampling, seed: baseSeed + (index % request.n) },
@@ -95,19 +107,22 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
   const onAbort = () => ids.forEach((id) => engine.abort(id))
   signal?.addEventListener('abort', onAbort, { once: true })
 
-  const decoders = prompts.map((promptIds) => new IncrementalDecoder(tokenizer, promptIds))
-  const stops = ids.map(() => new StopMatcher(request.stop))
+  const decoders = resume ? [resume.decoder] : prompts.map((promptIds) => new IncrementalDecoder(tokenizer, promptIds))
+  const stops = resume ? [resume.stops] : ids.map(() => new StopMatcher(request.stop))
   const done = ids.map(() => false)
   let remaining = ids.length
   try {
+    // Text the interrupted run had released but the client never received goes out first.
+    if (resume?.pending) yield { index: 0, text: resume.pending, tokens: 0, tokenIds: [] }
     while (remaining > 0) {
       if (inbox.length === 0) await new Promise<void>((resolve) => (notify = resolve))
       notify = null
       for (const { index, event } of inbox.splice(0)) {
         if (done[index]) continue
-        const chunk: TextChunk = { index, text: '', tokens: 0 }
+        const chunk: TextChunk = { index, text: '', tokens: 0, tokenIds: [] }
         if (event.token !== undefined) {
           chunk.tokens = 1
+          chunk.tokenIds.push(event.token)
           const piece = stops[index].push(decoders[index].push(event.token))
           chunk.text = piece.text
           if (event.logprob !== undefined) chunk.logprobs = [{ token: event.token, logprob: event.logprob, top: event.top }]

@@ -54,6 +54,18 @@ export class SequenceSampler {
     return { token, logprob: raw[token] - lse, top: topLogprobs(raw, lse, p.logprobs) }
   }
 
+  /**
+   * Brings a fresh sampler to the state it would be in had it sampled `tokens` itself (a
+   * resumed sequence): the penalties count them, and the PRNG skips the draws they took,
+   * which is exactly one per token when sampling (see draw) and none when greedy.
+   */
+  replay(tokens: ArrayLike<number>): void {
+    for (let i = 0; i < tokens.length; i++) {
+      if (this.params.temperature !== 0) this.random()
+      this.accept(tokens[i])
+    }
+  }
+
   /** Records a token that joined the sequence, for the penalties. */
   accept(token: number): void {
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1)
@@ -73,6 +85,7 @@ export class SequenceSampler {
     }
   }
 
+  /** Takes exactly one number from the PRNG per call, whatever the filters: replay relies on it. */
   private draw(logits: Float32Array): number {
     const { temperature, topK, topP, minP } = this.params
     const inv = 1 / temperature

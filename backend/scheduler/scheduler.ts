@@ -14,6 +14,8 @@ export interface SchedulerOptions {
 
 interface Sequence {
   request: SequenceRequest
+  /** Prompt, then any tokens generated before a resume: what prefill runs over. */
+  prefillIds: number[]
   sampler: SequenceSampler
   eos: Set<number>
   generated: number
@@ -65,11 +67,15 @@ export class Scheduler {
   }
 
   add(request: SequenceRequest): void {
+    const generatedIds = request.generatedIds ?? []
+    const sampler = new SequenceSampler(request.sampling, request.promptIds)
+    sampler.replay(generatedIds)
     this.waiting.push({
       request,
-      sampler: new SequenceSampler(request.sampling, request.promptIds),
+      prefillIds: generatedIds.length > 0 ? request.promptIds.concat(generatedIds) : request.promptIds,
+      sampler,
       eos: new Set(request.eosTokenIds),
-      generated: 0,
+      generated: generatedIds.length,
       next: 0,
     })
     this.wake?.()
@@ -114,7 +120,7 @@ export class Scheduler {
     const admitted = this.admit()
     if (admitted.length > 0) {
       const started = performance.now()
-      const rows = admitted.map((seq) => ({ row: this.runner.cache.addRow(), tokens: seq.request.promptIds }))
+      const rows = admitted.map((seq) => ({ row: this.runner.cache.addRow(), tokens: seq.prefillIds }))
       this.running.push(...admitted)
       const logits = await this.runner.prefill(rows)
       stats.prefillMs = performance.now() - started
@@ -168,7 +174,7 @@ export class Scheduler {
     while (this.waiting.length > 0 && this.running.length + admitted.length < maxBatchSize) {
       const seq = this.waiting[0]
       const cost = seq.request.promptIds.length + seq.request.maxTokens
-      const width = Math.max(widest, seq.request.promptIds.length)
+      const width = Math.max(widest, seq.prefillIds.length)
       const alone = this.running.length === 0 && admitted.length === 0
       // An idle engine always takes the head of the queue, whatever its size.
       if (!alone && (inFlight + cost > maxTokensInFlight || (admitted.length + 1) * width > maxPrefillTokens)) break

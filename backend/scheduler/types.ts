@@ -4,6 +4,11 @@ import type { SamplingParams } from '../sampling/sampler.ts'
 export interface SequenceRequest {
   id: number
   promptIds: number[]
+  /**
+   * Tokens this sequence already generated elsewhere (a resumed stream): prefilled after the
+   * prompt, replayed into the sampler, and counted against maxTokens. Fewer than maxTokens.
+   */
+  generatedIds?: number[]
   maxTokens: number
   sampling: SamplingParams
   /** Generation ends with finish reason `stop` on any of these (unless empty). */

@@ -74,6 +74,32 @@ describe('SequenceSampler', () => {
     assert.equal(frequency.sample(logits()).token, 3)
   })
 
+  test('replaying the first k tokens leaves the sampler where sampling them left it (PRNG and penalties)', () => {
+    // Logits that change with the position, so every draw and every penalty shows in the output.
+    const row = (position: number) => Float32Array.from({ length: 24 }, (_, i) => Math.sin(i * 1.7 + position * 0.3) * 3)
+    const configs: Partial<SamplingParams>[] = [
+      { temperature: 0, repetitionPenalty: 1.3 },
+      { temperature: 0.9, topP: 0.9, frequencyPenalty: 0.5 },
+      { temperature: 1.2, topK: 1 },
+      { temperature: 0.7, minP: 0.2, presencePenalty: 0.8, repetitionPenalty: 1.2 },
+      { temperature: 1, topP: 0.01 },
+    ]
+    for (const config of configs) {
+      const run = (sampler: SequenceSampler, from: number) =>
+        Array.from({ length: 40 - from }, (_, i) => {
+          const { token } = sampler.sample(row(from + i))
+          sampler.accept(token)
+          return token
+        })
+      const reference = run(new SequenceSampler(params(config), [3, 5]), 0)
+      for (let k = 0; k <= 40; k++) {
+        const resumed = new SequenceSampler(params(config), [3, 5])
+        resumed.replay(reference.slice(0, k))
+        assert.deepEqual(run(resumed, k), reference.slice(k), `${JSON.stringify(config)} resumed at ${k}`)
+      }
+    }
+  })
+
   test('logprobs are of the raw distribution and list the best alternatives', () => {
     const result = new SequenceSampler(params({ temperature: 0, logprobs: 2 }), []).sample(logits())
     const row = logits()

@@ -59,6 +59,26 @@ describe('Scheduler (continuous batching) on stories260K', () => {
     await h.scheduler.stop()
   })
 
+  test('a resumed sequence (prompt + already generated ids) continues exactly as the original, greedy and seeded with penalties', async () => {
+    const h = harness(runner)
+    const configs: SamplingParams[] = [
+      { ...greedy, repetitionPenalty: 1.3 },
+      { ...greedy, temperature: 0.9, topP: 0.9, frequencyPenalty: 0.5, seed: 7 },
+      { ...greedy, temperature: 1.1, topK: 40, presencePenalty: 0.6, repetitionPenalty: 1.2, seed: 3 },
+    ]
+    for (const sampling of configs) {
+      const request = { promptIds: prompts[0], maxTokens: 40, sampling, eosTokenIds: folder.eosTokenIds }
+      const original = await h.run(request).done
+      const ids = h.tokens(original)
+      for (const k of [0, 1, 7, 20, ids.length - 1]) {
+        const resumed = await h.run({ ...request, generatedIds: ids.slice(0, k) }).done
+        assert.deepEqual(h.tokens(resumed), ids.slice(k), `${JSON.stringify(sampling)} resumed at ${k}`)
+        assert.equal(resumed.at(-1)!.finish, original.at(-1)!.finish)
+      }
+    }
+    await h.scheduler.stop()
+  })
+
   test('requests join a running batch at step boundaries instead of waiting for it', async () => {
     const h = harness(runner)
     const long = h.run({ promptIds: prompts[0], maxTokens: 200, sampling: greedy, eosTokenIds: [] })
