@@ -25,6 +25,9 @@ export const backendConfigSchema = z.object({
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** JWKS file of the gateway's public keys. Set: every request needs a gateway token. Unset: the node is open (development). */
+  GATEWAY_VERIFY_KEYS_FILE: z.string().min(1).optional(),
+  GATEWAY_TOKEN_AUDIENCE: z.string().regex(/^[\x21-\x7e]{1,256}$/, '1 to 256 printable ASCII characters, no spaces').default('switchyard-backend'),
 })
 
 export type BackendConfig = z.infer<typeof backendConfigSchema>

@@ -1,6 +1,7 @@
 import { serve } from '@hono/node-server'
 import pino from 'pino'
 import { createBackendApp } from './api/app.ts'
+import { gatewayAuth, openVerifyKeyFile, type GatewayTokenRefusal, type VerifyKeyFile } from './api/gateway-auth.ts'
 import { type BackendConfig, loadBackendConfig } from './config.ts'
 import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
@@ -18,6 +19,36 @@ try {
   process.exit(2)
 }
 const log = pino({ level: config.LOG_LEVEL, base: { service: 'switchyard-backend' } })
+
+// Gateway keys are read before listening: a node that should be closed must never be open, not even briefly.
+let keyFile: VerifyKeyFile | undefined
+if (config.GATEWAY_VERIFY_KEYS_FILE) {
+  try {
+    keyFile = await openVerifyKeyFile(config.GATEWAY_VERIFY_KEYS_FILE, {
+      onReload: (keys) => log.info({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: keys.kids }, 'gateway verify keys reloaded'),
+      onReloadError: (error, kept) => log.error({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: kept.kids, error: error.message }, 'gateway verify keys NOT reloaded: the file is invalid, keeping the previous keys'),
+    })
+  } catch (error) {
+    console.error(`switchyard backend: invalid configuration: GATEWAY_VERIFY_KEYS_FILE: ${(error as Error).message}`)
+    process.exit(2)
+  }
+  const opened = keyFile
+  log.info({ file: opened.path, kids: opened.current().kids, audience: config.GATEWAY_TOKEN_AUDIENCE }, 'gateway authentication on: requests need a token signed by the gateway (except /health, /ready, /metrics)')
+  // SIGHUP re-reads the keys (rotation); the file's mtime is also checked every few seconds.
+  process.on('SIGHUP', () => void opened.reload())
+} else {
+  log.warn('GATEWAY_VERIFY_KEYS_FILE is not set: this node accepts requests from anyone (local development only)')
+}
+
+// A scanner hitting the node must not flood the log: one line per refusal reason per minute.
+const lastRefusalLog = new Map<GatewayTokenRefusal, number>()
+function logRefusal(reason: GatewayTokenRefusal): void {
+  const now = Date.now()
+  if (now - (lastRefusalLog.get(reason) ?? -Infinity) < 60_000) return
+  lastRefusalLog.set(reason, now)
+  log.warn({ reason }, 'refused a request without a valid gateway token (logged at most once a minute per reason)')
+}
+
 const metrics = new BackendMetrics()
 const models = new Map<string, ServedModel>()
 let ready = false
@@ -32,6 +63,7 @@ const app = createBackendApp({
   maxBodyBytes: config.MAX_BODY_BYTES,
   isDraining: () => draining,
   isReady: () => ready,
+  gatewayAuth: keyFile && gatewayAuth({ keys: keyFile.current, audience: config.GATEWAY_TOKEN_AUDIENCE, onRefused: logRefusal }),
 })
 
 // Listen first: /health answers while models load, /ready only once they are warm.
@@ -81,6 +113,7 @@ async function shutdown(signal: string): Promise<void> {
   while (active() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
   if (active() > 0) log.warn({ unfinished: active() }, 'drain timeout: ending the remaining requests')
   await Promise.all([...models.values()].map((m) => m.engine.close()))
+  keyFile?.close()
   // Let the last response bytes go out, then close the listener and idle keep-alive sockets.
   await new Promise((resolve) => setTimeout(resolve, 100))
   server.close()

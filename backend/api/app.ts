@@ -1,4 +1,4 @@
-import { Hono } from 'hono'
+import { Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
@@ -9,6 +9,8 @@ export interface BackendAppOptions extends ApiContext {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
+  /** Gateway-token check (gateway-auth.ts) run before every route; absent, the node is open to anyone. */
+  gatewayAuth?: MiddlewareHandler
 }
 
 /** The backend node's HTTP API: OpenAI-compatible routes, /generate, and operations routes. */
@@ -19,11 +21,14 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.use('*', async (c, next) => {
     const started = performance.now()
     await next()
-    // Label by route pattern, never by raw path, so unknown URLs cannot blow up cardinality.
-    const route = c.res.status === 404 && c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+    // Label by route pattern, never by raw path, so unknown URLs cannot blow up cardinality. The
+    // catch-all pattern means no route ran: the path is unknown, or gateway auth refused the request.
+    const route = c.req.routePath === '/*' ? (c.res.status === 401 ? 'unauthenticated' : 'unmatched') : c.req.routePath
     metrics.requests.inc({ route, status: String(c.res.status) })
     metrics.requestDuration.observe({ route }, (performance.now() - started) / 1000)
   })
+  // After the metrics middleware, so refused requests are counted (status 401).
+  if (options.gatewayAuth) app.use('*', options.gatewayAuth)
 
   const limit = bodyLimit({
     maxSize: options.maxBodyBytes,
