@@ -1,5 +1,5 @@
 import { Hono } from 'hono'
-import type { Context } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { createAdminRoutes, requireAdmin } from './auth/admin.ts'
 import { createKeyLookup } from './auth/api-keys.ts'
@@ -12,10 +12,12 @@ import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
-import { errorResponse } from './pipeline/errors.ts'
+import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { forwardToBackend } from './proxy/forward.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
+import { resolveModel } from './routing/aliases.ts'
+import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
 
 /** Everything runtime-specific, made by the entry file (Node or Workers). */
@@ -32,6 +34,12 @@ export interface GatewayDeps {
   peerAddress: (c: Context) => string | undefined
   /** Hex SHA-256 for API keys; default Web Crypto. */
   hashKey?: (key: string) => string | Promise<string>
+  /** Regions, nodes and their live state; outlives config reloads. */
+  router: Router
+  /** Where the request entered the network (Workers: request.cf), for edgeRegions. */
+  edgeLocation?: (c: Context) => string | undefined
+  /** A short-lived token the backends verify (gateway → backend authentication). */
+  backendToken?: () => Promise<string> | string
 }
 
 /**
@@ -67,22 +75,41 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })
   const limits = keyRateLimits({ store: deps.rateLimits, defaults: config.limits.defaults, metrics, logger })
 
+  const region = regionPreference(config.routing.regionHeader, deps.router, deps.edgeLocation)
+  const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
+  const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
+
   const generationRoute = (route: ApiRoute, path: string) => {
-    app.post(path, ...api, body, parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens }), modelAccess, limits, async (c) => {
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens })
+    app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')
-      const forward = () =>
-        forwardToBackend(c, {
+      const served = resolveModel(config.routing.aliases, request.model, c.get('principal').id)
+      if (served?.alias) request.json.model = served.model
+      // Streams of one choice can be continued on another node; for that the gateway needs the token ids.
+      const resumable = route !== 'generate' && request.stream && request.choices === 1 && config.routing.stream.resume
+      if (resumable) request.json.return_token_ids = true
+      const forward = async () => {
+        const response = await forwardToBackend(c, {
           upstream: deps.upstream,
-          baseUrl: config.backend.url,
+          router: deps.router,
+          metrics: metrics.routing,
           path,
           method: 'POST',
-          body: JSON.stringify(request.json),
-          keepUsageEvent: request.clientIncludeUsage,
-          timeoutMs: config.server.requestTimeoutMs,
+          body: request.json,
+          model: served?.model,
+          regions: c.get('regionOrder'),
+          deadline: deadline(c),
+          backendHeaders,
+          stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
+        if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
+        if (served?.alias) response.headers.set('x-switchyard-model-version', served.model)
+        return response
+      }
       if (!cache) return forward()
-      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant: request.clientIncludeUsage ? 'usage' : '', cacheControl: c.req.header('cache-control') }, forward)
+      const variant = `${request.clientIncludeUsage ? 'usage' : ''}${request.clientTokenIds ? ':ids' : ''}`
+      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, cacheControl: c.req.header('cache-control') }, forward)
       lifecycle.record.cache = (response.headers.get('x-cache') as 'HIT' | 'MISS' | 'BYPASS' | null) ?? undefined
       return response
     })
@@ -91,14 +118,18 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('chat', '/v1/chat/completions')
   generationRoute('generate', '/generate')
 
-  app.get('/v1/models', ...api, async (c) => {
-    const response = await forwardToBackend(c, { upstream: deps.upstream, baseUrl: config.backend.url, path: '/v1/models', method: 'GET', timeoutMs: config.server.requestTimeoutMs })
-    const allowed = c.get('principal').models
-    if (!allowed || response.status !== 200) return response
-    // A key limited to some models sees only those.
+  app.get('/v1/models', ...api, region, async (c) => {
+    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders })
+    if (response.status !== 200) return response
     const list = (await response.json()) as { object: string; data: { id: string }[] }
-    return c.json({ ...list, data: list.data.filter((m) => allowed.includes(m.id)) })
+    // Aliases are models too; a key limited to some models sees only those.
+    const aliases = Object.keys(config.routing.aliases).filter((name) => !list.data.some((m) => m.id === name))
+    const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
+    const allowed = c.get('principal').models
+    return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
   })
+
+  app.get('/status', requireAdmin(adminToken), (c) => c.json(deps.router.status()))
 
   app.notFound((c) => errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found'))
   app.onError((error, c) => {
@@ -108,6 +139,23 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     return errorResponse(500, 'Internal server error', 'internal_error')
   })
   return app
+}
+
+/** The regions to try for this request, in order: the client's header, the edge location, or the gateway's own region, then its fallbacks. */
+function regionPreference(header: string, router: Router, edgeLocation?: (c: Context) => string | undefined): MiddlewareHandler {
+  return async (c, next) => {
+    const requested = c.req.header(header)
+    const preferred = router.preferredRegion(requested, edgeLocation?.(c))
+    if (preferred === null) throw gatewayError(400, `Unknown region in ${header}`, 'invalid_region')
+    c.set('regionOrder', router.regionOrder(preferred))
+    await next()
+  }
+}
+
+declare module 'hono' {
+  interface ContextVariableMap {
+    regionOrder: string[]
+  }
 }
 
 /** 403 when the key may not use the requested model. */

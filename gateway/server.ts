@@ -5,7 +5,11 @@ import type { AddressInfo } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { serve, type ServerType } from '@hono/node-server'
 import pino from 'pino'
-import { createGatewayApp } from './app.ts'
+import { createGatewayApp, type GatewayDeps } from './app.ts'
+import { loadGatewayConfig } from './config/load.ts'
+import { watchConfigFile } from './config/watch.ts'
+import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { Router } from './routing/router.ts'
 import type { GatewayConfig } from './config/schema.ts'
 import { createMemoryRateLimits, createRedisRateLimits } from './limits/rate-limit-store.ts'
 import { createPromMetrics } from './observability/prom-metrics.ts'
@@ -40,23 +44,44 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     ? createRedis({ url: env.REDIS_URL, sentinels: env.REDIS_SENTINELS, sentinelName: env.REDIS_SENTINEL_NAME, clusterNodes: env.REDIS_CLUSTER_NODES }, { logger, metrics })
     : null
   if (!redis) logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
-  const app = createGatewayApp({
-    config,
+  const upstream = createNodeUpstream()
+  const backendToken = env.BACKEND_SIGNING_KEY_FILE ? createBackendTokenSigner({ privateJwk: await loadPrivateJwk(env.BACKEND_SIGNING_KEY_FILE) }) : undefined
+  if (!backendToken) logger.warn({}, 'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)')
+  const backendHeaders = backendToken ? async () => ({ authorization: `Bearer ${await backendToken.token()}` }) : undefined
+  const router = new Router(config.routing, { metrics: metrics.routing, logger, upstream, headers: backendHeaders })
+  const deps: Omit<GatewayDeps, 'config'> = {
     logger,
     metrics,
     keyStore: redis ? new RedisKeyStore(redis) : new MemoryKeyStore(),
     rateLimits: redis ? createRedisRateLimits(redis, { logger, metrics }) : createMemoryRateLimits(),
     cacheStore: redis ? new RedisCacheStore(redis, { metrics }) : new MemoryCacheStore(),
-    upstream: createNodeUpstream(),
+    upstream,
+    router,
     peerAddress: (c) => getConnInfo(c).remote.address,
     hashKey: (key) => createHash('sha256').update(key).digest('hex'),
+    backendToken: backendToken && (() => backendToken.token()),
+  }
+  let app = createGatewayApp({ ...deps, config })
+  // A reload builds a new app around the same stores and router: requests in flight finish on
+  // the old one, the next ones use the new one, and node state (health, breakers) carries over.
+  const stopWatching = watchConfigFile(env.GATEWAY_CONFIG, (reason) => {
+    let next: GatewayConfig
+    try {
+      next = loadGatewayConfig()
+    } catch (error) {
+      logger.error({ reason, error: (error as Error).message }, 'configuration reload rejected; the running configuration stays')
+      return
+    }
+    router.update(next.routing)
+    app = createGatewayApp({ ...deps, config: next })
+    logger.info({ reason, regions: next.routing.regions.map((r) => r.name), nodes: router.nodes().length }, 'configuration reloaded')
   })
 
   const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) } : null
   const server: ServerType = await new Promise((resolve) => {
     const s = serve(
       {
-        fetch: app.fetch,
+        fetch: (request, env) => app.fetch(request, env),
         hostname: env.HOST,
         port: env.PORT,
         // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
@@ -78,11 +103,13 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       },
     })
   }
-  logger.info({ host: env.HOST, port, tls: Boolean(tls), backend: config.backend.url, redis: Boolean(redis), metricsPort: env.METRICS_PORT || undefined }, 'gateway listening')
+  logger.info({ host: env.HOST, port, tls: Boolean(tls), region: config.routing.region, nodes: router.nodes().map((n) => `${n.region}/${n.id}`), redis: Boolean(redis), metricsPort: env.METRICS_PORT || undefined }, 'gateway listening')
   return {
     port,
     metricsPort: env.METRICS_PORT || undefined,
     async close() {
+      stopWatching()
+      router.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       metricsServer?.close()
       redis?.disconnect()

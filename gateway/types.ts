@@ -96,4 +96,33 @@ export interface GatewayMetrics {
   storeUp(up: boolean): void
   /** Prometheus text (Node) or null where the runtime has no scrape endpoint. */
   render(): Promise<{ contentType: string; body: string } | null>
+  routing: RoutingMetrics
+}
+
+/** Why a try at a backend node did not give a usable answer ('ok' when it did). */
+export type AttemptOutcome = 'ok' | 'connect_error' | 'timeout' | 'server_error' | 'overloaded' | 'stall' | 'client_error' | 'breaker_open'
+
+export type BreakerState = 'closed' | 'half_open' | 'open'
+
+/** What the router records: tries, failovers, breakers, health, the retry budget. */
+export interface RoutingMetrics {
+  attempt(labels: { region: string; backend: string; outcome: AttemptOutcome }): void
+  retry(reason: AttemptOutcome): void
+  failover(labels: { reason: AttemptOutcome; scope: 'node' | 'region' | 'stream' }): void
+  breaker(labels: { region: string; backend: string }, state: BreakerState, transition: boolean): void
+  health(labels: { region: string; backend: string }, ok: boolean, healthy: boolean): void
+  retryBudgetExhausted(): void
+  inFlight(labels: { region: string; backend: string }, value: number): void
+  served(labels: { model: string; version: string; region: string }): void
+}
+
+export const noopRoutingMetrics: RoutingMetrics = {
+  attempt() {},
+  retry() {},
+  failover() {},
+  breaker() {},
+  health() {},
+  retryBudgetExhausted() {},
+  inFlight() {},
+  served() {},
 }

@@ -43,10 +43,128 @@ const jwtSchema = z
   .strict()
   .refine((j) => Boolean(j.jwksUrl) !== Boolean(j.keys), 'give exactly one of jwksUrl or keys')
 
+
+const nameSchema = z.string().regex(/^[\w.-]{1,64}$/, 'letters, digits and . _ - only (at most 64)')
+
+const nodeSchema = z
+  .object({
+    /** Unique across all regions; appears in logs, metrics and x-switchyard-backend. */
+    id: nameSchema,
+    url: z.string().url(),
+    /** Share of the region's traffic relative to the other nodes. */
+    weight: z.number().positive().max(1000).default(1),
+    /** Model ids this node serves; omitted = every model. */
+    models: z.array(z.string().min(1)).optional(),
+  })
+  .strict()
+
+const regionSchema = z
+  .object({
+    name: nameSchema,
+    /** Regions to fail over to, in order, when this one has no usable node for a request. */
+    fallback: z.array(nameSchema).default([]),
+    nodes: z.array(nodeSchema).min(1),
+  })
+  .strict()
+
+const aliasSchema = z
+  .object({
+    /** Model versions behind the public name, with traffic weights (canary / A/B). */
+    versions: z.array(z.object({ model: z.string().min(1), weight: z.number().min(0) }).strict()).min(1),
+    /** The same key always gets the same version (hash of the key id). */
+    sticky: z.boolean().default(false),
+  })
+  .strict()
+  .refine((a) => a.versions.some((v) => v.weight > 0), 'at least one version needs a weight above 0')
+
+export const routingSchema = z
+  .object({
+    regions: z.array(regionSchema).min(1),
+    /** The gateway's own region (GATEWAY_REGION overrides); default the first region. */
+    region: nameSchema.optional(),
+    /** Header a client may use to ask for a region. */
+    regionHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-switchyard-region'),
+    /** Edge location (Workers: request.cf colo or country) → region. */
+    edgeRegions: z.record(z.string(), nameSchema).default({}),
+    aliases: z.record(z.string(), aliasSchema).default({}),
+    healthCheck: z
+      .object({
+        intervalMs: positiveInt.min(100).default(2000),
+        /** Each wait is interval × (1 ± jitter), so checks from many gateways do not line up. */
+        jitter: z.number().min(0).max(1).default(0.2),
+        timeoutMs: positiveInt.default(1000),
+        /** Consecutive failed checks before a node is out, and passed checks before it is back. */
+        unhealthyAfter: positiveInt.default(2),
+        healthyAfter: positiveInt.default(1),
+      })
+      .strict()
+      .default({ intervalMs: 2000, jitter: 0.2, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 }),
+    /** Passive outlier detection: consecutive failures of real traffic take a node out until a health check passes. */
+    outlier: z.object({ consecutiveFailures: positiveInt.default(3) }).strict().default({ consecutiveFailures: 3 }),
+    breaker: z
+      .object({
+        errorThresholdPercentage: z.number().min(1).max(100).default(50),
+        volumeThreshold: z.number().int().min(0).default(5),
+        resetTimeoutMs: positiveInt.default(10_000),
+        rollingWindowMs: positiveInt.default(10_000),
+      })
+      .strict()
+      .default({ errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 10_000, rollingWindowMs: 10_000 }),
+    retry: z
+      .object({
+        /** Tries per request, the first included. */
+        maxAttempts: positiveInt.max(10).default(3),
+        /** Time a try may take to its response headers (JSON: to the whole body). */
+        perTryTimeoutMs: positiveInt.default(60_000),
+        backoffBaseMs: z.number().int().min(0).default(25),
+        backoffMaxMs: z.number().int().min(0).default(500),
+        /** Retries may be at most this share of requests over the window, plus minPerSecond. */
+        budgetRatio: z.number().min(0).max(10).default(0.2),
+        budgetMinPerSecond: z.number().min(0).default(5),
+        budgetWindowSeconds: positiveInt.max(600).default(10),
+      })
+      .strict()
+      .default({ maxAttempts: 3, perTryTimeoutMs: 60_000, backoffBaseMs: 25, backoffMaxMs: 500, budgetRatio: 0.2, budgetMinPerSecond: 5, budgetWindowSeconds: 10 }),
+    stream: z
+      .object({
+        /** No event from the backend for this long counts as a failure of the node. */
+        stallTimeoutMs: positiveInt.default(15_000),
+        /** Continue a broken stream on another node (greedy and seeded streams stay exact). */
+        resume: z.boolean().default(true),
+        /** Most times one stream may be continued elsewhere. */
+        maxResumes: z.number().int().min(0).max(10).default(2),
+      })
+      .strict()
+      .default({ stallTimeoutMs: 15_000, resume: true, maxResumes: 2 }),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    const regions = new Set<string>()
+    const ids = new Set<string>()
+    for (const region of r.regions) {
+      if (regions.has(region.name)) ctx.addIssue({ code: 'custom', message: `region ${region.name} is declared twice`, path: ['regions'] })
+      regions.add(region.name)
+      for (const node of region.nodes) {
+        if (ids.has(node.id)) ctx.addIssue({ code: 'custom', message: `node id ${node.id} is used twice`, path: ['regions'] })
+        ids.add(node.id)
+      }
+    }
+    const known = (name: string, path: (string | number)[]) => {
+      if (!regions.has(name)) ctx.addIssue({ code: 'custom', message: `unknown region ${name}`, path })
+    }
+    r.regions.forEach((region, i) => region.fallback.forEach((f, j) => known(f, ['regions', i, 'fallback', j])))
+    if (r.region) known(r.region, ['region'])
+    for (const [edge, region] of Object.entries(r.edgeRegions)) known(region, ['edgeRegions', edge])
+  })
+
+export type RoutingConfig = z.infer<typeof routingSchema>
+
 export const gatewayFileSchema = z
   .object({
-    /** The backend node every request goes to (the router replaces this with regions). */
+    /** One backend node for every request (shorthand for a single region with one node). */
     backend: z.object({ url: z.string().url() }).strict().optional(),
+    /** Regions of backend nodes, failover order, health checks, breakers, retries. */
+    routing: routingSchema.optional(),
     auth: z
       .object({
         apiKeys: z.array(apiKeySchema).default([]),
@@ -100,6 +218,10 @@ const hostPorts = z
 
 export const gatewayEnvSchema = z.object({
   GATEWAY_CONFIG: z.string().optional(),
+  /** The gateway's own region, for requests that name none (overrides routing.region). */
+  GATEWAY_REGION: z.string().regex(/^[\w.-]{1,64}$/).optional(),
+  /** Private JWK (JSON file) for signing gateway → backend tokens. */
+  BACKEND_SIGNING_KEY_FILE: z.string().optional(),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: intFrom(0, 65535, 8080),
   /** Separate plain-HTTP port for /metrics (0 = off; /metrics stays on the main port behind the admin token). */
@@ -117,7 +239,8 @@ export const gatewayEnvSchema = z.object({
 
 export type GatewayEnv = z.infer<typeof gatewayEnvSchema>
 
-export interface GatewayConfig extends GatewayFileConfig {
+export interface GatewayConfig extends Omit<GatewayFileConfig, 'routing' | 'backend'> {
   env: GatewayEnv
-  backend: { url: string }
+  /** Always set: `backend.url` / BACKEND_URL become one region `default` with one node `default`. */
+  routing: RoutingConfig
 }

@@ -17,6 +17,18 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
   const storeErrors = new Counter({ name: 'switchyard_gateway_store_errors_total', help: 'Errors talking to the shared store', labelNames: ['store', 'operation'], registers })
   const storeUp = new Gauge({ name: 'switchyard_gateway_store_up', help: '1 while the shared store (Redis) answers, 0 while in-memory fallbacks serve', registers })
   storeUp.set(1)
+  const node = ['region', 'backend']
+  const attempts = new Counter({ name: 'switchyard_gateway_upstream_attempts_total', help: 'Tries at backend nodes by outcome', labelNames: [...node, 'outcome'], registers })
+  const retries = new Counter({ name: 'switchyard_gateway_retries_total', help: 'Tries after the first, by the failure that caused them', labelNames: ['reason'], registers })
+  const failovers = new Counter({ name: 'switchyard_gateway_failovers_total', help: 'Moves to another node, another region, or a stream continued elsewhere', labelNames: ['reason', 'scope'], registers })
+  const breakerState = new Gauge({ name: 'switchyard_gateway_breaker_state', help: 'Circuit breaker per node: 0 closed, 1 half-open, 2 open', labelNames: node, registers })
+  const breakerTransitions = new Counter({ name: 'switchyard_gateway_breaker_transitions_total', help: 'Circuit breaker state changes', labelNames: [...node, 'to'], registers })
+  const healthy = new Gauge({ name: 'switchyard_gateway_backend_healthy', help: '1 while the node passes its health checks', labelNames: node, registers })
+  const checks = new Counter({ name: 'switchyard_gateway_health_checks_total', help: 'Active health checks by result', labelNames: [...node, 'result'], registers })
+  const budgetExhausted = new Counter({ name: 'switchyard_gateway_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was spent', registers })
+  const inFlight = new Gauge({ name: 'switchyard_gateway_backend_in_flight', help: 'Requests in flight per node', labelNames: node, registers })
+  const served = new Counter({ name: 'switchyard_gateway_served_total', help: 'Requests served by model version and region', labelNames: ['model', 'version', 'region'], registers })
+  const stateValue = { closed: 0, half_open: 1, open: 2 } as const
   return {
     registry,
     request: (l, seconds) => {
@@ -30,5 +42,21 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
     storeError: (store, operation) => storeErrors.inc({ store, operation }),
     storeUp: (up) => storeUp.set(up ? 1 : 0),
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    routing: {
+      attempt: (l) => attempts.inc(l),
+      retry: (reason) => retries.inc({ reason }),
+      failover: (l) => failovers.inc(l),
+      breaker: (l, state, transition) => {
+        breakerState.set(l, stateValue[state])
+        if (transition) breakerTransitions.inc({ ...l, to: state })
+      },
+      health: (l, ok, isHealthy) => {
+        checks.inc({ ...l, result: ok ? 'ok' : 'fail' })
+        healthy.set(l, isHealthy ? 1 : 0)
+      },
+      retryBudgetExhausted: () => budgetExhausted.inc(),
+      inFlight: (l, value) => inFlight.set(l, value),
+      served: (l) => served.inc(l),
+    },
   }
 }

@@ -17,6 +17,11 @@ export interface RequestRecord {
   status?: number
   cache?: 'HIT' | 'MISS' | 'BYPASS'
   firstByteAt?: number
+  /** The node and region that answered (the first one, for a stream continued elsewhere). */
+  backend?: string
+  region?: string
+  /** Times a broken stream was continued on another node. */
+  resumes?: number
   usage?: Usage
   /** How the response ended: complete, client went away, upstream broke. */
   outcome?: 'ok' | 'client_closed' | 'upstream_error'

@@ -19,6 +19,10 @@ export interface ApiRequest {
   promptTokenBound: number
   /** Most completion tokens the request can produce (all choices). */
   maxCompletionTokens: number
+  /** Choices in the answer (n × prompts); a broken stream can be continued only with one. */
+  choices: number
+  /** The client asked for token ids itself (else the gateway drops the ones it asks for). */
+  clientTokenIds: boolean
 }
 
 declare module 'hono' {
@@ -54,6 +58,8 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     }
     const body = parsed.data as Record<string, any>
     const object = json as Record<string, unknown>
+    // Continuations are the gateway's own business (mid-stream failover).
+    if ('resume' in object) throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })
     const { chars, bytes, tokenIds, messages } = measurePrompt(route, body)
     if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: route === 'chat' ? 'messages' : 'prompt' })
 
@@ -75,6 +81,8 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
       clientIncludeUsage,
       promptTokenBound: (tokenIds || bytes) + TEMPLATE_TOKENS_PER_MESSAGE * (messages + 1),
       maxCompletionTokens: maxTokens * choices,
+      choices,
+      clientTokenIds: body.return_token_ids === true,
     })
     await next()
   }

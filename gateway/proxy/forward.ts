@@ -1,31 +1,52 @@
 import type { Context } from 'hono'
-import { observeStream } from '../pipeline/observe-stream.ts'
 import { gatewayError } from '../pipeline/errors.ts'
-import { createSseUsageReader, usageFromJson } from './sse-usage.ts'
+import type { BackendNode } from '../routing/backend-node.ts'
+import { NodeBusyError } from '../routing/backend-node.ts'
+import type { Router } from '../routing/router.ts'
+import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
+import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
+import { usageFromJson } from './usage.ts'
 import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
-/** Backend response headers the client sees; the rest (hop-by-hop, server internals) stay behind. */
-const RETURNED_HEADERS = ['content-type', 'retry-after', 'cache-control']
 
 export interface ForwardOptions {
   upstream: UpstreamFetch
-  /** Backend base URL, no trailing slash. */
-  baseUrl: string
+  router: Router
+  metrics: RoutingMetrics
   path: string
   method: 'GET' | 'POST'
-  body?: string
-  /** The client asked for the usage chunk (stream_options.include_usage); else it is removed. */
-  keepUsageEvent?: boolean
-  timeoutMs: number
+  /** The JSON body; a continuation adds `resume` to it. */
+  body?: Record<string, unknown>
+  /** The model id sent to the backend (an alias already resolved), to pick nodes that serve it. */
+  model?: string
+  /** Regions to try, in order. */
+  regions: string[]
+  /** performance.now() time after which no try starts and streams end. */
+  deadline: number
+  /** Extra headers for the backend (the gateway's token). */
+  backendHeaders?: () => Promise<Record<string, string>> | Record<string, string>
+  stream?: { keepUsageEvent: boolean; keepTokenIds: boolean; resumable: boolean }
+}
+
+/** A try that did not give a usable answer. */
+class AttemptFailed extends Error {
+  constructor(readonly outcome: AttemptOutcome) {
+    super(outcome)
+  }
 }
 
 /**
- * Sends the request to a backend node and returns its response with streaming passthrough:
- * SSE chunks go to the client as they arrive. Usage is recorded on the request's lifecycle.
+ * Sends the request to a backend node, failing over before the first byte reaches the client:
+ * on a connect error, a timeout, a 5xx or a busy 503 it tries another node (same region first,
+ * then the fallback regions) with backoff, within the retry budget and the deadline. 4xx
+ * answers are the client's and are returned as they are. Streams are relayed event by event and
+ * continued on another node if theirs breaks (see stream-relay.ts).
  */
 export async function forwardToBackend(c: Context, options: ForwardOptions): Promise<Response> {
+  const { router, metrics } = options
+  const retry = router.config.retry
   const lifecycle = c.get('lifecycle')
   const headers: Record<string, string> = { 'x-request-id': lifecycle.record.requestId }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
@@ -33,32 +54,137 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     const value = c.req.header(name)
     if (value) headers[name] = value
   }
-  const timeout = AbortSignal.timeout(options.timeoutMs)
-  let response: UpstreamResponse
-  try {
-    response = await options.upstream({ url: options.baseUrl + options.path, method: options.method, headers, body: options.body, signal: timeout })
-  } catch (error) {
-    if (timeout.aborted) throw gatewayError(504, 'The backend did not answer in time', 'upstream_timeout')
-    throw gatewayError(502, 'The backend could not be reached', 'upstream_unavailable', { cause: error })
-  }
-  lifecycle.record.firstByteAt ??= performance.now()
-  // A plain object, not Headers: @hono/node-server writes such a response without building a Web one.
-  const out: Record<string, string> = {}
-  for (const name of RETURNED_HEADERS) {
-    const value = response.headers.get(name)
-    if (value) out[name] = value
-  }
-  const type = out['content-type'] ?? ''
-  if (type.startsWith('text/event-stream') && response.body) {
-    const readUsage = createSseUsageReader({
-      keepUsageEvent: options.keepUsageEvent ?? false,
-      onUsage: (usage) => (lifecycle.record.usage = usage),
-      onError: () => (lifecycle.record.outcome = 'upstream_error'),
+  Object.assign(headers, await options.backendHeaders?.())
+  router.retryBudget.recordRequest()
+
+  const tried = new Set<BackendNode>()
+  let attempts = 0
+  let last: { node: BackendNode; outcome: AttemptOutcome; response?: { status: number; text: string; retryAfter: string | null } } | undefined
+
+  /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed or NodeBusyError. */
+  const tryNode = (node: BackendNode, body: string | undefined) =>
+    node.run(async () => {
+      const timeoutMs = Math.min(retry.perTryTimeoutMs, options.deadline - performance.now())
+      const controller = new AbortController()
+      const timer = setTimeout(() => controller.abort(), timeoutMs)
+      try {
+        const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, signal: controller.signal })
+        if (isEventStream(response) && response.status === 200) return { response, text: undefined, clear: () => clearTimeout(timer) }
+        const text = await response.text()
+        clearTimeout(timer)
+        if (response.status === 503) {
+          last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
+          throw new NodeBusyError('busy')
+        }
+        if (response.status >= 500) throw new AttemptFailed('server_error')
+        return { response, text, clear: () => {} }
+      } catch (error) {
+        clearTimeout(timer)
+        if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
+        throw new AttemptFailed(controller.signal.aborted ? 'timeout' : 'connect_error')
+      }
     })
-    const body = observeStream(response.body, { onChunk: readUsage, onEnd: () => {} })
-    return new Response(body, { status: response.status, headers: out })
+
+  /** The next node to try after `previous` failed, or null when out of nodes, tries, budget or time. */
+  const nextNode = async (previousOutcome: AttemptOutcome | undefined, previous: BackendNode | undefined, scope: 'node' | 'stream'): Promise<BackendNode | null> => {
+    if (scope === 'node' && attempts >= retry.maxAttempts) return null
+    const node = router.pick(options.regions, options.model, tried)
+    if (!node) return null
+    if (previousOutcome) {
+      if (!router.retryBudget.tryRetry()) {
+        metrics.retryBudgetExhausted()
+        return null
+      }
+      metrics.retry(previousOutcome)
+      metrics.failover({ reason: previousOutcome, scope: scope === 'stream' ? 'stream' : previous && previous.region !== node.region ? 'region' : 'node' })
+      const backoff = Math.min(retry.backoffMaxMs, retry.backoffBaseMs * 2 ** (attempts - 1)) * Math.random()
+      if (performance.now() + backoff >= options.deadline) return null
+      await new Promise((r) => setTimeout(r, backoff))
+    }
+    tried.add(node)
+    attempts++
+    return node
   }
-  const text = await response.text()
-  lifecycle.record.usage = usageFromJson(text)
-  return new Response(response.status === 204 || response.status === 304 ? null : text, { status: response.status, headers: out })
+
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+  for (let node = await nextNode(undefined, undefined, 'node'); node; node = await nextNode(last?.outcome, last?.node, 'node')) {
+    let answer: Awaited<ReturnType<typeof tryNode>>
+    try {
+      answer = await tryNode(node, body)
+    } catch (error) {
+      const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
+      metrics.attempt({ ...node.labels, outcome })
+      if (outcome !== 'overloaded') last = { node, outcome }
+      continue
+    }
+    const { response, text } = answer
+    metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : 'client_error' })
+    lifecycle.record.firstByteAt ??= performance.now()
+    lifecycle.record.backend = node.id
+    lifecycle.record.region = node.region
+    const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
+    for (const name of ['content-type', 'retry-after', 'cache-control']) {
+      const value = response.headers.get(name)
+      if (value) out[name] = value
+    }
+    if (text !== undefined) {
+      lifecycle.record.usage = usageFromJson(text)
+      return new Response(response.status === 204 || response.status === 304 ? null : text, { status: response.status, headers: out })
+    }
+    answer.clear()
+    return new Response(relayStream(response, node), { status: 200, headers: out })
+  }
+
+  // No node could answer.
+  if (last?.outcome === 'overloaded' && last.response) {
+    return new Response(last.response.text, { status: 503, headers: { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) } })
+  }
+  if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
+    throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
+  }
+  throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
+
+  function relayStream(response: UpstreamResponse, first: BackendNode): ReadableStream<Uint8Array> {
+    const stream = options.stream ?? { keepUsageEvent: true, keepTokenIds: true, resumable: false }
+    let current = first
+    let resumes = 0
+    return relayEventStream({
+      body: response.body!,
+      stallTimeoutMs: router.config.stream.stallTimeoutMs,
+      dropUsageEvent: !stream.keepUsageEvent,
+      dropTokenIds: !stream.keepTokenIds,
+      onUsage: (usage) => (lifecycle.record.usage = usage),
+      onGiveUp: () => (lifecycle.record.outcome = 'upstream_error'),
+      resume: async (progress: StreamProgress, failure: StreamBroken) => {
+        current.reportLateFailure(failure)
+        metrics.attempt({ ...current.labels, outcome: failure.reason })
+        if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
+        const continued = JSON.stringify({ ...options.body, resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset } })
+        for (let node = await nextNode(failure.reason, current, 'stream'); node; node = await nextNode(last?.outcome ?? failure.reason, last?.node, 'stream')) {
+          try {
+            const answer = await tryNode(node, continued)
+            answer.clear()
+            if (answer.text !== undefined) {
+              // A 4xx to a continuation: this node cannot continue; do not retry the client's error elsewhere.
+              metrics.attempt({ ...node.labels, outcome: 'client_error' })
+              return null
+            }
+            metrics.attempt({ ...node.labels, outcome: 'ok' })
+            resumes++
+            current = node
+            lifecycle.record.resumes = resumes
+            return answer.response.body
+          } catch (error) {
+            const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : 'breaker_open'
+            metrics.attempt({ ...node.labels, outcome })
+            last = { node, outcome }
+            if (performance.now() >= options.deadline) return null
+          }
+        }
+        return null
+      },
+    })
+  }
 }
+
+const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false

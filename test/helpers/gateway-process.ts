@@ -9,6 +9,8 @@ export interface GatewayProcess {
   port: number
   child: ChildProcess
   output: () => string
+  /** The config file it was started with (rewrite it to test reloads). */
+  configPath: string
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
@@ -26,7 +28,7 @@ export async function startGateway(config: object, env: Record<string, string> =
     if (match) {
       const port = Number(match[1])
       const scheme = env.TLS_CERT_FILE ? 'https' : 'http'
-      return { url: `${scheme}://127.0.0.1:${port}`, port, child, output, stop }
+      return { url: `${scheme}://127.0.0.1:${port}`, port, child, output, stop, configPath }
     }
     if (child.exitCode !== null) throw new Error(`gateway exited with ${child.exitCode}:\n${output()}`)
     if (Date.now() > deadline) {

@@ -1,5 +1,5 @@
 import { createResponseCache, type ResponseCacheOptions } from '../../../gateway/cache/response-cache.ts'
-import type { CacheStore, GatewayMetrics, Logger } from '../../../gateway/types.ts'
+import { type CacheStore, type GatewayMetrics, type Logger, noopRoutingMetrics } from '../../../gateway/types.ts'
 
 const encoder = new TextEncoder()
 
@@ -42,6 +42,7 @@ export function recordingMetrics(): GatewayMetrics & { results: CacheResult[]; c
     storeError() {},
     storeUp() {},
     render: async () => null,
+    routing: noopRoutingMetrics,
   }
 }
 

@@ -1,0 +1,172 @@
+import CircuitBreaker from 'opossum'
+import type { RoutingConfig } from '../config/schema.ts'
+import type { AttemptOutcome, BreakerState, Logger, RoutingMetrics } from '../types.ts'
+
+/** A node's answer that says "not now" (503: queue full, draining): skip it, but it is not broken. */
+export class NodeBusyError extends Error {
+  override name = 'NodeBusyError'
+}
+
+/** One try's outcome, kept for the status page's recent error rate and latency. */
+interface RecentResult {
+  at: number
+  ok: boolean
+  ms: number
+}
+
+const RECENT_LIMIT = 200
+const RECENT_WINDOW_MS = 60_000
+
+/**
+ * A backend node and everything the router knows about it: active health verdict, passive
+ * outlier ejection, its circuit breaker (opossum), in-flight count and recent results.
+ */
+export class BackendNode {
+  readonly labels: { region: string; backend: string }
+  inFlight = 0
+  /** Verdict of the active health checks; optimistic until the first check says otherwise. */
+  healthy = true
+  /** Taken out by passive outlier detection until a health check passes again. */
+  ejected = false
+  lastCheck: { at: string; ok: boolean; detail?: string } | undefined
+  private checkPasses = 0
+  private checkFailures = 0
+  private consecutiveFailures = 0
+  private readonly recent: RecentResult[] = []
+  private readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>
+
+  constructor(
+    readonly id: string,
+    readonly region: string,
+    readonly url: string,
+    readonly weight: number,
+    readonly models: ReadonlySet<string> | null,
+    private readonly settings: Pick<RoutingConfig, 'breaker' | 'healthCheck' | 'outlier'>,
+    private readonly hooks: { metrics: RoutingMetrics; logger: Logger },
+  ) {
+    this.labels = { region, backend: id }
+    const b = settings.breaker
+    this.breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
+      timeout: false, // tries have their own deadlines
+      errorThresholdPercentage: b.errorThresholdPercentage,
+      volumeThreshold: b.volumeThreshold,
+      resetTimeout: b.resetTimeoutMs,
+      rollingCountTimeout: b.rollingWindowMs,
+      rollingCountBuckets: 10,
+      errorFilter: (error: unknown) => error instanceof NodeBusyError,
+    })
+    const transition = (state: BreakerState) => () => {
+      hooks.metrics.breaker(this.labels, state, true)
+      const log = state === 'open' ? hooks.logger.warn : hooks.logger.info
+      log.call(hooks.logger, { ...this.labels, breaker: state }, `circuit breaker ${state.replace('_', '-')}`)
+    }
+    this.breaker.on('open', transition('open'))
+    this.breaker.on('halfOpen', transition('half_open'))
+    this.breaker.on('close', transition('closed'))
+    hooks.metrics.breaker(this.labels, 'closed', false)
+    hooks.metrics.health(this.labels, true, true)
+  }
+
+  serves(model: string | undefined): boolean {
+    return this.models === null || model === undefined || this.models.has(model)
+  }
+
+  get breakerState(): BreakerState {
+    return this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'half_open' : 'closed'
+  }
+
+  /** Worth a try now: healthy, not ejected, and the breaker lets a call through. */
+  get usable(): boolean {
+    return this.healthy && !this.ejected && this.breakerAllows
+  }
+
+  get breakerAllows(): boolean {
+    return this.breaker.closed || this.breaker.pendingClose
+  }
+
+  /**
+   * Runs one try through the breaker. A NodeBusyError does not count against the node; an
+   * open breaker rejects at once with code EOPENBREAKER.
+   */
+  async run<T>(attempt: () => Promise<T>): Promise<T> {
+    const started = Date.now()
+    this.setInFlight(+1)
+    try {
+      const result = (await this.breaker.fire(attempt)) as T
+      this.record(true, Date.now() - started)
+      return result
+    } catch (error) {
+      if (!(error instanceof NodeBusyError) && (error as { code?: string }).code !== 'EOPENBREAKER') this.record(false, Date.now() - started)
+      throw error
+    } finally {
+      this.setInFlight(-1)
+    }
+  }
+
+  /** A failure found after the try had succeeded (a stream that broke or stalled). */
+  reportLateFailure(error: Error): void {
+    this.record(false, 0)
+    this.breaker.fire(() => Promise.reject(error)).catch(() => {})
+  }
+
+  /** An active check's result; flips `healthy` after enough in a row. */
+  checked(ok: boolean, detail?: string): void {
+    this.lastCheck = { at: new Date().toISOString(), ok, detail }
+    const h = this.settings.healthCheck
+    if (ok) {
+      this.checkPasses++
+      this.checkFailures = 0
+      if (!this.healthy && this.checkPasses >= h.healthyAfter) this.setHealthy(true)
+      if (this.ejected) {
+        this.ejected = false
+        this.consecutiveFailures = 0
+        this.hooks.logger.info(this.labels, 'node back after outlier ejection')
+      }
+    } else {
+      this.checkFailures++
+      this.checkPasses = 0
+      if (this.healthy && this.checkFailures >= h.unhealthyAfter) this.setHealthy(false, detail)
+    }
+    this.hooks.metrics.health(this.labels, ok, this.healthy)
+  }
+
+  /** Error rate and latency of the last minute of real traffic. */
+  recentStats(): { requests: number; errorRate: number; p50Ms: number | null; p99Ms: number | null } {
+    const since = Date.now() - RECENT_WINDOW_MS
+    const recent = this.recent.filter((r) => r.at >= since)
+    const latencies = recent.filter((r) => r.ok).map((r) => r.ms).sort((a, b) => a - b)
+    const pick = (q: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : null)
+    return { requests: recent.length, errorRate: recent.length ? recent.filter((r) => !r.ok).length / recent.length : 0, p50Ms: pick(0.5), p99Ms: pick(0.99) }
+  }
+
+  shutdown(): void {
+    this.breaker.shutdown()
+  }
+
+  private record(ok: boolean, ms: number): void {
+    this.recent.push({ at: Date.now(), ok, ms })
+    if (this.recent.length > RECENT_LIMIT) this.recent.splice(0, this.recent.length - RECENT_LIMIT)
+    if (ok) {
+      this.consecutiveFailures = 0
+      return
+    }
+    this.consecutiveFailures++
+    if (!this.ejected && this.consecutiveFailures >= this.settings.outlier.consecutiveFailures) {
+      this.ejected = true
+      this.hooks.logger.warn({ ...this.labels, failures: this.consecutiveFailures }, 'node ejected after consecutive failures; back when a health check passes')
+    }
+  }
+
+  private setHealthy(healthy: boolean, detail?: string): void {
+    this.healthy = healthy
+    if (healthy) this.hooks.logger.info(this.labels, 'node healthy')
+    else this.hooks.logger.warn({ ...this.labels, detail }, 'node unhealthy')
+  }
+
+  private setInFlight(delta: number): void {
+    this.inFlight += delta
+    this.hooks.metrics.inFlight(this.labels, this.inFlight)
+  }
+}
+
+export type { AttemptOutcome }

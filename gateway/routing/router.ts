@@ -1,0 +1,142 @@
+import type { RoutingConfig } from '../config/schema.ts'
+import type { UpstreamFetch } from '../proxy/upstream.ts'
+import type { Logger, RoutingMetrics } from '../types.ts'
+import { BackendNode } from './backend-node.ts'
+import { pickNode } from './balancer.ts'
+import { startHealthChecks } from './health-checker.ts'
+import { RetryBudget } from './retry-budget.ts'
+
+interface Region {
+  name: string
+  fallback: string[]
+  nodes: BackendNode[]
+}
+
+export interface RouterHooks {
+  metrics: RoutingMetrics
+  logger: Logger
+  upstream: UpstreamFetch
+  /** Headers for health checks (the gateway's backend token). */
+  headers?: () => Promise<Record<string, string>>
+}
+
+/**
+ * The topology of regions and backend nodes with their live state. The request path asks it
+ * for the regions to try and the next node to try; the health checks and breakers keep the
+ * node states current. `update` swaps in a new topology and keeps the state of nodes that did
+ * not change, so a config reload drops nothing.
+ */
+export class Router {
+  private settings: RoutingConfig
+  private regions = new Map<string, Region>()
+  private budget: RetryBudget
+  private readonly checks: { stop(): void; checkNow(): Promise<void> }
+
+  constructor(settings: RoutingConfig, private readonly hooks: RouterHooks) {
+    this.settings = settings
+    this.budget = new RetryBudget(settings.retry)
+    this.build(settings, new Map())
+    this.checks = startHealthChecks({ nodes: () => this.nodes(), upstream: hooks.upstream, settings: () => this.settings.healthCheck, headers: hooks.headers })
+  }
+
+  get config(): RoutingConfig {
+    return this.settings
+  }
+
+  get retryBudget(): RetryBudget {
+    return this.budget
+  }
+
+  nodes(): BackendNode[] {
+    return [...this.regions.values()].flatMap((r) => r.nodes)
+  }
+
+  /** The region a request prefers: the client's header, else its edge location, else ours. Null for an unknown region name. */
+  preferredRegion(requested: string | undefined, edgeLocation: string | undefined): string | null {
+    if (requested !== undefined) return this.regions.has(requested) ? requested : null
+    const edge = edgeLocation === undefined ? undefined : this.settings.edgeRegions[edgeLocation]
+    return edge ?? this.settings.region ?? this.regions.keys().next().value!
+  }
+
+  /** The preferred region, then its fallbacks in order. */
+  regionOrder(preferred: string): string[] {
+    const region = this.regions.get(preferred)
+    return region ? [preferred, ...region.fallback.filter((f) => f !== preferred)] : []
+  }
+
+  /**
+   * The next node to try: the first region in order that has a usable one. When health checks
+   * or outlier ejection have taken out every node (for example checks timing out on overloaded
+   * nodes), it tries those nodes anyway rather than refuse everything ("panic mode", as Envoy
+   * does); open breakers are still respected.
+   */
+  pick(order: readonly string[], model: string | undefined, exclude: ReadonlySet<BackendNode>): BackendNode | undefined {
+    for (const panic of [false, true]) {
+      for (const name of order) {
+        const region = this.regions.get(name)
+        const node = region && pickNode(region.nodes, model, exclude, { panic })
+        if (node) return node
+      }
+    }
+    return undefined
+  }
+
+  /** Whether any region in `order` has a node declared for the model (usable or not). */
+  servesModel(order: readonly string[], model: string | undefined): boolean {
+    return order.some((name) => this.regions.get(name)?.nodes.some((n) => n.serves(model)))
+  }
+
+  update(settings: RoutingConfig): void {
+    const old = new Map(this.nodes().map((n) => [n.id, n]))
+    if (JSON.stringify(settings.retry) !== JSON.stringify(this.settings.retry)) this.budget = new RetryBudget(settings.retry)
+    const sameBreaker = JSON.stringify([settings.breaker, settings.outlier, settings.healthCheck]) === JSON.stringify([this.settings.breaker, this.settings.outlier, this.settings.healthCheck])
+    this.settings = settings
+    this.build(settings, sameBreaker ? old : new Map())
+    for (const node of old.values()) if (!this.nodes().includes(node)) node.shutdown()
+    void this.checks.checkNow()
+  }
+
+  /** For GET /status. */
+  status() {
+    return {
+      region: this.settings.region,
+      retryBudget: { ...this.budget.snapshot(), ratio: this.settings.retry.budgetRatio, minPerSecond: this.settings.retry.budgetMinPerSecond },
+      regions: [...this.regions.values()].map((r) => ({
+        name: r.name,
+        fallback: r.fallback,
+        nodes: r.nodes.map((n) => ({
+          id: n.id,
+          url: n.url,
+          weight: n.weight,
+          models: n.models ? [...n.models] : null,
+          usable: n.usable,
+          healthy: n.healthy,
+          ejected: n.ejected,
+          breaker: n.breakerState,
+          inFlight: n.inFlight,
+          lastCheck: n.lastCheck ?? null,
+          recent: n.recentStats(),
+        })),
+      })),
+    }
+  }
+
+  close(): void {
+    this.checks.stop()
+    for (const node of this.nodes()) node.shutdown()
+  }
+
+  private build(settings: RoutingConfig, reusable: Map<string, BackendNode>): void {
+    const regions = new Map<string, Region>()
+    for (const region of settings.regions) {
+      const nodes = region.nodes.map((n) => {
+        const models = n.models ? new Set(n.models) : null
+        const kept = reusable.get(n.id)
+        const same = kept && kept.url === n.url && kept.region === region.name && kept.weight === n.weight && JSON.stringify(kept.models && [...kept.models]) === JSON.stringify(n.models ?? null)
+        return same ? kept : new BackendNode(n.id, region.name, n.url, n.weight, models, settings, this.hooks)
+      })
+      regions.set(region.name, { name: region.name, fallback: region.fallback, nodes })
+    }
+    this.regions = regions
+  }
+}
