@@ -122,6 +122,36 @@ describe('routing across regions', () => {
     }
   })
 
+  test('a node that stalls mid-stream is left after stream.stallTimeoutMs and the stream continues exactly', async () => {
+    const stalling = await startGateway(routing(topology(), { stream: { stallTimeoutMs: 800 } }))
+    try {
+      const body = { model: 'stories260K', messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 300, temperature: 0.7, seed: 5, stream: true }
+      const reference = await postJson(`${stalling.url}/v1/chat/completions`, body, auth)
+      const text = (events: unknown[]) => (events.slice(0, -1) as { choices: { delta: { content?: string } }[] }[]).map((e) => e.choices[0]?.delta.content ?? '').join('')
+      const referenceText = text(await readSse(reference))
+      const response = await postJson(`${stalling.url}/v1/chat/completions`, body, auth)
+      const serving = backends[response.headers.get('x-switchyard-backend')!]
+      const reader = response.body!.getReader()
+      const decoder = new TextDecoder()
+      let raw = decoder.decode((await reader.read()).value, { stream: true })
+      serving.child.kill('SIGSTOP')
+      const started = Date.now()
+      try {
+        for (let r = await reader.read(); !r.done; r = await reader.read()) raw += decoder.decode(r.value, { stream: true })
+      } finally {
+        serving.child.kill('SIGCONT')
+      }
+      assert.ok(Date.now() - started >= 700, 'the gateway waited for the stall timeout')
+      const events = raw.split('\n\n').filter(Boolean).map((e) => { const data = e.slice(6); return data === '[DONE]' ? data : JSON.parse(data) })
+      assert.equal(events.at(-1), '[DONE]')
+      assert.equal(text(events), referenceText)
+      const metrics = await (await fetch(`${stalling.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+      assert.match(metrics, /switchyard_gateway_failovers_total\{reason="stall",scope="stream"\} 1/)
+    } finally {
+      await stalling.stop()
+    }
+  })
+
   test('model aliases: the served version is in the model field and a header', async () => {
     const config = routing(topology(), { aliases: { stories: { versions: [{ model: 'stories260K', weight: 1 }], sticky: true } } })
     const aliased = await startGateway(config)
