@@ -26,7 +26,18 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
   const healthy = new Gauge({ name: 'switchyard_gateway_backend_healthy', help: '1 while the node passes its health checks', labelNames: node, registers })
   const checks = new Counter({ name: 'switchyard_gateway_health_checks_total', help: 'Active health checks by result', labelNames: [...node, 'result'], registers })
   const budgetExhausted = new Counter({ name: 'switchyard_gateway_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was spent', registers })
-  const inFlight = new Gauge({ name: 'switchyard_gateway_backend_in_flight', help: 'Requests in flight per node', labelNames: node, registers })
+  // Counted in a plain map on the request path and copied into the gauge at scrape time:
+  // prom-client's per-call label handling would cost more than the rest of the routing.
+  const inFlightNow = new Map<string, { region: string; backend: string; value: number }>()
+  new Gauge({
+    name: 'switchyard_gateway_backend_in_flight',
+    help: 'Requests in flight per node',
+    labelNames: node,
+    registers,
+    collect() {
+      for (const { region, backend, value } of inFlightNow.values()) this.set({ region, backend }, value)
+    },
+  })
   const served = new Counter({ name: 'switchyard_gateway_served_total', help: 'Requests served by model version and region', labelNames: ['model', 'version', 'region'], registers })
   const stateValue = { closed: 0, half_open: 1, open: 2 } as const
   return {
@@ -55,7 +66,12 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
         healthy.set(l, isHealthy ? 1 : 0)
       },
       retryBudgetExhausted: () => budgetExhausted.inc(),
-      inFlight: (l, value) => inFlight.set(l, value),
+      inFlight: (l, value) => {
+        const key = `${l.region}\u0000${l.backend}`
+        const entry = inFlightNow.get(key)
+        if (entry) entry.value = value
+        else inFlightNow.set(key, { ...l, value })
+      },
       served: (l) => served.inc(l),
     },
   }
