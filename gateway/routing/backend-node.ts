@@ -53,6 +53,10 @@ export class BackendNode {
       resetTimeout: b.resetTimeoutMs,
       rollingCountTimeout: b.rollingWindowMs,
       rollingCountBuckets: 10,
+      // Latency percentiles and snapshot events cost per call and nothing here reads them
+      // (the status page keeps its own recent latencies).
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
       errorFilter: (error: unknown) => error instanceof NodeBusyError,
     })
     const transition = (state: BreakerState) => () => {
