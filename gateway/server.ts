@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { lookup } from 'node:dns/promises'
 import { readFileSync } from 'node:fs'
 import { createSecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
@@ -9,6 +10,7 @@ import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
 import { watchConfigFile } from './config/watch.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { startDnsDiscovery } from './routing/discovery.ts'
 import { Router } from './routing/router.ts'
 import type { GatewayConfig } from './config/schema.ts'
 import { createMemoryRateLimits, createRedisRateLimits } from './limits/rate-limit-store.ts'
@@ -49,6 +51,14 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
   if (!backendToken) logger.warn({}, 'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)')
   const backendHeaders = backendToken ? async () => ({ authorization: `Bearer ${await backendToken.token()}` }) : undefined
   const router = new Router(config.routing, { metrics: metrics.routing, logger, upstream, headers: backendHeaders })
+  let routing = config.routing
+  const discovery = startDnsDiscovery({
+    routing: () => routing,
+    lookup: async (name) => (await lookup(name, { all: true })).map((a) => a.address),
+    onChange: (resolved) => router.setDiscovered(resolved),
+    logger,
+  })
+  await discovery.refresh()
   const deps: Omit<GatewayDeps, 'config'> = {
     logger,
     metrics,
@@ -72,7 +82,9 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       logger.error({ reason, error: (error as Error).message }, 'configuration reload rejected; the running configuration stays')
       return
     }
+    routing = next.routing
     router.update(next.routing)
+    void discovery.refresh()
     app = createGatewayApp({ ...deps, config: next })
     logger.info({ reason, regions: next.routing.regions.map((r) => r.name), nodes: router.nodes().length }, 'configuration reloaded')
   })
@@ -109,6 +121,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     metricsPort: env.METRICS_PORT || undefined,
     async close() {
       stopWatching()
+      discovery.stop()
       router.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       metricsServer?.close()

@@ -28,6 +28,6 @@ export function parseGatewayConfig(file: unknown, env: Record<string, string | u
     resolved = single.data
   }
   if (settings.GATEWAY_REGION && !resolved.regions.some((r) => r.name === settings.GATEWAY_REGION)) throw new ConfigError(`GATEWAY_REGION: unknown region ${settings.GATEWAY_REGION}`)
-  const regions = resolved.regions.map((r) => ({ ...r, nodes: r.nodes.map((n) => ({ ...n, url: n.url.replace(/\/+$/, '') })) }))
+  const regions = resolved.regions.map((r) => ({ ...r, nodes: r.nodes.map((n) => ('url' in n ? { ...n, url: n.url.replace(/\/+$/, '') } : n)) }))
   return { ...parsed, routing: { ...resolved, regions, region: settings.GATEWAY_REGION ?? resolved.region ?? regions[0].name }, env: settings }
 }

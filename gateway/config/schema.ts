@@ -58,12 +58,28 @@ const nodeSchema = z
   })
   .strict()
 
+/**
+ * Nodes found by DNS (Node entry): every address a name resolves to is one node, e.g. the pods
+ * behind a Kubernetes headless Service, so breakers and retries work per pod.
+ */
+const discoveredNodesSchema = z
+  .object({
+    /** Node ids become `<id>-<address>`. */
+    id: nameSchema,
+    dns: z.string().regex(/^[a-zA-Z0-9.-]{1,253}$/, 'a DNS name'),
+    port: z.number().int().min(1).max(65535),
+    scheme: z.enum(['http', 'https']).default('http'),
+    weight: z.number().positive().max(1000).default(1),
+    models: z.array(z.string().min(1)).optional(),
+  })
+  .strict()
+
 const regionSchema = z
   .object({
     name: nameSchema,
     /** Regions to fail over to, in order, when this one has no usable node for a request. */
     fallback: z.array(nameSchema).default([]),
-    nodes: z.array(nodeSchema).min(1),
+    nodes: z.array(z.union([nodeSchema, discoveredNodesSchema])).min(1),
   })
   .strict()
 
@@ -125,6 +141,8 @@ export const routingSchema = z
       })
       .strict()
       .default({ maxAttempts: 3, perTryTimeoutMs: 60_000, backoffBaseMs: 25, backoffMaxMs: 500, budgetRatio: 0.2, budgetMinPerSecond: 5, budgetWindowSeconds: 10 }),
+    /** How often names in `dns` node entries are resolved again. */
+    discovery: z.object({ intervalMs: positiveInt.min(500).default(5000) }).strict().default({ intervalMs: 5000 }),
     stream: z
       .object({
         /** No event from the backend for this long counts as a failure of the node. */
@@ -158,6 +176,8 @@ export const routingSchema = z
   })
 
 export type RoutingConfig = z.infer<typeof routingSchema>
+export type StaticNode = z.infer<typeof nodeSchema>
+export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 
 export const gatewayFileSchema = z
   .object({

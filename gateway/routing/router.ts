@@ -3,6 +3,7 @@ import type { UpstreamFetch } from '../proxy/upstream.ts'
 import type { Logger, RoutingMetrics } from '../types.ts'
 import { BackendNode } from './backend-node.ts'
 import { pickNode } from './balancer.ts'
+import { expandNodes, type ResolvedNames } from './discovery.ts'
 import { startHealthChecks } from './health-checker.ts'
 import { RetryBudget } from './retry-budget.ts'
 
@@ -30,6 +31,8 @@ export class Router {
   private settings: RoutingConfig
   private regions = new Map<string, Region>()
   private budget: RetryBudget
+  /** Addresses of the config's `dns` node entries, as last reported by the entry's discovery. */
+  private discovered: ResolvedNames = new Map()
   private readonly checks: { stop(): void; checkNow(): Promise<void> }
 
   constructor(settings: RoutingConfig, private readonly hooks: RouterHooks) {
@@ -96,6 +99,12 @@ export class Router {
     void this.checks.checkNow()
   }
 
+  /** New addresses for `dns` node entries: nodes that stayed keep their state. */
+  setDiscovered(resolved: ResolvedNames): void {
+    this.discovered = resolved
+    this.update(this.settings)
+  }
+
   /** For GET /status. */
   status() {
     return {
@@ -129,7 +138,7 @@ export class Router {
   private build(settings: RoutingConfig, reusable: Map<string, BackendNode>): void {
     const regions = new Map<string, Region>()
     for (const region of settings.regions) {
-      const nodes = region.nodes.map((n) => {
+      const nodes = expandNodes(region.nodes, this.discovered).map((n) => {
         const models = n.models ? new Set(n.models) : null
         const kept = reusable.get(n.id)
         const same = kept && kept.url === n.url && kept.region === region.name && kept.weight === n.weight && JSON.stringify(kept.models && [...kept.models]) === JSON.stringify(n.models ?? null)

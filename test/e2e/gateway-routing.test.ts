@@ -152,6 +152,20 @@ describe('routing across regions', () => {
     }
   })
 
+  test('nodes found by DNS: one node per address, each with its own state', async () => {
+    const port = backends['us-1'].port
+    const discovered = await startGateway(routing([{ name: 'eu', nodes: [{ id: 'pool', dns: 'localhost', port }] }]))
+    try {
+      await until('the discovered node is healthy', async () => (await nodeStatus(discovered, 'pool-127.0.0.1'))?.healthy === true)
+      const response = await postJson(`${discovered.url}/v1/completions`, greedy(), auth)
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('x-switchyard-backend'), 'pool-127.0.0.1')
+      assert.match(discovered.output(), /backend nodes discovered/)
+    } finally {
+      await discovered.stop()
+    }
+  })
+
   test('model aliases: the served version is in the model field and a header', async () => {
     const config = routing(topology(), { aliases: { stories: { versions: [{ model: 'stories260K', weight: 1 }], sticky: true } } })
     const aliased = await startGateway(config)

@@ -187,7 +187,7 @@ describe('Kubernetes manifests (kustomize)', () => {
         assert.ok(backendHpa.spec.minReplicas >= 2 && backendHpa.spec.maxReplicas >= backendHpa.spec.minReplicas)
       })
 
-      test('gateway: its region, config map and signing key; node URLs are backend Services', () => {
+      test('gateway: its region, config map and signing key; nodes are the pods of headless backend Services', () => {
         const deployment = find(objects(), 'Deployment', 'switchyard-gateway').spec.template.spec
         const container = deployment.containers[0]
         const env = envOf(container)
@@ -198,18 +198,20 @@ describe('Kubernetes manifests (kustomize)', () => {
         const configMap = find(objects(), 'ConfigMap', configVolume.configMap.name)
         const mount = container.volumeMounts.find((m: { name: string }) => m.name === configVolume.name)
         const file = env.GATEWAY_CONFIG.slice(mount.mountPath.length + 1)
-        const config = JSON.parse(configMap.data![file]) as { routing: { regions: { name: string; nodes: { url: string }[] }[] } }
+        const config = JSON.parse(configMap.data![file]) as { routing: { regions: { name: string; nodes: { dns?: string; port?: number }[] }[] } }
         assert.ok(config.routing.regions.some((r) => r.name === region), `region ${region} is in the routing config`)
         const keys = deployment.volumes.find((v: { secret?: unknown }) => v.secret)
         assert.deepEqual(keys.secret.items.map((i: { key: string }) => i.key), ['gateway-signing-key.json'])
-        // Every node URL is a backend Service of some overlay, on its port.
+        // Every node entry names a headless backend Service of some overlay, on its port, so
+        // the gateway sees each pod as a node.
         for (const node of config.routing.regions.flatMap((r) => r.nodes)) {
-          const url = new URL(node.url)
-          const [service, namespace] = url.hostname.split('.')
+          assert.ok(node.dns && node.port, `${JSON.stringify(node)}: nodes are discovered by DNS`)
+          const [service, namespace] = node.dns.split('.')
           const owner = [...rendered.entries()].filter(([dir]) => dir.startsWith('overlays/')).flatMap(([, objs]) => objs)
           const svc = owner.find((o) => o.kind === 'Service' && o.metadata.name === service && o.metadata.namespace === namespace)
-          assert.ok(svc, `${node.url}: no Service ${service} in namespace ${namespace}`)
-          assert.ok(svc.spec.ports.some((p: { port: number }) => p.port === Number(url.port)), `${node.url}: port`)
+          assert.ok(svc, `${node.dns}: no Service ${service} in namespace ${namespace}`)
+          assert.equal(svc.spec.clusterIP, 'None', `${node.dns}: the Service is headless`)
+          assert.ok(svc.spec.ports.some((p: { port: number }) => p.port === node.port), `${node.dns}: port`)
         }
       })
 

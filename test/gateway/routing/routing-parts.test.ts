@@ -3,6 +3,7 @@ import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
 import { resolveModel } from '../../../gateway/routing/aliases.ts'
 import { BackendNode } from '../../../gateway/routing/backend-node.ts'
+import { expandNodes, startDnsDiscovery } from '../../../gateway/routing/discovery.ts'
 import { pickNode } from '../../../gateway/routing/balancer.ts'
 import { RetryBudget } from '../../../gateway/routing/retry-budget.ts'
 import { noopRoutingMetrics } from '../../../gateway/types.ts'
@@ -100,7 +101,7 @@ describe('routing config', () => {
   test('defaults, trailing slashes, and the gateway region from the environment', () => {
     const config = parse({ regions }, { GATEWAY_REGION: 'us' })
     assert.equal(config.routing.region, 'us')
-    assert.equal(config.routing.regions[0].nodes[0].url, 'http://10.0.0.1:8000')
+    assert.deepEqual(config.routing.regions[0].nodes[0], { id: 'eu-1', url: 'http://10.0.0.1:8000', weight: 1 })
     assert.equal(config.routing.retry.maxAttempts, 3)
     assert.equal(parse({ regions }).routing.region, 'eu')
   })
@@ -121,5 +122,36 @@ describe('routing config', () => {
     assert.throws(() => parse({ regions }, { GATEWAY_REGION: 'ap' }), /GATEWAY_REGION: unknown region ap/)
     assert.throws(() => parseGatewayConfig({ routing: { regions }, backend: { url: 'http://x' } }, {}), /not both/)
     assert.throws(() => parseGatewayConfig({}, {}), /no backend/)
+  })
+})
+
+describe('DNS discovery', () => {
+  const routingWith = (nodes: object[]) => parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes }], discovery: { intervalMs: 500 } } }, {}).routing
+  test('a dns entry becomes one node per address; unresolved gives none', () => {
+    const routing = routingWith([{ id: 'pool', dns: 'backend.svc', port: 8000, models: ['m'] }, { id: 'fixed', url: 'http://10.0.0.9:8000' }])
+    const nodes = expandNodes(routing.regions[0].nodes, new Map([['backend.svc', ['10.0.0.1', 'fd00::2']]]))
+    assert.deepEqual(nodes.map((n) => [n.id, n.url, n.models]), [
+      ['pool-10.0.0.1', 'http://10.0.0.1:8000', ['m']],
+      ['pool-fd00::2', 'http://[fd00::2]:8000', ['m']],
+      ['fixed', 'http://10.0.0.9:8000', undefined],
+    ])
+    assert.deepEqual(expandNodes(routing.regions[0].nodes, new Map()).map((n) => n.id), ['fixed'])
+  })
+  test('changes are reported; a failed lookup keeps the last addresses', async () => {
+    const routing = routingWith([{ id: 'pool', dns: 'backend.svc', port: 8000 }])
+    let answer: string[] | Error = ['10.0.0.1']
+    const reports: string[][] = []
+    const discovery = startDnsDiscovery({ routing: () => routing, lookup: async () => (answer instanceof Error ? Promise.reject(answer) : answer), onChange: (r) => reports.push([...(r.get('backend.svc') ?? [])]), logger: quiet })
+    try {
+      await discovery.refresh()
+      await discovery.refresh()
+      answer = ['10.0.0.2', '10.0.0.1']
+      await discovery.refresh()
+      answer = new Error('SERVFAIL')
+      await discovery.refresh()
+      assert.deepEqual(reports, [['10.0.0.1'], ['10.0.0.1', '10.0.0.2']])
+    } finally {
+      discovery.stop()
+    }
   })
 })
