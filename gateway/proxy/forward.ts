@@ -151,6 +151,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     return relayEventStream({
       body: response.body!,
       stallTimeoutMs: router.config.stream.stallTimeoutMs,
+      deadline: options.deadline,
       dropUsageEvent: !stream.keepUsageEvent,
       dropTokenIds: !stream.keepTokenIds,
       onUsage: (usage) => (lifecycle.record.usage = usage),

@@ -17,10 +17,14 @@ export class StreamBroken extends Error {
   }
 }
 
+class DeadlineReached extends Error {}
+
 export interface StreamRelayOptions {
   /** The first node's event stream. */
   body: ReadableStream<Uint8Array>
   stallTimeoutMs: number
+  /** performance.now() time at which the stream is ended with a timeout error event. */
+  deadline: number
   /** Drop the usage chunk (the gateway asked for it, the client did not). */
   dropUsageEvent: boolean
   /** Drop `token_ids` from chunks (the gateway asked for them, the client did not). */
@@ -65,13 +69,15 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
 
   const readWithStallTimer = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
     let timer: ReturnType<typeof setTimeout> | undefined
+    const left = options.deadline - performance.now()
     const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StreamBroken('stall', `no event for ${options.stallTimeoutMs} ms`)), options.stallTimeoutMs)
+      if (left <= options.stallTimeoutMs) timer = setTimeout(() => reject(new DeadlineReached()), Math.max(0, left))
+      else timer = setTimeout(() => reject(new StreamBroken('stall', `no event for ${options.stallTimeoutMs} ms`)), options.stallTimeoutMs)
     })
     try {
       return await Promise.race([reader.read(), stalled])
     } catch (error) {
-      if (error instanceof StreamBroken) throw error
+      if (error instanceof StreamBroken || error instanceof DeadlineReached) throw error
       throw new StreamBroken('connect_error', 'the backend connection broke')
     } finally {
       clearTimeout(timer)
@@ -159,9 +165,17 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
             if (event) out += relayEvent(event)
           }
         } catch (error) {
-          const failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
-          const errorEvent = await failOrResume(failure)
-          if (errorEvent) out += errorEvent
+          if (error instanceof DeadlineReached) {
+            // The request's time is up: no continuation, however healthy the nodes.
+            await reader.cancel().catch(() => {})
+            options.onGiveUp(new StreamBroken('stall', 'deadline'))
+            finished = true
+            out += `data: ${JSON.stringify({ error: { message: 'The request took longer than the gateway allows', type: 'server_error', param: null, code: 'timeout' } })}\n\n`
+          } else {
+            const failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
+            const errorEvent = await failOrResume(failure)
+            if (errorEvent) out += errorEvent
+          }
         }
         if (out) {
           controller.enqueue(encoder.encode(out))

@@ -294,6 +294,28 @@ describe('breakers, timeouts and the retry budget', () => {
     }
   })
 
+  test('a stream still running at the request deadline ends with a timeout error event', async () => {
+    const gateway = await startGateway({ ...routing([{ name: 'eu', nodes: [{ id: 'only', url: backend.url }] }], { stream: { stallTimeoutMs: 10_000 } }), server: { requestTimeoutMs: 1500 } })
+    try {
+      const response = await postJson(`${gateway.url}/v1/completions`, greedy({ max_tokens: 400, ignore_eos: true, stream: true }), auth)
+      const reader = response.body!.getReader()
+      await reader.read()
+      backend.child.kill('SIGSTOP')
+      const started = Date.now()
+      let raw = ''
+      try {
+        for (let r = await reader.read(); !r.done; r = await reader.read()) raw += new TextDecoder().decode(r.value)
+      } finally {
+        backend.child.kill('SIGCONT')
+      }
+      assert.ok(Date.now() - started < 3000, 'ended by the deadline, not the stall timeout')
+      const last = JSON.parse(raw.trim().split('\n\n').at(-1)!.slice(6)) as { error: { code: string; type: string } }
+      assert.deepEqual([last.error.type, last.error.code], ['server_error', 'timeout'])
+    } finally {
+      await gateway.stop()
+    }
+  })
+
   test('hanging nodes only: 503 within the deadline', async () => {
     const hanging = await startFakeNode('hang')
     const gateway = await startGateway({
