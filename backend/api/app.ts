@@ -30,13 +30,32 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   // After the metrics middleware, so refused requests are counted (status 401).
   if (options.gatewayAuth) app.use('*', options.gatewayAuth)
 
-  const limit = bodyLimit({
+  const streamingLimit = bodyLimit({
     maxSize: options.maxBodyBytes,
     onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large' })),
   })
-  app.post('/v1/completions', limit, (c) => completions(c, options))
-  app.post('/v1/chat/completions', limit, (c) => chatCompletions(c, options))
-  app.post('/generate', limit, (c) => generate(c, options))
+  const limit: MiddlewareHandler = async (c, next) => {
+    let reading = true
+    try {
+      return await streamingLimit(c, () => {
+        reading = false
+        return next()
+      })
+    } catch (error) {
+      // A chunked body that breaks off or is malformed fails while it is read: the client's doing, not a 5xx.
+      if (reading) throw new ApiError(400, 'The request body could not be read', { code: 'invalid_body' })
+      throw error
+    }
+  }
+  // The node listens while its models load (for /health); until they are ready a generation gets
+  // a 503 the gateway retries elsewhere, not a 404 for a model that is only not loaded yet.
+  const loaded: MiddlewareHandler = async (_c, next) => {
+    if (!options.isReady()) throw new ApiError(503, 'The server is still loading its models; retry on another node', { type: 'server_error', code: 'loading', headers: { 'Retry-After': String(options.retryAfterSeconds) } })
+    await next()
+  }
+  app.post('/v1/completions', loaded, limit, (c) => completions(c, options))
+  app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
+  app.post('/generate', loaded, limit, (c) => generate(c, options))
   app.get('/v1/models', (c) => listModels(c, options))
 
   app.get('/model/info', (c) =>

@@ -4,6 +4,7 @@ import type { z } from 'zod'
 import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
 import { ApiError, validationError } from './errors.ts'
+import { MAX_BODY_DEPTH, nestsDeeperThan } from './schemas.ts'
 
 /** What the API handlers need from the node around them. */
 export interface ApiContext {
@@ -28,6 +29,7 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): 
   } catch {
     throw new ApiError(400, 'The request body is not valid JSON', { code: 'invalid_json' })
   }
+  if (nestsDeeperThan(body, MAX_BODY_DEPTH)) throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
   const parsed = schema.safeParse(body)
   if (!parsed.success) throw validationError(parsed.error)
   return parsed.data

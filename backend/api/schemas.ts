@@ -79,6 +79,26 @@ export const chatRequestSchema = z
   .refine((b) => b.resume == null || (b.n ?? 1) === 1, { message: resumeMessage, path: ['resume'] })
 export type ChatRequest = z.infer<typeof chatRequestSchema>
 
+/**
+ * How deeply a request body may nest arrays and objects (a valid body needs 5). Deeper bodies
+ * are refused before anything recurses over them: the gateway's cache key and JSON.stringify
+ * would overflow the stack on an unknown field nested a few thousand levels deep.
+ */
+export const MAX_BODY_DEPTH = 64
+
+/** True when `value` nests arrays or objects deeper than `limit` levels (iterative, so safe at any depth). */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [object, number][] = value !== null && typeof value === 'object' ? [[value, 1]] : []
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!
+    if (depth > limit) return true
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
+    }
+  }
+  return false
+}
+
 /** The simple generation API (see the README for semantics and ranges). */
 export const generateRequestSchema = z.object({
   prompt: z.string(),

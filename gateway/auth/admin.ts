@@ -31,10 +31,11 @@ const limitsSchema = z.strictObject({
   tokensPerMinute: positiveInt.optional(),
   maxConcurrent: positiveInt.optional(),
 })
-const noControlChars = /^[^\x00-\x1f\x7f]+$/
+// Lone surrogates are refused too: Redis's Lua JSON decoder rejects them, so such a key could never be revoked.
+const noControlChars = /^[^\x00-\x1f\x7f\p{Cs}]+$/u
 const createKeySchema = z.strictObject({
-  tenant: z.string().trim().min(1).max(128).regex(noControlChars, 'must not contain control characters'),
-  models: z.array(z.string().min(1).max(256).regex(noControlChars, 'must not contain control characters')).max(1000).optional(),
+  tenant: z.string().trim().min(1).max(128).regex(noControlChars, 'must not contain control characters or lone surrogates'),
+  models: z.array(z.string().min(1).max(256).regex(noControlChars, 'must not contain control characters or lone surrogates')).max(1000).optional(),
   limits: limitsSchema.optional(),
   id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit').optional(),
 })

@@ -217,9 +217,13 @@ export const gatewayFileSchema = z
         /** Whole-request deadline at the gateway, streams included. */
         requestTimeoutMs: positiveInt.default(300_000),
         maxHeaderBytes: positiveInt.default(16_384),
+        /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
+        headersTimeoutMs: positiveInt.default(10_000),
+        receiveTimeoutMs: positiveInt.default(60_000),
       })
       .strict()
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384 }),
+      .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000 }),
   })
   .strict()
 

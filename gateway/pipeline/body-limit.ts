@@ -13,7 +13,19 @@ export function bodyLimit(options: { maxBytes: number }): MiddlewareHandler {
   const streaming = streamingBodyLimit({ maxSize: options.maxBytes, onError: tooLarge })
   return async (c, next) => {
     const length = c.req.header('content-length')
-    if (length === undefined || c.req.header('transfer-encoding') !== undefined) return streaming(c, next)
+    if (length === undefined || c.req.header('transfer-encoding') !== undefined) {
+      let reading = true
+      try {
+        return await streaming(c, () => {
+          reading = false
+          return next()
+        })
+      } catch (error) {
+        // A chunked body that breaks off or is malformed fails while it is read: the client's doing, not a 5xx.
+        if (reading) return errorResponse(400, 'The request body could not be read', 'invalid_body', { connection: 'close' })
+        throw error
+      }
+    }
     if (!/^\d+$/.test(length)) return errorResponse(400, 'Content-Length is not a number', 'invalid_content_length', { connection: 'close' })
     if (Number(length) > options.maxBytes) return tooLarge()
     await next()

@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
 import type { z } from 'zod'
 import { validationError } from '../../backend/api/errors.ts'
-import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../backend/api/schemas.ts'
+import { chatRequestSchema, completionRequestSchema, generateRequestSchema, MAX_BODY_DEPTH, nestsDeeperThan } from '../../backend/api/schemas.ts'
 import { gatewayError } from './errors.ts'
 
 export type ApiRoute = 'completions' | 'chat' | 'generate'
@@ -33,6 +33,8 @@ declare module 'hono' {
 
 const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema }
 const encoder = new TextEncoder()
+/** OpenAI's (and the backend's) max_tokens for completions that set none. */
+const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 /** Tokens a chat template may add around each message (role markers and separators). */
 const TEMPLATE_TOKENS_PER_MESSAGE = 16
 
@@ -51,6 +53,7 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     } catch {
       throw gatewayError(400, 'The request body is not valid JSON', 'invalid_json')
     }
+    if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw gatewayError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, 'invalid_json')
     const parsed = schemas[route].safeParse(json)
     if (!parsed.success) {
       const error = validationError(parsed.error)
@@ -67,7 +70,9 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     let maxTokens: number
     if (route === 'generate') maxTokens = body.max_length
     else {
-      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? options.defaultMaxTokens
+      // Completions keep the API's own default (16, as on the backend); chat's default, the rest of
+      // the context window, is unknown here, so it gets defaultMaxTokens.
+      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : options.defaultMaxTokens)
       if (body.max_completion_tokens == null && body.max_tokens == null) object.max_tokens = maxTokens
     }
     const stream = route !== 'generate' && body.stream === true

@@ -13,7 +13,8 @@ export interface ResolvedModel {
  */
 export function resolveModel(aliases: RoutingConfig['aliases'], model: string | undefined, callerId: string, random: () => number = Math.random): ResolvedModel | undefined {
   if (model === undefined) return undefined
-  const alias = aliases[model]
+  // Own keys only: a model named "constructor" or "__proto__" must not find Object.prototype's members.
+  const alias = Object.hasOwn(aliases, model) ? aliases[model] : undefined
   if (!alias) return { model }
   const versions = alias.versions.filter((v) => v.weight > 0)
   const total = versions.reduce((sum, v) => sum + v.weight, 0)
