@@ -7,6 +7,7 @@ import { createJwtVerifier } from './auth/jwt.ts'
 import { authenticate, requireModelAccess } from './auth/middleware.ts'
 import { createResponseCache } from './cache/response-cache.ts'
 import type { GatewayConfig } from './config/schema.ts'
+import { createConsole } from './console/routes.ts'
 import { ipRateLimit, keyRateLimits } from './limits/middleware.ts'
 import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
@@ -47,7 +48,10 @@ export interface GatewayDeps {
  * authentication → request parsing → model access → per-key limits → cache → proxy.
  */
 export function createGatewayApp(deps: GatewayDeps): Hono {
-  const { config, logger, metrics } = deps
+  const { config, logger } = deps
+  // The operator console charts what the pipeline records, so the app records through it.
+  const operatorConsole = createConsole({ adminToken: config.env.ADMIN_TOKEN, router: deps.router, metrics: deps.metrics, logger, regionHeader: config.routing.regionHeader })
+  const metrics = operatorConsole.metrics
   const app = new Hono()
   const trusted = new Set(config.limits.trustedProxies)
   const ip = (c: Context) => clientIp(deps.peerAddress(c), c.req.header('x-forwarded-for'), trusted)
@@ -67,6 +71,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
   app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger }))
+  app.route('/console', operatorConsole.routes)
 
   const api = [
     ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),

@@ -102,6 +102,9 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
       return c.json(unauthorizedBody(), 401, { ...UNAUTHORIZED_HEADERS })
     }
     c.set('principal', principal)
+    // Logs and metrics name the caller by key id or token subject, never by credential.
+    const lifecycle = c.get('lifecycle')
+    if (lifecycle) lifecycle.record.keyId = principal.id
     await next()
   }
 }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import CircuitBreaker from 'opossum'
 import type { RoutingConfig } from '../config/schema.ts'
 import type { AttemptOutcome, BreakerState, Logger, RoutingMetrics } from '../types.ts'
@@ -16,6 +17,8 @@ interface RecentResult {
 
 const RECENT_LIMIT = 200
 const RECENT_WINDOW_MS = 60_000
+/** Slices of the breaker's rolling window. */
+const BREAKER_BUCKETS = 10
 
 /**
  * A backend node and everything the router knows about it: active health verdict, passive
@@ -33,7 +36,14 @@ export class BackendNode {
   private checkFailures = 0
   private consecutiveFailures = 0
   private readonly recent: RecentResult[] = []
-  private readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>
+  private breaker: CircuitBreaker<[() => Promise<unknown>], unknown>
+  /**
+   * Without timers (hooks.timers false: Workers, where a timer dies with the request that set
+   * it) maintain() rotates the breaker's rolling window through this, and half-opens it.
+   */
+  private readonly rotation: EventEmitter | undefined
+  private rotatedAt = Date.now()
+  private openedAt = 0
 
   constructor(
     readonly id: string,
@@ -42,33 +52,36 @@ export class BackendNode {
     readonly weight: number,
     readonly models: ReadonlySet<string> | null,
     private readonly settings: Pick<RoutingConfig, 'breaker' | 'healthCheck' | 'outlier'>,
-    private readonly hooks: { metrics: RoutingMetrics; logger: Logger },
+    private readonly hooks: { metrics: RoutingMetrics; logger: Logger; timers?: boolean },
   ) {
     this.labels = { region, backend: id }
-    const b = settings.breaker
-    this.breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), {
-      timeout: false, // tries have their own deadlines
-      errorThresholdPercentage: b.errorThresholdPercentage,
-      volumeThreshold: b.volumeThreshold,
-      resetTimeout: b.resetTimeoutMs,
-      rollingCountTimeout: b.rollingWindowMs,
-      rollingCountBuckets: 10,
-      // Latency percentiles and snapshot events cost per call and nothing here reads them
-      // (the status page keeps its own recent latencies).
-      rollingPercentilesEnabled: false,
-      enableSnapshots: false,
-      errorFilter: (error: unknown) => error instanceof NodeBusyError,
-    })
-    const transition = (state: BreakerState) => () => {
-      hooks.metrics.breaker(this.labels, state, true)
-      const log = state === 'open' ? hooks.logger.warn : hooks.logger.info
-      log.call(hooks.logger, { ...this.labels, breaker: state }, `circuit breaker ${state.replace('_', '-')}`)
-    }
-    this.breaker.on('open', transition('open'))
-    this.breaker.on('halfOpen', transition('half_open'))
-    this.breaker.on('close', transition('closed'))
+    this.rotation = hooks.timers === false ? new EventEmitter() : undefined
+    this.breaker = this.createBreaker(false)
     hooks.metrics.breaker(this.labels, 'closed', false)
     hooks.metrics.health(this.labels, true, true)
+  }
+
+  /**
+   * The timers' work, for runtimes without lasting timers: rotates the breaker's window by the
+   * time gone since the last call, and half-opens a breaker open for longer than resetTimeoutMs.
+   * A no-op when timers drive the breaker.
+   */
+  maintain(now = Date.now()): void {
+    if (!this.rotation) return
+    const { rollingWindowMs, resetTimeoutMs } = this.settings.breaker
+    const bucketMs = rollingWindowMs / BREAKER_BUCKETS
+    const due = Math.floor((now - this.rotatedAt) / bucketMs)
+    if (due > 0) {
+      for (let i = 0; i < Math.min(due, BREAKER_BUCKETS); i++) this.rotation.emit('rotate')
+      this.rotatedAt += due * bucketMs
+    }
+    if (this.breaker.opened && now - this.openedAt >= resetTimeoutMs) {
+      // opossum half-opens from a timer; instead a breaker is made in that state (opossum's
+      // "breaker state initialization", meant for serverless runtimes).
+      this.breaker.shutdown()
+      this.breaker = this.createBreaker(true)
+      this.transitioned('half_open')
+    }
   }
 
   serves(model: string | undefined): boolean {
@@ -145,6 +158,40 @@ export class BackendNode {
 
   shutdown(): void {
     this.breaker.shutdown()
+  }
+
+  private createBreaker(halfOpen: boolean): CircuitBreaker<[() => Promise<unknown>], unknown> {
+    const b = this.settings.breaker
+    const options: CircuitBreaker.Options & { state?: { closed: boolean; halfOpen: boolean } } = {
+      timeout: false, // tries have their own deadlines
+      errorThresholdPercentage: b.errorThresholdPercentage,
+      volumeThreshold: b.volumeThreshold,
+      resetTimeout: b.resetTimeoutMs,
+      rollingCountTimeout: b.rollingWindowMs,
+      rollingCountBuckets: BREAKER_BUCKETS,
+      rotateBucketController: this.rotation,
+      // Latency percentiles and snapshot events cost per call and nothing here reads them
+      // (the status page keeps its own recent latencies).
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      errorFilter: (error: unknown) => error instanceof NodeBusyError,
+      // `state` is opossum's documented option, missing from @types/opossum.
+      ...(halfOpen ? { state: { closed: false, halfOpen: true } } : {}),
+    }
+    const breaker = new CircuitBreaker((run: () => Promise<unknown>) => run(), options)
+    breaker.on('open', () => {
+      this.openedAt = Date.now()
+      this.transitioned('open')
+    })
+    breaker.on('halfOpen', () => this.transitioned('half_open'))
+    breaker.on('close', () => this.transitioned('closed'))
+    return breaker
+  }
+
+  private transitioned(state: BreakerState): void {
+    this.hooks.metrics.breaker(this.labels, state, true)
+    const log = state === 'open' ? this.hooks.logger.warn : this.hooks.logger.info
+    log.call(this.hooks.logger, { ...this.labels, breaker: state }, `circuit breaker ${state.replace('_', '-')}`)
   }
 
   private record(ok: boolean, ms: number): void {

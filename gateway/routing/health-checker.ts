@@ -7,14 +7,28 @@ export interface HealthCheckSettings {
   timeoutMs: number
 }
 
+export interface HealthChecks {
+  stop(): void
+  checkNow(): Promise<void>
+  /**
+   * Without timers: starts a round of checks when one is due (none under way, the interval
+   * passed) and returns it, for the runtime to wait on (Workers: ctx.waitUntil).
+   */
+  checkIfDue(): Promise<void> | undefined
+}
+
 /**
  * Active health checks: GET <node>/ready on an interval with jitter, each with a timeout. A
  * node answers 503 on /ready while loading or draining, which takes it out of rotation before
- * it refuses real traffic.
+ * it refuses real traffic. With `timers` (the default) checks run on their own from now on;
+ * without (Workers, where a timer dies with the request that set it) nothing runs until
+ * checkIfDue is called.
  */
-export function startHealthChecks(options: { nodes: () => readonly BackendNode[]; upstream: UpstreamFetch; settings: () => HealthCheckSettings; headers?: () => Promise<Record<string, string>> }): { stop(): void; checkNow(): Promise<void> } {
+export function startHealthChecks(options: { nodes: () => readonly BackendNode[]; upstream: UpstreamFetch; settings: () => HealthCheckSettings; headers?: () => Promise<Record<string, string>>; timers?: boolean }): HealthChecks {
   let timer: ReturnType<typeof setTimeout> | undefined
   let stopped = false
+  let dueAt = 0
+  let round: Promise<void> | undefined
 
   const checkOne = async (node: BackendNode) => {
     const { timeoutMs } = options.settings()
@@ -29,19 +43,27 @@ export function startHealthChecks(options: { nodes: () => readonly BackendNode[]
   const checkNow = async () => {
     await Promise.all(options.nodes().map(checkOne))
   }
+  const nextWait = () => {
+    const { intervalMs, jitter } = options.settings()
+    return intervalMs * (1 + jitter * (2 * Math.random() - 1))
+  }
   const schedule = () => {
     if (stopped) return
-    const { intervalMs, jitter } = options.settings()
-    const wait = intervalMs * (1 + jitter * (2 * Math.random() - 1))
-    timer = setTimeout(() => void checkNow().finally(schedule), wait)
+    timer = setTimeout(() => void checkNow().finally(schedule), nextWait())
     timer.unref?.()
   }
-  void checkNow().finally(schedule)
+  const timers = options.timers ?? true
+  if (timers) void checkNow().finally(schedule)
   return {
     stop() {
       stopped = true
       clearTimeout(timer)
     },
     checkNow,
+    checkIfDue() {
+      if (timers || stopped || round || Date.now() < dueAt) return undefined
+      dueAt = Date.now() + nextWait()
+      return (round = checkNow().finally(() => (round = undefined)))
+    },
   }
 }

@@ -4,7 +4,7 @@ import type { Logger, RoutingMetrics } from '../types.ts'
 import { BackendNode } from './backend-node.ts'
 import { pickNode } from './balancer.ts'
 import { expandNodes, type ResolvedNames } from './discovery.ts'
-import { startHealthChecks } from './health-checker.ts'
+import { type HealthChecks, startHealthChecks } from './health-checker.ts'
 import { RetryBudget } from './retry-budget.ts'
 
 interface Region {
@@ -19,6 +19,11 @@ export interface RouterHooks {
   upstream: UpstreamFetch
   /** Headers for health checks (the gateway's backend token). */
   headers?: () => Promise<Record<string, string>>
+  /**
+   * False where timers die with the request that set them (Workers): nothing runs in the
+   * background, and the runtime calls maintain() on each request instead. Default true.
+   */
+  timers?: boolean
 }
 
 /**
@@ -33,13 +38,24 @@ export class Router {
   private budget: RetryBudget
   /** Addresses of the config's `dns` node entries, as last reported by the entry's discovery. */
   private discovered: ResolvedNames = new Map()
-  private readonly checks: { stop(): void; checkNow(): Promise<void> }
+  private readonly checks: HealthChecks
 
   constructor(settings: RoutingConfig, private readonly hooks: RouterHooks) {
     this.settings = settings
     this.budget = new RetryBudget(settings.retry)
     this.build(settings, new Map())
-    this.checks = startHealthChecks({ nodes: () => this.nodes(), upstream: hooks.upstream, settings: () => this.settings.healthCheck, headers: hooks.headers })
+    this.checks = startHealthChecks({ nodes: () => this.nodes(), upstream: hooks.upstream, settings: () => this.settings.healthCheck, headers: hooks.headers, timers: hooks.timers })
+  }
+
+  /**
+   * Without timers: the background work done now, a request at a time. Breakers are brought
+   * up to date at once; a round of health checks, when one is due, is returned for the runtime
+   * to keep alive (Workers: ctx.waitUntil). Does nothing when timers run.
+   */
+  maintain(): Promise<void> | undefined {
+    const now = Date.now()
+    for (const node of this.nodes()) node.maintain(now)
+    return this.checks.checkIfDue()
   }
 
   get config(): RoutingConfig {

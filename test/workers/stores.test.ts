@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { RateLimitStore } from '../../gateway/types.ts'
+import type { ApiKeyIndexRpc, ApiKeyRpc } from '../../gateway/workers/key-store.ts'
+import { DurableObjectKeyStore } from '../../gateway/workers/key-store.ts'
+import type { RateLimiterRpc } from '../../gateway/workers/limit-counters.ts'
+import { createDurableObjectRateLimits } from '../../gateway/workers/rate-limits.ts'
+import type { DurableObjectNamespace } from '../../gateway/workers/runtime.ts'
+import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
+import { rateLimitContract, uniqueKey } from '../gateway/limits/contract.ts'
+import { keyRecord, keyStoreContract } from '../gateway/stores/key-store-contract.ts'
+
+// The Workers stores against their Durable Objects running on workerd (the built Worker under
+// Miniflare), through the same contracts as the memory and Redis stores. The store clients
+// run here and call the objects over Workers RPC, as the gateway's isolates do.
+let build: WorkerBuild
+let worker: RunningWorker
+let limiter: DurableObjectNamespace<RateLimiterRpc>
+const stores: RateLimitStore[] = []
+
+before(async () => {
+  build = await buildWorker()
+  worker = await startWorker(build, { backend: { url: 'http://127.0.0.1:9' } })
+  limiter = await worker.namespace('RATE_LIMITER')
+  // Two clients on the same objects: two isolates, anywhere.
+  stores.push(createDurableObjectRateLimits(limiter), createDurableObjectRateLimits(limiter))
+})
+after(async () => {
+  await worker?.stop()
+  build?.remove()
+})
+
+describe('RateLimitStore on RateLimiterObject', () => {
+  rateLimitContract(() => stores)
+
+  it('reclaims a concurrency slot that is never released once its lifetime passes', async () => {
+    const shortLived = createDurableObjectRateLimits(limiter, { slotTtlMs: 300 })
+    const key = uniqueKey('conc-expiry')
+    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, true)
+    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, false)
+    await new Promise((r) => setTimeout(r, 400))
+    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, true)
+  })
+})
+
+describe('KeyStore on ApiKeyObject and ApiKeyIndexObject', () => {
+  let prefixes = 0
+  const store = async () => new DurableObjectKeyStore(await worker.namespace<DurableObjectNamespace<ApiKeyIndexRpc>>('API_KEY_INDEX'), await worker.namespace<DurableObjectNamespace<ApiKeyRpc>>('API_KEYS'), { prefix: `t${++prefixes}:` })
+  // A fresh namespace per test, so the contract's list() sees only its own keys.
+  keyStoreContract(store)
+
+  it('refuses a duplicate hash without listing the refused key', async () => {
+    const keys = await store()
+    const record = keyRecord()
+    await keys.create(record)
+    await assert.rejects(keys.create({ ...keyRecord(), hash: record.hash }), /duplicate API key hash/)
+    assert.deepEqual((await keys.list()).map((r) => r.id), [record.id])
+  })
+
+  it('a failed create leaves the hash free: a duplicate id does not keep the new key alive', async () => {
+    const keys = await store()
+    const record = keyRecord()
+    await keys.create(record)
+    const clash = { ...keyRecord(), id: record.id }
+    await assert.rejects(keys.create(clash), /duplicate API key id/)
+    assert.equal(await keys.findByHash(clash.hash), null)
+  })
+})
