@@ -21,6 +21,20 @@ import { createRedis } from './stores/redis-client.ts'
 import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
 import type { Logger } from './types.ts'
 
+/**
+ * How long a client may take to send its headers and its whole request over HTTP/1.1: a slow
+ * client is answered 408 and closed, so it cannot hold a connection and a body buffer for long.
+ * Node enforces both when it sweeps its connections, so the sweep runs often enough not to
+ * overshoot them by much.
+ */
+function receiveTimeouts(server: GatewayConfig['server']) {
+  return {
+    headersTimeout: server.headersTimeoutMs,
+    requestTimeout: server.receiveTimeoutMs,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(server.headersTimeoutMs / 4))),
+  }
+}
+
 export interface RunningGateway {
   port: number
   metricsPort?: number
@@ -97,10 +111,12 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
         hostname: env.HOST,
         port: env.PORT,
         // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
-        ...(tls ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } } : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes } }),
+        ...(tls ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } } : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
       },
       () => resolve(s),
     )
+    // The TLS server takes them as properties, for its HTTP/1.1 connections; set before it starts listening.
+    if (tls) Object.assign(s, receiveTimeouts(config.server))
   })
   const port = (server.address() as AddressInfo).port
 
@@ -122,8 +138,10 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     async close() {
       stopWatching()
       discovery.stop()
-      router.close()
+      // Requests still in flight may need a retry or a stream continuation: the router (breakers,
+      // health checks) stays up until the server has finished them.
       await new Promise<void>((resolve) => server.close(() => resolve()))
+      router.close()
       metricsServer?.close()
       redis?.disconnect()
     },

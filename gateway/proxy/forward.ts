@@ -77,6 +77,8 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
           throw new NodeBusyError('busy')
         }
         if (response.status >= 500) throw new AttemptFailed('server_error')
+        // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a failed try, not an answer.
+        if (response.status === 200 && !isJson(text)) throw new AttemptFailed('server_error')
         return { response, text, clear: () => {} }
       } catch (error) {
         clearTimeout(timer)
@@ -189,3 +191,11 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
 }
 
 const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
+const isJson = (text: string) => {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
