@@ -1,13 +1,13 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { createWriteStream, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { exportJWK, generateKeyPair } from 'jose'
 import { Agent } from 'undici'
 import { REPO_ROOT, STORIES_DIR } from '../test/helpers/paths.ts'
 import { freePort, startRedis } from '../test/helpers/redis-server.ts'
-import { type Panel, renderTimeChart } from './soak-chart.ts'
+import { type Sample, writeSoakReport } from './soak-report.ts'
 
 /**
  * npm run soak: SOAK_SECONDS (600) at SOAK_RATE requests/s (50) through the bundled gateway
@@ -141,11 +141,6 @@ const gauge = (text: string, name: string) => Number(new RegExp(`^${name} ([0-9.
  */
 const PRECISION_MS = 10
 const delayMs = (text: string, name: string) => +Math.max(0, gauge(text, name) * 1000 - PRECISION_MS).toFixed(2)
-interface Sample {
-  t: number
-  load: { sent: number; ok: number; errors: number; p50Ms: number | null; p99Ms: number | null; inFlight: number }
-  processes: Record<string, { rssMb: number; heapUsedMb: number; loopP99Ms: number; loopMaxMs: number; loopMeanMs: number }>
-}
 const samples: Sample[] = []
 const quantile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null)
 
@@ -195,93 +190,14 @@ const loadAtEnd = loadavg()
 await Promise.all([gateway, ...backends.map((b) => b.child)].map((c) => new Promise((r) => (c.once('exit', r), c.kill('SIGTERM')))))
 await redis.stop()
 
-// --- verdict -----------------------------------------------------------------------------------
-const median = (values: number[]) => {
-  const s = [...values].sort((a, b) => a - b)
-  return s.length ? s[Math.floor(s.length / 2)] : NaN
-}
-const after = samples.filter((s) => s.t > WARMUP)
-const summary = processes.map(({ name }) => {
-  const rss = (from: number, to: number) => median(samples.filter((s) => s.t > from && s.t <= to).map((s) => s.processes[name].rssMb))
-  const start = rss(WARMUP, WARMUP + 60)
-  const end = rss(SECONDS - 60, Infinity)
-  const loop = after.map((s) => s.processes[name])
-  return {
-    name,
-    rssAfterWarmupMb: start,
-    rssEndMb: end,
-    rssMaxMb: Math.max(...loop.map((l) => l.rssMb)),
-    rssGrowthPercent: +(((end - start) / start) * 100).toFixed(1),
-    heapAfterWarmupMb: median(samples.filter((s) => s.t > WARMUP && s.t <= WARMUP + 60).map((s) => s.processes[name].heapUsedMb)),
-    heapEndMb: median(samples.filter((s) => s.t > SECONDS - 60).map((s) => s.processes[name].heapUsedMb)),
-    loopP99MedianMs: median(loop.map((l) => l.loopP99Ms)),
-    loopP99MaxMs: Math.max(...loop.map((l) => l.loopP99Ms)),
-    loopMaxMs: Math.max(...loop.map((l) => l.loopMaxMs)),
-  }
+// --- results -----------------------------------------------------------------------------------
+const { pass } = writeSoakReport({
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, loadavgAtStart: loadAtStart.map((v) => +v.toFixed(2)), loadavgAtEnd: loadAtEnd.map((v) => +v.toFixed(2)) },
+  settings: { seconds: SECONDS, rate: RATE, warmupSeconds: WARMUP, sampleSeconds: SAMPLE_MS / 1000, maxTokens: 48, maxInFlight: MAX_IN_FLIGHT },
+  totals,
+  errorSamples,
+  samples,
 })
-const latencies = after.map((s) => s.load.p99Ms).filter((v): v is number => v !== null)
-const failed = totals.errors + totals.skipped
-const pass = failed === 0 && summary.every((s) => s.rssGrowthPercent < 10)
-const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version, loadavgAtStart: loadAtStart.map((v) => +v.toFixed(2)), loadavgAtEnd: loadAtEnd.map((v) => +v.toFixed(2)) }
-const docs = resolve(REPO_ROOT, 'docs')
-mkdirSync(docs, { recursive: true })
-const settings = { seconds: SECONDS, rate: RATE, warmupSeconds: WARMUP, sampleSeconds: SAMPLE_MS / 1000, maxTokens: 48 }
-writeFileSync(resolve(docs, 'soak.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, settings, totals, errorSamples, pass, summary, samples }, null, 1)}\n`)
-
-const colors = { gateway: '#1f5fbf', 'backend-1': '#d9822b', 'backend-2': '#2a9d55' } as Record<string, string>
-const series = (pick: (p: Sample['processes'][string]) => number) => processes.map(({ name }) => ({ name, color: colors[name], points: samples.map((s) => [s.t, pick(s.processes[name])] as [number, number]) }))
-const panels: Panel[] = [
-  { title: 'Resident set size', unit: 'RSS (MB)', series: series((p) => p.rssMb) },
-  { title: 'Event-loop delay, p99 of each 5 s', unit: 'delay p99 (ms)', series: series((p) => p.loopP99Ms) },
-]
-writeFileSync(resolve(docs, 'soak.svg'), renderTimeChart({ title: `Soak: ${RATE} requests/s for ${+(SECONDS / 60).toFixed(1)} min through the gateway`, panels, durationSeconds: SECONDS, warmupSeconds: WARMUP }))
-
-const row = (s: (typeof summary)[number]) => `| ${s.name} | ${s.rssAfterWarmupMb} | ${s.rssEndMb} | ${s.rssMaxMb} | **${s.rssGrowthPercent}%** | ${s.heapAfterWarmupMb} → ${s.heapEndMb} | ${s.loopP99MedianMs} | ${s.loopP99MaxMs} | ${s.loopMaxMs} |`
-writeFileSync(
-  resolve(docs, 'soak.md'),
-  `# Soak test
-
-\`npm run soak\` (\`node --import tsx scripts/soak.ts\`; \`SOAK_SECONDS\`, \`SOAK_RATE\`, \`SOAK_WARMUP_SECONDS\`).
-Run on ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, ${new Date().toISOString().slice(0, 10)};
-load average ${machine.loadavgAtStart.join(' / ')} at the start and ${machine.loadavgAtEnd.join(' / ')} at the end
-(1 / 5 / 15 min; the machine is shared with other work, so absolute delays are noisy).
-
-**Verdict: ${pass ? 'PASS' : 'FAIL'}** (target: RSS growth under 10% after warm-up, no error).
-
-## Set-up
-
-${SECONDS} s at a fixed ${RATE} requests/s (open loop: a slow answer does not slow the sending; at most
-${MAX_IN_FLIGHT} in flight, beyond which a request counts as an error) through the bundled gateway
-(\`npm run build\`, \`node dist/gateway.mjs\`) with Redis (limits, keys, cache), gateway-signed backend tokens and
-\`METRICS_PORT\`, to two backend nodes (\`node --import tsx backend/node.ts\`, stories260K, CPU, 1 thread) in one
-region. Requests: half streamed; a third chat, the rest completions; \`max_tokens\` ${settings.maxTokens}; three in four sampled
-with their own seed (cache misses), one in four a greedy repeat (cache hits). A request succeeds when it gets a 200
-with choices, or a stream ending in \`[DONE]\` without an error event.
-
-Every ${SAMPLE_MS / 1000} s: RSS from \`/proc/<pid>/status\`, and \`nodejs_eventloop_lag_p99_seconds\`, \`_max_seconds\`
-and \`nodejs_heap_size_used_bytes\` from each process's \`/metrics\` (prom-client's default metrics; the gateway's on
-\`METRICS_PORT\`). prom-client resets its event-loop histogram at every scrape and only this script scrapes, so each
-sample covers its own ${SAMPLE_MS / 1000} s. That histogram (\`monitorEventLoopDelay\`, 10 ms resolution) records the time
-between fires of a 10 ms timer, so an idle loop reads 10.1 ms: the delays below are the part beyond those 10 ms. The
-backend's event loop is its HTTP thread; generation runs on its engine worker thread.
-
-## Results
-
-Requests: ${totals.sent} sent, ${totals.ok} succeeded, ${totals.errors} failed, ${totals.skipped} not sent (in-flight cap);
-${totals.streams} streams; ${totals.cacheHits} cache hits. Latency to the last byte, p99 per ${SAMPLE_MS / 1000} s after warm-up:
-median ${median(latencies).toFixed(0)} ms, worst ${Math.max(...latencies).toFixed(0)} ms.
-${errorSamples.length ? `\nFirst errors:\n\n${errorSamples.map((e) => `- ${e}`).join('\n')}\n` : ''}
-RSS growth compares the median of the first minute after the ${WARMUP} s warm-up with the median of the last minute.
-
-| process | RSS after warm-up (MB) | RSS at end (MB) | RSS max (MB) | growth | JS heap used (MB) | loop delay p99, median (ms) | loop delay p99, worst (ms) | loop delay max (ms) |
-|---|---|---|---|---|---|---|---|---|
-${summary.map(row).join('\n')}
-
-![RSS and event-loop delay over time](soak.svg)
-
-Raw samples: [soak.json](soak.json).
-`,
-)
-console.log(`\n${pass ? 'PASS' : 'FAIL'}: ${totals.ok}/${totals.sent} ok, ${failed} errors; RSS growth ${summary.map((s) => `${s.name} ${s.rssGrowthPercent}%`).join(', ')}`)
 console.log('wrote docs/soak.json, docs/soak.md, docs/soak.svg')
 process.exit(pass ? 0 : 1)

@@ -18,6 +18,8 @@ import { MULTI_CHOICE_STREAM, buildCatalogue, buildLongStreams } from './request
 // model, no lost or duplicated stream token, no request lost in a rolling restart; every other
 // failure explained. Writes docs/chaos.md.
 const RATE = Number(process.env.CHAOS_RATE ?? 10)
+// npm test runs this file too and only prints the table; npm run test:chaos (or CHAOS_REPORT=1) also rewrites the doc.
+const WRITE_DOC = process.env.npm_lifecycle_event === 'test:chaos' || process.env.CHAOS_REPORT === '1'
 const BETWEEN = 'steady load between scenarios'
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const MULTI_CHOICE_CUT: Expected = {
@@ -79,7 +81,7 @@ describe('chaos under steady load', () => {
     await driver?.stop()
     if (process.env.CHAOS_LOGS) cluster?.writeLogs(process.env.CHAOS_LOGS)
     await cluster?.stop()
-    if (reports.length) writeReport()
+    if (reports.length) reportResults()
   })
 
   test('no fault (baseline)', async () => {
@@ -94,7 +96,7 @@ describe('chaos under steady load', () => {
         cluster.backends[id].child.kill('SIGKILL')
         const killed = Date.now()
         await cluster.replaceBackend(id)
-        notes.push(`${id} killed with ${sequences(running)} running (at least one a single-choice stream of the load); its replacement was back in both gateways' rotation ${seconds(Date.now() - killed)} later.`)
+        notes.push(`${id} killed while generating ${sequences(running)}, among them a single-choice stream of the load; its replacement was back in both gateways' rotation ${seconds(Date.now() - killed)} later.`)
         await sleep(1000)
       }
     })
@@ -181,7 +183,7 @@ describe('chaos under steady load', () => {
         assert.equal(code, 0, `${id} exited 0 after draining`)
         assert.ok(notReadyAfter !== undefined, `${id} answered /ready 503 while draining`)
         await cluster.replaceBackend(id)
-        notes.push(`${id}: ${sequences(running)} running at SIGTERM (at least one a single-choice stream of the load); \`/ready\` 503 after ${notReadyAfter} ms; exit code 0 after ${exitAfter} ms; replacement in rotation ${seconds(Date.now() - signalled)} after SIGTERM.`)
+        notes.push(`${id}: generating ${sequences(running)} at SIGTERM, among them a single-choice stream of the load; \`/ready\` 503 after ${notReadyAfter} ms; exit code 0 after ${exitAfter} ms; replacement in rotation ${seconds(Date.now() - signalled)} after SIGTERM.`)
       }
     })
     assert.equal(report.stats.failed, 0, 'no request lost in a rolling restart')
@@ -222,13 +224,14 @@ describe('chaos under steady load', () => {
   })
 })
 
-function writeReport(): void {
+function reportResults(): void {
   const all = reports.every((r) => unexplained(r.stats, r.expected).length === 0 && r.stats.nonStreamFailed === 0 && r.stats.mismatches === 0)
   const table = renderTable(reports)
   console.log(`\n${table}\n`)
   const doc = `# Chaos test
 
-\`npm run test:chaos\` (\`node --import tsx --test test/chaos/*.test.ts\`; \`CHAOS_RATE\` requests/s, default 10; \`CHAOS_LOGS=dir\` keeps every process's output). This run:
+\`npm run test:chaos\` writes this page (\`node --import tsx --test test/chaos/*.test.ts\`; \`CHAOS_RATE\` requests/s, default 10;
+\`CHAOS_LOGS=dir\` keeps every process's output). \`npm test\` runs the same test and only prints the table. This run:
 ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}, ${seconds(Date.now() - started)} in all, at ${RATE} requests/s.
 
 **Targets** — no failed non-streaming request while at least one healthy node serves the model; no lost or
@@ -251,6 +254,10 @@ duplicated stream token; no request lost in a rolling restart; every other failu
   each answer is compared with it: for a stream, the text of each choice over all its events, which must end with one
   \`[DONE]\`. A lost, repeated or garbled token is a **text mismatch**.
 - Each scenario's requests are those *sent* while it ran; they are counted when answered.
+- The rate leaves the nodes room to spare on this shared 2-CPU machine, also while one node is down and its
+  replacement loads its model. Past capacity (tried: 20 requests/s with longer streams while other jobs loaded the
+  machine), answers take seconds, tries time out (\`perTryTimeoutMs\`) or look stalled (\`stallTimeoutMs\`), and
+  requests fail from overload, whatever the fault: a capacity limit, not what this test is about.
 
 ## Results
 
@@ -262,5 +269,5 @@ ${table}
 
 ${renderDetails(reports)}
 `
-  writeFileSync(resolve(REPO_ROOT, 'docs/chaos.md'), doc)
+  if (WRITE_DOC) writeFileSync(resolve(REPO_ROOT, 'docs/chaos.md'), doc)
 }
