@@ -39,6 +39,8 @@ export interface GatewayDeps {
   router: Router
   /** Where the request entered the network (Workers: request.cf), for edgeRegions. */
   edgeLocation?: (c: Context) => string | undefined
+  /** True once the entry has started shutting down (then /ready answers 503). */
+  isDraining?: () => boolean
   /** A short-lived token the backends verify (gateway → backend authentication). */
   backendToken?: () => Promise<string> | string
 }
@@ -64,7 +66,8 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.use('*', requestId(), accessLog({ logger, metrics }))
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
-  app.get('/ready', (c) => c.json({ status: 'ready' }))
+  // 503 while the entry drains, so load balancers stop sending before the listener closes.
+  app.get('/ready', (c) => (deps.isDraining?.() ? c.json({ status: 'draining' }, 503) : c.json({ status: 'ready' })))
   app.get('/metrics', requireAdmin(adminToken), async (c) => {
     const rendered = await metrics.render()
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')

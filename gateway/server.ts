@@ -73,7 +73,9 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     logger,
   })
   await discovery.refresh()
+  let draining = false
   const deps: Omit<GatewayDeps, 'config'> = {
+    isDraining: () => draining,
     logger,
     metrics,
     keyStore: redis ? new RedisKeyStore(redis) : new MemoryKeyStore(),
@@ -136,11 +138,18 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     port,
     metricsPort: env.METRICS_PORT || undefined,
     async close() {
+      draining = true
       stopWatching()
       discovery.stop()
       // Requests still in flight may need a retry or a stream continuation: the router (breakers,
-      // health checks) stays up until the server has finished them.
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      // health checks) stays up until the server has finished them. Keep-alive connections that
+      // are idle now, or become idle while others finish, are closed rather than waited out.
+      const closeIdle = () => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
+      const sweep = setInterval(closeIdle, 100)
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      closeIdle()
+      await closed
+      clearInterval(sweep)
       router.close()
       metricsServer?.close()
       redis?.disconnect()

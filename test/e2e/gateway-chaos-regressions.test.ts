@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { after, before, test } from 'node:test'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
 import { startFaultyNode } from '../helpers/faulty-node.ts'
 import { startGateway } from '../helpers/gateway-process.ts'
 
-// Two gateway bugs the chaos test (test/chaos/) found, each pinned down on its own.
+// Gateway bugs the chaos test (test/chaos/) found, each pinned down on its own.
 const KEY = 'sy-test-key-for-chaos-regressions-00'
 const auth = { authorization: `Bearer ${KEY}` }
 const backends: Record<string, BackendProcess> = {}
@@ -61,4 +62,26 @@ test('a gateway draining on SIGTERM still continues a stream whose node dies, th
   const text = events.slice(0, -1).map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('')
   assert.equal(text, reference)
   assert.equal(await exited, 0)
+})
+
+test('a gateway stopping on SIGTERM closes keep-alive connections as they go idle instead of waiting them out', async () => {
+  // Node's server.close() waits for kept-alive connections to time out (seconds) unless they are closed.
+  // Both nodes are listed: the test above kills one of them.
+  const gateway = await startGateway(config([{ id: 'a', url: backends.a.url }, { id: 'b', url: backends.b.url }]))
+  const agent = new Agent({ keepAliveTimeout: 60_000 })
+  try {
+    // A request in flight at SIGTERM: its connection becomes idle only after the answer.
+    const inFlight = undiciFetch(`${gateway.url}/v1/completions`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 300, ignore_eos: true }) })
+    await new Promise((r) => setTimeout(r, 30))
+    const exited = gateway.stop('SIGTERM')
+    const answer = await inFlight
+    assert.equal(answer.status, 200, 'the request in flight is finished')
+    await answer.text()
+    const answeredAt = Date.now()
+    assert.equal(await exited, 0)
+    assert.ok(Date.now() - answeredAt < 1000, `exited ${Date.now() - answeredAt} ms after its last answer`)
+  } finally {
+    await gateway.stop('SIGKILL')
+    await agent.close()
+  }
 })
