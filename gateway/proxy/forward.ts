@@ -1,11 +1,12 @@
 import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
+import type { Usage } from '../pipeline/lifecycle.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
 import { NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
 import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
-import { usageFromJson } from './usage.ts'
+import { usageOf } from './usage.ts'
 import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
@@ -69,7 +70,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       const timer = setTimeout(() => controller.abort(), timeoutMs)
       try {
         const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, signal: controller.signal })
-        if (isEventStream(response) && response.status === 200) return { response, text: undefined, clear: () => clearTimeout(timer) }
+        if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
         const text = await response.text()
         clearTimeout(timer)
         if (response.status === 503) {
@@ -77,9 +78,17 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
           throw new NodeBusyError('busy')
         }
         if (response.status >= 500) throw new AttemptFailed('server_error')
-        // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a failed try, not an answer.
-        if (response.status === 200 && !isJson(text)) throw new AttemptFailed('server_error')
-        return { response, text, clear: () => {} }
+        // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
+        // failed try, not an answer. Parsed once, here; usage is read from the result.
+        let usage: Usage | undefined
+        if (response.status === 200) {
+          try {
+            usage = usageOf(JSON.parse(text))
+          } catch {
+            throw new AttemptFailed('server_error')
+          }
+        }
+        return { response, text, usage, clear: () => {} }
       } catch (error) {
         clearTimeout(timer)
         if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
@@ -130,7 +139,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       if (value) out[name] = value
     }
     if (text !== undefined) {
-      lifecycle.record.usage = usageFromJson(text)
+      lifecycle.record.usage = answer.usage
       return new Response(response.status === 204 || response.status === 304 ? null : text, { status: response.status, headers: out })
     }
     answer.clear()
@@ -191,11 +200,3 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
 }
 
 const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
-const isJson = (text: string) => {
-  try {
-    JSON.parse(text)
-    return true
-  } catch {
-    return false
-  }
-}
