@@ -58,18 +58,32 @@ export interface LimitState {
 
 export type Decision = { allowed: true; state: LimitState } | { allowed: false; state: LimitState; retryAfterSeconds: number }
 
-/** Rate-limit counters shared by all gateway instances (Redis) or local to one (memory). */
+/** What one request asks of its caller's limits; a part left out is not limited. */
+export interface AdmissionRequest {
+  requests?: { limit: number; windowSeconds: number }
+  maxConcurrent?: number
+  /** Tokens to reserve (prompt bound + max_tokens) of a per-minute budget. */
+  tokens?: { cost: number; perMinute: number }
+}
+
+/**
+ * A store's answer to an admission: granted (with the states for the x-ratelimit-* headers and
+ * a settle that frees the slot and refunds unused tokens) or refused with nothing counted.
+ */
+export type Admission =
+  | { allowed: true; requests?: LimitState; tokens?: LimitState; settle(usedTokens: number): Promise<void> }
+  | { allowed: false; refusedBy: 'requests' | 'concurrency' | 'tokens'; retryAfterSeconds: number; requests?: LimitState; tokens?: LimitState }
+
+/** Rate-limit counters shared by all gateway instances (Redis, Durable Objects) or local to one (memory). */
 export interface RateLimitStore {
-  /** Counts one request against `limit` per `windowSeconds` for `key`. */
+  /** Counts one request against `limit` per `windowSeconds` for `key` (the per-IP guard). */
   hitRequest(key: string, limit: number, windowSeconds: number): Promise<Decision>
-  /** Atomically reserves `tokens` of a per-minute budget; a refused reservation reserves nothing. */
-  reserveTokens(key: string, tokens: number, perMinute: number): Promise<Decision>
-  /** Gives back reserved tokens that were not used. */
-  refundTokens(key: string, tokens: number, perMinute: number): Promise<void>
-  /** Takes a concurrency slot; the returned release must be called exactly once. */
-  acquireSlot(key: string, max: number): Promise<{ allowed: true; release: () => Promise<void> } | { allowed: false }>
-  /** Current token budget state, for headers on requests that did not reserve. */
-  peekTokens(key: string, perMinute: number): Promise<LimitState>
+  /**
+   * A caller's per-request limits in one atomic step: requests in the window, then concurrency,
+   * then tokens; all are taken or none. The grant's settle must be called once, when the
+   * response ends, with the tokens really used.
+   */
+  admit(key: string, request: AdmissionRequest): Promise<Admission>
 }
 
 export interface CacheStore {

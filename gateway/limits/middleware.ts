@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Decision, GatewayMetrics, LimitState, Limits, Logger, RateLimitStore } from '../types.ts'
+import type { Admission, AdmissionRequest, Decision, GatewayMetrics, Limits, Logger, RateLimitStore } from '../types.ts'
 import { rateLimitHeaders } from './headers.ts'
 
 interface Options {
@@ -11,10 +11,11 @@ interface Options {
 }
 
 /**
- * Per-key limits, in order: requests per window, concurrent requests, then tokens per minute.
- * Tokens are reserved before forwarding (prompt bound + max_tokens, atomically in the store,
- * so concurrent requests cannot overshoot) and what was not used is refunded when the
- * response ends. Every response carries the x-ratelimit-* headers, streams included.
+ * Per-key limits: requests per window, concurrent requests and tokens per minute, taken in one
+ * atomic admission by the store (one round trip; all or nothing, so concurrent requests cannot
+ * overshoot and a refusal counts nothing). Tokens are reserved before forwarding (prompt bound
+ * + max_tokens) and what was not used is refunded, with the slot freed, when the response
+ * ends. Every response carries the x-ratelimit-* headers, streams included.
  */
 export function keyRateLimits(options: Options): MiddlewareHandler {
   const { store, metrics, logger } = options
@@ -22,57 +23,41 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     const principal = c.get('principal')
     const request = c.get('apiRequest')
     const lifecycle = c.get('lifecycle')
-    const limits = { ...options.defaults, ...principal.limits }
-    // Key ids and JWT subjects live in different namespaces: never share counters across them.
-    const who = `${principal.via}:${principal.id}`
-    let requestState: LimitState | undefined
-    let tokenState: LimitState | undefined
-    const headers = () => rateLimitHeaders({ requests: requestState, tokens: tokenState })
-    const refuse = (decision: Extract<Decision, { allowed: false }>, limit: 'requests' | 'tokens' | 'concurrency', message: string, code: string) => {
-      metrics.rateLimited({ limit })
-      throw gatewayError(429, message, code, { headers: { ...headers(), 'retry-after': String(decision.retryAfterSeconds) } })
-    }
-    const guarded = async <T>(what: string, run: () => Promise<T>, fallback: T): Promise<T> => {
-      try {
-        return await run()
-      } catch (error) {
-        // The stores fall back to memory themselves; anything that still fails lets the request through.
-        logger.warn({ operation: what, error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
-        return fallback
-      }
-    }
-
-    // The three checks are independent, so they run concurrently (one store round trip of
-    // latency, not three); whatever one check granted is given back if another refuses.
+    const limits = principal.limits === undefined ? options.defaults : { ...options.defaults, ...principal.limits }
     const reserved = request ? request.promptTokenBound + request.maxCompletionTokens : 0
-    const perMinute = limits.tokensPerMinute ?? 0
-    const [requestDecision, slot, tokenDecision] = await Promise.all([
-      limits.requestsPerWindow ? guarded('requests', () => store.hitRequest(`req:${who}`, limits.requestsPerWindow!, limits.requestWindowSeconds ?? 60), null) : null,
-      limits.maxConcurrent ? guarded('concurrency', () => store.acquireSlot(`conc:${who}`, limits.maxConcurrent!), null) : null,
-      perMinute && request ? guarded('tokens', () => store.reserveTokens(`tok:${who}`, reserved, perMinute), null) : null,
-    ])
-    requestState = requestDecision?.state
-    tokenState = tokenDecision?.state
-    const refused = (requestDecision && !requestDecision.allowed) || (slot && !slot.allowed) || (tokenDecision && !tokenDecision.allowed)
-    if (refused) {
-      if (slot?.allowed) void slot.release()
-      if (tokenDecision?.allowed) void guarded('refund', () => store.refundTokens(`tok:${who}`, reserved, perMinute), undefined)
+    const want: AdmissionRequest = {}
+    if (limits.requestsPerWindow) want.requests = { limit: limits.requestsPerWindow, windowSeconds: limits.requestWindowSeconds ?? 60 }
+    if (limits.maxConcurrent) want.maxConcurrent = limits.maxConcurrent
+    if (limits.tokensPerMinute && request) want.tokens = { cost: reserved, perMinute: limits.tokensPerMinute }
+    if (!want.requests && !want.maxConcurrent && !want.tokens) return next()
+
+    let admission: Admission | undefined
+    try {
+      // Key ids and JWT subjects live in different namespaces: never share counters across them.
+      admission = await store.admit(`${principal.via}:${principal.id}`, want)
+    } catch (error) {
+      // The stores fall back to memory themselves; anything that still fails lets the request through.
+      logger.warn({ operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
     }
-    if (requestDecision && !requestDecision.allowed) refuse(requestDecision, 'requests', 'Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded')
-    if (slot && !slot.allowed) refuse({ allowed: false, retryAfterSeconds: 1, state: requestState ?? { limit: 0, remaining: 0, resetSeconds: 1 } }, 'concurrency', `Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded')
-    if (tokenDecision && !tokenDecision.allowed) {
-      refuse(tokenDecision, 'tokens', `Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${tokenDecision.state.remaining} of ${perMinute} per minute remain`, 'tokens_limit_exceeded')
+    if (!admission) return next()
+    const headers = rateLimitHeaders({ requests: admission.requests, tokens: admission.tokens })
+    if (!admission.allowed) {
+      metrics.rateLimited({ limit: admission.refusedBy })
+      const message =
+        admission.refusedBy === 'requests'
+          ? ['Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded']
+          : admission.refusedBy === 'concurrency'
+            ? [`Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded']
+            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'tokens_limit_exceeded']
+      throw gatewayError(429, message[0], message[1], { headers: { ...headers, 'retry-after': String(admission.retryAfterSeconds) } })
     }
-    if (slot?.allowed) lifecycle.onEnd(() => slot.release())
-    if (tokenDecision?.allowed) {
-      lifecycle.onEnd((record) => {
-        const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
-        const refund = reserved - used
-        if (refund > 0) return guarded('refund', () => store.refundTokens(`tok:${who}`, refund, perMinute), undefined)
-      })
-    }
+    Object.assign(lifecycle.headers, headers)
+    const settle = admission.settle
+    lifecycle.onEnd((record) => {
+      const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
+      return settle(used)
+    })
     await next()
-    for (const [name, value] of Object.entries(headers())) c.res.headers.set(name, value)
   }
 }
 

@@ -40,6 +40,11 @@ export function accessLog(options: { logger: Logger; metrics: GatewayMetrics }):
     })
     await next()
     lifecycle.record.status = c.res.status
+    if (c.res === lifecycle.response) {
+      // Made by lifecycle.respond(): a stream there already ends the request at its last byte.
+      if (!lifecycle.streaming) lifecycle.end()
+      return
+    }
     // Content type first: reading `body` of a string response makes @hono/node-server build a
     // full Web Response, which costs more than the rest of this middleware.
     const body = c.res.headers.get('content-type')?.startsWith('text/event-stream') ? c.res.body : null

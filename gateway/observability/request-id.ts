@@ -11,8 +11,11 @@ export function requestId(): MiddlewareHandler {
   return async (c, next) => {
     const offered = c.req.header('x-request-id')
     const id = offered && VALID_ID.test(offered) ? offered : crypto.randomUUID()
-    c.set('lifecycle', new RequestLifecycle({ requestId: id, route: c.req.routePath, startedAt: performance.now() }))
+    const lifecycle = new RequestLifecycle({ requestId: id, route: c.req.routePath, startedAt: performance.now() })
+    lifecycle.headers['x-request-id'] = id
+    c.set('lifecycle', lifecycle)
     await next()
-    c.res.headers.set('x-request-id', id)
+    // Responses made elsewhere (errors, cache hits) get the request's headers here.
+    if (c.res !== lifecycle.response) for (const name in lifecycle.headers) c.res.headers.set(name, lifecycle.headers[name])
   }
 }

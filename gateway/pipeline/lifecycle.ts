@@ -1,3 +1,5 @@
+import { observeStream } from './observe-stream.ts'
+
 /**
  * What the gateway learns about one request as it runs, and the callbacks that must run once
  * when it ends: after the JSON body is sent, or when a stream finishes or the client leaves.
@@ -29,11 +31,29 @@ export interface RequestRecord {
 
 export class RequestLifecycle {
   readonly record: RequestRecord
+  /** Headers every response to this request carries: the request id, the rate-limit state. */
+  readonly headers: Record<string, string> = {}
+  /** The response made by respond(): it has `headers` already, and a stream ends the request at its last byte. */
+  response: Response | undefined
+  /** respond() was given a stream. */
+  streaming = false
   private readonly callbacks: ((record: RequestRecord) => void | Promise<void>)[] = []
   private ended = false
 
   constructor(record: RequestRecord) {
     this.record = record
+  }
+
+  /**
+   * The handler's response, with this request's headers added as plain values (so nothing
+   * builds a Headers object on the way out) and, for a stream, the end of the request tied to
+   * its last byte or the client leaving.
+   */
+  respond(body: string | ReadableStream<Uint8Array> | null, status: number, headers: Record<string, string>): Response {
+    Object.assign(headers, this.headers)
+    this.streaming = body instanceof ReadableStream
+    if (body instanceof ReadableStream) body = observeStream(body, { onEnd: (outcome) => this.end({ outcome: this.record.outcome ?? outcome }) })
+    return (this.response = new Response(body, { status, headers }))
   }
 
   onEnd(callback: (record: RequestRecord) => void | Promise<void>): void {

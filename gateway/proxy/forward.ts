@@ -140,15 +140,15 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     }
     if (text !== undefined) {
       lifecycle.record.usage = answer.usage
-      return new Response(response.status === 204 || response.status === 304 ? null : text, { status: response.status, headers: out })
+      return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
     }
     answer.clear()
-    return new Response(relayStream(response, node), { status: 200, headers: out })
+    return lifecycle.respond(relayStream(response, node), 200, out)
   }
 
   // No node could answer.
   if (last?.outcome === 'overloaded' && last.response) {
-    return new Response(last.response.text, { status: 503, headers: { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) } })
+    return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) })
   }
   if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
     throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })

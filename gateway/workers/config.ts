@@ -2,7 +2,7 @@ import { ConfigError, parseGatewayConfig } from '../config/parse.ts'
 import type { GatewayConfig } from '../config/schema.ts'
 import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.ts'
 import type { ApiKeyIndexRpc, ApiKeyRpc } from './key-store.ts'
-import type { RateLimiterRpc } from './limit-counters.ts'
+import type { RateLimiterRpc } from './rate-limits.ts'
 import type { AnalyticsEngineDataset, DurableObjectNamespace, KVNamespace } from './runtime.ts'
 
 /** The Worker's bindings (wrangler.toml), vars and secrets. */

@@ -1,12 +1,13 @@
 import { DurableObject } from 'cloudflare:workers'
-import type { Decision, LimitState } from '../types.ts'
-import { type CounterState, LimitCounters, type RateLimiterRpc } from './limit-counters.ts'
+import { type AdmissionOutcome, type CounterState, LimitCounters } from '../limits/counters.ts'
+import type { AdmissionRequest, Decision } from '../types.ts'
+import type { RateLimiterRpc } from './rate-limits.ts'
 import type { DurableObjectState } from './runtime.ts'
 
 const STATE_KEY = 'state'
 
 /**
- * One rate-limit key's counters (a key's requests per window, its token budget, its
+ * One rate-limit key's counters (a caller's requests per window, token budget and
  * concurrency slots, or one client IP's failed authentications), as a Durable Object: one
  * instance per key in the whole world, running one call at a time, so every gateway isolate
  * sees the same count and a check-and-update is atomic.
@@ -32,24 +33,12 @@ export class RateLimiterObject extends DurableObject<unknown, DurableObjectState
     return this.saved(this.counters.hit(limit, windowMs, Date.now()))
   }
 
-  reserveTokens(cost: number, limit: number, windowMs: number): Decision {
-    return this.saved(this.counters.reserve(cost, limit, windowMs, Date.now()))
+  admit(want: AdmissionRequest, slotId: string, slotTtlMs: number): AdmissionOutcome {
+    return this.saved(this.counters.admit(want, slotId, slotTtlMs, Date.now()))
   }
 
-  refundTokens(points: number): void {
-    this.saved(this.counters.refund(points, Date.now()))
-  }
-
-  peekTokens(limit: number): LimitState {
-    return this.counters.peek(limit, Date.now())
-  }
-
-  acquireSlot(id: string, max: number, ttlMs: number): boolean {
-    return this.saved(this.counters.acquire(id, max, ttlMs, Date.now()))
-  }
-
-  releaseSlot(id: string): void {
-    this.saved(this.counters.release(id))
+  settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined): void {
+    this.saved(this.counters.settle(slotId, refund, tokenWindow, Date.now()))
   }
 
   async alarm(): Promise<void> {

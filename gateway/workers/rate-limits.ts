@@ -1,9 +1,14 @@
-import type { Decision, RateLimitStore } from '../types.ts'
+import { type AdmissionOutcome, toAdmission } from '../limits/counters.ts'
+import type { AdmissionRequest, Decision, RateLimitStore } from '../types.ts'
 import { keepAlive } from './keep-alive.ts'
-import type { RateLimiterRpc } from './limit-counters.ts'
 import type { DurableObjectNamespace } from './runtime.ts'
 
-const TOKEN_WINDOW_MS = 60_000
+/** The rate-limit object's RPC surface (one object per limit key); times are the object's clock. */
+export interface RateLimiterRpc {
+  hitRequest(limit: number, windowMs: number): Decision
+  admit(want: AdmissionRequest, slotId: string, slotTtlMs: number): AdmissionOutcome
+  settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined): void
+}
 
 export interface DurableObjectRateLimitOptions {
   /** A concurrency slot not released within this long is reclaimed (an isolate that died mid-request). Default 10 minutes. */
@@ -12,9 +17,9 @@ export interface DurableObjectRateLimitOptions {
 
 /**
  * The RateLimitStore of the Workers gateway: every limit key is its own Durable Object
- * (RateLimiterObject), so the counters are global and strongly consistent, and the keys of
- * different callers never contend. Writes that happen after the response (refunds, slot
- * releases) keep the request alive until they are done.
+ * (RateLimiterObject), so the counters are global and strongly consistent, one caller's
+ * admission is one call to its object, and the keys of different callers never contend.
+ * Settles (slot release, refund) happen after the response and keep the request alive until done.
  */
 export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<RateLimiterRpc>, options: DurableObjectRateLimitOptions = {}): RateLimitStore {
   const slotTtlMs = options.slotTtlMs ?? 10 * 60_000
@@ -27,19 +32,12 @@ export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<
       const window = Math.max(1, Math.ceil(windowSeconds))
       return counters(`${key}@${window}s`).hitRequest(limit, window * 1000)
     },
-    reserveTokens: (key, tokens, perMinute) => counters(key).reserveTokens(Math.ceil(tokens), perMinute, TOKEN_WINDOW_MS),
-    async refundTokens(key, tokens) {
-      const points = Math.floor(tokens)
-      if (points > 0) await keepAlive(counters(key).refundTokens(points))
-    },
-    peekTokens: (key, perMinute) => counters(key).peekTokens(perMinute),
-    async acquireSlot(key, max) {
-      if (max <= 0) return { allowed: false }
-      const id = crypto.randomUUID()
-      if (!(await counters(key).acquireSlot(id, max, slotTtlMs))) return { allowed: false }
-      let released: Promise<void> | undefined
-      // Idempotent: a second call must not free someone else's slot.
-      return { allowed: true, release: () => (released ??= keepAlive(counters(key).releaseSlot(id))) }
+    async admit(key, want) {
+      const slotId = want.maxConcurrent === undefined ? undefined : crypto.randomUUID()
+      const outcome = await counters(key).admit(want, slotId ?? '', slotTtlMs)
+      return toAdmission(outcome, want, async (refund, tokenWindow) => {
+        if (slotId !== undefined || refund > 0) await keepAlive(counters(key).settle(slotId, refund, tokenWindow))
+      })
     },
   }
 }

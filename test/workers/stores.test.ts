@@ -3,8 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { RateLimitStore } from '../../gateway/types.ts'
 import type { ApiKeyIndexRpc, ApiKeyRpc } from '../../gateway/workers/key-store.ts'
 import { DurableObjectKeyStore } from '../../gateway/workers/key-store.ts'
-import type { RateLimiterRpc } from '../../gateway/workers/limit-counters.ts'
-import { createDurableObjectRateLimits } from '../../gateway/workers/rate-limits.ts'
+import { createDurableObjectRateLimits, type RateLimiterRpc } from '../../gateway/workers/rate-limits.ts'
 import type { DurableObjectNamespace } from '../../gateway/workers/runtime.ts'
 import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
 import { rateLimitContract, uniqueKey } from '../gateway/limits/contract.ts'
@@ -36,10 +35,12 @@ describe('RateLimitStore on RateLimiterObject', () => {
   it('reclaims a concurrency slot that is never released once its lifetime passes', async () => {
     const shortLived = createDurableObjectRateLimits(limiter, { slotTtlMs: 300 })
     const key = uniqueKey('conc-expiry')
-    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, true)
-    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, false)
+    // Admitted and never settled, as if the isolate holding the slot had died.
+    assert.equal((await shortLived.admit(key, { maxConcurrent: 1 })).allowed, true)
+    const busy = await shortLived.admit(key, { maxConcurrent: 1 })
+    assert.ok(!busy.allowed && busy.refusedBy === 'concurrency', JSON.stringify(busy))
     await new Promise((r) => setTimeout(r, 400))
-    assert.equal((await shortLived.acquireSlot(key, 1)).allowed, true)
+    assert.equal((await shortLived.admit(key, { maxConcurrent: 1 })).allowed, true)
   })
 })
 

@@ -4,12 +4,23 @@ import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import { createRedisRateLimits } from '../../../gateway/limits/rate-limit-store.ts'
 import { createRedis, type RedisClient } from '../../../gateway/stores/redis-client.ts'
-import type { RateLimitStore } from '../../../gateway/types.ts'
+import type { Admission, RateLimitStore } from '../../../gateway/types.ts'
 import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
 import { recordingHooks, timed, untilReady, waitFor } from '../stores/support.ts'
 
 // Generous for a loaded machine: "answers" means well under a second, not stalled for the TCP/retry timeouts.
 const ANSWERS_WITHIN_MS = 2000
+
+/** The token budget's state without reserving anything (a zero-cost admission). */
+async function peekTokens(store: RateLimitStore, key: string, perMinute: number) {
+  const answer = await store.admit(key, { tokens: { cost: 0, perMinute } })
+  assert.equal(answer.allowed, true)
+  return answer.tokens!
+}
+const granted = (answer: Admission) => {
+  assert.equal(answer.allowed, true, JSON.stringify(answer))
+  return answer as Extract<Admission, { allowed: true }>
+}
 
 describe('Redis rate limits when Redis is killed mid-test', () => {
   let server: RedisServer
@@ -39,8 +50,8 @@ describe('Redis rate limits when Redis is killed mid-test', () => {
     assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 4)
     assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 3)
     assert.equal((await b.hitRequest('k', 5, 60)).state.remaining, 2)
-    assert.equal((await a.reserveTokens('t', 400, 1000)).allowed, true)
-    assert.equal((await b.peekTokens('t', 1000)).remaining, 600)
+    assert.equal((await a.admit('t', { tokens: { cost: 400, perMinute: 1000 } })).allowed, true)
+    assert.equal((await peekTokens(b, 't', 1000)).remaining, 600)
 
     // 2. Killed: every operation still answers, promptly, from the insurance limiters.
     server.child.kill('SIGKILL')
@@ -53,17 +64,17 @@ describe('Redis rate limits when Redis is killed mid-test', () => {
     }
     // In-memory counters start empty, and still enforce the limit.
     assert.deepEqual(hits, [true, true, true, true, true, false])
-    const reserve = await timed(() => a.reserveTokens('t', 700, 1000))
-    assert.ok(reserve.ms < ANSWERS_WITHIN_MS, `reserve took ${reserve.ms} ms`)
-    assert.equal(reserve.value.allowed, true)
-    assert.equal((await a.reserveTokens('t', 400, 1000)).allowed, false)
-    await a.refundTokens('t', 200, 1000)
-    assert.equal((await a.peekTokens('t', 1000)).remaining, 500)
-    const slot = await a.acquireSlot('c', 1)
-    assert.equal(slot.allowed, true)
-    assert.equal((await a.acquireSlot('c', 1)).allowed, false)
-    if (slot.allowed) await slot.release()
-    assert.equal((await a.acquireSlot('c', 1)).allowed, true)
+    const reserve = await timed(() => a.admit('t', { tokens: { cost: 700, perMinute: 1000 } }))
+    assert.ok(reserve.ms < ANSWERS_WITHIN_MS, `admit took ${reserve.ms} ms`)
+    const reserved = granted(reserve.value)
+    assert.equal(reserved.tokens!.remaining, 300)
+    assert.equal((await a.admit('t', { tokens: { cost: 400, perMinute: 1000 } })).allowed, false)
+    await reserved.settle(500) // 200 of the 700 unused: refunded
+    assert.equal((await peekTokens(a, 't', 1000)).remaining, 500)
+    const slot = granted(await a.admit('c', { maxConcurrent: 1 }))
+    assert.equal((await a.admit('c', { maxConcurrent: 1 })).allowed, false)
+    await slot.settle(0)
+    assert.equal((await a.admit('c', { maxConcurrent: 1 })).allowed, true)
 
     // The outage was logged once and counted, not logged per error. (The operations above can
     // all fail before the client has processed the socket close, so wait for it to notice.)
@@ -72,7 +83,7 @@ describe('Redis rate limits when Redis is killed mid-test', () => {
     assert.equal(recordedA.count('redis unavailable'), 1)
     assert.equal(recordedA.count('rate limits counting in memory'), 1)
     assert.ok(recordedA.storeErrors.some((op) => op.startsWith('rate_limit')))
-    assert.ok(recordedA.storeErrors.includes('acquire_slot'))
+    assert.ok(recordedA.storeErrors.includes('admit'))
     assert.deepEqual(recordedA.storeUp, [true, false])
 
     // 3. Restarted (empty: no persistence): the clients reconnect on their own.
@@ -85,15 +96,17 @@ describe('Redis rate limits when Redis is killed mid-test', () => {
     const errorsBefore = recordedA.storeErrors.length
     assert.equal((await a.hitRequest('k', 5, 60)).state.remaining, 4)
     assert.equal((await b.hitRequest('k', 5, 60)).state.remaining, 3)
-    assert.equal((await a.reserveTokens('t', 300, 1000)).state.remaining, 700)
-    assert.equal((await b.peekTokens('t', 1000)).remaining, 700)
-    const held = await a.acquireSlot('c2', 1)
-    assert.equal((await b.acquireSlot('c2', 1)).allowed, false)
-    if (held.allowed) await held.release()
+    assert.equal(granted(await a.admit('t', { tokens: { cost: 300, perMinute: 1000 } })).tokens!.remaining, 700)
+    assert.equal((await peekTokens(b, 't', 1000)).remaining, 700)
+    const held = granted(await a.admit('c2', { maxConcurrent: 1 }))
+    assert.equal((await b.admit('c2', { maxConcurrent: 1 })).allowed, false)
+    await held.settle(0)
+    assert.equal((await b.admit('c2', { maxConcurrent: 1 })).allowed, true)
     const raw = new Redis(server.port, '127.0.0.1')
     try {
       assert.equal(await raw.get('sy:rl:requests:60s:k'), '2')
-      assert.equal(await raw.get('sy:rl:tokens:60s:t'), '300')
+      assert.equal(await raw.hget('sy:{t}:tok', 'u'), '300')
+      assert.equal(await raw.zcard('sy:{c2}:slots'), 1, 'the second grant holds its slot in Redis')
     } finally {
       raw.disconnect()
     }

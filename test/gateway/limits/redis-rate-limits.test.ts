@@ -30,35 +30,49 @@ describe('createRedisRateLimits', () => {
   it('shares counters between instances', async () => {
     const [a, b] = instances
     const key = uniqueKey('shared')
-    await a.hitRequest(key, 10, 60)
-    await a.hitRequest(key, 10, 60)
-    assert.equal((await b.hitRequest(key, 10, 60)).state.remaining, 7)
-    await a.reserveTokens(key, 300, 1000)
-    assert.equal((await b.peekTokens(key, 1000)).remaining, 700)
-    const slot = await a.acquireSlot(key, 1)
-    assert.equal((await b.acquireSlot(key, 1)).allowed, false)
-    if (slot.allowed) await slot.release()
-    assert.equal((await b.acquireSlot(key, 1)).allowed, true)
+    await a.admit(key, { requests: { limit: 10, windowSeconds: 60 } })
+    await a.admit(key, { requests: { limit: 10, windowSeconds: 60 } })
+    const third = await b.admit(key, { requests: { limit: 10, windowSeconds: 60 } })
+    assert.equal(third.requests!.remaining, 7)
+    await a.admit(key, { tokens: { cost: 300, perMinute: 1000 } })
+    assert.equal((await b.admit(key, { tokens: { cost: 0, perMinute: 1000 } })).tokens!.remaining, 700)
+    const slot = await a.admit(key, { maxConcurrent: 1 })
+    assert.equal((await b.admit(key, { maxConcurrent: 1 })).allowed, false)
+    if (slot.allowed) await slot.settle(0)
+    assert.equal((await b.admit(key, { maxConcurrent: 1 })).allowed, true)
   })
 
   it('reclaims slots that were never released once they expire', async () => {
     const store = createRedisRateLimits(clients[0], { ...recorded.hooks, slotTtlMs: 300 })
     const key = uniqueKey('leak')
-    assert.equal((await store.acquireSlot(key, 2)).allowed, true)
-    assert.equal((await store.acquireSlot(key, 2)).allowed, true)
-    // Neither is released, as if the gateway holding them had crashed.
-    assert.equal((await store.acquireSlot(key, 2)).allowed, false)
-    await waitFor(async () => (await store.acquireSlot(key, 2)).allowed, 'leaked slots to expire')
+    assert.equal((await store.admit(key, { maxConcurrent: 2 })).allowed, true)
+    assert.equal((await store.admit(key, { maxConcurrent: 2 })).allowed, true)
+    // Neither is settled, as if the gateway holding them had crashed.
+    assert.equal((await store.admit(key, { maxConcurrent: 2 })).allowed, false)
+    await waitFor(async () => (await store.admit(key, { maxConcurrent: 2 })).allowed, 'leaked slots to expire')
   })
 
-  it('namespaces every key under the prefix, with the caller key (an id, not a secret) at the end', async () => {
+  it('a refund never lands in a later token window', async () => {
+    const [store] = instances
+    const key = uniqueKey('late-refund')
+    const grant = await store.admit(key, { tokens: { cost: 800, perMinute: 1000 } })
+    assert.equal(grant.allowed, true)
+    // The window ends (as if a minute had passed) and a new one fills up. (Windows are told apart
+    // by their reset time in ms; a real one ends a minute after it started, here a few ms.)
+    await new Promise((r) => setTimeout(r, 5))
+    await clients[0].del(`sy:{${key}}:tok`)
+    assert.equal((await store.admit(key, { tokens: { cost: 900, perMinute: 1000 } })).allowed, true)
+    if (grant.allowed) await grant.settle(0)
+    assert.equal((await store.admit(key, { tokens: { cost: 0, perMinute: 1000 } })).tokens!.remaining, 100)
+  })
+
+  it('namespaces every key under the prefix, with the caller key (an id, not a secret) in a hash tag', async () => {
     const store = createRedisRateLimits(clients[0], { ...recorded.hooks, prefix: 'custom:' })
-    await store.hitRequest('key_abc', 5, 30)
-    await store.reserveTokens('key_abc', 10, 100)
-    const slot = await store.acquireSlot('key_abc', 3)
+    await store.hitRequest('ip_abc', 5, 30)
+    const grant = await store.admit('key_abc', { requests: { limit: 5, windowSeconds: 30 }, maxConcurrent: 3, tokens: { cost: 10, perMinute: 100 } })
     const keys = (await clients[0].keys('custom:*')).sort()
-    assert.deepEqual(keys, ['custom:rl:requests:30s:key_abc', 'custom:rl:tokens:60s:key_abc', 'custom:slots:key_abc'])
-    if (slot.allowed) await slot.release()
+    assert.deepEqual(keys, ['custom:rl:requests:30s:ip_abc', 'custom:{key_abc}:req:30s', 'custom:{key_abc}:slots', 'custom:{key_abc}:tok'])
+    if (grant.allowed) await grant.settle(10)
     for (const key of await clients[0].keys('*')) assert.match(key, /^(sy|custom):/)
   })
 

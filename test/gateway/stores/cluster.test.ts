@@ -52,19 +52,45 @@ describe('Redis Cluster', () => {
     for (let i = 0; i < 20; i++) assert.equal(await cache.get(`sy:cache:${i}`), `v${i}`)
   })
 
-  it('rate limits and slots on keys spread over the slots', async () => {
+  it('rate limits and admissions on keys spread over the slots', async () => {
     const limits: RateLimitStore = createRedisRateLimits(redis, recorded.hooks)
+    const peek = async (key: string) => (await limits.admit(key, { tokens: { cost: 0, perMinute: 1000 } })).tokens!.remaining
+    const want = (cost: number) => ({ requests: { limit: 2, windowSeconds: 60 }, maxConcurrent: 1, tokens: { cost, perMinute: 1000 } })
+    const slotsUsed = new Set<number>()
     for (let i = 0; i < 10; i++) {
       const key = `key_${i}`
       assert.equal((await limits.hitRequest(key, 2, 60)).allowed, true)
-      assert.equal((await limits.reserveTokens(key, 600, 1000)).allowed, true)
-      assert.equal((await limits.reserveTokens(key, 600, 1000)).allowed, false)
-      assert.equal((await limits.peekTokens(key, 1000)).remaining, 400)
-      const slot = await limits.acquireSlot(key, 1)
-      assert.equal((await limits.acquireSlot(key, 1)).allowed, false)
-      if (slot.allowed) await slot.release()
+      // One script over the caller's three keys (requests, slots, tokens): they share a hash tag.
+      const grant = await limits.admit(key, want(600))
+      assert.equal(grant.allowed, true, JSON.stringify(grant))
+      if (!grant.allowed) continue
+      assert.equal(grant.requests!.remaining, 1)
+      assert.equal(grant.tokens!.remaining, 400)
+      const busy = await limits.admit(key, want(100))
+      assert.ok(!busy.allowed && busy.refusedBy === 'concurrency', JSON.stringify(busy))
+      await grant.settle(200)
+      assert.equal(await peek(key), 800, 'the unused 400 were refunded')
+      const tooMany = await limits.admit(key, want(900))
+      assert.ok(!tooMany.allowed && tooMany.refusedBy === 'tokens', JSON.stringify(tooMany))
+      const last = await limits.admit(key, want(800))
+      assert.equal(last.allowed, true, 'the slot was freed and the refused admission counted nothing')
+      if (last.allowed) await last.settle(800)
+      slotsUsed.add(Number(await redis.cluster('KEYSLOT', `sy:{${key}}:tok`)))
     }
+    assert.ok(slotsUsed.size > 1, 'the callers hash to different slots')
     assert.deepEqual(recorded.storeErrors, [], 'every operation ran on the cluster, none on the in-memory fallback')
+  })
+
+  it('keeps a caller’s admission keys in a single slot', async () => {
+    const limits: RateLimitStore = createRedisRateLimits(redis, recorded.hooks)
+    const grant = await limits.admit('key_one', { requests: { limit: 5, windowSeconds: 30 }, maxConcurrent: 2, tokens: { cost: 10, perMinute: 100 } })
+    assert.equal(grant.allowed, true)
+    const keys = ['sy:{key_one}:req:30s', 'sy:{key_one}:slots', 'sy:{key_one}:tok']
+    const slots = await Promise.all(keys.map((k) => redis.cluster('KEYSLOT', k)))
+    assert.equal(new Set(slots).size, 1)
+    for (const k of keys) assert.equal(await redis.exists(k), 1, k)
+    if (grant.allowed) await grant.settle(10)
+    assert.deepEqual(recorded.storeErrors, [])
   })
 
   it('keeps the key store in a single slot', async () => {

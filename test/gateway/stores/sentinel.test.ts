@@ -59,12 +59,17 @@ describe('Redis through Sentinel', () => {
     assert.equal(await direct.exists(`sy:{keys}:hash:${record.hash}`), 0)
   })
 
-  it('runs a token reservation on the master', async () => {
+  it('runs a token reservation and its settle on the master', async () => {
     const recorded = recordingHooks()
     const limits = createRedisRateLimits(redis, recorded.hooks)
-    assert.equal((await limits.reserveTokens('key_s', 700, 1000)).allowed, true)
-    assert.equal((await limits.reserveTokens('key_s', 400, 1000)).allowed, false)
-    assert.equal(await direct.get('sy:rl:tokens:60s:key_s'), '700')
+    const grant = await limits.admit('key_s', { maxConcurrent: 1, tokens: { cost: 700, perMinute: 1000 } })
+    assert.equal(grant.allowed, true)
+    assert.equal((await limits.admit('key_s', { tokens: { cost: 400, perMinute: 1000 } })).allowed, false)
+    assert.equal(await direct.hget('sy:{key_s}:tok', 'u'), '700')
+    assert.equal(await direct.zcard('sy:{key_s}:slots'), 1)
+    if (grant.allowed) await grant.settle(500)
+    assert.equal(await direct.hget('sy:{key_s}:tok', 'u'), '500', 'the unused 200 were refunded')
+    assert.equal(await direct.zcard('sy:{key_s}:slots'), 0, 'the slot was freed')
     assert.deepEqual(recorded.storeErrors, [], 'Redis answered: no in-memory fallback')
   })
 
