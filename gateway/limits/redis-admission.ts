@@ -5,20 +5,22 @@ import { defineScript } from '../stores/redis-script.ts'
 import type { Admission, AdmissionRequest } from '../types.ts'
 import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from './counters.ts'
 
-// The rules of LimitCounters.admit (limits/counters.ts) as one script, so a request costs one
-// round trip to be admitted and one to settle, and the three limits are taken all or nothing.
+// The rules of LimitCounters.admit (limits/counters.ts) as one script, so admissions cost one
+// round trip and the three limits are taken all or nothing. The admissions of one caller asked
+// for in the same turn of the event loop go as one call, applied in order (under load this
+// divides the Redis commands, and Redis's own CPU, by the batch size).
 // Windows are hashes {u: used, r: reset time in ms on the Redis clock, so gateway clocks cannot
 // disagree}; slots a sorted set of slot id → expiry.
 // KEYS: request window, slots, token window. ARGV: request limit (0: none), request window ms,
-// max concurrent (-1: none), slot id, slot lifetime ms, token cost, tokens per window (0: none),
-// token window ms. Returns {refused (0 granted, 1 requests, 2 concurrency, 3 tokens),
-// requests used, ms to request reset, tokens used, ms to token reset, token window id}.
+// max concurrent (-1: none), slot lifetime ms, tokens per window (0: none), token window ms,
+// then per admission its slot id and token cost. Returns per admission {refused (0 granted,
+// 1 requests, 2 concurrency, 3 tokens), requests used, ms to request reset, tokens used, ms to
+// token reset, token window id}.
 const ADMIT = defineScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local reqLimit, reqMs = tonumber(ARGV[1]), tonumber(ARGV[2])
-local maxConc, slotTtl = tonumber(ARGV[3]), tonumber(ARGV[5])
-local cost, tokLimit, tokMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local reqLimit, reqMs, maxConc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local slotTtl, tokLimit, tokMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local function live(key)
   local w = redis.call('HMGET', key, 'u', 'r')
   local r = tonumber(w[2])
@@ -28,41 +30,71 @@ end
 local reqUsed, reqReset, tokUsed, tokReset = 0, nil, 0, nil
 if reqLimit > 0 then reqUsed, reqReset = live(KEYS[1]) end
 if tokLimit > 0 then tokUsed, tokReset = live(KEYS[3]) end
-local refused = 0
-if reqLimit > 0 and reqUsed + 1 > reqLimit then refused = 1 end
-if refused == 0 and maxConc >= 0 then
+local reqNew, tokNew = reqReset == nil, tokReset == nil
+local reqCounted, tokCounted = false, false
+local held = 0
+if maxConc >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZCARD', KEYS[2]) >= maxConc then refused = 2 end
+  held = redis.call('ZCARD', KEYS[2])
 end
-if refused == 0 and tokLimit > 0 and (cost > tokLimit or (cost > 0 and tokUsed + cost > tokLimit)) then refused = 3 end
-local function count(key, used, reset, points, ms)
-  if reset == nil then
-    reset = now + ms
-    redis.call('HSET', key, 'u', points, 'r', reset)
-    redis.call('PEXPIREAT', key, reset)
-    return points, reset
+local slots, out = {}, {}
+for i = 7, #ARGV, 2 do
+  local cost = tonumber(ARGV[i + 1])
+  local refused = 0
+  if reqLimit > 0 and reqUsed + 1 > reqLimit then refused = 1
+  elseif maxConc >= 0 and held >= maxConc then refused = 2
+  elseif tokLimit > 0 and (cost > tokLimit or (cost > 0 and tokUsed + cost > tokLimit)) then refused = 3 end
+  if refused == 0 then
+    if reqLimit > 0 then
+      reqUsed, reqCounted = reqUsed + 1, true
+      if reqReset == nil then reqReset = now + reqMs end
+    end
+    if maxConc >= 0 then
+      held = held + 1
+      slots[#slots + 1] = now + slotTtl
+      slots[#slots + 1] = ARGV[i]
+    end
+    if tokLimit > 0 and cost > 0 then
+      tokUsed, tokCounted = tokUsed + cost, true
+      if tokReset == nil then tokReset = now + tokMs end
+    end
   end
-  return redis.call('HINCRBY', key, 'u', points), reset
+  out[#out + 1] = refused
+  out[#out + 1] = reqUsed
+  out[#out + 1] = reqReset and (reqReset - now) or 0
+  out[#out + 1] = tokUsed
+  out[#out + 1] = tokReset and (tokReset - now) or 0
+  out[#out + 1] = tokReset or 0
 end
-if refused == 0 then
-  if reqLimit > 0 then reqUsed, reqReset = count(KEYS[1], reqUsed, reqReset, 1, reqMs) end
-  if maxConc >= 0 then
-    redis.call('ZADD', KEYS[2], now + slotTtl, ARGV[4])
-    redis.call('PEXPIRE', KEYS[2], slotTtl)
-  end
-  if tokLimit > 0 and cost > 0 then tokUsed, tokReset = count(KEYS[3], tokUsed, tokReset, cost, tokMs) end
+if reqCounted then
+  redis.call('HSET', KEYS[1], 'u', reqUsed, 'r', reqReset)
+  if reqNew then redis.call('PEXPIREAT', KEYS[1], reqReset) end
 end
-return {refused, reqUsed, reqReset and (reqReset - now) or 0, tokUsed, tokReset and (tokReset - now) or 0, tokReset or 0}`)
+if #slots > 0 then
+  redis.call('ZADD', KEYS[2], unpack(slots))
+  redis.call('PEXPIRE', KEYS[2], slotTtl)
+end
+if tokCounted then
+  redis.call('HSET', KEYS[3], 'u', tokUsed, 'r', tokReset)
+  if tokNew then redis.call('PEXPIREAT', KEYS[3], tokReset) end
+end
+return out`)
 
-// KEYS: slots, token window. ARGV: slot id ('' for none), tokens to refund, the token window
-// they were reserved in (a refund never lands in a later window, and never goes below zero).
+// KEYS: slots, token window. ARGV: number of slot ids, the slot ids, then pairs of token window
+// and tokens to refund: a refund lands only in the window it was reserved in, never below zero.
 const SETTLE = defineScript(`
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-local refund = tonumber(ARGV[2])
-if refund > 0 and redis.call('HGET', KEYS[2], 'r') == ARGV[3] then
-  if redis.call('HINCRBY', KEYS[2], 'u', -refund) < 0 then redis.call('HSET', KEYS[2], 'u', 0) end
+local n = tonumber(ARGV[1])
+if n > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 2, n + 1)) end
+local window = redis.call('HGET', KEYS[2], 'r')
+for i = n + 2, #ARGV, 2 do
+  if ARGV[i] == window then
+    if redis.call('HINCRBY', KEYS[2], 'u', -tonumber(ARGV[i + 1])) < 0 then redis.call('HSET', KEYS[2], 'u', 0) end
+  end
 end
 return 1`)
+
+/** Most admissions (or settles) of one caller sent in one script call. */
+const MAX_BATCH = 256
 
 const REFUSED_BY = [undefined, 'requests', 'concurrency', 'tokens'] as const
 
@@ -78,45 +110,112 @@ export interface RedisAdmissionOptions {
 }
 
 /**
- * Per-key admission in Redis: one script call to admit, one to settle. A caller's keys share a
- * hash tag ({key}) so both scripts work on Redis Cluster.
+ * Per-key admission in Redis: one script call admits (or settles) all of one caller's requests
+ * of an event-loop turn. A caller's keys share a hash tag ({key}) so the scripts work on Redis Cluster.
  */
 export function createRedisAdmission(redis: RedisClient, options: RedisAdmissionOptions): (key: string, want: AdmissionRequest) => Promise<Admission> {
   const { prefix, slotTtlMs, fallback, onFallback } = options
   // Slot ids only need to be unique among this caller's slots: instance id + counter.
   const instance = randomBytes(6).toString('base64url')
   let slots = 0
-  return async (key, want) => {
+
+  interface Pending {
+    key: string
+    want: AdmissionRequest
+    slotId: string
+    cost: number
+    resolve: (admission: Admission) => void
+  }
+  const admitting = new Map<string, Pending[]>()
+  const settling = new Map<string, { keys: [string, string]; slotIds: string[]; refunds: Map<number, number>; done: (() => void)[] }>()
+  let flushScheduled = false
+  const schedule = () => {
+    if (flushScheduled) return
+    flushScheduled = true
+    // After this turn's I/O callbacks, so the requests that arrived together go together.
+    setImmediate(flush)
+  }
+
+  const flush = () => {
+    flushScheduled = false
+    const admissions = [...admitting.values()]
+    const settles = [...settling.values()]
+    admitting.clear()
+    settling.clear()
+    for (const batch of admissions) void admitBatch(batch)
+    for (const batch of settles) {
+      const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
+      for (const [window, refund] of batch.refunds) args.push(window, refund)
+      // Never fails a request: a slot that cannot be removed now expires on its own.
+      SETTLE.run(redis, batch.keys, args)
+        .catch(() => onFallback('settle'))
+        .finally(() => batch.done.forEach((done) => done()))
+    }
+  }
+
+  const admitBatch = async (batch: Pending[]) => {
+    const { key, want } = batch[0]
+    const requestMs = want.requests ? Math.max(1, Math.ceil(want.requests.windowSeconds)) * 1000 : 0
+    const base = `${prefix}{${key}}`
+    const keys = [`${base}:req:${requestMs / 1000}s`, `${base}:slots`, `${base}:tok`]
+    const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS]
+    for (const pending of batch) args.push(pending.slotId, pending.cost)
+    let reply: number[]
+    try {
+      if (!isReady(redis)) throw new Error('redis not ready')
+      reply = (await ADMIT.run(redis, keys, args)) as number[]
+    } catch {
+      // If the script ran but its reply was lost, its slots expire after slotTtlMs.
+      for (const pending of batch) {
+        onFallback('admit')
+        pending.resolve(await fallback(pending.key, pending.want))
+      }
+      return
+    }
+    batch.forEach((pending, i) => {
+      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(i * 6, i * 6 + 6)
+      const { cost, slotId } = pending
+      const requests = want.requests && stateOf(want.requests.limit, requestsUsed, requestsMsLeft)
+      const tokens = want.tokens && stateOf(want.tokens.perMinute, tokensUsed, tokensMsLeft)
+      let outcome: AdmissionOutcome
+      if (refused === 0) outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
+      else {
+        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? 1000 : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
+        outcome = { allowed: false, refusedBy: REFUSED_BY[refused]!, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens }
+      }
+      pending.resolve(
+        toAdmission(outcome, want, (refund, window) => {
+          if (slotId === '' && (refund <= 0 || window === undefined)) return Promise.resolve()
+          let settle = settling.get(key)
+          if (!settle) settling.set(key, (settle = { keys: [keys[1], keys[2]], slotIds: [], refunds: new Map(), done: [] }))
+          if (slotId !== '') settle.slotIds.push(slotId)
+          if (refund > 0 && window !== undefined) settle.refunds.set(window, (settle.refunds.get(window) ?? 0) + refund)
+          schedule()
+          return new Promise<void>((resolve) => settle.done.push(resolve))
+        }),
+      )
+    })
+  }
+
+  return (key, want) => {
     if (!isReady(redis)) {
       onFallback('admit')
       return fallback(key, want)
     }
-    const requestMs = want.requests ? Math.max(1, Math.ceil(want.requests.windowSeconds)) * 1000 : 0
-    const base = `${prefix}{${key}}`
-    const keys = [`${base}:req:${requestMs / 1000}s`, `${base}:slots`, `${base}:tok`]
     const slotId = want.maxConcurrent === undefined ? '' : `${instance}:${++slots}`
     const cost = want.tokens ? Math.ceil(want.tokens.cost) : 0
-    let reply: number[]
-    try {
-      reply = (await ADMIT.run(redis, keys, [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotId, slotTtlMs, cost, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS])) as number[]
-    } catch {
-      // If the script ran but its reply was lost, its slot expires after slotTtlMs.
-      onFallback('admit')
-      return fallback(key, want)
-    }
-    const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply
-    const requests = want.requests && stateOf(want.requests.limit, requestsUsed, requestsMsLeft)
-    const tokens = want.tokens && stateOf(want.tokens.perMinute, tokensUsed, tokensMsLeft)
-    let outcome: AdmissionOutcome
-    if (refused === 0) outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
-    else {
-      const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? 1000 : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
-      outcome = { allowed: false, refusedBy: REFUSED_BY[refused]!, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens }
-    }
-    return toAdmission(outcome, want, async (refund, window) => {
-      if (slotId === '' && refund <= 0) return
-      // Never fails the request: a slot that cannot be removed now expires on its own.
-      await SETTLE.run(redis, [keys[1], keys[2]], [slotId, refund, window ?? 0]).catch(() => onFallback('settle'))
+    // One batch per caller and limits (a caller's limits rarely differ between its requests).
+    const batchKey = `${key}\u0000${want.requests?.limit}:${want.requests?.windowSeconds}:${want.maxConcurrent}:${want.tokens?.perMinute}`
+    return new Promise<Admission>((resolve) => {
+      let batch = admitting.get(batchKey)
+      if (batch && batch.length >= MAX_BATCH) {
+        admitting.delete(batchKey)
+        void admitBatch(batch)
+        batch = undefined
+      }
+      if (!batch) admitting.set(batchKey, (batch = []))
+      batch.push({ key, want, slotId, cost, resolve })
+      schedule()
     })
   }
 }

@@ -28,7 +28,11 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
   const budgetExhausted = new Counter({ name: 'switchyard_gateway_retry_budget_exhausted_total', help: 'Retries not made because the retry budget was spent', registers })
   // Counted in a plain map on the request path and copied into the gauge at scrape time:
   // prom-client's per-call label handling would cost more than the rest of the routing.
-  const inFlightNow = new Map<string, { region: string; backend: string; value: number }>()
+  // Found by the node's own labels object (one per node), so no key string is built per
+  // request; a node replaced by a reload takes over its series.
+  type InFlight = { region: string; backend: string; value: number }
+  const inFlightOf = new WeakMap<object, InFlight>()
+  const inFlightNow = new Map<string, InFlight>()
   new Gauge({
     name: 'switchyard_gateway_backend_in_flight',
     help: 'Requests in flight per node',
@@ -67,10 +71,12 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
       },
       retryBudgetExhausted: () => budgetExhausted.inc(),
       inFlight: (l, value) => {
-        const key = `${l.region}\u0000${l.backend}`
-        const entry = inFlightNow.get(key)
-        if (entry) entry.value = value
-        else inFlightNow.set(key, { ...l, value })
+        let entry = inFlightOf.get(l)
+        if (!entry) {
+          inFlightOf.set(l, (entry = { region: l.region, backend: l.backend, value }))
+          inFlightNow.set(`${l.region}\u0000${l.backend}`, entry)
+        }
+        entry.value = value
       },
       served: (l) => served.inc(l),
     },

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createRedisRateLimits } from '../../../gateway/limits/rate-limit-store.ts'
 import { createRedis, type RedisClient } from '../../../gateway/stores/redis-client.ts'
-import type { RateLimitStore } from '../../../gateway/types.ts'
+import type { Admission, RateLimitStore } from '../../../gateway/types.ts'
 import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
 import { recordingHooks, untilReady, waitFor } from '../stores/support.ts'
 import { rateLimitContract, uniqueKey } from './contract.ts'
@@ -74,6 +74,27 @@ describe('createRedisRateLimits', () => {
     assert.deepEqual(keys, ['custom:rl:requests:30s:ip_abc', 'custom:{key_abc}:req:30s', 'custom:{key_abc}:slots', 'custom:{key_abc}:tok'])
     if (grant.allowed) await grant.settle(10)
     for (const key of await clients[0].keys('*')) assert.match(key, /^(sy|custom):/)
+  })
+
+  it('sends the admissions (and settles) of one caller made together as one script call each', async () => {
+    const [store] = instances
+    const key = uniqueKey('batch')
+    const scriptCalls = async () => {
+      const stats = await clients[1].info('commandstats')
+      return [...stats.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[2]), 0)
+    }
+    const before = await scriptCalls()
+    const answers = await Promise.all(Array.from({ length: 40 }, () => store.admit(key, { requests: { limit: 30, windowSeconds: 60 }, maxConcurrent: 25, tokens: { cost: 10, perMinute: 1000 } })))
+    const grants = answers.filter((a) => a.allowed) as Extract<Admission, { allowed: true }>[]
+    // In order: the first 25 take the slots, the rest are refused by concurrency and count nothing.
+    assert.equal(grants.length, 25)
+    assert.deepEqual(grants.map((g) => g.requests!.remaining), Array.from({ length: 25 }, (_, i) => 29 - i))
+    await Promise.all(grants.map((g) => g.settle(4)))
+    const calls = (await scriptCalls()) - before
+    assert.ok(calls <= 4, `${calls} script calls for 40 admissions and 25 settles`)
+    const after = await store.admit(key, { maxConcurrent: 25, tokens: { cost: 0, perMinute: 1000 } })
+    assert.equal(after.allowed, true, 'every slot was freed')
+    assert.equal(after.tokens!.remaining, 1000 - 25 * 4, 'each settle refunded 6 of its 10 tokens')
   })
 
   it('used Redis throughout: no fallback while Redis was up', () => {
