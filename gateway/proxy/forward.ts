@@ -11,6 +11,8 @@ import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
+/** Headers of the backend's answer passed to the client. */
+const ANSWER_HEADERS = ['content-type', 'retry-after', 'cache-control']
 
 export interface ForwardOptions {
   upstream: UpstreamFetch
@@ -55,7 +57,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     const value = c.req.header(name)
     if (value) headers[name] = value
   }
-  Object.assign(headers, await options.backendHeaders?.())
+  if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
   router.retryBudget.recordRequest()
 
   const tried = new Set<BackendNode>()
@@ -134,7 +136,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     lifecycle.record.backend = node.id
     lifecycle.record.region = node.region
     const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
-    for (const name of ['content-type', 'retry-after', 'cache-control']) {
+    for (const name of ANSWER_HEADERS) {
       const value = response.headers.get(name)
       if (value) out[name] = value
     }
