@@ -43,6 +43,8 @@ export interface GatewayDeps {
   isDraining?: () => boolean
   /** A short-lived token the backends verify (gateway → backend authentication). */
   backendToken?: () => Promise<string> | string
+  /** Runs work after the response is written (Node: setImmediate); default at once. */
+  afterResponse?: (run: () => void) => void
 }
 
 /**
@@ -63,7 +65,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger }) : null
   const adminToken = config.env.ADMIN_TOKEN
 
-  app.use('*', requestId(), accessLog({ logger, metrics }))
+  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse }))
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // 503 while the entry drains, so load balancers stop sending before the listener closes.

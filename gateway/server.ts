@@ -86,6 +86,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     peerAddress: (c) => getConnInfo(c).remote.address,
     hashKey: (key) => createHash('sha256').update(key).digest('hex'),
     backendToken: backendToken && (() => backendToken.token()),
+    afterResponse: (run) => void setImmediate(run),
   }
   let app = createGatewayApp({ ...deps, config })
   // A reload builds a new app around the same stores and router: requests in flight finish on

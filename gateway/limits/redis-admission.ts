@@ -142,7 +142,7 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     const settles = [...settling.values()]
     admitting.clear()
     settling.clear()
-    for (const batch of admissions) void admitBatch(batch)
+    // Settles first: a request that ended frees its slot before the next one asks for it.
     for (const batch of settles) {
       const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
       for (const [window, refund] of batch.refunds) args.push(window, refund)
@@ -151,6 +151,7 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
         .catch(() => onFallback('settle'))
         .finally(() => batch.done.forEach((done) => done()))
     }
+    for (const batch of admissions) void admitBatch(batch)
   }
 
   const admitBatch = async (batch: Pending[]) => {

@@ -7,7 +7,16 @@ import type { GatewayMetrics, Logger } from '../types.ts'
  * (for streams: the last byte). Fields are ids, counts and durations: never keys, tokens or
  * prompt text.
  */
-export function accessLog(options: { logger: Logger; metrics: GatewayMetrics }): MiddlewareHandler {
+export function accessLog(options: {
+  logger: Logger
+  metrics: GatewayMetrics
+  /**
+   * Runs the end of a JSON request after its response is written (Node: setImmediate), so the
+   * log line, metrics and limit settling are not in the client's latency. Default: at once.
+   */
+  afterResponse?: (run: () => void) => void
+}): MiddlewareHandler {
+  const afterResponse = options.afterResponse ?? ((run: () => void) => run())
   return async (c, next) => {
     const lifecycle = c.get('lifecycle')
     lifecycle.onEnd((r) => {
@@ -42,7 +51,7 @@ export function accessLog(options: { logger: Logger; metrics: GatewayMetrics }):
     lifecycle.record.status = c.res.status
     if (c.res === lifecycle.response) {
       // Made by lifecycle.respond(): a stream there already ends the request at its last byte.
-      if (!lifecycle.streaming) lifecycle.end()
+      if (!lifecycle.streaming) afterResponse(() => lifecycle.end())
       return
     }
     // Content type first: reading `body` of a string response makes @hono/node-server build a
@@ -52,7 +61,7 @@ export function accessLog(options: { logger: Logger; metrics: GatewayMetrics }):
       // A stream's request ends with its last byte (or the client leaving), not here.
       c.res = new Response(observeStream(body, { onEnd: (outcome) => lifecycle.end({ outcome: lifecycle.record.outcome ?? outcome }) }), c.res)
     } else {
-      lifecycle.end()
+      afterResponse(() => lifecycle.end())
     }
   }
 }
