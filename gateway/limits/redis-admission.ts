@@ -93,7 +93,7 @@ for i = n + 2, #ARGV, 2 do
 end
 return 1`)
 
-/** Most admissions (or settles) of one caller sent in one script call. */
+/** Most admissions (or slot releases) of one caller in one script call. */
 const MAX_BATCH = 256
 
 const REFUSED_BY = [undefined, 'requests', 'concurrency', 'tokens'] as const
@@ -110,8 +110,12 @@ export interface RedisAdmissionOptions {
 }
 
 /**
- * Per-key admission in Redis: one script call admits (or settles) all of one caller's requests
- * of an event-loop turn. A caller's keys share a hash tag ({key}) so the scripts work on Redis Cluster.
+ * Per-key admission in Redis. A caller's first admission goes out at once; admissions that
+ * come while it is in flight wait and then go together as one script call (no added latency
+ * when idle, batches under load). Settles are gathered per turn of the event loop, and a
+ * caller's pending settles always go before its next admission, so a request that ended has
+ * freed its slot before the next one asks. A caller's keys share a hash tag ({key}) so the
+ * scripts work on Redis Cluster.
  */
 export function createRedisAdmission(redis: RedisClient, options: RedisAdmissionOptions): (key: string, want: AdmissionRequest) => Promise<Admission> {
   const { prefix, slotTtlMs, fallback, onFallback } = options
@@ -126,34 +130,48 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     cost: number
     resolve: (admission: Admission) => void
   }
-  const admitting = new Map<string, Pending[]>()
-  const settling = new Map<string, { keys: [string, string]; slotIds: string[]; refunds: Map<number, number>; done: (() => void)[] }>()
-  let flushScheduled = false
-  const schedule = () => {
-    if (flushScheduled) return
-    flushScheduled = true
-    // After this turn's I/O callbacks, so the requests that arrived together go together.
-    setImmediate(flush)
+  interface Settle {
+    keys: [string, string]
+    slotIds: string[]
+    refunds: Map<number, number>
+    done: (() => void)[]
+  }
+  /** Admissions waiting for their caller's call in flight, by caller and limits. */
+  const waiting = new Map<string, Pending[]>()
+  const inFlight = new Set<string>()
+  const settling = new Map<string, Settle>()
+  let settleScheduled = false
+
+  const sendSettle = (key: string) => {
+    const batch = settling.get(key)
+    if (!batch) return
+    settling.delete(key)
+    const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
+    for (const [window, refund] of batch.refunds) args.push(window, refund)
+    // Never fails a request: a slot that cannot be removed now expires on its own.
+    SETTLE.run(redis, batch.keys, args)
+      .catch(() => onFallback('settle'))
+      .finally(() => batch.done.forEach((done) => done()))
+  }
+  const sendSettles = () => {
+    settleScheduled = false
+    for (const key of [...settling.keys()]) sendSettle(key)
   }
 
-  const flush = () => {
-    flushScheduled = false
-    const admissions = [...admitting.values()]
-    const settles = [...settling.values()]
-    admitting.clear()
-    settling.clear()
-    // Settles first: a request that ended frees its slot before the next one asks for it.
-    for (const batch of settles) {
-      const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
-      for (const [window, refund] of batch.refunds) args.push(window, refund)
-      // Never fails a request: a slot that cannot be removed now expires on its own.
-      SETTLE.run(redis, batch.keys, args)
-        .catch(() => onFallback('settle'))
-        .finally(() => batch.done.forEach((done) => done()))
-    }
-    for (const batch of admissions) void admitBatch(batch)
+  const send = (batchKey: string, batch: Pending[]) => {
+    inFlight.add(batchKey)
+    sendSettle(batch[0].key)
+    const chunks: Promise<void>[] = []
+    for (let i = 0; i < batch.length; i += MAX_BATCH) chunks.push(admitBatch(batch.slice(i, i + MAX_BATCH)))
+    void Promise.all(chunks).then(() => {
+      const next = waiting.get(batchKey)
+      if (!next) return void inFlight.delete(batchKey)
+      waiting.delete(batchKey)
+      send(batchKey, next)
+    })
   }
 
+  /** Runs one script call for the batch and resolves each admission; never rejects. */
   const admitBatch = async (batch: Pending[]) => {
     const { key, want } = batch[0]
     const requestMs = want.requests ? Math.max(1, Math.ceil(want.requests.windowSeconds)) * 1000 : 0
@@ -191,8 +209,14 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
           if (!settle) settling.set(key, (settle = { keys: [keys[1], keys[2]], slotIds: [], refunds: new Map(), done: [] }))
           if (slotId !== '') settle.slotIds.push(slotId)
           if (refund > 0 && window !== undefined) settle.refunds.set(window, (settle.refunds.get(window) ?? 0) + refund)
-          schedule()
-          return new Promise<void>((resolve) => settle.done.push(resolve))
+          const done = new Promise<void>((resolve) => settle.done.push(resolve))
+          if (settle.slotIds.length >= MAX_BATCH) sendSettle(key)
+          else if (!settleScheduled) {
+            settleScheduled = true
+            // After this turn's I/O callbacks, so the requests that ended together go together.
+            setImmediate(sendSettles)
+          }
+          return done
         }),
       )
     })
@@ -205,18 +229,14 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     }
     const slotId = want.maxConcurrent === undefined ? '' : `${instance}:${++slots}`
     const cost = want.tokens ? Math.ceil(want.tokens.cost) : 0
-    // One batch per caller and limits (a caller's limits rarely differ between its requests).
+    // One queue per caller and limits (a caller's limits rarely differ between its requests).
     const batchKey = `${key}\u0000${want.requests?.limit}:${want.requests?.windowSeconds}:${want.maxConcurrent}:${want.tokens?.perMinute}`
     return new Promise<Admission>((resolve) => {
-      let batch = admitting.get(batchKey)
-      if (batch && batch.length >= MAX_BATCH) {
-        admitting.delete(batchKey)
-        void admitBatch(batch)
-        batch = undefined
-      }
-      if (!batch) admitting.set(batchKey, (batch = []))
-      batch.push({ key, want, slotId, cost, resolve })
-      schedule()
+      const pending = { key, want, slotId, cost, resolve }
+      if (!inFlight.has(batchKey)) return send(batchKey, [pending])
+      const queue = waiting.get(batchKey)
+      if (queue) queue.push(pending)
+      else waiting.set(batchKey, [pending])
     })
   }
 }
