@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { buildSync } from 'esbuild'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { REPO_ROOT } from '../helpers/paths.ts'
 import { freePort, startRedis } from '../helpers/redis-server.ts'
@@ -17,7 +18,9 @@ const CONNECTIONS = [1, 16, 64]
 const KEY = 'sy-bench-key-0123456789abcdef'
 const work = mkdtempSync(join(tmpdir(), 'switchyard-gwbench-'))
 const children: ChildProcess[] = []
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+// nginx gets SIGTERM: its master then stops its workers (after SIGKILL they would live on).
+process.on('exit', () => children.forEach((c) => c.kill(c === nginxProcess ? 'SIGTERM' : 'SIGKILL')))
+let nginxProcess: ChildProcess | undefined
 
 async function spawnAndWait(args: string[], env: Record<string, string>, ready: () => Promise<boolean>): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
@@ -86,6 +89,7 @@ http { access_log off; client_body_temp_path ${work}/nginx; proxy_temp_path ${wo
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } } }`,
 )
 const nginx = spawn('nginx', ['-c', join(work, 'nginx.conf'), '-p', work], { stdio: 'ignore' })
+nginxProcess = nginx
 children.push(nginx)
 const nginxUrl = `http://127.0.0.1:${nginxPort}`
 while (!(await answers(`${nginxUrl}/`)())) await new Promise((r) => setTimeout(r, 50))
@@ -116,6 +120,52 @@ for (const connections of CONNECTIONS) {
   rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
   console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
 }
+// What the parts cost: the same gateway started again with one part switched off by
+// configuration (per-key limits, the access log line), at 64 connections. The variants run in
+// turn, three rounds, and each reports its median, so they meet the same machine noise.
+async function startVariant(name: string, config: object, env: Record<string, string>) {
+  const port = await freePort()
+  const path = join(work, `gateway-${name.length}.json`)
+  writeFileSync(path, JSON.stringify(config))
+  const child = await spawnAndWait(['dist/gateway.mjs'], { GATEWAY_CONFIG: path, PORT: String(port), REDIS_URL: redis.url, LOG_LEVEL: 'info', ...env }, answers(`http://127.0.0.1:${port}/health`))
+  wrk(`http://127.0.0.1:${port}/v1/completions`, 16)
+  return { name, child, url: `http://127.0.0.1:${port}/v1/completions`, runs: [] as { rps: number; us: number }[] }
+}
+const fullConfig = JSON.parse(readFileSync(configPath, 'utf8'))
+const noLimits = { ...fullConfig, limits: { ...fullConfig.limits, defaults: {} } }
+const started = [
+  await startVariant('full pipeline', fullConfig, {}),
+  await startVariant('without per-key limits', noLimits, {}),
+  await startVariant('without the access log line (LOG_LEVEL=warn)', fullConfig, { LOG_LEVEL: 'warn' }),
+  await startVariant('without both', noLimits, { LOG_LEVEL: 'warn' }),
+]
+for (let round = 0; round < 3; round++) {
+  for (const v of started) {
+    const before = cpuSeconds(v.child.pid!)
+    const run = wrk(v.url, 64)
+    v.runs.push({ rps: run.rps, us: ((cpuSeconds(v.child.pid!) - before) / run.requests) * 1e6 })
+  }
+}
+const median = (values: number[]) => values.sort((x, y) => x - y)[Math.floor(values.length / 2)]
+const variants = started.map((v) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)) }))
+for (const v of started) v.child.kill('SIGKILL')
+for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3)`)
+
+// For scale: the least a Node proxy costs here, without any of the gateway's pipeline
+// (bundled like the gateway, so neither pays for tsx).
+buildSync({ entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'), logLevel: 'warning' })
+const references: { name: string; rps: number; cpuPerRequestUs: number }[] = []
+for (const [mode, name] of [['node', 'node:http + undici pool'], ['hono', 'Hono on @hono/node-server + undici pool']] as const) {
+  const port = await freePort()
+  const child = await spawnAndWait(['dist/reference-proxy.mjs'], { MODE: mode, PORT: String(port), UPSTREAM: upstream }, () => fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then((r) => r.ok, () => false))
+  wrk(`http://127.0.0.1:${port}/v1/completions`, 16)
+  const before = cpuSeconds(child.pid!)
+  const run = wrk(`http://127.0.0.1:${port}/v1/completions`, 64)
+  references.push({ name, rps: run.rps, cpuPerRequestUs: ((cpuSeconds(child.pid!) - before) / run.requests) * 1e6 })
+  child.kill('SIGKILL')
+}
+for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req`)
+
 // A failure here is reported, not fatal: the throughput figures above are still worth writing.
 const measureTtfb = (url: string) => timeToFirstChunk(url, 300).catch((error: Error) => (console.error(`time to first chunk via ${url}: ${error.message} (${String((error.cause as Error)?.message ?? '')})`), Number.NaN))
 const ttfbDirect = await measureTtfb(`${upstream}/v1/completions`)
@@ -130,7 +180,7 @@ const targets = [
   { target: 'added p99 latency at 64 connections', goal: '≤ 5 ms', value: `${at(64).addedP99Ms.toFixed(3)} ms`, met: at(64).addedP99Ms <= 5 },
   { target: 'gateway RSS under load', goal: '≤ 80 MB', value: `${peakRss.toFixed(0)} MB`, met: peakRss <= 80 },
 ]
-const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, targets }
+const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, targets }
 mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
 writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), JSON.stringify(result, null, 2) + '\n')
 const table = rows
@@ -152,6 +202,18 @@ per-key limits in Redis (requests, concurrency, tokens with reservation and refu
 | connections | direct rps | nginx rps | gateway rps | gateway / nginx | direct p50 / p99 ms | nginx p50 / p99 ms | gateway p50 / p99 ms | gateway CPU µs/request |
 |---|---|---|---|---|---|---|---|---|
 ${table}
+
+What the parts cost (the gateway started again with one part switched off by configuration; 64 connections; median of 3 interleaved runs):
+
+| variant | gateway rps | gateway CPU µs/request |
+|---|---|---|
+${variants.map((v) => `| ${v.variant} | ${v.rps.toFixed(0)} | ${v.cpuPerRequestUs.toFixed(0)} |`).join('\n')}
+
+For scale, minimal Node proxies to the same upstream with the gateway's upstream client (\`test/bench/reference-proxy.ts\`, bundled; 64 connections):
+
+| reference proxy | rps | CPU µs/request |
+|---|---|---|
+${references.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.cpuPerRequestUs.toFixed(0)} |`).join('\n')}
 
 Time to first chunk of a stream (median of 300 sequential requests): direct ${ttfbDirect.toFixed(3)} ms, through the gateway ${ttfbGateway.toFixed(3)} ms.
 Peak gateway RSS: ${peakRss.toFixed(0)} MB.
