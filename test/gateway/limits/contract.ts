@@ -4,6 +4,19 @@ import { it } from 'node:test'
 import type { Admission, RateLimitStore } from '../../../gateway/types.ts'
 
 let serial = 0
+
+/** The token budget's state without reserving anything (a zero-cost admission). */
+export async function peekTokens(store: RateLimitStore, key: string, perMinute: number) {
+  const answer = await store.admit(key, { tokens: { cost: 0, perMinute } })
+  assert.equal(answer.allowed, true)
+  return answer.tokens!
+}
+
+/** The grant, after checking the admission is one. */
+export function granted(answer: Admission) {
+  assert.equal(answer.allowed, true, JSON.stringify(answer))
+  return answer as Extract<Admission, { allowed: true }>
+}
 export const uniqueKey = (name: string) => `${name}:${process.pid}:${++serial}`
 
 /**
@@ -44,17 +57,6 @@ export function rateLimitContract(instances: () => RateLimitStore[]) {
       await new Promise((r) => setTimeout(r, 100))
     }
   })
-
-  /** The token budget's state without reserving anything (a zero-cost admission). */
-  const peekTokens = async (store: RateLimitStore, key: string, perMinute: number) => {
-    const answer = await store.admit(key, { tokens: { cost: 0, perMinute } })
-    assert.equal(answer.allowed, true)
-    return answer.tokens!
-  }
-  const granted = (answer: Admission) => {
-    assert.equal(answer.allowed, true, JSON.stringify(answer))
-    return answer as Extract<Admission, { allowed: true }>
-  }
 
   it('admits requests in a window and refuses past the limit with retry-after, counting nothing refused', async () => {
     const store = one()

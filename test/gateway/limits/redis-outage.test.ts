@@ -7,20 +7,10 @@ import { createRedis, type RedisClient } from '../../../gateway/stores/redis-cli
 import type { Admission, RateLimitStore } from '../../../gateway/types.ts'
 import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
 import { recordingHooks, timed, untilReady, waitFor } from '../stores/support.ts'
+import { granted, peekTokens } from './contract.ts'
 
 // Generous for a loaded machine: "answers" means well under a second, not stalled for the TCP/retry timeouts.
 const ANSWERS_WITHIN_MS = 2000
-
-/** The token budget's state without reserving anything (a zero-cost admission). */
-async function peekTokens(store: RateLimitStore, key: string, perMinute: number) {
-  const answer = await store.admit(key, { tokens: { cost: 0, perMinute } })
-  assert.equal(answer.allowed, true)
-  return answer.tokens!
-}
-const granted = (answer: Admission) => {
-  assert.equal(answer.allowed, true, JSON.stringify(answer))
-  return answer as Extract<Admission, { allowed: true }>
-}
 
 describe('Redis rate limits when Redis is killed mid-test', () => {
   let server: RedisServer
