@@ -17,6 +17,7 @@ import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { forwardToBackend } from './proxy/forward.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
+import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
 import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
@@ -45,6 +46,11 @@ export interface GatewayDeps {
   backendToken?: () => Promise<string> | string
   /** Runs work after the response is written (Node: setImmediate); default at once. */
   afterResponse?: (run: () => void) => void
+  /**
+   * Calls back if the client disconnects before its answer is complete, so the backend's work
+   * is cancelled; returns how to stop watching. Default: the request's AbortSignal.
+   */
+  watchClient?: WatchClient
 }
 
 /**
@@ -111,6 +117,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
           regions: c.get('regionOrder'),
           deadline: deadline(c),
           backendHeaders,
+          watchClient: deps.watchClient,
           stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
         if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import type { EventEmitter } from 'node:events'
 import { lookup } from 'node:dns/promises'
 import { readFileSync } from 'node:fs'
 import { createSecureServer } from 'node:http2'
@@ -87,6 +88,17 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     hashKey: (key) => createHash('sha256').update(key).digest('hex'),
     backendToken: backendToken && (() => backendToken.token()),
     afterResponse: (run) => void setImmediate(run),
+    // The response's close event (cheap) rather than an AbortSignal listener (costly on Node).
+    watchClient: (c, onGone) => {
+      // HTTP/1 and HTTP/2 (TLS) responses alike.
+      const { incoming, outgoing } = c.env as { incoming: { socket?: { destroyed: boolean } }; outgoing: EventEmitter & { writableEnded: boolean } }
+      if (incoming.socket?.destroyed) onGone()
+      const closed = () => {
+        if (!outgoing.writableEnded) onGone()
+      }
+      outgoing.once('close', closed)
+      return () => outgoing.off('close', closed)
+    },
   }
   let app = createGatewayApp({ ...deps, config })
   // A reload builds a new app around the same stores and router: requests in flight finish on

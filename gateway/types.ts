@@ -114,7 +114,7 @@ export interface GatewayMetrics {
 }
 
 /** Why a try at a backend node did not give a usable answer ('ok' when it did). */
-export type AttemptOutcome = 'ok' | 'connect_error' | 'timeout' | 'server_error' | 'overloaded' | 'stall' | 'client_error' | 'breaker_open'
+export type AttemptOutcome = 'ok' | 'connect_error' | 'timeout' | 'server_error' | 'overloaded' | 'stall' | 'client_error' | 'breaker_open' | 'client_closed'
 
 export type BreakerState = 'closed' | 'half_open' | 'open'
 

@@ -54,7 +54,8 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     Object.assign(lifecycle.headers, headers)
     const settle = admission.settle
     lifecycle.onEnd((record) => {
-      const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 ? reserved : 0
+      // A client that left mid-answer is charged its reservation: the backend worked for it.
+      const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 || record.outcome === 'client_closed' ? reserved : 0
       return settle(used)
     })
     await next()

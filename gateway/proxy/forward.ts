@@ -2,7 +2,7 @@ import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
 import type { Usage } from '../pipeline/lifecycle.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
-import { NodeBusyError } from '../routing/backend-node.ts'
+import { ClientGoneError, NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
 import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
@@ -31,6 +31,20 @@ export interface ForwardOptions {
   /** Extra headers for the backend (the gateway's token). */
   backendHeaders?: () => Promise<Record<string, string>> | Record<string, string>
   stream?: { keepUsageEvent: boolean; keepTokenIds: boolean; resumable: boolean }
+  /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
+  watchClient?: WatchClient
+}
+
+/** See GatewayDeps.watchClient. */
+export type WatchClient = (c: Context, onGone: () => void) => () => void
+
+/** Without a runtime hook: the request's AbortSignal, where the runtime aborts it when the client leaves. */
+const watchRequestSignal: WatchClient = (c, onGone) => {
+  const signal = c.req.raw.signal as AbortSignal | undefined
+  if (!signal) return () => {}
+  if (signal.aborted) onGone()
+  signal.addEventListener('abort', onGone)
+  return () => signal.removeEventListener('abort', onGone)
 }
 
 /** A try that did not give a usable answer. */
@@ -64,12 +78,23 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
   let attempts = 0
   let last: { node: BackendNode; outcome: AttemptOutcome; response?: { status: number; text: string; retryAfter: string | null } } | undefined
 
-  /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed or NodeBusyError. */
+  // A client that goes away aborts the try in flight, so a backend stops generating an answer
+  // nobody will read (until the answer is returned; a stream's relay then ends it).
+  let clientGone = false
+  let inFlight: AbortController | undefined
+  const stopWatching = (options.watchClient ?? watchRequestSignal)(c, () => {
+    clientGone = true
+    inFlight?.abort()
+  })
+
+  /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
   const tryNode = (node: BackendNode, body: string | undefined) =>
     node.run(async () => {
+      if (clientGone) throw new ClientGoneError('client closed the request')
       const timeoutMs = Math.min(retry.perTryTimeoutMs, options.deadline - performance.now())
       const controller = new AbortController()
       const timer = setTimeout(() => controller.abort(), timeoutMs)
+      inFlight = controller
       try {
         const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, signal: controller.signal })
         if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
@@ -93,6 +118,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         return { response, text, usage, clear: () => {} }
       } catch (error) {
         clearTimeout(timer)
+        if (clientGone) throw new ClientGoneError('client closed the request')
         if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
         throw new AttemptFailed(controller.signal.aborted ? 'timeout' : 'connect_error')
       }
@@ -119,43 +145,53 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     return node
   }
 
-  const body = options.body === undefined ? undefined : JSON.stringify(options.body)
-  for (let node = await nextNode(undefined, undefined, 'node'); node; node = await nextNode(last?.outcome, last?.node, 'node')) {
-    let answer: Awaited<ReturnType<typeof tryNode>>
-    try {
-      answer = await tryNode(node, body)
-    } catch (error) {
-      const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
-      metrics.attempt({ ...node.labels, outcome })
-      if (outcome !== 'overloaded') last = { node, outcome }
-      continue
+  try {
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+    for (let node = await nextNode(undefined, undefined, 'node'); node; node = await nextNode(last?.outcome, last?.node, 'node')) {
+      let answer: Awaited<ReturnType<typeof tryNode>>
+      try {
+        answer = await tryNode(node, body)
+      } catch (error) {
+        if (error instanceof ClientGoneError) {
+          // Nobody to answer and nothing to retry: the backend was told to stop.
+          metrics.attempt({ ...node.labels, outcome: 'client_closed' })
+          lifecycle.record.outcome = 'client_closed'
+          return lifecycle.respond(null, 499, {})
+        }
+        const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
+        metrics.attempt({ ...node.labels, outcome })
+        if (outcome !== 'overloaded') last = { node, outcome }
+        continue
+      }
+      const { response, text } = answer
+      metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : 'client_error' })
+      lifecycle.record.firstByteAt ??= performance.now()
+      lifecycle.record.backend = node.id
+      lifecycle.record.region = node.region
+      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
+      for (const name of ANSWER_HEADERS) {
+        const value = response.headers.get(name)
+        if (value) out[name] = value
+      }
+      if (text !== undefined) {
+        lifecycle.record.usage = answer.usage
+        return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
+      }
+      answer.clear()
+      return lifecycle.respond(relayStream(response, node), 200, out)
     }
-    const { response, text } = answer
-    metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : 'client_error' })
-    lifecycle.record.firstByteAt ??= performance.now()
-    lifecycle.record.backend = node.id
-    lifecycle.record.region = node.region
-    const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
-    for (const name of ANSWER_HEADERS) {
-      const value = response.headers.get(name)
-      if (value) out[name] = value
-    }
-    if (text !== undefined) {
-      lifecycle.record.usage = answer.usage
-      return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
-    }
-    answer.clear()
-    return lifecycle.respond(relayStream(response, node), 200, out)
-  }
 
-  // No node could answer.
-  if (last?.outcome === 'overloaded' && last.response) {
-    return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) })
+    // No node could answer.
+    if (last?.outcome === 'overloaded' && last.response) {
+      return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) })
+    }
+    if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
+      throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
+    }
+    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
+  } finally {
+    stopWatching()
   }
-  if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
-    throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
-  }
-  throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
 
   function relayStream(response: UpstreamResponse, first: BackendNode): ReadableStream<Uint8Array> {
     const stream = options.stream ?? { keepUsageEvent: true, keepTokenIds: true, resumable: false }
@@ -189,6 +225,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
             lifecycle.record.resumes = resumes
             return answer.response.body
           } catch (error) {
+            if (error instanceof ClientGoneError) return null
             const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : 'breaker_open'
             metrics.attempt({ ...node.labels, outcome })
             last = { node, outcome }

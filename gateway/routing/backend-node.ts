@@ -8,6 +8,14 @@ export class NodeBusyError extends Error {
   override name = 'NodeBusyError'
 }
 
+/** The client went away during the try: the try was cut short, and that is not the node's doing. */
+export class ClientGoneError extends Error {
+  override name = 'ClientGoneError'
+}
+
+/** Errors that say nothing about the node's health. */
+const notTheNodes = (error: unknown) => error instanceof NodeBusyError || error instanceof ClientGoneError
+
 /** One try's outcome, kept for the status page's recent error rate and latency. */
 interface RecentResult {
   at: number
@@ -102,7 +110,7 @@ export class BackendNode {
   }
 
   /**
-   * Runs one try through the breaker. A NodeBusyError does not count against the node; an
+   * Runs one try through the breaker. A NodeBusyError or ClientGoneError does not count against the node; an
    * open breaker rejects at once with code EOPENBREAKER.
    */
   async run<T>(attempt: () => Promise<T>): Promise<T> {
@@ -113,7 +121,7 @@ export class BackendNode {
       this.record(true, Date.now() - started)
       return result
     } catch (error) {
-      if (!(error instanceof NodeBusyError) && (error as { code?: string }).code !== 'EOPENBREAKER') this.record(false, Date.now() - started)
+      if (!notTheNodes(error) && (error as { code?: string }).code !== 'EOPENBREAKER') this.record(false, Date.now() - started)
       throw error
     } finally {
       this.setInFlight(-1)
@@ -174,7 +182,7 @@ export class BackendNode {
       // (the status page keeps its own recent latencies).
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
-      errorFilter: (error: unknown) => error instanceof NodeBusyError,
+      errorFilter: notTheNodes,
       // `state` is opossum's documented option, missing from @types/opossum.
       ...(halfOpen ? { state: { closed: false, halfOpen: true } } : {}),
     }

@@ -95,6 +95,30 @@ describe('gateway: the public API through the whole pipeline', () => {
 
   test('the cache answers a repeated greedy request with HIT (on any instance) and replays a stream as SSE', () => checkCache([gateway.url, second.url], KEY))
 
+  test('a client that leaves a JSON request stops its generation on the backend, without counting against the node', async () => {
+    const sample = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0)
+    const backendMetrics = async () => (await fetch(`${backend.url}/metrics`)).text()
+    const gatewayMetrics = async () => (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+    const abortedBefore = sample(await backendMetrics(), 'switchyard_backend_sequences_finished_total', 'reason="aborted"')
+    const generatedBefore = sample(await backendMetrics(), 'switchyard_backend_generated_tokens_total', 'model="stories260K"')
+    // Eight sequences of 500 tokens each (about a second here), far longer than the 50 ms the client waits.
+    const client = new AbortController()
+    setTimeout(() => client.abort(), 50)
+    const leave = fetch(`${gateway.url}/v1/completions`, { method: 'POST', body: JSON.stringify(greedy({ max_tokens: 500, n: 8, ignore_eos: true, seed: 7 })), headers: { 'content-type': 'application/json', 'cache-control': 'no-store', ...auth() }, signal: client.signal }).catch((error: Error) => error)
+    assert.ok((await leave) instanceof Error, 'the client gave up')
+    const deadline = Date.now() + 10_000
+    while (sample(await backendMetrics(), 'switchyard_backend_sequences_finished_total', 'reason="aborted"') < abortedBefore + 1) {
+      assert.ok(Date.now() < deadline, 'the backend never stopped the abandoned generation')
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const generated = sample(await backendMetrics(), 'switchyard_backend_generated_tokens_total', 'model="stories260K"') - generatedBefore
+    assert.ok(generated < 8 * 500, `generated ${generated} tokens: the abandoned request was cut short`)
+    const metrics = await gatewayMetrics()
+    assert.equal(sample(metrics, 'switchyard_gateway_upstream_attempts_total', 'outcome="client_closed"'), 1)
+    assert.equal(sample(metrics, 'switchyard_gateway_upstream_attempts_total', 'outcome="timeout"'), 0, 'not counted as a failed try')
+    assert.equal((await postJson(`${gateway.url}/v1/completions`, greedy({ max_tokens: 2 }), auth())).status, 200, 'the node still serves')
+  })
+
   test('gateway metrics pass promtool check metrics', async () => {
     const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
     assert.match(text, /switchyard_gateway_requests_total/)
