@@ -119,6 +119,24 @@ describe('gateway: the public API through the whole pipeline', () => {
     assert.equal((await postJson(`${gateway.url}/v1/completions`, greedy({ max_tokens: 2 }), auth())).status, 200, 'the node still serves')
   })
 
+  test('a client that leaves a stream stops its generation on the backend', async () => {
+    const value = (text: string, name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 0)
+    const backendMetrics = async () => (await fetch(`${backend.url}/metrics`)).text()
+    const generatedBefore = value(await backendMetrics(), 'switchyard_backend_generated_tokens_total')
+    // Eight sequences of 500 tokens each: about a second of generation if nobody stopped it.
+    const response = await postJson(`${gateway.url}/v1/completions`, greedy({ max_tokens: 500, n: 8, ignore_eos: true, stream: true }), auth())
+    const reader = response.body!.getReader()
+    await reader.read()
+    await reader.cancel()
+    const deadline = Date.now() + 10_000
+    while (value(await backendMetrics(), 'switchyard_backend_running_sequences') > 0) {
+      assert.ok(Date.now() < deadline, 'the backend never stopped the abandoned stream')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const generated = value(await backendMetrics(), 'switchyard_backend_generated_tokens_total') - generatedBefore
+    assert.ok(generated < (8 * 500) / 2, `generated ${generated} of 4000 tokens: the stream was cut short`)
+  })
+
   test('gateway metrics pass promtool check metrics', async () => {
     const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
     assert.match(text, /switchyard_gateway_requests_total/)
