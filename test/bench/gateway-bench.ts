@@ -103,10 +103,22 @@ execFileSync('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT, stdio: 'inhe
 const gateway = await spawnAndWait(['dist/gateway.mjs'], { GATEWAY_CONFIG: configPath, PORT: String(gatewayPort), REDIS_URL: redis.url, LOG_LEVEL: 'info' }, answers(`http://127.0.0.1:${gatewayPort}/health`))
 const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
 
+// For scale: the least a Node proxy costs here, without any of the gateway's pipeline
+// (bundled like the gateway, so neither pays for tsx). They run in the same rounds as the
+// gateway at 64 connections, so the ratio of their CPU to the gateway's is machine-independent.
+buildSync({ entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'), logLevel: 'warning' })
+const referenceProxies: { name: string; child: ChildProcess; url: string; runs: { rps: number; us: number }[] }[] = []
+for (const [mode, name] of [['node', 'node:http + undici pool'], ['hono', 'Hono on @hono/node-server + undici pool']] as const) {
+  const port = await freePort()
+  const child = await spawnAndWait(['dist/reference-proxy.mjs'], { MODE: mode, PORT: String(port), UPSTREAM: upstream }, () => fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then((r) => r.ok, () => false))
+  referenceProxies.push({ name, child, url: `http://127.0.0.1:${port}/v1/completions`, runs: [] })
+}
+
 // Warm-up: JIT, connection pools, Redis scripts.
 wrk(`${gatewayUrl}/v1/completions`, 16)
 wrk(`${upstream}/v1/completions`, 16)
 wrk(`${nginxUrl}/v1/completions`, 16)
+for (const reference of referenceProxies) wrk(reference.url, 16)
 
 const rows: { connections: number; direct: ReturnType<typeof wrk>; nginx: ReturnType<typeof wrk>; gateway: ReturnType<typeof wrk>; gatewayCpuPerRequestUs: number; addedP50Ms: number; addedP99Ms: number; gatewayVsNginxRps: number }[] = []
 let peakRss = rssMb(gateway.pid!)
@@ -125,11 +137,22 @@ for (const connections of CONNECTIONS) {
     runs.gateway.push(run)
     runs.cpu.push(((cpuSeconds(gateway.pid!) - cpuBefore) / run.requests) * 1e6)
     peakRss = Math.max(peakRss, rssMb(gateway.pid!))
+    if (connections !== 64) continue
+    for (const reference of referenceProxies) {
+      const before = cpuSeconds(reference.child.pid!)
+      const referenceRun = wrk(reference.url, connections)
+      reference.runs.push({ rps: referenceRun.rps, us: ((cpuSeconds(reference.child.pid!) - before) / referenceRun.requests) * 1e6 })
+    }
   }
   const [direct, viaNginx, viaGateway, cpuPerRequestUs] = [medianRun(runs.direct), medianRun(runs.nginx), medianRun(runs.gateway), median(runs.cpu)]
   rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
   console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
 }
+const references = referenceProxies.map((r) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)) }))
+for (const r of referenceProxies) r.child.kill('SIGKILL')
+const honoReference = references.find((r) => r.name.startsWith('Hono'))!
+for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req`)
+
 // What the parts cost: the same gateway started again with one part switched off by
 // configuration (per-key limits, the access log line), at 64 connections. The variants run in
 // turn, three rounds, and each reports its median, so they meet the same machine noise.
@@ -159,21 +182,6 @@ for (let round = 0; round < 3; round++) {
 const variants = started.map((v) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)) }))
 for (const v of started) v.child.kill('SIGKILL')
 for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3)`)
-
-// For scale: the least a Node proxy costs here, without any of the gateway's pipeline
-// (bundled like the gateway, so neither pays for tsx).
-buildSync({ entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'), logLevel: 'warning' })
-const references: { name: string; rps: number; cpuPerRequestUs: number }[] = []
-for (const [mode, name] of [['node', 'node:http + undici pool'], ['hono', 'Hono on @hono/node-server + undici pool']] as const) {
-  const port = await freePort()
-  const child = await spawnAndWait(['dist/reference-proxy.mjs'], { MODE: mode, PORT: String(port), UPSTREAM: upstream }, () => fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then((r) => r.ok, () => false))
-  wrk(`http://127.0.0.1:${port}/v1/completions`, 16)
-  const before = cpuSeconds(child.pid!)
-  const run = wrk(`http://127.0.0.1:${port}/v1/completions`, 64)
-  references.push({ name, rps: run.rps, cpuPerRequestUs: ((cpuSeconds(child.pid!) - before) / run.requests) * 1e6 })
-  child.kill('SIGKILL')
-}
-for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req`)
 
 // A failure here is reported, not fatal: the throughput figures above are still worth writing.
 const measureTtfb = (url: string) => timeToFirstChunk(url, 300).catch((error: Error) => (console.error(`time to first chunk via ${url}: ${error.message} (${String((error.cause as Error)?.message ?? '')})`), Number.NaN))
@@ -218,7 +226,7 @@ What the parts cost (the gateway started again with one part switched off by con
 |---|---|---|
 ${variants.map((v) => `| ${v.variant} | ${v.rps.toFixed(0)} | ${v.cpuPerRequestUs.toFixed(0)} |`).join('\n')}
 
-For scale, minimal Node proxies to the same upstream with the gateway's upstream client (\`test/bench/reference-proxy.ts\`, bundled; 64 connections):
+For scale, minimal Node proxies to the same upstream with the gateway's upstream client (\`test/bench/reference-proxy.ts\`, bundled; 64 connections, in the same rounds as the gateway; the gateway's CPU per request is ${(at(64).gatewayCpuPerRequestUs / honoReference.cpuPerRequestUs).toFixed(1)}× the Hono proxy's):
 
 | reference proxy | rps | CPU µs/request |
 |---|---|---|
