@@ -136,7 +136,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('generate', '/generate')
 
   app.get('/v1/models', ...api, region, async (c) => {
-    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders })
+    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
     if (response.status !== 200) return response
     const list = (await response.json()) as { object: string; data: { id: string }[] }
     // Aliases are models too; a key limited to some models sees only those.
