@@ -7,7 +7,7 @@ import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
 import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
 import { usageOf } from './usage.ts'
-import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
+import { Cancellation, type UpstreamFetch, type UpstreamResponse } from './upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
@@ -81,10 +81,10 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
   let clientGone = false
-  let inFlight: AbortController | undefined
+  let inFlight: Cancellation | undefined
   const stopWatching = (options.watchClient ?? watchRequestSignal)(c, () => {
     clientGone = true
-    inFlight?.abort()
+    inFlight?.cancel()
   })
 
   /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
@@ -92,11 +92,11 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     node.run(async () => {
       if (clientGone) throw new ClientGoneError('client closed the request')
       const timeoutMs = Math.min(retry.perTryTimeoutMs, options.deadline - performance.now())
-      const controller = new AbortController()
-      const timer = setTimeout(() => controller.abort(), timeoutMs)
-      inFlight = controller
+      const cancel = new Cancellation()
+      const timer = setTimeout(() => cancel.cancel(), timeoutMs)
+      inFlight = cancel
       try {
-        const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, signal: controller.signal })
+        const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
         if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
         const text = await response.text()
         clearTimeout(timer)
@@ -120,7 +120,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         clearTimeout(timer)
         if (clientGone) throw new ClientGoneError('client closed the request')
         if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
-        throw new AttemptFailed(controller.signal.aborted ? 'timeout' : 'connect_error')
+        throw new AttemptFailed(cancel.aborted ? 'timeout' : 'connect_error')
       }
     })
 

@@ -15,10 +15,10 @@ export function createNodeUpstream(options: { connections?: number; connectTimeo
     if (!pool) pools.set(origin, (pool = new Pool(origin, { connections: options.connections ?? 128, connect: { timeout: options.connectTimeoutMs ?? 2000 }, keepAliveTimeout: 30_000 })))
     return pool
   }
-  const upstream = async ({ url, method, headers, body, signal }: Parameters<UpstreamFetch>[0]) => {
+  const upstream = async ({ url, method, headers, body, cancel }: Parameters<UpstreamFetch>[0]) => {
     // Origin and path without a URL object: the path starts at the first "/" after "scheme://".
     const slash = url.indexOf('/', url.indexOf('://') + 3)
-    const response = await poolFor(slash < 0 ? url : url.slice(0, slash)).request({ path: slash < 0 ? '/' : url.slice(slash), method, headers, body, signal })
+    const response = await poolFor(slash < 0 ? url : url.slice(0, slash)).request({ path: slash < 0 ? '/' : url.slice(slash), method, headers, body, signal: cancel })
     const raw = response.headers
     let webBody: ReadableStream<Uint8Array> | undefined
     const answer: UpstreamResponse = {

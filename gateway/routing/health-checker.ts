@@ -1,4 +1,4 @@
-import type { UpstreamFetch } from '../proxy/upstream.ts'
+import { Cancellation, type UpstreamFetch } from '../proxy/upstream.ts'
 import type { BackendNode } from './backend-node.ts'
 
 export interface HealthCheckSettings {
@@ -32,12 +32,16 @@ export function startHealthChecks(options: { nodes: () => readonly BackendNode[]
 
   const checkOne = async (node: BackendNode) => {
     const { timeoutMs } = options.settings()
+    const cancel = new Cancellation()
+    const giveUp = setTimeout(() => cancel.cancel(), timeoutMs)
     try {
-      const response = await options.upstream({ url: `${node.url}/ready`, method: 'GET', headers: (await options.headers?.()) ?? {}, signal: AbortSignal.timeout(timeoutMs) })
+      const response = await options.upstream({ url: `${node.url}/ready`, method: 'GET', headers: (await options.headers?.()) ?? {}, cancel })
       await response.text().catch(() => '')
       node.checked(response.status === 200, response.status === 200 ? undefined : `status ${response.status}`)
-    } catch (error) {
-      node.checked(false, (error as Error).name === 'TimeoutError' ? 'timeout' : 'unreachable')
+    } catch {
+      node.checked(false, cancel.aborted ? 'timeout' : 'unreachable')
+    } finally {
+      clearTimeout(giveUp)
     }
   }
   const checkNow = async () => {
