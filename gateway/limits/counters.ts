@@ -37,8 +37,18 @@ export class LimitCounters {
   dirty = false
   readonly state: CounterState
 
+  /**
+   * Kept beside the plain state (which is what gets persisted): how many slots are held and
+   * when the first expires, so an admission neither counts nor scans them; slots live for
+   * minutes, so a scan is rare.
+   */
+  private slotCount: number
+  private firstSlotExpiry = 0
+
   constructor(state?: Partial<CounterState>) {
     this.state = { windows: state?.windows ?? {}, slots: state?.slots ?? {} }
+    this.slotCount = 0
+    this.pruneSlots(Number.NEGATIVE_INFINITY)
   }
 
   /** Counts one hit of a plain request window (per-IP guard); refuses past the limit without counting. */
@@ -66,7 +76,7 @@ export class LimitCounters {
     if (want.requests && requestLive && requestLive.used + 1 > want.requests.limit) return refuse('requests', requestLive.resetAt - now)
     if (want.maxConcurrent !== undefined) {
       this.pruneSlots(now)
-      if (Object.keys(this.state.slots).length >= want.maxConcurrent) return refuse('concurrency', 1000)
+      if (this.slotCount >= want.maxConcurrent) return refuse('concurrency', 1000)
     }
     const cost = want.tokens ? Math.ceil(want.tokens.cost) : 0
     if (want.tokens && cost > want.tokens.perMinute) return refuse('tokens', TOKEN_WINDOW_MS)
@@ -78,7 +88,9 @@ export class LimitCounters {
       granted.requests = stateOf(want.requests.limit, counted.used, counted.resetAt - now)
     }
     if (want.maxConcurrent !== undefined) {
+      if (!(slotId in this.state.slots)) this.slotCount++
       this.state.slots[slotId] = now + slotTtlMs
+      this.firstSlotExpiry = this.slotCount === 1 ? now + slotTtlMs : Math.min(this.firstSlotExpiry, now + slotTtlMs)
       this.dirty = true
     }
     if (want.tokens && cost > 0) {
@@ -93,6 +105,7 @@ export class LimitCounters {
   settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined, now: number): void {
     if (slotId !== undefined && slotId in this.state.slots) {
       delete this.state.slots[slotId]
+      this.slotCount--
       this.dirty = true
     }
     const window = this.liveWindow(TOKENS, now)
@@ -125,12 +138,23 @@ export class LimitCounters {
     return window
   }
 
+  /** Drops expired slots (all of them are recounted); a no-op until the first one expires. */
   private pruneSlots(now: number): void {
+    if (this.slotCount > 0 && this.firstSlotExpiry > now) return
+    let count = 0
+    let first = Number.POSITIVE_INFINITY
     for (const id in this.state.slots) {
-      if (this.state.slots[id] > now) continue
+      const expiry = this.state.slots[id]
+      if (expiry > now) {
+        count++
+        first = Math.min(first, expiry)
+        continue
+      }
       delete this.state.slots[id]
       this.dirty = true
     }
+    this.slotCount = count
+    this.firstSlotExpiry = first
   }
 }
 

@@ -122,6 +122,19 @@ describe('LimitCounters', () => {
     assert.deepEqual(counters.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0, 120_000).tokens, { limit: 1000, remaining: 1000, resetSeconds: 0 })
   })
 
+  test('slots restored from stored state count against the limit until they expire', () => {
+    const counters = new LimitCounters({ slots: { a: 5000, b: 7000 } })
+    const slot = (id: string, now: number) => counters.admit({ maxConcurrent: 2 }, id, 1000, now).allowed
+    assert.equal(slot('c', 1000), false, 'two stored slots held')
+    counters.settle('a', 0, undefined, 1000)
+    assert.equal(slot('c', 1000), true, 'one freed by settle')
+    assert.equal(slot('d', 1500), false)
+    counters.settle('a', 0, undefined, 1500)
+    assert.equal(slot('d', 1500), false, 'settling a freed slot again frees nothing')
+    assert.equal(slot('d', 2001), true, 'c expired at 2000')
+    assert.equal(slot('e', 7001), true, 'b and d expired')
+  })
+
   test('slots expire after their lifetime; settle frees only its own; expiresAt covers everything held', () => {
     const counters = new LimitCounters()
     const slot = (id: string, now: number) => counters.admit({ maxConcurrent: 2 }, id, 1000, now).allowed
