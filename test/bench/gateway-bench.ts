@@ -102,12 +102,15 @@ writeFileSync(configPath, JSON.stringify({ backend: { url: upstream }, auth: { a
 execFileSync('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT, stdio: 'inherit' })
 const gateway = await spawnAndWait(['dist/gateway.mjs'], { GATEWAY_CONFIG: configPath, PORT: String(gatewayPort), REDIS_URL: redis.url, LOG_LEVEL: 'info' }, answers(`http://127.0.0.1:${gatewayPort}/health`))
 const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+// Before any load: what the process and its dependencies hold (bare Node for scale).
+const idleRss = rssMb(gateway.pid!)
+const bareNodeRss = Number(execFileSync(process.execPath, ['-e', 'console.log(process.memoryUsage().rss / 1048576)'], { encoding: 'utf8' }))
 
 // For scale: the least a Node proxy costs here, without any of the gateway's pipeline
 // (bundled like the gateway, so neither pays for tsx). They run in the same rounds as the
 // gateway at 64 connections, so the ratio of their CPU to the gateway's is machine-independent.
 buildSync({ entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'), logLevel: 'warning' })
-const referenceProxies: { name: string; child: ChildProcess; url: string; runs: { rps: number; us: number }[] }[] = []
+const referenceProxies: { name: string; child: ChildProcess; url: string; runs: { rps: number; us: number; p50: number; p99: number }[] }[] = []
 for (const [mode, name] of [['node', 'node:http + undici pool'], ['hono', 'Hono on @hono/node-server + undici pool']] as const) {
   const port = await freePort()
   const child = await spawnAndWait(['dist/reference-proxy.mjs'], { MODE: mode, PORT: String(port), UPSTREAM: upstream }, () => fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then((r) => r.ok, () => false))
@@ -141,17 +144,17 @@ for (const connections of CONNECTIONS) {
     for (const reference of referenceProxies) {
       const before = cpuSeconds(reference.child.pid!)
       const referenceRun = wrk(reference.url, connections)
-      reference.runs.push({ rps: referenceRun.rps, us: ((cpuSeconds(reference.child.pid!) - before) / referenceRun.requests) * 1e6 })
+      reference.runs.push({ rps: referenceRun.rps, us: ((cpuSeconds(reference.child.pid!) - before) / referenceRun.requests) * 1e6, p50: referenceRun.p50, p99: referenceRun.p99 })
     }
   }
   const [direct, viaNginx, viaGateway, cpuPerRequestUs] = [medianRun(runs.direct), medianRun(runs.nginx), medianRun(runs.gateway), median(runs.cpu)]
   rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
   console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
 }
-const references = referenceProxies.map((r) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)) }))
+const references = referenceProxies.map((r) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)), p50: median(r.runs.map((x) => x.p50)), p99: median(r.runs.map((x) => x.p99)) }))
 for (const r of referenceProxies) r.child.kill('SIGKILL')
 const honoReference = references.find((r) => r.name.startsWith('Hono'))!
-for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req`)
+for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(3)} / p99 ${r.p99.toFixed(3)} ms`)
 
 // What the parts cost: the same gateway started again with one part switched off by
 // configuration (per-key limits, the access log line), at 64 connections. The variants run in
@@ -197,7 +200,7 @@ const targets = [
   { target: 'added p99 latency at 64 connections', goal: '≤ 5 ms', value: `${at(64).addedP99Ms.toFixed(3)} ms`, met: at(64).addedP99Ms <= 5 },
   { target: 'gateway RSS under load', goal: '≤ 80 MB', value: `${peakRss.toFixed(0)} MB`, met: peakRss <= 80 },
 ]
-const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, rounds: ROUNDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, targets }
+const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, rounds: ROUNDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, idleRssMb: idleRss, bareNodeRssMb: bareNodeRss, targets }
 mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
 writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), JSON.stringify(result, null, 2) + '\n')
 const table = rows
@@ -228,12 +231,14 @@ ${variants.map((v) => `| ${v.variant} | ${v.rps.toFixed(0)} | ${v.cpuPerRequestU
 
 For scale, minimal Node proxies to the same upstream with the gateway's upstream client (\`test/bench/reference-proxy.ts\`, bundled; 64 connections, in the same rounds as the gateway; the gateway's CPU per request is ${(at(64).gatewayCpuPerRequestUs / honoReference.cpuPerRequestUs).toFixed(1)}× the Hono proxy's):
 
-| reference proxy | rps | CPU µs/request |
-|---|---|---|
-${references.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${r.cpuPerRequestUs.toFixed(0)} |`).join('\n')}
+| reference proxy | rps | / nginx | CPU µs/request | p50 / p99 ms | added p99 ms (− direct) |
+|---|---|---|---|---|---|
+${references.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${((r.rps / at(64).nginx.rps) * 100).toFixed(0)}% | ${r.cpuPerRequestUs.toFixed(0)} | ${r.p50.toFixed(3)} / ${r.p99.toFixed(3)} | ${(r.p99 - at(64).direct.p99).toFixed(3)} |`).join('\n')}
+
+These proxies do nothing but proxy, in one process like the gateway: what they reach is the ceiling for a one-process Node proxy on this machine (the gateway's requests/s and added p99 targets are above it when the "/ nginx" column is under 40% or the added p99 over 5 ms).
 
 Time to first chunk of a stream (median of 300 sequential requests): direct ${ttfbDirect.toFixed(3)} ms, through the gateway ${ttfbGateway.toFixed(3)} ms.
-Peak gateway RSS: ${peakRss.toFixed(0)} MB.
+Peak gateway RSS: ${peakRss.toFixed(0)} MB (idle after start, before any request: ${idleRss.toFixed(0)} MB; a bare \`node\` process: ${bareNodeRss.toFixed(0)} MB).
 
 | target | goal | measured | met |
 |---|---|---|---|
