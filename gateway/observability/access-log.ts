@@ -59,7 +59,7 @@ export function accessLog(options: {
     const body = c.res.headers.get('content-type')?.startsWith('text/event-stream') ? c.res.body : null
     if (body) {
       // A stream's request ends with its last byte (or the client leaving), not here.
-      c.res = new Response(observeStream(body, { onEnd: (outcome) => lifecycle.end({ outcome: lifecycle.record.outcome ?? outcome }) }), c.res)
+      c.res = new Response(observeStream(body, { onEnd: lifecycle.endStream }), c.res)
     } else {
       afterResponse(() => lifecycle.end())
     }

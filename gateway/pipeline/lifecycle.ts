@@ -47,14 +47,18 @@ export class RequestLifecycle {
   /**
    * The handler's response, with this request's headers added as plain values (so nothing
    * builds a Headers object on the way out) and, for a stream, the end of the request tied to
-   * its last byte or the client leaving.
+   * its last byte or the client leaving. A stream that calls `endStream` itself
+   * (`endsItself`) is not wrapped: one Web stream less per request.
    */
-  respond(body: string | ReadableStream<Uint8Array> | null, status: number, headers: Record<string, string>): Response {
+  respond(body: string | ReadableStream<Uint8Array> | null, status: number, headers: Record<string, string>, options: { endsItself?: boolean } = {}): Response {
     Object.assign(headers, this.headers)
     this.streaming = body instanceof ReadableStream
-    if (body instanceof ReadableStream) body = observeStream(body, { onEnd: (outcome) => this.end({ outcome: this.record.outcome ?? outcome }) })
+    if (body instanceof ReadableStream && !options.endsItself) body = observeStream(body, { onEnd: this.endStream })
     return (this.response = new Response(body, { status, headers }))
   }
+
+  /** Ends the request when its response stream ends, with the outcome the stream saw unless one was recorded. */
+  readonly endStream = (outcome: 'ok' | 'client_closed' | 'upstream_error'): void => this.end({ outcome: this.record.outcome ?? outcome })
 
   onEnd(callback: (record: RequestRecord) => void | Promise<void>): void {
     this.callbacks.push(callback)

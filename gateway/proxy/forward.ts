@@ -178,7 +178,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
       }
       answer.clear()
-      return lifecycle.respond(relayStream(response, node), 200, out)
+      return lifecycle.respond(relayStream(response, node), 200, out, { endsItself: true })
     }
 
     // No node could answer.
@@ -205,6 +205,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       dropTokenIds: !stream.keepTokenIds,
       onUsage: (usage) => (lifecycle.record.usage = usage),
       onGiveUp: () => (lifecycle.record.outcome = 'upstream_error'),
+      onEnd: lifecycle.endStream,
       resume: async (progress: StreamProgress, failure: StreamBroken) => {
         current.reportLateFailure(failure)
         metrics.attempt({ ...current.labels, outcome: failure.reason })

@@ -1,12 +1,11 @@
-import { Readable } from 'node:stream'
 import { Pool } from 'undici'
-import type { UpstreamFetch, UpstreamResponse } from './upstream.ts'
+import type { ByteStream, UpstreamFetch, UpstreamResponse } from './upstream.ts'
 
 /**
  * Node's upstream client: undici's request() on one keep-alive pool per backend origin (a pool
  * called with a path skips the URL parsing and agent lookup of a URL request, a good share of
- * the proxy's CPU). The answer is a plain object over undici's body: JSON is read as text with
- * no Web stream machinery, and only an event stream is turned into a Web stream.
+ * the proxy's CPU). The answer is a plain object over undici's body: JSON is read as text, and an
+ * event stream is read through the body's async iterator, with no Web stream machinery.
  */
 export function createNodeUpstream(options: { connections?: number; connectTimeoutMs?: number } = {}): UpstreamFetch & { close(): Promise<void> } {
   const pools = new Map<string, Pool>()
@@ -20,7 +19,6 @@ export function createNodeUpstream(options: { connections?: number; connectTimeo
     const slash = url.indexOf('/', url.indexOf('://') + 3)
     const response = await poolFor(slash < 0 ? url : url.slice(0, slash)).request({ path: slash < 0 ? '/' : url.slice(slash), method, headers, body, signal: cancel })
     const raw = response.headers
-    let webBody: ReadableStream<Uint8Array> | undefined
     const answer: UpstreamResponse = {
       status: response.statusCode,
       headers: {
@@ -29,9 +27,20 @@ export function createNodeUpstream(options: { connections?: number; connectTimeo
           return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value
         },
       },
-      get body() {
-        return (webBody ??= Readable.toWeb(response.body) as ReadableStream<Uint8Array>)
-      },
+      body: {
+        getReader() {
+          const chunks = response.body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>
+          return {
+            read: () => chunks.next(),
+            cancel: async (reason?: unknown) => {
+              // Destroyed first: return() alone would wait behind a read still pending (a stalled
+              // node). Destroying the body aborts the request and frees the connection.
+              response.body.destroy(reason instanceof Error ? reason : undefined)
+              await chunks.return?.()
+            },
+          }
+        },
+      } satisfies ByteStream,
       text: () => response.body.text(),
     }
     return answer

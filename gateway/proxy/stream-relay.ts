@@ -1,5 +1,6 @@
 import type { Usage } from '../pipeline/lifecycle.ts'
 import type { AttemptOutcome } from '../types.ts'
+import type { ByteStream } from './upstream.ts'
 
 const encoder = new TextEncoder()
 
@@ -21,7 +22,7 @@ class DeadlineReached extends Error {}
 
 export interface StreamRelayOptions {
   /** The first node's event stream. */
-  body: ReadableStream<Uint8Array>
+  body: ByteStream
   stallTimeoutMs: number
   /** performance.now() time at which the stream is ended with a timeout error event. */
   deadline: number
@@ -35,9 +36,11 @@ export interface StreamRelayOptions {
    * a node that continues from `progress`, or null when none can (the client then gets an
    * error event).
    */
-  resume(progress: StreamProgress, failure: StreamBroken): Promise<ReadableStream<Uint8Array> | null>
+  resume(progress: StreamProgress, failure: StreamBroken): Promise<ByteStream | null>
   /** The stream ended with an error event because nothing could continue it. */
   onGiveUp(failure: StreamBroken): void
+  /** Called once when the client's stream ends: closed after its last event, or cancelled by the client. */
+  onEnd?(outcome: 'ok' | 'client_closed' | 'upstream_error'): void
 }
 
 interface Chunk {
@@ -61,13 +64,20 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
   let reader = options.body.getReader()
   let resumed = false
   let finished = false
+  let sawDone = false
+  let ended = false
+  const end = (outcome: 'ok' | 'client_closed' | 'upstream_error') => {
+    if (ended) return
+    ended = true
+    options.onEnd?.(outcome)
+  }
   /** The choice has its finish_reason: all its text is here, only usage and [DONE] may be missing. */
   let complete = false
   let identity: { id?: string; created?: number } | undefined
   const decoder = new TextDecoder()
   let pending = ''
 
-  const readWithStallTimer = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+  const readWithStallTimer = async (): Promise<{ done?: boolean; value?: Uint8Array }> => {
     let timer: ReturnType<typeof setTimeout> | undefined
     const left = options.deadline - performance.now()
     const stalled = new Promise<never>((_, reject) => {
@@ -90,6 +100,7 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
     const data = event.slice(5).trim()
     if (data === '[DONE]') {
       finished = true
+      sawDone = true
       return 'data: [DONE]\n\n'
     }
     let chunk: Chunk
@@ -145,49 +156,78 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
     return null
   }
 
+  /**
+   * After [DONE] the node's answer is read to its end (normally already here), so its
+   * connection is reused; cancelling would close it. After anything else it is cancelled.
+   */
+  const endUpstream = async () => {
+    if (sawDone) {
+      try {
+        while (!(await readWithStallTimer()).done) {}
+        return
+      } catch {
+        // Broken or stalled after [DONE]: cancelled below.
+      }
+    }
+    await reader.cancel().catch(() => {})
+  }
+
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      // Loop until there is something to send: some reads hold only part of an event.
-      for (;;) {
-        if (finished) {
-          controller.close()
-          return
-        }
-        let out = ''
-        try {
-          const { value, done } = await readWithStallTimer()
-          if (done) throw new StreamBroken('connect_error', 'the backend ended the stream early')
-          pending += decoder.decode(value, { stream: true })
-          let cut: number
-          while (!finished && (cut = pending.indexOf('\n\n')) !== -1) {
-            const event = pending.slice(0, cut)
-            pending = pending.slice(cut + 2)
-            if (event) out += relayEvent(event)
-          }
-        } catch (error) {
-          if (error instanceof DeadlineReached) {
-            // The request's time is up: no continuation, however healthy the nodes.
-            await reader.cancel().catch(() => {})
-            options.onGiveUp(new StreamBroken('stall', 'deadline'))
-            finished = true
-            out += `data: ${JSON.stringify({ error: { message: 'The request took longer than the gateway allows', type: 'server_error', param: null, code: 'timeout' } })}\n\n`
-          } else {
-            const failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
-            const errorEvent = await failOrResume(failure)
-            if (errorEvent) out += errorEvent
-          }
-        }
-        if (out) {
-          controller.enqueue(encoder.encode(out))
+      try {
+        // Loop until there is something to send: some reads hold only part of an event.
+        for (;;) {
           if (finished) {
-            await reader.cancel().catch(() => {})
+            end('ok')
             controller.close()
+            return
           }
-          return
+          let out = ''
+          try {
+            const { value, done } = await readWithStallTimer()
+            // The client left while the read was pending: nothing more to send or continue.
+            if (ended) return
+            if (done) throw new StreamBroken('connect_error', 'the backend ended the stream early')
+            pending += decoder.decode(value, { stream: true })
+            let cut: number
+            while (!finished && (cut = pending.indexOf('\n\n')) !== -1) {
+              const event = pending.slice(0, cut)
+              pending = pending.slice(cut + 2)
+              if (event) out += relayEvent(event)
+            }
+          } catch (error) {
+            if (ended) return
+            if (error instanceof DeadlineReached) {
+              // The request's time is up: no continuation, however healthy the nodes.
+              await reader.cancel().catch(() => {})
+              options.onGiveUp(new StreamBroken('stall', 'deadline'))
+              finished = true
+              out += `data: ${JSON.stringify({ error: { message: 'The request took longer than the gateway allows', type: 'server_error', param: null, code: 'timeout' } })}\n\n`
+            } else {
+              const failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
+              const errorEvent = await failOrResume(failure)
+              if (errorEvent) out += errorEvent
+            }
+          }
+          if (out) {
+            controller.enqueue(encoder.encode(out))
+            if (finished) {
+              await endUpstream()
+              end('ok')
+              controller.close()
+            }
+            return
+          }
         }
+      } catch (error) {
+        // Not expected (every failure above becomes an event), but the request must still end.
+        end('upstream_error')
+        await reader.cancel().catch(() => {})
+        throw error
       }
     },
     async cancel(reason) {
+      end('client_closed')
       finished = true
       await reader.cancel(reason).catch(() => {})
     },
