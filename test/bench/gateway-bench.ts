@@ -156,7 +156,13 @@ for (const connections of CONNECTIONS) {
   rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
   console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
 }
-const references = referenceProxies.map((r) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)), p50: median(r.runs.map((x) => x.p50)), p99: median(r.runs.map((x) => x.p99)) }))
+
+// Time to first chunk, every path in the same rounds. A failure here is reported, not fatal: the
+// throughput figures above are still worth writing.
+const ttfbUrls = [`${upstream}/v1/completions`, `${nginxUrl}/v1/completions`, ...referenceProxies.map((r) => r.url), `${gatewayUrl}/v1/completions`]
+const ttfbAll = await timeToFirstChunk(ttfbUrls).catch((error: Error) => (console.error(`time to first chunk: ${error.message}`), ttfbUrls.map(() => Number.NaN)))
+const [ttfbDirect, ttfbNginx, ttfbGateway] = [ttfbAll[0], ttfbAll[1], ttfbAll.at(-1)!]
+const references = referenceProxies.map((r, i) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)), p50: median(r.runs.map((x) => x.p50)), p99: median(r.runs.map((x) => x.p99)), ttfbMs: ttfbAll[2 + i] }))
 for (const r of referenceProxies) r.child.kill('SIGKILL')
 const honoReference = references.find((r) => r.name.startsWith('Hono'))!
 for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(3)} / p99 ${r.p99.toFixed(3)} ms`)
@@ -187,12 +193,11 @@ for (let round = 0; round < 3; round++) {
     v.runs.push({ rps: run.rps, us: ((cpuSeconds(v.child.pid!) - before) / run.requests) * 1e6 })
   }
 }
-const variants = started.map((v) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)) }))
+const variantTtfb = await timeToFirstChunk(started.map((v) => v.url)).catch(() => started.map(() => Number.NaN))
+const variants = started.map((v, i) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)), ttfbMs: variantTtfb[i] }))
 for (const v of started) v.child.kill('SIGKILL')
 for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3)`)
 
-// A failure here is reported, not fatal: the throughput figures above are still worth writing.
-const [ttfbDirect, ttfbGateway] = await timeToFirstChunk([`${upstream}/v1/completions`, `${gatewayUrl}/v1/completions`]).catch((error: Error) => (console.error(`time to first chunk: ${error.message}`), [Number.NaN, Number.NaN]))
 
 const at = (c: number) => rows.find((r) => r.connections === c)!
 const targets = [
@@ -203,7 +208,7 @@ const targets = [
   { target: 'added p99 latency at 64 connections', goal: '≤ 5 ms', value: `${at(64).addedP99Ms.toFixed(3)} ms`, met: at(64).addedP99Ms <= 5 },
   { target: 'gateway RSS under load', goal: '≤ 80 MB', value: `${peakRss.toFixed(0)} MB`, met: peakRss <= 80 },
 ]
-const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, rounds: ROUNDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, gateway: ttfbGateway }, peakRssMb: peakRss, idleRssMb: idleRss, bareNodeRssMb: bareNodeRss, targets }
+const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, rounds: ROUNDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, nginx: ttfbNginx, gateway: ttfbGateway }, peakRssMb: peakRss, idleRssMb: idleRss, bareNodeRssMb: bareNodeRss, targets }
 mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
 writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), JSON.stringify(result, null, 2) + '\n')
 const table = rows
@@ -228,19 +233,19 @@ ${table}
 
 What the parts cost (the gateway started again with one part switched off by configuration; 64 connections; median of 3 interleaved runs):
 
-| variant | gateway rps | gateway CPU µs/request |
-|---|---|---|
-${variants.map((v) => `| ${v.variant} | ${v.rps.toFixed(0)} | ${v.cpuPerRequestUs.toFixed(0)} |`).join('\n')}
+| variant | gateway rps | gateway CPU µs/request | time to first chunk ms (added) |
+|---|---|---|---|
+${variants.map((v) => `| ${v.variant} | ${v.rps.toFixed(0)} | ${v.cpuPerRequestUs.toFixed(0)} | ${v.ttfbMs.toFixed(3)} (+${(v.ttfbMs - ttfbDirect).toFixed(3)}) |`).join('\n')}
 
 For scale, minimal Node proxies to the same upstream with the gateway's upstream client (\`test/bench/reference-proxy.ts\`, bundled; 64 connections, in the same rounds as the gateway; the gateway's CPU per request is ${(at(64).gatewayCpuPerRequestUs / honoReference.cpuPerRequestUs).toFixed(1)}× the Hono proxy's):
 
-| reference proxy | rps | / nginx | CPU µs/request | p50 / p99 ms | added p99 ms (− direct) |
-|---|---|---|---|---|---|
-${references.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${((r.rps / at(64).nginx.rps) * 100).toFixed(0)}% | ${r.cpuPerRequestUs.toFixed(0)} | ${r.p50.toFixed(3)} / ${r.p99.toFixed(3)} | ${(r.p99 - at(64).direct.p99).toFixed(3)} |`).join('\n')}
+| reference proxy | rps | / nginx | CPU µs/request | p50 / p99 ms | added p99 ms (− direct) | time to first chunk ms (added) |
+|---|---|---|---|---|---|---|
+${references.map((r) => `| ${r.name} | ${r.rps.toFixed(0)} | ${((r.rps / at(64).nginx.rps) * 100).toFixed(0)}% | ${r.cpuPerRequestUs.toFixed(0)} | ${r.p50.toFixed(3)} / ${r.p99.toFixed(3)} | ${(r.p99 - at(64).direct.p99).toFixed(3)} | ${r.ttfbMs.toFixed(3)} (+${(r.ttfbMs - ttfbDirect).toFixed(3)}) |`).join('\n')}
 
-These proxies do nothing but proxy, in one process like the gateway: what they reach is the ceiling for a one-process Node proxy on this machine (the gateway's requests/s and added p99 targets are above it when the "/ nginx" column is under 40% or the added p99 over 5 ms).
+These proxies do nothing but proxy, in one process like the gateway (event streams passed through chunk by chunk): what they reach is the ceiling for a one-process Node proxy on this machine (the gateway's requests/s, added p99 and added time-to-first-chunk targets are above it when the "/ nginx" column is under 40%, the added p99 over 5 ms or the added time to first chunk over 0.5 ms).
 
-Time to first chunk of a stream (sequential requests on one connection, 300 warm-up requests each, then the median of 3 interleaved rounds of 200): direct ${ttfbDirect.toFixed(3)} ms, through the gateway ${ttfbGateway.toFixed(3)} ms.
+Time to first chunk of a stream (sequential requests on one connection, 300 warm-up requests each, then the median of 3 rounds of 200 in which the paths take turns): direct ${ttfbDirect.toFixed(3)} ms, through nginx ${ttfbNginx.toFixed(3)} ms, through the gateway ${ttfbGateway.toFixed(3)} ms (the reference proxies ran in the same rounds; the variants ran in rounds of their own afterwards, and their added time is against this direct figure).
 Peak gateway RSS: ${peakRss.toFixed(0)} MB (idle after start, before any request: ${idleRss.toFixed(0)} MB; a bare \`node\` process: ${bareNodeRss.toFixed(0)} MB).
 
 | target | goal | measured | met |
