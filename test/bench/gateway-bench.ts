@@ -194,11 +194,10 @@ for (let round = 0; round < 3; round++) {
   }
 }
 // Their time to first chunk, with the upstream called directly in the same rounds.
-const [variantTtfbDirect, ...variantTtfb] = await timeToFirstChunk([`${upstream}/v1/completions`, ...started.map((v) => v.url)]).catch(() => [Number.NaN, ...started.map(() => Number.NaN)])
+const [variantTtfbDirect, ...variantTtfb] = await timeToFirstChunk([`${upstream}/v1/completions`, ...started.map((v) => v.url)]).catch((error: Error) => (console.error(`variants' time to first chunk: ${error.message}`), [Number.NaN, ...started.map(() => Number.NaN)]))
 const variants = started.map((v, i) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)), ttfbMs: variantTtfb[i], ttfbAddedMs: variantTtfb[i] - variantTtfbDirect }))
 for (const v of started) v.child.kill('SIGKILL')
-for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3)`)
-
+for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3), first chunk +${v.ttfbAddedMs.toFixed(3)} ms`)
 
 const at = (c: number) => rows.find((r) => r.connections === c)!
 const targets = [
