@@ -119,7 +119,7 @@ export class Engine {
  * On Node 20 a worker does not inherit the TypeScript loader of a parent that runs from
  * source, so such a worker registers tsx itself before importing its entry.
  */
-function startWorker(entry: URL, workerData: EngineWorkerData): Worker {
+export function startWorker(entry: URL, workerData: unknown): Worker {
   if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData })
   const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
   return new Worker(bootstrap, { eval: true, workerData })
