@@ -77,7 +77,7 @@ describe('backend: embeddings and the task API', () => {
 
   test('concurrent requests (batched together) equal sequential ones', async () => {
     const texts = ['a', 'the movie was good', 'once upon a time there was a little friend', 'numbers 1 2 3!']
-    const sequential = []
+    const sequential: number[][] = []
     for (const input of texts) sequential.push((await client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })).data[0].embedding)
     const concurrent = await Promise.all(texts.map((input) => client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })))
     concurrent.forEach((r, i) => r.data[0].embedding.forEach((v, j) => assert.ok(Math.abs(v - sequential[i][j]) < 1e-5)))
