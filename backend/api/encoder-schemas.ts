@@ -21,6 +21,9 @@ export const embeddingRequestSchema = z.object({
 })
 export type EmbeddingRequest = z.infer<typeof embeddingRequestSchema>
 
+/** /predict's text-generation length when max_new_tokens is not given. */
+export const PREDICT_DEFAULT_NEW_TOKENS = 50
+
 export const PREDICT_TASKS = ['text-classification', 'sentiment-analysis', 'feature-extraction', 'text-generation'] as const
 export type PredictTask = (typeof PREDICT_TASKS)[number]
 

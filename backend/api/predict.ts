@@ -2,12 +2,9 @@ import type { Context } from 'hono'
 import { configVersion } from '../encoder/folder.ts'
 import type { TextRequest } from '../engine/text-generation.ts'
 import { encodeRows, type EncoderApiContext, servedTasks, tokenizeInputs } from './encoding.ts'
-import { PREDICT_TASKS, type PredictRequest, predictRequestSchema } from './encoder-schemas.ts'
+import { PREDICT_DEFAULT_NEW_TOKENS, PREDICT_TASKS, type PredictRequest, predictRequestSchema } from './encoder-schemas.ts'
 import { ApiError } from './errors.ts'
 import { collectChoices, fitMaxTokens, mergeSignals, readJsonBody, startGeneration } from './generation.ts'
-
-/** /predict's default for text-generation, as Hugging Face's pipeline (max_new_tokens unset → 50 tokens here). */
-const DEFAULT_NEW_TOKENS = 50
 
 /**
  * POST /predict: the seed's task API. {text, task, model_name?} → {result, processing_time,
@@ -54,7 +51,7 @@ async function encode(api: EncoderApiContext, name: string, task: string, body: 
 async function generate(c: Context, api: EncoderApiContext, name: string, body: PredictRequest) {
   const model = api.models.get(name)!
   const prompts = [model.tokenizer.encode(body.text)]
-  const maxTokens = fitMaxTokens(model, prompts, body.max_new_tokens, DEFAULT_NEW_TOKENS, 'text')
+  const maxTokens = fitMaxTokens(model, prompts, body.max_new_tokens, PREDICT_DEFAULT_NEW_TOKENS, 'text')
   const greedy = { temperature: 0, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, logprobs: -1 }
   const request: TextRequest = { prompts, n: 1, maxTokens, stop: [], sampling: greedy }
   const abort = new AbortController()
