@@ -24,8 +24,8 @@ export const backendConfigSchema = z.object({
   DRAIN_TIMEOUT_MS: intFrom(0, 3_600_000, 30_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
-  /** Encoder models: how long an idle batcher waits for more inputs, and the batch budgets. */
-  ENCODER_BATCH_WINDOW_MS: intFrom(0, 1000, 2),
+  /** Encoder models: how long an idle batcher waits for more inputs (0: inputs arriving while a batch runs form the next), and the batch budgets. */
+  ENCODER_BATCH_WINDOW_MS: intFrom(0, 1000, 0),
   ENCODER_MAX_BATCH_TOKENS: intFrom(1, 10_000_000, 16_384),
   ENCODER_MAX_BATCH_SIZE: intFrom(1, 4096, 64),
   /** Most encoder inputs waiting at once (all requests); beyond it 503. */
