@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads'
-import { startWorker } from '../engine/engine.ts'
+import { startModelWorker, stopModelWorker } from '../engine/model-worker.ts'
 import type { BatchStats } from './batcher.ts'
 import type { EncoderInfo, EncoderWorkerData, FromEncoderWorker, ToEncoderWorker } from './protocol.ts'
 
@@ -37,26 +37,9 @@ export class EncoderEngine {
   }
 
   /** Starts the worker, loads and warms up the model; resolves once it can take inputs. */
-  static start(data: EncoderWorkerData, events: EncoderEvents = {}): Promise<EncoderEngine> {
-    const worker = startWorker(new URL('./encoder-worker.ts', import.meta.url), data)
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromEncoderWorker) => {
-        if (message.type === 'log') events.onLog?.(message.message)
-        else if (message.type === 'failed') {
-          void worker.terminate()
-          reject(new Error(message.message))
-        } else if (message.type === 'ready') {
-          worker.off('message', onMessage)
-          worker.off('exit', onExit)
-          const { type: _type, ...info } = message
-          resolve(new EncoderEngine(worker, info, events))
-        }
-      }
-      const onExit = (code: number) => reject(new Error(`encoder worker exited with code ${code} while loading`))
-      worker.on('message', onMessage)
-      worker.once('error', reject)
-      worker.once('exit', onExit)
-    })
+  static async start(data: EncoderWorkerData, events: EncoderEvents = {}): Promise<EncoderEngine> {
+    const { worker, info } = await startModelWorker<EncoderInfo>('encoder', new URL('./encoder-worker.ts', import.meta.url), data, events.onLog)
+    return new EncoderEngine(worker, info, events)
   }
 
   /** Inputs submitted and not yet answered. */
@@ -77,11 +60,7 @@ export class EncoderEngine {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const exited = new Promise((resolve) => this.worker.once('exit', resolve))
-    this.post({ type: 'stop' })
-    const timer = setTimeout(() => void this.worker.terminate(), 5000)
-    await exited
-    clearTimeout(timer)
+    await stopModelWorker(this.worker, () => this.post({ type: 'stop' }))
   }
 
   private post(message: ToEncoderWorker): void {

@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
+import { startModelWorker, stopModelWorker } from './model-worker.ts'
 import type { EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 export type EngineEvents = {
@@ -34,26 +35,9 @@ export class Engine {
   }
 
   /** Starts the worker, loads and warms up the model; resolves once it can take requests. */
-  static start(data: EngineWorkerData, events: EngineEvents = {}): Promise<Engine> {
-    const worker = startWorker(new URL('./engine-worker.ts', import.meta.url), data)
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromWorker) => {
-        if (message.type === 'log') events.onLog?.(message.message)
-        else if (message.type === 'failed') {
-          void worker.terminate()
-          reject(new Error(message.message))
-        } else if (message.type === 'ready') {
-          worker.off('message', onMessage)
-          worker.off('exit', onExit)
-          const { type: _type, ...info } = message
-          resolve(new Engine(worker, info, events))
-        }
-      }
-      const onExit = (code: number) => reject(new Error(`engine worker exited with code ${code} while loading`))
-      worker.on('message', onMessage)
-      worker.once('error', reject)
-      worker.once('exit', onExit)
-    })
+  static async start(data: EngineWorkerData, events: EngineEvents = {}): Promise<Engine> {
+    const { worker, info } = await startModelWorker<EngineInfo>('engine', new URL('./engine-worker.ts', import.meta.url), data, events.onLog)
+    return new Engine(worker, info, events)
   }
 
   /** Sequences submitted but not yet started. */
@@ -87,11 +71,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const exited = new Promise((resolve) => this.worker.once('exit', resolve))
-    this.post({ type: 'stop' })
-    const timer = setTimeout(() => void this.worker.terminate(), 5000)
-    await exited
-    clearTimeout(timer)
+    await stopModelWorker(this.worker, () => this.post({ type: 'stop' }))
   }
 
   private post(message: ToWorker): void {
@@ -113,14 +93,4 @@ export class Engine {
     this.listeners.clear()
     this.queued.clear()
   }
-}
-
-/**
- * On Node 20 a worker does not inherit the TypeScript loader of a parent that runs from
- * source, so such a worker registers tsx itself before importing its entry.
- */
-export function startWorker(entry: URL, workerData: unknown): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData })
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
-  return new Worker(bootstrap, { eval: true, workerData })
 }

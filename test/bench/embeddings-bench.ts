@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 import { basename, dirname, relative, resolve } from 'node:path'
 import { env, pipeline } from '@huggingface/transformers'
+import { loadBackendConfig } from '../../backend/config.ts'
 import { EncoderEngine } from '../../backend/encoder/encoder-engine.ts'
 import { loadEncoderFolder } from '../../backend/encoder/folder.ts'
 import { EncoderTokenizer } from '../../backend/encoder/served.ts'
@@ -21,7 +22,8 @@ import { transformersVersions } from './transformers-baseline.ts'
  * Env: BENCH_THREADS (default 1), BENCH_REPEAT (runs per point, median; default 3),
  * BENCH_QUICK=1 (one run, fewer embeddings: a few minutes on a busy 2-core machine),
  * BENCH_LEVELS (default 1,16,64), BENCH_LENGTHS (tokens per input, default 16,256),
- * BENCH_WINDOW_MS (the batcher's window, default 0 as ENCODER_BATCH_WINDOW_MS), BENCH_OUT (default docs/bench).
+ * BENCH_OUT (default docs/bench); the batcher takes ENCODER_BATCH_WINDOW_MS, ENCODER_MAX_BATCH_TOKENS
+ * and ENCODER_MAX_BATCH_SIZE as a backend node does (backend/config.ts).
  */
 const THREADS = Number(process.env.BENCH_THREADS ?? 1)
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -30,7 +32,11 @@ const LEVELS = (process.env.BENCH_LEVELS ?? '1,16,64').split(',').map(Number)
 const LENGTHS = (process.env.BENCH_LENGTHS ?? '16,256').split(',').map(Number)
 const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const MODEL_DIR = resolve(REPO_ROOT, 'models/bench-minilm-l6')
-const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 0)
+/** The batcher's settings as a backend node would read them (ENCODER_* variables, else their defaults). */
+const BATCHING = (() => {
+  const config = loadBackendConfig()
+  return { windowMs: config.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: config.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: config.ENCODER_MAX_BATCH_SIZE }
+})()
 const TARGET_AT_16 = 3
 /** Embeddings per run at least (more when the concurrency is higher): enough work to time, little enough for a shared machine. */
 const baseEmbeddings = (tokens: number) => Math.max(4, Math.round((tokens <= 32 ? 128 : 24) * (QUICK ? 0.5 : 1)))
@@ -80,7 +86,7 @@ async function main(): Promise<void> {
     onnxPath: folder.onnxPath,
     execution,
     runner: { pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId },
-    batching: { windowMs: WINDOW_MS, maxBatchTokens: 16_384, maxBatchSize: 64 },
+    batching: BATCHING,
   })
   const ours: Embed = (text) => engine.encode(tokenizer.encode(text, folder.maxLength))
 
@@ -118,7 +124,7 @@ async function main(): Promise<void> {
 }
 
 function report(points: { tokens: number; concurrency: number; embeddings: number; runs: Record<Side, number[]> }[]): void {
-  const command = `${Object.entries({ BENCH_THREADS: process.env.BENCH_THREADS, BENCH_REPEAT: process.env.BENCH_REPEAT, BENCH_QUICK: process.env.BENCH_QUICK, BENCH_LEVELS: process.env.BENCH_LEVELS, BENCH_LENGTHS: process.env.BENCH_LENGTHS, BENCH_WINDOW_MS: process.env.BENCH_WINDOW_MS })
+  const command = `${Object.entries({ BENCH_THREADS: process.env.BENCH_THREADS, BENCH_REPEAT: process.env.BENCH_REPEAT, BENCH_QUICK: process.env.BENCH_QUICK, BENCH_LEVELS: process.env.BENCH_LEVELS, BENCH_LENGTHS: process.env.BENCH_LENGTHS, ENCODER_BATCH_WINDOW_MS: process.env.ENCODER_BATCH_WINDOW_MS, ENCODER_MAX_BATCH_TOKENS: process.env.ENCODER_MAX_BATCH_TOKENS, ENCODER_MAX_BATCH_SIZE: process.env.ENCODER_MAX_BATCH_SIZE })
     .filter(([, v]) => v)
     .map(([k, v]) => `${k}=${v} `)
     .join('')}npm run bench:embeddings`
@@ -140,8 +146,8 @@ load average at the end ${machine.loadavg.map((l) => l.toFixed(2)).join(' ')} on
 
 Model: \`models/bench-minilm-l6\`, built by \`backend/model/builder\` (preset \`minilm-l6\`: hidden 384, 6 layers,
 12 heads, intermediate 1536, vocabulary 30,522; random weights), the same folder for both sides.
-Ours: \`EncoderEngine\` (worker thread, dynamic batching, window ${WINDOW_MS} ms, budget 16,384 padded tokens,
-64 rows), tokenization on the calling thread included. transformers.js ${machine.transformers}:
+Ours: \`EncoderEngine\` (worker thread, dynamic batching, window ${BATCHING.windowMs} ms, budget ${BATCHING.maxBatchTokens} padded tokens,
+${BATCHING.maxBatchSize} rows), tokenization on the calling thread included. transformers.js ${machine.transformers}:
 \`pipeline('feature-extraction')\` with \`{pooling: 'mean', normalize: true}\`, onnxruntime-node
 ${machine.onnxruntimeNode} for both. Both sides' vectors agree (cosine > 0.9999) before timing.
 

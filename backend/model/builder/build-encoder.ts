@@ -12,14 +12,8 @@ import { countParameters } from './llama-graph.ts'
 import { floatTensor } from './onnx-writer.ts'
 import { buildWordPieceTokenizerFiles } from './wordpiece-tokenizer.ts'
 
-export interface EncoderSize {
-  hiddenSize: number
-  intermediateSize: number
-  numLayers: number
-  numHeads: number
-  vocabSize: number
-  maxPositions: number
-}
+/** What a preset or the CLI chooses. */
+export type EncoderSize = Pick<BertShape, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'vocabSize' | 'maxPositions'>
 
 export type EncoderPresetName = 'tiny-encoder' | 'minilm-l6'
 

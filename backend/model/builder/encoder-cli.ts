@@ -5,6 +5,7 @@
 //   explicit sizes override the preset: --hidden 384 --layers 6 --heads 12 --intermediate 1536
 //   --vocab 30522 --max-positions 512
 import { parseArgs } from 'node:util'
+import { parseInteger, sizeFromFlags } from './cli-flags.ts'
 import { ENCODER_PRESETS, type EncoderPresetName, type EncoderSize, type Pooling, buildRandomEncoder } from './build-encoder.ts'
 
 const SIZE_FLAGS: Record<string, keyof EncoderSize> = {
@@ -16,12 +17,6 @@ const SIZE_FLAGS: Record<string, keyof EncoderSize> = {
   'max-positions': 'maxPositions',
 }
 const POOLINGS: Pooling[] = ['mean', 'cls', 'lasttoken', 'max']
-
-function parseInteger(flag: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${flag} must be a non-negative integer, got "${text}"`)
-  return value
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -41,11 +36,7 @@ async function main(): Promise<void> {
   if (!values.out) throw new Error('--out is required')
   if (!(values.preset! in ENCODER_PRESETS)) throw new Error(`unknown preset "${values.preset}" (${Object.keys(ENCODER_PRESETS).join(', ')})`)
   if (!POOLINGS.includes(values.pooling as Pooling)) throw new Error(`--pooling must be one of ${POOLINGS.join(', ')}`)
-  const size: Partial<EncoderSize> = {}
-  for (const [flag, key] of Object.entries(SIZE_FLAGS)) {
-    const text = values[flag as keyof typeof values]
-    if (typeof text === 'string') size[key] = parseInteger(flag, text)
-  }
+  const size = sizeFromFlags<EncoderSize>(SIZE_FLAGS, values)
   const { dir, parameters } = await buildRandomEncoder({
     dir: values.out,
     preset: values.preset as EncoderPresetName,
