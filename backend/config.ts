@@ -26,7 +26,7 @@ export const backendConfigSchema = z.object({
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
   /** Encoder models: how long an idle batcher waits for more inputs (0: inputs arriving while a batch runs form the next), and the batch budgets. */
   ENCODER_BATCH_WINDOW_MS: intFrom(0, 1000, 0),
-  ENCODER_MAX_BATCH_TOKENS: intFrom(1, 10_000_000, 4096),
+  ENCODER_MAX_BATCH_TOKENS: intFrom(1, 10_000_000, 2048),
   ENCODER_MAX_BATCH_SIZE: intFrom(1, 4096, 64),
   /** Most encoder inputs waiting at once (all requests); beyond it 503. */
   ENCODER_MAX_QUEUE: intFrom(1, 1_000_000, 4096),
