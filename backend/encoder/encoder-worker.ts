@@ -30,7 +30,7 @@ try {
       void batcher.idle().then(() => runner.dispose()).then(() => port.close())
     }
   })
-  post({ type: 'ready', device: runner.device, parameters: runner.parameters, output: runner.output, width: probe.length, loadMs, warmupMs })
+  post({ type: 'ready', device: runner.device, parameters: runner.parameters, width: probe.length, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
 }

@@ -1,6 +1,6 @@
 import type { ExecutionOptions } from '../model/session.ts'
 import type { BatcherOptions, BatchStats } from './batcher.ts'
-import type { EncoderOutput, EncoderRunnerOptions } from './runner.ts'
+import type { EncoderRunnerOptions } from './runner.ts'
 
 /** Messages between the encoder engine (main thread) and its worker (one per encoder model). */
 export interface EncoderWorkerData {
@@ -15,7 +15,6 @@ export type ToEncoderWorker = { type: 'encode'; id: number; ids: number[] } | { 
 export interface EncoderInfo {
   device: 'cpu' | 'cuda'
   parameters: number
-  output: EncoderOutput
   /** Length of each result vector: embedding dimensions, or the number of classes. */
   width: number
   loadMs: number

@@ -1,15 +1,22 @@
 import * as ort from 'onnxruntime-node'
 import { type ExecutionOptions, createSession } from '../model/session.ts'
-import type { Pooling } from './folder.ts'
+import type { EncoderFolder, Pooling } from './folder.ts'
 import { normalizeL2, poolRow, softmax } from './pooling.ts'
 
 /** What a forward pass gives back per input: a pooled embedding, or class probabilities. */
 export type EncoderOutput = 'embedding' | 'probabilities'
 
 export interface EncoderRunnerOptions {
+  /** What the model is served for: pooled embeddings, or class probabilities (needs a `logits` output). */
+  output: EncoderOutput
   pooling: Pooling
   normalize: boolean
   padTokenId: number
+}
+
+/** The runner options a model folder calls for. */
+export function runnerOptionsOf(folder: Pick<EncoderFolder, 'task' | 'pooling' | 'normalize' | 'padTokenId'>): EncoderRunnerOptions {
+  return { output: folder.task === 'text-classification' ? 'probabilities' : 'embedding', pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId }
 }
 
 /**
@@ -18,7 +25,6 @@ export interface EncoderRunnerOptions {
  * already-pooled `sentence_embedding`, or softmax probabilities of a classifier's `logits`.
  */
 export class EncoderRunner {
-  readonly output: EncoderOutput
   private readonly outputName: string
   private readonly hasTokenTypes: boolean
 
@@ -28,9 +34,10 @@ export class EncoderRunner {
     readonly parameters: number,
     private readonly options: EncoderRunnerOptions,
   ) {
-    const outputs = session.outputNames
-    this.outputName = ['logits', 'sentence_embedding', 'last_hidden_state', 'token_embeddings'].find((n) => outputs.includes(n)) ?? outputs[0]
-    this.output = this.outputName === 'logits' ? 'probabilities' : 'embedding'
+    const wanted = options.output === 'probabilities' ? ['logits'] : ['sentence_embedding', 'last_hidden_state', 'token_embeddings']
+    const found = wanted.find((n) => session.outputNames.includes(n))
+    if (!found) throw new Error(`the graph has no ${wanted.join(' or ')} output (it has ${session.outputNames.join(', ')})`)
+    this.outputName = found
     this.hasTokenTypes = session.inputNames.includes('token_type_ids')
     for (const name of session.inputNames) {
       if (!['input_ids', 'attention_mask', 'token_type_ids'].includes(name)) throw new Error(`unsupported encoder input "${name}" (expected input_ids, attention_mask, token_type_ids)`)
@@ -60,14 +67,14 @@ export class EncoderRunner {
     if (this.hasTokenTypes) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(batch * seq), [batch, seq])
     const result = (await this.session.run(feeds, [this.outputName]))[this.outputName]
     const data = result.data as Float32Array
-    if (result.dims.length === 3) {
+    if (result.dims.length === 3 && this.options.output === 'embedding') {
       const dim = Number(result.dims[2])
       return rows.map((row, b) => this.finish(poolRow(data, b * seq * dim, row.length, dim, this.options.pooling)))
     }
     const width = Number(result.dims[1])
     return rows.map((_, b) => {
       const row = data.slice(b * width, (b + 1) * width)
-      return this.output === 'probabilities' ? softmax(row) : this.finish(row)
+      return this.options.output === 'probabilities' ? softmax(row) : this.finish(row)
     })
   }
 

@@ -1,6 +1,7 @@
 import type { BackendConfig } from '../config.ts'
 import { EncoderEngine, type EncoderEvents } from './encoder-engine.ts'
 import { loadEncoderFolder } from './folder.ts'
+import { runnerOptionsOf } from './runner.ts'
 import { EncoderTokenizer, type ServedEncoder } from './served.ts'
 
 /** Loads an encoder folder and starts its worker (session, warm-up, dynamic batcher). */
@@ -11,16 +12,12 @@ export async function startEncoder(dir: string, id: string | undefined, config: 
     {
       onnxPath: folder.onnxPath,
       execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
-      runner: { pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId },
+      runner: runnerOptionsOf(folder),
       batching: { windowMs: config.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: config.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: config.ENCODER_MAX_BATCH_SIZE },
     },
     eventsFor(folder.id),
   ).catch((error) => {
     throw new Error(`model ${folder.id} (${folder.onnxPath}): ${(error as Error).message}`)
   })
-  if (folder.task === 'text-classification' && engine.info.output !== 'probabilities') {
-    await engine.close()
-    throw new Error(`model ${folder.id} (${folder.onnxPath}): config.json says sequence classification but the graph has no logits output`)
-  }
   return { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) }
 }

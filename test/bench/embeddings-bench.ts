@@ -5,6 +5,7 @@ import { env, pipeline } from '@huggingface/transformers'
 import { loadBackendConfig } from '../../backend/config.ts'
 import { EncoderEngine } from '../../backend/encoder/encoder-engine.ts'
 import { loadEncoderFolder } from '../../backend/encoder/folder.ts'
+import { runnerOptionsOf } from '../../backend/encoder/runner.ts'
 import { EncoderTokenizer } from '../../backend/encoder/served.ts'
 import { buildRandomEncoder } from '../../backend/model/builder/build-encoder.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
   const engine = await EncoderEngine.start({
     onnxPath: folder.onnxPath,
     execution,
-    runner: { pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId },
+    runner: runnerOptionsOf(folder),
     batching: BATCHING,
   })
   const ours: Embed = (text) => engine.encode(tokenizer.encode(text, folder.maxLength))

@@ -7,7 +7,7 @@ import { DynamicBatcher } from '../../../backend/encoder/batcher.ts'
 import { EncoderEngine } from '../../../backend/encoder/encoder-engine.ts'
 import { isEncoderFolder, loadEncoderFolder } from '../../../backend/encoder/folder.ts'
 import { normalizeL2, poolRow, softmax } from '../../../backend/encoder/pooling.ts'
-import { EncoderRunner } from '../../../backend/encoder/runner.ts'
+import { EncoderRunner, runnerOptionsOf } from '../../../backend/encoder/runner.ts'
 import { EncoderTokenizer, InputTooLongError } from '../../../backend/encoder/served.ts'
 import { buildRandomEncoder } from '../../../backend/model/builder/build-encoder.ts'
 import { STORIES_DIR } from '../../helpers/paths.ts'
@@ -80,7 +80,7 @@ describe('encoder models', () => {
     for (const model of [embed, classify]) {
       const folder = loadEncoderFolder(model)
       const tokenizer = new EncoderTokenizer(folder)
-      const runner = await EncoderRunner.load(folder.onnxPath, execution, { pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId }, () => {})
+      const runner = await EncoderRunner.load(folder.onnxPath, execution, runnerOptionsOf(folder), () => {})
       const rows = TEXTS.map((t) => tokenizer.encode(t, folder.maxLength))
       const batched = await runner.run(rows)
       for (const [i, row] of rows.entries()) {
@@ -93,6 +93,13 @@ describe('encoder models', () => {
       assert.ok(maxDiff(batched[0], batched[1]) > 1e-3)
       await runner.dispose()
     }
+  })
+
+  test('runner: a classifier needs a logits output; an embedding model one of token or sentence embeddings', async () => {
+    const folder = loadEncoderFolder(embed)
+    await assert.rejects(EncoderRunner.load(folder.onnxPath, execution, { ...runnerOptionsOf(folder), output: 'probabilities' }, () => {}), /no logits output \(it has last_hidden_state\)/)
+    const classifier = loadEncoderFolder(classify)
+    await assert.rejects(EncoderRunner.load(classifier.onnxPath, execution, { ...runnerOptionsOf(classifier), output: 'embedding' }, () => {}), /no sentence_embedding or last_hidden_state or token_embeddings output/)
   })
 
   test('dynamic batcher: concurrent inputs share forward passes within the token budget', async () => {
@@ -114,7 +121,7 @@ describe('encoder models', () => {
     const rows = TEXTS.map((t) => tokenizer.encode(t, folder.maxLength))
     const batchRows: number[] = []
     const engine = await EncoderEngine.start(
-      { onnxPath: folder.onnxPath, execution, runner: { pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId }, batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 } },
+      { onnxPath: folder.onnxPath, execution, runner: runnerOptionsOf(folder), batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 } },
       { onBatch: (stats) => batchRows.push(stats.rows) },
     )
     try {
