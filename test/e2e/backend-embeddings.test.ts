@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
-import { rmSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
 import { loadEncoderFolder } from '../../backend/encoder/folder.ts'
 import { EncoderTokenizer } from '../../backend/encoder/served.ts'
-import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
+import { type BackendProcess, postJson, runBackendToExit, startBackend } from '../helpers/backend-process.ts'
 import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
 
 /**
@@ -26,6 +26,18 @@ async function expectError(response: Response, status: number, param?: string): 
   if (param !== undefined) assert.equal(error.param?.split('.')[0], param, text)
   return error
 }
+
+test('a broken encoder folder stops the node at start with one line naming the file', async () => {
+  const dir = await buildEncoderModelDir()
+  try {
+    writeFileSync(join(dir, 'embed', '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }))
+    const { code, output } = await runBackendToExit({ MODEL_DIR: dir })
+    assert.equal(code, 1)
+    assert.match(output, /switchyard backend: model folder .*embed: 1_Pooling\/config.json must enable exactly one of/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
 
 describe('backend: embeddings and the task API', () => {
   let dir: string

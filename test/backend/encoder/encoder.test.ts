@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -50,6 +50,17 @@ describe('encoder models', () => {
     assert.deepEqual([loadEncoderFolder(cls).pooling, loadEncoderFolder(cls).normalize], ['cls', false])
     writeFileSync(join(cls, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }))
     assert.throws(() => loadEncoderFolder(cls), /exactly one of/)
+  })
+
+  test('folders: RoBERTa-style configs keep 2 position rows for padding and take their pad id', async () => {
+    const roberta = join(dir, 'roberta')
+    await buildRandomEncoder({ dir: roberta, size: { maxPositions: 130 }, tokenTypes: false })
+    const config = JSON.parse(readFileSync(join(roberta, 'config.json'), 'utf8'))
+    writeFileSync(join(roberta, 'config.json'), JSON.stringify({ ...config, model_type: 'roberta', architectures: ['XLMRobertaModel'], pad_token_id: 1 }))
+    rmSync(join(roberta, 'sentence_bert_config.json'))
+    writeFileSync(join(roberta, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 1e30 }))
+    const folder = loadEncoderFolder(roberta)
+    assert.deepEqual([folder.maxLength, folder.padTokenId, isEncoderFolder(roberta)], [128, 1, true])
   })
 
   test('tokenizer: WordPiece with [CLS]/[SEP]; over-long input refused, or truncated keeping the special tokens', () => {
