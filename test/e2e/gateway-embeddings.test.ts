@@ -6,6 +6,7 @@ import OpenAI from 'openai'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
 import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
+import { freePort } from '../helpers/redis-server.ts'
 
 /**
  * /v1/embeddings, /predict and GET /models through a real gateway process in front of a real
@@ -100,6 +101,32 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     // Errors only the backend can know (the model's dimensions, unknown task) come back as its 4xx.
     assert.equal((await postJson(`${gateway.url}/v1/embeddings`, { model: 'embed', input: 'x', dimensions: 65 }, auth())).status, 400)
     assert.equal((await postJson(`${gateway.url}/predict`, { text: 'x', task: 'summarization' }, auth())).status, 400)
+  })
+
+  test('routing: a node that refuses connections is retried on the next one (no stream involved)', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`
+    const routed = await startGateway({
+      auth: { apiKeys: [{ id: 'test', tenant: 'acme', hash: sha(KEY) }] },
+      routing: {
+        region: 'eu',
+        regions: [{ name: 'eu', nodes: [{ id: 'dead', url: dead }, { id: 'live', url: backend.url }] }],
+        retry: { maxAttempts: 3, perTryTimeoutMs: 30_000, budgetRatio: 0.5, budgetMinPerSecond: 10 },
+      },
+    })
+    try {
+      for (let i = 0; i < 6; i++) {
+        const body = { model: 'embed', input: `routing test ${i}`, encoding_format: 'float' }
+        const [embedded, predicted] = await Promise.all([
+          postJson(`${routed.url}/v1/embeddings`, body, auth()),
+          postJson(`${routed.url}/predict`, { text: `routing test ${i}`, task: 'sentiment-analysis' }, auth()),
+        ])
+        assert.deepEqual([embedded.status, predicted.status], [200, 200])
+        assert.equal(embedded.headers.get('x-switchyard-backend'), 'live')
+        await Promise.all([embedded.text(), predicted.text()])
+      }
+    } finally {
+      await routed.stop()
+    }
   })
 
   test('tokens per minute count the input tokens of embeddings (no completion is reserved)', async () => {
