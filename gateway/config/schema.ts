@@ -34,7 +34,10 @@ const jwtSchema = z
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1),
     issuer: z.union([z.string(), z.array(z.string())]).optional(),
     audience: z.union([z.string(), z.array(z.string())]).optional(),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    /** Leeway for exp, nbf and iat between the issuer's clock and ours. */
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+    /** Longest validity accepted (exp − iat, and exp − now): longer-lived tokens are refused. */
+    maxLifetimeSeconds: positiveInt.max(31_536_000).default(86_400),
     claims: z
       .object({ tenant: z.string().default('tenant'), models: z.string().optional(), limits: z.string().optional() })
       .strict()
