@@ -223,10 +223,12 @@ export const gatewayFileSchema = z
         /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
         headersTimeoutMs: positiveInt.default(10_000),
         receiveTimeoutMs: positiveInt.default(60_000),
+        /** After SIGTERM, longest the gateway waits for requests in flight before closing their connections and exiting. */
+        drainTimeoutMs: positiveInt.default(60_000),
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000 }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000 }),
   })
   .strict()
 
