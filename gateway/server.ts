@@ -55,7 +55,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     warn: (fields, message) => pinoLogger.warn(fields, message),
     error: (fields, message) => pinoLogger.error(fields, message),
   }
-  const metrics = createPromMetrics()
+  const metrics = createPromMetrics({ keyIdLabels: config.metrics.keyIdLabels })
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
   const redis = redisWanted

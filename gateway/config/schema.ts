@@ -208,6 +208,13 @@ export const gatewayFileSchema = z
       })
       .strict()
       .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 1200, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
+    metrics: z
+      .object({
+        /** Distinct key ids with their own requests_total / tokens_total series (first seen); later keys count as `(other)`. 0 = none. Read at start. */
+        keyIdLabels: z.number().int().min(0).max(100_000).default(100),
+      })
+      .strict()
+      .default({ keyIdLabels: 100 }),
     cache: z
       .object({ enabled: z.boolean().default(true), ttlSeconds: positiveInt.default(300), maxEntryBytes: positiveInt.default(1 << 20) })
       .strict()
