@@ -96,6 +96,7 @@ describe('docker-compose', () => {
         assert.equal(s.environment?.GATEWAY_VERIFY_KEYS_FILE, '/run/secrets/gateway_verify_keys')
         assert.ok(s.secrets?.some((x) => x.source === 'gateway_verify_keys'), `${name}: gets the verify keys`)
         assert.equal(s.ports, undefined, `${name}: backends are reached through the gateway only`)
+        assert.match(JSON.stringify(s.healthcheck?.test ?? []), /\/live'/, `${name}: health check on /live (engine progress), not /health`)
         assert.deepEqual(Object.keys(s.networks ?? {}), ['internal'])
       }
     }
