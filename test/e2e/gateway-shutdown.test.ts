@@ -5,12 +5,13 @@ import { once } from 'node:events'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { connect } from 'node:http2'
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { after, before, test, type TestContext } from 'node:test'
 import { type BackendProcess, startBackend } from '../helpers/backend-process.ts'
 import { startFakeNode } from '../helpers/fake-node.ts'
-import { startGateway } from '../helpers/gateway-process.ts'
+import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 
 // SIGTERM with clients reusing keep-alive connections: in-flight and already-received
 // requests are answered with `Connection: close`, idle connections are closed, and the process
@@ -33,16 +34,31 @@ after(async () => {
   await backend.stop('SIGKILL')
 })
 
+/** A throwaway self-signed certificate for 127.0.0.1. */
+function certificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
+  const cert = join(dir, 'cert.pem')
+  const key = join(dir, 'key.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+  return { cert, key }
+}
+
 interface Answer {
   status: number
   connection: string | undefined
 }
 
+interface Transport {
+  request: typeof request
+  agent: () => Agent
+}
+const plain: Transport = { request, agent: () => new Agent({ keepAlive: true, maxSockets: 1 }) }
+
 /** One POST on the agent's (kept-alive) connection; rejects with the socket error. */
-function complete(port: number, agent: Agent, body: object): Promise<Answer> {
+function complete(port: number, agent: Agent, body: object, transport: Transport = plain): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify(body)
-    const req = request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
+    const req = transport.request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
       res.resume()
       res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }))
       res.on('error', reject)
@@ -52,21 +68,23 @@ function complete(port: number, agent: Agent, body: object): Promise<Answer> {
   })
 }
 
-test('8 keep-alive clients in a loop through SIGTERM: no errors but refused new connections, prompt exit 0', async () => {
-  const gateway = await startGateway(config())
+/**
+ * `clients` keep-alive clients send requests in a loop; SIGTERM once they are all under way.
+ * Each client goes on until the gateway has exited and its own next connection was refused.
+ */
+async function sigtermUnderLoad(gateway: GatewayProcess, clients: number, transport: Transport) {
   const errors: string[] = []
   const statuses = new Map<number, number>()
   let closeAnswers = 0
   let stopping = false
   let exited = false
   const client = async () => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const agent = transport.agent()
     let refused = 0
     try {
-      // Until the gateway has exited and this client saw its listener gone.
       while (!(exited && refused > 0)) {
         try {
-          const answer = await complete(gateway.port, agent, { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4 })
+          const answer = await complete(gateway.port, agent, { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4 }, transport)
           statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1)
           if (stopping && answer.connection === 'close') closeAnswers++
           assert.ok(!stopping || answer.status === 200 || answer.status === 503, `status ${answer.status}`)
@@ -81,20 +99,39 @@ test('8 keep-alive clients in a loop through SIGTERM: no errors but refused new 
       agent.destroy()
     }
   }
-  const clients = Array.from({ length: 8 }, client)
+  const running = Array.from({ length: clients }, client)
   // Every client has a kept-alive connection in use before the signal.
-  while ((statuses.get(200) ?? 0) < 40) await new Promise((r) => setTimeout(r, 10))
+  while ((statuses.get(200) ?? 0) < clients * 5) await new Promise((r) => setTimeout(r, 10))
   stopping = true
   const signalledAt = Date.now()
   const code = await gateway.stop('SIGTERM')
   const exitMs = Date.now() - signalledAt
   exited = true
-  await Promise.all(clients)
-  assert.deepEqual(errors, [], `client errors other than connection refused (answers: ${JSON.stringify([...statuses])})`)
-  assert.equal(code, 0)
-  assert.ok(closeAnswers > 0, 'answers after SIGTERM said Connection: close')
-  assert.ok(exitMs < DRAIN_TIMEOUT_MS, `exited ${exitMs} ms after SIGTERM, not at the drain timeout`)
+  await Promise.all(running)
+  return { errors, statuses, closeAnswers, code, exitMs }
+}
+
+function assertCleanShutdown(t: TestContext, gateway: GatewayProcess, result: Awaited<ReturnType<typeof sigtermUnderLoad>>) {
+  // The figures of docs/gateway-lifecycle.md.
+  t.diagnostic(`shutdown: ${JSON.stringify({ clientErrors: result.errors, answers: Object.fromEntries(result.statuses), connectionCloseAnswers: result.closeAnswers, exitMsAfterSigterm: result.exitMs })}`)
+  assert.deepEqual(result.errors, [], `client errors other than connection refused (answers: ${JSON.stringify([...result.statuses])})`)
+  assert.equal(result.code, 0)
+  assert.ok(result.closeAnswers > 0, 'answers after SIGTERM said Connection: close')
+  assert.ok(result.exitMs < DRAIN_TIMEOUT_MS, `exited ${result.exitMs} ms after SIGTERM, not at the drain timeout`)
   assert.doesNotMatch(gateway.output(), /drain timeout reached/)
+}
+
+test('8 keep-alive clients in a loop through SIGTERM: no errors but refused new connections, prompt exit 0', async (t) => {
+  const gateway = await startGateway(config())
+  assertCleanShutdown(t, gateway, await sigtermUnderLoad(gateway, 8, plain))
+})
+
+test('the same over TLS with HTTP/1.1 keep-alive clients', async (t) => {
+  const tls = certificate()
+  const gateway = await startGateway(config(), { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key })
+  const ca = readFileSync(tls.cert)
+  const overTls: Transport = { request: httpsRequest as unknown as typeof request, agent: () => new HttpsAgent({ keepAlive: true, maxSockets: 1, ca }) }
+  assertCleanShutdown(t, gateway, await sigtermUnderLoad(gateway, 4, overTls))
 })
 
 test('a request still running at the drain timeout is cut, said in the log, and the process exits 0', async () => {
@@ -116,10 +153,9 @@ test('a request still running at the drain timeout is cut, said in the log, and 
 })
 
 test('over TLS: an HTTP/2 session with a request in flight gets GOAWAY, its answer, and the process exits 0', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
-  const gateway = await startGateway(config(), { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') })
-  const session = connect(gateway.url, { ca: readFileSync(join(dir, 'cert.pem')) })
+  const tls = certificate()
+  const gateway = await startGateway(config(), { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key })
+  const session = connect(gateway.url, { ca: readFileSync(tls.cert) })
   try {
     const goaway = once(session, 'goaway')
     const stream = session.request({ ':method': 'POST', ':path': '/v1/completions', authorization: `Bearer ${KEY}`, 'content-type': 'application/json' })
