@@ -9,7 +9,7 @@ import type { ServerType } from '@hono/node-server'
  * so that request is received and answered (with `Connection: close`) instead of racing a
  * close: closing the instant a connection goes idle is what made reusing clients see resets.
  */
-const IDLE_GRACE_MS = 250
+const IDLE_GRACE_MS = 500
 const SWEEP_INTERVAL_MS = 50
 
 interface ConnectionState {

@@ -9,7 +9,8 @@ import { REPO_ROOT } from '../helpers/paths.ts'
 // passed without progress, while /health (answered by the main thread) would still say ok.
 // The wedge is real: test/helpers/wedge-engine.mjs, preloaded into the backend process only
 // here, blocks the engine worker thread in Atomics.wait on SIGUSR2.
-const STALL_TIMEOUT_MS = 400
+// Long enough that a worker thread briefly starved of CPU on a busy machine still beats in time.
+const STALL_TIMEOUT_MS = 1500
 const WEDGE_PRELOAD = resolve(REPO_ROOT, 'test/helpers/wedge-engine.mjs')
 
 const json = async (url: string) => {
@@ -20,8 +21,8 @@ const json = async (url: string) => {
 test('an idle engine stays live; a wedged engine fails /live and /ready after the stall timeout, /health does not notice', async () => {
   const backend = await startBackend({ ENGINE_STALL_TIMEOUT_MS: String(STALL_TIMEOUT_MS), NODE_OPTIONS: `--import=${WEDGE_PRELOAD}` })
   try {
-    // Idle for several stall timeouts: still live.
-    await new Promise((r) => setTimeout(r, STALL_TIMEOUT_MS * 4))
+    // Idle for longer than the stall timeout: still live.
+    await new Promise((r) => setTimeout(r, STALL_TIMEOUT_MS * 2))
     assert.deepEqual(await json(`${backend.url}/live`), { status: 200, body: { status: 'ok' } })
     // Working: every step is progress.
     const answer = await postJson(`${backend.url}/v1/completions`, { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 200, ignore_eos: true })
