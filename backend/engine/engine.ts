@@ -1,5 +1,6 @@
 import type { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
+import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
 import { startModelWorker, stopModelWorker } from './model-worker.ts'
 import type { EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
@@ -21,7 +22,7 @@ export class Engine {
   private nextId = 1
   private closed = false
 
-  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents) {
+  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents, private readonly heartbeat: Heartbeat) {
     this.worker = worker
     this.info = info
     worker.on('message', (message: FromWorker) => {
@@ -34,10 +35,21 @@ export class Engine {
     worker.on('exit', () => this.failAll('engine worker exited'))
   }
 
-  /** Starts the worker, loads and warms up the model; resolves once it can take requests. */
-  static async start(data: EngineWorkerData, events: EngineEvents = {}): Promise<Engine> {
+  /**
+   * Starts the worker, loads and warms up the model; resolves once it can take requests.
+   * `stallTimeoutMs` is how long the worker may show no progress before `stalledForMs` reports it.
+   */
+  static async start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
+    const { stallTimeoutMs, ...rest } = options
+    const heartbeat = new Heartbeat()
+    const data: EngineWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
     const { worker, info } = await startModelWorker<EngineInfo>('engine', new URL('./engine-worker.ts', import.meta.url), data, events.onLog)
-    return new Engine(worker, info, events)
+    return new Engine(worker, info, events, heartbeat)
+  }
+
+  /** Milliseconds since the worker last showed progress (a finished step, or idling). */
+  get msSinceProgress(): number {
+    return this.heartbeat.ageMs()
   }
 
   /** Sequences submitted but not yet started. */
