@@ -87,7 +87,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   )
   // Engines whose worker has shown no progress for longer than the stall timeout (heartbeat.ts).
   const stalledEngines = () =>
-    [...options.models.values()].flatMap((m) => {
+    [...options.models.values(), ...encoderApi.encoders.values()].flatMap((m) => {
       const since = m.engine.msSinceProgress
       return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
     })

@@ -39,8 +39,14 @@ export class DynamicBatcher {
     private readonly onBatch?: (stats: BatchStats) => void,
   ) {}
 
+  /** Inputs waiting for a batch. */
   get pending(): number {
     return this.queue.length
+  }
+
+  /** A forward pass is running. */
+  get busy(): boolean {
+    return this.running
   }
 
   add(ids: number[]): Promise<Float32Array> {

@@ -1,4 +1,5 @@
 import type { Worker } from 'node:worker_threads'
+import { Heartbeat, idleBeatIntervalMs } from '../engine/heartbeat.ts'
 import { startModelWorker, stopModelWorker } from '../engine/model-worker.ts'
 import type { BatchStats } from './batcher.ts'
 import type { EncoderInfo, EncoderWorkerData, FromEncoderWorker, ToEncoderWorker } from './protocol.ts'
@@ -24,6 +25,7 @@ export class EncoderEngine {
     private readonly worker: Worker,
     info: EncoderInfo,
     events: EncoderEvents,
+    private readonly heartbeat: Heartbeat,
   ) {
     this.info = info
     worker.on('message', (message: FromEncoderWorker) => {
@@ -37,9 +39,17 @@ export class EncoderEngine {
   }
 
   /** Starts the worker, loads and warms up the model; resolves once it can take inputs. */
-  static async start(data: EncoderWorkerData, events: EncoderEvents = {}): Promise<EncoderEngine> {
+  static async start(options: Omit<EncoderWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EncoderEvents = {}): Promise<EncoderEngine> {
+    const { stallTimeoutMs, ...rest } = options
+    const heartbeat = new Heartbeat()
+    const data: EncoderWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
     const { worker, info } = await startModelWorker<EncoderInfo>('encoder', new URL('./encoder-worker.ts', import.meta.url), data, events.onLog)
-    return new EncoderEngine(worker, info, events)
+    return new EncoderEngine(worker, info, events, heartbeat)
+  }
+
+  /** Milliseconds since the worker last showed progress (a finished batch, or idling). */
+  get msSinceProgress(): number {
+    return this.heartbeat.ageMs()
   }
 
   /** Inputs submitted and not yet answered. */

@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads'
+import { Heartbeat } from '../engine/heartbeat.ts'
 import { DynamicBatcher } from './batcher.ts'
 import type { EncoderWorkerData, FromEncoderWorker, ToEncoderWorker } from './protocol.ts'
 import { EncoderRunner } from './runner.ts'
@@ -19,7 +20,16 @@ try {
   await runner.run([[1, 2, 3, 4], [1, 2]])
   const warmupMs = performance.now() - warmupStart
 
-  const batcher = new DynamicBatcher((rows) => runner.run(rows), data.batching, (stats) => post({ type: 'batch', stats }))
+  // Progress for the liveness probe: every finished batch, and a timer while nothing is queued.
+  const heartbeat = new Heartbeat(data.heartbeat)
+  const batcher = new DynamicBatcher((rows) => runner.run(rows), data.batching, (stats) => {
+    heartbeat.beat()
+    post({ type: 'batch', stats })
+  })
+  heartbeat.beat()
+  setInterval(() => {
+    if (batcher.pending === 0 && !batcher.busy) heartbeat.beat()
+  }, data.idleBeatIntervalMs).unref()
   port.on('message', (message: ToEncoderWorker) => {
     if (message.type === 'encode') {
       batcher.add(message.ids).then(

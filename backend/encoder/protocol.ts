@@ -8,6 +8,9 @@ export interface EncoderWorkerData {
   execution: ExecutionOptions
   runner: EncoderRunnerOptions
   batching: BatcherOptions
+  /** Heartbeat slot (engine/heartbeat.ts) and how often the worker beats while idle. */
+  heartbeat: SharedArrayBuffer
+  idleBeatIntervalMs: number
 }
 
 export type ToEncoderWorker = { type: 'encode'; id: number; ids: number[] } | { type: 'stop' }

@@ -14,6 +14,7 @@ export async function startEncoder(dir: string, id: string | undefined, config: 
       execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
       runner: runnerOptionsOf(folder),
       batching: { windowMs: config.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: config.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: config.ENCODER_MAX_BATCH_SIZE },
+      stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
     },
     eventsFor(folder.id),
   ).catch((error) => {

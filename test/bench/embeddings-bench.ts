@@ -34,10 +34,8 @@ const LENGTHS = (process.env.BENCH_LENGTHS ?? '16,256').split(',').map(Number)
 const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const MODEL_DIR = resolve(REPO_ROOT, 'models/bench-minilm-l6')
 /** The batcher's settings as a backend node would read them (ENCODER_* variables, else their defaults). */
-const BATCHING = (() => {
-  const config = loadBackendConfig()
-  return { windowMs: config.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: config.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: config.ENCODER_MAX_BATCH_SIZE }
-})()
+const CONFIG = loadBackendConfig()
+const BATCHING = { windowMs: CONFIG.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: CONFIG.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: CONFIG.ENCODER_MAX_BATCH_SIZE }
 const TARGET_AT_16 = 3
 /** Embeddings per run at least (more when the concurrency is higher): enough work to time, little enough for a shared machine. */
 const baseEmbeddings = (tokens: number) => Math.max(4, Math.round((tokens <= 32 ? 128 : 24) * (QUICK ? 0.5 : 1)))
@@ -88,6 +86,7 @@ async function main(): Promise<void> {
     execution,
     runner: runnerOptionsOf(folder),
     batching: BATCHING,
+    stallTimeoutMs: CONFIG.ENGINE_STALL_TIMEOUT_MS,
   })
   const ours: Embed = (text) => engine.encode(tokenizer.encode(text, folder.maxLength))
 

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
 import { rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
 import { loadEncoderFolder } from '../../backend/encoder/folder.ts'
 import { EncoderTokenizer } from '../../backend/encoder/served.ts'
 import { type BackendProcess, postJson, runBackendToExit, startBackend } from '../helpers/backend-process.ts'
 import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
+import { REPO_ROOT } from '../helpers/paths.ts'
 
 /**
  * A real backend node serving builder-made encoder models beside a decoder: /v1/embeddings through
@@ -35,6 +36,30 @@ test('a broken encoder folder stops the node at start with one line naming the f
     assert.equal(code, 1)
     assert.match(output, /switchyard backend: model folder .*embed: 1_Pooling\/config.json must enable exactly one of/)
   } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('/live covers the encoder workers: idle they stay live, wedged they are named as stalled', async () => {
+  // The same real wedge as backend-liveness.test.ts: SIGUSR2 blocks every worker thread for good.
+  const stallTimeoutMs = 1500
+  const dir = await buildEncoderModelDir()
+  const backend = await startBackend({ MODEL_DIR: dir, ENGINE_STALL_TIMEOUT_MS: String(stallTimeoutMs), NODE_OPTIONS: `--import=${resolve(REPO_ROOT, 'test/helpers/wedge-engine.mjs')}` })
+  try {
+    await new Promise((r) => setTimeout(r, stallTimeoutMs * 2))
+    assert.deepEqual(await (await fetch(`${backend.url}/live`)).json(), { status: 'ok' })
+    assert.equal((await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: 'x' })).status, 200)
+    backend.child.kill('SIGUSR2')
+    // Each worker's heartbeat ages on its own: wait until all three have passed the timeout.
+    const stalledModels = async () => {
+      const live = await fetch(`${backend.url}/live`)
+      return live.status === 200 ? [] : ((await live.json()) as { stalled: { model: string }[] }).stalled.map((s) => s.model).sort()
+    }
+    let stalled = await stalledModels()
+    for (const deadline = Date.now() + 20_000; stalled.length < 3 && Date.now() < deadline; stalled = await stalledModels()) await new Promise((r) => setTimeout(r, 50))
+    assert.deepEqual(stalled, ['embed', 'gen', 'sentiment'])
+  } finally {
+    await backend.stop('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
   }
 })

@@ -132,7 +132,7 @@ describe('encoder models', () => {
     const rows = TEXTS.map((t) => tokenizer.encode(t, folder.maxLength))
     const batchRows: number[] = []
     const engine = await EncoderEngine.start(
-      { onnxPath: folder.onnxPath, execution, runner: runnerOptionsOf(folder), batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 } },
+      { onnxPath: folder.onnxPath, execution, runner: runnerOptionsOf(folder), batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 }, stallTimeoutMs: 60_000 },
       { onBatch: (stats) => batchRows.push(stats.rows) },
     )
     try {
@@ -142,6 +142,8 @@ describe('encoder models', () => {
       const together = await Promise.all(rows.map((row) => engine.encode(row)))
       for (let i = 0; i < rows.length; i++) assert.ok(maxDiff(alone[i], together[i]) < 1e-5)
       assert.ok(Math.max(...batchRows) > 1, `no batch held more than one input: ${batchRows}`)
+      // The worker beats its heartbeat (liveness) after batches and while idle.
+      assert.ok(Number.isFinite(engine.msSinceProgress))
     } finally {
       await engine.close()
     }
