@@ -94,5 +94,3 @@ export function buildWordPieceTokenizerFiles(vocabSize: number, maxLength: numbe
   const specialTokensMap = { cls_token: SPECIAL.cls, sep_token: SPECIAL.sep, pad_token: SPECIAL.pad, unk_token: SPECIAL.unk, mask_token: SPECIAL.mask }
   return { tokenizer, tokenizerConfig, specialTokensMap, vocabTxt: `${tokens.join('\n')}\n` }
 }
-
-export const WORDPIECE_PAD_ID = 0
