@@ -70,7 +70,7 @@ describe('backend: embeddings and the task API', () => {
   let client: OpenAI
   before(async () => {
     dir = await buildEncoderModelDir()
-    backend = await startBackend({ MODEL_DIR: dir, ENCODER_BATCH_WINDOW_MS: '5' })
+    backend = await startBackend({ MODEL_DIR: dir, ENCODER_BATCH_WINDOW_MS: '5', ENCODER_MAX_QUEUE: '16' })
     client = new OpenAI({ baseURL: `${backend.url}/v1`, apiKey: 'unused', maxRetries: 0 })
   })
   after(async () => {
@@ -153,6 +153,8 @@ describe('backend: embeddings and the task API', () => {
       ['{"model": "embed", "input": ', 400, null],
     ]
     for (const [body, status, param] of cases) await expectError(await postJson(url, body), status, param ?? undefined)
+    // More inputs than the node ever queues (ENCODER_MAX_QUEUE=16): refused whole, as the client's to split.
+    assert.equal((await expectError(await postJson(url, { model: 'embed', input: Array(17).fill('x') }), 400, 'input')).code, 'too_many_inputs')
     await expectError(await fetch(url, { method: 'POST', body: '{}', headers: { 'content-type': 'text/plain' } }), 415)
   })
 
