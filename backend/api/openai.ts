@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
+import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import { ApiError } from './errors.ts'
@@ -153,8 +154,9 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
 }
 
 /** GET /v1/models */
-export function listModels(c: Context, api: ApiContext): Response {
+export function listModels(c: Context, api: ApiContext & { encoders?: Map<string, ServedEncoder> }): Response {
   const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
+  for (const e of api.encoders?.values() ?? []) data.push({ id: e.id, object: 'model', created: e.created, owned_by: 'switchyard', max_model_len: e.folder.maxLength })
   return c.json({ object: 'list', data })
 }
 
