@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import type { TextTokenizer } from '../../backend/model/tokenizer.ts'
 import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
 import { buildRealTokenizerModel, loadRealTokenizer } from '../helpers/real-tokenizers.ts'
 
@@ -17,12 +16,10 @@ import { buildRealTokenizerModel, loadRealTokenizer } from '../helpers/real-toke
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-real-tokenizers-'))
 let backend: BackendProcess
-const tokenizers: Record<string, TextTokenizer> = {}
 
 before(async () => {
   for (const family of ['qwen3', 'gemma3'] as const) {
     await buildRealTokenizerModel(family, join(scratch, family))
-    tokenizers[family] = loadRealTokenizer(family)
   }
   backend = await startBackend({ MODEL_DIR: scratch }, { timeoutMs: 240_000 })
 })
@@ -62,9 +59,9 @@ async function chat(body: Record<string, unknown>): Promise<Choice[]> {
 const PROMPTS = ['Write a haiku about 日本 🎉', 'Tell me a story with emoji 👩‍👩‍👧‍👦', 'Hello', '你好，请介绍一下你自己']
 
 describe('real tokenizers in a real backend', () => {
-  for (const model of ['qwen3', 'gemma3']) {
+  for (const model of ['qwen3', 'gemma3'] as const) {
     test(`${model}: streamed chat deltas equal the non-streamed text and the full decode`, async () => {
-      const tokenizer = tokenizers[model]
+      const tokenizer = loadRealTokenizer(model)
       let splitTokens = 0
       for (const content of PROMPTS) {
         // Greedy: sampling at a temperature sorts the whole vocabulary per token when random
@@ -102,8 +99,8 @@ describe('real tokenizers in a real backend', () => {
   test('a stop string split over byte tokens is found; the text before it is exact', async () => {
     // Replayed ids (resume) go through the node's decoder and stop matcher token by token:
     // "𠜎" is four byte-fallback tokens in Gemma and byte-level pieces in Qwen3.
-    for (const model of ['qwen3', 'gemma3']) {
-      const tokenizer = tokenizers[model]
+    for (const model of ['qwen3', 'gemma3'] as const) {
+      const tokenizer = loadRealTokenizer(model)
       const ids = tokenizer.encode('ok 👍🏽 then 𠜎 and more', false)
       assert.ok(ids.some((id) => tokenizer.decode([id]).includes('\uFFFD')))
       for (const stream of [false, true]) {

