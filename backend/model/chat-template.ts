@@ -54,6 +54,8 @@ export class ChatTemplate {
       }
     }
     if (templates.size === 0) return null
+    // transformers needs "default" among several named templates; refused at load, not per request.
+    if (templates.size > 1 && !templates.has('default')) throw new Error(`tokenizer_config.json has chat templates ${[...templates.keys()].join(', ')} but none named "default"`)
     const variables: Record<string, unknown> = {}
     for (const name of SPECIAL_TOKEN_NAMES) {
       const token = tokenString(config[name])
@@ -70,8 +72,7 @@ export class ChatTemplate {
 
   render(messages: ChatMessage[], options: ChatRenderOptions = {}): string {
     const tools = options.tools && options.tools.length > 0 ? options.tools : null
-    const template = (tools && this.templates.get('tool_use')) || this.templates.get('default') || (this.templates.size === 1 ? [...this.templates.values()][0] : undefined)
-    if (!template) throw new ChatTemplateError(`this model's chat templates (${[...this.templates.keys()].join(', ')}) include no "default" template`)
+    const template = (tools && this.templates.get('tool_use')) || this.templates.get('default') || [...this.templates.values()][0]
     const variables = {
       ...this.variables,
       messages,

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
+import { type BackendProcess, postJson, readSse, runBackendToExit, startBackend } from '../helpers/backend-process.ts'
+import { STORIES_DIR } from '../helpers/paths.ts'
 import { buildRealTokenizerModel, loadRealTokenizer } from '../helpers/real-tokenizers.ts'
 
 /**
@@ -20,6 +21,9 @@ let backend: BackendProcess
 before(async () => {
   for (const family of ['qwen3', 'gemma3'] as const) {
     await buildRealTokenizerModel(family, join(scratch, family))
+    // Loaded here, not in a test: a gap of seconds between requests lets the node close the
+    // client's idle keep-alive socket just as it is reused.
+    loadRealTokenizer(family)
   }
   backend = await startBackend({ MODEL_DIR: scratch }, { timeoutMs: 240_000 })
 })
@@ -113,4 +117,17 @@ describe('real tokenizers in a real backend', () => {
       }
     }
   })
+})
+
+test('a chat template that does not parse stops the node with one line naming the folder', async () => {
+  const dir = join(scratch, 'broken-template', 'stories')
+  mkdirSync(join(dir, 'onnx'), { recursive: true })
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json']) cpSync(join(STORIES_DIR, f), join(dir, f))
+  symlinkSync(join(STORIES_DIR, 'onnx/model.onnx'), join(dir, 'onnx/model.onnx'))
+  const config = JSON.parse(readFileSync(join(STORIES_DIR, 'tokenizer_config.json'), 'utf8'))
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...config, chat_template: '{% for m in messages %}{{ m.content }}' }))
+  const { code, output } = await runBackendToExit({ MODEL_DIR: dir })
+  assert.equal(code, 1)
+  assert.match(output, /switchyard backend: model folder .*broken-template\/stories: chat template "default" in tokenizer_config.json does not parse: .*\n/)
+  assert.doesNotMatch(output, /\n\s+at /, 'no stack trace')
 })

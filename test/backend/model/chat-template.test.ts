@@ -88,7 +88,8 @@ describe('template globals and selection', () => {
     ])
     assert.equal(t.render([]), 'plain')
     assert.equal(t.render([], { tools: [{}, {}] }), 'tools:2')
-    assert.throws(() => template([{ name: 'rag', template: 'x' }, { name: 'other', template: 'y' }]).render([]), ChatTemplateError)
+    assert.throws(() => template([{ name: 'rag', template: 'x' }, { name: 'other', template: 'y' }]), /none named "default"/)
+    assert.equal(template([{ name: 'only', template: 'x' }]).render([]), 'x')
     assert.equal(ChatTemplate.fromTokenizerConfig({}), null)
   })
 
