@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import fc from 'fast-check'
 import { IncrementalDecoder } from '../../../backend/model/incremental-decoder.ts'
-import type { TextTokenizer } from '../../../backend/model/tokenizer.ts'
+import { TextTokenizer } from '../../../backend/model/tokenizer.ts'
 import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
+import { STORIES_DIR } from '../../helpers/paths.ts'
 import { TOKENIZER_FAMILIES, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
 
 // Each tokenizer is loaded once for the whole file.
@@ -92,6 +95,21 @@ describe('incremental detokenization with real tokenizers', () => {
       }
     })
   }
+
+  test('stories260K (Llama 2 SentencePiece: byte fallback, leading space stripped): same guarantees', () => {
+    const files = (name: string) => JSON.parse(readFileSync(join(STORIES_DIR, name), 'utf8'))
+    const tokenizer = new TextTokenizer(files('tokenizer.json'), files('tokenizer_config.json'))
+    const ids = tokenizer.encode(HARD_TEXT, false)
+    assert.ok(splitTokens(tokenizer, ids) > 50, 'a 512-token vocabulary spells every non-ASCII character in bytes')
+    for (const promptIds of [[], tokenizer.encode('Once upon a time', true)]) {
+      const { deltas, text } = stream(tokenizer, promptIds, ids)
+      // After a prompt the first token's leading space is real text: the continuation reads
+      // as it does in place (the decoder strips one space only at the start of a whole text).
+      assert.equal(text, tokenizer.decode([...promptIds, ...ids]).slice(tokenizer.decode(promptIds).length))
+      if (promptIds.length > 0) assert.ok(text.startsWith(' Family'))
+      assert.ok(!text.includes('\uFFFD') && deltas.every((d) => !d.includes('\uFFFD')))
+    }
+  })
 
   test('ids past the tokenizer (a padded embedding) and empty prompts decode as nothing', () => {
     const qwen = tokenizerOf('qwen3')
