@@ -10,7 +10,7 @@ import { BackendMetrics } from './metrics.ts'
 import { isEncoderFolder } from './encoder/folder.ts'
 import type { ServedEncoder } from './encoder/served.ts'
 import { startEncoder } from './encoder/start.ts'
-import { findModelFolders, loadModelFolder } from './model/folder.ts'
+import { type ModelFolder, findModelFolders, loadModelFolder } from './model/folder.ts'
 import { TextTokenizer } from './model/tokenizer.ts'
 
 // Node entry of a backend node: configuration, logging, model loading, HTTP server, signals.
@@ -95,7 +95,7 @@ try {
   const folders = dirs.filter((dir) => !isEncoderFolder(dir)).map((dir) => loadModelFolder(dir, { id: onlyId, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
   for (const folder of folders) {
     if (models.has(folder.id) || encoders.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
-    const tokenizer = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
+    const tokenizer = tokenizerOf(folder)
     const started = performance.now()
     const engine = await Engine.start(
       {
@@ -122,6 +122,15 @@ try {
   // One line naming what is wrong and where, then a non-zero exit.
   console.error(`switchyard backend: ${(error as Error).message}`)
   process.exit(1)
+}
+
+/** The folder's tokenizer; a broken tokenizer or chat template names the folder. */
+function tokenizerOf(folder: ModelFolder): TextTokenizer {
+  try {
+    return new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
+  } catch (error) {
+    throw new Error(`model folder ${folder.dir}: ${(error as Error).message}`)
+  }
 }
 
 async function shutdown(signal: string): Promise<void> {
