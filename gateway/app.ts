@@ -19,6 +19,7 @@ import { forwardToBackend } from './proxy/forward.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
+import { contextOfPublicModel, createModelContextLengths, type ListedModel } from './routing/model-context.ts'
 import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
 
@@ -95,8 +96,11 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
 
+  const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
+  const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
+
   const generationRoute = (route: ApiRoute, path: string) => {
-    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens })
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength })
     app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')
@@ -138,7 +142,8 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.get('/v1/models', ...api, region, async (c) => {
     const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
     if (response.status !== 200) return response
-    const list = (await response.json()) as { object: string; data: { id: string }[] }
+    const list = (await response.json()) as { object: string; data: ListedModel[] }
+    contexts.learn(list.data)
     // Aliases are models too; a key limited to some models sees only those.
     const aliases = Object.keys(config.routing.aliases).filter((name) => !list.data.some((m) => m.id === name))
     const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
