@@ -15,6 +15,7 @@ import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
 import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
+import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
 import { forwardToBackend } from './proxy/forward.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
@@ -95,6 +96,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const region = regionPreference(config.routing.regionHeader, deps.router, deps.edgeLocation)
   const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
+  const onTokenRefused = tokenRefusalLog(logger, Boolean(deps.backendToken))
 
   const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
   const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
@@ -122,6 +124,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
           deadline: deadline(c),
           backendHeaders,
           watchClient: deps.watchClient,
+          onTokenRefused,
           stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
         if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
@@ -140,7 +143,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('generate', '/generate')
 
   app.get('/v1/models', ...api, region, async (c) => {
-    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
+    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused })
     if (response.status !== 200) return response
     const list = (await response.json()) as { object: string; data: ListedModel[] }
     contexts.learn(list.data)

@@ -56,7 +56,7 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw gatewayError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, 'invalid_json')
     const parsed = schemas[route].safeParse(json)
     if (!parsed.success) {
-      const error = validationError(parsed.error)
+      const error = validationError(parsed.error, json)
       throw gatewayError(400, error.message, error.code ?? 'invalid_value', { param: error.param })
     }
     const body = parsed.data as Record<string, any>
