@@ -9,6 +9,7 @@ import { serve, type ServerType } from '@hono/node-server'
 import pino from 'pino'
 import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
+import { startupWarnings } from './config/startup-warnings.ts'
 import { watchConfigFile } from './config/watch.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
 import { startDnsDiscovery } from './routing/discovery.ts'
@@ -56,6 +57,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     error: (fields, message) => pinoLogger.error(fields, message),
   }
   const metrics = createPromMetrics()
+  for (const warning of startupWarnings(config)) logger.warn({}, warning)
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
   const redis = redisWanted

@@ -6,6 +6,8 @@ import { z } from 'zod'
  * default and a line in the README.
  */
 const positiveInt = z.number().int().positive()
+/** A backend's address: a bare `localhost:8000` would parse as a URL of scheme "localhost:" and fail only later. */
+const backendUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8000' })
 
 export const limitsSchema = z
   .object({
@@ -50,7 +52,7 @@ const nodeSchema = z
   .object({
     /** Unique across all regions; appears in logs, metrics and x-switchyard-backend. */
     id: nameSchema,
-    url: z.string().url(),
+    url: backendUrl,
     /** Share of the region's traffic relative to the other nodes. */
     weight: z.number().positive().max(1000).default(1),
     /** Model ids this node serves; omitted = every model. */
@@ -182,7 +184,7 @@ export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 export const gatewayFileSchema = z
   .object({
     /** One backend node for every request (shorthand for a single region with one node). */
-    backend: z.object({ url: z.string().url() }).strict().optional(),
+    backend: z.object({ url: backendUrl }).strict().optional(),
     /** Regions of backend nodes, failover order, health checks, breakers, retries. */
     routing: routingSchema.optional(),
     auth: z
@@ -250,7 +252,7 @@ export const gatewayEnvSchema = z.object({
   PORT: intFrom(0, 65535, 8080),
   /** Separate plain-HTTP port for /metrics (0 = off; /metrics stays on the main port behind the admin token). */
   METRICS_PORT: intFrom(0, 65535, 0),
-  BACKEND_URL: z.string().url().optional(),
+  BACKEND_URL: backendUrl.optional(),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   REDIS_SENTINELS: hostPorts.optional(),
   REDIS_SENTINEL_NAME: z.string().default('mymaster'),
