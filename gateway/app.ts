@@ -17,6 +17,7 @@ import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
 import { forwardToBackend } from './proxy/forward.ts'
+import { retrieveModel } from './routes/models.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
@@ -153,6 +154,17 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     const allowed = c.get('principal').models
     return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
   })
+
+  // The SDKs' models.retrieve; ids may hold slashes (org/name).
+  app.get(
+    '/v1/models/:id{.+}',
+    ...api,
+    region,
+    retrieveModel({
+      aliases: config.routing.aliases,
+      forward: (c, id) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: `/v1/models/${encodeURIComponent(id)}`, method: 'GET', model: id, regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused }),
+    }),
+  )
 
   app.get('/status', requireAdmin(adminToken), (c) => c.json(deps.router.status()))
 

@@ -3,7 +3,8 @@ import { bodyLimit } from 'hono/body-limit'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
-import { chatCompletions, completions, listModels } from './openai.ts'
+import { listModels, retrieveModel } from './models.ts'
+import { chatCompletions, completions } from './openai.ts'
 
 export interface BackendAppOptions extends ApiContext {
   maxBodyBytes: number
@@ -57,6 +58,8 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
   app.post('/generate', loaded, limit, (c) => generate(c, options))
   app.get('/v1/models', (c) => listModels(c, options))
+  // Model ids may hold slashes (org/name), as OpenAI's and Hugging Face's do.
+  app.get('/v1/models/:id{.+}', (c) => retrieveModel(c, options))
 
   app.get('/model/info', (c) =>
     c.json({

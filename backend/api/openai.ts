@@ -152,12 +152,6 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   })
 }
 
-/** GET /v1/models */
-export function listModels(c: Context, api: ApiContext): Response {
-  const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
-  return c.json({ object: 'list', data })
-}
-
 function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {
   if (typeof prompt === 'string') return [model.tokenizer.encode(prompt)]
   if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map((p) => model.tokenizer.encode(p))
