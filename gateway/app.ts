@@ -13,6 +13,7 @@ import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
+import { cors } from './pipeline/cors.ts'
 import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
@@ -75,6 +76,9 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const adminToken = config.env.ADMIN_TOKEN
 
   app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse }))
+  // Before every route: a browser's preflight carries no credentials.
+  const corsHeaders = cors(config.server.cors)
+  if (corsHeaders) app.use('*', corsHeaders)
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // 503 while the entry drains, so load balancers stop sending before the listener closes.

@@ -181,6 +181,15 @@ export type RoutingConfig = z.infer<typeof routingSchema>
 export type StaticNode = z.infer<typeof nodeSchema>
 export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 
+const CORS_DEFAULTS = { allowedOrigins: [], maxAgeSeconds: 600 }
+const corsSchema = z
+  .object({
+    allowedOrigins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'must be * or an origin such as https://app.example.com (scheme, host and port, no path)')).default(CORS_DEFAULTS.allowedOrigins),
+    maxAgeSeconds: z.number().int().min(0).max(86_400).default(CORS_DEFAULTS.maxAgeSeconds),
+  })
+  .strict()
+  .default(CORS_DEFAULTS)
+
 export const gatewayFileSchema = z
   .object({
     /** One backend node for every request (shorthand for a single region with one node). */
@@ -222,10 +231,12 @@ export const gatewayFileSchema = z
         /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
         headersTimeoutMs: positiveInt.default(10_000),
         receiveTimeoutMs: positiveInt.default(60_000),
+        /** Browser clients: origins allowed to call the gateway (`*` for any); none = CORS off. */
+        cors: corsSchema,
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000 }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
   })
   .strict()
 
