@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { logSettingsSchema } from './log-settings.ts'
 
 /**
  * Backend node configuration, read from environment variables in this one place. Every knob
@@ -24,7 +25,7 @@ export const backendConfigSchema = z.object({
   DRAIN_TIMEOUT_MS: intFrom(0, 3_600_000, 30_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ...logSettingsSchema,
   /** JWKS file of the gateway's public keys. Set: every request needs a gateway token. Unset: the node is open (development). */
   GATEWAY_VERIFY_KEYS_FILE: z.string().min(1).optional(),
   GATEWAY_TOKEN_AUDIENCE: z.string().regex(/^[\x21-\x7e]{1,256}$/, '1 to 256 printable ASCII characters, no spaces').default('switchyard-backend'),

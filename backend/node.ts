@@ -1,9 +1,9 @@
 import { serve } from '@hono/node-server'
-import pino from 'pino'
 import { listenError } from './listen-error.ts'
 import { createBackendApp } from './api/app.ts'
 import { gatewayAuth, openVerifyKeyFile, type GatewayTokenRefusal, type VerifyKeyFile } from './api/gateway-auth.ts'
 import { type BackendConfig, loadBackendConfig } from './config.ts'
+import { createLogger } from './logger.ts'
 import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'
@@ -19,7 +19,7 @@ try {
   console.error(`switchyard backend: invalid configuration: ${(error as Error).message}`)
   process.exit(2)
 }
-const log = pino({ level: config.LOG_LEVEL, base: { service: 'switchyard-backend' } })
+const log = createLogger({ service: 'switchyard-backend', level: config.LOG_LEVEL, format: config.LOG_FORMAT })
 
 // Gateway keys are read before listening: a node that should be closed must never be open, not even briefly.
 let keyFile: VerifyKeyFile | undefined

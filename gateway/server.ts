@@ -6,7 +6,7 @@ import { createSecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { serve, type ServerType } from '@hono/node-server'
-import pino from 'pino'
+import { createLogger } from '../backend/logger.ts'
 import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
 import { startupWarnings } from './config/startup-warnings.ts'
@@ -50,7 +50,7 @@ export interface RunningGateway {
  */
 export async function startNodeGateway(config: GatewayConfig, options: { logger?: Logger } = {}): Promise<RunningGateway> {
   const env = config.env
-  const pinoLogger = pino({ level: env.LOG_LEVEL, base: { service: 'switchyard-gateway' } })
+  const pinoLogger = createLogger({ service: 'switchyard-gateway', level: env.LOG_LEVEL, format: env.LOG_FORMAT })
   const logger: Logger = options.logger ?? {
     info: (fields, message) => pinoLogger.info(fields, message),
     warn: (fields, message) => pinoLogger.warn(fields, message),

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { logSettingsSchema } from '../../backend/log-settings.ts'
 
 /**
  * The gateway's configuration: one typed, validated object built from the config file
@@ -271,7 +272,7 @@ export const gatewayEnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ...logSettingsSchema,
 })
 
 export type GatewayEnv = z.infer<typeof gatewayEnvSchema>
