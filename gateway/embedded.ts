@@ -42,10 +42,11 @@ const backend = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'backe
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 })
 const backendExited = new Promise<number | null>((resolve) => backend.once('exit', (code) => resolve(code)))
-backend.on('exit', (code) => {
+const backendFailed = (code: number | null) => {
   console.error(`switchyard: the backend node exited (${code}); stopping`)
   process.exit(code || 1)
-})
+}
+backend.on('exit', backendFailed)
 // Every other way out (an error, process.exit) stops the node too.
 process.on('exit', () => {
   if (backend.exitCode === null && backend.signalCode === null) backend.kill('SIGTERM')
@@ -56,7 +57,7 @@ let stopping = false
 const stop = async () => {
   if (stopping) return
   stopping = true
-  backend.removeAllListeners('exit')
+  backend.off('exit', backendFailed)
   backend.kill('SIGTERM')
   await gateway?.close()
   // The node drains its own requests; give it the time it takes, then make sure it is gone.
@@ -66,6 +67,10 @@ const stop = async () => {
   process.exit(0)
 }
 for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void stop())
+// `npm start` runs this under `sh -c`, and a SIGTERM to npm ends npm and the shell but never
+// reaches this process: it would run on as an orphan. A changed parent means whoever started it is gone.
+const parent = process.ppid
+setInterval(() => process.ppid !== parent && void stop(), 250).unref()
 
 const deadline = Date.now() + 120_000
 while (!(await fetch(`${backendUrl}/ready`).then((r) => r.ok, () => false))) {
