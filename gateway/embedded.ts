@@ -36,7 +36,7 @@ for (const [variable, port] of [['BACKEND_PORT', backendPort], ['PORT', gatewayP
 
 const backend = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'backend/node.ts')], {
   cwd: root,
-  // CPU unless asked otherwise: probing for CUDA on a laptop only prints onnxruntime's loader errors.
+  // CPU unless asked otherwise: a first try on a laptop has no GPU to look for.
   env: { DEVICE: 'cpu', ...process.env, HOST: '127.0.0.1', PORT: String(backendPort), GATEWAY_VERIFY_KEYS_FILE: join(keyDir, 'verify.json'), SWITCHYARD_PORT_VARIABLE: 'BACKEND_PORT' },
   // The IPC channel closes when this process ends however it ends (SIGKILL included), and the node then stops too.
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
