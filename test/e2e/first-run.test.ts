@@ -9,6 +9,7 @@ import { exportJWK, generateKeyPair } from 'jose'
 import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 import { spawnEntry } from '../helpers/node-process.ts'
+import { freePort } from '../helpers/redis-server.ts'
 import { STORIES_DIR } from '../helpers/paths.ts'
 
 // What a new user meets first, on real processes: chat without max_tokens, errors that name the
@@ -243,13 +244,3 @@ describe('start-up problems in one line', () => {
     }
   })
 })
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer()
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}

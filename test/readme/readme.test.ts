@@ -2,11 +2,11 @@ import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
+import { freePort } from '../helpers/redis-server.ts'
 import { type Block, freshClone, readmeBlocks, shellCommands } from './readme-blocks.ts'
 
 // Every code block of the README is either run here, on a fresh clone's state with real
@@ -190,13 +190,3 @@ describe('other commands the README gives', () => {
     }
   })
 })
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer()
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
