@@ -18,7 +18,7 @@ import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
 import { forwardToBackend } from './proxy/forward.ts'
-import { retrieveModel } from './routes/models.ts'
+import { modelIdPath, retrieveModel } from './routes/models.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
@@ -162,6 +162,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   // The SDKs' models.retrieve; ids may hold slashes (org/name).
   app.get(
     '/v1/models/:id{.+}',
+    modelIdPath,
     ...api,
     region,
     retrieveModel({

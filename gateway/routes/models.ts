@@ -1,6 +1,19 @@
-import type { Context, Handler } from 'hono'
+import type { Context, Handler, MiddlewareHandler } from 'hono'
 import type { RoutingConfig } from '../config/schema.ts'
-import { gatewayError } from '../pipeline/errors.ts'
+import { errorResponse, gatewayError } from '../pipeline/errors.ts'
+
+/** A model id as nodes serve them (backend MODEL_ID): segments of letters, digits and . _ - :, joined by /; no . or .. segment. */
+const MODEL_ID = /^(?!\.{1,2}(\/|$))[\w.:-]+(\/(?!\.{1,2}(\/|$))[\w.:-]+)*$/
+
+/**
+ * Before authentication: a path under /v1/models/ that cannot name a model (`..` segments,
+ * encoded slashes, other characters) is no route at all, so it gets the unknown route's 404
+ * whoever asks, as any path that climbs out of the API does.
+ */
+export const modelIdPath: MiddlewareHandler = async (c, next) => {
+  if (!MODEL_ID.test(c.req.param('id') ?? '')) return errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found')
+  await next()
+}
 
 /**
  * GET /v1/models/{id}: the model as the backend describes it, an alias as the gateway lists it

@@ -87,6 +87,10 @@ describe('conformance', () => {
       assert.equal(((await missing.json()) as ErrorBody).error.code, 'model_not_found')
     }
     assert.equal((await fetch(`${gateway.url}/v1/models/stories260K`)).status, 401)
+    // A path that cannot name a model is no route, whoever asks.
+    const climbing = await fetch(`${gateway.url}/v1/models/..%2f..%2fadmin%2fkeys`)
+    assert.equal(climbing.status, 404)
+    assert.equal(((await climbing.json()) as ErrorBody).error.code, 'not_found')
   })
 
   test('validation messages name the field and what it allows, on the gateway and the backend alike', async () => {
