@@ -12,6 +12,7 @@ import { loadGatewayConfig } from './config/load.ts'
 import { startupWarnings } from './config/startup-warnings.ts'
 import { watchConfigFile } from './config/watch.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { trackServerConnections } from './server-drain.ts'
 import { startDnsDiscovery } from './routing/discovery.ts'
 import { Router } from './routing/router.ts'
 import type { GatewayConfig } from './config/schema.ts'
@@ -56,7 +57,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     warn: (fields, message) => pinoLogger.warn(fields, message),
     error: (fields, message) => pinoLogger.error(fields, message),
   }
-  const metrics = createPromMetrics()
+  const metrics = createPromMetrics({ keyIdLabels: config.metrics.keyIdLabels })
   for (const warning of startupWarnings(config)) logger.warn({}, warning)
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
@@ -152,6 +153,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     }
     s.once('error', failed)
   })
+  const serverDrain = trackServerConnections(server)
   const port = (server.address() as AddressInfo).port
 
   let metricsServer: ServerType | undefined
@@ -189,14 +191,9 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       stopWatching()
       discovery.stop()
       // Requests still in flight may need a retry or a stream continuation: the router (breakers,
-      // health checks) stays up until the server has finished them. Keep-alive connections that
-      // are idle now, or become idle while others finish, are closed rather than waited out.
-      const closeIdle = () => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
-      const sweep = setInterval(closeIdle, 100)
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      closeIdle()
-      await closed
-      clearInterval(sweep)
+      // health checks) stays up until the server has finished them (see server-drain.ts).
+      const { cutConnections } = await serverDrain.drain(config.server.drainTimeoutMs)
+      if (cutConnections > 0) logger.warn({ cutConnections, drainTimeoutMs: config.server.drainTimeoutMs }, 'drain timeout reached: connections still busy were closed')
       router.close()
       metricsServer?.close()
       redis?.disconnect()
