@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { logSettingsSchema } from './log-settings.ts'
 
 /**
  * Backend node configuration, read from environment variables in this one place. Every knob
@@ -32,7 +33,7 @@ export const backendConfigSchema = z.object({
   ENCODER_MAX_BATCH_SIZE: intFrom(1, 4096, 64),
   /** Most encoder inputs waiting at once (all requests); beyond it 503. */
   ENCODER_MAX_QUEUE: intFrom(1, 1_000_000, 4096),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ...logSettingsSchema,
   /** JWKS file of the gateway's public keys. Set: every request needs a gateway token. Unset: the node is open (development). */
   GATEWAY_VERIFY_KEYS_FILE: z.string().min(1).optional(),
   GATEWAY_TOKEN_AUDIENCE: z.string().regex(/^[\x21-\x7e]{1,256}$/, '1 to 256 printable ASCII characters, no spaces').default('switchyard-backend'),

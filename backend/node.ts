@@ -1,8 +1,9 @@
 import { serve } from '@hono/node-server'
-import pino from 'pino'
+import { listenError } from './listen-error.ts'
 import { createBackendApp } from './api/app.ts'
 import { gatewayAuth, openVerifyKeyFile, type GatewayTokenRefusal, type VerifyKeyFile } from './api/gateway-auth.ts'
 import { type BackendConfig, loadBackendConfig } from './config.ts'
+import { createLogger } from './logger.ts'
 import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'
@@ -21,7 +22,7 @@ try {
   console.error(`switchyard backend: invalid configuration: ${(error as Error).message}`)
   process.exit(2)
 }
-const log = pino({ level: config.LOG_LEVEL, base: { service: 'switchyard-backend' } })
+const log = createLogger({ service: 'switchyard-backend', level: config.LOG_LEVEL, format: config.LOG_FORMAT })
 
 // Gateway keys are read before listening: a node that should be closed must never be open, not even briefly.
 let keyFile: VerifyKeyFile | undefined
@@ -75,8 +76,17 @@ const app = createBackendApp({
 
 // Listen first: /health answers while models load, /ready only once they are warm.
 const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
+  server.off('error', listenFailed)
   log.info({ host: info.address, port: info.port }, 'listening')
 })
+// One line naming the port and the variable that sets it (a launcher may name its own), exit code 2.
+function listenFailed(error: unknown): never {
+  console.error(`switchyard backend: ${listenError(error, config.PORT, process.env.SWITCHYARD_PORT_VARIABLE ?? 'PORT').message}`)
+  process.exit(2)
+}
+server.once('error', listenFailed)
+// Started by a launcher with an IPC channel (npm start): go when it goes, even if it was killed.
+if (process.send) process.once('disconnect', () => void shutdown('launcher exited'))
 
 try {
   const modelDir = config.MODEL_DIR ?? (await ensureDefaultModel((message) => log.info(message)))

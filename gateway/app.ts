@@ -13,12 +13,16 @@ import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
+import { cors } from './pipeline/cors.ts'
 import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
+import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
 import { forwardToBackend } from './proxy/forward.ts'
+import { modelIdPath, retrieveModel } from './routes/models.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
+import { contextOfPublicModel, createModelContextLengths, type ListedModel } from './routing/model-context.ts'
 import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
 
@@ -78,6 +82,9 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const adminToken = config.env.ADMIN_TOKEN
 
   app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse, watchClient: deps.watchClient }))
+  // Before every route: a browser's preflight carries no credentials.
+  const corsHeaders = cors(config.server.cors)
+  if (corsHeaders) app.use('*', corsHeaders)
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // 503 while the entry drains, so load balancers stop sending before the listener closes.
@@ -100,9 +107,13 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const region = regionPreference(config.routing.regionHeader, deps.router, deps.edgeLocation)
   const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
+  const onTokenRefused = tokenRefusalLog(logger, Boolean(deps.backendToken))
+
+  const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
+  const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
 
   const generationRoute = (route: ApiRoute, path: string) => {
-    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens })
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength })
     app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')
@@ -124,6 +135,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
           deadline: deadline(c),
           backendHeaders,
           watchClient: deps.watchClient,
+          onTokenRefused,
           stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
         if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
@@ -145,7 +157,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('embeddings', '/v1/embeddings')
   generationRoute('predict', '/predict')
 
-  const listFromBackend = (c: Context, path: string) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path, method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
+  const listFromBackend = (c: Context, path: string) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path, method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused })
   // The task API's model list (/predict's models and their tasks); a key limited to some models sees only those.
   app.get('/models', ...api, region, async (c) => {
     const response = await listFromBackend(c, '/models')
@@ -158,13 +170,26 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.get('/v1/models', ...api, region, async (c) => {
     const response = await listFromBackend(c, '/v1/models')
     if (response.status !== 200) return response
-    const list = (await response.json()) as { object: string; data: { id: string }[] }
+    const list = (await response.json()) as { object: string; data: ListedModel[] }
+    contexts.learn(list.data)
     // Aliases are models too; a key limited to some models sees only those.
     const aliases = Object.keys(config.routing.aliases).filter((name) => !list.data.some((m) => m.id === name))
     const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
     const allowed = c.get('principal').models
     return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
   })
+
+  // The SDKs' models.retrieve; ids may hold slashes (org/name).
+  app.get(
+    '/v1/models/:id{.+}',
+    modelIdPath,
+    ...api,
+    region,
+    retrieveModel({
+      aliases: config.routing.aliases,
+      forward: (c, id) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: `/v1/models/${encodeURIComponent(id)}`, method: 'GET', model: id, regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused }),
+    }),
+  )
 
   app.get('/status', requireAdmin(adminToken), (c) => c.json(deps.router.status()))
 

@@ -5,7 +5,8 @@ import type { EncoderApiContext } from './encoding.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
-import { chatCompletions, completions, listModels } from './openai.ts'
+import { listModels, retrieveModel } from './models.ts'
+import { chatCompletions, completions } from './openai.ts'
 import { listTaskModels, predict } from './predict.ts'
 
 export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
@@ -63,6 +64,8 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
   app.post('/generate', loaded, limit, (c) => generate(c, options))
   app.get('/v1/models', (c) => listModels(c, encoderApi))
+  // Model ids may hold slashes (org/name), as OpenAI's and Hugging Face's do.
+  app.get('/v1/models/:id{.+}', (c) => retrieveModel(c, encoderApi))
   // Encoder models (backend/encoder): embeddings and the task API.
   app.post('/v1/embeddings', loaded, limit, (c) => embeddings(c, encoderApi))
   app.post('/predict', loaded, limit, (c) => predict(c, encoderApi))

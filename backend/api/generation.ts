@@ -31,7 +31,7 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): 
   }
   if (nestsDeeperThan(body, MAX_BODY_DEPTH)) throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
   const parsed = schema.safeParse(body)
-  if (!parsed.success) throw validationError(parsed.error)
+  if (!parsed.success) throw validationError(parsed.error, body)
   return parsed.data
 }
 

@@ -154,13 +154,6 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   })
 }
 
-/** GET /v1/models */
-export function listModels(c: Context, api: ApiContext & { encoders?: Map<string, ServedEncoder> }): Response {
-  const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
-  for (const e of api.encoders?.values() ?? []) data.push({ id: e.id, object: 'model', created: e.created, owned_by: 'switchyard', max_model_len: e.folder.maxLength })
-  return c.json({ object: 'list', data })
-}
-
 /** The chat prompt; a template's `raise_exception` (or failure on these messages) is the client's 400. */
 function encodeChat(model: ServedModel, messages: ChatMessage[]): number[] {
   try {

@@ -2,6 +2,7 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
+import { missingCudaProvider } from './cuda-provider.ts'
 import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
@@ -29,7 +30,10 @@ type Log = (message: string) => void
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
 export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
   const { source, newRows, parameters, cleanup } = prepareModel(onnxPath, log)
-  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
+  // auto: look for the CUDA provider first, so its absence is one line, not onnxruntime's loader error.
+  const noCuda = options.device === 'auto' ? missingCudaProvider() : null
+  if (noCuda) log(`CUDA unavailable: ${noCuda}; running on CPU`)
+  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? (noCuda ? ['cpu'] : ['cuda', 'cpu']) : [options.device]
   let lastError: unknown
   for (const device of devices) {
     try {

@@ -22,7 +22,6 @@ export interface AdminRoutesOptions {
 }
 
 const MAX_BODY_BYTES = 64 * 1024
-const MIN_ADMIN_TOKEN_LENGTH = 24
 
 const positiveInt = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
 const limitsSchema = z.strictObject({
@@ -50,7 +49,6 @@ function isConfigured(adminToken: string | undefined): adminToken is string {
  */
 export function requireAdmin(adminToken: string | undefined, logger?: Logger): MiddlewareHandler {
   const configured = isConfigured(adminToken)
-  if (configured && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) logger?.warn({ length: adminToken.length }, `admin token is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters`)
   return async (c, next) => {
     if (!configured) return c.notFound()
     const bearer = parseBearer(c.req.header('authorization'))

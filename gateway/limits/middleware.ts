@@ -48,7 +48,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
           ? ['Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded']
           : admission.refusedBy === 'concurrency'
             ? [`Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded']
-            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'tokens_limit_exceeded']
+            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'rate_limit_exceeded']
       throw gatewayError(429, message[0], message[1], { headers: { ...headers, 'retry-after': String(admission.retryAfterSeconds) } })
     }
     Object.assign(lifecycle.headers, headers)

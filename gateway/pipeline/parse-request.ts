@@ -45,10 +45,10 @@ const TEMPLATE_TOKENS_PER_MESSAGE = 16
 
 /**
  * Parses and validates the body with the backend's own schemas (one definition for both
- * sides), bounds the prompt, and fills max_tokens when the client gave none so every
+ * sides), bounds the prompt, and works out the most tokens the request can use, so every
  * request's token reservation is bounded.
  */
-export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; defaultMaxTokens: number }): MiddlewareHandler {
+export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
   return async (c, next) => {
     const type = c.req.header('content-type') ?? ''
     if (!/^application\/(.+\+)?json\b/i.test(type)) throw gatewayError(415, 'Content-Type must be application/json', 'unsupported_media_type')
@@ -61,7 +61,7 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw gatewayError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, 'invalid_json')
     const parsed = schemas[route].safeParse(json)
     if (!parsed.success) {
-      const error = validationError(parsed.error)
+      const error = validationError(parsed.error, json)
       throw gatewayError(400, error.message, error.code ?? 'invalid_value', { param: error.param })
     }
     const body = parsed.data as Record<string, any>
@@ -78,10 +78,11 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     else if (route === 'embeddings') maxTokens = 0
     else if (route === 'predict') maxTokens = body.task === 'text-generation' ? (body.max_new_tokens ?? PREDICT_DEFAULT_NEW_TOKENS) : 0
     else {
-      // Completions keep the API's own default (16, as on the backend); chat's default, the rest of
-      // the context window, is unknown here, so it gets defaultMaxTokens.
-      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : options.defaultMaxTokens)
-      if (body.max_completion_tokens == null && body.max_tokens == null) object.max_tokens = maxTokens
+      // Completions keep the API's own default (16, as on the backend). Chat's default is the rest of
+      // the context window, so the body goes on without one (the backend fills it, as OpenAI and
+      // vLLM do) and the reservation is the model's window as the nodes report it, or
+      // defaultMaxTokens while no node has.
+      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : (options.contextLength?.(body.model) ?? options.defaultMaxTokens))
     }
     const stream = (route === 'completions' || route === 'chat') && body.stream === true
     const clientIncludeUsage = body.stream_options?.include_usage === true
