@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { RedisClient } from '../stores/redis-client.ts'
-import { isReady } from '../stores/redis-client.ts'
+import { commandTimeoutOf, isReady } from '../stores/redis-client.ts'
 import { defineScript } from '../stores/redis-script.ts'
 import type { Admission, AdmissionRequest } from '../types.ts'
 import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from './counters.ts'
@@ -11,16 +11,23 @@ import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from './
 // divides the Redis commands, and Redis's own CPU, by the batch size).
 // Windows are hashes {u: used, r: reset time in ms on the Redis clock, so gateway clocks cannot
 // disagree}; slots a sorted set of slot id → expiry.
+// A call carries a deadline on the Redis clock: past it the script changes nothing and says so.
+// A call the client gave up on (command timeout, e.g. Redis stopped for a while) still runs
+// when Redis resumes; without the deadline it would take slots and tokens nobody releases.
 // KEYS: request window, slots, token window. ARGV: request limit (0: none), request window ms,
 // max concurrent (-1: none), slot lifetime ms, tokens per window (0: none), token window ms,
-// then per admission its slot id and token cost. Returns per admission {refused (0 granted,
-// 1 requests, 2 concurrency, 3 tokens), requests used, ms to request reset, tokens used, ms to
-// token reset, token window id}.
+// deadline (ms on the Redis clock, 0: none), then per admission its slot id and token cost.
+// Returns {Redis time in ms, 1 if past the deadline (nothing done) else 0, ms until the first
+// slot expires (0: no slot held)}, then per admission {refused (0 granted, 1 requests,
+// 2 concurrency, 3 tokens), requests used, ms to request reset, tokens used, ms to token reset,
+// token window id}.
 const ADMIT = defineScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local reqLimit, reqMs, maxConc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slotTtl, tokLimit, tokMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local deadline = tonumber(ARGV[7])
+if deadline > 0 and now > deadline then return {now, 1, 0} end
 local function live(key)
   local w = redis.call('HMGET', key, 'u', 'r')
   local r = tonumber(w[2])
@@ -31,18 +38,18 @@ local reqUsed, reqReset, tokUsed, tokReset = 0, nil, 0, nil
 if reqLimit > 0 then reqUsed, reqReset = live(KEYS[1]) end
 if tokLimit > 0 then tokUsed, tokReset = live(KEYS[3]) end
 local reqNew, tokNew = reqReset == nil, tokReset == nil
-local reqCounted, tokCounted = false, false
+local reqCounted, tokCounted, full = false, false, false
 local held = 0
 if maxConc >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   held = redis.call('ZCARD', KEYS[2])
 end
-local slots, out = {}, {}
-for i = 7, #ARGV, 2 do
+local slots, out = {}, {now, 0, 0}
+for i = 8, #ARGV, 2 do
   local cost = tonumber(ARGV[i + 1])
   local refused = 0
   if reqLimit > 0 and reqUsed + 1 > reqLimit then refused = 1
-  elseif maxConc >= 0 and held >= maxConc then refused = 2
+  elseif maxConc >= 0 and held >= maxConc then refused, full = 2, true
   elseif tokLimit > 0 and (cost > tokLimit or (cost > 0 and tokUsed + cost > tokLimit)) then refused = 3 end
   if refused == 0 then
     if reqLimit > 0 then
@@ -74,6 +81,10 @@ if #slots > 0 then
   redis.call('ZADD', KEYS[2], unpack(slots))
   redis.call('PEXPIRE', KEYS[2], slotTtl)
 end
+if full then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if first[2] then out[3] = tonumber(first[2]) - now end
+end
 if tokCounted then
   redis.call('HSET', KEYS[3], 'u', tokUsed, 'r', tokReset)
   if tokNew then redis.call('PEXPIREAT', KEYS[3], tokReset) end
@@ -95,6 +106,41 @@ return 1`)
 
 /** Most admissions (or slot releases) of one caller in one script call. */
 const MAX_BATCH = 256
+/** Settles held back while Redis is unreachable, sent when it is back (bounded; past it a slot waits for its expiry). */
+const MAX_UNSENT_SETTLES = 10_000
+
+/**
+ * The Redis clock as seen from this process: an offset to the local monotonic clock, taken
+ * from replies that came back quickly (so its error is under a quarter of `windowMs`), and
+ * taken again after each reconnect (a failover may bring another server's clock). `deadline`
+ * answers the Redis time past which a call sent now must change nothing: half the client's
+ * command timeout ahead, so an offset error up to that margin still cannot let a call the
+ * client gave up on take effect.
+ */
+function createRedisClock(redis: RedisClient, windowMs: number | undefined) {
+  let offset: number | undefined
+  let syncing: Promise<void> | undefined
+  redis.on('ready', () => (offset = undefined))
+  const observe = (redisNow: number, sentAt: number) => {
+    const receivedAt = performance.now()
+    if (windowMs !== undefined && receivedAt - sentAt <= windowMs / 4) offset = redisNow - (sentAt + receivedAt) / 2
+  }
+  const sync = async () => {
+    const sentAt = performance.now()
+    const [seconds, micros] = await redis.time()
+    observe(Number(seconds) * 1000 + Math.floor(Number(micros) / 1000), sentAt)
+  }
+  return {
+    observe,
+    /** 0 (no deadline) only when the client never gives up on a command. */
+    async deadline(): Promise<number> {
+      if (windowMs === undefined) return 0
+      if (offset === undefined) await (syncing ??= sync().finally(() => (syncing = undefined)))
+      if (offset === undefined) throw new Error('redis clock unknown')
+      return Math.floor(performance.now() + offset + windowMs / 2)
+    },
+  }
+}
 
 const REFUSED_BY = [undefined, 'requests', 'concurrency', 'tokens'] as const
 
@@ -122,6 +168,8 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
   // Slot ids only need to be unique among this caller's slots: instance id + counter.
   const instance = randomBytes(6).toString('base64url')
   let slots = 0
+  const timeoutMs = commandTimeoutOf(redis)
+  const clock = createRedisClock(redis, timeoutMs)
 
   interface Pending {
     key: string
@@ -141,17 +189,33 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
   const inFlight = new Set<string>()
   const settling = new Map<string, Settle>()
   let settleScheduled = false
+  // Settles that could not be sent (never written, so sending them later cannot apply one twice).
+  let unsent: Settle[] = []
+  redis.on('ready', () => {
+    const batches = unsent
+    unsent = []
+    for (const batch of batches) runSettle(batch)
+  })
 
+  const runSettle = (batch: Settle) => {
+    if (!isReady(redis)) {
+      onFallback('settle')
+      if (unsent.length < MAX_UNSENT_SETTLES) unsent.push(batch)
+      return batch.done.forEach((done) => done())
+    }
+    const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
+    for (const [window, refund] of batch.refunds) args.push(window, refund)
+    // Never fails a request. A settle that timed out still runs when Redis answers again; one
+    // lost with its connection leaves its slot to expire on its own.
+    SETTLE.run(redis, batch.keys, args)
+      .catch(() => onFallback('settle'))
+      .finally(() => batch.done.forEach((done) => done()))
+  }
   const sendSettle = (key: string) => {
     const batch = settling.get(key)
     if (!batch) return
     settling.delete(key)
-    const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
-    for (const [window, refund] of batch.refunds) args.push(window, refund)
-    // Never fails a request: a slot that cannot be removed now expires on its own.
-    SETTLE.run(redis, batch.keys, args)
-      .catch(() => onFallback('settle'))
-      .finally(() => batch.done.forEach((done) => done()))
+    runSettle(batch)
   }
   const sendSettles = () => {
     settleScheduled = false
@@ -177,29 +241,34 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     const requestMs = want.requests ? Math.max(1, Math.ceil(want.requests.windowSeconds)) * 1000 : 0
     const base = `${prefix}{${key}}`
     const keys = [`${base}:req:${requestMs / 1000}s`, `${base}:slots`, `${base}:tok`]
-    const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS]
-    for (const pending of batch) args.push(pending.slotId, pending.cost)
-    let reply: number[]
+    let reply: number[] | undefined
     try {
       if (!isReady(redis)) throw new Error('redis not ready')
+      const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS, await clock.deadline()]
+      for (const pending of batch) args.push(pending.slotId, pending.cost)
+      const sentAt = performance.now()
       reply = (await ADMIT.run(redis, keys, args)) as number[]
+      clock.observe(reply[0], sentAt)
     } catch {
-      // If the script ran but its reply was lost, its slots expire after slotTtlMs.
+      // Timed out or not sent: if the script runs later, it is past its deadline and changes nothing.
+    }
+    if (!reply || reply[1] === 1) {
       for (const pending of batch) {
-        onFallback('admit')
+        onFallback(reply ? 'admit_late' : 'admit')
         pending.resolve(await fallback(pending.key, pending.want))
       }
       return
     }
+    const firstSlotMsLeft = reply[2]
     batch.forEach((pending, i) => {
-      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(i * 6, i * 6 + 6)
+      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(3 + i * 6, 9 + i * 6)
       const { cost, slotId } = pending
       const requests = want.requests && stateOf(want.requests.limit, requestsUsed, requestsMsLeft)
       const tokens = want.tokens && stateOf(want.tokens.perMinute, tokensUsed, tokensMsLeft)
       let outcome: AdmissionOutcome
       if (refused === 0) outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
       else {
-        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? 1000 : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
+        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? firstSlotMsLeft : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
         outcome = { allowed: false, refusedBy: REFUSED_BY[refused]!, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens }
       }
       pending.resolve(
