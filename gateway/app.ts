@@ -81,7 +81,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
-  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger }))
+  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey }))
   app.route('/console', operatorConsole.routes)
 
   const api = [

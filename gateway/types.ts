@@ -23,6 +23,8 @@ export interface Principal {
   models?: string[]
   limits: Limits
   via: 'api_key' | 'jwt'
+  /** Where an API key came from (unset for JWTs and the anonymous principal); part of its limit counters' name. */
+  source?: ApiKeyRecord['source']
 }
 
 /** An API key as stored: only the SHA-256 hash of the secret, never the secret. */

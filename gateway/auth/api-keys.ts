@@ -65,6 +65,8 @@ export interface KeyLookup {
    * touch the store; an error from the store is thrown (the caller answers 503).
    */
   findByHash(hash: string): Promise<ApiKeyRecord | null>
+  /** Whether a key of the config file has this id (such ids are not free for the admin API). */
+  isConfigKey(id: string): boolean
 }
 
 /**
@@ -88,6 +90,7 @@ export function createKeyLookup(options: { configKeys: ApiKeyRecord[]; store: Ke
   const store = options.store
 
   return {
+    isConfigKey: (id) => ids.has(id),
     async findByHash(hash: string): Promise<ApiKeyRecord | null> {
       const normalized = hash.toLowerCase()
       const configured = byHash.get(normalized)

@@ -58,7 +58,7 @@ function readCredential(c: Context, jwtEnabled: boolean): Credential | null {
 }
 
 function principalFromKey(record: ApiKeyRecord, defaultLimits: Limits): Principal {
-  const principal: Principal = { id: record.id, tenant: record.tenant, limits: mergeLimits(defaultLimits, record.limits), via: 'api_key' }
+  const principal: Principal = { id: record.id, tenant: record.tenant, limits: mergeLimits(defaultLimits, record.limits), via: 'api_key', source: record.source }
   if (record.models !== undefined) principal.models = [...record.models]
   return principal
 }

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Admission, AdmissionRequest, Decision, GatewayMetrics, Limits, Logger, RateLimitStore } from '../types.ts'
+import type { Admission, AdmissionRequest, Decision, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
 import { rateLimitHeaders } from './headers.ts'
 
 interface Options {
@@ -33,8 +33,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
 
     let admission: Admission | undefined
     try {
-      // Key ids and JWT subjects live in different namespaces: never share counters across them.
-      admission = await store.admit(`${principal.via}:${principal.id}`, want)
+      admission = await store.admit(limitKey(principal), want)
     } catch (error) {
       // The stores fall back to memory themselves; anything that still fails lets the request through.
       logger.warn({ operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
@@ -60,6 +59,16 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     })
     await next()
   }
+}
+
+/**
+ * The name of a caller's counters, unique per caller: config-file keys, admin-API keys, JWT
+ * subjects and the anonymous principal each have their own namespace, so no two of them can
+ * share counters even when their ids are equal.
+ */
+export function limitKey(principal: Principal): string {
+  if (principal.via === 'jwt') return `jwt:${principal.id}`
+  return principal.source ? `api_key:${principal.source}:${principal.id}` : 'anonymous'
 }
 
 /**

@@ -76,7 +76,7 @@ export function buildApp(options: { store?: KeyStore; configKeys?: ApiKeyRecord[
   const lookup = createKeyLookup({ configKeys: options.configKeys ?? [], store })
   const app = new Hono()
   app.get('/metrics', requireAdmin(options.adminToken, logger), (c) => c.text('metrics 1\n'))
-  app.route('/admin', createAdminRoutes({ adminToken: options.adminToken, store, logger }))
+  app.route('/admin', createAdminRoutes({ adminToken: options.adminToken, store, logger, isConfigKey: lookup.isConfigKey }))
   app.use('/v1/*', authenticate({ lookup, jwt: options.jwt, defaultLimits: options.defaultLimits ?? DEFAULT_LIMITS, logger, allowAnonymous: options.allowAnonymous }))
   app.get('/v1/whoami', (c) => c.json(c.get('principal')))
   app.get('/v1/use/:model', (c) => {
