@@ -8,7 +8,8 @@ import { authenticate, requireModelAccess } from './auth/middleware.ts'
 import { createResponseCache } from './cache/response-cache.ts'
 import type { GatewayConfig } from './config/schema.ts'
 import { createConsole } from './console/routes.ts'
-import { ipRateLimit, keyRateLimits } from './limits/middleware.ts'
+import { ipGuard } from './limits/ip-guard.ts'
+import { keyRateLimits } from './limits/middleware.ts'
 import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
@@ -85,7 +86,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.route('/console', operatorConsole.routes)
 
   const api = [
-    ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
+    ipGuard({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
     authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger, hashKey: deps.hashKey }),
   ] as const
   const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Admission, AdmissionRequest, Decision, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
+import type { Admission, AdmissionRequest, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
 import { rateLimitHeaders } from './headers.ts'
 
 interface Options {
@@ -69,41 +69,4 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
 export function limitKey(principal: Principal): string {
   if (principal.via === 'jwt') return `jwt:${principal.id}`
   return principal.source ? `api_key:${principal.source}:${principal.id}` : 'anonymous'
-}
-
-/**
- * Requests per window per client IP, for requests that do not authenticate: a guard against
- * floods and key guessing that costs authenticated traffic nothing. Each 401 counts against
- * the address in the shared store; once over the limit the address gets 429 (and is refused
- * in this process without a store call until the window resets).
- */
-export function ipRateLimit(options: { store: RateLimitStore; limit: number; windowSeconds: number; metrics: GatewayMetrics; ip: (c: Parameters<MiddlewareHandler>[0]) => string }): MiddlewareHandler {
-  const blockedUntil = new Map<string, number>()
-  const refuse = (retryAfterSeconds: number) => {
-    options.metrics.rateLimited({ limit: 'ip' })
-    return gatewayError(429, 'Too many unauthenticated requests from this address; retry after the reset', 'rate_limit_exceeded', { headers: { 'retry-after': String(retryAfterSeconds) } })
-  }
-  return async (c, next) => {
-    const ip = options.ip(c)
-    const until = blockedUntil.get(ip)
-    if (until !== undefined) {
-      const left = until - Date.now()
-      if (left > 0) throw refuse(Math.ceil(left / 1000))
-      blockedUntil.delete(ip)
-    }
-    await next()
-    if (c.res.status !== 401) return
-    let decision: Decision | null = null
-    try {
-      decision = await options.store.hitRequest(`ip:${ip}`, options.limit, options.windowSeconds)
-    } catch {
-      decision = null
-    }
-    if (decision && !decision.allowed) {
-      // Bounded: a flood from many addresses must not grow this map without end.
-      if (blockedUntil.size >= 100_000) blockedUntil.clear()
-      blockedUntil.set(ip, Date.now() + decision.retryAfterSeconds * 1000)
-      c.res = refuse(decision.retryAfterSeconds).getResponse()
-    }
-  }
 }
