@@ -21,7 +21,7 @@ async function buildGuarded(limit: number) {
   app.use('/v1/*', authenticate({ lookup: createKeyLookup({ configKeys: [], store }), defaultLimits: DEFAULT_LIMITS, logger: new RecordingLogger() }))
   app.get('/v1/whoami', (c) => c.json({ id: c.get('principal').id }))
   app.onError((error) => (error instanceof HTTPException ? error.getResponse() : new Response('unexpected', { status: 500 })))
-  const get = (ip: string, headers: Record<string, string> = {}) => app.request('/v1/whoami', { headers: { 'x-test-ip': ip, ...headers } })
+  const get = async (ip: string, headers: Record<string, string> = {}) => app.request('/v1/whoami', { headers: { 'x-test-ip': ip, ...headers } })
   const metric = async (name: string) => {
     const text = await metrics.registry.metrics()
     return Number(text.match(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm'))?.[1] ?? 0)
