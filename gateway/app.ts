@@ -67,7 +67,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const trusted = new Set(config.limits.trustedProxies)
   const ip = (c: Context) => clientIp(deps.peerAddress(c), c.req.header('x-forwarded-for'), trusted)
   const configKeys: ApiKeyRecord[] = config.auth.apiKeys.map((k) => ({ ...k, createdAt: 'config', source: 'config' }))
-  const lookup = createKeyLookup({ configKeys, store: deps.keyStore })
+  const lookup = createKeyLookup({ configKeys, store: deps.keyStore, cache: config.auth.keyCache })
   const jwt = config.auth.jwt ? createJwtVerifier({ ...config.auth.jwt, keys: config.auth.jwt.keys as never, defaultLimits: config.limits.defaults }) : undefined
   const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger }) : null
   const adminToken = config.env.ADMIN_TOKEN
@@ -82,7 +82,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
-  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey }))
+  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
   app.route('/console', operatorConsole.routes)
 
   const api = [

@@ -23,6 +23,8 @@ export interface AdminRoutesOptions {
   logger: Logger
   /** Whether a config-file key has this id. Default: none has. */
   isConfigKey?: (id: string) => boolean
+  /** Called after a key was revoked (so the key lookup's outage cache forgets it). */
+  onRevoked?: (id: string) => void
 }
 
 const MAX_BODY_BYTES = 64 * 1024
@@ -153,6 +155,7 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
       return c.json(storeUnavailable(logger, 'revoke', error), 503)
     }
     if (!revoked) return c.json(errorBody('No such API key', { param: 'id', code: 'key_not_found' }), 404)
+    options.onRevoked?.(id)
     logger.info({ keyId: id }, 'api key revoked')
     return c.json({ id, revoked: true }, 200)
   })

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
 import type { Admission, AdmissionRequest, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
+import { createLogLimiter } from '../observability/log-limiter.ts'
 import { rateLimitHeaders } from './headers.ts'
 
 interface Options {
@@ -18,7 +19,8 @@ interface Options {
  * ends. Every response carries the x-ratelimit-* headers, streams included.
  */
 export function keyRateLimits(options: Options): MiddlewareHandler {
-  const { store, metrics, logger } = options
+  const { store, metrics } = options
+  const log = createLogLimiter(options.logger)
   return async (c, next) => {
     const principal = c.get('principal')
     const request = c.get('apiRequest')
@@ -36,7 +38,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
       admission = await store.admit(limitKey(principal), want)
     } catch (error) {
       // The stores fall back to memory themselves; anything that still fails lets the request through.
-      logger.warn({ operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
+      log('warn', 'admit', { operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
     }
     if (!admission) return next()
     const headers = rateLimitHeaders({ requests: admission.requests, tokens: admission.tokens })
