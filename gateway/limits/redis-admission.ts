@@ -111,7 +111,7 @@ const MAX_UNSENT_SETTLES = 10_000
 
 /**
  * The Redis clock as seen from this process: an offset to the local monotonic clock, taken
- * from replies that came back quickly (so its error is under a quarter of `windowMs`), and
+ * from replies that came back within half of `windowMs` (so its error is under a quarter of it), and
  * taken again after each reconnect (a failover may bring another server's clock). `deadline`
  * answers the Redis time past which a call sent now must change nothing: half the client's
  * command timeout ahead, so an offset error up to that margin still cannot let a call the
@@ -123,7 +123,7 @@ function createRedisClock(redis: RedisClient, windowMs: number | undefined) {
   redis.on('ready', () => (offset = undefined))
   const observe = (redisNow: number, sentAt: number) => {
     const receivedAt = performance.now()
-    if (windowMs !== undefined && receivedAt - sentAt <= windowMs / 4) offset = redisNow - (sentAt + receivedAt) / 2
+    if (windowMs !== undefined && receivedAt - sentAt <= windowMs / 2) offset = redisNow - (sentAt + receivedAt) / 2
   }
   const sync = async () => {
     const sentAt = performance.now()

@@ -78,4 +78,18 @@ describe('Redis admission when Redis stalls (SIGSTOP) under load', () => {
       for (const g of grants) if (g.allowed) await g.settle(0)
     })
   }
+
+  it('a settle made while the client is disconnected is sent when it reconnects: the slot is released in Redis', async () => {
+    const key = uniqueKey('blip')
+    const grant = await store.admit(key, { maxConcurrent: 2 })
+    assert.ok(grant.allowed)
+    assert.equal(await raw.zcard(`sy:{${key}}:slots`), 1)
+    redis.disconnect()
+    await waitFor(() => redis.status !== 'ready', 'the client to be disconnected')
+    await grant.settle(0)
+    assert.equal(await raw.zcard(`sy:{${key}}:slots`), 1, 'not sent yet')
+    await redis.connect()
+    await untilReady(redis)
+    await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'the held-back settle to release the slot')
+  })
 })
