@@ -144,19 +144,23 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
 
   app.delete('/keys/:id', async (c) => {
     const id = c.req.param('id')
-    if (isConfigKey(id)) {
-      const message = `Key '${id}' is defined in the gateway's config file and cannot be revoked through the admin API; remove it from the config file and reload the gateway`
-      return c.json(errorBody(message, { param: 'id', code: 'config_key' }), 409)
-    }
     let revoked: boolean
     try {
+      // Also for a config-file id: a store key may have it from before ids were unique across sources.
       revoked = await store.revoke(id)
     } catch (error) {
       return c.json(storeUnavailable(logger, 'revoke', error), 503)
     }
+    if (revoked) {
+      options.onRevoked?.(id)
+      logger.info({ keyId: id }, 'api key revoked')
+    }
+    if (isConfigKey(id)) {
+      const also = revoked ? ` (a key-store key with the same id, made before ids were unique across sources, was revoked)` : ''
+      const message = `Key '${id}' is defined in the gateway's config file and cannot be revoked through the admin API; remove it from the config file and reload the gateway${also}`
+      return c.json(errorBody(message, { param: 'id', code: 'config_key' }), 409)
+    }
     if (!revoked) return c.json(errorBody('No such API key', { param: 'id', code: 'key_not_found' }), 404)
-    options.onRevoked?.(id)
-    logger.info({ keyId: id }, 'api key revoked')
     return c.json({ id, revoked: true }, 200)
   })
 

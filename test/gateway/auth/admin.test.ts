@@ -145,6 +145,16 @@ describe('admin API: key lifecycle', () => {
     assert.match(delError.message, /config file and cannot be revoked through the admin API/)
     // It says so because it is true: the config key keeps working.
     assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${configKey}` } })).status, 200)
+
+    // A store key that got the id before ids were unique across sources is revoked, and the answer says so.
+    const legacyKey = 'sy-legacy-store-key-lim2'
+    await store.create({ id: 'lim2', hash: await hexSha256(legacyKey), tenant: 'other-tenant', limits: {}, createdAt: 'earlier', source: 'store' })
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${legacyKey}` } })).status, 200)
+    const legacy = await app.request('/admin/keys/lim2', { method: 'DELETE', headers: admin })
+    assert.equal(legacy.status, 409)
+    assert.match(((await legacy.json()) as ErrorBody).error.message, /key-store key with the same id, .* was revoked/)
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${legacyKey}` } })).status, 401)
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${configKey}` } })).status, 200)
   })
 
   test('deleting an unknown key is a 404', async () => {
