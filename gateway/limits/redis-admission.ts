@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { RedisClient } from '../stores/redis-client.ts'
 import { commandTimeoutOf, isReady } from '../stores/redis-client.ts'
-import { defineScript } from '../stores/redis-script.ts'
+import { defineScript, preloadScripts } from '../stores/redis-script.ts'
 import type { Admission, AdmissionRequest } from '../types.ts'
 import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from './counters.ts'
 
@@ -91,6 +91,34 @@ if tokCounted then
 end
 return out`)
 
+// Undoes the grants of an admission call the client gave up on (timed out), sent right after it
+// on the same connection so Redis runs it after that call, whenever that runs. A call that ran
+// in time can still time out on the client (its event loop was late to read the reply), and
+// the deadline cannot catch that. A held slot is the proof of a grant: it is removed, and that
+// admission's tokens and request are given back, unless their window started after the grant.
+// KEYS: request window, slots, token window. ARGV: slot lifetime ms, request window ms, token
+// window ms, then per admission its slot id and token cost. Returns the number undone.
+const UNDO = defineScript(`
+local slotTtl, reqMs, tokMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local function giveBack(key, points, windowMs, grantedAt)
+  local r = tonumber(redis.call('HGET', key, 'r'))
+  if r == nil or r - windowMs > grantedAt then return end
+  if redis.call('HINCRBY', key, 'u', -points) < 0 then redis.call('HSET', key, 'u', 0) end
+end
+local undone = 0
+for i = 4, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[i])
+  if score then
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    undone = undone + 1
+    local grantedAt = tonumber(score) - slotTtl
+    if reqMs > 0 then giveBack(KEYS[1], 1, reqMs, grantedAt) end
+    local cost = tonumber(ARGV[i + 1])
+    if cost > 0 then giveBack(KEYS[3], cost, tokMs, grantedAt) end
+  end
+end
+return undone`)
+
 // KEYS: slots, token window. ARGV: number of slot ids, the slot ids, then pairs of token window
 // and tokens to refund: a refund lands only in the window it was reserved in, never below zero.
 const SETTLE = defineScript(`
@@ -170,6 +198,7 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
   let slots = 0
   const timeoutMs = commandTimeoutOf(redis)
   const clock = createRedisClock(redis, timeoutMs)
+  preloadScripts(redis, [ADMIT, SETTLE, UNDO], () => onFallback('script_load'))
 
   interface Pending {
     key: string
@@ -235,6 +264,15 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     })
   }
 
+  /** Gives back what an admission call the client gave up on may have taken (see UNDO). */
+  const undo = (keys: string[], requestMs: number, batch: Pending[]) => {
+    if (!isReady(redis)) return onFallback('undo')
+    const args: (string | number)[] = [slotTtlMs, requestMs, TOKEN_WINDOW_MS]
+    for (const pending of batch) args.push(pending.slotId, pending.cost)
+    // A timed-out undo is in the socket behind the admission and still runs after it.
+    UNDO.run(redis, keys, args).catch(() => onFallback('undo'))
+  }
+
   /** Runs one script call for the batch and resolves each admission; never rejects. */
   const admitBatch = async (batch: Pending[]) => {
     const { key, want } = batch[0]
@@ -242,15 +280,19 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     const base = `${prefix}{${key}}`
     const keys = [`${base}:req:${requestMs / 1000}s`, `${base}:slots`, `${base}:tok`]
     let reply: number[] | undefined
+    let sent = false
     try {
       if (!isReady(redis)) throw new Error('redis not ready')
       const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS, await clock.deadline()]
       for (const pending of batch) args.push(pending.slotId, pending.cost)
       const sentAt = performance.now()
+      sent = true
       reply = (await ADMIT.run(redis, keys, args)) as number[]
       clock.observe(reply[0], sentAt)
     } catch {
-      // Timed out or not sent: if the script runs later, it is past its deadline and changes nothing.
+      // Not sent, or given up on: if it runs later it is past its deadline and changes nothing,
+      // and if it ran in time after all, the undo behind it gives its slots back.
+      if (sent && want.maxConcurrent !== undefined) undo(keys, requestMs, batch)
     }
     if (!reply || reply[1] === 1) {
       for (const pending of batch) {

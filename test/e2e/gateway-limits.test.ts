@@ -172,6 +172,41 @@ describe('gateway rate limits (real Redis)', () => {
     }
   })
 
+  test('issue 16: Redis stopped (SIGSTOP) for 1 s under 4 clients: no slot of the key is left held in Redis', async () => {
+    const redis = await startRedis()
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('conc8', { maxConcurrent: 8 })] }, cache: { enabled: false } }, { REDIS_URL: redis.url })
+    const slots = () => Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', 'sy:{api_key:config:conc8}:slots']).toString().trim())
+    try {
+      let running = true
+      const statuses: number[] = []
+      const client = async () => {
+        while (running) {
+          const r = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8'))
+          statuses.push(r.status)
+          await r.text()
+        }
+      }
+      const clients = Array.from({ length: 4 }, client)
+      await new Promise((r) => setTimeout(r, 300))
+      redis.child.kill('SIGSTOP')
+      await new Promise((r) => setTimeout(r, 1000))
+      redis.child.kill('SIGCONT')
+      const continued = Date.now()
+      await new Promise((r) => setTimeout(r, 200))
+      running = false
+      await Promise.all(clients)
+      assert.ok(statuses.every((s) => s === 200), `only 200s: ${[...new Set(statuses)]}`)
+      while (slots() !== 0 && Date.now() - continued < 2000) await new Promise((r) => setTimeout(r, 50))
+      assert.equal(slots(), 0, 'within 2 s of SIGCONT nothing is held: nothing is in flight')
+      const burst = await Promise.all(Array.from({ length: 8 }, () => postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8')).then((r) => r.status)))
+      assert.deepEqual(burst, Array(8).fill(200))
+    } finally {
+      redis.child.kill('SIGCONT')
+      await gateway.stop()
+      await redis.stop()
+    }
+  })
+
   test('HTTPS with a test certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })

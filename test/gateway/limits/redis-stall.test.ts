@@ -92,4 +92,42 @@ describe('Redis admission when Redis stalls (SIGSTOP) under load', () => {
     await untilReady(redis)
     await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'the held-back settle to release the slot')
   })
+
+  it('an admission that ran in time but whose reply the client read too late (its event loop was blocked) gives back what it took', async () => {
+    const key = uniqueKey('late-reader')
+    const want: AdmissionRequest = { requests: { limit: 100, windowSeconds: 60 }, maxConcurrent: 2, tokens: { cost: 100, perMinute: 1000 } }
+    const warm = await store.admit(key, want)
+    assert.ok(warm.allowed)
+    await warm.settle(0)
+    const pending = store.admit(key, want)
+    // Redis answers at once, but this process reads the reply only after the command timeout fired.
+    const until = performance.now() + 600
+    while (performance.now() < until) {}
+    const answer = await pending
+    assert.ok(answer.allowed, 'answered from memory')
+    assert.ok(recorded.storeErrors.includes('admit'))
+    await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'the undo to release the slot', 2000)
+    assert.equal(Number(await raw.hget(`sy:{${key}}:tok`, 'u')), 0, 'its tokens given back')
+    assert.equal(Number(await raw.hget(`sy:{${key}}:req:60s`, 'u')), 1, 'its request given back (only the warm-up one counts)')
+    if (answer.allowed) await answer.settle(0)
+  })
+
+  it('a release sent during a stall runs when Redis continues, even the first ever on a server (its script is loaded at connect)', async () => {
+    await raw.script('FLUSH')
+    redis.disconnect()
+    await waitFor(() => redis.status === 'end', 'the client to be disconnected')
+    await redis.connect()
+    await untilReady(redis)
+    const key = uniqueKey('first-settle')
+    const grant = await store.admit(key, { maxConcurrent: 2 })
+    assert.ok(grant.allowed)
+    server.child.kill('SIGSTOP')
+    try {
+      await grant.settle(0)
+      await sleep(400)
+    } finally {
+      server.child.kill('SIGCONT')
+    }
+    await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'the release to run', 2000)
+  })
 })
