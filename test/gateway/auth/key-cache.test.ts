@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { generateApiKey, hashApiKey } from '../../../gateway/auth/api-keys.ts'
+import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
 import { buildApp, MemoryKeyStore } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-key-cache-tests-0123456789'
@@ -82,5 +83,14 @@ describe('store keys during a key-store outage', () => {
     assert.equal(errors.length, 1, JSON.stringify(errors))
     assert.equal(errors[0].fields.reason, 'store_unavailable')
     assert.ok(!logger.text().includes('sy-never-seen'), 'no key in the log')
+  })
+
+  test('config auth.keyCache: defaults, and bad values refused naming the key', () => {
+    const backend = { url: 'http://127.0.0.1:1' }
+    assert.deepEqual(parseGatewayConfig({ backend }, {}).auth.keyCache, { ttlSeconds: 120, maxEntries: 10_000 })
+    assert.deepEqual(parseGatewayConfig({ backend, auth: { keyCache: { ttlSeconds: 0 } } }, {}).auth.keyCache, { ttlSeconds: 0, maxEntries: 10_000 })
+    for (const keyCache of [{ ttlSeconds: -1 }, { ttlSeconds: 1.5 }, { ttlSeconds: '60' }, { ttlSeconds: 86_401 }, { maxEntries: 0 }, { maxEntries: 2_000_000 }, { ttl: 60 }, 'on']) {
+      assert.throws(() => parseGatewayConfig({ backend, auth: { keyCache } }, {}), /auth\.keyCache/, JSON.stringify(keyCache))
+    }
   })
 })
