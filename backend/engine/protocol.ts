@@ -8,6 +8,9 @@ export interface EngineWorkerData {
   onnxPath: string
   execution: ExecutionOptions
   scheduler: SchedulerOptions
+  /** Heartbeat slot (heartbeat.ts) and how often the worker beats while idle. */
+  heartbeat: SharedArrayBuffer
+  idleBeatIntervalMs: number
 }
 
 export type ToWorker = { type: 'add'; request: SequenceRequest } | { type: 'abort'; id: number } | { type: 'stop' }
