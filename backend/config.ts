@@ -26,6 +26,12 @@ export const backendConfigSchema = z.object({
   ENGINE_STALL_TIMEOUT_MS: intFrom(100, 3_600_000, 60_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
+  /** Encoder models: how long an idle batcher waits for more inputs (0: inputs arriving while a batch runs form the next), and the batch budgets. */
+  ENCODER_BATCH_WINDOW_MS: intFrom(0, 1000, 0),
+  ENCODER_MAX_BATCH_TOKENS: intFrom(1, 10_000_000, 2048),
+  ENCODER_MAX_BATCH_SIZE: intFrom(1, 4096, 64),
+  /** Most encoder inputs waiting at once (all requests); beyond it 503. */
+  ENCODER_MAX_QUEUE: intFrom(1, 1_000_000, 4096),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** JWKS file of the gateway's public keys. Set: every request needs a gateway token. Unset: the node is open (development). */
   GATEWAY_VERIFY_KEYS_FILE: z.string().min(1).optional(),

@@ -7,7 +7,10 @@ import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'
 import { BackendMetrics } from './metrics.ts'
-import { findModelFolders, loadModelFolder } from './model/folder.ts'
+import { isEncoderFolder } from './encoder/folder.ts'
+import type { ServedEncoder } from './encoder/served.ts'
+import { startEncoder } from './encoder/start.ts'
+import { type ModelFolder, findModelFolders, loadModelFolder } from './model/folder.ts'
 import { TextTokenizer } from './model/tokenizer.ts'
 
 // Node entry of a backend node: configuration, logging, model loading, HTTP server, signals.
@@ -51,11 +54,14 @@ function logRefusal(reason: GatewayTokenRefusal): void {
 
 const metrics = new BackendMetrics()
 const models = new Map<string, ServedModel>()
+const encoders = new Map<string, ServedEncoder>()
 let ready = false
 let draining = false
 
 const app = createBackendApp({
   models,
+  encoders,
+  maxEncoderQueue: config.ENCODER_MAX_QUEUE,
   metrics,
   maxQueue: config.MAX_QUEUE,
   requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
@@ -74,10 +80,22 @@ const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.POR
 
 try {
   const modelDir = config.MODEL_DIR ?? (await ensureDefaultModel((message) => log.info(message)))
-  const folders = findModelFolders(modelDir).map((dir, _, all) => loadModelFolder(dir, { id: all.length === 1 ? config.MODEL_ID : undefined, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
+  const dirs = findModelFolders(modelDir)
+  const onlyId = dirs.length === 1 ? config.MODEL_ID : undefined
+  // Encoder folders (BERT-style) go to the encoder engine; the rest are decoders.
+  for (const dir of dirs.filter(isEncoderFolder)) {
+    const encoder = await startEncoder(dir, onlyId, config, (id) => ({ onLog: (message) => log.warn({ model: id }, message), onBatch: (stats) => metrics.recordEncoderBatch(id, stats) }))
+    if (encoders.has(encoder.id)) throw new Error(`two model folders share the id "${encoder.id}"`)
+    encoders.set(encoder.id, encoder)
+    const { folder } = encoder
+    const { info } = encoder.engine
+    log.info({ model: encoder.id, file: folder.onnxPath, task: folder.task, device: info.device, parameters: info.parameters, maxLength: folder.maxLength, width: info.width, pooling: folder.pooling, normalize: folder.normalize, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'encoder model ready')
+    if (folder.randomWeights) log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
+  }
+  const folders = dirs.filter((dir) => !isEncoderFolder(dir)).map((dir) => loadModelFolder(dir, { id: onlyId, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
   for (const folder of folders) {
-    if (models.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
-    const tokenizer = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
+    if (models.has(folder.id) || encoders.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
+    const tokenizer = tokenizerOf(folder)
     const started = performance.now()
     const engine = await Engine.start(
       {
@@ -99,11 +117,20 @@ try {
     }
   }
   ready = true
-  log.info({ models: [...models.keys()] }, 'backend ready')
+  log.info({ models: [...models.keys(), ...encoders.keys()] }, 'backend ready')
 } catch (error) {
   // One line naming what is wrong and where, then a non-zero exit.
   console.error(`switchyard backend: ${(error as Error).message}`)
   process.exit(1)
+}
+
+/** The folder's tokenizer; a broken tokenizer or chat template names the folder. */
+function tokenizerOf(folder: ModelFolder): TextTokenizer {
+  try {
+    return new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
+  } catch (error) {
+    throw new Error(`model folder ${folder.dir}: ${(error as Error).message}`)
+  }
 }
 
 async function shutdown(signal: string): Promise<void> {
@@ -111,10 +138,10 @@ async function shutdown(signal: string): Promise<void> {
   draining = true
   log.info({ signal, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, 'draining: not ready, finishing in-flight requests')
   const deadline = Date.now() + config.DRAIN_TIMEOUT_MS
-  const active = () => [...models.values()].reduce((n, m) => n + m.engine.activeCount, 0)
+  const active = () => [...models.values(), ...encoders.values()].reduce((n, m) => n + m.engine.activeCount, 0)
   while (active() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
   if (active() > 0) log.warn({ unfinished: active() }, 'drain timeout: ending the remaining requests')
-  await Promise.all([...models.values()].map((m) => m.engine.close()))
+  await Promise.all([...models.values(), ...encoders.values()].map((m) => m.engine.close()))
   keyFile?.close()
   // Let the last response bytes go out, then close the listener and idle keep-alive sockets.
   await new Promise((resolve) => setTimeout(resolve, 100))

@@ -108,7 +108,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')
       const served = resolveModel(config.routing.aliases, request.model, c.get('principal').id)
-      if (served?.alias) request.json.model = served.model
+      if (served?.alias) request.json[request.modelField] = served.model
       // Streams of one choice can be continued on another node; for that the gateway needs the token ids.
       const resumable = route !== 'generate' && request.stream && request.choices === 1 && config.routing.stream.resume
       if (resumable) request.json.return_token_ids = true
@@ -133,7 +133,9 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
       }
       if (!cache) return forward()
       const variant = `${request.clientIncludeUsage ? 'usage' : ''}${request.clientTokenIds ? ':ids' : ''}`
-      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, cacheControl: c.req.header('cache-control') }, forward)
+      // Encoder answers depend only on the input (no sampling): cached whatever the body says about temperature.
+      const deterministic = route === 'embeddings' || route === 'predict' ? true : undefined
+      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, deterministic, cacheControl: c.req.header('cache-control') }, forward)
       lifecycle.record.cache = (response.headers.get('x-cache') as 'HIT' | 'MISS' | 'BYPASS' | null) ?? undefined
       return response
     })
@@ -141,9 +143,21 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('completions', '/v1/completions')
   generationRoute('chat', '/v1/chat/completions')
   generationRoute('generate', '/generate')
+  generationRoute('embeddings', '/v1/embeddings')
+  generationRoute('predict', '/predict')
+
+  const listFromBackend = (c: Context, path: string) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path, method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
+  // The task API's model list (/predict's models and their tasks); a key limited to some models sees only those.
+  app.get('/models', ...api, region, async (c) => {
+    const response = await listFromBackend(c, '/models')
+    if (response.status !== 200) return response
+    const list = (await response.json()) as { models: { name: string }[] }
+    const allowed = c.get('principal').models
+    return c.json({ ...list, models: allowed ? list.models.filter((m) => allowed.includes(m.name)) : list.models })
+  })
 
   app.get('/v1/models', ...api, region, async (c) => {
-    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
+    const response = await listFromBackend(c, '/v1/models')
     if (response.status !== 200) return response
     const list = (await response.json()) as { object: string; data: { id: string }[] }
     // Aliases are models too; a key limited to some models sees only those.

@@ -1,11 +1,14 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { embeddings } from './embeddings.ts'
+import type { EncoderApiContext } from './encoding.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
 import { chatCompletions, completions, listModels } from './openai.ts'
+import { listTaskModels, predict } from './predict.ts'
 
-export interface BackendAppOptions extends ApiContext {
+export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
@@ -19,6 +22,7 @@ export interface BackendAppOptions extends ApiContext {
 export function createBackendApp(options: BackendAppOptions): Hono {
   const app = new Hono()
   const { metrics } = options
+  const encoderApi: EncoderApiContext = { ...options, encoders: options.encoders ?? new Map(), maxEncoderQueue: options.maxEncoderQueue ?? options.maxQueue }
 
   app.use('*', async (c, next) => {
     const started = performance.now()
@@ -58,7 +62,11 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.post('/v1/completions', loaded, limit, (c) => completions(c, options))
   app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
   app.post('/generate', loaded, limit, (c) => generate(c, options))
-  app.get('/v1/models', (c) => listModels(c, options))
+  app.get('/v1/models', (c) => listModels(c, encoderApi))
+  // Encoder models (backend/encoder): embeddings and the task API.
+  app.post('/v1/embeddings', loaded, limit, (c) => embeddings(c, encoderApi))
+  app.post('/predict', loaded, limit, (c) => predict(c, encoderApi))
+  app.get('/models', (c) => listTaskModels(c, encoderApi))
 
   app.get('/model/info', (c) =>
     c.json({
@@ -79,7 +87,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   )
   // Engines whose worker has shown no progress for longer than the stall timeout (heartbeat.ts).
   const stalledEngines = () =>
-    [...options.models.values()].flatMap((m) => {
+    [...options.models.values(), ...encoderApi.encoders.values()].flatMap((m) => {
       const since = m.engine.msSinceProgress
       return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
     })

@@ -36,7 +36,11 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): 
 }
 
 export function resolveModel(api: ApiContext, name: string | undefined): ServedModel {
-  if (name === undefined) return api.models.values().next().value!
+  if (name === undefined) {
+    const first = api.models.values().next().value
+    if (!first) throw new ApiError(404, 'This server serves no text-generation model', { param: 'model', code: 'model_not_found' })
+    return first
+  }
   const model = api.models.get(name)
   if (!model) throw new ApiError(404, `The model '${name}' does not exist on this server`, { type: 'invalid_request_error', param: 'model', code: 'model_not_found' })
   return model

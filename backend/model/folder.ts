@@ -81,7 +81,7 @@ export function loadModelFolder(dir: string, options: { id?: string; variant?: M
   }
 }
 
-function pickOnnxFile(root: string, wanted: ModelVariant, preferFp16: boolean, fail: (what: string) => never) {
+export function pickOnnxFile(root: string, wanted: ModelVariant, preferFp16: boolean, fail: (what: string) => never) {
   const order: Exclude<ModelVariant, 'auto'>[] =
     wanted !== 'auto' ? [wanted] : preferFp16 ? ['fp16', 'fp32', 'quantized'] : ['fp32', 'quantized', 'fp16']
   for (const variant of order) {
@@ -96,7 +96,7 @@ function pickOnnxFile(root: string, wanted: ModelVariant, preferFp16: boolean, f
   return fail(`no ONNX file for variant ${wanted} (looked for ${names} in onnx/ and the folder itself)`)
 }
 
-function readJson(root: string, name: string, fail: (what: string) => never, required: boolean): Record<string, any> | undefined {
+export function readJson(root: string, name: string, fail: (what: string) => never, required: boolean): Record<string, any> | undefined {
   const path = join(root, name)
   if (!existsSync(path)) return required ? fail(`missing ${name}`) : undefined
   try {
@@ -108,7 +108,7 @@ function readJson(root: string, name: string, fail: (what: string) => never, req
   }
 }
 
-function firstNumber(...values: unknown[]): number | undefined {
+export function firstNumber(...values: unknown[]): number | undefined {
   for (const v of values) if (typeof v === 'number' && Number.isFinite(v) && v > 0 && v < 1e7) return v
   return undefined
 }

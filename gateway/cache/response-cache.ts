@@ -14,6 +14,8 @@ export interface CacheRequest {
   body: Record<string, unknown>
   /** Anything else that changes the response's bytes (e.g. whether the usage chunk is shown). */
   variant?: string
+  /** Whether the answer depends only on the body; default isDeterministic(body) (greedy or seeded sampling). */
+  deterministic?: boolean
   /** The client's Cache-Control header. */
   cacheControl: string | undefined
   /** Keeps the runtime alive for a store write that outlives the response (Workers' ctx.waitUntil). */
@@ -75,7 +77,7 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
 
   async function handle(request: CacheRequest, forward: () => Promise<Response>): Promise<Response> {
     const { noCache, noStore } = cacheDirectives(request.cacheControl)
-    if (!isDeterministic(request.body) || (noCache && noStore)) {
+    if (!(request.deterministic ?? isDeterministic(request.body)) || (noCache && noStore)) {
       metrics.cache('bypass')
       return withCacheHeader(await forward(), 'BYPASS')
     }

@@ -144,7 +144,7 @@ function writeExternalWeights(path: string, specs: WeightSpec[], seed: number): 
   }
 }
 
-function initWeight(spec: WeightSpec, seed: number): Float32Array {
+export function initWeight(spec: WeightSpec, seed: number): Float32Array {
   const data = new Float32Array(spec.dims.reduce((a, b) => a * b, 1))
   if (spec.init === 'ones') return data.fill(1)
   // Seeded per tensor name, so a tensor's values do not depend on what was generated before it.
@@ -211,6 +211,6 @@ function modelConfig(shape: LlamaShape, seed: number, externalData: boolean) {
   }
 }
 
-function writeJson(path: string, value: unknown): Promise<void> {
+export function writeJson(path: string, value: unknown): Promise<void> {
   return writeFile(path, `${JSON.stringify(value, null, 2)}\n`)
 }

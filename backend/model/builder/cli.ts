@@ -4,6 +4,7 @@
 //   --intermediate 768 --vocab 512 --context 512
 import { parseArgs } from 'node:util'
 import { PRESETS, buildRandomLlama, type ModelSize, type PresetName } from './build-model.ts'
+import { parseInteger, sizeFromFlags } from './cli-flags.ts'
 
 const SIZE_FLAGS: Record<string, keyof ModelSize> = {
   hidden: 'hiddenSize',
@@ -19,11 +20,6 @@ const USAGE =
   'usage: cli.ts --preset tiny|15m|100m --out DIR [--seed N] [--force] [--external-data] ' +
   Object.keys(SIZE_FLAGS).map((flag) => `[--${flag} N]`).join(' ')
 
-function parseInteger(flag: string, text: string): number {
-  const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${flag} must be a non-negative integer, got "${text}"`)
-  return value
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -45,11 +41,7 @@ async function main(): Promise<void> {
   if (!values.out) throw new Error(`--out is required\n${USAGE}`)
   if (!(values.preset! in PRESETS)) throw new Error(`unknown preset "${values.preset}"\n${USAGE}`)
 
-  const size: Partial<ModelSize> = {}
-  for (const [flag, key] of Object.entries(SIZE_FLAGS)) {
-    const text = values[flag as keyof typeof values]
-    if (typeof text === 'string') size[key] = parseInteger(flag, text)
-  }
+  const size = sizeFromFlags<ModelSize>(SIZE_FLAGS, values)
 
   const { dir, parameters } = await buildRandomLlama({
     dir: values.out,

@@ -61,7 +61,7 @@ export function llamaWeightSpecs(shape: LlamaShape): WeightSpec[] {
   return specs
 }
 
-export function countParameters(specs: WeightSpec[]): number {
+export function countParameters(specs: Pick<WeightSpec, 'dims'>[]): number {
   return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1), 0)
 }
 
