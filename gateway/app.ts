@@ -8,7 +8,8 @@ import { authenticate, requireModelAccess } from './auth/middleware.ts'
 import { createResponseCache } from './cache/response-cache.ts'
 import type { GatewayConfig } from './config/schema.ts'
 import { createConsole } from './console/routes.ts'
-import { ipRateLimit, keyRateLimits } from './limits/middleware.ts'
+import { ipGuard } from './limits/ip-guard.ts'
+import { keyRateLimits } from './limits/middleware.ts'
 import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
@@ -76,7 +77,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const trusted = new Set(config.limits.trustedProxies)
   const ip = (c: Context) => clientIp(deps.peerAddress(c), c.req.header('x-forwarded-for'), trusted)
   const configKeys: ApiKeyRecord[] = config.auth.apiKeys.map((k) => ({ ...k, createdAt: 'config', source: 'config' }))
-  const lookup = createKeyLookup({ configKeys, store: deps.keyStore })
+  const lookup = createKeyLookup({ configKeys, store: deps.keyStore, cache: config.auth.keyCache })
   const jwt = config.auth.jwt ? createJwtVerifier({ ...config.auth.jwt, keys: config.auth.jwt.keys as never, defaultLimits: config.limits.defaults }) : undefined
   const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger, coalesce: deps.coalesceIdenticalRequests ?? true }) : null
   const adminToken = config.env.ADMIN_TOKEN
@@ -94,11 +95,11 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
-  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger }))
+  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
   app.route('/console', operatorConsole.routes)
 
   const api = [
-    ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
+    ipGuard({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
     authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger, hashKey: deps.hashKey }),
   ] as const
   const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })

@@ -204,9 +204,18 @@ export const gatewayFileSchema = z
       .object({
         apiKeys: z.array(apiKeySchema).default([]),
         jwt: jwtSchema.optional(),
+        /** Keys verified in the shared store, remembered for store outages (auth/api-keys.ts createKeyLookup). */
+        keyCache: z
+          .object({
+            /** How long a verified key stays usable while the store is unreachable; also the longest a revocation can lag then. 0: off. */
+            ttlSeconds: z.number().int().min(0).max(86_400).default(120),
+            maxEntries: positiveInt.max(1_000_000).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
-      .default({ apiKeys: [] }),
+      .prefault({}),
     limits: z
       .object({
         /** Limits for keys and tokens that set none of their own. */
