@@ -2,6 +2,8 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
+import { layerName, type IoNames } from './genai-config.ts'
+import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
 import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
@@ -22,13 +24,14 @@ export interface LoadedSession {
   /** present.* output name → output holding only that step's new rows, when the graph allows it. */
   newRows: Map<string, string> | null
   parameters: number
+  facts: GraphFacts
 }
 
 type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
-export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, parameters, cleanup } = prepareModel(onnxPath, log)
+export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames): Promise<LoadedSession> {
+  const { source, newRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io)
   const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
   let lastError: unknown
   for (const device of devices) {
@@ -36,7 +39,7 @@ export async function createSession(onnxPath: string, options: ExecutionOptions,
       const settings = sessionOptions(device, options)
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
       cleanup()
-      return { session, device, newRows, parameters }
+      return { session, device, newRows, parameters, facts }
     } catch (error) {
       lastError = error
       if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
@@ -70,11 +73,12 @@ interface PreparedModel {
   source: string | Uint8Array
   newRows: Map<string, string> | null
   parameters: number
+  facts: GraphFacts
   /** Removes the temporary folder once the session holds the weights. */
   cleanup: () => void
 }
 
-function prepareModel(onnxPath: string, log: Log): PreparedModel {
+function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   const cleanup = () => {}
   let model
   try {
@@ -83,20 +87,22 @@ function prepareModel(onnxPath: string, log: Log): PreparedModel {
     throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
   }
   const parameters = countParameters(model)
-  const rewritten = exposeNewKvRows(model)
-  if (!rewritten) return { source: onnxPath, newRows: null, parameters, cleanup }
-  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, cleanup }
+  const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
+  // GroupQueryAttention graphs need no rewrite: the runner binds past and present to one buffer.
+  const rewritten = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  if (!rewritten) return { source: onnxPath, newRows: null, parameters, facts, cleanup }
+  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
-    return { source: onnxPath, newRows: null, parameters, cleanup }
+    return { source: onnxPath, newRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, rewritten.model)
-  return { source: path, newRows: rewritten.newRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  return { source: path, newRows: rewritten.newRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {

@@ -8,7 +8,7 @@
 // Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
 import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
-import { projection, type WeightFormat } from './quantize.ts'
+import { projection, type Quantization, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -95,15 +95,16 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   const attend: Attend =
     options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape), attentionBias(g))
 
+  const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
   let residual = hidden
-  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, options.weights, i, residual, attend)
+  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, quantization, i, residual, attend)
 
   const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
   if (shape.tieWordEmbeddings) {
     // Tied head: ORT constant-folds this Transpose once at session load.
     g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, 'logits')
   } else {
-    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, options.weights)], {}, 'logits')
+    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, 'logits')
   }
 
   return encodeModel({
@@ -273,7 +274,7 @@ function repeatKv(g: GraphBuilder, x: string, shape: LlamaShape): string {
 }
 
 /** SwiGLU: down(silu(gate(x)) * up(x)), SiLU written as x * Sigmoid(x). */
-function mlp(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, x: string): string {
+function mlp(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: number, x: string): string {
   const prefix = `model.layers.${layer}.mlp`
   const { hiddenSize: h, intermediateSize: ff } = shape
   const gate = projection(g, x, `${prefix}.gate_proj`, h, ff, format)
@@ -282,7 +283,7 @@ function mlp(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: nu
   return projection(g, activated, `${prefix}.down_proj`, ff, h, format)
 }
 
-function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, hidden: string, attend: Attend): string {
+function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: number, hidden: string, attend: Attend): string {
   const prefix = `model.layers.${layer}`
   const { hiddenSize: h, numHeads, numKvHeads, headDim } = shape
   const x = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)

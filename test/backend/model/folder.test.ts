@@ -33,7 +33,7 @@ describe('model folders', () => {
     assert.match(loadModelFolder(modelCopy('root', 'model.onnx')).onnxPath, /root\/model\.onnx$/)
     const q = loadModelFolder(modelCopy('quant', 'onnx/model_quantized.onnx'))
     assert.equal(q.variant, 'quantized')
-    assert.equal(loadModelFolder(modelCopy('half', 'onnx/model_fp16.onnx'), { preferFp16: true }).variant, 'fp16')
+    assert.equal(loadModelFolder(modelCopy('half', 'onnx/model_fp16.onnx'), { device: 'cuda' }).variant, 'fp16')
     assert.match(loadModelFolder(modelCopy('merged', 'onnx/decoder_model_merged.onnx')).onnxPath, /decoder_model_merged\.onnx$/)
     assert.throws(() => loadModelFolder(modelCopy('only-fp32'), { variant: 'fp16' }), /no ONNX file for variant fp16/)
   })
