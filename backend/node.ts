@@ -82,6 +82,7 @@ try {
       {
         onnxPath: folder.onnxPath,
         io: folder.io,
+        expected: folder.expected,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
       },

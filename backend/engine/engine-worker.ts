@@ -12,7 +12,7 @@ const WARMUP_TOKENS = 64
 
 try {
   const loadStart = performance.now()
-  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), data.io)
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
   const loadMs = performance.now() - loadStart
 
   const scheduler = new Scheduler(runner, data.scheduler, (events, stats) => {

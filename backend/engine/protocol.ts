@@ -1,6 +1,6 @@
 import type { IoNames } from '../model/genai-config.ts'
 import type { ExecutionOptions } from '../model/session.ts'
-import type { KvPath, ModelShape } from '../model/runner.ts'
+import type { ExpectedShape, KvPath, ModelShape } from '../model/runner.ts'
 import type { SchedulerOptions } from '../scheduler/scheduler.ts'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 
@@ -9,6 +9,8 @@ export interface EngineWorkerData {
   onnxPath: string
   /** Graph input / output names (from genai_config.json); Optimum's when absent. */
   io?: IoNames
+  /** Shapes from genai_config.json, for graphs whose dims are symbolic. */
+  expected?: ExpectedShape
   execution: ExecutionOptions
   scheduler: SchedulerOptions
 }

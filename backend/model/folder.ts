@@ -38,8 +38,6 @@ export interface ModelFolder {
   tokenizerConfig: Record<string, unknown>
   /** Graph input / output names (Optimum's, or the patterns in genai_config.json). */
   io: IoNames
-  /** genai_config.json's past_present_share_buffer: GroupQueryAttention updates the cache in place. */
-  shareKvBuffer: boolean
   /** Shapes genai_config.json promises; the runner checks the graph against them. */
   expected?: { layers: number; kvHeads: number; headDim: number; vocabSize?: number }
 }
@@ -114,7 +112,6 @@ export function loadModelFolder(dir: string, options: LoadOptions = {}): ModelFo
     tokenizerJson,
     tokenizerConfig,
     io: genai ? genaiIoNames(genai) : OPTIMUM_IO_NAMES,
-    shareKvBuffer: genai?.search.past_present_share_buffer ?? false,
     expected: decoder && { layers: decoder.num_hidden_layers, kvHeads: decoder.num_key_value_heads, headDim: decoder.head_size, vocabSize: genai.model.vocab_size },
   }
 }

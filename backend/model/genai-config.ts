@@ -2,8 +2,8 @@ import { z } from 'zod'
 
 /**
  * The parts of onnxruntime-genai's genai_config.json (written by its model builder) that serving
- * needs: shapes, EOS ids, context length, I/O name patterns (`%d` = layer) and whether past and
- * present KV share one buffer. Unknown keys are ignored; the builder writes many more.
+ * needs: shapes, EOS ids, context length and I/O name patterns (`%d` = layer). Unknown keys are
+ * ignored; the builder writes many more.
  */
 const namePattern = z.string().min(1).regex(/%d/, 'must contain %d (the layer index)')
 
@@ -39,7 +39,8 @@ export const genaiConfigSchema = z.object({
         .prefault({}),
     }),
   }),
-  search: z.object({ past_present_share_buffer: z.boolean().default(false), max_length: z.number().int().positive().optional() }).prefault({}),
+  // search.past_present_share_buffer is not read: Switchyard binds past and present of every
+  // GroupQueryAttention graph to one buffer (the op picks shared mode by buffer identity).
 })
 
 export type GenaiConfig = z.infer<typeof genaiConfigSchema>

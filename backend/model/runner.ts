@@ -25,6 +25,14 @@ export interface ModelShape {
   weightType: string
 }
 
+/** Shapes genai_config.json states; used where the graph's dims are symbolic, checked where not. */
+export interface ExpectedShape {
+  layers: number
+  kvHeads: number
+  headDim: number
+  vocabSize?: number
+}
+
 /** A prompt to prefill into a cache row that the caller has just added. */
 export interface PrefillRow {
   row: number
@@ -48,12 +56,12 @@ export class ModelRunner {
   readonly kvPath: KvPath
   private readonly inPlace: InPlaceKv | null
 
-  constructor(loaded: LoadedSession, options: { growColumns?: number; io?: IoNames } = {}) {
+  constructor(loaded: LoadedSession, options: { growColumns?: number; io?: IoNames; expected?: ExpectedShape } = {}) {
     this.session = loaded.session
     this.device = loaded.device
     this.parameters = loaded.parameters
     const io = options.io ?? OPTIMUM_IO_NAMES
-    this.shape = readShape(loaded.session, io, loaded.facts.weightType)
+    this.shape = readShape(loaded.session, io, loaded.facts.weightType, options.expected)
     const present = (l: number, kind: string) => `present.${l}.${kind}`
     this.kvOutputs = Array.from({ length: this.shape.layers }, (_, l) => ({
       key: loaded.newRows?.get(present(l, 'key')) ?? present(l, 'key'),
@@ -69,8 +77,8 @@ export class ModelRunner {
     }
   }
 
-  static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void, io?: IoNames): Promise<ModelRunner> {
-    return new ModelRunner(await createSession(onnxPath, options, log, io), { io })
+  static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void, graph: { io?: IoNames; expected?: ExpectedShape } = {}): Promise<ModelRunner> {
+    return new ModelRunner(await createSession(onnxPath, options, log, graph.io), graph)
   }
 
   /** Whether each step moves only new KV rows out of onnxruntime (false: whole cache, slower). */
@@ -170,7 +178,7 @@ export class ModelRunner {
 /** Inputs the runner can feed besides input_ids, attention_mask and the past KV. */
 const OPTIONAL_INPUTS = ['use_cache_branch']
 
-function readShape(session: ort.InferenceSession, io: IoNames, weightType: string): ModelShape {
+function readShape(session: ort.InferenceSession, io: IoNames, weightType: string, expected?: ExpectedShape): ModelShape {
   const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]))
   const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]))
   const problem = (what: string): never => {
@@ -187,14 +195,19 @@ function readShape(session: ort.InferenceSession, io: IoNames, weightType: strin
   if (unknown) throw new Error(`unsupported ONNX graph: input "${unknown}" is not one Switchyard can feed (input_ids, attention_mask, position_ids, use_cache_branch, past key/values)`)
   const past = inputs.get(layerName(io.pastKey, 0))!
   const dims = past.isTensor ? past.shape : []
-  const vocab = logits.isTensor ? logits.shape[2] : undefined
-  if (typeof dims[1] !== 'number' || typeof dims[3] !== 'number') problem('past_key_values shapes do not give heads and head size')
-  if (typeof vocab !== 'number') problem('logits shape does not give the vocabulary size')
+  // Fixed dims in the graph win; symbolic ones come from genai_config.json when it gives them.
+  const pick = (what: string, fromGraph: unknown, fromConfig: number | undefined): number => {
+    if (typeof fromGraph === 'number' && fromConfig !== undefined && fromGraph !== fromConfig) {
+      throw new Error(`genai_config.json gives ${what} ${fromConfig}, but the ONNX graph has ${fromGraph}`)
+    }
+    return typeof fromGraph === 'number' ? fromGraph : (fromConfig ?? problem(`the graph's shapes do not give the ${what} and no genai_config.json does`))
+  }
+  if (expected && expected.layers !== layers) throw new Error(`genai_config.json gives ${expected.layers} layers, but the ONNX graph has ${layers}`)
   return {
     layers,
-    kvHeads: dims[1] as number,
-    headDim: dims[3] as number,
-    vocabSize: vocab as number,
+    kvHeads: pick('number of KV heads', dims[1], expected?.kvHeads),
+    headDim: pick('head size', dims[3], expected?.headDim),
+    vocabSize: pick('vocabulary size', logits.isTensor ? logits.shape[2] : undefined, expected?.vocabSize),
     kvFloat16: past.isTensor && past.type === 'float16',
     hasPositionIds: inputs.has(io.positionIds),
     hasUseCacheBranch: inputs.has('use_cache_branch'),

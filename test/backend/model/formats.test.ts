@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -79,7 +79,7 @@ for (const style of STYLES) {
       await buildRandomLlama({ dir, preset: 'tiny', seed: 11, ...style.build })
       const folder = loadModelFolder(dir)
       assert.equal(relative(dir, folder.onnxPath), style.file)
-      runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder.io)
+      runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
     })
     after(async () => runner?.dispose())
 
@@ -137,3 +137,41 @@ for (const style of STYLES) {
     })
   })
 }
+
+describe('external weight data', () => {
+  const greedy = async (dir: string) => {
+    const folder = loadModelFolder(dir)
+    const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+    try {
+      return { ids: await batch(runner, [[1, 5, 9, 20], [1, 7]], 12), kvPath: runner.kvPath }
+    } finally {
+      await runner.dispose()
+    }
+  }
+
+  test('genai model.onnx.data and sharded Optimum model_q4.onnx_data{,_1,...} decode like inline weights', async () => {
+    const build = (name: string, options: Omit<BuildOptions, 'dir'>) => buildRandomLlama({ dir: join(scratch, name), preset: 'tiny', seed: 4, ...options }).then(() => join(scratch, name))
+    const genaiInline = await build('x-genai-inline', { style: 'genai', weights: 'fp16' })
+    const genaiExternal = await build('x-genai-external', { style: 'genai', weights: 'fp16', externalData: true })
+    assert.ok(readdirSync(genaiExternal).includes('model.onnx.data'))
+    const q4Inline = await build('x-q4-inline', { weights: 'q4' })
+    const q4Sharded = await build('x-q4-sharded', { weights: 'q4', externalData: true, shardBytes: 64 * 1024 })
+    const shards = readdirSync(join(q4Sharded, 'onnx')).filter((f) => f.startsWith('model_q4.onnx_data'))
+    assert.ok(shards.length >= 3 && shards.includes('model_q4.onnx_data_1'), `shards: ${shards}`)
+
+    const [a, b] = [await greedy(genaiInline), await greedy(genaiExternal)]
+    assert.deepEqual(b, a)
+    assert.equal(b.kvPath, 'in-place')
+    const [c, d] = [await greedy(q4Inline), await greedy(q4Sharded)]
+    assert.deepEqual(d, c)
+    assert.equal(d.kvPath, 'new-rows', 'the sharded files are linked beside the rewritten graph')
+  })
+
+  test('genai_config.json shapes that contradict the graph stop the load with one line', async () => {
+    const dir = join(scratch, 'x-genai-wrong')
+    await buildRandomLlama({ dir, preset: 'tiny', seed: 4, style: 'genai' })
+    const folder = loadModelFolder(dir)
+    await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, headDim: 8 } }), /^Error: genai_config\.json gives head size 8, but the ONNX graph has 16$/)
+    await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, layers: 3 } }), /genai_config\.json gives 3 layers, but the ONNX graph has 4/)
+  })
+})
