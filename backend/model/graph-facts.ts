@@ -9,6 +9,8 @@ export interface GraphFacts {
   weightType: string
   /** present.N.* come straight out of GroupQueryAttention nodes (model-builder style). */
   groupQueryAttention: boolean
+  /** Weights in the initializers; a MatMulNBits matrix counts K × N, not its packed bytes. */
+  parameters: number
 }
 
 const FLOAT_NAMES: Record<number, string> = { [DataType.FLOAT]: 'float32', [DataType.FLOAT16]: 'float16', [DataType.BFLOAT16]: 'bfloat16' }
@@ -23,6 +25,7 @@ export function readGraphFacts(model: onnxProto.onnx.ModelProto, presentKey: (la
   return {
     weightType: quantizedType(nodes, initializers, attribute) ?? dominantFloatType(graph?.initializer ?? []),
     groupQueryAttention: producer?.opType === 'GroupQueryAttention',
+    parameters: countParameters(nodes, graph?.initializer ?? [], attribute),
   }
 }
 
@@ -40,6 +43,24 @@ function quantizedType(
     }
   }
   return undefined
+}
+
+function countParameters(
+  nodes: onnxProto.onnx.INodeProto[],
+  initializers: onnxProto.onnx.ITensorProto[],
+  attribute: (node: onnxProto.onnx.INodeProto, name: string) => onnxProto.onnx.IAttributeProto | undefined,
+): number {
+  const packed = new Map<string, number>()
+  for (const node of nodes) {
+    // Rotary cos / sin tables are not weights.
+    if (node.opType === 'GroupQueryAttention') for (const table of node.input?.slice(7, 9) ?? []) packed.set(table, 0)
+    if (node.opType !== 'MatMulNBits') continue
+    packed.set(node.input?.[1] ?? '', Number(attribute(node, 'K')?.i ?? 0) * Number(attribute(node, 'N')?.i ?? 0))
+    for (const side of node.input?.slice(2) ?? []) packed.set(side, 0) // scales, zero points
+  }
+  let total = 0
+  for (const t of initializers) total += packed.get(t.name ?? '') ?? (t.dims ?? []).reduce((n: number, d) => n * Number(d), 1)
+  return total
 }
 
 /** The float type holding the most weight elements. */

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { layerName, type IoNames } from './genai-config.ts'
 import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
-import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
+import { decodeModel, exposeNewKvRows } from './kv-outputs.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -86,8 +86,8 @@ function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   } catch (error) {
     throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
   }
-  const parameters = countParameters(model)
   const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
+  const { parameters } = facts
   // GroupQueryAttention graphs need no rewrite: the runner binds past and present to one buffer.
   const rewritten = facts.groupQueryAttention ? null : exposeNewKvRows(model)
   if (!rewritten) return { source: onnxPath, newRows: null, parameters, facts, cleanup }

@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { buildRandomLlama, type BuildOptions } from '../../../backend/model/builder/build-model.ts'
+import { buildRandomLlama, resolveShape, type BuildOptions } from '../../../backend/model/builder/build-model.ts'
+import { countParameters, llamaWeightSpecs } from '../../../backend/model/builder/llama-graph.ts'
 import { loadModelFolder } from '../../../backend/model/folder.ts'
 import { ModelRunner, type KvPath } from '../../../backend/model/runner.ts'
 import { argmax } from '../../../backend/sampling/sampler.ts'
@@ -89,6 +90,10 @@ for (const style of STYLES) {
       assert.equal(runner.shape.kvFloat16, style.kvFloat16)
       assert.equal(runner.shape.headDim, style.build.size?.headDim ?? 16)
       assert.equal(runner.shape.hasPositionIds, style.build.style !== 'genai')
+      // Packed 4-bit matrices count K × N; 8-bit ones add a scale and zero point each.
+      const shape = { ...resolveShape('tiny', style.build.size), tieWordEmbeddings: style.build.tieWordEmbeddings ?? true }
+      const expected = countParameters(llamaWeightSpecs(shape))
+      assert.ok(Math.abs(runner.parameters - expected) <= expected * 0.001, `${runner.parameters} parameters, expected ~${expected}`)
     })
 
     test('cached greedy decoding equals recomputing the whole sequence', async () => {

@@ -124,7 +124,7 @@ describe('ModelRunner on stories260K', () => {
 
   test('the fallback path (fetching present.*) gives the same tokens', async () => {
     const session = await ort.InferenceSession.create(readFileSync(STORIES_ONNX), { intraOpNumThreads: 1 })
-    const slow = new ModelRunner({ session, device: 'cpu', newRows: null, parameters: 0, facts: { weightType: 'float32', groupQueryAttention: false } })
+    const slow = new ModelRunner({ session, device: 'cpu', newRows: null, parameters: 0, facts: { weightType: 'float32', groupQueryAttention: false, parameters: 0 } })
     assert.equal(slow.movesOnlyNewRows, false)
     const prompts = [tokenizer.encode('Once upon a time'), tokenizer.encode('A dog')]
     assert.deepEqual(await greedyBatch(slow, prompts, 25), await greedyBatch(runner, prompts, 25))
