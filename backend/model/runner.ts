@@ -194,6 +194,7 @@ function readShape(session: ort.InferenceSession, io: IoNames, weightType: strin
   const unknown = session.inputNames.find((name) => !known.has(name))
   if (unknown) throw new Error(`unsupported ONNX graph: input "${unknown}" is not one Switchyard can feed (input_ids, attention_mask, position_ids, use_cache_branch, past key/values)`)
   const past = inputs.get(layerName(io.pastKey, 0))!
+  if (past.isTensor && past.type !== 'float32' && past.type !== 'float16') throw new Error(`unsupported ONNX graph: KV cache element type ${past.type} (float32 and float16 are supported)`)
   const dims = past.isTensor ? past.shape : []
   // Fixed dims in the graph win; symbolic ones come from genai_config.json when it gives them.
   const pick = (what: string, fromGraph: unknown, fromConfig: number | undefined): number => {
