@@ -95,6 +95,8 @@ export interface BuildOptions {
   modelType?: string
   /** genai style: also write a Hugging Face config.json (default true). */
   hfConfig?: boolean
+  /** optimum style: false leaves out the position_ids input (the graph derives positions from the mask). */
+  positionIds?: boolean
 }
 
 export interface BuiltModel {
@@ -142,7 +144,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const initializers = external
     ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
     : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
-  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format }))
+  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds }))
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
   const modelType = options.modelType ?? 'llama'

@@ -35,6 +35,7 @@ const STYLES: Style[] = [
   { name: 'optimum q4', build: { weights: 'q4', tieWordEmbeddings: false }, file: 'onnx/model_q4.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum int8', build: { weights: 'int8' }, file: 'onnx/model_int8.onnx', weightType: 'int8', kvFloat16: false, kvPath: 'new-rows', rowsIndependent: false },
   { name: 'optimum uint8', build: { weights: 'uint8' }, file: 'onnx/model_uint8.onnx', weightType: 'uint8', kvFloat16: false, kvPath: 'new-rows', rowsIndependent: false },
+  { name: 'optimum without position_ids (positions from the mask)', build: { positionIds: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum, Gemma-style head_dim', build: { size: { headDim: 32 }, modelType: 'gemma' }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'genai fp32 (GroupQueryAttention)', build: { style: 'genai' }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
   { name: 'genai fp16', build: { style: 'genai', weights: 'fp16' }, file: 'model.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'in-place' },
@@ -89,7 +90,7 @@ for (const style of STYLES) {
       assert.equal(runner.shape.weightType, style.weightType)
       assert.equal(runner.shape.kvFloat16, style.kvFloat16)
       assert.equal(runner.shape.headDim, style.build.size?.headDim ?? 16)
-      assert.equal(runner.shape.hasPositionIds, style.build.style !== 'genai')
+      assert.equal(runner.shape.hasPositionIds, style.build.style !== 'genai' && style.build.positionIds !== false)
       // Packed 4-bit matrices count K × N; 8-bit ones add a scale and zero point each.
       const shape = { ...resolveShape('tiny', style.build.size), tieWordEmbeddings: style.build.tieWordEmbeddings ?? true }
       const expected = countParameters(llamaWeightSpecs(shape))
