@@ -127,8 +127,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const shape = { ...resolveShape(options.preset, options.size), tieWordEmbeddings: options.tieWordEmbeddings ?? true }
   const specs = llamaWeightSpecs(shape)
   const parameters = countParameters(specs)
-  const bytesPerWeight = { fp32: 4, fp16: 2, q4: 0.6, int8: 1, uint8: 1 }[format]
-  const external = options.externalData ?? parameters * bytesPerWeight > EXTERNAL_DATA_THRESHOLD
+  const external = options.externalData ?? weightBytes(specs, format) > EXTERNAL_DATA_THRESHOLD
 
   if (existsSync(dir) && readdirSync(dir).length > 0 && !force) {
     throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
@@ -160,6 +159,13 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   await writeJson(join(dir, 'tokenizer_config.json'), tokenizerConfig)
   await writeJson(join(dir, 'special_tokens_map.json'), specialTokensMap)
   return { dir, parameters }
+}
+
+/** Bytes the weights take in `format`: embeddings and norms stay float, projections are quantized. */
+function weightBytes(specs: WeightSpec[], format: WeightFormat): number {
+  const floatBytes = format === 'fp16' ? 2 : 4
+  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, int8: 1, uint8: 1 }[format]
+  return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes), 0)
 }
 
 /** A weight's tensors in `format`: projections quantized, embeddings and norms as floats. */
