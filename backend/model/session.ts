@@ -4,7 +4,8 @@ import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { layerName, type IoNames } from './genai-config.ts'
 import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
-import { decodeModel, exposeNewKvRows } from './kv-outputs.ts'
+import { quantizeActivationsPerRow } from './int8-rows.ts'
+import { decodeModel, encodeModel, exposeNewKvRows, externalFiles } from './kv-outputs.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -88,16 +89,19 @@ function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   }
   const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
   const { parameters } = facts
-  // GroupQueryAttention graphs need no rewrite: the runner binds past and present to one buffer.
-  const rewritten = facts.groupQueryAttention ? null : exposeNewKvRows(model)
-  if (!rewritten) return { source: onnxPath, newRows: null, parameters, facts, cleanup }
+  // 8-bit dynamic quantization becomes per row, so batch rows stay independent (int8-rows.ts).
+  const requantized = quantizeActivationsPerRow(model) > 0
+  // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
+  const newRowsRewrite = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  if (!newRowsRewrite && !requantized) return { source: onnxPath, newRows: null, parameters, facts, cleanup }
+  const rewritten = newRowsRewrite ?? { model: encodeModel(model), newRows: null, external: externalFiles(model) }
   if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
-    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
+    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as stored (no KV fast path, no per-row 8-bit rewrite)`)
     return { source: onnxPath, newRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
