@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +9,7 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import onnxProto from 'onnx-proto'
 import * as ort from 'onnxruntime-node'
 import { buildRandomLlama, resolveShape } from '../../../backend/model/builder/build-model.ts'
+import { REPO_ROOT } from '../../helpers/paths.ts'
 
 const { onnx } = onnxProto
 const shape = resolveShape('tiny')
@@ -332,5 +334,30 @@ describe('builder styles', () => {
       [[576, 30, 9, 3, 1536, 49152, 64], [2048, 16, 32, 8, 8192, 128256, 64]],
     )
     assert.throws(() => resolveShape('tiny', { headDim: 15 }), /head dim must be even, got 15/)
+  })
+})
+
+describe('builder CLI', () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'backend/model/builder/cli.ts', ...args], { cwd: REPO_ROOT, encoding: 'utf8' })
+
+  test('style, weights, head dim and untied flags build the folder; bad values exit 1 with one line', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'switchyard-cli-'))
+    try {
+      const ok = cli('--preset', 'tiny', '--style', 'genai', '--weights', 'q4', '--head-dim', '32', '--untied', '--no-hf-config', '--out', out, '--force')
+      assert.equal(ok.status, 0, ok.stderr)
+      assert.match(ok.stdout, /918,656 parameters \(random weights\)/)
+      assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.json') || f.endsWith('.onnx')).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+      for (const [args, message] of [
+        [['--weights', 'q5'], /^unknown weights "q5"\nusage: /],
+        [['--style', 'gguf'], /^unknown style "gguf"\nusage: /],
+        [['--head-dim', 'x'], /^--head-dim must be a non-negative integer, got "x"\n$/],
+      ] as [string[], RegExp][]) {
+        const bad = cli('--out', join(out, 'bad'), ...args)
+        assert.equal(bad.status, 1)
+        assert.match(bad.stderr.replace(/^npm warn.*\n/gm, ''), message)
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true })
+    }
   })
 })
