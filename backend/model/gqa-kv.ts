@@ -33,17 +33,22 @@ export class InPlaceKv {
     private readonly io: IoNames,
   ) {}
 
-  /** Prefills each row alone (no padding, so the last position is the last prompt token). */
+  /**
+   * Prefills each row alone (no padding, so the last position is the last prompt token). A row
+   * that already holds tokens continues after them (GroupQueryAttention's subsequent-prompt
+   * case), so a long prompt can be prefilled in chunks.
+   */
   async prefill(rows: { row: number; tokens: ArrayLike<number> }[]): Promise<ort.Tensor[]> {
-    const width = Math.max(...rows.map((r) => r.tokens.length))
-    this.cache.reserveColumns(Math.max(width, this.cache.maxLength()))
+    const longest = Math.max(...rows.map((r) => this.cache.lengths[r.row] + r.tokens.length))
+    this.cache.reserveColumns(Math.max(longest, this.cache.maxLength()))
     const logits: ort.Tensor[] = []
     for (const { row, tokens } of rows) {
       const n = tokens.length
+      const past = this.cache.lengths[row]
       const ids = BigInt64Array.from(Array.from(tokens, BigInt))
-      const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(i))
-      const out = await this.run(ids, new BigInt64Array(n).fill(1n), positions, [1, n], (l) => this.cache.rowView(l, row), 1)
-      this.cache.lengths[row] = n
+      const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i))
+      const out = await this.run(ids, new BigInt64Array(past + n).fill(1n), positions, [1, n], (l) => this.cache.rowView(l, row), 1)
+      this.cache.lengths[row] = past + n
       logits.push(out)
     }
     return logits

@@ -201,3 +201,24 @@ describe('8-bit dynamic quantization files', () => {
     await runner.dispose()
   })
 })
+
+describe('GroupQueryAttention prompts in chunks', () => {
+  test('a row prefilled in three chunks continues exactly like one prefilled whole', async () => {
+    const dir = join(scratch, 'x-genai-chunks')
+    await buildRandomLlama({ dir, preset: 'tiny', seed: 13, style: 'genai' })
+    const folder = loadModelFolder(dir)
+    const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+    const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 500))
+    const whole = await solo(runner, prompt, 12)
+    const row = runner.cache.addRow()
+    const chunks = [prompt.slice(0, 15), prompt.slice(15, 16), prompt.slice(16)]
+    let logits: Float32Array[] = []
+    for (const chunk of chunks) logits = await runner.prefill([{ row, tokens: chunk }])
+    assert.equal(runner.cache.lengths[row], 40)
+    const out = [argmax(logits[0])]
+    for (let s = 1; s < 12; s++) out.push(argmax(await runner.decode([out[s - 1]])))
+    runner.cache.removeRow(row)
+    assert.deepEqual(out, whole)
+    await runner.dispose()
+  })
+})
