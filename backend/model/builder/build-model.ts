@@ -12,7 +12,7 @@ import type onnxProto from 'onnx-proto'
 import { genaiConfig } from './genai-config.ts'
 import { buildLlamaModel, countParameters, llamaWeightSpecs, type GraphStyle, type LlamaShape, type WeightSpec } from './llama-graph.ts'
 import { externalTensor, inlineTensor, type RawTensor } from './onnx-writer.ts'
-import { floatWeight, projectionWeights, type WeightFormat } from './quantize.ts'
+import { floatWeight, isHalf, projectionWeights, type WeightFormat } from './quantize.ts'
 import { buildTokenizerFiles } from './tokenizer.ts'
 
 /** What a preset or the CLI chooses; head_dim defaults to hidden / heads (Gemma and Qwen3 differ). */
@@ -46,6 +46,7 @@ export const OPTIMUM_FILE_NAMES: Record<WeightFormat, string> = {
   fp32: 'model.onnx',
   fp16: 'model_fp16.onnx',
   q4: 'model_q4.onnx',
+  q4f16: 'model_q4f16.onnx',
   int8: 'model_int8.onnx',
   uint8: 'model_uint8.onnx',
 }
@@ -163,8 +164,8 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
 
 /** Bytes the weights take in `format`: embeddings and norms stay float, projections are quantized. */
 function weightBytes(specs: WeightSpec[], format: WeightFormat): number {
-  const floatBytes = format === 'fp16' ? 2 : 4
-  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, int8: 1, uint8: 1 }[format]
+  const floatBytes = isHalf(format) ? 2 : 4
+  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, q4f16: 0.5625, int8: 1, uint8: 1 }[format]
   return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes), 0)
 }
 
@@ -269,7 +270,7 @@ function modelConfig(shape: LlamaShape, seed: number, externalData: boolean, mod
     eos_token_id: 2,
     pad_token_id: null,
     use_cache: true,
-    torch_dtype: format === 'fp16' ? 'float16' : 'float32',
+    torch_dtype: isHalf(format) ? 'float16' : 'float32',
     initializer_range: EMBEDDING_STD,
     switchyard_random_weights: true,
     switchyard_seed: seed,

@@ -8,7 +8,7 @@
 // Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
 import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
-import { projection, type Quantization, type WeightFormat } from './quantize.ts'
+import { isHalf, projection, type Quantization, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -89,7 +89,7 @@ export function countParameters(specs: WeightSpec[]): number {
  * (inline or external data); small constants are added inline.
  */
 export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], options: GraphOptions = { style: 'optimum', weights: 'fp32' }): Uint8Array {
-  const floatType = options.weights === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT
+  const floatType = isHalf(options.weights) ? DataType.FLOAT16 : DataType.FLOAT
   const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
 

@@ -32,6 +32,8 @@ const STYLES: Style[] = [
   { name: 'optimum fp32, untied head', build: { tieWordEmbeddings: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum fp16', build: { weights: 'fp16' }, file: 'onnx/model_fp16.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'new-rows' },
   { name: 'optimum q4', build: { weights: 'q4', tieWordEmbeddings: false }, file: 'onnx/model_q4.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'new-rows' },
+  { name: 'optimum q4f16', build: { weights: 'q4f16' }, file: 'onnx/model_q4f16.onnx', weightType: 'int4', kvFloat16: true, kvPath: 'new-rows' },
+  { name: 'genai q4f16', build: { style: 'genai', weights: 'q4f16' }, file: 'model.onnx', weightType: 'int4', kvFloat16: true, kvPath: 'in-place' },
   { name: 'optimum int8', build: { weights: 'int8' }, file: 'onnx/model_int8.onnx', weightType: 'int8', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum uint8', build: { weights: 'uint8' }, file: 'onnx/model_uint8.onnx', weightType: 'uint8', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum without position_ids (positions from the mask)', build: { positionIds: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
