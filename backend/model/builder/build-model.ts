@@ -98,6 +98,8 @@ export interface BuildOptions {
   hfConfig?: boolean
   /** optimum style: false leaves out the position_ids input (the graph derives positions from the mask). */
   positionIds?: boolean
+  /** optimum style: write onnx/decoder_model_merged{,_<weights>}.onnx (an If on use_cache_branch) instead of model*.onnx. */
+  merged?: boolean
 }
 
 export interface BuiltModel {
@@ -134,7 +136,8 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
     throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
   }
   const onnxDir = style === 'genai' ? dir : join(dir, 'onnx')
-  const onnxName = style === 'genai' ? 'model.onnx' : OPTIMUM_FILE_NAMES[format]
+  const fileName = OPTIMUM_FILE_NAMES[format]
+  const onnxName = style === 'genai' ? 'model.onnx' : options.merged ? fileName.replace(/^model/, 'decoder_model_merged') : fileName
   const dataName = style === 'genai' ? `${onnxName}.data` : `${onnxName}_data`
   await mkdir(onnxDir, { recursive: true })
   // Stale side files from an earlier external-data build would otherwise linger.
@@ -144,7 +147,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const initializers = external
     ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
     : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
-  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds }))
+  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds, merged: options.merged }))
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
   const modelType = options.modelType ?? 'llama'

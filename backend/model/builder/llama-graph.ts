@@ -33,6 +33,8 @@ export interface GraphOptions {
   weights: WeightFormat
   /** optimum style: false computes positions from attention_mask in the graph (exports without a position_ids input). */
   positionIds?: boolean
+  /** optimum style: a merged decoder, the decoder inside both branches of an If on a use_cache_branch input. */
+  merged?: boolean
 }
 
 /** One learned tensor. Projections are stored as [in, out] so MatMul needs no Transpose. */
@@ -92,10 +94,30 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   const floatType = isHalf(options.weights) ? DataType.FLOAT16 : DataType.FLOAT
   const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
+  const outputs = graphOutputs(shape, floatType)
+  const inputs = graphInputs(shape, options.style === 'optimum' && options.positionIds !== false, floatType)
+  if (options.merged && options.style === 'optimum') {
+    // As Optimum's decoder_model_merged: the same decoder in both branches (with and without
+    // past), reading the weights from the outer graph.
+    const branch = (prefix: string) => {
+      const b = new GraphBuilder(floatType, prefix)
+      decoderBody(b, shape, options, (name) => `${prefix}/${name}`)
+      const output = outputs.map((o) => ({ ...o, name: `${prefix}/${o.name}` }))
+      return { graph: { name: prefix, node: b.nodes, initializer: b.initializers, output } }
+    }
+    g.opMulti('If', ['use_cache_branch'], outputs.length, { then_branch: branch('with_past'), else_branch: branch('without_past') }, outputs.map((o) => o.name!))
+    inputs.push(valueInfo('use_cache_branch', DataType.BOOL, [1]))
+  } else decoderBody(g, shape, options, (name) => name)
+  return encodeModel({ graphName: 'llama', builder: g, inputs, outputs, opset: OPSET, producer: 'switchyard-model-builder' })
+}
 
+/** The decoder's nodes; `out` names its outputs (logits, present.N.key|value). */
+function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, out: (name: string) => string): void {
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
   const attend: Attend =
-    options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g))
+    options.style === 'genai'
+      ? groupQueryAttention(g, shape, out)
+      : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g), out)
 
   const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
   let residual = hidden
@@ -104,19 +126,10 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
   if (shape.tieWordEmbeddings) {
     // Tied head: ORT constant-folds this Transpose once at session load.
-    g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, 'logits')
+    g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, out('logits'))
   } else {
-    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, 'logits')
+    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, out('logits'))
   }
-
-  return encodeModel({
-    graphName: 'llama',
-    builder: g,
-    inputs: graphInputs(shape, options.style === 'optimum' && options.positionIds !== false, floatType),
-    outputs: graphOutputs(shape, floatType),
-    opset: OPSET,
-    producer: 'switchyard-model-builder',
-  })
 }
 
 function graphInputs(shape: LlamaShape, positionIds: boolean, floatType: number) {
@@ -151,7 +164,7 @@ type Attend = (layer: number, query: string, key: string, value: string) => stri
  * total_sequence_length = mask width, both int32; rotary inside the op (positions follow from
  * seqlens_k, so there is no position_ids input); rows are right-padded.
  */
-function groupQueryAttention(g: GraphBuilder, shape: LlamaShape): Attend {
+function groupQueryAttention(g: GraphBuilder, shape: LlamaShape, out: (name: string) => string): Attend {
   const maskSum = g.op('ReduceSum', ['attention_mask', g.int64([1])], { keepdims: 0 })
   const seqlensK = g.op('Cast', [g.op('Sub', [maskSum, g.int64([1], [])])], { to: DataType.INT32 })
   const width = g.op('Gather', [g.op('Shape', ['attention_mask']), g.int64([1], [])], { axis: 0 })
@@ -163,7 +176,7 @@ function groupQueryAttention(g: GraphBuilder, shape: LlamaShape): Attend {
       [query, key, value, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength, cos, sin],
       3,
       { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } },
-      [`/attn_${layer}_out`, `present.${layer}.key`, `present.${layer}.value`],
+      [`/attn_${layer}_out`, out(`present.${layer}.key`), out(`present.${layer}.value`)],
     )[0]
 }
 
@@ -183,7 +196,7 @@ function rotaryCache(g: GraphBuilder, shape: LlamaShape): { cos: string; sin: st
 }
 
 /** Standard ops: rotary, present = Concat(past, new rows), grouped heads, masked softmax. */
-function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string): Attend {
+function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string, out: (name: string) => string): Attend {
   const { numHeads, numKvHeads, headDim } = shape
   return (layer, q, k, v) => {
     const query = applyRope(g, splitHeads(g, q, numHeads, headDim), rope)
@@ -193,8 +206,8 @@ function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs,
     // present = Concat(past, new rows); the backend finds this Concat to read only the new rows.
     const key = g.op('Concat', [`past_key_values.${layer}.key`, newKey], { axis: 2 })
     const value = g.op('Concat', [`past_key_values.${layer}.value`, newValue], { axis: 2 })
-    g.op('Identity', [key], {}, `present.${layer}.key`)
-    g.op('Identity', [value], {}, `present.${layer}.value`)
+    g.op('Identity', [key], {}, out(`present.${layer}.key`))
+    g.op('Identity', [value], {}, out(`present.${layer}.value`))
 
     const keyT = g.op('Transpose', [repeatKv(g, key, shape)], { perm: [0, 1, 3, 2] })
     const scores = g.op('Mul', [g.op('MatMul', [query, keyT]), g.float([1 / Math.sqrt(headDim)], [])])

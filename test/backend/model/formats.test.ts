@@ -37,6 +37,7 @@ const STYLES: Style[] = [
   { name: 'optimum int8', build: { weights: 'int8' }, file: 'onnx/model_int8.onnx', weightType: 'int8', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum uint8', build: { weights: 'uint8' }, file: 'onnx/model_uint8.onnx', weightType: 'uint8', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'optimum without position_ids (positions from the mask)', build: { positionIds: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
+  { name: 'optimum merged decoder (If on use_cache_branch)', build: { merged: true, weights: 'q4' }, file: 'onnx/decoder_model_merged_q4.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'whole-cache' },
   { name: 'optimum, Gemma-style head_dim', build: { size: { headDim: 32 }, modelType: 'gemma' }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
   { name: 'genai fp32 (GroupQueryAttention)', build: { style: 'genai' }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
   { name: 'genai fp16', build: { style: 'genai', weights: 'fp16' }, file: 'model.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'in-place' },
@@ -92,6 +93,7 @@ for (const style of STYLES) {
       assert.equal(runner.shape.kvFloat16, style.kvFloat16)
       assert.equal(runner.shape.headDim, style.build.size?.headDim ?? 16)
       assert.equal(runner.shape.hasPositionIds, style.build.style !== 'genai' && style.build.positionIds !== false)
+      assert.equal(runner.shape.hasUseCacheBranch, style.build.merged === true)
       // Packed 4-bit matrices count K × N; 8-bit ones add a scale and zero point each.
       const shape = { ...resolveShape('tiny', style.build.size), tieWordEmbeddings: style.build.tieWordEmbeddings ?? true }
       const expected = countParameters(llamaWeightSpecs(shape))
