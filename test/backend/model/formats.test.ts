@@ -47,6 +47,14 @@ const STYLES: Style[] = [
 
 const V = 512
 
+/** Builds a tiny model into the scratch folder and loads it through the folder and runner, as a node does. */
+async function buildAndLoad(name: string, options: Omit<BuildOptions, 'dir'>) {
+  const dir = join(scratch, name)
+  await buildRandomLlama({ dir, preset: 'tiny', ...options })
+  const folder = loadModelFolder(dir)
+  return { dir, folder, runner: await ModelRunner.load(folder.onnxPath, execution, () => {}, folder) }
+}
+
 async function solo(runner: ModelRunner, prompt: number[], steps: number): Promise<number[]> {
   return (await batch(runner, [prompt], steps))[0]
 }
@@ -77,13 +85,10 @@ async function recompute(runner: ModelRunner, prompt: number[], steps: number): 
 for (const style of STYLES) {
   describe(`model style: ${style.name}`, () => {
     let runner: ModelRunner
-    let dir: string
     before(async () => {
-      dir = join(scratch, style.name.replace(/\W+/g, '-'))
-      await buildRandomLlama({ dir, preset: 'tiny', seed: 11, ...style.build })
-      const folder = loadModelFolder(dir)
-      assert.equal(relative(dir, folder.onnxPath), style.file)
-      runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+      const loaded = await buildAndLoad(style.name.replace(/\W+/g, '-'), { seed: 11, ...style.build })
+      assert.equal(relative(loaded.dir, loaded.folder.onnxPath), style.file)
+      runner = loaded.runner
     })
     after(async () => runner?.dispose())
 
@@ -143,49 +148,40 @@ for (const style of STYLES) {
 }
 
 describe('external weight data', () => {
-  const greedy = async (dir: string) => {
-    const folder = loadModelFolder(dir)
-    const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+  /** Builds, loads and decodes two prompts greedily; returns the folder too. */
+  const greedy = async (name: string, options: Omit<BuildOptions, 'dir'>) => {
+    const { dir, runner } = await buildAndLoad(name, { seed: 4, ...options })
     try {
-      return { ids: await batch(runner, [[1, 5, 9, 20], [1, 7]], 12), kvPath: runner.kvPath }
+      return { dir, ids: await batch(runner, [[1, 5, 9, 20], [1, 7]], 12), kvPath: runner.kvPath }
     } finally {
       await runner.dispose()
     }
   }
 
   test('genai model.onnx.data and sharded Optimum model_q4.onnx_data{,_1,...} decode like inline weights', async () => {
-    const build = (name: string, options: Omit<BuildOptions, 'dir'>) => buildRandomLlama({ dir: join(scratch, name), preset: 'tiny', seed: 4, ...options }).then(() => join(scratch, name))
-    const genaiInline = await build('x-genai-inline', { style: 'genai', weights: 'fp16' })
-    const genaiExternal = await build('x-genai-external', { style: 'genai', weights: 'fp16', externalData: true })
-    assert.ok(readdirSync(genaiExternal).includes('model.onnx.data'))
-    const q4Inline = await build('x-q4-inline', { weights: 'q4' })
-    const q4Sharded = await build('x-q4-sharded', { weights: 'q4', externalData: true, shardBytes: 64 * 1024 })
-    const shards = readdirSync(join(q4Sharded, 'onnx')).filter((f) => f.startsWith('model_q4.onnx_data'))
+    const genaiInline = await greedy('x-genai-inline', { style: 'genai', weights: 'fp16' })
+    const genaiExternal = await greedy('x-genai-external', { style: 'genai', weights: 'fp16', externalData: true })
+    assert.ok(readdirSync(genaiExternal.dir).includes('model.onnx.data'))
+    assert.deepEqual([genaiExternal.ids, genaiExternal.kvPath], [genaiInline.ids, 'in-place'])
+    const q4Inline = await greedy('x-q4-inline', { weights: 'q4' })
+    const q4Sharded = await greedy('x-q4-sharded', { weights: 'q4', externalData: true, shardBytes: 64 * 1024 })
+    const shards = readdirSync(join(q4Sharded.dir, 'onnx')).filter((f) => f.startsWith('model_q4.onnx_data'))
     assert.ok(shards.length >= 3 && shards.includes('model_q4.onnx_data_1'), `shards: ${shards}`)
-
-    const [a, b] = [await greedy(genaiInline), await greedy(genaiExternal)]
-    assert.deepEqual(b, a)
-    assert.equal(b.kvPath, 'in-place')
-    const [c, d] = [await greedy(q4Inline), await greedy(q4Sharded)]
-    assert.deepEqual(d, c)
-    assert.equal(d.kvPath, 'new-rows', 'the sharded files are linked beside the rewritten graph')
+    // The sharded files are linked beside the rewritten graph, so the fast path stays on.
+    assert.deepEqual([q4Sharded.ids, q4Sharded.kvPath], [q4Inline.ids, 'new-rows'])
   })
 
   test('genai_config.json shapes that contradict the graph stop the load with one line', async () => {
-    const dir = join(scratch, 'x-genai-wrong')
-    await buildRandomLlama({ dir, preset: 'tiny', seed: 4, style: 'genai' })
-    const folder = loadModelFolder(dir)
+    const { folder, runner } = await buildAndLoad('x-genai-wrong', { seed: 4, style: 'genai' })
+    await runner.dispose()
     await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, headDim: 8 } }), /^Error: genai_config\.json gives head size 8, but the ONNX graph has 16$/)
     await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, layers: 3 } }), /genai_config\.json gives 3 layers, but the ONNX graph has 4/)
   })
 })
 
 describe('8-bit dynamic quantization files', () => {
-  test('served as per-row 8-bit MatMulNBits: logits stay close to the file as stored', async () => {
-    const dir = join(scratch, 'x-int8')
-    await buildRandomLlama({ dir, preset: 'tiny', seed: 11, weights: 'int8' })
-    const folder = loadModelFolder(dir)
-    const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+  test('served with per-row activation quantization: logits stay close to the file as stored', async () => {
+    const { folder, runner } = await buildAndLoad('x-int8', { seed: 11, weights: 'int8' })
     const stored = await ort.InferenceSession.create(folder.onnxPath, { intraOpNumThreads: 1 })
     const prompt = [1, 300, 301, 302, 303, 304]
     const n = prompt.length
@@ -208,10 +204,7 @@ describe('8-bit dynamic quantization files', () => {
 
 describe('GroupQueryAttention prompts in chunks', () => {
   test('a row prefilled in three chunks continues exactly like one prefilled whole', async () => {
-    const dir = join(scratch, 'x-genai-chunks')
-    await buildRandomLlama({ dir, preset: 'tiny', seed: 13, style: 'genai' })
-    const folder = loadModelFolder(dir)
-    const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, folder)
+    const { runner } = await buildAndLoad('x-genai-chunks', { seed: 13, style: 'genai' })
     const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 37) % 500))
     const whole = await solo(runner, prompt, 12)
     const row = runner.cache.addRow()
