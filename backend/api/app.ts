@@ -1,10 +1,10 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { relativeOnnxPath } from '../model/folder.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
 import { chatCompletions, completions, listModels } from './openai.ts'
-import { relativeOnnxPath } from '../model/folder.ts'
 
 export interface BackendAppOptions extends ApiContext {
   maxBodyBytes: number
