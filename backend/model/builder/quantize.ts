@@ -85,8 +85,9 @@ function quantize4(prefix: string, k: number, n: number, data: Float32Array, hal
   const blob = Q4_BLOCK_SIZE / 2
   const packed = new Uint8Array(n * blocks * blob)
   const scales = new Float32Array(n * blocks)
-  for (let col = 0; col < n; col++) {
-    for (let b = 0; b < blocks; b++) {
+  // Block-major: the 32 rows of one block stay in cache while every column reads them.
+  for (let b = 0; b < blocks; b++) {
+    for (let col = 0; col < n; col++) {
       const start = b * Q4_BLOCK_SIZE
       const end = Math.min(k, start + Q4_BLOCK_SIZE)
       let absMax = 0
