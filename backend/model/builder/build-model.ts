@@ -96,7 +96,10 @@ export interface BuildOptions {
   modelType?: string
   /** genai style: also write a Hugging Face config.json (default true). */
   hfConfig?: boolean
-  /** optimum style: false leaves out the position_ids input (the graph derives positions from the mask). */
+  /**
+   * optimum style: false leaves out the position_ids input (the graph derives positions from the
+   * mask). genai style: true applies rotary before GroupQueryAttention from a position_ids input.
+   */
   positionIds?: boolean
   /** optimum style: write onnx/decoder_model_merged{,_<weights>}.onnx (an If on use_cache_branch) instead of model*.onnx. */
   merged?: boolean

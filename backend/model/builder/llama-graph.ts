@@ -31,7 +31,11 @@ export type GraphStyle = 'optimum' | 'genai'
 export interface GraphOptions {
   style: GraphStyle
   weights: WeightFormat
-  /** optimum style: false computes positions from attention_mask in the graph (exports without a position_ids input). */
+  /**
+   * optimum style: false computes positions from attention_mask in the graph (exports without a
+   * position_ids input). genai style: true applies rotary before GroupQueryAttention from a
+   * position_ids input (do_rotary 0), as some model-builder exports do; default is rotary inside.
+   */
   positionIds?: boolean
   /** optimum style: a merged decoder, the decoder inside both branches of an If on a use_cache_branch input. */
   merged?: boolean
@@ -95,7 +99,7 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
   const outputs = graphOutputs(shape, floatType)
-  const inputs = graphInputs(shape, options.style === 'optimum' && options.positionIds !== false, floatType)
+  const inputs = graphInputs(shape, hasPositionIds(options), floatType)
   if (options.merged && options.style === 'optimum') {
     // As Optimum's decoder_model_merged: the same decoder in both branches (with and without
     // past), reading the weights from the outer graph.
@@ -111,12 +115,14 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   return encodeModel({ graphName: 'llama', builder: g, inputs, outputs, opset: OPSET, producer: 'switchyard-model-builder' })
 }
 
+const hasPositionIds = (options: GraphOptions) => (options.style === 'genai' ? options.positionIds === true : options.positionIds !== false)
+
 /** The decoder's nodes; `out` names its outputs (logits, present.N.key|value). */
 function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, out: (name: string) => string): void {
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
   const attend: Attend =
     options.style === 'genai'
-      ? groupQueryAttention(g, shape, out)
+      ? groupQueryAttention(g, shape, out, hasPositionIds(options) ? rotaryCosSin(g, shape, 'position_ids') : undefined)
       : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g), out)
 
   const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
@@ -161,23 +167,28 @@ type Attend = (layer: number, query: string, key: string, value: string) => stri
 
 /**
  * GroupQueryAttention as the model builder wires it: seqlens_k = (sum of the mask row) - 1 and
- * total_sequence_length = mask width, both int32; rotary inside the op (positions follow from
- * seqlens_k, so there is no position_ids input); rows are right-padded.
+ * total_sequence_length = mask width, both int32; rows are right-padded. Rotary inside the op
+ * (positions follow from seqlens_k), or, given `rope`, applied to query and key before it.
  */
-function groupQueryAttention(g: GraphBuilder, shape: LlamaShape, out: (name: string) => string): Attend {
+function groupQueryAttention(g: GraphBuilder, shape: LlamaShape, out: (name: string) => string, rope?: RopeInputs): Attend {
   const maskSum = g.op('ReduceSum', ['attention_mask', g.int64([1])], { keepdims: 0 })
   const seqlensK = g.op('Cast', [g.op('Sub', [maskSum, g.int64([1], [])])], { to: DataType.INT32 })
   const width = g.op('Gather', [g.op('Shape', ['attention_mask']), g.int64([1], [])], { axis: 0 })
   const totalLength = g.op('Cast', [width], { to: DataType.INT32 })
+  const past = (layer: number) => [`past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength]
+  const attributes = { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } }
+  const outputs = (layer: number) => [`/attn_${layer}_out`, out(`present.${layer}.key`), out(`present.${layer}.value`)]
+  if (rope) {
+    // rope tables are [batch, 1, seq, head_dim]; [batch, seq, heads, head_dim] needs [batch, seq, 1, head_dim].
+    const perSeq = { cos: g.op('Transpose', [rope.cos], { perm: [0, 2, 1, 3] }), sin: g.op('Transpose', [rope.sin], { perm: [0, 2, 1, 3] }) }
+    const rotate = (x: string, heads: number) =>
+      g.op('Reshape', [applyRope(g, g.op('Reshape', [x, g.int64([0, 0, heads, shape.headDim])]), perSeq), g.int64([0, 0, heads * shape.headDim])])
+    return (layer, query, key, value) =>
+      g.msOp('GroupQueryAttention', [rotate(query, shape.numHeads), rotate(key, shape.numKvHeads), value, ...past(layer)], 3, { ...attributes, do_rotary: 0 }, outputs(layer))[0]
+  }
   const { cos, sin } = rotaryCache(g, shape)
   return (layer, query, key, value) =>
-    g.msOp(
-      'GroupQueryAttention',
-      [query, key, value, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength, cos, sin],
-      3,
-      { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } },
-      [`/attn_${layer}_out`, out(`present.${layer}.key`), out(`present.${layer}.value`)],
-    )[0]
+    g.msOp('GroupQueryAttention', [query, key, value, ...past(layer), cos, sin], 3, { ...attributes, do_rotary: 1 }, outputs(layer))[0]
 }
 
 /** cos / sin tables [context, head_dim / 2] for GroupQueryAttention's do_rotary. */

@@ -345,6 +345,9 @@ describe('builder CLI', () => {
     try {
       const ok = cli('--preset', 'tiny', '--style', 'genai', '--weights', 'q4', '--head-dim', '32', '--untied', '--no-hf-config', '--out', out, '--force')
       assert.equal(ok.status, 0, ok.stderr)
+      const gqa = onnx.ModelProto.decode(await readFile(join(out, 'model.onnx'))).graph!
+      assert.ok(!gqa.input!.some((i) => i.name === 'position_ids'), 'genai graphs keep rotary inside the op by default')
+      assert.equal(ok.status, 0, ok.stderr)
       assert.match(ok.stdout, /918,656 parameters \(random weights\)/)
       assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.json') || f.endsWith('.onnx')).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
       for (const [args, message] of [

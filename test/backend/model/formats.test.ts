@@ -42,6 +42,7 @@ const STYLES: Style[] = [
   { name: 'genai fp32 (GroupQueryAttention)', build: { style: 'genai' }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
   { name: 'genai fp16', build: { style: 'genai', weights: 'fp16' }, file: 'model.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'in-place' },
   { name: 'genai q4, untied head', build: { style: 'genai', weights: 'q4', tieWordEmbeddings: false }, file: 'model.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'in-place' },
+  { name: 'genai with position_ids (rotary before GroupQueryAttention)', build: { style: 'genai', positionIds: true }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
   { name: 'genai, Gemma-style head_dim, no config.json', build: { style: 'genai', size: { headDim: 32 }, hfConfig: false }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
 ]
 
@@ -97,7 +98,7 @@ for (const style of STYLES) {
       assert.equal(runner.shape.weightType, style.weightType)
       assert.equal(runner.shape.kvFloat16, style.kvFloat16)
       assert.equal(runner.shape.headDim, style.build.size?.headDim ?? 16)
-      assert.equal(runner.shape.hasPositionIds, style.build.style !== 'genai' && style.build.positionIds !== false)
+      assert.equal(runner.shape.hasPositionIds, style.build.style === 'genai' ? style.build.positionIds === true : style.build.positionIds !== false)
       assert.equal(runner.shape.hasUseCacheBranch, style.build.merged === true)
       // Packed 4-bit matrices count K × N; 8-bit ones add a scale and zero point each.
       const shape = { ...resolveShape('tiny', style.build.size), tieWordEmbeddings: style.build.tieWordEmbeddings ?? true }
@@ -217,5 +218,18 @@ describe('GroupQueryAttention prompts in chunks', () => {
     runner.cache.removeRow(row)
     assert.deepEqual(out, whole)
     await runner.dispose()
+  })
+})
+
+describe('one seed, three graphs', () => {
+  test('Optimum, genai with rotary inside GroupQueryAttention and genai with position_ids compute the same model', async () => {
+    const ids: number[][][] = []
+    for (const [name, options] of [['s-optimum', {}], ['s-genai', { style: 'genai' }], ['s-genai-positions', { style: 'genai', positionIds: true }]] as const) {
+      const { runner } = await buildAndLoad(name, { seed: 17, ...options })
+      ids.push(await batch(runner, [[1, 300, 301, 302], [1, 9]], 16))
+      await runner.dispose()
+    }
+    assert.deepEqual(ids[1], ids[0])
+    assert.deepEqual(ids[2], ids[0])
   })
 })
