@@ -102,7 +102,7 @@ try {
     log.info({ model: encoder.id, file: folder.onnxPath, task: folder.task, device: info.device, parameters: info.parameters, maxLength: folder.maxLength, width: info.width, pooling: folder.pooling, normalize: folder.normalize, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'encoder model ready')
     if (folder.randomWeights) log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
   }
-  const folders = dirs.filter((dir) => !isEncoderFolder(dir)).map((dir) => loadModelFolder(dir, { id: onlyId, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
+  const folders = dirs.filter((dir) => !isEncoderFolder(dir)).map((dir) => loadModelFolder(dir, { id: onlyId, variant: config.MODEL_VARIANT, device: config.DEVICE === 'cuda' ? 'cuda' : 'cpu' }))
   for (const folder of folders) {
     if (models.has(folder.id) || encoders.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
     const tokenizer = tokenizerOf(folder)
@@ -110,6 +110,8 @@ try {
     const engine = await Engine.start(
       {
         onnxPath: folder.onnxPath,
+        io: folder.io,
+        expected: folder.expected,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
         stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
@@ -121,7 +123,8 @@ try {
     metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
     const { info } = engine
-    log.info({ model: folder.id, file: folder.onnxPath, device: info.device, parameters: info.parameters, context: folder.contextLength, kvFastPath: info.movesOnlyNewRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    const types = { variant: folder.variant, weightType: info.shape.weightType, kvType: info.shape.kvFloat16 ? 'float16' : 'float32' }
+    log.info({ model: folder.id, file: folder.onnxPath, ...types, device: info.device, parameters: info.parameters, context: folder.contextLength, kvPath: info.kvPath, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
     if (folder.randomWeights) {
       log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
     }

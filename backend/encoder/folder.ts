@@ -70,7 +70,7 @@ export function loadEncoderFolder(dir: string, options: { id?: string; variant?:
   if (limits.length === 0) fail('config.json gives no maximum length (max_position_embeddings)')
   const { pooling, normalize } = sentenceTransformersModules(root, fail)
 
-  const { onnxPath, variant } = pickOnnxFile(root, options.variant ?? 'auto', false, fail)
+  const { onnxPath, variant } = pickOnnxFile(root, options.variant ?? 'auto', 'cpu', fail)
   return {
     id: options.id ?? basename(root),
     dir: root,

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { type BertShape, bertWeightSpecs, buildBertModel } from './bert-graph.ts'
 import { initWeight, writeJson } from './build-model.ts'
 import { countParameters } from './llama-graph.ts'
-import { floatTensor } from './onnx-writer.ts'
+import { DataType, bytesOf, inlineTensor } from './onnx-writer.ts'
 import { buildWordPieceTokenizerFiles } from './wordpiece-tokenizer.ts'
 
 /** What a preset or the CLI chooses. */
@@ -58,7 +58,7 @@ export async function buildRandomEncoder(options: EncoderBuildOptions): Promise<
   const shape = resolveEncoderShape(options)
   if (existsSync(dir) && readdirSync(dir).length > 0 && !options.force) throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
   const specs = bertWeightSpecs(shape)
-  const weights = specs.map((spec) => floatTensor(spec.name, spec.dims, spec.init === 'zeros' ? new Float32Array(spec.dims.reduce((a, b) => a * b, 1)) : initWeight({ ...spec, init: spec.init }, seed)))
+  const weights = specs.map((spec) => inlineTensor({ name: spec.name, dims: spec.dims, dataType: DataType.FLOAT, bytes: bytesOf(spec.init === 'zeros' ? new Float32Array(spec.dims.reduce((a, b) => a * b, 1)) : initWeight({ ...spec, init: spec.init }, seed)) }))
   await mkdir(join(dir, 'onnx'), { recursive: true })
   await writeFile(join(dir, 'onnx', 'model.onnx'), buildBertModel(shape, weights))
 
