@@ -87,6 +87,24 @@ describe('the runner on a scratch tree', () => {
     }
   })
 
+  test('--typecheck runs the type check first; a type error stops the run before any test', () => {
+    writeFileSync(join(root, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', strict: true, noEmit: true, types: ['node'] }, include: ['test'] }))
+    const clean = run(['--typecheck', 'unit'])
+    assert.equal(clean.status, 0, clean.stdout + clean.stderr)
+    assert.match(clean.stdout, /## type check: ok in \d+\.\d s/)
+    write('test/gateway/typo.test.ts', "const count: number = 'three'\nvoid count")
+    try {
+      const broken = run(['--typecheck'])
+      assert.equal(broken.status, 1)
+      assert.match(broken.stdout, /## type check: failed/)
+      assert.doesNotMatch(broken.stdout, /## tier/)
+      assert.equal(broken.stdout.trimEnd().split('\n').at(-1), 'type check failed; no tests run')
+    } finally {
+      rmSync(join(root, 'test/gateway/typo.test.ts'))
+      rmSync(join(root, 'tsconfig.json'))
+    }
+  })
+
   test('an unknown tier name is refused', () => {
     const result = run(['nope'])
     assert.equal(result.status, 2)
