@@ -36,7 +36,7 @@ export interface InProcessGateway {
   app: ReturnType<typeof createGatewayApp>
   config: GatewayConfig
   router: Router
-  metrics: GatewayDeps['metrics'] & { registry?: { metrics(): Promise<string> } }
+  metrics: GatewayDeps['metrics']
   close(): void
 }
 
