@@ -23,6 +23,8 @@ export interface Principal {
   models?: string[]
   limits: Limits
   via: 'api_key' | 'jwt'
+  /** Where an API key came from (unset for JWTs and the anonymous principal); part of its limit counters' name. */
+  source?: ApiKeyRecord['source']
 }
 
 /** An API key as stored: only the SHA-256 hash of the secret, never the secret. */
@@ -108,6 +110,12 @@ export interface GatewayMetrics {
   storeError(store: 'redis', operation: string): void
   /** 1 while the shared store answers, 0 while the gateway runs on its in-memory fallback. */
   storeUp(up: boolean): void
+  /**
+   * The per-IP failed-authentication guard (limits/ip-guard.ts): a failure counted, an address
+   * blocked or unblocked, a request refused, or a valid key let through from a blocked address;
+   * with the number of addresses this process blocks now.
+   */
+  ipGuard?(event: 'failure' | 'blocked' | 'unblocked' | 'refused' | 'passed', blockedAddresses: number): void
   /** Prometheus text (Node) or null where the runtime has no scrape endpoint. */
   render(): Promise<{ contentType: string; body: string } | null>
   routing: RoutingMetrics

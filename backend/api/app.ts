@@ -1,11 +1,16 @@
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { embeddings } from './embeddings.ts'
+import type { EncoderApiContext } from './encoding.ts'
+import { relativeOnnxPath } from '../model/folder.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
-import { chatCompletions, completions, listModels } from './openai.ts'
+import { listModels, retrieveModel } from './models.ts'
+import { chatCompletions, completions } from './openai.ts'
+import { listTaskModels, predict } from './predict.ts'
 
-export interface BackendAppOptions extends ApiContext {
+export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
@@ -19,6 +24,7 @@ export interface BackendAppOptions extends ApiContext {
 export function createBackendApp(options: BackendAppOptions): Hono {
   const app = new Hono()
   const { metrics } = options
+  const encoderApi: EncoderApiContext = { ...options, encoders: options.encoders ?? new Map(), maxEncoderQueue: options.maxEncoderQueue ?? options.maxQueue }
 
   app.use('*', async (c, next) => {
     const started = performance.now()
@@ -58,7 +64,13 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.post('/v1/completions', loaded, limit, (c) => completions(c, options))
   app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
   app.post('/generate', loaded, limit, (c) => generate(c, options))
-  app.get('/v1/models', (c) => listModels(c, options))
+  app.get('/v1/models', (c) => listModels(c, encoderApi))
+  // Model ids may hold slashes (org/name), as OpenAI's and Hugging Face's do.
+  app.get('/v1/models/:id{.+}', (c) => retrieveModel(c, encoderApi))
+  // Encoder models (backend/encoder): embeddings and the task API.
+  app.post('/v1/embeddings', loaded, limit, (c) => embeddings(c, encoderApi))
+  app.post('/predict', loaded, limit, (c) => predict(c, encoderApi))
+  app.get('/models', (c) => listTaskModels(c, encoderApi))
 
   app.get('/model/info', (c) =>
     c.json({
@@ -69,9 +81,13 @@ export function createBackendApp(options: BackendAppOptions): Hono {
         device: m.engine.info.device,
         model_type: m.folder.modelType,
         variant: m.folder.variant,
+        file: relativeOnnxPath(m.folder),
+        weight_type: m.engine.info.shape.weightType,
+        kv_type: m.engine.info.shape.kvFloat16 ? 'float16' : 'float32',
         context_length: m.folder.contextLength,
         random_weights: m.folder.randomWeights,
-        kv_fast_path: m.engine.info.movesOnlyNewRows,
+        kv_fast_path: m.engine.info.kvPath !== 'whole-cache',
+        kv_path: m.engine.info.kvPath,
         queued: m.engine.queuedCount,
         active: m.engine.activeCount,
       })),
@@ -79,7 +95,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   )
   // Engines whose worker has shown no progress for longer than the stall timeout (heartbeat.ts).
   const stalledEngines = () =>
-    [...options.models.values()].flatMap((m) => {
+    [...options.models.values(), ...encoderApi.encoders.values()].flatMap((m) => {
       const since = m.engine.msSinceProgress
       return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
     })

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
+import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
+import { type ChatMessage, ChatTemplateError } from '../model/tokenizer.ts'
 import { ApiError } from './errors.ts'
 import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
 import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
@@ -100,7 +102,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const model = resolveModel(api, body.model)
   const n = body.n ?? 1
   const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join('') }))
-  const prompts = [model.tokenizer.encodeChat(messages)]
+  const prompts = [encodeChat(model, messages)]
   const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
   const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
@@ -152,10 +154,14 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   })
 }
 
-/** GET /v1/models */
-export function listModels(c: Context, api: ApiContext): Response {
-  const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
-  return c.json({ object: 'list', data })
+/** The chat prompt; a template's `raise_exception` (or failure on these messages) is the client's 400. */
+function encodeChat(model: ServedModel, messages: ChatMessage[]): number[] {
+  try {
+    return model.tokenizer.encodeChat(messages)
+  } catch (error) {
+    if (error instanceof ChatTemplateError) throw new ApiError(400, error.message, { param: 'messages', code: 'chat_template_error' })
+    throw error
+  }
 }
 
 function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {

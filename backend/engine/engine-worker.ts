@@ -13,7 +13,7 @@ const WARMUP_TOKENS = 64
 
 try {
   const loadStart = performance.now()
-  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }))
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
   const loadMs = performance.now() - loadStart
 
   const heartbeat = new Heartbeat(data.heartbeat)
@@ -44,7 +44,7 @@ try {
   setInterval(() => {
     if (scheduler.waitingCount + scheduler.runningCount === 0) heartbeat.beat()
   }, data.idleBeatIntervalMs).unref()
-  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, loadMs, warmupMs })
+  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
 }

@@ -1,6 +1,7 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
+import { startModelWorker, stopModelWorker } from './model-worker.ts'
 import type { EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 export type EngineEvents = {
@@ -38,29 +39,12 @@ export class Engine {
    * Starts the worker, loads and warms up the model; resolves once it can take requests.
    * `stallTimeoutMs` is how long the worker may show no progress before `stalledForMs` reports it.
    */
-  static start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
+  static async start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
     const { stallTimeoutMs, ...rest } = options
     const heartbeat = new Heartbeat()
     const data: EngineWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
-    const worker = startWorker(new URL('./engine-worker.ts', import.meta.url), data)
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromWorker) => {
-        if (message.type === 'log') events.onLog?.(message.message)
-        else if (message.type === 'failed') {
-          void worker.terminate()
-          reject(new Error(message.message))
-        } else if (message.type === 'ready') {
-          worker.off('message', onMessage)
-          worker.off('exit', onExit)
-          const { type: _type, ...info } = message
-          resolve(new Engine(worker, info, events, heartbeat))
-        }
-      }
-      const onExit = (code: number) => reject(new Error(`engine worker exited with code ${code} while loading`))
-      worker.on('message', onMessage)
-      worker.once('error', reject)
-      worker.once('exit', onExit)
-    })
+    const { worker, info } = await startModelWorker<EngineInfo>('engine', new URL('./engine-worker.ts', import.meta.url), data, events.onLog)
+    return new Engine(worker, info, events, heartbeat)
   }
 
   /** Milliseconds since the worker last showed progress (a finished step, or idling). */
@@ -99,11 +83,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const exited = new Promise((resolve) => this.worker.once('exit', resolve))
-    this.post({ type: 'stop' })
-    const timer = setTimeout(() => void this.worker.terminate(), 5000)
-    await exited
-    clearTimeout(timer)
+    await stopModelWorker(this.worker, () => this.post({ type: 'stop' }))
   }
 
   private post(message: ToWorker): void {
@@ -125,14 +105,4 @@ export class Engine {
     this.listeners.clear()
     this.queued.clear()
   }
-}
-
-/**
- * On Node 20 a worker does not inherit the TypeScript loader of a parent that runs from
- * source, so such a worker registers tsx itself before importing its entry.
- */
-function startWorker(entry: URL, workerData: EngineWorkerData): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData })
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
-  return new Worker(bootstrap, { eval: true, workerData })
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { logSettingsSchema } from '../../backend/log-settings.ts'
 
 /**
  * The gateway's configuration: one typed, validated object built from the config file
@@ -6,6 +7,8 @@ import { z } from 'zod'
  * default and a line in the README.
  */
 const positiveInt = z.number().int().positive()
+/** A backend's address: a bare `localhost:8000` would parse as a URL of scheme "localhost:" and fail only later. */
+const backendUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8000' })
 
 export const limitsSchema = z
   .object({
@@ -53,7 +56,7 @@ const nodeSchema = z
   .object({
     /** Unique across all regions; appears in logs, metrics and x-switchyard-backend. */
     id: nameSchema,
-    url: z.string().url(),
+    url: backendUrl,
     /** Share of the region's traffic relative to the other nodes. */
     weight: z.number().positive().max(1000).default(1),
     /** Model ids this node serves; omitted = every model. */
@@ -182,19 +185,37 @@ export type RoutingConfig = z.infer<typeof routingSchema>
 export type StaticNode = z.infer<typeof nodeSchema>
 export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 
+const CORS_DEFAULTS = { allowedOrigins: [], maxAgeSeconds: 600 }
+const corsSchema = z
+  .object({
+    allowedOrigins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'must be * or an origin such as https://app.example.com (scheme, host and port, no path)')).default(CORS_DEFAULTS.allowedOrigins),
+    maxAgeSeconds: z.number().int().min(0).max(86_400).default(CORS_DEFAULTS.maxAgeSeconds),
+  })
+  .strict()
+  .default(CORS_DEFAULTS)
+
 export const gatewayFileSchema = z
   .object({
     /** One backend node for every request (shorthand for a single region with one node). */
-    backend: z.object({ url: z.string().url() }).strict().optional(),
+    backend: z.object({ url: backendUrl }).strict().optional(),
     /** Regions of backend nodes, failover order, health checks, breakers, retries. */
     routing: routingSchema.optional(),
     auth: z
       .object({
         apiKeys: z.array(apiKeySchema).default([]),
         jwt: jwtSchema.optional(),
+        /** Keys verified in the shared store, remembered for store outages (auth/api-keys.ts createKeyLookup). */
+        keyCache: z
+          .object({
+            /** How long a verified key stays usable while the store is unreachable; also the longest a revocation can lag then. 0: off. */
+            ttlSeconds: z.number().int().min(0).max(86_400).default(120),
+            maxEntries: positiveInt.max(1_000_000).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
-      .default({ apiKeys: [] }),
+      .prefault({}),
     limits: z
       .object({
         /** Limits for keys and tokens that set none of their own. */
@@ -232,10 +253,12 @@ export const gatewayFileSchema = z
         receiveTimeoutMs: positiveInt.default(60_000),
         /** After SIGTERM, longest the gateway waits for requests in flight before closing their connections and exiting. */
         drainTimeoutMs: positiveInt.default(60_000),
+        /** Browser clients: origins allowed to call the gateway (`*` for any); none = CORS off. */
+        cors: corsSchema,
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000 }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
   })
   .strict()
 
@@ -262,7 +285,7 @@ export const gatewayEnvSchema = z.object({
   PORT: intFrom(0, 65535, 8080),
   /** Separate plain-HTTP port for /metrics (0 = off; /metrics stays on the main port behind the admin token). */
   METRICS_PORT: intFrom(0, 65535, 0),
-  BACKEND_URL: z.string().url().optional(),
+  BACKEND_URL: backendUrl.optional(),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   REDIS_SENTINELS: hostPorts.optional(),
   REDIS_SENTINEL_NAME: z.string().default('mymaster'),
@@ -270,7 +293,7 @@ export const gatewayEnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ...logSettingsSchema,
 })
 
 export type GatewayEnv = z.infer<typeof gatewayEnvSchema>

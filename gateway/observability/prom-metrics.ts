@@ -27,6 +27,8 @@ export function createPromMetrics(options: PromMetricsOptions = {}): GatewayMetr
   const firstByte = new Histogram({ name: 'switchyard_gateway_time_to_first_byte_seconds', help: 'Time from request to the first byte from the backend (time to first token for streams)', labelNames: ['route'], buckets: latencyBuckets, registers })
   const tokens = new Counter({ name: 'switchyard_gateway_tokens_total', help: 'Tokens by API key id and kind', labelNames: ['key_id', 'kind'], registers })
   const rateLimited = new Counter({ name: 'switchyard_gateway_rate_limited_total', help: 'Requests refused by a rate limit', labelNames: ['limit'], registers })
+  const ipGuardEvents = new Counter({ name: 'switchyard_gateway_ip_guard_events_total', help: 'Per-IP failed-authentication guard: failures counted, addresses blocked and unblocked, requests refused, valid keys let through from blocked addresses', labelNames: ['event'], registers })
+  const ipGuardBlocked = new Gauge({ name: 'switchyard_gateway_ip_guard_blocked_addresses', help: 'Addresses the per-IP failed-authentication guard blocks now in this process', registers })
   const cache = new Counter({ name: 'switchyard_gateway_cache_total', help: 'Response cache lookups by result', labelNames: ['result'], registers })
   const storeErrors = new Counter({ name: 'switchyard_gateway_store_errors_total', help: 'Errors talking to the shared store', labelNames: ['store', 'operation'], registers })
   const storeUp = new Gauge({ name: 'switchyard_gateway_store_up', help: '1 while the shared store (Redis) answers, 0 while in-memory fallbacks serve', registers })
@@ -87,6 +89,10 @@ export function createPromMetrics(options: PromMetricsOptions = {}): GatewayMetr
     cache: (result) => cache.inc({ result }),
     storeError: (store, operation) => storeErrors.inc({ store, operation }),
     storeUp: (up) => storeUp.set(up ? 1 : 0),
+    ipGuard: (event, blocked) => {
+      ipGuardEvents.inc({ event })
+      ipGuardBlocked.set(blocked)
+    },
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routing: {
       attempt: (l) => {

@@ -28,6 +28,7 @@ export function createWorkersMetrics(dataset: AnalyticsEngineDataset | undefined
     cache: (result) => write('cache', [result]),
     storeError: (store, operation) => write('store_error', [store, operation]),
     storeUp: () => {},
+    ipGuard: (event) => write('ip_guard', [event]),
     render: async () => null,
     routing: {
       attempt: ({ region, backend, outcome }) => write('attempt', [region, backend, outcome]),

@@ -167,8 +167,8 @@ describe('Workers build: limits on Durable Objects', () => {
 
   test('a stream’s unused tokens are refunded after its last byte', async () => {
     const limiter = await worker.namespace<DurableObjectNamespace<RateLimiterRpc>>('RATE_LIMITER')
-    // One object per caller, named by the limit key the middleware uses: `${principal.via}:${principal.id}`.
-    const counter = limiter.get(limiter.idFromName('api_key:refund'))
+    // One object per caller, named by the limit key the middleware uses (limits/middleware.ts limitKey).
+    const counter = limiter.get(limiter.idFromName('api_key:config:refund'))
     // A zero-cost admission reads the token budget without counting anything.
     const remaining = async () => (await counter.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0)).tokens!.remaining
     // Greedy text stops at "girl" after a few tokens, far below max_tokens.
