@@ -84,14 +84,24 @@ describe('parse-request: refused', () => {
 })
 
 describe('parse-request: forwarded', () => {
-  test('max_tokens filled when absent: 16 for completions, defaultMaxTokens for chat; kept when given', async () => {
-    assert.equal((await forwarded('/v1/completions', { model: 'm', prompt: 'hi' })).max_tokens, 16)
-    assert.equal((await forwarded('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }] })).max_tokens, 77)
-    assert.equal((await forwarded('/v1/completions', { model: 'm', prompt: 'hi', max_tokens: 5 })).max_tokens, 5)
-    const given = await forwarded('/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 })
-    assert.equal(given.max_completion_tokens, 9)
-    assert.equal(given.max_tokens, undefined, 'not both')
-    assert.equal((await forwarded('/generate', { model: 'm', prompt: 'hi' })).max_tokens, undefined, '/generate has max_length')
+  test('max_tokens is left to the backend; the token reservation counts 16 for completions, defaultMaxTokens for chat', async (t) => {
+    // 'hi' is at most 2 tokens, plus 16 per message and 16 for the template: the prompt bound.
+    const cases: [string, object, number][] = [
+      ['/v1/completions', { model: 'm', prompt: 'hi' }, 2 + 16 + 16],
+      ['/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, 2 + 32 + 77],
+      ['/v1/completions', { model: 'm', prompt: 'hi', max_tokens: 5, n: 3 }, 2 + 16 + 15],
+      ['/v1/chat/completions', { model: 'm', messages: [{ role: 'user', content: 'hi' }], max_completion_tokens: 9 }, 2 + 32 + 9],
+    ]
+    for (const [path, body, reserved] of cases) {
+      const own = fakeNodes(() => jsonAnswer(200, completionBody()))
+      const limited = createInProcessGateway({ config: { auth: { apiKeys: [apiKeyEntry('k', KEY)] }, cache: { enabled: false }, limits: { defaultMaxTokens: 77, defaults: { tokensPerMinute: 1000 } } }, upstream: own.upstream })
+      t.after(() => limited.close())
+      const response = await limited.app.request(path, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      assert.equal(response.status, 200)
+      assert.equal(response.headers.get('x-ratelimit-remaining-tokens'), String(1000 - reserved), `${path} ${JSON.stringify(body)}`)
+      const sent = own.requests.find((r) => r.path === path)!.json!
+      assert.equal(sent.max_tokens, (body as { max_tokens?: number }).max_tokens, 'max_tokens as the client sent it')
+    }
   })
 
   test('unknown fields pass through; an +json content type is JSON', async () => {
