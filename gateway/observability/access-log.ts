@@ -33,7 +33,8 @@ export function accessLog(options: {
     const lifecycle = c.get('lifecycle')
     lifecycle.onEnd((r) => {
       const seconds = (performance.now() - r.startedAt) / 1000
-      const route = c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+      // No route matched: the last route seen is the app-wide middleware's ('/*' in Hono 4).
+      const route = c.req.routePath === '*' || c.req.routePath === '/*' ? 'unmatched' : c.req.routePath
       const keyId = r.keyId ?? 'anonymous'
       options.metrics.request({ route, status: r.status ?? 0, keyId }, seconds)
       if (r.firstByteAt !== undefined) options.metrics.firstByte({ route }, (r.firstByteAt - r.startedAt) / 1000)

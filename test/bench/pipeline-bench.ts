@@ -1,17 +1,13 @@
-import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus } from 'node:os'
+import { resolve } from 'node:path'
 import { Hono } from 'hono'
 import pino from 'pino'
-import { createGatewayApp } from '../../gateway/app.ts'
-import { loadGatewayConfig } from '../../gateway/config/load.ts'
 import { createMemoryRateLimits, createRedisRateLimits } from '../../gateway/limits/rate-limit-store.ts'
 import { createPromMetrics } from '../../gateway/observability/prom-metrics.ts'
 import type { UpstreamFetch } from '../../gateway/proxy/upstream.ts'
-import { Router } from '../../gateway/routing/router.ts'
-import { MemoryCacheStore, MemoryKeyStore } from '../../gateway/stores/memory.ts'
 import { createRedis } from '../../gateway/stores/redis-client.ts'
+import { apiKeyEntry, createInProcessGateway } from '../helpers/in-process-gateway.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
 import { startRedis } from '../helpers/redis-server.ts'
 
@@ -27,7 +23,6 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 30_000)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const CONCURRENCY = 16
 const KEY = 'sy-bench-key-0123456789abcdef'
-const work = mkdtempSync(join(tmpdir(), 'switchyard-pipebench-'))
 
 const answer = JSON.stringify({ id: 'cmpl-bench', object: 'text_completion', created: 0, model: 'bench', choices: [{ index: 0, text: ' hello world', logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })
 const answerHeaders: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(answer.length) }
@@ -36,31 +31,27 @@ const upstream: UpstreamFetch = async () => ({ status: 200, headers: { get: (nam
 const redisServer = await startRedis()
 const limitsOn = { requestsPerWindow: 1e9, requestWindowSeconds: 60, tokensPerMinute: 1e12, maxConcurrent: 100_000 }
 function gateway(options: { limits: 'memory' | 'redis' | 'off'; logLevel: string }) {
-  const path = join(work, `gateway-${options.limits}-${options.logLevel}.json`)
   const limits = { defaults: options.limits === 'off' ? {} : limitsOn, perIp: { requestsPerWindow: 1e9, requestWindowSeconds: 60 } }
-  writeFileSync(path, JSON.stringify({ backend: { url: 'http://127.0.0.1:9' }, auth: { apiKeys: [{ id: 'bench', tenant: 'bench', hash: createHash('sha256').update(KEY).digest('hex') }] }, limits, cache: { enabled: false } }))
-  const config = loadGatewayConfig({ GATEWAY_CONFIG: path, LOG_LEVEL: options.logLevel })
+  const config = { backend: { url: 'http://127.0.0.1:9' }, auth: { apiKeys: [apiKeyEntry('bench', KEY)] }, limits, cache: { enabled: false } }
   // As the Node entry logs (pino, synchronous), into /dev/null.
-  const pinoLogger = pino({ level: config.env.LOG_LEVEL, base: { service: 'switchyard-gateway' } }, pino.destination('/dev/null'))
+  const pinoLogger = pino({ level: options.logLevel, base: { service: 'switchyard-gateway' } }, pino.destination('/dev/null'))
   const logger = { info: (f: object, m: string) => pinoLogger.info(f, m), warn: (f: object, m: string) => pinoLogger.warn(f, m), error: (f: object, m: string) => pinoLogger.error(f, m) }
   const metrics = createPromMetrics()
   const redis = options.limits === 'redis' ? createRedis({ url: redisServer.url }, { logger, metrics }) : undefined
-  const router = new Router(config.routing, { metrics: metrics.routing, logger, upstream })
-  const app = createGatewayApp({
+  const { app, close } = createInProcessGateway({
     config,
+    env: { LOG_LEVEL: options.logLevel },
+    upstream,
     logger,
     metrics,
-    keyStore: new MemoryKeyStore(),
-    rateLimits: redis ? createRedisRateLimits(redis, { logger, metrics }) : createMemoryRateLimits(),
-    cacheStore: new MemoryCacheStore(),
-    upstream,
-    router,
-    peerAddress: () => '127.0.0.1',
-    hashKey: (key) => createHash('sha256').update(key).digest('hex'),
-    afterResponse: (run) => void setImmediate(run),
-    watchClient: () => () => {},
+    timers: true,
+    deps: {
+      rateLimits: redis ? createRedisRateLimits(redis, { logger, metrics }) : createMemoryRateLimits(),
+      afterResponse: (run) => void setImmediate(run),
+      watchClient: () => () => {},
+    },
   })
-  return { fetch: (request: Request) => app.fetch(request), close: () => (router.close(), redis?.disconnect()) }
+  return { fetch: (request: Request) => app.fetch(request), close: () => (close(), redis?.disconnect()) }
 }
 
 const baselineApp = new Hono().post('/v1/completions', async (c) => {

@@ -28,7 +28,7 @@ export interface RedisServer {
 
 /** Starts a private redis-server (no persistence) on a free port; args are extra flags. */
 export async function startRedis(args: string[] = [], fixedPort?: number): Promise<RedisServer> {
-  const port = fixedPort ?? (await freePort())
+  let port = fixedPort ?? (await freePort())
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-redis-'))
   let child!: ChildProcess
   const launch = async () => {
@@ -42,7 +42,16 @@ export async function startRedis(args: string[] = [], fixedPort?: number): Promi
       await new Promise((r) => setTimeout(r, 20))
     }
   }
-  await launch()
+  // Test files run in parallel: another may take the free port before redis binds it. Then take another.
+  for (let tries = 1; ; tries++) {
+    try {
+      await launch()
+      break
+    } catch (error) {
+      if (fixedPort !== undefined || tries === 3 || !/Address already in use/.test(String(error))) throw error
+      port = await freePort()
+    }
+  }
   const server: RedisServer = {
     port,
     url: `redis://127.0.0.1:${port}`,

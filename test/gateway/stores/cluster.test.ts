@@ -32,7 +32,8 @@ describe('Redis Cluster', () => {
       nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']))
     }
     await createCluster(nodes.map((n) => n.port))
-    redis = createRedis({ clusterNodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })) }, recorded.hooks)
+    // A generous command timeout: these tests check placement over slots, and a loaded machine (test files run in parallel) must not push a command onto the in-memory fallback.
+    redis = createRedis({ clusterNodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), commandTimeoutMs: 5_000 }, recorded.hooks)
     assert.ok(redis instanceof Cluster)
     await untilReady(redis)
     // Every node must agree the cluster is up before writes to any slot succeed.
