@@ -24,6 +24,10 @@ export const backendConfigSchema = z.object({
   DRAIN_TIMEOUT_MS: intFrom(0, 3_600_000, 30_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
+  /** Compiled grammars (JSON schemas, regexes, tool formats) kept per model. */
+  GRAMMAR_CACHE_SIZE: intFrom(1, 100_000, 64),
+  /** Characters of grammar text a request may send (its JSON schema, regex, EBNF, tools). */
+  MAX_GRAMMAR_CHARS: intFrom(1, 100_000_000, 65_536),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** JWKS file of the gateway's public keys. Set: every request needs a gateway token. Unset: the node is open (development). */
   GATEWAY_VERIFY_KEYS_FILE: z.string().min(1).optional(),

@@ -7,6 +7,7 @@ import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'
 import { BackendMetrics } from './metrics.ts'
+import { grammarVocabulary } from './grammar/vocabulary.ts'
 import { findModelFolders, loadModelFolder } from './model/folder.ts'
 import { TextTokenizer } from './model/tokenizer.ts'
 
@@ -83,6 +84,7 @@ try {
         onnxPath: folder.onnxPath,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
+        grammar: { vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds), cacheSize: config.GRAMMAR_CACHE_SIZE },
       },
       { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },
     ).catch((error) => {

@@ -1,3 +1,5 @@
+import type { GrammarSpec } from '../grammar/spec.ts'
+import type { GrammarVocabulary } from '../grammar/vocabulary.ts'
 import type { ExecutionOptions } from '../model/session.ts'
 import type { ModelShape } from '../model/runner.ts'
 import type { SchedulerOptions } from '../scheduler/scheduler.ts'
@@ -8,9 +10,19 @@ export interface EngineWorkerData {
   onnxPath: string
   execution: ExecutionOptions
   scheduler: SchedulerOptions
+  /** Grammar-constrained decoding: the model's vocabulary and how many compiled grammars to keep. */
+  grammar?: { vocabulary: GrammarVocabulary; cacheSize: number }
 }
 
-export type ToWorker = { type: 'add'; request: SequenceRequest } | { type: 'abort'; id: number } | { type: 'stop' }
+export type ToWorker =
+  | { type: 'add'; request: SequenceRequest }
+  | { type: 'abort'; id: number }
+  | { type: 'stop' }
+  /** Compile (or find cached) a grammar; answered with `compiled` and the same ticket. */
+  | { type: 'compile'; ticket: number; spec: GrammarSpec }
+
+/** Outcome of a `compile`: `invalid` is the client's grammar at fault; otherwise the engine's. */
+export type CompileResult = { ok: true; ms: number; cached: boolean } | { ok: false; invalid: boolean; message: string }
 
 export interface EngineInfo {
   shape: ModelShape
@@ -26,3 +38,6 @@ export type FromWorker =
   | { type: 'failed'; message: string }
   | { type: 'step'; events: TokenEvent[]; stats: StepStats }
   | { type: 'log'; message: string }
+  | { type: 'compiled'; ticket: number; result: CompileResult }
+  /** Sequences that ended before reaching the scheduler (their grammar failed, or an abort). */
+  | { type: 'ended'; events: TokenEvent[] }

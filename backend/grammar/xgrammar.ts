@@ -1,0 +1,59 @@
+import { readFileSync } from 'node:fs'
+import Module, { createRequire } from 'node:module'
+import type * as XGrammar from '@mlc-ai/web-xgrammar'
+
+export type XGrammarModule = typeof XGrammar
+
+let loaded: XGrammarModule | undefined
+
+/**
+ * Loads `@mlc-ai/web-xgrammar`. Its `lib/index.js` is a UMD bundle inside a `"type": "module"`
+ * package, so `import` fails ("require is not defined in ES module scope"); the file is
+ * compiled here as the CommonJS module it is. Works in worker threads too (no loader needed).
+ */
+export function loadXGrammar(): XGrammarModule {
+  if (loaded) return loaded
+  const require = createRequire(import.meta.url)
+  const path = require.resolve('@mlc-ai/web-xgrammar')
+  const NodeModule = Module as unknown as { new (id: string): CommonJsModule; _nodeModulePaths(path: string): string[] }
+  const module = new NodeModule(path)
+  module.filename = path
+  module.paths = NodeModule._nodeModulePaths(path)
+  module._compile(readFileSync(path, 'utf8'), path)
+  loaded = module.exports as XGrammarModule
+  return loaded
+}
+
+interface CommonJsModule {
+  filename: string
+  paths: string[]
+  exports: unknown
+  _compile(source: string, filename: string): void
+}
+
+/**
+ * Runs a synchronous xgrammar call and returns what it wrote to stderr with it. A grammar
+ * xgrammar refuses makes its WebAssembly abort with only "Aborted()"; the reason (for example
+ * `Unsupported type "foo"`) is a `[FATAL] file:line: reason` line it prints just before.
+ */
+export async function withXGrammarErrors<T>(call: () => Promise<T>): Promise<T> {
+  const stderr = process.stderr
+  const original = stderr.write
+  const captured: string[] = []
+  stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')
+    if (/\[FATAL\]|Aborted\(\)/.test(text)) {
+      captured.push(text)
+      return true
+    }
+    return (original as (...args: unknown[]) => boolean).call(stderr, chunk, ...rest)
+  }) as typeof stderr.write
+  try {
+    return await call()
+  } catch (error) {
+    const fatal = captured.join('').match(/\[FATAL\][^:]*:\d+:\s*([^\n]+)/)
+    throw new Error(fatal ? fatal[1].trim() : String((error as Error)?.message ?? error))
+  } finally {
+    stderr.write = original
+  }
+}
