@@ -59,6 +59,7 @@ const app = createBackendApp({
   models,
   metrics,
   maxQueue: config.MAX_QUEUE,
+  maxGrammarChars: config.MAX_GRAMMAR_CHARS,
   requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
   retryAfterSeconds: config.RETRY_AFTER_SECONDS,
   maxBodyBytes: config.MAX_BODY_BYTES,

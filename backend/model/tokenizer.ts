@@ -3,7 +3,12 @@ import { Tokenizer } from '@huggingface/tokenizers'
 
 export interface ChatMessage {
   role: string
-  content: string
+  content: string | null
+  /** An assistant's tool calls; `arguments` as an object, the form chat templates render. */
+  tool_calls?: { id?: string; type: 'function'; function: { name: string; arguments: unknown } }[]
+  /** A `tool` message's answer to this call. */
+  tool_call_id?: string
+  name?: string
 }
 
 /**
@@ -13,6 +18,8 @@ export interface ChatMessage {
 export class TextTokenizer {
   private readonly tokenizer: Tokenizer
   private readonly template: Template | null
+  /** The chat template's source ('' without one), for features read from it (tool-call formats). */
+  readonly templateSource: string
   private readonly specialTokens: Record<string, string>
   private readonly anchor: number
   private readonly anchorText: string
@@ -23,6 +30,7 @@ export class TextTokenizer {
     // A list of named templates is allowed by transformers; the one named "default" serves chat.
     const source = Array.isArray(template) ? template.find((t: { name?: string }) => t.name === 'default')?.template : template
     this.template = typeof source === 'string' ? new Template(source) : null
+    this.templateSource = typeof source === 'string' ? source : ''
     const tokenText = (v: unknown) => (typeof v === 'string' ? v : typeof (v as { content?: unknown })?.content === 'string' ? (v as { content: string }).content : '')
     this.specialTokens = {
       bos_token: tokenText(tokenizerConfig.bos_token),
@@ -57,13 +65,15 @@ export class TextTokenizer {
     return anchored.slice(this.anchorText.length)
   }
 
-  /** Renders and tokenizes a chat; the template writes its own special tokens. */
-  encodeChat(messages: ChatMessage[]): number[] {
+  /** Renders and tokenizes a chat; the template writes its own special tokens (and renders `tools`). */
+  encodeChat(messages: ChatMessage[], options: { tools?: unknown[]; addGenerationPrompt?: boolean } = {}): number[] {
+    const addGenerationPrompt = options.addGenerationPrompt ?? true
     if (!this.template) {
-      const transcript = messages.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'
+      const transcript = messages.map((m) => `${m.role}: ${m.content ?? ''}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '')
       return this.encode(transcript)
     }
-    const text = this.template.render({ messages, add_generation_prompt: true, ...this.specialTokens })
+    const tools = options.tools && options.tools.length > 0 ? { tools: options.tools } : {}
+    const text = this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...tools, ...this.specialTokens })
     return this.encode(text, false)
   }
 }
