@@ -1,7 +1,6 @@
 import type { CompileResult, FromWorker } from '../engine/protocol.ts'
 import type { SequenceRequest, TokenConstraint } from '../scheduler/types.ts'
 import { GrammarCache } from './compiler.ts'
-import { MatcherConstraint } from './constraint.ts'
 import { GrammarError, type GrammarSpec } from './spec.ts'
 import { type GrammarVocabulary, padVocabulary } from './vocabulary.ts'
 
@@ -84,6 +83,6 @@ export class GrammarAdmission {
 
   private async matcherFor(request: SequenceRequest): Promise<TokenConstraint> {
     if (this.unavailable || !this.cache) throw new Error(this.unavailable ?? 'no grammar engine')
-    return new MatcherConstraint(await this.cache.matcher(request.grammar!, request.generatedIds))
+    return this.cache.constraint(request.grammar!, request.generatedIds)
   }
 }

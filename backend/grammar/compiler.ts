@@ -1,4 +1,7 @@
-import type { CompiledGrammar, GrammarCompiler, GrammarMatcher, TokenizerInfo } from '@mlc-ai/web-xgrammar'
+import type { CompiledGrammar, GrammarCompiler, TokenizerInfo } from '@mlc-ai/web-xgrammar'
+import { MatcherConstraint } from './constraint.ts'
+import { controlTokenMask } from './control-tokens.ts'
+import { Utf8ByteGuard } from './utf8-guard.ts'
 import { GrammarError, type GrammarSpec, grammarKey } from './spec.ts'
 import type { GrammarVocabulary } from './vocabulary.ts'
 import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
@@ -11,12 +14,16 @@ import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
 export class GrammarCache {
   private readonly vocabulary: GrammarVocabulary
   private readonly maxEntries: number
+  private readonly utf8: Utf8ByteGuard | undefined
+  private readonly controlTokens: Int32Array
   private readonly compiled = new Map<string, Promise<CompiledGrammar>>()
   private compiler: Promise<{ compiler: GrammarCompiler; info: TokenizerInfo }> | undefined
 
   constructor(vocabulary: GrammarVocabulary, maxEntries: number) {
     this.vocabulary = vocabulary
     this.maxEntries = maxEntries
+    this.utf8 = vocabulary.vocabType === 'byte_fallback' ? Utf8ByteGuard.of(vocabulary.tokens) : undefined
+    this.controlTokens = controlTokenMask(vocabulary)
   }
 
   /** Builds the TokenizerInfo now (it takes ~0.2 s for a 150k vocabulary), not at the first request. */
@@ -50,18 +57,21 @@ export class GrammarCache {
     return pending
   }
 
-  /** A fresh matcher for one sequence, advanced over `replayIds` (a resumed stream's tokens). */
-  async matcher(spec: GrammarSpec, replayIds: number[] = []): Promise<GrammarMatcher> {
+  /** A fresh constraint for one sequence, advanced over `replayIds` (a resumed stream's tokens). */
+  async constraint(spec: GrammarSpec, replayIds: number[] = []): Promise<MatcherConstraint> {
     const compiled = await this.compile(spec)
     const { GrammarMatcher } = loadXGrammar()
+    // Regexes and EBNF grammars may ask for control characters; JSON never has them raw.
+    const json = spec.type === 'json_object' || spec.type === 'json_schema' || spec.type === 'structural_tag'
     const matcher = await GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
+    const constraint = new MatcherConstraint(matcher, { utf8: this.utf8, forbidden: json ? this.controlTokens : undefined })
     for (const id of replayIds) {
-      if (!matcher.acceptToken(id)) {
-        matcher.dispose()
+      if (!constraint.accept(id)) {
+        constraint.dispose()
         throw new GrammarError(`resume.token_ids do not follow the requested format (token ${id} is not allowed there)`)
       }
     }
-    return matcher
+    return constraint
   }
 
   private compilerOf() {
@@ -82,10 +92,10 @@ export class GrammarCache {
         switch (spec.type) {
           case 'json_object':
             // OpenAI's JSON mode: one object, compact (the builtin JSON grammar allows any value and free whitespace).
-            return compiler.compileJSONSchema('{"type": "object"}', false)
+            return compiler.compileJSONSchema('{"type": "object"}', false, -1)
           case 'json_schema':
             // Compact JSON (no free whitespace): a model cannot pad its output with blanks up to max_tokens.
-            return compiler.compileJSONSchema(spec.schema, false)
+            return compiler.compileJSONSchema(spec.schema, false, -1)
           case 'ebnf':
             return compiler.compileGrammar(spec.grammar)
           case 'regex':
