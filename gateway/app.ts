@@ -96,7 +96,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
 
   const generationRoute = (route: ApiRoute, path: string) => {
-    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens })
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, maxGrammarChars: config.server.maxGrammarChars, defaultMaxTokens: config.limits.defaultMaxTokens })
     app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')

@@ -2,6 +2,7 @@ import type { CompiledGrammar, GrammarCompiler, TokenizerInfo } from '@mlc-ai/we
 import { MatcherConstraint } from './constraint.ts'
 import { controlTokenMask } from './control-tokens.ts'
 import { Utf8ByteGuard } from './utf8-guard.ts'
+import { GrammarValidator } from './validator.ts'
 import { GrammarError, type GrammarSpec, grammarKey } from './spec.ts'
 import type { GrammarVocabulary } from './vocabulary.ts'
 import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
@@ -16,6 +17,7 @@ export class GrammarCache {
   private readonly maxEntries: number
   private readonly utf8: Utf8ByteGuard | undefined
   private readonly controlTokens: Int32Array
+  private readonly validator = new GrammarValidator()
   private readonly compiled = new Map<string, Promise<CompiledGrammar>>()
   private compiler: Promise<{ compiler: GrammarCompiler; info: TokenizerInfo }> | undefined
 
@@ -86,6 +88,22 @@ export class GrammarCache {
   }
 
   private async compileNow(spec: GrammarSpec): Promise<CompiledGrammar> {
+    await this.validator.check(spec)
+    const compiled = await this.compileSpec(spec)
+    // A grammar can be well-formed and match nothing (`root ::= root`): refuse it now, not at the first token.
+    const matcher = await loadXGrammar().GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
+    try {
+      if (!(await matcher.getNextTokenBitmask()).some((word) => word !== 0)) throw new GrammarError('the grammar matches no text')
+    } catch (error) {
+      compiled.dispose()
+      throw error
+    } finally {
+      matcher.dispose()
+    }
+    return compiled
+  }
+
+  private async compileSpec(spec: GrammarSpec): Promise<CompiledGrammar> {
     const { compiler } = await this.compilerOf()
     try {
       return await withXGrammarErrors(() => {

@@ -6,13 +6,19 @@ export type XGrammarModule = typeof XGrammar
 
 let loaded: XGrammarModule | undefined
 
-/**
- * Loads `@mlc-ai/web-xgrammar`. Its `lib/index.js` is a UMD bundle inside a `"type": "module"`
- * package, so `import` fails ("require is not defined in ES module scope"); the file is
- * compiled here as the CommonJS module it is. Works in worker threads too (no loader needed).
- */
+/** The thread's shared xgrammar instance (tokenizer info, compiled grammars, matchers). */
 export function loadXGrammar(): XGrammarModule {
-  if (loaded) return loaded
+  loaded ??= freshXGrammar()
+  return loaded
+}
+
+/**
+ * A new, separate instance of `@mlc-ai/web-xgrammar` (its own WebAssembly memory). Its
+ * `lib/index.js` is a UMD bundle inside a `"type": "module"` package, so `import` fails
+ * ("require is not defined in ES module scope"); the file is compiled here as the CommonJS
+ * module it is. Works in worker threads too (no loader needed).
+ */
+export function freshXGrammar(): XGrammarModule {
   const require = createRequire(import.meta.url)
   const path = require.resolve('@mlc-ai/web-xgrammar')
   const NodeModule = Module as unknown as { new (id: string): CommonJsModule; _nodeModulePaths(path: string): string[] }
@@ -20,8 +26,7 @@ export function loadXGrammar(): XGrammarModule {
   module.filename = path
   module.paths = NodeModule._nodeModulePaths(path)
   module._compile(readFileSync(path, 'utf8'), path)
-  loaded = module.exports as XGrammarModule
-  return loaded
+  return module.exports as XGrammarModule
 }
 
 interface CommonJsModule {
