@@ -73,7 +73,9 @@ export class TextTokenizer {
       return this.encode(transcript)
     }
     const tools = options.tools && options.tools.length > 0 ? { tools: options.tools } : {}
-    const text = this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...tools, ...this.specialTokens })
+    // Templates test and concatenate content; an assistant turn that only calls tools has none.
+    const rendered = messages.map((m) => (m.content === null ? { ...m, content: '' } : m))
+    const text = this.template.render({ messages: rendered, add_generation_prompt: addGenerationPrompt, ...tools, ...this.specialTokens })
     return this.encode(text, false)
   }
 }
