@@ -25,9 +25,11 @@ describe('cacheKey covers structured outputs and tools', () => {
     assert.equal(new Set(keys).size, variants.length)
   })
 
-  test('the order of keys inside a schema does not change the key', async () => {
+  test("the order of a schema's properties changes the key (it is the order the answer writes them in)", async () => {
     const a = await key({ guided_json: { type: 'object', properties: { a: { type: 'string' }, b: { type: 'integer' } } } })
-    const b = await key({ guided_json: { properties: { b: { type: 'integer' }, a: { type: 'string' } }, type: 'object' } })
-    assert.equal(a, b)
+    const b = await key({ guided_json: { type: 'object', properties: { b: { type: 'integer' }, a: { type: 'string' } } } })
+    assert.notEqual(a, b)
+    const tools = (properties: object) => ({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties } } }] })
+    assert.notEqual(await key(tools({ a: {}, b: {} })), await key(tools({ b: {}, a: {} })))
   })
 })
