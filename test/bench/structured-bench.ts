@@ -1,0 +1,139 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, loadavg } from 'node:os'
+import { relative, resolve } from 'node:path'
+import type { ServedModel } from '../../backend/engine/text-generation.ts'
+import { generateText } from '../../backend/engine/text-generation.ts'
+import type { GrammarSpec } from '../../backend/grammar/spec.ts'
+import { buildRandomLlama, type PresetName } from '../../backend/model/builder/build-model.ts'
+import type { SamplingParams } from '../../backend/sampling/sampler.ts'
+import { REPO_ROOT } from '../helpers/paths.ts'
+import { startServedModel } from '../helpers/served-model.ts'
+
+/**
+ * Structured-output benchmark (npm run bench:structured): decode tokens/s with a JSON schema
+ * against the same requests unconstrained, at 1 and 16 streams, and time to first token with
+ * grammar compilation (a schema never seen: cold; the same schema again: cached). Random-weight
+ * builder models (built into .cache/models/<preset> when missing). Knobs (environment):
+ *   BENCH_PRESETS=15m,100m  BENCH_STREAMS=1,16  BENCH_TOKENS=128  BENCH_REPS=3  BENCH_TTFT_REPS=5
+ *   BENCH_OUT=docs/bench/structured.json (written with every figure)
+ */
+const env = (name: string, fallback: string) => process.env[name] ?? fallback
+const PRESETS = env('BENCH_PRESETS', '15m,100m').split(',').map((s) => s.trim()) as PresetName[]
+const STREAMS = env('BENCH_STREAMS', '1,16').split(',').map(Number)
+const TOKENS = Number(env('BENCH_TOKENS', '128'))
+const REPS = Number(env('BENCH_REPS', '3'))
+const TTFT_REPS = Number(env('BENCH_TTFT_REPS', '5'))
+const OUT = resolve(REPO_ROOT, env('BENCH_OUT', 'docs/bench/structured.json'))
+const TARGET_AT_16 = 0.85
+
+/**
+ * Records of mixed JSON (integers, bounded strings, booleans, enums), more of them than any run
+ * can finish, so every stream generates exactly TOKENS tokens in both modes.
+ */
+const schemaFor = (salt: string): GrammarSpec => ({
+  type: 'json_schema',
+  schema: JSON.stringify({
+    type: 'array',
+    minItems: 1000,
+    items: { type: 'object', properties: { id: { type: 'integer' }, [`name${salt}`]: { type: 'string', maxLength: 12 }, ok: { type: 'boolean' }, kind: { enum: ['a', 'b', 'c'] } }, required: ['id', `name${salt}`, 'ok', 'kind'], additionalProperties: false },
+  }),
+})
+const sampling: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 1, logprobs: -1 }
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const started = performance.now()
+const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+
+async function modelFor(preset: PresetName): Promise<ServedModel> {
+  const dir = resolve(REPO_ROOT, '.cache/models', preset)
+  if (!existsSync(resolve(dir, 'onnx/model.onnx'))) {
+    log(`building the ${preset} preset into ${relative(REPO_ROOT, dir)}`)
+    await buildRandomLlama({ dir, preset, seed: 1, force: true })
+  }
+  return startServedModel(dir)
+}
+
+/** Generates `streams` × TOKENS tokens; returns aggregate tokens/s and the first token's delay. */
+async function run(model: ServedModel, prompt: number[], streams: number, grammar?: GrammarSpec): Promise<{ tokensPerSecond: number; ttftMs: number; tokens: number }> {
+  const start = performance.now()
+  if (grammar) {
+    const compiled = await model.engine.compileGrammar(grammar)
+    if (!compiled.ok) throw new Error(compiled.message)
+  }
+  let tokens = 0
+  let ttftMs = 0
+  for await (const chunk of generateText(model, { prompts: [prompt], n: streams, maxTokens: TOKENS, stop: [], sampling, grammar, ignoreEos: true }, 1024)) {
+    if (chunk.tokens > 0 && tokens === 0) ttftMs = performance.now() - start
+    tokens += chunk.tokens
+  }
+  return { tokensPerSecond: tokens / ((performance.now() - start) / 1000), ttftMs, tokens }
+}
+
+interface PresetResult {
+  preset: string
+  parameters: number
+  throughput: { streams: number; unconstrained: number; constrained: number; ratio: number }[]
+  ttft: { unconstrainedMs: number; coldMs: number; cachedMs: number; coldCompileMs: number }
+}
+
+async function benchPreset(preset: PresetName): Promise<PresetResult> {
+  const model = await modelFor(preset)
+  const prompt = model.tokenizer.encode('Once upon a time')
+  log(`${preset}: ${model.engine.info.parameters.toLocaleString('en')} parameters, vocabulary ${model.engine.info.shape.vocabSize}`)
+  try {
+    const grammar = schemaFor('')
+    await run(model, prompt, 2, grammar) // warm-up: JIT, onnxruntime, the grammar cached
+    await run(model, prompt, 2)
+    const throughput: PresetResult['throughput'] = []
+    for (const streams of STREAMS) {
+      const free: number[] = []
+      const constrained: number[] = []
+      // Interleaved, so a burst of outside load hits both modes alike.
+      for (let rep = 0; rep < REPS; rep++) {
+        free.push((await run(model, prompt, streams)).tokensPerSecond)
+        constrained.push((await run(model, prompt, streams, grammar)).tokensPerSecond)
+      }
+      const row = { streams, unconstrained: median(free), constrained: median(constrained), ratio: median(constrained) / median(free) }
+      throughput.push(row)
+      log(`${preset}, ${streams} stream(s): unconstrained ${row.unconstrained.toFixed(1)} tok/s, JSON schema ${row.constrained.toFixed(1)} tok/s (${(row.ratio * 100).toFixed(1)}%)`)
+    }
+    const cold: number[] = []
+    const cached: number[] = []
+    const free: number[] = []
+    const compile: number[] = []
+    for (let rep = 0; rep < TTFT_REPS; rep++) {
+      const fresh = schemaFor(`_${rep}_${Date.now()}`)
+      const t = performance.now()
+      const result = await model.engine.compileGrammar(schemaFor(`_c${rep}_${Date.now()}`))
+      if (result.ok) compile.push(performance.now() - t)
+      cold.push((await runFirstToken(model, prompt, fresh)).ttftMs)
+      cached.push((await runFirstToken(model, prompt, fresh)).ttftMs)
+      free.push((await runFirstToken(model, prompt)).ttftMs)
+    }
+    const ttft = { unconstrainedMs: median(free), coldMs: median(cold), cachedMs: median(cached), coldCompileMs: median(compile) }
+    log(`${preset} time to first token: unconstrained ${ttft.unconstrainedMs.toFixed(1)} ms, schema cold ${ttft.coldMs.toFixed(1)} ms (compile alone ${ttft.coldCompileMs.toFixed(1)} ms), cached ${ttft.cachedMs.toFixed(1)} ms`)
+    return { preset, parameters: model.engine.info.parameters, throughput, ttft }
+  } finally {
+    await model.engine.close()
+  }
+}
+
+const runFirstToken = (model: ServedModel, prompt: number[], grammar?: GrammarSpec) => runShort(model, prompt, grammar)
+async function runShort(model: ServedModel, prompt: number[], grammar?: GrammarSpec) {
+  const start = performance.now()
+  if (grammar) await model.engine.compileGrammar(grammar)
+  for await (const chunk of generateText(model, { prompts: [prompt], n: 1, maxTokens: 1, stop: [], sampling, grammar, ignoreEos: true }, 1024)) {
+    if (chunk.tokens > 0) return { ttftMs: performance.now() - start }
+  }
+  throw new Error('no token')
+}
+
+log(`structured-output benchmark: presets ${PRESETS.join(', ')}, streams ${STREAMS.join(', ')}, ${TOKENS} tokens per stream, ${REPS} reps (medians), ${cpus().length} cores, load ${loadavg()[0].toFixed(1)}`)
+const results: PresetResult[] = []
+for (const preset of PRESETS) results.push(await benchPreset(preset))
+for (const r of results) {
+  const at16 = r.throughput.find((t) => t.streams === 16)
+  if (at16) log(`${r.preset}: constrained keeps ${(at16.ratio * 100).toFixed(1)}% of unconstrained tokens/s at 16 streams (target ≥ ${TARGET_AT_16 * 100}%): ${at16.ratio >= TARGET_AT_16 ? 'met' : 'NOT met'}`)
+}
+mkdirSync(resolve(OUT, '..'), { recursive: true })
+writeFileSync(OUT, `${JSON.stringify({ date: new Date().toISOString(), tokensPerStream: TOKENS, reps: REPS, ttftReps: TTFT_REPS, loadAverage: loadavg()[0], cores: cpus().length, results }, null, 2)}\n`)
+log(`figures written to ${relative(REPO_ROOT, OUT)}`)
