@@ -130,9 +130,10 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
         if (!started.has(chunk.index)) {
           started.add(chunk.index)
           events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null, ...ids([]) }))
-          if (plan.toolFormat) toolStreams.set(chunk.index, new ToolCallStream(plan.toolFormat))
         }
-        // With tools, text from a call's start on is held until the calls can be parsed.
+        // With tools, text from a call's start on is held until the calls can be parsed (a resumed
+        // stream starts its own: the interrupted one had sent only the text before any call).
+        if (plan.toolFormat && !toolStreams.has(chunk.index)) toolStreams.set(chunk.index, new ToolCallStream(plan.toolFormat))
         const tools = toolStreams.get(chunk.index)
         let text = tools ? tools.push(chunk.text) : chunk.text
         const ended = tools && chunk.finishReason ? tools.finish() : undefined
