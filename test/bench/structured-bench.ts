@@ -2,8 +2,9 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { relative, resolve } from 'node:path'
 import type { ServedModel } from '../../backend/engine/text-generation.ts'
-import { generateText } from '../../backend/engine/text-generation.ts'
+import { GrammarCache } from '../../backend/grammar/compiler.ts'
 import type { GrammarSpec } from '../../backend/grammar/spec.ts'
+import { grammarVocabulary } from '../../backend/grammar/vocabulary.ts'
 import { buildRandomLlama, type PresetName } from '../../backend/model/builder/build-model.ts'
 import type { SamplingParams } from '../../backend/sampling/sampler.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
@@ -59,8 +60,13 @@ async function modelFor(preset: PresetName): Promise<ServedModel> {
   return startServedModel(dir)
 }
 
-/** Generates `streams` × TOKENS tokens; returns aggregate tokens/s and the first token's delay. */
-async function run(model: ServedModel, prompt: number[], streams: number, grammar?: GrammarSpec): Promise<{ tokensPerSecond: number; ttftMs: number; tokens: number }> {
+/**
+ * Generates `streams` × TOKENS tokens on the engine itself (its worker's step loop, where the
+ * masks are computed and applied), without the API layer's text decoding: random-weight
+ * tokens are often invalid UTF-8, which makes free text far dearer to decode than JSON and
+ * would credit the grammar with the decoder's cost. Returns aggregate tokens/s and the first token's delay.
+ */
+async function run(model: ServedModel, prompt: number[], streams: number, grammar?: GrammarSpec, maxTokens = TOKENS): Promise<{ tokensPerSecond: number; ttftMs: number; tokens: number }> {
   const start = performance.now()
   if (grammar) {
     const compiled = await model.engine.compileGrammar(grammar)
@@ -68,16 +74,49 @@ async function run(model: ServedModel, prompt: number[], streams: number, gramma
   }
   let tokens = 0
   let ttftMs = 0
-  for await (const chunk of generateText(model, { prompts: [prompt], n: streams, maxTokens: TOKENS, stop: [], sampling, grammar, ignoreEos: true }, 1024)) {
-    if (chunk.tokens > 0 && tokens === 0) ttftMs = performance.now() - start
-    tokens += chunk.tokens
-  }
+  await new Promise<void>((resolve, reject) => {
+    let finished = 0
+    for (let i = 0; i < streams; i++) {
+      model.engine.submit({ promptIds: prompt, maxTokens, sampling: { ...sampling, seed: i }, eosTokenIds: [], grammar }, (event) => {
+        if (event.token !== undefined && tokens++ === 0) ttftMs = performance.now() - start
+        if (event.finish === 'error') reject(new Error(event.message))
+        else if (event.finish && ++finished === streams) resolve()
+      })
+    }
+  })
   return { tokensPerSecond: tokens / ((performance.now() - start) / 1000), ttftMs, tokens }
+}
+
+/**
+ * What the grammar adds per token, measured alone (no model, in this thread): the next-token
+ * mask (xgrammar plus this project's UTF-8 and control-character guards) and accepting the
+ * token, over `steps` tokens of the benchmark's schema, picking allowed tokens pseudo-randomly.
+ */
+async function maskCostPerToken(model: ServedModel, steps = 300): Promise<number> {
+  const vocabulary = grammarVocabulary(model.folder.tokenizerJson, model.engine.info.shape.vocabSize, model.folder.eosTokenIds)
+  const cache = new GrammarCache(vocabulary, 2)
+  await cache.warm()
+  const constraint = await cache.constraint(schemaFor(''))
+  const V = vocabulary.vocabSize
+  let state = 1
+  const start = performance.now()
+  for (let step = 0; step < steps; step++) {
+    const mask = await constraint.nextTokenMask()
+    const allowed: number[] = []
+    for (let id = 0; id < V; id++) if ((mask[id >> 5] >>> (id & 31)) & 1) allowed.push(id)
+    state = (state * 1103515245 + 12345) % 2147483648
+    constraint.accept(allowed[state % allowed.length])
+  }
+  const perToken = (performance.now() - start) / steps
+  constraint.dispose()
+  return perToken
 }
 
 interface PresetResult {
   preset: string
   parameters: number
+  /** Milliseconds of grammar work per constrained token (mask + accept), measured alone. */
+  maskMsPerToken: number
   throughput: { streams: number; unconstrained: number; constrained: number; ratio: number }[]
   ttft: { unconstrainedMs: number; coldMs: number; cachedMs: number; coldCompileMs: number }
 }
@@ -118,21 +157,15 @@ async function benchPreset(preset: PresetName): Promise<PresetResult> {
     }
     const ttft = { unconstrainedMs: median(free), coldMs: median(cold), cachedMs: median(cached), coldCompileMs: median(compile) }
     log(`${preset} time to first token: unconstrained ${ttft.unconstrainedMs.toFixed(1)} ms, schema cold ${ttft.coldMs.toFixed(1)} ms (compile alone ${ttft.coldCompileMs.toFixed(1)} ms), cached ${ttft.cachedMs.toFixed(1)} ms`)
-    return { preset, parameters: model.engine.info.parameters, throughput, ttft }
+    const maskMsPerToken = await maskCostPerToken(model)
+    log(`${preset}: grammar work per constrained token (mask + accept, measured alone): ${maskMsPerToken.toFixed(3)} ms`)
+    return { preset, parameters: model.engine.info.parameters, maskMsPerToken, throughput, ttft }
   } finally {
     await model.engine.close()
   }
 }
 
-const runFirstToken = (model: ServedModel, prompt: number[], grammar?: GrammarSpec) => runShort(model, prompt, grammar)
-async function runShort(model: ServedModel, prompt: number[], grammar?: GrammarSpec) {
-  const start = performance.now()
-  if (grammar) await model.engine.compileGrammar(grammar)
-  for await (const chunk of generateText(model, { prompts: [prompt], n: 1, maxTokens: 1, stop: [], sampling, grammar, ignoreEos: true }, 1024)) {
-    if (chunk.tokens > 0) return { ttftMs: performance.now() - start }
-  }
-  throw new Error('no token')
-}
+const runFirstToken = (model: ServedModel, prompt: number[], grammar?: GrammarSpec) => run(model, prompt, 1, grammar, 1)
 
 log(`structured-output benchmark: presets ${PRESETS.join(', ')}, streams ${STREAMS.join(', ')}, temperature ${sampling.temperature}, ${TOKENS} tokens per stream, ${REPS} reps (medians), ${cpus().length} cores, load ${loadavg()[0].toFixed(1)}`)
 const results: PresetResult[] = []
