@@ -88,8 +88,7 @@ export class GrammarCache {
   }
 
   private async compileNow(spec: GrammarSpec): Promise<CompiledGrammar> {
-    await this.validator.check(spec)
-    const compiled = await this.compileSpec(spec)
+    const compiled = await this.compileSpec(await this.validator.check(spec))
     // A grammar can be well-formed and match nothing (`root ::= root`): refuse it now, not at the first token.
     const matcher = await loadXGrammar().GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
     try {

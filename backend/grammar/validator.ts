@@ -11,9 +11,11 @@ import { freshXGrammar, withXGrammarErrors, type XGrammarModule } from './xgramm
 export class GrammarValidator {
   private instance: XGrammarModule | undefined
 
-  async check(spec: GrammarSpec): Promise<void> {
+  /** Checks `spec`; returns what to compile (a structural tag's JSON schemas rewritten compact, see compactTag). */
+  async check(spec: GrammarSpec): Promise<GrammarSpec> {
     const xg = (this.instance ??= freshXGrammar())
     try {
+      if (spec.type === 'structural_tag') spec = { type: 'structural_tag', tag: await compactTag(xg, spec.tag) }
       const grammar = await withXGrammarErrors(() => {
         switch (spec.type) {
           case 'json_object':
@@ -29,9 +31,37 @@ export class GrammarValidator {
         }
       })
       grammar.dispose()
+      return spec
     } catch (error) {
       this.instance = undefined
       throw new GrammarError((error as Error).message)
     }
   }
+}
+
+/**
+ * xgrammar writes a structural tag's `json_schema` content with free whitespace, and a model
+ * can then fill a tool call's arguments with blanks up to max_tokens (greedy random weights
+ * did). Each such schema is replaced by the compact grammar of the same schema, as
+ * response_format gets.
+ */
+async function compactTag(xg: XGrammarModule, tag: string): Promise<string> {
+  const formats: Record<string, unknown>[] = []
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach(visit)
+    if (node === null || typeof node !== 'object') return
+    const format = node as Record<string, unknown>
+    if (format.type === 'json_schema' && 'json_schema' in format) formats.push(format)
+    else Object.values(format).forEach(visit)
+  }
+  const parsed = JSON.parse(tag)
+  visit(parsed)
+  for (const format of formats) {
+    const grammar = await withXGrammarErrors(() => xg.Grammar.fromJSONSchema(JSON.stringify(format.json_schema), false, -1))
+    delete format.json_schema
+    format.type = 'grammar'
+    format.grammar = grammar.toString()
+    grammar.dispose()
+  }
+  return JSON.stringify(parsed)
 }

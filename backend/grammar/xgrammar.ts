@@ -36,29 +36,36 @@ interface CommonJsModule {
   _compile(source: string, filename: string): void
 }
 
+/** The stderr lines of the xgrammar calls in progress (several may overlap across awaits). */
+const captures = new Set<string[]>()
+let originalWrite: typeof process.stderr.write | undefined
+
 /**
- * Runs a synchronous xgrammar call and returns what it wrote to stderr with it. A grammar
- * xgrammar refuses makes its WebAssembly abort with only "Aborted()"; the reason (for example
- * `Unsupported type "foo"`) is a `[FATAL] file:line: reason` line it prints just before.
+ * Runs an xgrammar call and returns what it wrote to stderr with it. A grammar xgrammar
+ * refuses makes its WebAssembly abort with only "Aborted()"; the reason (for example
+ * `Unsupported type "foo"`) is a `[FATAL] file:line: reason` line it prints just before. stderr
+ * is wrapped while any call is in progress; other output passes through.
  */
 export async function withXGrammarErrors<T>(call: () => Promise<T>): Promise<T> {
   const stderr = process.stderr
-  const original = stderr.write
-  const captured: string[] = []
-  stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')
-    if (/\[FATAL\]|Aborted\(\)/.test(text)) {
-      captured.push(text)
+  if (captures.size === 0) {
+    const original = (originalWrite = stderr.write)
+    stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')
+      if (!/\[FATAL\]|Aborted\(\)/.test(text)) return (original as (...args: unknown[]) => boolean).call(stderr, chunk, ...rest)
+      for (const lines of captures) lines.push(text)
       return true
-    }
-    return (original as (...args: unknown[]) => boolean).call(stderr, chunk, ...rest)
-  }) as typeof stderr.write
+    }) as typeof stderr.write
+  }
+  const captured: string[] = []
+  captures.add(captured)
   try {
     return await call()
   } catch (error) {
     const fatal = captured.join('').match(/\[FATAL\][^:]*:\d+:\s*([^\n]+)/)
     throw new Error(fatal ? fatal[1].trim() : String((error as Error)?.message ?? error))
   } finally {
-    stderr.write = original
+    captures.delete(captured)
+    if (captures.size === 0 && originalWrite) stderr.write = originalWrite
   }
 }
