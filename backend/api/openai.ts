@@ -64,7 +64,7 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, 16)
   const logprobs = body.logprobs ?? -1
   const grammar = outputGrammarOf(body, api.maxGrammarChars)
-  if (grammar) await prepareGrammar(model, grammar)
+  if (grammar) await prepareGrammar(model, grammar, body.resume?.token_ids)
   const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: grammar?.spec }
   const echoOf = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
   const { resumed, before } = resumeOf(model, body, request, echoOf(0))
@@ -104,7 +104,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const body = await readJsonBody(c, chatRequestSchema)
   const model = resolveModel(api, body.model)
   const n = body.n ?? 1
-  const plan = await planChat(model, body, api.maxGrammarChars)
+  const plan = await planChat(model, body, api.maxGrammarChars, body.resume?.token_ids)
   const prompts = [plan.prompt]
   const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1

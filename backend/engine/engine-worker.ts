@@ -35,7 +35,7 @@ try {
   port.on('message', (message: ToWorker) => {
     if (message.type === 'add') grammars.add(message.request)
     else if (message.type === 'abort') grammars.abort(message.id)
-    else if (message.type === 'compile') void grammars.compile(message.ticket, message.spec)
+    else if (message.type === 'compile') void grammars.compile(message.ticket, message.spec, message.replayIds)
     else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
   })
   scheduler.start()

@@ -91,12 +91,12 @@ export class Engine {
    * Compiles a grammar in the worker (or finds it in its cache) so it can be refused before a
    * request starts, and so the sequences that use it are queued without compiling.
    */
-  compileGrammar(spec: GrammarSpec): Promise<CompileResult> {
+  compileGrammar(spec: GrammarSpec, replayIds?: number[]): Promise<CompileResult> {
     if (this.closed) return Promise.resolve({ ok: false, invalid: false, message: 'engine is closed' })
     const ticket = this.nextTicket++
     return new Promise((resolve) => {
       this.compiles.set(ticket, resolve)
-      this.post({ type: 'compile', ticket, spec })
+      this.post({ type: 'compile', ticket, spec, replayIds })
     })
   }
 

@@ -19,10 +19,11 @@ export type ToWorker =
   | { type: 'abort'; id: number }
   | { type: 'stop' }
   /** Compile (or find cached) a grammar; answered with `compiled` and the same ticket. */
-  | { type: 'compile'; ticket: number; spec: GrammarSpec }
+  /** `replayIds`: also check that a resumed choice's tokens follow the grammar. */
+  | { type: 'compile'; ticket: number; spec: GrammarSpec; replayIds?: number[] }
 
 /** Outcome of a `compile`: `invalid` is the client's grammar at fault; otherwise the engine's. */
-export type CompileResult = { ok: true; ms: number; cached: boolean } | { ok: false; invalid: boolean; message: string }
+export type CompileResult = { ok: true; ms: number; cached: boolean } | { ok: false; invalid: boolean; message: string; param?: string }
 
 export interface EngineInfo {
   shape: ModelShape

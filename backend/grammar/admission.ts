@@ -1,7 +1,7 @@
 import type { CompileResult, FromWorker } from '../engine/protocol.ts'
 import type { SequenceRequest, TokenConstraint } from '../scheduler/types.ts'
 import { GrammarCache } from './compiler.ts'
-import { GrammarError, type GrammarSpec } from './spec.ts'
+import { GrammarError, type GrammarSpec, ResumeMismatch } from './spec.ts'
 import { type GrammarVocabulary, padVocabulary } from './vocabulary.ts'
 
 interface Admits {
@@ -41,7 +41,7 @@ export class GrammarAdmission {
     }
   }
 
-  async compile(ticket: number, spec: GrammarSpec): Promise<void> {
+  async compile(ticket: number, spec: GrammarSpec, replayIds?: number[]): Promise<void> {
     const started = performance.now()
     let result: CompileResult
     if (this.unavailable || !this.cache) result = { ok: false, invalid: false, message: this.unavailable ?? 'no grammar engine' }
@@ -50,8 +50,9 @@ export class GrammarAdmission {
       try {
         await this.cache.compile(spec)
         result = { ok: true, ms: performance.now() - started, cached: this.cache.size === before }
+        if (replayIds?.length) (await this.cache.constraint(spec, replayIds)).dispose()
       } catch (error) {
-        result = { ok: false, invalid: error instanceof GrammarError, message: (error as Error).message }
+        result = { ok: false, invalid: error instanceof GrammarError, message: (error as Error).message, param: error instanceof ResumeMismatch ? 'resume.token_ids' : undefined }
       }
     }
     this.post({ type: 'compiled', ticket, result })

@@ -3,7 +3,7 @@ import { MatcherConstraint } from './constraint.ts'
 import { controlTokenMask } from './control-tokens.ts'
 import { Utf8ByteGuard } from './utf8-guard.ts'
 import { GrammarValidator } from './validator.ts'
-import { GrammarError, type GrammarSpec, grammarKey } from './spec.ts'
+import { GrammarError, type GrammarSpec, grammarKey, ResumeMismatch } from './spec.ts'
 import type { GrammarVocabulary } from './vocabulary.ts'
 import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
 
@@ -68,9 +68,10 @@ export class GrammarCache {
     const matcher = await GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
     const constraint = new MatcherConstraint(matcher, { utf8: this.utf8, forbidden: json ? this.controlTokens : undefined })
     for (const id of replayIds) {
-      if (!constraint.accept(id)) {
+      // An id outside the vocabulary would fail a check inside xgrammar, which aborts its instance.
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabulary.vocabSize || !constraint.accept(id)) {
         constraint.dispose()
-        throw new GrammarError(`resume.token_ids do not follow the requested format (token ${id} is not allowed there)`)
+        throw new ResumeMismatch(`resume.token_ids do not follow the requested format (token ${id} is not allowed there)`)
       }
     }
     return constraint

@@ -16,3 +16,6 @@ export const grammarKey = (spec: GrammarSpec): string => JSON.stringify(spec)
 
 /** A grammar that cannot be compiled: the client's fault, a 400 naming the problem. */
 export class GrammarError extends Error {}
+
+/** Tokens of a resumed choice that the grammar does not allow (a 400 on resume.token_ids). */
+export class ResumeMismatch extends GrammarError {}

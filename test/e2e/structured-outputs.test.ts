@@ -178,6 +178,14 @@ describe('structured outputs: bad input is a 400 naming the problem', () => {
     assert.match(body.choices[0].message.content, /^a+$/)
   })
 
+  test('resume ids that do not follow the grammar are a 400 on resume.token_ids (backend; the gateway refuses resume from clients)', async () => {
+    const response = await postJson(`${backend.url}/v1/chat/completions`, { ...base, guided_regex: 'a+', resume: { token_ids: [33, 34, 35], text_offset: 0 } })
+    const body = (await response.json()) as { error: { param: string; message: string } }
+    assert.equal(response.status, 400, JSON.stringify(body))
+    assert.equal(body.error.param, 'resume.token_ids')
+    assert.match(body.error.message, /do not follow the requested format/)
+  })
+
   test('a stream with a bad grammar fails before any event', async () => {
     const response = await postJson(`${backend.url}/v1/chat/completions`, { ...base, stream: true, guided_json: { type: 'foo' } })
     assert.equal(response.status, 400)

@@ -43,12 +43,16 @@ const grammarChars = (spec: GrammarSpec) => (spec.type === 'json_schema' ? spec.
 
 /**
  * Compiles the grammar on the model's engine before generation starts, so an invalid one is a
- * 400 naming the problem, and the sequences find it compiled.
+ * 400 naming the problem, and the sequences find it compiled. `resumeIds` (a resumed choice's
+ * tokens) must follow the grammar too.
  */
-export async function prepareGrammar(model: ServedModel, grammar: OutputGrammar): Promise<void> {
-  const result = await model.engine.compileGrammar(grammar.spec)
+export async function prepareGrammar(model: ServedModel, grammar: OutputGrammar, resumeIds?: number[]): Promise<void> {
+  const result = await model.engine.compileGrammar(grammar.spec, resumeIds)
   if (result.ok) return
-  if (result.invalid) throw new ApiError(400, `Invalid value for '${grammar.param}': ${result.message}`, { param: grammar.param, code: 'invalid_grammar' })
+  if (result.invalid) {
+    const param = result.param ?? grammar.param
+    throw new ApiError(400, `Invalid value for '${param}': ${result.message}`, { param, code: param === grammar.param ? 'invalid_grammar' : 'invalid_value' })
+  }
   throw new ApiError(503, `Constrained decoding is unavailable on this server: ${result.message}`, { type: 'server_error', code: 'grammar_unavailable' })
 }
 

@@ -19,7 +19,7 @@ export interface ChatPlan {
  * `guided_*`, or the tool-call grammar of `tool_choice`. The grammar is compiled before
  * returning, so an invalid one is a 400 before any generation.
  */
-export async function planChat(model: ServedModel, body: ChatRequest, maxGrammarChars: number): Promise<ChatPlan> {
+export async function planChat(model: ServedModel, body: ChatRequest, maxGrammarChars: number, resumeIds?: number[]): Promise<ChatPlan> {
   const format = outputGrammarOf(body, maxGrammarChars)
   const tools = body.tools ?? []
   const choice = body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none')
@@ -43,7 +43,7 @@ export async function planChat(model: ServedModel, body: ChatRequest, maxGrammar
     grammar = { param: 'tools', spec: toolGrammar(toolFormat, functions, named, body.parallel_tool_calls ?? true) }
     checkSize(grammar, maxGrammarChars)
   }
-  if (grammar) await prepareGrammar(model, grammar)
+  if (grammar) await prepareGrammar(model, grammar, resumeIds)
   return { prompt, grammar, toolFormat: choice === 'none' ? undefined : toolFormat }
 }
 
