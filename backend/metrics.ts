@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { BatchStats } from './encoder/batcher.ts'
 import type { StepStats } from './scheduler/types.ts'
 
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
@@ -18,11 +19,17 @@ export class BackendMetrics {
   readonly modelLoad = new Gauge({ name: 'switchyard_backend_model_load_seconds', help: 'Time to load and warm up each model', labelNames: ['model'], registers: [this.registry] })
   readonly queueDepth = new Gauge({ name: 'switchyard_backend_queue_depth', help: 'Sequences waiting for a batch slot', labelNames: ['model'], registers: [this.registry] })
   readonly running = new Gauge({ name: 'switchyard_backend_running_sequences', help: 'Sequences in the running batch', labelNames: ['model'], registers: [this.registry] })
-  readonly batchSize = new Histogram({ name: 'switchyard_backend_batch_size', help: 'Rows per decode pass', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] })
+  readonly batchSize = new Histogram({ name: 'switchyard_backend_batch_size', help: 'Rows per forward pass (decode steps; encoder batches)', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128], registers: [this.registry] })
   readonly stepDuration = new Histogram({ name: 'switchyard_backend_step_duration_seconds', help: 'Duration of forward passes by phase', labelNames: ['model', 'phase'], buckets: tokenLatencyBuckets, registers: [this.registry] })
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry })
+  }
+
+  /** Records one forward pass of an encoder model's dynamic batcher. */
+  recordEncoderBatch(model: string, stats: BatchStats): void {
+    this.batchSize.observe({ model }, stats.rows)
+    this.stepDuration.observe({ model, phase: 'encode' }, stats.ms / 1000)
   }
 
   /** Records one scheduler step reported by a model's engine worker. */

@@ -8,17 +8,22 @@ import { authenticate, requireModelAccess } from './auth/middleware.ts'
 import { createResponseCache } from './cache/response-cache.ts'
 import type { GatewayConfig } from './config/schema.ts'
 import { createConsole } from './console/routes.ts'
-import { ipRateLimit, keyRateLimits } from './limits/middleware.ts'
+import { ipGuard } from './limits/ip-guard.ts'
+import { keyRateLimits } from './limits/middleware.ts'
 import { accessLog } from './observability/access-log.ts'
 import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
+import { cors } from './pipeline/cors.ts'
 import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
+import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
 import { forwardToBackend } from './proxy/forward.ts'
+import { modelIdPath, retrieveModel } from './routes/models.ts'
 import type { UpstreamFetch } from './proxy/upstream.ts'
 import type { WatchClient } from './proxy/forward.ts'
 import { resolveModel } from './routing/aliases.ts'
+import { contextOfPublicModel, createModelContextLengths, type ListedModel } from './routing/model-context.ts'
 import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
 
@@ -51,6 +56,12 @@ export interface GatewayDeps {
    * is cancelled; returns how to stop watching. Default: the request's AbortSignal.
    */
   watchClient?: WatchClient
+  /**
+   * Identical concurrent cache misses share one backend call (default true). False where a
+   * request's I/O dies with it (Workers: the others would read an upstream torn down when the
+   * first client leaves).
+   */
+  coalesceIdenticalRequests?: boolean
 }
 
 /**
@@ -66,12 +77,15 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const trusted = new Set(config.limits.trustedProxies)
   const ip = (c: Context) => clientIp(deps.peerAddress(c), c.req.header('x-forwarded-for'), trusted)
   const configKeys: ApiKeyRecord[] = config.auth.apiKeys.map((k) => ({ ...k, createdAt: 'config', source: 'config' }))
-  const lookup = createKeyLookup({ configKeys, store: deps.keyStore })
+  const lookup = createKeyLookup({ configKeys, store: deps.keyStore, cache: config.auth.keyCache })
   const jwt = config.auth.jwt ? createJwtVerifier({ ...config.auth.jwt, keys: config.auth.jwt.keys as never, defaultLimits: config.limits.defaults }) : undefined
-  const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger }) : null
+  const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger, coalesce: deps.coalesceIdenticalRequests ?? true }) : null
   const adminToken = config.env.ADMIN_TOKEN
 
-  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse }))
+  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse, watchClient: deps.watchClient }))
+  // Before every route: a browser's preflight carries no credentials.
+  const corsHeaders = cors(config.server.cors)
+  if (corsHeaders) app.use('*', corsHeaders)
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // 503 while the entry drains, so load balancers stop sending before the listener closes.
@@ -81,11 +95,11 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
-  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger }))
+  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
   app.route('/console', operatorConsole.routes)
 
   const api = [
-    ipRateLimit({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
+    ipGuard({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
     authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger, hashKey: deps.hashKey }),
   ] as const
   const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })
@@ -94,14 +108,18 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const region = regionPreference(config.routing.regionHeader, deps.router, deps.edgeLocation)
   const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
+  const onTokenRefused = tokenRefusalLog(logger, Boolean(deps.backendToken))
+
+  const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
+  const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
 
   const generationRoute = (route: ApiRoute, path: string) => {
-    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, maxGrammarChars: config.server.maxGrammarChars, defaultMaxTokens: config.limits.defaultMaxTokens })
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, maxGrammarChars: config.server.maxGrammarChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength })
     app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')
       const served = resolveModel(config.routing.aliases, request.model, c.get('principal').id)
-      if (served?.alias) request.json.model = served.model
+      if (served?.alias) request.json[request.modelField] = served.model
       // Streams of one choice can be continued on another node; for that the gateway needs the token ids.
       const resumable = route !== 'generate' && request.stream && request.choices === 1 && config.routing.stream.resume
       if (resumable) request.json.return_token_ids = true
@@ -118,6 +136,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
           deadline: deadline(c),
           backendHeaders,
           watchClient: deps.watchClient,
+          onTokenRefused,
           stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
         if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
@@ -126,7 +145,9 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
       }
       if (!cache) return forward()
       const variant = `${request.clientIncludeUsage ? 'usage' : ''}${request.clientTokenIds ? ':ids' : ''}`
-      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, cacheControl: c.req.header('cache-control') }, forward)
+      // Encoder answers depend only on the input (no sampling): cached whatever the body says about temperature.
+      const deterministic = route === 'embeddings' || route === 'predict' ? true : undefined
+      const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, deterministic, cacheControl: c.req.header('cache-control') }, forward)
       lifecycle.record.cache = (response.headers.get('x-cache') as 'HIT' | 'MISS' | 'BYPASS' | null) ?? undefined
       return response
     })
@@ -134,17 +155,42 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('completions', '/v1/completions')
   generationRoute('chat', '/v1/chat/completions')
   generationRoute('generate', '/generate')
+  generationRoute('embeddings', '/v1/embeddings')
+  generationRoute('predict', '/predict')
+
+  const listFromBackend = (c: Context, path: string) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path, method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused })
+  // The task API's model list (/predict's models and their tasks); a key limited to some models sees only those.
+  app.get('/models', ...api, region, async (c) => {
+    const response = await listFromBackend(c, '/models')
+    if (response.status !== 200) return response
+    const list = (await response.json()) as { models: { name: string }[] }
+    const allowed = c.get('principal').models
+    return c.json({ ...list, models: allowed ? list.models.filter((m) => allowed.includes(m.name)) : list.models })
+  })
 
   app.get('/v1/models', ...api, region, async (c) => {
-    const response = await forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: '/v1/models', method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient })
+    const response = await listFromBackend(c, '/v1/models')
     if (response.status !== 200) return response
-    const list = (await response.json()) as { object: string; data: { id: string }[] }
+    const list = (await response.json()) as { object: string; data: ListedModel[] }
+    contexts.learn(list.data)
     // Aliases are models too; a key limited to some models sees only those.
     const aliases = Object.keys(config.routing.aliases).filter((name) => !list.data.some((m) => m.id === name))
     const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
     const allowed = c.get('principal').models
     return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
   })
+
+  // The SDKs' models.retrieve; ids may hold slashes (org/name).
+  app.get(
+    '/v1/models/:id{.+}',
+    modelIdPath,
+    ...api,
+    region,
+    retrieveModel({
+      aliases: config.routing.aliases,
+      forward: (c, id) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: `/v1/models/${encodeURIComponent(id)}`, method: 'GET', model: id, regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused }),
+    }),
+  )
 
   app.get('/status', requireAdmin(adminToken), (c) => c.json(deps.router.status()))
 

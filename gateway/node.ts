@@ -1,5 +1,6 @@
 import { ConfigError } from './config/parse.ts'
 import { loadGatewayConfig } from './config/load.ts'
+import { ListenError } from '../backend/listen-error.ts'
 import { startNodeGateway } from './server.ts'
 
 // Node entry: configuration from GATEWAY_CONFIG and the environment, then serve until a signal.
@@ -10,7 +11,11 @@ try {
   console.error(`switchyard gateway: invalid configuration: ${(error as Error).message}`)
   process.exit(error instanceof ConfigError ? 2 : 1)
 }
-const gateway = await startNodeGateway(config)
+const gateway = await startNodeGateway(config).catch((error: unknown) => {
+  if (!(error instanceof ListenError)) throw error
+  console.error(`switchyard gateway: ${error.message}`)
+  process.exit(2)
+})
 const stop = async () => {
   await gateway.close()
   process.exit(0)

@@ -6,11 +6,13 @@ import { createSecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { serve, type ServerType } from '@hono/node-server'
-import pino from 'pino'
+import { createLogger } from '../backend/logger.ts'
 import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
+import { startupWarnings } from './config/startup-warnings.ts'
 import { watchConfigFile } from './config/watch.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { trackServerConnections } from './server-drain.ts'
 import { startDnsDiscovery } from './routing/discovery.ts'
 import { Router } from './routing/router.ts'
 import type { GatewayConfig } from './config/schema.ts'
@@ -21,6 +23,7 @@ import { MemoryCacheStore, MemoryKeyStore } from './stores/memory.ts'
 import { createRedis } from './stores/redis-client.ts'
 import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
 import type { Logger } from './types.ts'
+import { listenError } from '../backend/listen-error.ts'
 
 /**
  * How long a client may take to send its headers and its whole request over HTTP/1.1: a slow
@@ -48,13 +51,14 @@ export interface RunningGateway {
  */
 export async function startNodeGateway(config: GatewayConfig, options: { logger?: Logger } = {}): Promise<RunningGateway> {
   const env = config.env
-  const pinoLogger = pino({ level: env.LOG_LEVEL, base: { service: 'switchyard-gateway' } })
+  const pinoLogger = createLogger({ service: 'switchyard-gateway', level: env.LOG_LEVEL, format: env.LOG_FORMAT })
   const logger: Logger = options.logger ?? {
     info: (fields, message) => pinoLogger.info(fields, message),
     warn: (fields, message) => pinoLogger.warn(fields, message),
     error: (fields, message) => pinoLogger.error(fields, message),
   }
-  const metrics = createPromMetrics()
+  const metrics = createPromMetrics({ keyIdLabels: config.metrics.keyIdLabels })
+  for (const warning of startupWarnings(config)) logger.warn({}, warning)
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
   const redis = redisWanted
@@ -118,8 +122,15 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     logger.info({ reason, regions: next.routing.regions.map((r) => r.name), nodes: router.nodes().length }, 'configuration reloaded')
   })
 
+  /** Stops the background work started above (start-up failed). */
+  const stopAll = () => {
+    stopWatching()
+    discovery.stop()
+    router.close()
+    redis?.disconnect()
+  }
   const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) } : null
-  const server: ServerType = await new Promise((resolve) => {
+  const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve(
       {
         fetch: (request, env) => app.fetch(request, env),
@@ -128,22 +139,46 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
         // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
         ...(tls ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } } : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
       },
-      () => resolve(s),
+      () => {
+        s.off('error', failed)
+        resolve(s)
+      },
     )
     // The TLS server takes them as properties, for its HTTP/1.1 connections; set before it starts listening.
     if (tls) Object.assign(s, receiveTimeouts(config.server))
+    // A port in use (or not ours to bind) fails start-up with a ListenError the entry reports in one line.
+    const failed = (error: unknown) => {
+      stopAll()
+      reject(listenError(error, env.PORT, 'PORT'))
+    }
+    s.once('error', failed)
   })
+  const serverDrain = trackServerConnections(server)
   const port = (server.address() as AddressInfo).port
 
   let metricsServer: ServerType | undefined
   if (env.METRICS_PORT) {
-    metricsServer = serve({
-      hostname: env.HOST,
-      port: env.METRICS_PORT,
-      fetch: async () => {
-        const rendered = await metrics.render()
-        return new Response(rendered!.body, { headers: { 'content-type': rendered!.contentType } })
-      },
+    metricsServer = await new Promise<ServerType>((resolve, reject) => {
+      const s = serve(
+        {
+          hostname: env.HOST,
+          port: env.METRICS_PORT,
+          fetch: async () => {
+            const rendered = await metrics.render()
+            return new Response(rendered!.body, { headers: { 'content-type': rendered!.contentType } })
+          },
+        },
+        () => {
+          s.off('error', failed)
+          resolve(s)
+        },
+      )
+      const failed = (error: unknown) => {
+        server.close()
+        stopAll()
+        reject(listenError(error, env.METRICS_PORT!, 'METRICS_PORT'))
+      }
+      s.once('error', failed)
     })
   }
   logger.info({ host: env.HOST, port, tls: Boolean(tls), region: config.routing.region, nodes: router.nodes().map((n) => `${n.region}/${n.id}`), redis: Boolean(redis), metricsPort: env.METRICS_PORT || undefined }, 'gateway listening')
@@ -152,20 +187,17 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     metricsPort: env.METRICS_PORT || undefined,
     async close() {
       draining = true
+      logger.info({}, 'gateway stopping: not ready, finishing requests in flight')
       stopWatching()
       discovery.stop()
       // Requests still in flight may need a retry or a stream continuation: the router (breakers,
-      // health checks) stays up until the server has finished them. Keep-alive connections that
-      // are idle now, or become idle while others finish, are closed rather than waited out.
-      const closeIdle = () => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
-      const sweep = setInterval(closeIdle, 100)
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      closeIdle()
-      await closed
-      clearInterval(sweep)
+      // health checks) stays up until the server has finished them (see server-drain.ts).
+      const { cutConnections } = await serverDrain.drain(config.server.drainTimeoutMs)
+      if (cutConnections > 0) logger.warn({ cutConnections, drainTimeoutMs: config.server.drainTimeoutMs }, 'drain timeout reached: connections still busy were closed')
       router.close()
       metricsServer?.close()
       redis?.disconnect()
+      logger.info({}, 'gateway stopped')
     },
   }
 }

@@ -23,6 +23,8 @@ export interface Principal {
   models?: string[]
   limits: Limits
   via: 'api_key' | 'jwt'
+  /** Where an API key came from (unset for JWTs and the anonymous principal); part of its limit counters' name. */
+  source?: ApiKeyRecord['source']
 }
 
 /** An API key as stored: only the SHA-256 hash of the secret, never the secret. */
@@ -108,15 +110,23 @@ export interface GatewayMetrics {
   storeError(store: 'redis', operation: string): void
   /** 1 while the shared store answers, 0 while the gateway runs on its in-memory fallback. */
   storeUp(up: boolean): void
+  /**
+   * The per-IP failed-authentication guard (limits/ip-guard.ts): a failure counted, an address
+   * blocked or unblocked, a request refused, or a valid key let through from a blocked address;
+   * with the number of addresses this process blocks now.
+   */
+  ipGuard?(event: 'failure' | 'blocked' | 'unblocked' | 'refused' | 'passed', blockedAddresses: number): void
   /** Prometheus text (Node) or null where the runtime has no scrape endpoint. */
   render(): Promise<{ contentType: string; body: string } | null>
   routing: RoutingMetrics
 }
 
 /** Why a try at a backend node did not give a usable answer ('ok' when it did). */
-export type AttemptOutcome = 'ok' | 'connect_error' | 'timeout' | 'server_error' | 'overloaded' | 'stall' | 'client_error' | 'breaker_open' | 'client_closed'
+export const ATTEMPT_OUTCOMES = ['ok', 'connect_error', 'timeout', 'server_error', 'overloaded', 'stall', 'client_error', 'breaker_open', 'client_closed'] as const
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number]
 
-export type BreakerState = 'closed' | 'half_open' | 'open'
+export const BREAKER_STATES = ['closed', 'half_open', 'open'] as const
+export type BreakerState = (typeof BREAKER_STATES)[number]
 
 /** What the router records: tries, failovers, breakers, health, the retry budget. */
 export interface RoutingMetrics {
@@ -128,6 +138,8 @@ export interface RoutingMetrics {
   retryBudgetExhausted(): void
   inFlight(labels: { region: string; backend: string }, value: number): void
   served(labels: { model: string; version: string; region: string }): void
+  /** The node left the topology (config reload, DNS discovery): its per-node series go with it. */
+  nodeRemoved(labels: { region: string; backend: string }): void
 }
 
 export const noopRoutingMetrics: RoutingMetrics = {
@@ -139,4 +151,5 @@ export const noopRoutingMetrics: RoutingMetrics = {
   retryBudgetExhausted() {},
   inFlight() {},
   served() {},
+  nodeRemoved() {},
 }

@@ -8,7 +8,7 @@
  * public keys so backends accept both while the gateway switches over.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
@@ -20,7 +20,7 @@ const VERIFY_FILE = 'gateway-verify-keys.json'
 
 const USAGE = `Usage:
   node --import tsx scripts/backend-keys.ts DIR [--alg EdDSA|ES256]
-      New key pair: writes DIR/${SIGNING_FILE} (private, for the gateway) and adds its
+      New key pair (DIR is created if missing): writes DIR/${SIGNING_FILE} (private, for the gateway) and adds its
       public key to DIR/${VERIFY_FILE} (for the backends), keeping the keys already there.
   node --import tsx scripts/backend-keys.ts DIR --remove KID
       Retires KID from DIR/${VERIFY_FILE} (once no gateway signs with it any more).`
@@ -105,12 +105,14 @@ async function main(argv: string[]): Promise<void> {
   }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'DIR is missing' : `one DIR expected, got ${positionals.join(' ')}`)
   const dir = positionals[0]
-  if (!existsSync(dir)) throw new UsageError(`${dir} does not exist`)
   if (values.remove !== undefined) {
     if (values.alg !== undefined) throw new UsageError('--alg and --remove do not go together')
     if (values.remove === '') throw new UsageError('--remove needs a KID')
+    if (!existsSync(dir)) throw new UsageError(`${dir} does not exist`)
     return remove(dir, values.remove)
   }
+  // A first key pair goes into a new folder: private keys get one only the owner can open.
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 })
   const alg = values.alg ?? 'EdDSA'
   if (alg !== 'EdDSA' && alg !== 'ES256') throw new UsageError(`--alg must be EdDSA or ES256, not ${alg}`)
   return generate(dir, alg)

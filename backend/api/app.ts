@@ -1,14 +1,21 @@
-import { Hono, type MiddlewareHandler } from 'hono'
+import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { embeddings } from './embeddings.ts'
+import type { EncoderApiContext } from './encoding.ts'
+import { relativeOnnxPath } from '../model/folder.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
-import { chatCompletions, completions, listModels } from './openai.ts'
+import { listModels, retrieveModel } from './models.ts'
+import { chatCompletions, completions } from './openai.ts'
+import { listTaskModels, predict } from './predict.ts'
 
-export interface BackendAppOptions extends ApiContext {
+export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
+  /** An engine with no progress for longer fails /live (liveness probe) and /ready. */
+  engineStallTimeoutMs: number
   /** Gateway-token check (gateway-auth.ts) run before every route; absent, the node is open to anyone. */
   gatewayAuth?: MiddlewareHandler
 }
@@ -17,6 +24,7 @@ export interface BackendAppOptions extends ApiContext {
 export function createBackendApp(options: BackendAppOptions): Hono {
   const app = new Hono()
   const { metrics } = options
+  const encoderApi: EncoderApiContext = { ...options, encoders: options.encoders ?? new Map(), maxEncoderQueue: options.maxEncoderQueue ?? options.maxQueue }
 
   app.use('*', async (c, next) => {
     const started = performance.now()
@@ -56,7 +64,13 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   app.post('/v1/completions', loaded, limit, (c) => completions(c, options))
   app.post('/v1/chat/completions', loaded, limit, (c) => chatCompletions(c, options))
   app.post('/generate', loaded, limit, (c) => generate(c, options))
-  app.get('/v1/models', (c) => listModels(c, options))
+  app.get('/v1/models', (c) => listModels(c, encoderApi))
+  // Model ids may hold slashes (org/name), as OpenAI's and Hugging Face's do.
+  app.get('/v1/models/:id{.+}', (c) => retrieveModel(c, encoderApi))
+  // Encoder models (backend/encoder): embeddings and the task API.
+  app.post('/v1/embeddings', loaded, limit, (c) => embeddings(c, encoderApi))
+  app.post('/predict', loaded, limit, (c) => predict(c, encoderApi))
+  app.get('/models', (c) => listTaskModels(c, encoderApi))
 
   app.get('/model/info', (c) =>
     c.json({
@@ -67,17 +81,37 @@ export function createBackendApp(options: BackendAppOptions): Hono {
         device: m.engine.info.device,
         model_type: m.folder.modelType,
         variant: m.folder.variant,
+        file: relativeOnnxPath(m.folder),
+        weight_type: m.engine.info.shape.weightType,
+        kv_type: m.engine.info.shape.kvFloat16 ? 'float16' : 'float32',
         context_length: m.folder.contextLength,
         random_weights: m.folder.randomWeights,
-        kv_fast_path: m.engine.info.movesOnlyNewRows,
+        kv_fast_path: m.engine.info.kvPath !== 'whole-cache',
+        kv_path: m.engine.info.kvPath,
         queued: m.engine.queuedCount,
         active: m.engine.activeCount,
       })),
     }),
   )
+  // Engines whose worker has shown no progress for longer than the stall timeout (heartbeat.ts).
+  const stalledEngines = () =>
+    [...options.models.values(), ...encoderApi.encoders.values()].flatMap((m) => {
+      const since = m.engine.msSinceProgress
+      return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
+    })
+  const stalledResponse = (c: Context, stalled: ReturnType<typeof stalledEngines>) => c.json({ status: 'stalled', stall_timeout_ms: options.engineStallTimeoutMs, stalled }, 503)
   app.get('/health', (c) => c.json({ status: 'ok' }))
+  // Liveness: the process answers AND every loaded engine still makes progress. A model still
+  // loading passes (the startup probe waits for /ready).
+  app.get('/live', (c) => {
+    const stalled = stalledEngines()
+    if (stalled.length > 0) return stalledResponse(c, stalled)
+    return c.json({ status: options.isReady() ? 'ok' : 'loading' })
+  })
   app.get('/ready', (c) => {
     if (options.isDraining()) return c.json({ status: 'draining' }, 503)
+    const stalled = stalledEngines()
+    if (stalled.length > 0) return stalledResponse(c, stalled)
     return options.isReady() ? c.json({ status: 'ready' }) : c.json({ status: 'loading' }, 503)
   })
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }))

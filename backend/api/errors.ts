@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { ZodError } from 'zod'
+import { describeIssue } from './validation-messages.ts'
 
 /** OpenAI's error body: {"error": {"message", "type", "param", "code"}}. */
 export interface OpenAIErrorBody {
@@ -34,10 +35,9 @@ export function errorResponse(c: Context, error: ApiError): Response {
   return c.json(error.body, error.status)
 }
 
-/** The first validation issue, as a 400 naming the offending parameter. */
-export function validationError(error: ZodError): ApiError {
+/** The first validation issue, as a 400 naming the offending parameter and what it allows; `input` is the body that failed. */
+export function validationError(error: ZodError, input?: unknown): ApiError {
   const issue = error.issues[0]
   const param = issue.path.map(String).join('.') || null
-  const message = param ? `Invalid value for '${param}': ${issue.message}` : issue.message
-  return new ApiError(400, message, { param, code: 'invalid_value' })
+  return new ApiError(400, describeIssue(issue, input), { param, code: 'invalid_value' })
 }

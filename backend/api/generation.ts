@@ -33,12 +33,16 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): 
   }
   if (nestsDeeperThan(body, MAX_BODY_DEPTH)) throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
   const parsed = schema.safeParse(body)
-  if (!parsed.success) throw validationError(parsed.error)
+  if (!parsed.success) throw validationError(parsed.error, body)
   return parsed.data
 }
 
 export function resolveModel(api: ApiContext, name: string | undefined): ServedModel {
-  if (name === undefined) return api.models.values().next().value!
+  if (name === undefined) {
+    const first = api.models.values().next().value
+    if (!first) throw new ApiError(404, 'This server serves no text-generation model', { param: 'model', code: 'model_not_found' })
+    return first
+  }
   const model = api.models.get(name)
   if (!model) throw new ApiError(404, `The model '${name}' does not exist on this server`, { type: 'invalid_request_error', param: 'model', code: 'model_not_found' })
   return model

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
+import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import { ApiError } from './errors.ts'
@@ -164,12 +165,6 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
     })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   })
-}
-
-/** GET /v1/models */
-export function listModels(c: Context, api: ApiContext): Response {
-  const data = [...api.models.values()].map((m) => ({ id: m.id, object: 'model', created: m.created, owned_by: 'switchyard', max_model_len: m.folder.contextLength }))
-  return c.json({ object: 'list', data })
 }
 
 function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { GrammarAdmission } from '../grammar/admission.ts'
 import { ModelRunner } from '../model/runner.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
+import { Heartbeat } from './heartbeat.ts'
 import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 // The decode loop runs here, off the main thread, so HTTP, health checks and SSE writes stay
@@ -13,10 +14,13 @@ const WARMUP_TOKENS = 64
 
 try {
   const loadStart = performance.now()
-  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }))
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
   const loadMs = performance.now() - loadStart
 
+  const heartbeat = new Heartbeat(data.heartbeat)
   const scheduler = new Scheduler(runner, data.scheduler, (events, stats) => {
+    // Every step with sequences in it emits: each one is progress.
+    heartbeat.beat()
     if (warmingUp) return
     post({ type: 'step', events, stats })
   })
@@ -39,7 +43,12 @@ try {
     else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
   })
   scheduler.start()
-  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, loadMs, warmupMs })
+  // With work queued or running only finished steps count; an idle engine has nothing to prove.
+  heartbeat.beat()
+  setInterval(() => {
+    if (scheduler.waitingCount + scheduler.runningCount === 0) heartbeat.beat()
+  }, data.idleBeatIntervalMs).unref()
+  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
 }

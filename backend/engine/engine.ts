@@ -1,5 +1,7 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
+import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
+import { startModelWorker, stopModelWorker } from './model-worker.ts'
 import type { GrammarSpec } from '../grammar/spec.ts'
 import type { CompileResult, EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
@@ -23,7 +25,7 @@ export class Engine {
   private readonly compiles = new Map<number, (result: CompileResult) => void>()
   private closed = false
 
-  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents) {
+  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents, private readonly heartbeat: Heartbeat) {
     this.worker = worker
     this.info = info
     worker.on('message', (message: FromWorker) => {
@@ -41,27 +43,21 @@ export class Engine {
     worker.on('exit', () => this.failAll('engine worker exited'))
   }
 
-  /** Starts the worker, loads and warms up the model; resolves once it can take requests. */
-  static start(data: EngineWorkerData, events: EngineEvents = {}): Promise<Engine> {
-    const worker = startWorker(new URL('./engine-worker.ts', import.meta.url), data)
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromWorker) => {
-        if (message.type === 'log') events.onLog?.(message.message)
-        else if (message.type === 'failed') {
-          void worker.terminate()
-          reject(new Error(message.message))
-        } else if (message.type === 'ready') {
-          worker.off('message', onMessage)
-          worker.off('exit', onExit)
-          const { type: _type, ...info } = message
-          resolve(new Engine(worker, info, events))
-        }
-      }
-      const onExit = (code: number) => reject(new Error(`engine worker exited with code ${code} while loading`))
-      worker.on('message', onMessage)
-      worker.once('error', reject)
-      worker.once('exit', onExit)
-    })
+  /**
+   * Starts the worker, loads and warms up the model; resolves once it can take requests.
+   * `stallTimeoutMs` is how long the worker may show no progress before `stalledForMs` reports it.
+   */
+  static async start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
+    const { stallTimeoutMs, ...rest } = options
+    const heartbeat = new Heartbeat()
+    const data: EngineWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
+    const { worker, info } = await startModelWorker<EngineInfo>('engine', new URL('./engine-worker.ts', import.meta.url), data, events.onLog)
+    return new Engine(worker, info, events, heartbeat)
+  }
+
+  /** Milliseconds since the worker last showed progress (a finished step, or idling). */
+  get msSinceProgress(): number {
+    return this.heartbeat.ageMs()
   }
 
   /** Sequences submitted but not yet started. */
@@ -108,11 +104,7 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    const exited = new Promise((resolve) => this.worker.once('exit', resolve))
-    this.post({ type: 'stop' })
-    const timer = setTimeout(() => void this.worker.terminate(), 5000)
-    await exited
-    clearTimeout(timer)
+    await stopModelWorker(this.worker, () => this.post({ type: 'stop' }))
   }
 
   private post(message: ToWorker): void {
@@ -136,14 +128,4 @@ export class Engine {
     for (const resolve of this.compiles.values()) resolve({ ok: false, invalid: false, message: wasClosed ? 'engine is closed' : message })
     this.compiles.clear()
   }
-}
-
-/**
- * On Node 20 a worker does not inherit the TypeScript loader of a parent that runs from
- * source, so such a worker registers tsx itself before importing its entry.
- */
-function startWorker(entry: URL, workerData: EngineWorkerData): Worker {
-  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, { workerData })
-  const bootstrap = `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}) })`
-  return new Worker(bootstrap, { eval: true, workerData })
 }

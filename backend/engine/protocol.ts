@@ -1,17 +1,25 @@
 import type { GrammarSpec } from '../grammar/spec.ts'
 import type { GrammarVocabulary } from '../grammar/vocabulary.ts'
+import type { IoNames } from '../model/genai-config.ts'
 import type { ExecutionOptions } from '../model/session.ts'
-import type { ModelShape } from '../model/runner.ts'
+import type { ExpectedShape, KvPath, ModelShape } from '../model/runner.ts'
 import type { SchedulerOptions } from '../scheduler/scheduler.ts'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 
 /** Messages between the engine client (main thread) and the engine worker (one per model). */
 export interface EngineWorkerData {
   onnxPath: string
+  /** Graph input / output names (from genai_config.json); Optimum's when absent. */
+  io?: IoNames
+  /** Shapes from genai_config.json, for graphs whose dims are symbolic. */
+  expected?: ExpectedShape
   execution: ExecutionOptions
   scheduler: SchedulerOptions
   /** Grammar-constrained decoding: the model's vocabulary and how many compiled grammars to keep. */
   grammar?: { vocabulary: GrammarVocabulary; cacheSize: number }
+  /** Heartbeat slot (heartbeat.ts) and how often the worker beats while idle. */
+  heartbeat: SharedArrayBuffer
+  idleBeatIntervalMs: number
 }
 
 export type ToWorker =
@@ -30,6 +38,7 @@ export interface EngineInfo {
   device: 'cpu' | 'cuda'
   parameters: number
   movesOnlyNewRows: boolean
+  kvPath: KvPath
   loadMs: number
   warmupMs: number
 }

@@ -40,21 +40,23 @@ export function exposeNewKvRows(model: onnxProto.onnx.ModelProto): { model: Uint
   if (newRows.size === 0) return null
   graph.output!.push(...added.map((v) => onnx.ValueInfoProto.create(v)))
 
+  return { model: onnx.ModelProto.encode(model).finish(), newRows, external: externalFiles(model) }
+}
+
+/** The side files holding the model's external weights. */
+export function externalFiles(model: onnxProto.onnx.ModelProto): string[] {
   const external = new Set<string>()
-  for (const init of graph.initializer ?? []) {
+  for (const init of model.graph?.initializer ?? []) {
     if (init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
       const location = init.externalData?.find((e) => e.key === 'location')?.value
       if (location) external.add(location)
     }
   }
-  return { model: onnx.ModelProto.encode(model).finish(), newRows, external: [...external] }
+  return [...external]
 }
 
-/** Weights in the graph's initializers (embedding and all), read from their shapes. */
-export function countParameters(model: onnxProto.onnx.ModelProto): number {
-  let total = 0
-  for (const init of model.graph?.initializer ?? []) total += (init.dims ?? []).reduce((n: number, d) => n * Number(d), 1)
-  return total
+export function encodeModel(model: onnxProto.onnx.ModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish()
 }
 
 export function decodeModel(bytes: Uint8Array): onnxProto.onnx.ModelProto {

@@ -2,7 +2,11 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
+import { missingCudaProvider } from './cuda-provider.ts'
+import { layerName, type IoNames } from './genai-config.ts'
+import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
+import { quantizeActivationsPerRow } from './int8-rows.ts'
+import { decodeModel, encodeModel, exposeNewKvRows, externalFiles } from './kv-outputs.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -22,21 +26,25 @@ export interface LoadedSession {
   /** present.* output name → output holding only that step's new rows, when the graph allows it. */
   newRows: Map<string, string> | null
   parameters: number
+  facts: GraphFacts
 }
 
 type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
-export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, parameters, cleanup } = prepareModel(onnxPath, log)
-  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
+export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames): Promise<LoadedSession> {
+  const { source, newRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io)
+  // auto: look for the CUDA provider first, so its absence is one line, not onnxruntime's loader error.
+  const noCuda = options.device === 'auto' ? missingCudaProvider() : null
+  if (noCuda) log(`CUDA unavailable: ${noCuda}; running on CPU`)
+  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? (noCuda ? ['cpu'] : ['cuda', 'cpu']) : [options.device]
   let lastError: unknown
   for (const device of devices) {
     try {
       const settings = sessionOptions(device, options)
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
       cleanup()
-      return { session, device, newRows, parameters }
+      return { session, device, newRows, parameters, facts }
     } catch (error) {
       lastError = error
       if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
@@ -70,11 +78,12 @@ interface PreparedModel {
   source: string | Uint8Array
   newRows: Map<string, string> | null
   parameters: number
+  facts: GraphFacts
   /** Removes the temporary folder once the session holds the weights. */
   cleanup: () => void
 }
 
-function prepareModel(onnxPath: string, log: Log): PreparedModel {
+function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   const cleanup = () => {}
   let model
   try {
@@ -82,21 +91,26 @@ function prepareModel(onnxPath: string, log: Log): PreparedModel {
   } catch (error) {
     throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
   }
-  const parameters = countParameters(model)
-  const rewritten = exposeNewKvRows(model)
-  if (!rewritten) return { source: onnxPath, newRows: null, parameters, cleanup }
-  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, cleanup }
+  const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
+  const { parameters } = facts
+  // 8-bit dynamic quantization becomes per row, so batch rows stay independent (int8-rows.ts).
+  const requantized = quantizeActivationsPerRow(model) > 0
+  // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
+  const newRowsRewrite = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  if (!newRowsRewrite && !requantized) return { source: onnxPath, newRows: null, parameters, facts, cleanup }
+  const rewritten = newRowsRewrite ?? { model: encodeModel(model), newRows: null, external: externalFiles(model) }
+  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
-    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
-    return { source: onnxPath, newRows: null, parameters, cleanup }
+    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as stored (no KV fast path, no per-row 8-bit rewrite)`)
+    return { source: onnxPath, newRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, rewritten.model)
-  return { source: path, newRows: rewritten.newRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  return { source: path, newRows: rewritten.newRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {

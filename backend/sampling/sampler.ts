@@ -90,37 +90,38 @@ export class SequenceSampler {
     }
   }
 
-  /** Takes exactly one number from the PRNG per call, whatever the filters: replay relies on it. */
+  /**
+   * Takes exactly one number from the PRNG per call, whatever the filters: replay relies on it.
+   * The filters choose a set of tokens (top-k, min-p, top-p as defined over descending
+   * probability, ties by id); the draw walks that set in id order. Nothing sorts the
+   * vocabulary: a comparator sort of a 150k-entry vocabulary cost hundreds of ms per token on
+   * flat distributions, so top-k and top-p are selections (quickselect), O(n) on average.
+   */
   private draw(logits: Float32Array): number {
     const { temperature, topK, topP, minP } = this.params
     const inv = 1 / temperature
     let max = -Infinity
     for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i]
     const floor = max - CANDIDATE_WINDOW * temperature
-    const ids: number[] = []
-    for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids.push(i)
-    // Ties broken by id so the order (and so a seeded draw) never depends on sort stability.
-    ids.sort((a, b) => logits[b] - logits[a] || a - b)
-    let n = topK > 0 ? Math.min(topK, ids.length) : ids.length
+    let ids: Int32Array = new Int32Array(logits.length)
+    let n = 0
+    for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids[n++] = i
+    ids = ids.subarray(0, n)
+    if (topK > 0 && topK < n) {
+      ids = selectBest(ids.length, topK, (a, b) => logits[ids[a]] > logits[ids[b]] || (logits[ids[a]] === logits[ids[b]] && a < b)).map((i) => ids[i]).sort()
+      n = ids.length
+    }
     const probs = new Float64Array(n)
     let sum = 0
     for (let i = 0; i < n; i++) sum += probs[i] = Math.exp((logits[ids[i]] - max) * inv)
     if (minP > 0) {
-      const keep = minP * (probs[0] / sum)
-      let m = 1
-      while (m < n && probs[m] / sum >= keep) m++
-      n = m
+      // The best candidate's weight is exactly 1 here (its scaled logit is the max).
+      n = compact(ids, probs, n, (i) => probs[i] >= minP)
     }
-    if (topP < 1) {
-      let total = 0
-      for (let i = 0; i < n; i++) total += probs[i]
-      let cumulative = 0
-      let m = 0
-      while (m < n) {
-        cumulative += probs[m++] / total
-        if (cumulative >= topP) break
-      }
-      n = m
+    if (topP < 1 && n > 1) {
+      const kept = new Uint8Array(n)
+      for (const i of topPSet(probs, n, topP)) kept[i] = 1
+      n = compact(ids, probs, n, (i) => kept[i] === 1)
     }
     let total = 0
     for (let i = 0; i < n; i++) total += probs[i]
@@ -131,6 +132,88 @@ export class SequenceSampler {
     }
     return ids[n - 1]
   }
+}
+
+/** Keeps the entries whose index passes `keep`, in order; returns how many. */
+function compact(ids: Int32Array, probs: Float64Array, n: number, keep: (i: number) => boolean): number {
+  let m = 0
+  for (let i = 0; i < n; i++) {
+    if (keep(i)) {
+      ids[m] = ids[i]
+      probs[m++] = probs[i]
+    }
+  }
+  return m
+}
+
+/**
+ * Indices (0..n) of the k best entries under the strict order `better`, unordered.
+ * Quickselect: O(n) on average.
+ */
+function selectBest(n: number, k: number, better: (a: number, b: number) => boolean): Int32Array {
+  const work = new Int32Array(n)
+  for (let i = 0; i < n; i++) work[i] = i
+  let lo = 0
+  let hi = n - 1
+  while (lo < hi) {
+    const pivot = work[(lo + hi) >>> 1]
+    let i = lo
+    let j = hi
+    while (i <= j) {
+      while (better(work[i], pivot)) i++
+      while (better(pivot, work[j])) j--
+      if (i <= j) {
+        const t = work[i]
+        work[i++] = work[j]
+        work[j--] = t
+      }
+    }
+    if (k - 1 <= j) hi = j
+    else if (k - 1 >= i) lo = i
+    else break
+  }
+  return work.subarray(0, k)
+}
+
+/**
+ * The smallest set of entries, best first (probability, then index), whose mass reaches
+ * `topP` of the total: a weighted quickselect, O(n) on average.
+ */
+function topPSet(probs: Float64Array, n: number, topP: number): Int32Array {
+  const better = (a: number, b: number) => probs[a] > probs[b] || (probs[a] === probs[b] && a < b)
+  let total = 0
+  for (let i = 0; i < n; i++) total += probs[i]
+  const target = topP * total
+  const work = new Int32Array(n)
+  for (let i = 0; i < n; i++) work[i] = i
+  // work[0..lo) is known to be in the set with mass `above`; the boundary lies in work[lo..hi).
+  let lo = 0
+  let hi = n
+  let above = 0
+  while (hi - lo > 1) {
+    const pivot = work[lo + ((hi - lo) >>> 1)]
+    // Three-way split of work[lo..hi): better than the pivot, the pivot, worse.
+    let store = lo
+    for (let i = lo; i < hi; i++) {
+      if (better(work[i], pivot)) {
+        const t = work[i]
+        work[i] = work[store]
+        work[store++] = t
+      }
+    }
+    let mass = 0
+    for (let i = lo; i < store; i++) mass += probs[work[i]]
+    const at = work.indexOf(pivot, store)
+    work[at] = work[store]
+    work[store] = pivot
+    if (above + mass >= target) hi = store
+    else if (above + mass + probs[pivot] >= target) return work.subarray(0, store + 1)
+    else {
+      above += mass + probs[pivot]
+      lo = store + 1
+    }
+  }
+  return work.subarray(0, Math.min(hi, n))
 }
 
 export function argmax(row: Float32Array): number {

@@ -3,7 +3,9 @@
  *
  *   POST   /admin/keys      {tenant, models?, limits?, id?} -> 201 {id, key, tenant, models, limits, created_at}
  *   GET    /admin/keys      -> {object: 'list', data: [{id, tenant, models, limits, created_at, revoked, source}]}
- *   DELETE /admin/keys/:id  -> {id, revoked: true} | 404
+ *   DELETE /admin/keys/:id  -> {id, revoked: true} | 404 | 409 (a config-file key: revoke it there)
+ *
+ * Ids are unique across sources: an id a config-file key has is refused (409) on create.
  *
  * Every route needs `Authorization: Bearer <adminToken>`. Without an admin token configured the
  * admin surface does not exist: every route answers the app's ordinary 404.
@@ -19,10 +21,13 @@ export interface AdminRoutesOptions {
   adminToken: string | undefined
   store: KeyStore
   logger: Logger
+  /** Whether a config-file key has this id. Default: none has. */
+  isConfigKey?: (id: string) => boolean
+  /** Called after a key was revoked (so the key lookup's outage cache forgets it). */
+  onRevoked?: (id: string) => void
 }
 
 const MAX_BODY_BYTES = 64 * 1024
-const MIN_ADMIN_TOKEN_LENGTH = 24
 
 const positiveInt = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
 const limitsSchema = z.strictObject({
@@ -50,7 +55,6 @@ function isConfigured(adminToken: string | undefined): adminToken is string {
  */
 export function requireAdmin(adminToken: string | undefined, logger?: Logger): MiddlewareHandler {
   const configured = isConfigured(adminToken)
-  if (configured && adminToken.length < MIN_ADMIN_TOKEN_LENGTH) logger?.warn({ length: adminToken.length }, `admin token is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters`)
   return async (c, next) => {
     if (!configured) return c.notFound()
     const bearer = parseBearer(c.req.header('authorization'))
@@ -75,6 +79,7 @@ function storeUnavailable(logger: Logger, operation: string, error: unknown) {
 /** The admin sub-app; mount it with `app.route('/admin', createAdminRoutes(...))`. */
 export function createAdminRoutes(options: AdminRoutesOptions): Hono {
   const { store, logger } = options
+  const isConfigKey = options.isConfigKey ?? (() => false)
   const app = new Hono()
   app.use('*', requireAdmin(options.adminToken, logger))
 
@@ -104,12 +109,13 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
         return c.json(storeUnavailable(logger, 'list', error), 503)
       }
       const taken = new Set(existing.map((r) => r.id))
-      if (input.id !== undefined && taken.has(input.id)) {
-        return c.json(errorBody(`A key with id '${input.id}' already exists`, { param: 'id', code: 'key_exists' }), 409)
+      if (input.id !== undefined && (taken.has(input.id) || isConfigKey(input.id))) {
+        const where = taken.has(input.id) ? '' : " in the gateway's config file"
+        return c.json(errorBody(`A key with id '${input.id}' already exists${where}`, { param: 'id', code: 'key_exists' }), 409)
       }
       const generated = generateApiKey()
       let id = input.id ?? generated.id
-      while (taken.has(id)) id = generateKeyId()
+      while (taken.has(id) || isConfigKey(id)) id = generateKeyId()
 
       const limits: Limits = { ...input.limits }
       const models = input.models === undefined ? undefined : [...new Set(input.models)]
@@ -138,12 +144,21 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
     const id = c.req.param('id')
     let revoked: boolean
     try {
+      // Also for a config-file id: a store key may have it from before ids were unique across sources.
       revoked = await store.revoke(id)
     } catch (error) {
       return c.json(storeUnavailable(logger, 'revoke', error), 503)
     }
+    if (revoked) {
+      options.onRevoked?.(id)
+      logger.info({ keyId: id }, 'api key revoked')
+    }
+    if (isConfigKey(id)) {
+      const also = revoked ? ` (a key-store key with the same id, made before ids were unique across sources, was revoked)` : ''
+      const message = `Key '${id}' is defined in the gateway's config file and cannot be revoked through the admin API; remove it from the config file and reload the gateway${also}`
+      return c.json(errorBody(message, { param: 'id', code: 'config_key' }), 409)
+    }
     if (!revoked) return c.json(errorBody('No such API key', { param: 'id', code: 'key_not_found' }), 404)
-    logger.info({ keyId: id }, 'api key revoked')
     return c.json({ id, revoked: true }, 200)
   })
 

@@ -62,17 +62,39 @@ export async function constantTimeEqual(a: string, b: string): Promise<boolean> 
 export interface KeyLookup {
   /**
    * The live (not revoked) key with this hash, or null. Config keys are checked first and never
-   * touch the store; an error from the store is thrown (the caller answers 503).
+   * touch the store. When the store fails, a key it verified recently is answered from the
+   * cache (see KeyCacheOptions); otherwise the error is thrown (the caller answers 503).
    */
   findByHash(hash: string): Promise<ApiKeyRecord | null>
+  /** Whether a key of the config file has this id (such ids are not free for the admin API). */
+  isConfigKey(id: string): boolean
+  /** A store key was revoked through this instance: never answer it from the cache again. */
+  forget(id: string): void
+}
+
+export interface KeyCacheOptions {
+  /**
+   * How long (s) a key the store verified may still be accepted while the store is unreachable,
+   * counted from its last successful check. This is also the longest a revocation can lag
+   * during an outage (docs/SECURITY.md). 0: no cache (every store failure is a 503).
+   */
+  ttlSeconds: number
+  /** Most keys (and revocations) remembered; past it the least recently checked are dropped. */
+  maxEntries: number
 }
 
 /**
  * Layered lookup: keys from the config file (hashes only), then the shared store.
  * Throws at start-up if a config key's hash is not a hex SHA-256 (e.g. someone pasted the
  * raw key into the config) or two config keys share an id or hash.
+ *
+ * While the store answers, every store key is checked there (a revocation takes effect at
+ * once). With `cache`, each answer also goes into a bounded cache: keys found, with the time of the check,
+ * and keys the store no longer has after they were verified (revoked). When the store fails,
+ * a key checked within `cache.ttlSeconds` is accepted, a revoked one refused, and anything
+ * else is the store's error.
  */
-export function createKeyLookup(options: { configKeys: ApiKeyRecord[]; store: KeyStore }): KeyLookup {
+export function createKeyLookup(options: { configKeys: ApiKeyRecord[]; store: KeyStore; cache?: KeyCacheOptions; now?: () => number }): KeyLookup {
   const byHash = new Map<string, ApiKeyRecord>()
   const ids = new Set<string>()
   for (const [index, record] of options.configKeys.entries()) {
@@ -86,15 +108,42 @@ export function createKeyLookup(options: { configKeys: ApiKeyRecord[]; store: Ke
     byHash.set(hash, { ...record, hash, source: 'config' })
   }
   const store = options.store
+  // Without options: no cache (the gateway passes config auth.keyCache, which has the defaults).
+  const { ttlSeconds, maxEntries } = options.cache ?? { ttlSeconds: 0, maxEntries: 0 }
+  const now = options.now ?? Date.now
+  /** hash → the record and when the store last said it is live; null once it said it is not (revoked). */
+  const checked = new Map<string, { record: ApiKeyRecord | null; at: number }>()
+  const remember = (hash: string, record: ApiKeyRecord | null) => {
+    if (ttlSeconds <= 0) return
+    // Only revocations of keys once verified: unknown hashes (guesses) are not worth the room.
+    if (record === null && !checked.has(hash)) return
+    checked.delete(hash)
+    if (checked.size >= maxEntries) checked.delete(checked.keys().next().value!)
+    checked.set(hash, { record, at: now() })
+  }
 
   return {
+    isConfigKey: (id) => ids.has(id),
+    forget(id) {
+      for (const [hash, entry] of checked) if (entry.record?.id === id) remember(hash, null)
+    },
     async findByHash(hash: string): Promise<ApiKeyRecord | null> {
       const normalized = hash.toLowerCase()
       const configured = byHash.get(normalized)
       if (configured) return configured.revoked ? null : configured
-      const record = await store.findByHash(normalized)
+      let record: ApiKeyRecord | null
+      try {
+        record = await store.findByHash(normalized)
+      } catch (error) {
+        const entry = checked.get(normalized)
+        if (entry === undefined) throw error
+        if (entry.record === null) return null
+        if (now() - entry.at <= ttlSeconds * 1000) return entry.record
+        throw error
+      }
       // Defensive: a store must return only the live key with exactly this hash.
-      if (!record || record.revoked || record.hash.toLowerCase() !== normalized) return null
+      if (!record || record.revoked || record.hash.toLowerCase() !== normalized) record = null
+      remember(normalized, record)
       return record
     },
   }

@@ -12,6 +12,7 @@ import type { ApiKeyRecord, Limits, Logger, Principal } from '../types.ts'
 import { hashApiKey, type KeyLookup } from './api-keys.ts'
 import { AuthError, errorBody, errorResponse, isWellFormedCredential, MODEL_NOT_ALLOWED_MESSAGE, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody, unavailableBody } from './errors.ts'
 import { mergeLimits, type JwtVerifier } from './jwt.ts'
+import { createLogLimiter } from '../observability/log-limiter.ts'
 
 declare module 'hono' {
   interface ContextVariableMap {
@@ -37,6 +38,8 @@ export interface AuthenticateOptions {
   allowAnonymous?: boolean
   /** Hex SHA-256 of a presented key. Default Web Crypto; the Node entry passes a synchronous one (cheaper per request). */
   hashKey?: (key: string) => string | Promise<string>
+  /** At most one log line per failure reason per this long (ms), with a count. Default: the log limiter's (10 s); 0 logs every failure. */
+  logIntervalMs?: number
 }
 
 type Credential = { kind: 'api_key' | 'jwt'; value: string }
@@ -58,7 +61,7 @@ function readCredential(c: Context, jwtEnabled: boolean): Credential | null {
 }
 
 function principalFromKey(record: ApiKeyRecord, defaultLimits: Limits): Principal {
-  const principal: Principal = { id: record.id, tenant: record.tenant, limits: mergeLimits(defaultLimits, record.limits), via: 'api_key' }
+  const principal: Principal = { id: record.id, tenant: record.tenant, limits: mergeLimits(defaultLimits, record.limits), via: 'api_key', source: record.source }
   if (record.models !== undefined) principal.models = [...record.models]
   return principal
 }
@@ -78,7 +81,8 @@ async function resolve(credential: Credential, options: AuthenticateOptions): Pr
 
 /** Hono middleware: authenticates the request and sets `c.var.principal`. */
 export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
-  const { logger } = options
+  // One line per reason per interval, with a count: a store outage or a flood of bad keys must not write a line per request.
+  const log = createLogLimiter(options.logger, { intervalMs: options.logIntervalMs })
   return async (c, next) => {
     let principal: Principal
     let via: Credential['kind'] | undefined
@@ -95,10 +99,10 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
       const authError = error instanceof AuthError ? error : new AuthError('internal_error', { detail: error instanceof Error ? error.message : String(error), cause: error })
       const fields = { reason: authError.reason, detail: authError.detail, via, method: c.req.method, path: c.req.path }
       if (authError.unavailable) {
-        logger.error(fields, 'authentication unavailable')
+        log('error', `auth:${authError.reason}`, fields, 'authentication unavailable')
         return c.json(unavailableBody(), 503, { 'retry-after': '1', 'cache-control': 'no-store' })
       }
-      logger.warn(fields, 'authentication failed')
+      log('warn', `auth:${authError.reason}`, fields, 'authentication failed')
       return c.json(unauthorizedBody(), 401, { ...UNAUTHORIZED_HEADERS })
     }
     c.set('principal', principal)

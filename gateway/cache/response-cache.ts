@@ -2,6 +2,7 @@ import type { CacheStore, GatewayMetrics, Logger } from '../types.ts'
 import { readBounded } from './bounded-body.ts'
 import { cacheKey, isDeterministic } from './cache-key.ts'
 import { type CacheEntry, decodeEntry, encodeEntry, replayEvents } from './event-stream.ts'
+import { eventStreamWithIdentity, freshIdentity, withIdentity } from './fresh-identity.ts'
 import { SharedStream } from './shared-stream.ts'
 
 export { cacheKey, isDeterministic } from './cache-key.ts'
@@ -14,6 +15,8 @@ export interface CacheRequest {
   body: Record<string, unknown>
   /** Anything else that changes the response's bytes (e.g. whether the usage chunk is shown). */
   variant?: string
+  /** Whether the answer depends only on the body; default isDeterministic(body) (greedy or seeded sampling). */
+  deterministic?: boolean
   /** The client's Cache-Control header. */
   cacheControl: string | undefined
   /** Keeps the runtime alive for a store write that outlives the response (Workers' ctx.waitUntil). */
@@ -27,6 +30,8 @@ export interface ResponseCacheOptions {
   maxEntryBytes: number
   metrics: GatewayMetrics
   logger: Logger
+  /** Identical requests arriving while one is in flight follow it instead of forwarding (default true). */
+  coalesce?: boolean
 }
 
 export interface ResponseCache {
@@ -73,7 +78,7 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
 
   async function handle(request: CacheRequest, forward: () => Promise<Response>): Promise<Response> {
     const { noCache, noStore } = cacheDirectives(request.cacheControl)
-    if (!isDeterministic(request.body) || (noCache && noStore)) {
+    if (!(request.deterministic ?? isDeterministic(request.body)) || (noCache && noStore)) {
       metrics.cache('bypass')
       return withCacheHeader(await forward(), 'BYPASS')
     }
@@ -82,7 +87,8 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
       const entry = await lookup(key)
       if (entry) {
         metrics.cache('hit')
-        return entry.kind === 'json' ? cachedResponse(entry.body, JSON_TYPE, false) : cachedResponse(replayEvents(entry.events), SSE_TYPE, false)
+        const identity = freshIdentity()
+        return entry.kind === 'json' ? cachedResponse(withIdentity(entry.body, identity), JSON_TYPE, false) : cachedResponse(replayEvents(entry.events.map((e) => withIdentity(e, identity))), SSE_TYPE, false)
       }
       const followed = new Set<Flight>()
       for (let flight = inFlight.get(key); flight && !followed.has(flight) && followed.size < MAX_LEADERS_FOLLOWED; flight = inFlight.get(key)) {
@@ -101,9 +107,10 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
   async function follow(flight: Flight): Promise<Response | null> {
     const shared = await flight.result
     if (!shared) return null
-    if (shared.kind === 'json') return cachedResponse(shared.body, JSON_TYPE, true)
+    const identity = freshIdentity()
+    if (shared.kind === 'json') return cachedResponse(withIdentity(shared.body, identity), JSON_TYPE, true)
     const events = await shared.stream.join()
-    return events ? cachedResponse(events, SSE_TYPE, true) : null
+    return events ? cachedResponse(eventStreamWithIdentity(events, identity), SSE_TYPE, true) : null
   }
 
   async function miss(key: string, noStore: boolean, forward: () => Promise<Response>, waitUntil: CacheRequest['waitUntil']): Promise<Response> {
@@ -159,7 +166,8 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
         if (inFlight.get(key) === flight) inFlight.delete(key)
       },
     }
-    inFlight.set(key, flight)
+    // Not coalescing: the flight still collects what to store, but nobody can join it.
+    if (options.coalesce ?? true) inFlight.set(key, flight)
     return flight
   }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { logSettingsSchema } from '../../backend/log-settings.ts'
 
 /**
  * The gateway's configuration: one typed, validated object built from the config file
@@ -6,6 +7,8 @@ import { z } from 'zod'
  * default and a line in the README.
  */
 const positiveInt = z.number().int().positive()
+/** A backend's address: a bare `localhost:8000` would parse as a URL of scheme "localhost:" and fail only later. */
+const backendUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. http://127.0.0.1:8000' })
 
 export const limitsSchema = z
   .object({
@@ -34,7 +37,10 @@ const jwtSchema = z
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1),
     issuer: z.union([z.string(), z.array(z.string())]).optional(),
     audience: z.union([z.string(), z.array(z.string())]).optional(),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    /** Leeway for exp, nbf and iat between the issuer's clock and ours. */
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+    /** Longest validity accepted (exp − iat, and exp − now): longer-lived tokens are refused. */
+    maxLifetimeSeconds: positiveInt.max(31_536_000).default(86_400),
     claims: z
       .object({ tenant: z.string().default('tenant'), models: z.string().optional(), limits: z.string().optional() })
       .strict()
@@ -50,7 +56,7 @@ const nodeSchema = z
   .object({
     /** Unique across all regions; appears in logs, metrics and x-switchyard-backend. */
     id: nameSchema,
-    url: z.string().url(),
+    url: backendUrl,
     /** Share of the region's traffic relative to the other nodes. */
     weight: z.number().positive().max(1000).default(1),
     /** Model ids this node serves; omitted = every model. */
@@ -179,19 +185,37 @@ export type RoutingConfig = z.infer<typeof routingSchema>
 export type StaticNode = z.infer<typeof nodeSchema>
 export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 
+const CORS_DEFAULTS = { allowedOrigins: [], maxAgeSeconds: 600 }
+const corsSchema = z
+  .object({
+    allowedOrigins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'must be * or an origin such as https://app.example.com (scheme, host and port, no path)')).default(CORS_DEFAULTS.allowedOrigins),
+    maxAgeSeconds: z.number().int().min(0).max(86_400).default(CORS_DEFAULTS.maxAgeSeconds),
+  })
+  .strict()
+  .default(CORS_DEFAULTS)
+
 export const gatewayFileSchema = z
   .object({
     /** One backend node for every request (shorthand for a single region with one node). */
-    backend: z.object({ url: z.string().url() }).strict().optional(),
+    backend: z.object({ url: backendUrl }).strict().optional(),
     /** Regions of backend nodes, failover order, health checks, breakers, retries. */
     routing: routingSchema.optional(),
     auth: z
       .object({
         apiKeys: z.array(apiKeySchema).default([]),
         jwt: jwtSchema.optional(),
+        /** Keys verified in the shared store, remembered for store outages (auth/api-keys.ts createKeyLookup). */
+        keyCache: z
+          .object({
+            /** How long a verified key stays usable while the store is unreachable; also the longest a revocation can lag then. 0: off. */
+            ttlSeconds: z.number().int().min(0).max(86_400).default(120),
+            maxEntries: positiveInt.max(1_000_000).default(10_000),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
-      .default({ apiKeys: [] }),
+      .prefault({}),
     limits: z
       .object({
         /** Limits for keys and tokens that set none of their own. */
@@ -205,6 +229,13 @@ export const gatewayFileSchema = z
       })
       .strict()
       .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 1200, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
+    metrics: z
+      .object({
+        /** Distinct key ids with their own requests_total / tokens_total series (first seen); later keys count as `(other)`. 0 = none. Read at start. */
+        keyIdLabels: z.number().int().min(0).max(100_000).default(100),
+      })
+      .strict()
+      .default({ keyIdLabels: 100 }),
     cache: z
       .object({ enabled: z.boolean().default(true), ttlSeconds: positiveInt.default(300), maxEntryBytes: positiveInt.default(1 << 20) })
       .strict()
@@ -222,10 +253,14 @@ export const gatewayFileSchema = z
         /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
         headersTimeoutMs: positiveInt.default(10_000),
         receiveTimeoutMs: positiveInt.default(60_000),
+        /** After SIGTERM, longest the gateway waits for requests in flight before closing their connections and exiting. */
+        drainTimeoutMs: positiveInt.default(60_000),
+        /** Browser clients: origins allowed to call the gateway (`*` for any); none = CORS off. */
+        cors: corsSchema,
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, maxGrammarChars: 65_536, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000 }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, maxGrammarChars: 65_536, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
   })
   .strict()
 
@@ -252,7 +287,7 @@ export const gatewayEnvSchema = z.object({
   PORT: intFrom(0, 65535, 8080),
   /** Separate plain-HTTP port for /metrics (0 = off; /metrics stays on the main port behind the admin token). */
   METRICS_PORT: intFrom(0, 65535, 0),
-  BACKEND_URL: z.string().url().optional(),
+  BACKEND_URL: backendUrl.optional(),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
   REDIS_SENTINELS: hostPorts.optional(),
   REDIS_SENTINEL_NAME: z.string().default('mymaster'),
@@ -260,7 +295,7 @@ export const gatewayEnvSchema = z.object({
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   TLS_CERT_FILE: z.string().optional(),
   TLS_KEY_FILE: z.string().optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ...logSettingsSchema,
 })
 
 export type GatewayEnv = z.infer<typeof gatewayEnvSchema>

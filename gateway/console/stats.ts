@@ -12,7 +12,7 @@ export const STEPS = 60
 const STEP_MS = STEP_SECONDS * 1000
 
 /** Client-facing traffic; the console's own polling, /status, /metrics and load balancer probes are not counted. */
-const API_ROUTES = new Set(['/v1/completions', '/v1/chat/completions', '/generate', '/v1/models'])
+const API_ROUTES = new Set(['/v1/completions', '/v1/chat/completions', '/generate', '/v1/models', '/v1/embeddings', '/predict', '/models'])
 /** Routes whose latency is charted: listing models is not comparable with generating text. */
 const GENERATION_ROUTES = new Set(['/v1/completions', '/v1/chat/completions', '/generate'])
 

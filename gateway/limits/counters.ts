@@ -76,7 +76,8 @@ export class LimitCounters {
     if (want.requests && requestLive && requestLive.used + 1 > want.requests.limit) return refuse('requests', requestLive.resetAt - now)
     if (want.maxConcurrent !== undefined) {
       this.pruneSlots(now)
-      if (this.slotCount >= want.maxConcurrent) return refuse('concurrency', 1000)
+      // A slot frees when its request ends, at the latest when it expires: that is the retry time promised.
+      if (this.slotCount >= want.maxConcurrent) return refuse('concurrency', this.firstSlotExpiry - now)
     }
     const cost = want.tokens ? Math.ceil(want.tokens.cost) : 0
     if (want.tokens && cost > want.tokens.perMinute) return refuse('tokens', TOKEN_WINDOW_MS)

@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Admission, AdmissionRequest, Decision, GatewayMetrics, Limits, Logger, RateLimitStore } from '../types.ts'
+import type { Admission, AdmissionRequest, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
+import { createLogLimiter } from '../observability/log-limiter.ts'
 import { rateLimitHeaders } from './headers.ts'
 
 interface Options {
@@ -18,7 +19,8 @@ interface Options {
  * ends. Every response carries the x-ratelimit-* headers, streams included.
  */
 export function keyRateLimits(options: Options): MiddlewareHandler {
-  const { store, metrics, logger } = options
+  const { store, metrics } = options
+  const log = createLogLimiter(options.logger)
   return async (c, next) => {
     const principal = c.get('principal')
     const request = c.get('apiRequest')
@@ -33,11 +35,10 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
 
     let admission: Admission | undefined
     try {
-      // Key ids and JWT subjects live in different namespaces: never share counters across them.
-      admission = await store.admit(`${principal.via}:${principal.id}`, want)
+      admission = await store.admit(limitKey(principal), want)
     } catch (error) {
       // The stores fall back to memory themselves; anything that still fails lets the request through.
-      logger.warn({ operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
+      log('warn', 'admit', { operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
     }
     if (!admission) return next()
     const headers = rateLimitHeaders({ requests: admission.requests, tokens: admission.tokens })
@@ -48,7 +49,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
           ? ['Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded']
           : admission.refusedBy === 'concurrency'
             ? [`Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded']
-            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'tokens_limit_exceeded']
+            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'rate_limit_exceeded']
       throw gatewayError(429, message[0], message[1], { headers: { ...headers, 'retry-after': String(admission.retryAfterSeconds) } })
     }
     Object.assign(lifecycle.headers, headers)
@@ -63,38 +64,11 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
 }
 
 /**
- * Requests per window per client IP, for requests that do not authenticate: a guard against
- * floods and key guessing that costs authenticated traffic nothing. Each 401 counts against
- * the address in the shared store; once over the limit the address gets 429 (and is refused
- * in this process without a store call until the window resets).
+ * The name of a caller's counters, unique per caller: config-file keys, admin-API keys, JWT
+ * subjects and the anonymous principal each have their own namespace, so no two of them can
+ * share counters even when their ids are equal.
  */
-export function ipRateLimit(options: { store: RateLimitStore; limit: number; windowSeconds: number; metrics: GatewayMetrics; ip: (c: Parameters<MiddlewareHandler>[0]) => string }): MiddlewareHandler {
-  const blockedUntil = new Map<string, number>()
-  const refuse = (retryAfterSeconds: number) => {
-    options.metrics.rateLimited({ limit: 'ip' })
-    return gatewayError(429, 'Too many unauthenticated requests from this address; retry after the reset', 'rate_limit_exceeded', { headers: { 'retry-after': String(retryAfterSeconds) } })
-  }
-  return async (c, next) => {
-    const ip = options.ip(c)
-    const until = blockedUntil.get(ip)
-    if (until !== undefined) {
-      const left = until - Date.now()
-      if (left > 0) throw refuse(Math.ceil(left / 1000))
-      blockedUntil.delete(ip)
-    }
-    await next()
-    if (c.res.status !== 401) return
-    let decision: Decision | null = null
-    try {
-      decision = await options.store.hitRequest(`ip:${ip}`, options.limit, options.windowSeconds)
-    } catch {
-      decision = null
-    }
-    if (decision && !decision.allowed) {
-      // Bounded: a flood from many addresses must not grow this map without end.
-      if (blockedUntil.size >= 100_000) blockedUntil.clear()
-      blockedUntil.set(ip, Date.now() + decision.retryAfterSeconds * 1000)
-      c.res = refuse(decision.retryAfterSeconds).getResponse()
-    }
-  }
+export function limitKey(principal: Principal): string {
+  if (principal.via === 'jwt') return `jwt:${principal.id}`
+  return principal.source ? `api_key:${principal.source}:${principal.id}` : 'anonymous'
 }

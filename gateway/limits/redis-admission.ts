@@ -1,100 +1,16 @@
 import { randomBytes } from 'node:crypto'
 import type { RedisClient } from '../stores/redis-client.ts'
-import { isReady } from '../stores/redis-client.ts'
-import { defineScript } from '../stores/redis-script.ts'
+import { commandTimeoutOf, isReady } from '../stores/redis-client.ts'
+import { createRedisClock } from '../stores/redis-clock.ts'
+import { preloadScripts } from '../stores/redis-script.ts'
 import type { Admission, AdmissionRequest } from '../types.ts'
 import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from './counters.ts'
-
-// The rules of LimitCounters.admit (limits/counters.ts) as one script, so admissions cost one
-// round trip and the three limits are taken all or nothing. The admissions of one caller asked
-// for in the same turn of the event loop go as one call, applied in order (under load this
-// divides the Redis commands, and Redis's own CPU, by the batch size).
-// Windows are hashes {u: used, r: reset time in ms on the Redis clock, so gateway clocks cannot
-// disagree}; slots a sorted set of slot id → expiry.
-// KEYS: request window, slots, token window. ARGV: request limit (0: none), request window ms,
-// max concurrent (-1: none), slot lifetime ms, tokens per window (0: none), token window ms,
-// then per admission its slot id and token cost. Returns per admission {refused (0 granted,
-// 1 requests, 2 concurrency, 3 tokens), requests used, ms to request reset, tokens used, ms to
-// token reset, token window id}.
-const ADMIT = defineScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local reqLimit, reqMs, maxConc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local slotTtl, tokLimit, tokMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local function live(key)
-  local w = redis.call('HMGET', key, 'u', 'r')
-  local r = tonumber(w[2])
-  if r == nil or r <= now then return 0, nil end
-  return tonumber(w[1]), r
-end
-local reqUsed, reqReset, tokUsed, tokReset = 0, nil, 0, nil
-if reqLimit > 0 then reqUsed, reqReset = live(KEYS[1]) end
-if tokLimit > 0 then tokUsed, tokReset = live(KEYS[3]) end
-local reqNew, tokNew = reqReset == nil, tokReset == nil
-local reqCounted, tokCounted = false, false
-local held = 0
-if maxConc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  held = redis.call('ZCARD', KEYS[2])
-end
-local slots, out = {}, {}
-for i = 7, #ARGV, 2 do
-  local cost = tonumber(ARGV[i + 1])
-  local refused = 0
-  if reqLimit > 0 and reqUsed + 1 > reqLimit then refused = 1
-  elseif maxConc >= 0 and held >= maxConc then refused = 2
-  elseif tokLimit > 0 and (cost > tokLimit or (cost > 0 and tokUsed + cost > tokLimit)) then refused = 3 end
-  if refused == 0 then
-    if reqLimit > 0 then
-      reqUsed, reqCounted = reqUsed + 1, true
-      if reqReset == nil then reqReset = now + reqMs end
-    end
-    if maxConc >= 0 then
-      held = held + 1
-      slots[#slots + 1] = now + slotTtl
-      slots[#slots + 1] = ARGV[i]
-    end
-    if tokLimit > 0 and cost > 0 then
-      tokUsed, tokCounted = tokUsed + cost, true
-      if tokReset == nil then tokReset = now + tokMs end
-    end
-  end
-  out[#out + 1] = refused
-  out[#out + 1] = reqUsed
-  out[#out + 1] = reqReset and (reqReset - now) or 0
-  out[#out + 1] = tokUsed
-  out[#out + 1] = tokReset and (tokReset - now) or 0
-  out[#out + 1] = tokReset or 0
-end
-if reqCounted then
-  redis.call('HSET', KEYS[1], 'u', reqUsed, 'r', reqReset)
-  if reqNew then redis.call('PEXPIREAT', KEYS[1], reqReset) end
-end
-if #slots > 0 then
-  redis.call('ZADD', KEYS[2], unpack(slots))
-  redis.call('PEXPIRE', KEYS[2], slotTtl)
-end
-if tokCounted then
-  redis.call('HSET', KEYS[3], 'u', tokUsed, 'r', tokReset)
-  if tokNew then redis.call('PEXPIREAT', KEYS[3], tokReset) end
-end
-return out`)
-
-// KEYS: slots, token window. ARGV: number of slot ids, the slot ids, then pairs of token window
-// and tokens to refund: a refund lands only in the window it was reserved in, never below zero.
-const SETTLE = defineScript(`
-local n = tonumber(ARGV[1])
-if n > 0 then redis.call('ZREM', KEYS[1], unpack(ARGV, 2, n + 1)) end
-local window = redis.call('HGET', KEYS[2], 'r')
-for i = n + 2, #ARGV, 2 do
-  if ARGV[i] == window then
-    if redis.call('HINCRBY', KEYS[2], 'u', -tonumber(ARGV[i + 1])) < 0 then redis.call('HSET', KEYS[2], 'u', 0) end
-  end
-end
-return 1`)
+import { ADMIT, SETTLE, UNDO } from './redis-admission-scripts.ts'
 
 /** Most admissions (or slot releases) of one caller in one script call. */
 const MAX_BATCH = 256
+/** Settles held back while Redis is unreachable, sent when it is back (bounded; past it a slot waits for its expiry). */
+const MAX_UNSENT_SETTLES = 10_000
 
 const REFUSED_BY = [undefined, 'requests', 'concurrency', 'tokens'] as const
 
@@ -122,6 +38,9 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
   // Slot ids only need to be unique among this caller's slots: instance id + counter.
   const instance = randomBytes(6).toString('base64url')
   let slots = 0
+  const timeoutMs = commandTimeoutOf(redis)
+  const clock = createRedisClock(redis, timeoutMs)
+  preloadScripts(redis, [ADMIT, SETTLE, UNDO], () => onFallback('script_load'))
 
   interface Pending {
     key: string
@@ -141,17 +60,33 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
   const inFlight = new Set<string>()
   const settling = new Map<string, Settle>()
   let settleScheduled = false
+  // Settles that could not be sent (never written, so sending them later cannot apply one twice).
+  let unsent: Settle[] = []
+  redis.on('ready', () => {
+    const batches = unsent
+    unsent = []
+    for (const batch of batches) runSettle(batch)
+  })
 
+  const runSettle = (batch: Settle) => {
+    if (!isReady(redis)) {
+      onFallback('settle')
+      if (unsent.length < MAX_UNSENT_SETTLES) unsent.push(batch)
+      return batch.done.forEach((done) => done())
+    }
+    const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
+    for (const [window, refund] of batch.refunds) args.push(window, refund)
+    // Never fails a request. A settle that timed out still runs when Redis answers again; one
+    // lost with its connection leaves its slot to expire on its own.
+    SETTLE.run(redis, batch.keys, args)
+      .catch(() => onFallback('settle'))
+      .finally(() => batch.done.forEach((done) => done()))
+  }
   const sendSettle = (key: string) => {
     const batch = settling.get(key)
     if (!batch) return
     settling.delete(key)
-    const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
-    for (const [window, refund] of batch.refunds) args.push(window, refund)
-    // Never fails a request: a slot that cannot be removed now expires on its own.
-    SETTLE.run(redis, batch.keys, args)
-      .catch(() => onFallback('settle'))
-      .finally(() => batch.done.forEach((done) => done()))
+    runSettle(batch)
   }
   const sendSettles = () => {
     settleScheduled = false
@@ -171,35 +106,53 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     })
   }
 
+  /** Gives back what an admission call the client gave up on may have taken (see UNDO). */
+  const undo = (keys: string[], requestMs: number, batch: Pending[]) => {
+    if (!isReady(redis)) return onFallback('undo')
+    const args: (string | number)[] = [slotTtlMs, requestMs, TOKEN_WINDOW_MS]
+    for (const pending of batch) args.push(pending.slotId, pending.cost)
+    // A timed-out undo is in the socket behind the admission and still runs after it.
+    UNDO.run(redis, keys, args).catch(() => onFallback('undo'))
+  }
+
   /** Runs one script call for the batch and resolves each admission; never rejects. */
   const admitBatch = async (batch: Pending[]) => {
     const { key, want } = batch[0]
     const requestMs = want.requests ? Math.max(1, Math.ceil(want.requests.windowSeconds)) * 1000 : 0
     const base = `${prefix}{${key}}`
     const keys = [`${base}:req:${requestMs / 1000}s`, `${base}:slots`, `${base}:tok`]
-    const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS]
-    for (const pending of batch) args.push(pending.slotId, pending.cost)
-    let reply: number[]
+    let reply: number[] | undefined
+    let sent = false
     try {
       if (!isReady(redis)) throw new Error('redis not ready')
+      const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS, await clock.deadline()]
+      for (const pending of batch) args.push(pending.slotId, pending.cost)
+      const sentAt = performance.now()
+      sent = true
       reply = (await ADMIT.run(redis, keys, args)) as number[]
+      clock.observe(reply[0], sentAt)
     } catch {
-      // If the script ran but its reply was lost, its slots expire after slotTtlMs.
+      // Not sent, or given up on: if it runs later it is past its deadline and changes nothing,
+      // and if it ran in time after all, the undo behind it gives its slots back.
+      if (sent && want.maxConcurrent !== undefined) undo(keys, requestMs, batch)
+    }
+    if (!reply || reply[1] === 1) {
       for (const pending of batch) {
-        onFallback('admit')
+        onFallback(reply ? 'admit_late' : 'admit')
         pending.resolve(await fallback(pending.key, pending.want))
       }
       return
     }
+    const firstSlotMsLeft = reply[2]
     batch.forEach((pending, i) => {
-      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(i * 6, i * 6 + 6)
+      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(3 + i * 6, 9 + i * 6)
       const { cost, slotId } = pending
       const requests = want.requests && stateOf(want.requests.limit, requestsUsed, requestsMsLeft)
       const tokens = want.tokens && stateOf(want.tokens.perMinute, tokensUsed, tokensMsLeft)
       let outcome: AdmissionOutcome
       if (refused === 0) outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
       else {
-        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? 1000 : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
+        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? firstSlotMsLeft : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
         outcome = { allowed: false, refusedBy: REFUSED_BY[refused]!, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens }
       }
       pending.resolve(

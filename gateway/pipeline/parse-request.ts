@@ -1,10 +1,11 @@
 import type { MiddlewareHandler } from 'hono'
 import type { z } from 'zod'
 import { validationError } from '../../backend/api/errors.ts'
+import { PREDICT_DEFAULT_NEW_TOKENS, embeddingRequestSchema, predictRequestSchema } from '../../backend/api/encoder-schemas.ts'
 import { chatRequestSchema, completionRequestSchema, generateRequestSchema, MAX_BODY_DEPTH, nestsDeeperThan } from '../../backend/api/schemas.ts'
 import { gatewayError } from './errors.ts'
 
-export type ApiRoute = 'completions' | 'chat' | 'generate'
+export type ApiRoute = 'completions' | 'chat' | 'generate' | 'embeddings' | 'predict'
 
 /** A validated API request, as the later stages need it. */
 export interface ApiRequest {
@@ -12,6 +13,8 @@ export interface ApiRequest {
   /** The client's JSON object (unknown fields kept), to forward after small edits. */
   json: Record<string, unknown>
   model: string | undefined
+  /** The body field naming the model (/predict calls it model_name). */
+  modelField: 'model' | 'model_name'
   stream: boolean
   /** The client asked for the usage chunk itself (the gateway always asks the backend for it). */
   clientIncludeUsage: boolean
@@ -31,7 +34,9 @@ declare module 'hono' {
   }
 }
 
-const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema }
+const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema, embeddings: embeddingRequestSchema, predict: predictRequestSchema }
+/** Routes that only read their input (no completion, no max_tokens): embeddings and /predict. */
+const isEncoderRoute = (route: ApiRoute) => route === 'embeddings' || route === 'predict'
 const encoder = new TextEncoder()
 /** OpenAI's (and the backend's) max_tokens for completions that set none. */
 const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -40,10 +45,10 @@ const TEMPLATE_TOKENS_PER_MESSAGE = 16
 
 /**
  * Parses and validates the body with the backend's own schemas (one definition for both
- * sides), bounds the prompt, and fills max_tokens when the client gave none so every
+ * sides), bounds the prompt, and works out the most tokens the request can use, so every
  * request's token reservation is bounded.
  */
-export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number }): MiddlewareHandler {
+export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
   return async (c, next) => {
     const type = c.req.header('content-type') ?? ''
     if (!/^application\/(.+\+)?json\b/i.test(type)) throw gatewayError(415, 'Content-Type must be application/json', 'unsupported_media_type')
@@ -56,7 +61,7 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw gatewayError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, 'invalid_json')
     const parsed = schemas[route].safeParse(json)
     if (!parsed.success) {
-      const error = validationError(parsed.error)
+      const error = validationError(parsed.error, json)
       throw gatewayError(400, error.message, error.code ?? 'invalid_value', { param: error.param })
     }
     const body = parsed.data as Record<string, any>
@@ -64,28 +69,33 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     // Continuations are the gateway's own business (mid-stream failover).
     if ('resume' in object) throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })
     const { chars, bytes, tokenIds, messages } = measurePrompt(route, body)
-    if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: route === 'chat' ? 'messages' : 'prompt' })
+    if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: promptParam[route] })
     const format = measureOutputFormat(body)
     if (format.chars > options.maxGrammarChars) {
       throw gatewayError(400, `The output format (${format.fields.join(', ')}) is ${format.chars} characters long; at most ${options.maxGrammarChars} are accepted`, 'grammar_too_large', { param: format.fields[0] })
     }
 
-    const choices = route === 'generate' ? body.num_return_sequences : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
+    const choices = route === 'generate' ? body.num_return_sequences : isEncoderRoute(route) ? 1 : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
     let maxTokens: number
     if (route === 'generate') maxTokens = body.max_length
+    // Tokens per minute count an encoder request's input only; /predict may generate (text-generation).
+    else if (route === 'embeddings') maxTokens = 0
+    else if (route === 'predict') maxTokens = body.task === 'text-generation' ? (body.max_new_tokens ?? PREDICT_DEFAULT_NEW_TOKENS) : 0
     else {
-      // Completions keep the API's own default (16, as on the backend); chat's default, the rest of
-      // the context window, is unknown here, so it gets defaultMaxTokens.
-      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : options.defaultMaxTokens)
-      if (body.max_completion_tokens == null && body.max_tokens == null) object.max_tokens = maxTokens
+      // Completions keep the API's own default (16, as on the backend). Chat's default is the rest of
+      // the context window, so the body goes on without one (the backend fills it, as OpenAI and
+      // vLLM do) and the reservation is the model's window as the nodes report it, or
+      // defaultMaxTokens while no node has.
+      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : (options.contextLength?.(body.model) ?? options.defaultMaxTokens))
     }
-    const stream = route !== 'generate' && body.stream === true
+    const stream = (route === 'completions' || route === 'chat') && body.stream === true
     const clientIncludeUsage = body.stream_options?.include_usage === true
     if (stream) object.stream_options = { include_usage: true }
     c.set('apiRequest', {
       route,
       json: object,
-      model: body.model,
+      model: route === 'predict' ? (body.model_name ?? undefined) : body.model,
+      modelField: route === 'predict' ? 'model_name' : 'model',
       stream,
       clientIncludeUsage,
       // Tools are rendered into the prompt by the chat template; a schema's text bounds what it adds.
@@ -97,6 +107,8 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     await next()
   }
 }
+
+const promptParam: Record<ApiRoute, string> = { completions: 'prompt', chat: 'messages', generate: 'prompt', embeddings: 'input', predict: 'text' }
 
 /** Fields that carry an output format or tools (see backend/api/structured and tools). */
 const OUTPUT_FORMAT_FIELDS = ['tools', 'response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const
@@ -119,9 +131,10 @@ function measurePrompt(route: ApiRoute, body: Record<string, any>) {
       else for (const part of m.content ?? []) texts.push(part.text)
       for (const call of m.tool_calls ?? []) texts.push(call.function.name, call.function.arguments)
     }
-  } else if (typeof body.prompt === 'string') texts.push(body.prompt)
+  } else if (route === 'predict') texts.push(body.text)
+  else if (typeof body[promptParam[route]] === 'string') texts.push(body[promptParam[route]])
   else {
-    for (const p of body.prompt as unknown[]) {
+    for (const p of body[promptParam[route]] as unknown[]) {
       if (typeof p === 'string') texts.push(p)
       else if (typeof p === 'number') tokenIds++
       else tokenIds += (p as number[]).length

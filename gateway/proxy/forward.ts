@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
 import type { Usage } from '../pipeline/lifecycle.ts'
+import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
 import { ClientGoneError, NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
@@ -33,19 +34,11 @@ export interface ForwardOptions {
   stream?: { keepUsageEvent: boolean; keepTokenIds: boolean; resumable: boolean }
   /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
   watchClient?: WatchClient
+  /** A node refused the gateway's own token (or its lack of one): the operator's problem, never the client's. */
+  onTokenRefused?: (node: BackendNode) => void
 }
 
-/** See GatewayDeps.watchClient. */
-export type WatchClient = (c: Context, onGone: () => void) => () => void
-
-/** Without a runtime hook: the request's AbortSignal, where the runtime aborts it when the client leaves. */
-const watchRequestSignal: WatchClient = (c, onGone) => {
-  const signal = c.req.raw.signal as AbortSignal | undefined
-  if (!signal) return () => {}
-  if (signal.aborted) onGone()
-  signal.addEventListener('abort', onGone)
-  return () => signal.removeEventListener('abort', onGone)
-}
+export type { WatchClient } from '../pipeline/watch-client.ts'
 
 /** A try that did not give a usable answer. */
 class AttemptFailed extends Error {
@@ -81,6 +74,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
   let clientGone = false
+  let tokenRefused = false
   let inFlight: Cancellation | undefined
   const stopWatching = (options.watchClient ?? watchRequestSignal)(c, () => {
     clientGone = true
@@ -104,7 +98,14 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
           last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
           throw new NodeBusyError('busy')
         }
-        if (response.status >= 500) throw new AttemptFailed('server_error')
+        // 504 is the request's own deadline passing at the backend, not a broken node: another
+        // node would time out too, so the client gets the backend's timeout answer as it is.
+        if (response.status >= 500 && response.status !== 504) throw new AttemptFailed('server_error')
+        if (response.status === 401 && refusesGatewayToken(text)) {
+          tokenRefused = true
+          options.onTokenRefused?.(node)
+          throw new AttemptFailed('server_error')
+        }
         // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
         // failed try, not an answer. Parsed once, here; usage is read from the result.
         let usage: Usage | undefined
@@ -164,7 +165,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         continue
       }
       const { response, text } = answer
-      metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : 'client_error' })
+      metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : response.status === 504 ? 'timeout' : 'client_error' })
       lifecycle.record.firstByteAt ??= performance.now()
       lifecycle.record.backend = node.id
       lifecycle.record.region = node.region
@@ -187,6 +188,10 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     }
     if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
       throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
+    }
+    if (tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
+    if (last?.outcome === 'timeout') {
+      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts) } })
     }
     throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
   } finally {
@@ -240,3 +245,12 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
 }
 
 const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
+
+/** The backend's 401 for a request without a valid gateway token (backend/api/gateway-auth.ts). */
+function refusesGatewayToken(text: string): boolean {
+  try {
+    return (JSON.parse(text) as { error?: { code?: unknown } }).error?.code === 'invalid_gateway_token'
+  } catch {
+    return false
+  }
+}

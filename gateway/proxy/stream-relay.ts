@@ -109,7 +109,16 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
     } catch {
       throw new StreamBroken('server_error', 'the backend sent an event that is not JSON')
     }
-    if (chunk.error !== undefined) throw new StreamBroken('server_error', 'the backend sent an error event')
+    if (chunk.error !== undefined) {
+      // The request's own deadline passed at the backend: another node would time out too, and
+      // the client should learn that it was a timeout (the backend's event says so).
+      if ((chunk.error as { code?: unknown } | null)?.code === 'timeout') {
+        options.onGiveUp(new StreamBroken('server_error', 'the backend timed out'))
+        finished = true
+        return `${event}\n\n`
+      }
+      throw new StreamBroken('server_error', 'the backend sent an error event')
+    }
     if (chunk.usage) options.onUsage({ promptTokens: chunk.usage.prompt_tokens ?? 0, completionTokens: chunk.usage.completion_tokens ?? 0 })
     const choices = Array.isArray(chunk.choices) ? chunk.choices : []
     if (choices.length === 0 && chunk.usage && options.dropUsageEvent) return ''

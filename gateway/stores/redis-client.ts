@@ -11,6 +11,11 @@ export function isReady(redis: RedisClient): boolean {
   return redis.status === 'ready'
 }
 
+/** How long the client waits for a reply before failing a command (ms); undefined: for ever. */
+export function commandTimeoutOf(redis: RedisClient): number | undefined {
+  return redis instanceof Cluster ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout
+}
+
 export interface RedisHostPort {
   host: string
   port: number

@@ -28,6 +28,7 @@ export function createWorkersMetrics(dataset: AnalyticsEngineDataset | undefined
     cache: (result) => write('cache', [result]),
     storeError: (store, operation) => write('store_error', [store, operation]),
     storeUp: () => {},
+    ipGuard: (event) => write('ip_guard', [event]),
     render: async () => null,
     routing: {
       attempt: ({ region, backend, outcome }) => write('attempt', [region, backend, outcome]),
@@ -44,6 +45,7 @@ export function createWorkersMetrics(dataset: AnalyticsEngineDataset | undefined
       },
       retryBudgetExhausted: () => write('retry_budget_exhausted', []),
       inFlight: () => {},
+      nodeRemoved: ({ region, backend }) => healthy.delete(`${region}/${backend}`),
       served: ({ model, version, region }) => write('served', [model, version, region]),
     },
   }

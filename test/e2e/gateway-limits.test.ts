@@ -115,6 +115,102 @@ describe('gateway rate limits (real Redis)', () => {
     }
   })
 
+  test('issue 16: key isolation, the per-IP guard behind a NAT, and admin-API keys through a Redis stall', async () => {
+    const redis = await startRedis()
+    const gateway = await startGateway(
+      { backend: { url: backend.url }, auth: { apiKeys: [apiKey('lim2', { requestsPerWindow: 1000 })] }, limits: { perIp: { requestsPerWindow: 20, requestWindowSeconds: 60 } }, cache: { enabled: false } },
+      { REDIS_URL: redis.url },
+    )
+    const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }
+    const metrics = async () => (await fetch(`${gateway.url}/metrics`, { headers: admin })).text()
+    try {
+      // Key isolation: a config-file id is taken for the admin API, and cannot be revoked there.
+      const taken = await fetch(`${gateway.url}/admin/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ tenant: 'other', id: 'lim2' }) })
+      assert.equal(taken.status, 409)
+      assert.equal(((await taken.json()) as { error: { code: string } }).error.code, 'key_exists')
+      const del = await fetch(`${gateway.url}/admin/keys/lim2`, { method: 'DELETE', headers: admin })
+      assert.equal(del.status, 409)
+      assert.match(((await del.json()) as { error: { message: string } }).error.message, /config file/)
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status, 200)
+
+      // A key made through the admin API, used once (verified in Redis).
+      const created = (await (await fetch(`${gateway.url}/admin/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ tenant: 'acme' }) })).json()) as { key: string; id: string }
+      const stored = { authorization: `Bearer ${created.key}` }
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status, 200)
+      const counters = execFileSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*api_key*']).toString()
+      assert.match(counters, /\{api_key:config:lim2\}/)
+      assert.match(counters, new RegExp(`\\{api_key:store:${created.id}\\}`))
+
+      // Per-IP guard: a flood of wrong keys from this address, then valid keys from the same address.
+      const flood: number[] = []
+      for (let i = 0; i < 60; i++) flood.push((await postJson(`${gateway.url}/v1/completions`, request(), { authorization: `Bearer sy-wrong-${i}` })).status)
+      // 20 failures allowed, then 429 (a 503 only if a key lookup timed out on a loaded machine).
+      assert.ok(flood.every((s) => s === 401 || s === 429 || s === 503), JSON.stringify(flood))
+      assert.equal(flood.slice(0, 20).filter((s) => s === 429).length, 0, JSON.stringify(flood))
+      assert.deepEqual(flood.slice(-20), Array(20).fill(429), JSON.stringify(flood))
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request(), { authorization: 'Bearer sy-wrong-again' })).status, 429)
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status, 200)
+      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status, 200)
+      const text = await metrics()
+      assert.match(text, /^switchyard_gateway_ip_guard_blocked_addresses 1$/m)
+      assert.match(text, /^switchyard_gateway_ip_guard_events_total\{event="passed"\} 2$/m)
+
+      // Redis stopped (SIGSTOP): the admin-API key keeps working from the verified-key cache.
+      const linesBefore = gateway.output().split('\n').length
+      redis.child.kill('SIGSTOP')
+      const statuses: number[] = []
+      try {
+        for (let i = 0; i < 4; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status)
+        for (let i = 0; i < 3; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), { authorization: 'Bearer sy-never-verified' })).status)
+      } finally {
+        redis.child.kill('SIGCONT')
+      }
+      assert.deepEqual(statuses, [...Array(4).fill(200), ...Array(3).fill(503)])
+      const outageLines = gateway.output().split('\n').slice(linesBefore).filter((l) => l.includes('authentication unavailable'))
+      // One line (none if a lookup timed out moments before, in the same 10 s interval), not one per 503.
+      assert.ok(outageLines.length <= 1, `one line for the outage, not one per request: ${outageLines.length}`)
+    } finally {
+      redis.child.kill('SIGCONT')
+      await gateway.stop()
+      await redis.stop()
+    }
+  })
+
+  test('issue 16: Redis stopped (SIGSTOP) for 1 s under 4 clients: no slot of the key is left held in Redis', async () => {
+    const redis = await startRedis()
+    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('conc8', { maxConcurrent: 8 })] }, cache: { enabled: false } }, { REDIS_URL: redis.url })
+    const slots = () => Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', 'sy:{api_key:config:conc8}:slots']).toString().trim())
+    try {
+      let running = true
+      const statuses: number[] = []
+      const client = async () => {
+        while (running) {
+          const r = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8'))
+          statuses.push(r.status)
+          await r.text()
+        }
+      }
+      const clients = Array.from({ length: 4 }, client)
+      await new Promise((r) => setTimeout(r, 300))
+      redis.child.kill('SIGSTOP')
+      await new Promise((r) => setTimeout(r, 1000))
+      redis.child.kill('SIGCONT')
+      const continued = Date.now()
+      await new Promise((r) => setTimeout(r, 200))
+      running = false
+      await Promise.all(clients)
+      assert.ok(statuses.every((s) => s === 200), `only 200s: ${[...new Set(statuses)]}`)
+      while (slots() !== 0 && Date.now() - continued < 2000) await new Promise((r) => setTimeout(r, 50))
+      assert.equal(slots(), 0, 'within 2 s of SIGCONT nothing is held: nothing is in flight')
+      const burst = await Promise.all(Array.from({ length: 8 }, () => postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8')).then((r) => r.status)))
+      assert.deepEqual(burst, Array(8).fill(200))
+    } finally {
+      redis.child.kill('SIGCONT')
+      await gateway.stop()
+      await redis.stop()
+    }
+  })
+
   test('HTTPS with a test certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })

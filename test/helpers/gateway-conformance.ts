@@ -64,10 +64,17 @@ export async function checkCache(urls: string[], key: string): Promise<void> {
   const body = greedy({ prompt: 'A cached story', max_tokens: 12 })
   const first1 = await postJson(`${first}/v1/completions`, body, bearer(key))
   assert.equal(first1.headers.get('x-cache'), 'MISS')
-  const firstText = ((await first1.json()) as { choices: { text: string }[] }).choices[0].text
+  type Answer = { id: string; created: number; choices: { text: string }[] }
+  const firstAnswer = (await first1.json()) as Answer
+  const firstText = firstAnswer.choices[0].text
   // Stores write in the background, after the response: give the write a moment to land.
   const again = await untilHit(() => postJson(`${last}/v1/completions`, body, bearer(key)))
-  assert.equal(((await again.json()) as { choices: { text: string }[] }).choices[0].text, firstText)
+  const hitAnswer = (await again.json()) as Answer
+  assert.equal(hitAnswer.choices[0].text, firstText)
+  // The same content under an identity of its own, as every OpenAI answer has.
+  assert.notEqual(hitAnswer.id, firstAnswer.id)
+  assert.match(hitAnswer.id, /^cmpl-/)
+  assert.ok(hitAnswer.created >= firstAnswer.created)
   const sampled = await postJson(`${first}/v1/completions`, { ...body, temperature: 0.8 }, bearer(key))
   assert.equal(sampled.headers.get('x-cache'), 'BYPASS')
   await sampled.body?.cancel()

@@ -13,6 +13,7 @@ export async function startServedModel(dir: string, options: { maxBatchSize?: nu
     execution: { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' },
     scheduler: { maxBatchSize: options.maxBatchSize ?? 64, maxTokensInFlight: 1 << 22, maxPrefillTokens: 1 << 16, contextLength: folder.contextLength },
     grammar: { vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds), cacheSize: options.grammarCacheSize ?? 64 },
+    stallTimeoutMs: 60_000,
   })
   return { id: folder.id, folder, tokenizer, engine, created: 0 }
 }

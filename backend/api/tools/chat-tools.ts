@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { ServedModel } from '../../engine/text-generation.ts'
-import type { ChatMessage } from '../../model/tokenizer.ts'
+import { type ChatMessage, ChatTemplateError } from '../../model/tokenizer.ts'
 import { ApiError } from '../errors.ts'
 import type { ChatRequest } from '../schemas.ts'
 import { checkSize, type OutputGrammar, outputGrammarOf, prepareGrammar } from '../structured/output-format.ts'
@@ -35,7 +35,7 @@ export async function planChat(model: ServedModel, body: ChatRequest, maxGrammar
     throw new ApiError(400, `${format.param.split('.')[0]} cannot be combined with tools unless tool_choice is "none"`, { param: format.param.split('.')[0], code: 'invalid_value' })
   }
   const renderedTools = toolFormat ? tools.map((t) => ({ type: 'function', function: t.function })) : undefined
-  const prompt = model.tokenizer.encodeChat(body.messages.map(chatMessage), { tools: renderedTools })
+  const prompt = encodeChat(model, body.messages.map(chatMessage), renderedTools)
   let grammar = format
   if (toolFormat && choice !== 'none') {
     const functions = tools.map((t) => ({ name: t.function.name, parameters: t.function.parameters }))
@@ -45,6 +45,16 @@ export async function planChat(model: ServedModel, body: ChatRequest, maxGrammar
   }
   if (grammar) await prepareGrammar(model, grammar, resumeIds)
   return { prompt, grammar, toolFormat: choice === 'none' ? undefined : toolFormat }
+}
+
+/** The chat prompt; a template's `raise_exception` (or failure on these messages) is the client's 400. */
+function encodeChat(model: ServedModel, messages: ChatMessage[], tools: unknown[] | undefined): number[] {
+  try {
+    return model.tokenizer.encodeChat(messages, { tools })
+  } catch (error) {
+    if (error instanceof ChatTemplateError) throw new ApiError(400, error.message, { param: 'messages', code: 'chat_template_error' })
+    throw error
+  }
 }
 
 /** A request message as the chat template takes it (tool-call arguments as objects, as templates expect). */

@@ -131,3 +131,41 @@ describe('StopMatcher', () => {
     assert.deepEqual(new StopMatcher([]).push('abc'), { text: 'abc', stopped: false })
   })
 })
+
+describe('filters as selections (no vocabulary sort)', () => {
+  // Reference: the set a sort by descending probability (ties by id) would keep.
+  const reference = (row: Float32Array, topK: number, topP: number, minP: number): Set<number> => {
+    let order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b)
+    if (topK > 0) order = order.slice(0, topK)
+    const weights = order.map((i) => Math.exp(row[i] - row[order[0]]))
+    let keep = order.length
+    if (minP > 0) keep = weights.filter((w) => w >= minP).length
+    if (topP < 1) {
+      const total = weights.slice(0, keep).reduce((a, b) => a + b, 0)
+      let cumulative = 0
+      let m = 0
+      while (m < keep) {
+        cumulative += weights[m++] / total
+        if (cumulative >= topP) break
+      }
+      keep = m
+    }
+    return new Set(order.slice(0, keep))
+  }
+
+  test('top-k, min-p and top-p keep exactly the sorted reference set, ties included', () => {
+    const random = createRandom(11)
+    for (let trial = 0; trial < 40; trial++) {
+      // Coarse logits make ties common, so the tie rule is exercised.
+      const row = Float32Array.from({ length: 60 }, () => Math.round(random() * 8) / 2)
+      const filters = { topK: trial % 3 === 0 ? 1 + (trial % 17) : 0, topP: trial % 2 ? 0.3 + random() * 0.6 : 1, minP: trial % 5 === 0 ? 0.2 : 0 }
+      const expected = reference(row, filters.topK, filters.topP, filters.minP)
+      const seen = new Set<number>()
+      for (let seed = 0; seed < 400; seed++) seen.add(new SequenceSampler(params({ ...filters, seed }), []).sample(row.slice()).token)
+      for (const token of seen) assert.ok(expected.has(token), `trial ${trial}: token ${token} is outside the filtered set`)
+      // Every kept token of non-negligible weight shows up in 400 draws.
+      const total = [...expected].reduce((sum, i) => sum + Math.exp(row[i]), 0)
+      for (const token of expected) if (Math.exp(row[token]) / total > 0.03) assert.ok(seen.has(token), `trial ${trial}: token ${token} was never drawn`)
+    }
+  })
+})

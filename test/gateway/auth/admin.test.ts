@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { hashApiKey } from '../../../gateway/auth/api-keys.ts'
 import type { Principal } from '../../../gateway/types.ts'
-import { buildApp, DEFAULT_LIMITS, MemoryKeyStore, UNAUTHORIZED_BODY } from './helpers.ts'
+import { buildApp, DEFAULT_LIMITS, hexSha256, MemoryKeyStore, UNAUTHORIZED_BODY } from './helpers.ts'
 
 const ADMIN_TOKEN = 'admin-token-0123456789-abcdefghij'
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
@@ -85,7 +85,7 @@ describe('admin API: key lifecycle', () => {
 
     const who = await app.request('/v1/whoami', { headers: { authorization: `Bearer ${created.key}` } })
     assert.equal(who.status, 200)
-    assert.deepEqual(await who.json(), { id: created.id, tenant: 'acme', models: ['small', 'large'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key' } satisfies Principal)
+    assert.deepEqual(await who.json(), { id: created.id, tenant: 'acme', models: ['small', 'large'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key', source: 'store' } satisfies Principal)
 
     const list = await app.request('/admin/keys', { headers: admin })
     assert.equal(list.status, 200)
@@ -124,6 +124,37 @@ describe('admin API: key lifecycle', () => {
     const dup = await app.request('/admin/keys', json({ tenant: 'other', id: 'ci-runner' }))
     assert.equal(dup.status, 409)
     assert.equal(((await dup.json()) as ErrorBody).error.code, 'key_exists')
+  })
+
+  test('ids are unique across sources: a config-file id is a 409 on create, and a config key cannot be revoked here', async () => {
+    const configKey = 'sy-config-key-lim2'
+    const store = new MemoryKeyStore()
+    const { app } = buildApp({ adminToken: ADMIN_TOKEN, store, configKeys: [{ id: 'lim2', hash: await hexSha256(configKey), tenant: 'ops', limits: {}, createdAt: 'config', source: 'config' }] })
+    const create = await app.request('/admin/keys', json({ tenant: 'other-tenant', id: 'lim2' }))
+    assert.equal(create.status, 409)
+    const createError = ((await create.json()) as ErrorBody).error
+    assert.equal(createError.code, 'key_exists')
+    assert.equal(createError.param, 'id')
+    assert.match(createError.message, /config file/)
+    assert.equal(store.records.size, 0, 'nothing created')
+
+    const del = await app.request('/admin/keys/lim2', { method: 'DELETE', headers: admin })
+    assert.equal(del.status, 409)
+    const delError = ((await del.json()) as ErrorBody).error
+    assert.equal(delError.code, 'config_key')
+    assert.match(delError.message, /config file and cannot be revoked through the admin API/)
+    // It says so because it is true: the config key keeps working.
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${configKey}` } })).status, 200)
+
+    // A store key that got the id before ids were unique across sources is revoked, and the answer says so.
+    const legacyKey = 'sy-legacy-store-key-lim2'
+    await store.create({ id: 'lim2', hash: await hexSha256(legacyKey), tenant: 'other-tenant', limits: {}, createdAt: 'earlier', source: 'store' })
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${legacyKey}` } })).status, 200)
+    const legacy = await app.request('/admin/keys/lim2', { method: 'DELETE', headers: admin })
+    assert.equal(legacy.status, 409)
+    assert.match(((await legacy.json()) as ErrorBody).error.message, /key-store key with the same id, .* was revoked/)
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${legacyKey}` } })).status, 401)
+    assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${configKey}` } })).status, 200)
   })
 
   test('deleting an unknown key is a 404', async () => {

@@ -30,7 +30,7 @@ describe('authenticate: API keys', () => {
     const res = await app.request('/v1/whoami', { headers: bearer(key) })
     assert.equal(res.status, 200)
     const principal = (await res.json()) as Principal
-    assert.deepEqual(principal, { id, tenant: 'acme', models: ['m1'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key' })
+    assert.deepEqual(principal, { id, tenant: 'acme', models: ['m1'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key', source: 'store' })
     assert.ok(!logger.text().includes(key))
   })
 
@@ -62,7 +62,7 @@ describe('authenticate: API keys', () => {
     const { app, logger } = buildApp({ store, configKeys })
     const res = await app.request('/v1/whoami', { headers: { 'x-api-key': configKey } })
     assert.equal(res.status, 200)
-    assert.deepEqual(await res.json(), { id: 'ops', tenant: 'ops', limits: { ...DEFAULT_LIMITS, tokensPerMinute: 1 }, via: 'api_key' })
+    assert.deepEqual(await res.json(), { id: 'ops', tenant: 'ops', limits: { ...DEFAULT_LIMITS, tokensPerMinute: 1 }, via: 'api_key', source: 'config' })
     assert.equal(store.findCalls, 0)
 
     store.failing = true

@@ -39,8 +39,8 @@ describe('LimitCounters', () => {
 
     assert.deepEqual(counters.admit(want(60), 'a', 5000, 0), { allowed: true, requests: { limit: 2, remaining: 1, resetSeconds: 10 }, tokens: { limit: 100, remaining: 40, resetSeconds: 60 }, tokenWindow: 60_000 })
     let before = structuredClone(counters.state)
-    // The slot is held: refused by concurrency, which takes no request and no tokens.
-    assert.deepEqual(counters.admit(want(10), 'b', 5000, 1000), { allowed: false, refusedBy: 'concurrency', retryAfterSeconds: 1, requests: { limit: 2, remaining: 1, resetSeconds: 9 }, tokens: { limit: 100, remaining: 40, resetSeconds: 59 } })
+    // The slot is held: refused by concurrency, which takes no request and no tokens; retry when the slot surely frees (its expiry, 4 s on).
+    assert.deepEqual(counters.admit(want(10), 'b', 5000, 1000), { allowed: false, refusedBy: 'concurrency', retryAfterSeconds: 4, requests: { limit: 2, remaining: 1, resetSeconds: 9 }, tokens: { limit: 100, remaining: 40, resetSeconds: 59 } })
     assert.deepEqual(counters.state, before)
 
     counters.settle('a', 0, 60_000, 2000)

@@ -1,0 +1,62 @@
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { REPO_ROOT } from '../helpers/paths.ts'
+
+/** One fenced code block of the README. */
+export interface Block {
+  lang: string
+  text: string
+  /** 1-based line of the opening fence, for messages. */
+  line: number
+}
+
+/** The README's fenced code blocks, in order. */
+export function readmeBlocks(path = resolve(REPO_ROOT, 'README.md')): Block[] {
+  const lines = readFileSync(path, 'utf8').split('\n')
+  const blocks: Block[] = []
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^```(\w*)\s*$/.exec(lines[i])
+    if (!open) continue
+    const start = i
+    const body: string[] = []
+    for (i++; i < lines.length && lines[i] !== '```'; i++) body.push(lines[i])
+    blocks.push({ lang: open[1], text: body.join('\n'), line: start + 1 })
+  }
+  return blocks
+}
+
+/**
+ * The state of a fresh clone: the repository's tracked files as they are in the working tree
+ * (so uncommitted changes are tested too), in a new folder beside a `shared` link (the tests'
+ * `../shared`). `node_modules` is linked from this checkout rather than installed: `npm ci` needs
+ * the registry, and its result is the same lock file's packages.
+ */
+export function freshClone(): { root: string; dir: string } {
+  const root = mkdtempSync(join(tmpdir(), 'switchyard-readme-'))
+  const dir = join(root, 'switchyard')
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean)
+  for (const file of files) {
+    const target = join(dir, file)
+    mkdirSync(dirname(target), { recursive: true })
+    try {
+      copyFileSync(join(REPO_ROOT, file), target)
+    } catch (error) {
+      // A tracked file deleted in the working tree is not part of its state.
+      if ((error as { code?: string }).code !== 'ENOENT') throw error
+    }
+  }
+  symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'))
+  symlinkSync(realpathSync(resolve(REPO_ROOT, '../shared')), join(root, 'shared'))
+  return { root, dir }
+}
+
+/** Lines of a shell block without comments (`# …` to the end of a line) and with continuations joined. */
+export function shellCommands(text: string): string[] {
+  return text
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .map((line) => line.replace(/\s+#.*$/, '').trim())
+    .filter(Boolean)
+}
