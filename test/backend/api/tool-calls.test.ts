@@ -18,7 +18,8 @@ import { tokenizerPackageDir } from '../../helpers/tool-model.ts'
 const weather = { type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'], additionalProperties: false } } }
 const history = [
   { role: 'user', content: 'Weather in Paris?' },
-  { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function' as const, function: { name: 'get_weather', arguments: { city: 'Paris', days: 2 } } }] },
+  // The API renders an assistant turn without content as '' (chat-tools.ts), as templates expect a string.
+  { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', type: 'function' as const, function: { name: 'get_weather', arguments: { city: 'Paris', days: 2 } } }] },
   { role: 'tool', content: '{"temperature": 21}', tool_call_id: 'call_1' },
 ]
 
