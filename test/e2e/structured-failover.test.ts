@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import { Ajv } from 'ajv'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
+import { readStreamKillingItsNode } from '../helpers/failover-stream.ts'
 import { ADMIN_TOKEN, type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 
 /**
@@ -42,13 +43,7 @@ test('a constrained stream whose node dies mid-stream completes, valid and ident
     assert.ok(validate(JSON.parse(reference)), reference)
     const response = await postJson(`${gateway.url}/v1/completions`, body, auth)
     assert.equal(response.status, 200)
-    const serving = response.headers.get('x-switchyard-backend')!
-    const reader = response.body!.getReader()
-    const decoder = new TextDecoder()
-    let raw = decoder.decode((await reader.read()).value, { stream: true })
-    backends[serving].child.kill('SIGKILL')
-    for (let r = await reader.read(); !r.done; r = await reader.read()) raw += decoder.decode(r.value, { stream: true })
-    const events = raw.split('\n\n').filter(Boolean).map((e) => e.slice(6))
+    const { serving, events } = await readStreamKillingItsNode(response, (node) => backends[node].child.kill('SIGKILL'))
     assert.equal(events.at(-1), '[DONE]')
     const text = events.slice(0, -1).map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('')
     assert.equal(text, reference)
