@@ -112,8 +112,8 @@ export class SequenceSampler {
       n = ids.length
     }
     const probs = new Float64Array(n)
-    let sum = 0
-    for (let i = 0; i < n; i++) sum += probs[i] = Math.exp((logits[ids[i]] - max) * inv)
+    // The best tokens weigh exactly 1, even where a tiny temperature makes 0 × inv NaN.
+    for (let i = 0; i < n; i++) probs[i] = logits[ids[i]] === max ? 1 : Math.exp((logits[ids[i]] - max) * inv)
     if (minP > 0) {
       // The best candidate's weight is exactly 1 here (its scaled logit is the max).
       n = compact(ids, probs, n, (i) => probs[i] >= minP)

@@ -101,8 +101,9 @@ describe('stream resumption (return_token_ids + resume) on stories260K', () => {
   })
 
   test('seeded sampling with penalties: every cut, including where the stop matcher holds text', async () => {
-    // 'e\u0001' never matches, but every token ending in 'e' is held back for one step.
-    const body = { temperature: 0.9, top_p: 0.9, seed: 7, frequency_penalty: 0.5, max_tokens: 48, stop: ['e\u0001'] }
+    // Neither stop ever matches, but every token ending in 'e' is held back for one step, and a
+    // whole ' a' token (common in these stories) is held, so its piece carries ids and no text.
+    const body = { temperature: 0.9, top_p: 0.9, seed: 7, frequency_penalty: 0.5, max_tokens: 48, stop: ['e\u0001', ' a\u0001'] }
     const reference = await stream('completions', body)
     assert.equal(reference.finish, 'length')
     assert.equal(reference.ids.length, 48)

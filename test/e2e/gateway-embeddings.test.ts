@@ -146,6 +146,8 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     assert.ok(refused, 'the budget ran out')
     // Counting the reservation would admit one; counting actual input tokens admits several.
     assert.ok(admitted >= 4 && admitted <= 9, `admitted ${admitted}`)
-    assert.equal((await refused.json()).error.code, 'tokens_limit_exceeded')
+    const refusal = (await refused.json()).error
+    assert.equal(refusal.code, 'rate_limit_exceeded')
+    assert.match(refusal.message, /token/i)
   })
 })

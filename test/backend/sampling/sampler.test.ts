@@ -169,3 +169,8 @@ describe('filters as selections (no vocabulary sort)', () => {
     }
   })
 })
+
+test('a denormal temperature with min_p still samples the best token (0 × Infinity is NaN)', () => {
+  const sampled = new SequenceSampler(params({ temperature: 5e-324, minP: 5e-324 }), []).sample(logits())
+  assert.equal(sampled.token, 1)
+})
