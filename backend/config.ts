@@ -28,6 +28,10 @@ export const backendConfigSchema = z.object({
   ENGINE_STALL_TIMEOUT_MS: intFrom(100, 3_600_000, 60_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
+  /** Compiled grammars (JSON schemas, regexes, tool formats) kept per model. */
+  GRAMMAR_CACHE_SIZE: intFrom(1, 100_000, 64),
+  /** Characters of grammar text a request may send (its JSON schema, regex, EBNF, tools). */
+  MAX_GRAMMAR_CHARS: intFrom(1, 100_000_000, 65_536),
   /** Encoder models: how long an idle batcher waits for more inputs (0: inputs arriving while a batch runs form the next), and the batch budgets. */
   ENCODER_BATCH_WINDOW_MS: intFrom(0, 1000, 0),
   ENCODER_MAX_BATCH_TOKENS: intFrom(1, 10_000_000, 2048),

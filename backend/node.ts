@@ -8,6 +8,7 @@ import { ensureDefaultModel } from './default-model.ts'
 import { Engine } from './engine/engine.ts'
 import type { ServedModel } from './engine/text-generation.ts'
 import { BackendMetrics } from './metrics.ts'
+import { grammarVocabulary } from './grammar/vocabulary.ts'
 import { isEncoderFolder } from './encoder/folder.ts'
 import type { ServedEncoder } from './encoder/served.ts'
 import { startEncoder } from './encoder/start.ts'
@@ -65,6 +66,7 @@ const app = createBackendApp({
   maxEncoderQueue: config.ENCODER_MAX_QUEUE,
   metrics,
   maxQueue: config.MAX_QUEUE,
+  maxGrammarChars: config.MAX_GRAMMAR_CHARS,
   requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
   retryAfterSeconds: config.RETRY_AFTER_SECONDS,
   maxBodyBytes: config.MAX_BODY_BYTES,
@@ -114,6 +116,7 @@ try {
         expected: folder.expected,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
+        grammar: { vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds), cacheSize: config.GRAMMAR_CACHE_SIZE },
         stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
       },
       { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },

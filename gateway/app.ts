@@ -114,7 +114,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
 
   const generationRoute = (route: ApiRoute, path: string) => {
-    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength })
+    const parse = parseApiRequest(route, { maxPromptChars: config.server.maxPromptChars, maxGrammarChars: config.server.maxGrammarChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength })
     app.post(path, ...api, body, parse, modelAccess, limits, region, async (c) => {
       const request = c.get('apiRequest')
       const lifecycle = c.get('lifecycle')

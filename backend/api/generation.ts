@@ -11,6 +11,8 @@ export interface ApiContext {
   models: Map<string, ServedModel>
   metrics: BackendMetrics
   maxQueue: number
+  /** Characters of grammar text (JSON schema, regex, EBNF, tools) a request may send. */
+  maxGrammarChars: number
   requestTimeoutMs: number
   retryAfterSeconds: number
   /** True once the node is shutting down: no new generations. */

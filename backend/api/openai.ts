@@ -3,10 +3,12 @@ import type { Context } from 'hono'
 import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
-import { type ChatMessage, ChatTemplateError } from '../model/tokenizer.ts'
 import { ApiError } from './errors.ts'
 import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
 import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
+import { outputGrammarOf, prepareGrammar } from './structured/output-format.ts'
+import { planChat, toolCallsOf, toolMessage } from './tools/chat-tools.ts'
+import { ToolCallStream } from './tools/tool-stream.ts'
 
 type SamplingFields = Pick<CompletionRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' | 'seed' | 'logit_bias'>
 
@@ -62,7 +64,9 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const prompts = promptsOf(model, body.prompt)
   const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, 16)
   const logprobs = body.logprobs ?? -1
-  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const grammar = outputGrammarOf(body, api.maxGrammarChars)
+  if (grammar) await prepareGrammar(model, grammar, body.resume?.token_ids)
+  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: grammar?.spec }
   const echoOf = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
   const { resumed, before } = resumeOf(model, body, request, echoOf(0))
   const echo = (index: number) => (resumed ? before : echoOf(index))
@@ -101,11 +105,11 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const body = await readJsonBody(c, chatRequestSchema)
   const model = resolveModel(api, body.model)
   const n = body.n ?? 1
-  const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((p) => p.text).join('') }))
-  const prompts = [encodeChat(model, messages)]
+  const plan = await planChat(model, body, api.maxGrammarChars, body.resume?.token_ids)
+  const prompts = [plan.prompt]
   const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
-  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false }
+  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: plan.grammar?.spec }
   const { resumed } = resumeOf(model, body, request)
   const abort = new AbortController()
   const chunks = startGeneration(api, model, { ...request, resume: resumed }, mergeSignals(c, abort))
@@ -119,6 +123,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
     const started = new Set<number>(resumed ? [0] : [])
     const ids = (tokenIds: number[]) => idsOf(body.return_token_ids, tokenIds)
     const frame = (choice: object) => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
+    const toolStreams = new Map<number, ToolCallStream>()
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
         completionTokens += chunk.tokens
@@ -127,11 +132,20 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
           started.add(chunk.index)
           events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null, ...ids([]) }))
         }
+        // With tools, text from a call's start on is held until the calls can be parsed (a resumed
+        // stream starts its own: the interrupted one had sent only the text before any call).
+        if (plan.toolFormat && !toolStreams.has(chunk.index)) toolStreams.set(chunk.index, new ToolCallStream(plan.toolFormat))
+        const tools = toolStreams.get(chunk.index)
+        let text = tools ? tools.push(chunk.text) : chunk.text
+        const ended = tools && chunk.finishReason ? tools.finish() : undefined
+        if (ended) text += ended.content
         // Tokens whose text is held back still go out, so ids and text stay in step.
-        if (chunk.text || chunk.logprobs || (body.return_token_ids && chunk.tokenIds.length > 0)) {
-          events.push(frame({ index: chunk.index, delta: { content: chunk.text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null, ...ids(chunk.tokenIds) }))
+        if (text || chunk.logprobs || (body.return_token_ids && chunk.tokenIds.length > 0)) {
+          events.push(frame({ index: chunk.index, delta: { content: text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null, ...ids(chunk.tokenIds) }))
         }
-        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: chunk.finishReason, ...ids([]) }))
+        const calls = ended?.calls.length ? toolCallsOf(ended.calls) : undefined
+        if (calls) events.push(frame({ index: chunk.index, delta: { tool_calls: calls.map((call, index) => ({ index, ...call })) }, logprobs: null, finish_reason: null, ...ids([]) }))
+        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: calls && chunk.finishReason === 'stop' ? 'tool_calls' : chunk.finishReason, ...ids([]) }))
         return events
       },
       end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
@@ -145,23 +159,12 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
     model: model.id,
     choices: choices.map((choice: CollectedChoice, index) => ({
       index,
-      message: { role: 'assistant', content: choice.text },
+      ...toolMessage(plan.toolFormat, choice),
       logprobs: logprobsOf(choice.logprobs),
-      finish_reason: choice.finishReason,
       ...idsOf(body.return_token_ids, choice.tokenIds),
     })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   })
-}
-
-/** The chat prompt; a template's `raise_exception` (or failure on these messages) is the client's 400. */
-function encodeChat(model: ServedModel, messages: ChatMessage[]): number[] {
-  try {
-    return model.tokenizer.encodeChat(messages)
-  } catch (error) {
-    if (error instanceof ChatTemplateError) throw new ApiError(400, error.message, { param: 'messages', code: 'chat_template_error' })
-    throw error
-  }
 }
 
 function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {

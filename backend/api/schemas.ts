@@ -43,6 +43,33 @@ const sampling = {
   resume: resume.nullish(),
 }
 
+/**
+ * Structured outputs: vLLM's `guided_*` extensions (completions and chat). Which combinations
+ * make sense, and the grammar size bound, are checked in structured/output-format.ts.
+ */
+const jsonSchema = z.union([z.record(z.string(), z.unknown()), z.boolean()])
+const guided = {
+  guided_json: z.union([z.string(), jsonSchema]).nullish(),
+  guided_regex: z.string().min(1).nullish(),
+  guided_choice: z.array(z.string().min(1)).min(1).max(4096).nullish(),
+  guided_grammar: z.string().min(1).nullish(),
+}
+const functionName = z.string().regex(/^[a-zA-Z0-9_.-]{1,64}$/, 'function names are 1 to 64 letters, digits, _ . or -')
+const responseFormat = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({ name: functionName, description: z.string().nullish(), schema: jsonSchema.nullish(), strict: z.boolean().nullish() }),
+  }),
+])
+const tool = z.object({
+  type: z.literal('function'),
+  function: z.object({ name: functionName, description: z.string().nullish(), parameters: z.record(z.string(), z.unknown()).nullish(), strict: z.boolean().nullish() }),
+})
+const toolChoice = z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: functionName }) })])
+const toolCall = z.object({ id: z.string().max(256), type: z.literal('function'), function: z.object({ name: functionName, arguments: z.string() }) })
+
 const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1)
 /** A string, one list of ids, or a list holding exactly one of either. */
 const onePrompt = (prompt: string | string[] | number[] | number[][]) => typeof prompt === 'string' || prompt.length === 1 || typeof prompt[0] === 'number'
@@ -50,6 +77,7 @@ const onePrompt = (prompt: string | string[] | number[] | number[][]) => typeof 
 export const completionRequestSchema = z
   .object({
     ...sampling,
+    ...guided,
     prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), tokenIds, z.array(tokenIds).min(1).max(64)]),
     logprobs: int(0, 5).nullish(),
     echo: z.boolean().nullish(),
@@ -64,20 +92,27 @@ const message = z.object({
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
   content: z.union([z.string(), z.array(textPart)]).nullish(),
   name: z.string().max(256).nullish(),
+  tool_calls: z.array(toolCall).max(128).nullish(),
+  tool_call_id: z.string().max(256).nullish(),
 })
 
 export const chatRequestSchema = z
   .object({
     ...sampling,
+    ...guided,
     messages: z.array(message).min(1).max(1024),
     max_completion_tokens: int(1, 1_000_000).nullish(),
     logprobs: z.boolean().nullish(),
     top_logprobs: int(0, 20).nullish(),
-    tools: z.array(z.unknown()).max(0, 'tools are not supported by this server').nullish(),
-    response_format: z.object({ type: z.literal('text') }).nullish(),
+    tools: z.array(tool).max(128).nullish(),
+    tool_choice: toolChoice.nullish(),
+    parallel_tool_calls: z.boolean().nullish(),
+    response_format: responseFormat.nullish(),
   })
   .refine((b) => b.resume == null || (b.n ?? 1) === 1, { message: resumeMessage, path: ['resume'] })
 export type ChatRequest = z.infer<typeof chatRequestSchema>
+export type GuidedFields = { [K in keyof typeof guided]?: z.infer<(typeof guided)[K]> }
+export type ToolDefinition = z.infer<typeof tool>
 
 /**
  * How deeply a request body may nest arrays and objects (a valid body needs 5). Deeper bodies

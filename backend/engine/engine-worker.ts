@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads'
+import { GrammarAdmission } from '../grammar/admission.ts'
 import { ModelRunner } from '../model/runner.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { Heartbeat } from './heartbeat.ts'
@@ -31,11 +32,14 @@ try {
   const sampling = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
   for (let i = 0; i < 2; i++) scheduler.add({ id: -1 - i, promptIds: [0, 1, 2, 3], maxTokens: WARMUP_TOKENS, sampling, eosTokenIds: [] })
   while (scheduler.waitingCount + scheduler.runningCount > 0) await scheduler.step()
+  const grammars = new GrammarAdmission(data.grammar, runner.shape.vocabSize, scheduler, post)
+  await grammars.warm()
   warmingUp = false
   const warmupMs = performance.now() - warmupStart
   port.on('message', (message: ToWorker) => {
-    if (message.type === 'add') scheduler.add(message.request)
-    else if (message.type === 'abort') scheduler.abort(message.id)
+    if (message.type === 'add') grammars.add(message.request)
+    else if (message.type === 'abort') grammars.abort(message.id)
+    else if (message.type === 'compile') void grammars.compile(message.ticket, message.spec, message.replayIds)
     else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
   })
   scheduler.start()

@@ -2,7 +2,8 @@ import type { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
 import { startModelWorker, stopModelWorker } from './model-worker.ts'
-import type { EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
+import type { GrammarSpec } from '../grammar/spec.ts'
+import type { CompileResult, EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 export type EngineEvents = {
   onStep?: (stats: StepStats, events: TokenEvent[]) => void
@@ -20,6 +21,8 @@ export class Engine {
   /** Submitted sequences that have not produced an event yet (still queued or prefilling). */
   private readonly queued = new Set<number>()
   private nextId = 1
+  private nextTicket = 1
+  private readonly compiles = new Map<number, (result: CompileResult) => void>()
   private closed = false
 
   private constructor(worker: Worker, info: EngineInfo, events: EngineEvents, private readonly heartbeat: Heartbeat) {
@@ -30,6 +33,11 @@ export class Engine {
         for (const event of message.events) this.dispatch(event)
         events.onStep?.(message.stats, message.events)
       } else if (message.type === 'log') events.onLog?.(message.message)
+      else if (message.type === 'ended') message.events.forEach((event) => this.dispatch(event))
+      else if (message.type === 'compiled') {
+        this.compiles.get(message.ticket)?.(message.result)
+        this.compiles.delete(message.ticket)
+      }
     })
     worker.on('error', (error) => this.failAll(`engine worker crashed: ${error.message}`))
     worker.on('exit', () => this.failAll('engine worker exited'))
@@ -75,6 +83,19 @@ export class Engine {
     return id
   }
 
+  /**
+   * Compiles a grammar in the worker (or finds it in its cache) so it can be refused before a
+   * request starts, and so the sequences that use it are queued without compiling.
+   */
+  compileGrammar(spec: GrammarSpec, replayIds?: number[]): Promise<CompileResult> {
+    if (this.closed) return Promise.resolve({ ok: false, invalid: false, message: 'engine is closed' })
+    const ticket = this.nextTicket++
+    return new Promise((resolve) => {
+      this.compiles.set(ticket, resolve)
+      this.post({ type: 'compile', ticket, spec, replayIds })
+    })
+  }
+
   /** Stops a sequence at the next step boundary; its listener still gets the `abort` finish. */
   abort(id: number): void {
     if (this.listeners.has(id)) this.post({ type: 'abort', id })
@@ -104,5 +125,7 @@ export class Engine {
     for (const [id, listener] of this.listeners) listener({ id, finish: 'error', message: wasClosed ? 'engine is closed' : message })
     this.listeners.clear()
     this.queued.clear()
+    for (const resolve of this.compiles.values()) resolve({ ok: false, invalid: false, message: wasClosed ? 'engine is closed' : message })
+    this.compiles.clear()
   }
 }

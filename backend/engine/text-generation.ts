@@ -1,3 +1,4 @@
+import type { GrammarSpec } from '../grammar/spec.ts'
 import type { ModelFolder } from '../model/folder.ts'
 import { IncrementalDecoder, type TextTokenizer } from '../model/tokenizer.ts'
 import { randomSeed } from '../sampling/prng.ts'
@@ -30,6 +31,8 @@ export interface TextRequest {
   timeoutMs?: number
   /** Continue an interrupted choice (one prompt, n = 1) from its replayed state; see resume.ts. */
   resume?: ResumedChoice
+  /** Output format every choice must match (already compiled: see Engine.compileGrammar). */
+  grammar?: GrammarSpec
 }
 
 export interface TokenLogprob {
@@ -97,6 +100,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
         sampling: { ...request.sampling, seed: baseSeed + (index % request.n) },
         eosTokenIds: request.ignoreEos ? [] : model.folder.eosTokenIds,
         deadline,
+        grammar: request.grammar,
       },
       (event) => {
         inbox.push({ index, event })

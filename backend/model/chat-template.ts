@@ -2,7 +2,12 @@ import { Environment, Interpreter, Template } from '@huggingface/jinja'
 
 export interface ChatMessage {
   role: string
-  content: string
+  content: string | null
+  /** An assistant's tool calls; `arguments` as an object, the form chat templates render. */
+  tool_calls?: { id?: string; type: 'function'; function: { name: string; arguments: unknown } }[]
+  /** A `tool` message's answer to this call. */
+  tool_call_id?: string
+  name?: string
 }
 
 export interface ChatRenderOptions {
@@ -34,10 +39,13 @@ const tokenString = (value: unknown): string | undefined =>
 export class ChatTemplate {
   private readonly templates: Map<string, Template>
   private readonly variables: Record<string, unknown>
+  /** The templates' text, joined (features are read from it: the tool-call format). */
+  readonly source: string
 
-  private constructor(templates: Map<string, Template>, variables: Record<string, unknown>) {
+  private constructor(templates: Map<string, Template>, variables: Record<string, unknown>, source: string) {
     this.templates = templates
     this.variables = variables
+    this.source = source
   }
 
   /** The folder's template, or null when tokenizer_config.json has none. Throws on a template that does not parse. */
@@ -67,7 +75,7 @@ export class ChatTemplate {
       for (const [name, value] of Object.entries(extra)) if (tokenString(value) !== undefined) variables[name] = tokenString(value)
     }
     if (Array.isArray(config.additional_special_tokens)) variables.additional_special_tokens = config.additional_special_tokens.map(tokenString).filter((t) => t !== undefined)
-    return new ChatTemplate(templates, variables)
+    return new ChatTemplate(templates, variables, named.map(([, text]) => (typeof text === 'string' ? text : '')).join('\n'))
   }
 
   render(messages: ChatMessage[], options: ChatRenderOptions = {}): string {

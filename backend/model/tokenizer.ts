@@ -22,6 +22,11 @@ export class TextTokenizer {
     this.anchorText = this.rawDecode([this.anchor], false)
   }
 
+  /** The chat templates' source ('' without one), for features read from it (tool-call formats). */
+  get templateSource(): string {
+    return this.template?.source ?? ''
+  }
+
   get hasChatTemplate(): boolean {
     return this.template !== null
   }

@@ -1,4 +1,5 @@
 import { createRandom, type Random } from './prng.ts'
+import { maskLogits } from './token-mask.ts'
 
 /** Token-level sampling parameters, already validated by the API layer. */
 export interface SamplingParams {
@@ -42,11 +43,15 @@ export class SequenceSampler {
     this.seen = new Set(params.repetitionPenalty !== 1 ? Array.from(promptIds) : [])
   }
 
-  /** Picks the next token from one row of logits. The row may be modified in place. */
-  sample(logits: Float32Array): SampledToken {
+  /**
+   * Picks the next token from one row of logits. The row may be modified in place. `allowed`
+   * (a grammar's token bitmask) removes tokens first, before penalties and every filter.
+   */
+  sample(logits: Float32Array, allowed?: Int32Array): SampledToken {
     const p = this.params
     // Logprobs are reported under the model's raw distribution, so keep the row before penalties.
     const raw = p.logprobs >= 0 ? logits.slice() : undefined
+    if (allowed && maskLogits(logits, allowed) === 0) throw new Error('the grammar allows no next token')
     this.applyPenalties(logits)
     const token = p.temperature === 0 ? argmax(logits) : this.draw(logits)
     if (!raw) return { token }

@@ -1,5 +1,5 @@
 import { SequenceSampler } from '../sampling/sampler.ts'
-import type { FinishReason, SequenceRequest, StepRunner, StepStats, TokenEvent } from './types.ts'
+import type { FinishReason, SequenceRequest, StepRunner, StepStats, TokenConstraint, TokenEvent } from './types.ts'
 
 export interface SchedulerOptions {
   /** Most sequences decoded together in one forward pass. */
@@ -17,6 +17,8 @@ interface Sequence {
   /** Prompt, then any tokens generated before a resume: what prefill runs over. */
   prefillIds: number[]
   sampler: SequenceSampler
+  /** Grammar-constrained decoding: the tokens this sequence may sample. */
+  constraint?: TokenConstraint
   eos: Set<number>
   generated: number
   /** Next input token (the last sampled one). */
@@ -66,7 +68,8 @@ export class Scheduler {
     await this.loopDone
   }
 
-  add(request: SequenceRequest): void {
+  /** `constraint` must already have accepted the request's generatedIds (a resumed stream). */
+  add(request: SequenceRequest, constraint?: TokenConstraint): void {
     const generatedIds = request.generatedIds ?? []
     const sampler = new SequenceSampler(request.sampling, request.promptIds)
     sampler.replay(generatedIds)
@@ -74,6 +77,7 @@ export class Scheduler {
       request,
       prefillIds: generatedIds.length > 0 ? request.promptIds.concat(generatedIds) : request.promptIds,
       sampler,
+      constraint,
       eos: new Set(request.eosTokenIds),
       generated: generatedIds.length,
       next: 0,
@@ -125,7 +129,8 @@ export class Scheduler {
       const logits = await this.runner.prefill(rows)
       stats.prefillMs = performance.now() - started
       stats.prefillTokens = rows.length * Math.max(...rows.map((r) => r.tokens.length))
-      admitted.forEach((seq, i) => this.sampleInto(seq, logits[i], events))
+      const masks = await this.masksOf(admitted)
+      admitted.forEach((seq, i) => this.sampleInto(seq, logits[i], events, masks[i]))
       // First tokens go out now, not after this step's decode pass: that is the TTFT.
       this.emit(events.splice(0), { ...stats, waiting: this.waiting.length, running: this.running.length })
     }
@@ -138,7 +143,8 @@ export class Scheduler {
       stats.decodeMs = performance.now() - started
       stats.batchSize = this.running.length
       const V = this.runner.shape.vocabSize
-      this.running.forEach((seq, r) => this.sampleInto(seq, logits.subarray(r * V, (r + 1) * V), events))
+      const masks = await this.masksOf(this.running)
+      this.running.forEach((seq, r) => this.sampleInto(seq, logits.subarray(r * V, (r + 1) * V), events, masks[r]))
       this.removeFinished()
     }
     stats.waiting = this.waiting.length
@@ -146,10 +152,26 @@ export class Scheduler {
     if (events.length > 0) this.emit(events, stats)
   }
 
-  private sampleInto(seq: Sequence, logits: Float32Array, events: TokenEvent[]): void {
-    const { token, logprob, top } = seq.sampler.sample(logits)
+  /** Next-token masks of the constrained sequences (undefined for the others). */
+  private masksOf(seqs: Sequence[]): Promise<(Int32Array | undefined)[]> {
+    return Promise.all(seqs.map((seq) => seq.constraint?.nextTokenMask()))
+  }
+
+  private sampleInto(seq: Sequence, logits: Float32Array, events: TokenEvent[], mask?: Int32Array): void {
     const id = seq.request.id
-    if (seq.eos.has(token)) {
+    let sampled: ReturnType<SequenceSampler['sample']>
+    try {
+      sampled = seq.sampler.sample(logits, mask)
+      if (seq.constraint && !seq.constraint.accept(sampled.token)) throw new Error(`the grammar refused token ${sampled.token} it had allowed`)
+    } catch (error) {
+      // A constraint failing ends its own sequence, not the batch.
+      seq.finish = 'error'
+      events.push({ id, finish: 'error', message: `constrained decoding failed: ${(error as Error).message}` })
+      return
+    }
+    const { token, logprob, top } = sampled
+    // A finished grammar allows only its stop tokens (the model's EOS ids): the sequence is complete.
+    if (seq.eos.has(token) || seq.constraint?.isTerminated()) {
       seq.finish = 'stop'
       events.push({ id, finish: 'stop' })
       return
@@ -194,6 +216,7 @@ export class Scheduler {
       const finish = reason(this.waiting[i])
       if (finish) {
         events.push({ id: this.waiting[i].request.id, finish })
+        this.waiting[i].constraint?.dispose()
         this.waiting.splice(i, 1)
       }
     }
@@ -212,6 +235,7 @@ export class Scheduler {
   private removeFinished(): void {
     for (let r = this.running.length - 1; r >= 0; r--) {
       if (!this.running[r].finish) continue
+      this.running[r].constraint?.dispose()
       const movedFrom = this.runner.cache.removeRow(r)
       const last = this.running.pop()!
       if (movedFrom !== -1) this.running[r] = last

@@ -1,3 +1,4 @@
+import type { GrammarSpec } from '../grammar/spec.ts'
 import type { SamplingParams } from '../sampling/sampler.ts'
 
 /** One sequence to generate, in token ids. */
@@ -15,6 +16,8 @@ export interface SequenceRequest {
   eosTokenIds: number[]
   /** Epoch milliseconds after which the sequence is ended with `timeout`. */
   deadline?: number
+  /** Output format to enforce (compiled in the engine worker before the sequence is queued). */
+  grammar?: GrammarSpec
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'timeout' | 'error'
@@ -46,4 +49,18 @@ export interface StepRunner {
   readonly cache: { rows: number; lengths: Int32Array; addRow(): number; removeRow(row: number): number }
   prefill(rows: { row: number; tokens: ArrayLike<number> }[]): Promise<Float32Array[]>
   decode(tokens: ArrayLike<number>): Promise<Float32Array>
+}
+
+/**
+ * Restricts which tokens a sequence may sample next (grammar-constrained decoding). The
+ * scheduler asks for the mask before sampling and reports every token that joins the sequence.
+ */
+export interface TokenConstraint {
+  /** Bit `t & 31` of word `t >> 5` is set when token t is allowed (xgrammar's bitmask layout). */
+  nextTokenMask(): Promise<Int32Array>
+  /** Advances over a sampled token; false if the constraint does not allow it. */
+  accept(token: number): boolean
+  /** True once the constraint has accepted its stop token: the sequence is complete. */
+  isTerminated(): boolean
+  dispose(): void
 }

@@ -10,6 +10,12 @@ const KEY_FORMAT = 'v1'
 /** Body fields that do not change the model's output. `stream` is keyed on its own. */
 const IGNORED_FIELDS = new Set(['user', 'stream_options', 'stream'])
 
+/**
+ * Fields whose key order changes the output: a JSON schema's `properties` order is the order a
+ * constrained answer writes them in. They are keyed as sent, not canonicalised.
+ */
+const ORDERED_FIELDS = new Set(['response_format', 'guided_json', 'tools'])
+
 /** Fields that ask for several choices (OpenAI `n`/`best_of`, /generate `num_return_sequences`). */
 const CHOICE_FIELDS = ['n', 'best_of', 'num_return_sequences'] as const
 
@@ -49,7 +55,7 @@ export interface CacheKeyParts {
  * JSON entry are separate), the variant, and the body without the fields that do not matter.
  */
 export function normalizedRequest(parts: CacheKeyParts): string {
-  const body = Object.fromEntries(Object.entries(parts.body).filter(([k]) => !IGNORED_FIELDS.has(k)))
+  const body = Object.fromEntries(Object.entries(parts.body).filter(([k]) => !IGNORED_FIELDS.has(k)).map(([k, v]) => [k, ORDERED_FIELDS.has(k) ? JSON.stringify(v) : v]))
   return canonicalJson({ format: KEY_FORMAT, route: parts.route, tenant: parts.tenant, stream: parts.body.stream === true, variant: parts.variant ?? '', body })
 }
 

@@ -245,6 +245,8 @@ export const gatewayFileSchema = z
         maxBodyBytes: positiveInt.default(1 << 20),
         /** Characters of prompt text (prompt or all messages) accepted. */
         maxPromptChars: positiveInt.default(200_000),
+        /** Characters of output-format text (tools, response_format, guided_*) accepted, as JSON. */
+        maxGrammarChars: positiveInt.default(65_536),
         /** Whole-request deadline at the gateway, streams included. */
         requestTimeoutMs: positiveInt.default(300_000),
         maxHeaderBytes: positiveInt.default(16_384),
@@ -258,7 +260,7 @@ export const gatewayFileSchema = z
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, maxGrammarChars: 65_536, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
   })
   .strict()
 

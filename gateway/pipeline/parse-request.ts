@@ -48,7 +48,7 @@ const TEMPLATE_TOKENS_PER_MESSAGE = 16
  * sides), bounds the prompt, and works out the most tokens the request can use, so every
  * request's token reservation is bounded.
  */
-export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
+export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
   return async (c, next) => {
     const type = c.req.header('content-type') ?? ''
     if (!/^application\/(.+\+)?json\b/i.test(type)) throw gatewayError(415, 'Content-Type must be application/json', 'unsupported_media_type')
@@ -70,6 +70,10 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
     if ('resume' in object) throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })
     const { chars, bytes, tokenIds, messages } = measurePrompt(route, body)
     if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: promptParam[route] })
+    const format = measureOutputFormat(body)
+    if (format.chars > options.maxGrammarChars) {
+      throw gatewayError(400, `The output format (${format.fields.join(', ')}) is ${format.chars} characters long; at most ${options.maxGrammarChars} are accepted`, 'grammar_too_large', { param: format.fields[0] })
+    }
 
     const choices = route === 'generate' ? body.num_return_sequences : isEncoderRoute(route) ? 1 : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
     let maxTokens: number
@@ -94,7 +98,8 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
       modelField: route === 'predict' ? 'model_name' : 'model',
       stream,
       clientIncludeUsage,
-      promptTokenBound: (tokenIds || bytes) + TEMPLATE_TOKENS_PER_MESSAGE * (messages + 1),
+      // Tools are rendered into the prompt by the chat template; a schema's text bounds what it adds.
+      promptTokenBound: (tokenIds || bytes) + format.bytes + TEMPLATE_TOKENS_PER_MESSAGE * (messages + 1),
       maxCompletionTokens: maxTokens * choices,
       choices,
       clientTokenIds: body.return_token_ids === true,
@@ -105,6 +110,16 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
 
 const promptParam: Record<ApiRoute, string> = { completions: 'prompt', chat: 'messages', generate: 'prompt', embeddings: 'input', predict: 'text' }
 
+/** Fields that carry an output format or tools (see backend/api/structured and tools). */
+const OUTPUT_FORMAT_FIELDS = ['tools', 'response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const
+
+/** The JSON text of the request's tools and output format: its size bound and its share of the prompt. */
+function measureOutputFormat(body: Record<string, any>) {
+  const fields = OUTPUT_FORMAT_FIELDS.filter((field) => body[field] != null)
+  const text = fields.map((field) => JSON.stringify(body[field])).join('')
+  return { fields, chars: text.length, bytes: encoder.encode(text).length }
+}
+
 function measurePrompt(route: ApiRoute, body: Record<string, any>) {
   const texts: string[] = []
   let tokenIds = 0
@@ -114,6 +129,7 @@ function measurePrompt(route: ApiRoute, body: Record<string, any>) {
       messages++
       if (typeof m.content === 'string') texts.push(m.content)
       else for (const part of m.content ?? []) texts.push(part.text)
+      for (const call of m.tool_calls ?? []) texts.push(call.function.name, call.function.arguments)
     }
   } else if (route === 'predict') texts.push(body.text)
   else if (typeof body[promptParam[route]] === 'string') texts.push(body[promptParam[route]])

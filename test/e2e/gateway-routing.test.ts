@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test'
 import { exportJWK, generateKeyPair } from 'jose'
 import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
 import { startFakeNode } from '../helpers/fake-node.ts'
+import { readStreamKillingItsNode } from '../helpers/failover-stream.ts'
 import { ADMIN_TOKEN, type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 
 // Routing, health, breakers, retries and failover through a real gateway in front of real
@@ -105,13 +106,7 @@ describe('routing across regions', () => {
       const referenceText = ((await reference.json()) as { choices: { text: string }[] }).choices[0].text
       const response = await postJson(`${gateway.url}/v1/completions`, body, auth)
       assert.equal(response.status, 200)
-      const serving = response.headers.get('x-switchyard-backend')!
-      const reader = response.body!.getReader()
-      const decoder = new TextDecoder()
-      let raw = decoder.decode((await reader.read()).value, { stream: true })
-      backends[serving].child.kill('SIGKILL')
-      for (let r = await reader.read(); !r.done; r = await reader.read()) raw += decoder.decode(r.value, { stream: true })
-      const events = raw.split('\n\n').filter(Boolean).map((e) => e.slice(6))
+      const { serving, events } = await readStreamKillingItsNode(response, (node) => backends[node].child.kill('SIGKILL'))
       assert.equal(events.at(-1), '[DONE]', 'the stream ended normally')
       const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as { id: string; choices: { text: string; token_ids?: number[] }[] })
       assert.equal(new Set(chunks.map((c) => c.id)).size, 1, 'one stream id throughout')

@@ -80,7 +80,19 @@ const tweaks: Record<Route, Tweak> = {
   },
 }
 
+/** Output formats stories260K serves (one per body: two contradict); invalid ones are fuzzed in structured.test.ts. */
+const structuredTweak = (path: string): fc.Arbitrary<unknown> | undefined => {
+  if (path === 'response_format') return fc.constantFrom(undefined, null, { type: 'text' }, { type: 'json_object' }, { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer' } } } } })
+  if (path === 'guided_json' || path === 'guided_regex' || path === 'guided_choice' || path === 'guided_grammar') return fc.constant(undefined)
+  // stories260K's has no chat template, so no tool support: tools are fuzzed in structured.test.ts.
+  if (path === 'tools' || path === 'parallel_tool_calls' || path === 'messages[].tool_calls') return fc.constantFrom(undefined, null)
+  if (path === 'tool_choice') return fc.constantFrom(undefined, null, 'none')
+  return undefined
+}
+
 function commonTweak(path: string): fc.Arbitrary<unknown> | undefined {
+  const structured = structuredTweak(path)
+  if (structured) return structured
   // Refused on purpose when set (README: logit_bias non-empty, suffix): only their empty forms are valid.
   if (path === 'logit_bias') return fc.constantFrom(null, {})
   if (path === 'suffix') return fc.constantFrom(null, '')
@@ -264,8 +276,8 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
   if (route === 'chat') {
     kinds.push(
       fc
-        .tuple(validBodyObject(route), fc.constantFrom({ logit_bias: { '5': -100 } }, { tools: [{ type: 'function', function: { name: 'f' } }] }, { response_format: { type: 'json_object' } }))
-        .map(([body, extra]) => json('refused parameter', jsonText({ ...body, ...extra }), { status: [400], codes: ['unsupported_parameter', 'invalid_value'] })),
+        .tuple(validBodyObject(route), fc.constantFrom({ logit_bias: { '5': -100 } }, { tools: [{ type: 'function', function: { name: 'f' } }] }, { response_format: { type: 'json_object' }, guided_regex: 'a' }))
+        .map(([body, extra]) => json('refused parameter', jsonText({ ...body, ...extra }), { status: [400], codes: ['unsupported_parameter', 'invalid_value', 'tools_unsupported'] })),
     )
   }
   if (options.gateway && route !== 'generate') {

@@ -60,3 +60,6 @@ export function shellCommands(text: string): string[] {
     .map((line) => line.replace(/\s+#.*$/, '').trim())
     .filter(Boolean)
 }
+
+/** The start of the structured-outputs example block (run by structured-readme.test.ts). */
+export const STRUCTURED_BLOCK = 'curl -s localhost:8000/v1/chat/completions'

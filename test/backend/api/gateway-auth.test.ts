@@ -229,6 +229,7 @@ describe('gateway auth middleware on the backend app', () => {
     models: new Map(),
     metrics,
     maxQueue: 1,
+    maxGrammarChars: 65_536,
     requestTimeoutMs: 1000,
     retryAfterSeconds: 1,
     maxBodyBytes: 1 << 20,

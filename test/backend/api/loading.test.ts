@@ -11,6 +11,7 @@ test('a node still loading answers generations 503 loading with Retry-After, not
     models: new Map(),
     metrics: new BackendMetrics({ defaultMetrics: false }),
     maxQueue: 1,
+    maxGrammarChars: 65_536,
     requestTimeoutMs: 1000,
     retryAfterSeconds: 2,
     maxBodyBytes: 1 << 20,
