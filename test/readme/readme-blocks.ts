@@ -63,3 +63,8 @@ export function shellCommands(text: string): string[] {
 
 /** The start of the structured-outputs example block (run by structured-readme.test.ts). */
 export const STRUCTURED_BLOCK = 'curl -s localhost:8000/v1/chat/completions'
+
+/** The model examples run by models-readme.test.ts: encoders, /predict and /models, builder styles. */
+export const ENCODER_BLOCK = 'npx tsx backend/model/builder/encoder-cli.ts'
+export const PREDICT_BLOCK = 'curl -s localhost:8000/predict'
+export const STYLES_BLOCK = '# Optimum layout: --weights'

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { freePort } from '../helpers/redis-server.ts'
-import { type Block, freshClone, readmeBlocks, shellCommands, STRUCTURED_BLOCK } from './readme-blocks.ts'
+import { type Block, ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, STRUCTURED_BLOCK, STYLES_BLOCK } from './readme-blocks.ts'
 
 // Every code block of the README is either run here, on a fresh clone's state with real
 // processes, or listed with the reason it cannot run in CI; a new block that is neither fails
@@ -27,8 +27,8 @@ const NOT_RUN: [string, string][] = [
   ['pip install "optimum[onnxruntime]"', 'needs Python, Hugging Face and the internet'],
   ['backend/   api/ engine/', 'a folder layout'],
 ]
-/** Blocks run below (by their start). */
-const RUN = ['npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npx tsx backend/model/builder/cli.ts', '{\n  "backend"', '{\n  "routing"', '{ "backend"', STRUCTURED_BLOCK]
+/** Blocks run below, or by models-readme.test.ts and structured-readme.test.ts (by their start). */
+const RUN = [ENCODER_BLOCK, PREDICT_BLOCK, STYLES_BLOCK, 'npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npx tsx backend/model/builder/cli.ts', '{\n  "backend"', '{\n  "routing"', '{ "backend"', STRUCTURED_BLOCK]
 
 let clone: { root: string; dir: string }
 before(() => {
