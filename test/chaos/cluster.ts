@@ -137,6 +137,17 @@ export class Cluster {
     return out
   }
 
+  /** One node's tries with `outcome`, summed over the gateways (while the node is still configured). */
+  async nodeCounter(backend: string, outcome: string): Promise<number> {
+    const pattern = new RegExp(`^switchyard_gateway_upstream_attempts_total\\{(?=[^}]*backend="${backend}")(?=[^}]*outcome="${outcome}")[^}]*\\} (\\d+)`, 'gm')
+    let total = 0
+    for (const gateway of this.gateways) {
+      const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+      for (const match of text.matchAll(pattern)) total += Number(match[1])
+    }
+    return total
+  }
+
   /** Writes every process's output to `dir` (CHAOS_LOGS), to look into a failure. */
   writeLogs(dir: string): void {
     mkdirSync(dir, { recursive: true })
