@@ -51,7 +51,9 @@ export async function runBackendToExit(env: Record<string, string>, timeoutMs = 
     if (match) return { code: match[1] === 'null' ? null : Number(match[1]), output: match[2] }
     throw backend.error
   }
-  const code = await once(backend.child, 'exit').then(([c]) => c as number | null)
+  // It may have exited already (a load error right after listening): 'exit' would not come again.
+  const { child } = backend
+  const code = child.exitCode !== null || child.signalCode !== null ? child.exitCode : await once(child, 'exit').then(([c]) => c as number | null)
   return { code, output: backend.output() }
 }
 
