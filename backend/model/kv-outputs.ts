@@ -40,14 +40,23 @@ export function exposeNewKvRows(model: onnxProto.onnx.ModelProto): { model: Uint
   if (newRows.size === 0) return null
   graph.output!.push(...added.map((v) => onnx.ValueInfoProto.create(v)))
 
+  return { model: encodeModel(model), newRows, external: externalDataFiles(model) }
+}
+
+/** Files holding the graph's external weight data, relative to the model's folder. */
+export function externalDataFiles(model: onnxProto.onnx.ModelProto): string[] {
   const external = new Set<string>()
-  for (const init of graph.initializer ?? []) {
+  for (const init of model.graph?.initializer ?? []) {
     if (init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
       const location = init.externalData?.find((e) => e.key === 'location')?.value
       if (location) external.add(location)
     }
   }
-  return { model: onnx.ModelProto.encode(model).finish(), newRows, external: [...external] }
+  return [...external]
+}
+
+export function encodeModel(model: onnxProto.onnx.ModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish()
 }
 
 /** Weights in the graph's initializers (embedding and all), read from their shapes. */

@@ -18,6 +18,8 @@ export interface ModelShape {
 export interface PrefillRow {
   row: number
   tokens: ArrayLike<number>
+  /** Positions in `tokens` whose next-token logits are wanted, ascending (default: the last). */
+  logitPositions?: number[]
 }
 
 /**
@@ -34,11 +36,15 @@ export class ModelRunner {
   private readonly kvOutputs: { key: string; value: string }[]
   /** True when kvOutputs name present.* (whole cache) rather than just the new rows. */
   private readonly fetchesWholeCache: boolean
+  /** The input choosing which positions reach the LM head; null: logits for every position. */
+  private readonly logitRows: string | null
+  private readonly growColumns?: number
 
   constructor(loaded: LoadedSession, options: { growColumns?: number } = {}) {
     this.session = loaded.session
     this.device = loaded.device
     this.parameters = loaded.parameters
+    this.logitRows = loaded.logitRows ?? null
     this.shape = readShape(loaded.session)
     const present = (l: number, kind: string) => `present.${l}.${kind}`
     this.kvOutputs = Array.from({ length: this.shape.layers }, (_, l) => ({
@@ -46,7 +52,8 @@ export class ModelRunner {
       value: loaded.newRows?.get(present(l, 'value')) ?? present(l, 'value'),
     }))
     this.fetchesWholeCache = !loaded.newRows
-    this.cache = new KvCache({ layers: this.shape.layers, heads: this.shape.kvHeads, headDim: this.shape.headDim, float16: this.shape.kvFloat16, growColumns: options.growColumns })
+    this.growColumns = options.growColumns
+    this.cache = this.newCache()
   }
 
   static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void): Promise<ModelRunner> {
@@ -58,7 +65,15 @@ export class ModelRunner {
     return !this.fetchesWholeCache
   }
 
-  /** Runs prompts (left-padded into one batch) and stores their KV; returns each row's next-token logits. */
+  /** Whether the LM head runs only on the sampled positions (false: on every prompt position). */
+  get gathersLogitRows(): boolean {
+    return this.logitRows !== null
+  }
+
+  /**
+   * Runs prompts (left-padded into one batch) and stores their KV. Returns, per row, the
+   * logits of its `logitPositions` ([positions × vocab]; by default the last position's).
+   */
   async prefill(rows: PrefillRow[]): Promise<Float32Array[]> {
     const k = rows.length
     const width = Math.max(...rows.map((r) => r.tokens.length))
@@ -73,8 +88,8 @@ export class ModelRunner {
         positions[i * width + pad + j] = BigInt(j)
       }
     })
-    const feeds = this.feeds(ids, mask, positions, [k, width], null)
-    const out = await this.session.run(feeds, this.fetchNames())
+    const wanted = rows.map((r, i) => (r.logitPositions ?? [r.tokens.length - 1]).map((p) => i * width + width - r.tokens.length + p))
+    const out = await this.session.run(this.feeds(this.cache, ids, mask, positions, [k, width], null, wanted.flat()), this.fetchNames())
     this.cache.reserveColumns(Math.max(width, this.cache.maxLength()))
     for (let l = 0; l < this.shape.layers; l++) {
       const key = out[this.kvOutputs[l].key].data as KvArray
@@ -82,9 +97,49 @@ export class ModelRunner {
       rows.forEach((r, i) => this.cache.append(l, r.row, key, value, i, width, width - r.tokens.length, r.tokens.length))
     }
     for (const r of rows) this.cache.lengths[r.row] = r.tokens.length
-    const logits = toFloat32(out.logits)
-    const V = this.shape.vocabSize
-    return rows.map((_, i) => logits.slice(((i + 1) * width - 1) * V, (i + 1) * width * V))
+    return this.splitLogits(out.logits, wanted)
+  }
+
+  /** A cache for one prompt prefilled in chunks, outside the decode batch until it is whole. */
+  startChunkedPrefill(totalTokens: number): KvCache {
+    const staging = this.newCache()
+    staging.addRow()
+    staging.reserveColumns(totalTokens)
+    return staging
+  }
+
+  /**
+   * Prefills the next chunk of a prompt onto what `staging` (one row) already holds; returns
+   * the logits of `logitPositions` (positions within this chunk), [positions × vocab].
+   */
+  async prefillChunk(staging: KvCache, tokens: ArrayLike<number>, logitPositions: number[]): Promise<Float32Array> {
+    const past = staging.lengths[0]
+    const c = tokens.length
+    staging.reserveColumns(past + c)
+    const columns = staging.columns
+    const ids = BigInt64Array.from(Array.from(tokens, BigInt))
+    const positions = BigInt64Array.from({ length: c }, (_, j) => BigInt(past + j))
+    const mask = new BigInt64Array(columns + c)
+    mask.fill(1n, 0, past)
+    mask.fill(1n, columns)
+    const out = await this.session.run(this.feeds(staging, ids, mask, positions, [1, c], columns, logitPositions), this.fetchNames())
+    const srcColumns = this.fetchesWholeCache ? columns + c : c
+    const srcColumn = this.fetchesWholeCache ? columns : 0
+    for (let l = 0; l < this.shape.layers; l++) {
+      staging.append(l, 0, out[this.kvOutputs[l].key].data as KvArray, out[this.kvOutputs[l].value].data as KvArray, 0, srcColumns, srcColumn, c)
+    }
+    staging.lengths[0] = past + c
+    return this.splitLogits(out.logits, [logitPositions])[0]
+  }
+
+  /** Moves a whole chunked prompt into a new row of the decode cache; returns that row. */
+  finishChunkedPrefill(staging: KvCache): number {
+    const length = staging.lengths[0]
+    this.cache.reserveColumns(Math.max(length, this.cache.maxLength()))
+    const row = this.cache.addRow()
+    for (let l = 0; l < this.shape.layers; l++) this.cache.append(l, row, staging.keys[l], staging.values[l], 0, staging.columns, 0, length)
+    this.cache.lengths[row] = length
+    return row
   }
 
   /** One decode step: `tokens[r]` is the next input of cache row r. Returns logits [rows × vocab]. */
@@ -102,7 +157,8 @@ export class ModelRunner {
       mask.fill(1n, r * (columns + 1), r * (columns + 1) + cache.lengths[r])
       mask[r * (columns + 1) + columns] = 1n
     }
-    const out = await this.session.run(this.feeds(ids, mask, positions, [n, 1], columns), this.fetchNames())
+    const rows = Array.from({ length: n }, (_, r) => r)
+    const out = await this.session.run(this.feeds(cache, ids, mask, positions, [n, 1], columns, rows), this.fetchNames())
     // The step's rows sit at column 0 of the new-rows outputs, or after the past in present.*.
     const srcColumns = this.fetchesWholeCache ? columns + 1 : 1
     const srcColumn = this.fetchesWholeCache ? columns : 0
@@ -119,23 +175,43 @@ export class ModelRunner {
     await this.session.release()
   }
 
+  private newCache(): KvCache {
+    return new KvCache({ layers: this.shape.layers, heads: this.shape.kvHeads, headDim: this.shape.headDim, float16: this.shape.kvFloat16, growColumns: this.growColumns })
+  }
+
   private fetchNames(): string[] {
     return ['logits', ...this.kvOutputs.flatMap((o) => [o.key, o.value])]
   }
 
-  /** `pastColumns` null means an empty past (prefill); otherwise the cache rows are the past. */
-  private feeds(ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, dims: [number, number], pastColumns: number | null): Record<string, ort.Tensor> {
+  /**
+   * `wanted[i]` lists flat batch × sequence positions of row i. With the gathered head the
+   * logits hold exactly those rows, in order; otherwise every position, and only the wanted
+   * rows are converted and copied.
+   */
+  private splitLogits(logits: ort.Tensor, wanted: number[][]): Float32Array[] {
+    const V = this.shape.vocabSize
+    let next = 0
+    return wanted.map((flat) => {
+      const out = new Float32Array(flat.length * V)
+      flat.forEach((position, j) => copyRow(logits, this.logitRows ? next++ : position, V, out, j))
+      return out
+    })
+  }
+
+  /** `pastColumns` null means an empty past (prefill); otherwise `cache`'s rows are the past. */
+  private feeds(cache: KvCache, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, dims: [number, number], pastColumns: number | null, logitRows: number[]): Record<string, ort.Tensor> {
     const [batch, length] = dims
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, dims),
       attention_mask: new ort.Tensor('int64', mask, [batch, mask.length / batch]),
     }
+    if (this.logitRows) feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
     if (this.shape.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positions, [batch, length])
     if (this.shape.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', [pastColumns !== null], [1])
     const type = this.shape.kvFloat16 ? 'float16' : 'float32'
     const { kvHeads, headDim } = this.shape
     for (let l = 0; l < this.shape.layers; l++) {
-      const past = pastColumns === null ? null : this.cache.pastView(l)
+      const past = pastColumns === null ? null : cache.pastView(l)
       const empty = this.shape.kvFloat16 ? new Uint16Array(0) : new Float32Array(0)
       const pastDims = [batch, kvHeads, pastColumns ?? 0, headDim]
       feeds[`past_key_values.${l}.key`] = new ort.Tensor(type, past?.key ?? empty, pastDims)
@@ -158,7 +234,8 @@ function readShape(session: ort.InferenceSession): ModelShape {
   if (layers === 0) problem('no past_key_values.N.key inputs')
   const past = inputs.get('past_key_values.0.key')!
   const dims = past.isTensor ? past.shape : []
-  const vocab = logits.isTensor ? logits.shape[2] : undefined
+  // [batch, seq, vocab], or [rows, vocab] once the head is gathered.
+  const vocab = logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined
   if (typeof dims[1] !== 'number' || typeof dims[3] !== 'number') problem('past_key_values shapes do not give heads and head size')
   if (typeof vocab !== 'number') problem('logits shape does not give the vocabulary size')
   return {
@@ -176,11 +253,33 @@ function toFloat32(tensor: ort.Tensor): Float32Array {
   if (tensor.type === 'float32') return tensor.data as Float32Array
   const half = tensor.data as Uint16Array
   const out = new Float32Array(half.length)
-  for (let i = 0; i < half.length; i++) out[i] = halfToFloat(half[i])
+  const table = halfTable()
+  for (let i = 0; i < half.length; i++) out[i] = table[half[i]]
   return out
 }
 
-function halfToFloat(h: number): number {
+/** Copies row `row` of a [rows, width] float32 or float16 tensor into row `at` of `out`. */
+function copyRow(tensor: ort.Tensor, row: number, width: number, out: Float32Array, at: number): void {
+  if (tensor.type === 'float32') {
+    out.set((tensor.data as Float32Array).subarray(row * width, (row + 1) * width), at * width)
+    return
+  }
+  const half = tensor.data as Uint16Array
+  const table = halfTable()
+  for (let i = 0, src = row * width, dst = at * width; i < width; i++) out[dst + i] = table[half[src + i]]
+}
+
+let HALF_TO_FLOAT: Float32Array | null = null
+
+/** Every float16 bit pattern's float32 value: one load per element instead of the arithmetic. */
+function halfTable(): Float32Array {
+  if (HALF_TO_FLOAT) return HALF_TO_FLOAT
+  HALF_TO_FLOAT = new Float32Array(65536)
+  for (let h = 0; h < 65536; h++) HALF_TO_FLOAT[h] = halfToFloat(h)
+  return HALF_TO_FLOAT
+}
+
+export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1
   const exponent = (h >> 10) & 0x1f
   const fraction = h & 0x3ff

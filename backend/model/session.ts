@@ -2,7 +2,8 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { countParameters, decodeModel, exposeNewKvRows } from './kv-outputs.ts'
+import { countParameters, decodeModel, encodeModel, exposeNewKvRows, externalDataFiles } from './kv-outputs.ts'
+import { gatherLogitRows, LOGIT_ROWS_INPUT } from './logit-rows.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -21,6 +22,8 @@ export interface LoadedSession {
   device: 'cpu' | 'cuda'
   /** present.* output name → output holding only that step's new rows, when the graph allows it. */
   newRows: Map<string, string> | null
+  /** Name of the input that picks the rows the LM head runs on (see logit-rows.ts); null: every position. */
+  logitRows?: string | null
   parameters: number
 }
 
@@ -28,7 +31,7 @@ type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
 export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, parameters, cleanup } = prepareModel(onnxPath, log)
+  const { source, newRows, logitRows, parameters, cleanup } = prepareModel(onnxPath, log)
   const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
   let lastError: unknown
   for (const device of devices) {
@@ -36,7 +39,7 @@ export async function createSession(onnxPath: string, options: ExecutionOptions,
       const settings = sessionOptions(device, options)
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
       cleanup()
-      return { session, device, newRows, parameters }
+      return { session, device, newRows, logitRows, parameters }
     } catch (error) {
       lastError = error
       if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
@@ -61,7 +64,7 @@ function sessionOptions(device: 'cpu' | 'cuda', options: ExecutionOptions): ort.
 }
 
 /**
- * Rewrites the graph to expose new KV rows. A model with external weight files is written to a
+ * Rewrites the graph to expose new KV rows and to run the LM head on chosen rows only. A model with external weight files is written to a
  * temporary folder beside hard links to those files: onnxruntime resolves them relative to the
  * model's path and refuses symbolic links that lead out of its folder. Where no hard link can be
  * made (another file system), the original graph is served, fetching present.* (slower).
@@ -69,6 +72,7 @@ function sessionOptions(device: 'cpu' | 'cuda', options: ExecutionOptions): ort.
 interface PreparedModel {
   source: string | Uint8Array
   newRows: Map<string, string> | null
+  logitRows: string | null
   parameters: number
   /** Removes the temporary folder once the session holds the weights. */
   cleanup: () => void
@@ -83,20 +87,23 @@ function prepareModel(onnxPath: string, log: Log): PreparedModel {
     throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
   }
   const parameters = countParameters(model)
+  const logitRows = gatherLogitRows(model) ? LOGIT_ROWS_INPUT : null
+  if (!logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
   const rewritten = exposeNewKvRows(model)
-  if (!rewritten) return { source: onnxPath, newRows: null, parameters, cleanup }
-  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, parameters, cleanup }
+  if (!rewritten && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, cleanup }
+  const { model: bytes, newRows, external } = rewritten ?? { model: encodeModel(model), newRows: null, external: externalDataFiles(model) }
+  if (external.length === 0) return { source: bytes, newRows, logitRows, parameters, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
-    for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
+    for (const file of external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
-    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving without the KV fast path`)
-    return { source: onnxPath, newRows: null, parameters, cleanup }
+    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as it is (no KV fast path, logits for every position)`)
+    return { source: onnxPath, newRows: null, logitRows: null, parameters, cleanup }
   }
   const path = join(dir, 'model.onnx')
-  writeFileSync(path, rewritten.model)
-  return { source: path, newRows: rewritten.newRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  writeFileSync(path, bytes)
+  return { source: path, newRows, logitRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {
