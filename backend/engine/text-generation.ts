@@ -3,7 +3,7 @@ import { IncrementalDecoder, type TextTokenizer } from '../model/tokenizer.ts'
 import { randomSeed } from '../sampling/prng.ts'
 import type { SamplingParams } from '../sampling/sampler.ts'
 import { StopMatcher } from '../sampling/stop-matcher.ts'
-import type { TokenEvent } from '../scheduler/types.ts'
+import type { PromptLogprob, TokenEvent } from '../scheduler/types.ts'
 import type { Engine } from './engine.ts'
 import type { ResumedChoice } from './resume.ts'
 
@@ -30,6 +30,8 @@ export interface TextRequest {
   timeoutMs?: number
   /** Continue an interrupted choice (one prompt, n = 1) from its replayed state; see resume.ts. */
   resume?: ResumedChoice
+  /** Report each prompt's token logprobs (echo + logprobs); not with resume. */
+  promptLogprobs?: boolean
 }
 
 export interface TokenLogprob {
@@ -47,6 +49,8 @@ export interface TextChunk {
   /** Their ids: every sampled id arrives with the chunk whose text it released or holds back. */
   tokenIds: number[]
   logprobs?: TokenLogprob[]
+  /** The prompt's logprobs, on the choice's first chunk when the request asked for them. */
+  promptLogprobs?: PromptLogprob[]
   finishReason?: 'stop' | 'length'
 }
 
@@ -97,6 +101,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
         sampling: { ...request.sampling, seed: baseSeed + (index % request.n) },
         eosTokenIds: request.ignoreEos ? [] : model.folder.eosTokenIds,
         deadline,
+        promptLogprobs: request.promptLogprobs && !resume,
       },
       (event) => {
         inbox.push({ index, event })
@@ -120,6 +125,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
       for (const { index, event } of inbox.splice(0)) {
         if (done[index]) continue
         const chunk: TextChunk = { index, text: '', tokens: 0, tokenIds: [] }
+        if (event.prompt) chunk.promptLogprobs = event.prompt
         if (event.token !== undefined) {
           chunk.tokens = 1
           chunk.tokenIds.push(event.token)
@@ -143,7 +149,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
           done[index] = true
           remaining--
         }
-        if (chunk.text || chunk.tokens || chunk.finishReason) yield chunk
+        if (chunk.text || chunk.tokens || chunk.finishReason || chunk.promptLogprobs) yield chunk
       }
     }
   } finally {
