@@ -1,15 +1,21 @@
-// Writes a Llama-architecture model with seeded random weights as a Hugging Face / Optimum
-// ONNX folder: onnx/model.onnx (+ onnx/model.onnx_data when large), config.json,
-// generation_config.json, tokenizer.json, tokenizer_config.json, special_tokens_map.json.
+// Writes a Llama-architecture model with seeded random weights, in one of two folder styles:
+// - optimum: onnx/model{,_fp16,_q4,_int8,_uint8}.onnx (+ .onnx_data, sharded as _1, _2, ...),
+//   config.json, generation_config.json, tokenizer.json, tokenizer_config.json,
+//   special_tokens_map.json (what transformers.js reads);
+// - genai: model.onnx (+ model.onnx.data) and genai_config.json at the folder root, as the
+//   onnxruntime-genai model builder writes them, plus the tokenizer files and (optionally)
+//   config.json.
 import { closeSync, existsSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type onnxProto from 'onnx-proto'
-import { buildLlamaModel, countParameters, llamaWeightSpecs, type LlamaShape, type WeightSpec } from './llama-graph.ts'
-import { bytesOf, externalFloatTensor, floatTensor } from './onnx-writer.ts'
+import { genaiConfig } from './genai-config.ts'
+import { buildLlamaModel, countParameters, llamaWeightSpecs, type GraphStyle, type LlamaShape, type WeightSpec } from './llama-graph.ts'
+import { externalTensor, inlineTensor, type RawTensor } from './onnx-writer.ts'
+import { floatWeight, projectionWeights, type WeightFormat } from './quantize.ts'
 import { buildTokenizerFiles } from './tokenizer.ts'
 
-/** What a preset or the CLI chooses; head_dim follows from hidden / heads. */
+/** What a preset or the CLI chooses; head_dim defaults to hidden / heads (Gemma and Qwen3 differ). */
 export interface ModelSize {
   hiddenSize: number
   intermediateSize: number
@@ -18,9 +24,10 @@ export interface ModelSize {
   numKvHeads: number
   vocabSize: number
   contextLength: number
+  headDim?: number
 }
 
-export type PresetName = 'tiny' | '15m' | '100m'
+export type PresetName = 'tiny' | '15m' | '100m' | 'smollm2-135m' | 'llama-3.2-1b'
 
 export const PRESETS: Record<PresetName, ModelSize> = {
   // ~0.66M parameters: fast enough for unit tests.
@@ -29,6 +36,18 @@ export const PRESETS: Record<PresetName, ModelSize> = {
   '15m': { hiddenSize: 384, intermediateSize: 1024, numLayers: 8, numHeads: 6, numKvHeads: 2, vocabSize: 8192, contextLength: 1024 },
   // ~100.1M parameters (Llama-style 32k vocabulary, tied embeddings).
   '100m': { hiddenSize: 768, intermediateSize: 2048, numLayers: 12, numHeads: 12, numKvHeads: 4, vocabSize: 32000, contextLength: 2048 },
+  // The shapes of SmolLM2-135M and Llama-3.2-1B (context cut to 2048), for benchmarks.
+  'smollm2-135m': { hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3, vocabSize: 49152, contextLength: 2048 },
+  'llama-3.2-1b': { hiddenSize: 2048, intermediateSize: 8192, numLayers: 16, numHeads: 32, numKvHeads: 8, vocabSize: 128256, contextLength: 2048 },
+}
+
+/** The ONNX file each weight format is published as in an Optimum / transformers.js folder. */
+export const OPTIMUM_FILE_NAMES: Record<WeightFormat, string> = {
+  fp32: 'model.onnx',
+  fp16: 'model_fp16.onnx',
+  q4: 'model_q4.onnx',
+  int8: 'model_int8.onnx',
+  uint8: 'model_uint8.onnx',
 }
 
 export const MIN_VOCAB_SIZE = 512
@@ -53,8 +72,6 @@ const EXTERNAL_DATA_THRESHOLD = 1.5 * 1024 ** 3
 /** External tensors start on page boundaries so onnxruntime can memory-map them. */
 const EXTERNAL_DATA_ALIGNMENT = 4096
 
-const EXTERNAL_DATA_FILE = 'model.onnx_data'
-
 export interface BuildOptions {
   /** Output folder (created if missing). */
   dir: string
@@ -66,6 +83,18 @@ export interface BuildOptions {
   force?: boolean
   /** Default: only when the weights are too large for one protobuf (over 1.5 GiB). */
   externalData?: boolean
+  /** Start a new external data file (name_1, name_2, ...) past this many bytes, as sharded exports do. */
+  shardBytes?: number
+  /** optimum (default) or genai (GroupQueryAttention, genai_config.json). */
+  style?: GraphStyle
+  /** fp32 (default), fp16, q4, int8 or uint8. */
+  weights?: WeightFormat
+  /** Default true: the LM head reuses the embedding matrix. */
+  tieWordEmbeddings?: boolean
+  /** model_type written to config.json (the graph is Llama's either way). Default llama. */
+  modelType?: string
+  /** genai style: also write a Hugging Face config.json (default true). */
+  hfConfig?: boolean
 }
 
 export interface BuiltModel {
@@ -78,9 +107,9 @@ export function resolveShape(preset: PresetName = 'tiny', overrides: Partial<Mod
   for (const [key, value] of Object.entries(size)) {
     if (!Number.isInteger(value) || value <= 0) throw new Error(`${key} must be a positive integer, got ${value}`)
   }
-  const headDim = size.hiddenSize / size.numHeads
+  const headDim = size.headDim ?? size.hiddenSize / size.numHeads
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new Error(`hidden size ${size.hiddenSize} must split into ${size.numHeads} heads of even size`)
+    throw new Error(size.headDim === undefined ? `hidden size ${size.hiddenSize} must split into ${size.numHeads} heads of even size` : `head dim must be even, got ${headDim}`)
   }
   if (size.numHeads % size.numKvHeads !== 0) {
     throw new Error(`${size.numHeads} heads cannot be grouped over ${size.numKvHeads} kv heads`)
@@ -90,29 +119,35 @@ export function resolveShape(preset: PresetName = 'tiny', overrides: Partial<Mod
 }
 
 export async function buildRandomLlama(options: BuildOptions): Promise<BuiltModel> {
-  const { dir, seed = 0, force = false } = options
+  const { dir, seed = 0, force = false, style = 'optimum', weights: format = 'fp32' } = options
   // The PRNG takes 32-bit seeds; larger ones would silently collide.
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`seed must be an integer in 0..2^32-1, got ${seed}`)
-  const shape = resolveShape(options.preset, options.size)
+  const shape = { ...resolveShape(options.preset, options.size), tieWordEmbeddings: options.tieWordEmbeddings ?? true }
   const specs = llamaWeightSpecs(shape)
   const parameters = countParameters(specs)
-  const external = options.externalData ?? parameters * 4 > EXTERNAL_DATA_THRESHOLD
+  const bytesPerWeight = { fp32: 4, fp16: 2, q4: 0.6, int8: 1, uint8: 1 }[format]
+  const external = options.externalData ?? parameters * bytesPerWeight > EXTERNAL_DATA_THRESHOLD
 
   if (existsSync(dir) && readdirSync(dir).length > 0 && !force) {
     throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
   }
-  const onnxDir = join(dir, 'onnx')
+  const onnxDir = style === 'genai' ? dir : join(dir, 'onnx')
+  const onnxName = style === 'genai' ? 'model.onnx' : OPTIMUM_FILE_NAMES[format]
+  const dataName = style === 'genai' ? `${onnxName}.data` : `${onnxName}_data`
   await mkdir(onnxDir, { recursive: true })
-  // A stale side file from an earlier external-data build would otherwise linger.
-  rmSync(join(onnxDir, EXTERNAL_DATA_FILE), { force: true })
+  // Stale side files from an earlier external-data build would otherwise linger.
+  for (const name of readdirSync(onnxDir)) if (name.startsWith(dataName)) rmSync(join(onnxDir, name), { force: true })
 
-  const weights = external
-    ? writeExternalWeights(join(onnxDir, EXTERNAL_DATA_FILE), specs, seed)
-    : specs.map((spec) => floatTensor(spec.name, spec.dims, initWeight(spec, seed)))
-  await writeFile(join(onnxDir, 'model.onnx'), buildLlamaModel(shape, weights))
+  const tensors = (spec: WeightSpec) => materialize(spec, initWeight(spec, seed), format)
+  const initializers = external
+    ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
+    : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
+  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format }))
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
-  await writeJson(join(dir, 'config.json'), modelConfig(shape, seed, external))
+  const modelType = options.modelType ?? 'llama'
+  if (style === 'optimum' || options.hfConfig !== false) await writeJson(join(dir, 'config.json'), modelConfig(shape, seed, external, modelType, format))
+  if (style === 'genai') await writeJson(join(dir, 'genai_config.json'), genaiConfig(shape, modelType, onnxName))
   await writeJson(join(dir, 'generation_config.json'), {
     bos_token_id: 1,
     eos_token_id: 2,
@@ -125,20 +160,44 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   return { dir, parameters }
 }
 
-/** Streams weights one tensor at a time so peak memory stays at the largest tensor. */
-function writeExternalWeights(path: string, specs: WeightSpec[], seed: number): onnxProto.onnx.ITensorProto[] {
-  const fd = openSync(path, 'w')
+/** A weight's tensors in `format`: projections quantized, embeddings and norms as floats. */
+function materialize(spec: WeightSpec, data: Float32Array, format: WeightFormat): RawTensor[] {
+  if (spec.init !== 'projection') return [floatWeight(spec.name, spec.dims, data, format)]
+  return projectionWeights(spec.name.replace(/\.weight_T$/, ''), spec.dims[0], spec.dims[1], data, format)
+}
+
+/**
+ * Streams weights one tensor at a time so peak memory stays at the largest tensor. A new file
+ * (name_1, name_2, ...) starts once one passes `shardBytes`.
+ */
+function writeExternalWeights(
+  dir: string,
+  dataName: string,
+  specs: WeightSpec[],
+  tensors: (spec: WeightSpec) => RawTensor[],
+  shardBytes: number,
+): onnxProto.onnx.ITensorProto[] {
+  let shard = 0
+  let location = dataName
+  let fd = openSync(join(dir, location), 'w')
+  let offset = 0
   try {
-    let offset = 0
-    return specs.map((spec) => {
-      const padding = (EXTERNAL_DATA_ALIGNMENT - (offset % EXTERNAL_DATA_ALIGNMENT)) % EXTERNAL_DATA_ALIGNMENT
-      if (padding > 0) offset += writeSync(fd, new Uint8Array(padding))
-      const bytes = bytesOf(initWeight(spec, seed))
-      writeSync(fd, bytes)
-      const tensor = externalFloatTensor(spec.name, spec.dims, EXTERNAL_DATA_FILE, offset, bytes.byteLength)
-      offset += bytes.byteLength
-      return tensor
-    })
+    return specs.flatMap((spec) =>
+      tensors(spec).map(({ name, dims, dataType, bytes }) => {
+        if (offset > 0 && offset + bytes.byteLength > shardBytes) {
+          closeSync(fd)
+          location = `${dataName}_${++shard}`
+          fd = openSync(join(dir, location), 'w')
+          offset = 0
+        }
+        const padding = (EXTERNAL_DATA_ALIGNMENT - (offset % EXTERNAL_DATA_ALIGNMENT)) % EXTERNAL_DATA_ALIGNMENT
+        if (padding > 0) offset += writeSync(fd, new Uint8Array(padding))
+        writeSync(fd, bytes)
+        const tensor = externalTensor(name, dims, dataType, location, offset, bytes.byteLength)
+        offset += bytes.byteLength
+        return tensor
+      }),
+    )
   } finally {
     closeSync(fd)
   }
@@ -179,10 +238,10 @@ function hashString(text: string): number {
   return hash >>> 0
 }
 
-function modelConfig(shape: LlamaShape, seed: number, externalData: boolean) {
+function modelConfig(shape: LlamaShape, seed: number, externalData: boolean, modelType: string, format: WeightFormat) {
   return {
     architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
+    model_type: modelType,
     hidden_size: shape.hiddenSize,
     intermediate_size: shape.intermediateSize,
     num_hidden_layers: shape.numLayers,
@@ -202,7 +261,7 @@ function modelConfig(shape: LlamaShape, seed: number, externalData: boolean) {
     eos_token_id: 2,
     pad_token_id: null,
     use_cache: true,
-    torch_dtype: 'float32',
+    torch_dtype: format === 'fp16' ? 'float16' : 'float32',
     initializer_range: EMBEDDING_STD,
     switchyard_random_weights: true,
     switchyard_seed: seed,

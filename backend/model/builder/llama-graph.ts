@@ -1,8 +1,14 @@
-// The Llama decoder as an ONNX graph in the Hugging Face Optimum layout:
-// inputs input_ids / attention_mask / position_ids / past_key_values.{i}.key|value,
-// outputs logits / present.{i}.key|value. Opset 14, fp32, standard ops only.
+// The Llama decoder as an ONNX graph, in one of two styles:
+// - optimum: the Hugging Face Optimum layout (inputs input_ids / attention_mask / position_ids /
+//   past_key_values.{i}.key|value, outputs logits / present.{i}.key|value), standard ops, where
+//   present = Concat(past, new rows);
+// - genai: as the onnxruntime-genai model builder writes it: no position_ids, one
+//   GroupQueryAttention (com.microsoft) per layer with rotary embedding inside, seqlens_k and
+//   total_sequence_length computed from attention_mask; past and present may share one buffer.
+// Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
 import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
+import { projection, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -20,6 +26,13 @@ export interface LlamaShape {
   tieWordEmbeddings: boolean
 }
 
+export type GraphStyle = 'optimum' | 'genai'
+
+export interface GraphOptions {
+  style: GraphStyle
+  weights: WeightFormat
+}
+
 /** One learned tensor. Projections are stored as [in, out] so MatMul needs no Transpose. */
 export interface WeightSpec {
   name: string
@@ -29,8 +42,12 @@ export interface WeightSpec {
 
 export const OPSET = 14
 
-/** Additive mask value: large enough that exp() underflows to exactly 0, small enough to never reach -inf. */
+/**
+ * Additive mask value: large enough that exp() underflows to exactly 0, small enough to never
+ * reach -inf (a fully masked padding row would turn into NaN). Half precision tops out at 65504.
+ */
 const MASKED = -3.4e38
+const MASKED_HALF = -3e4
 
 export function llamaWeightSpecs(shape: LlamaShape): WeightSpec[] {
   const { hiddenSize: h, intermediateSize: ff, numHeads, numKvHeads, headDim, vocabSize } = shape
@@ -69,56 +86,119 @@ export function countParameters(specs: WeightSpec[]): number {
  * Encodes the whole model. `weights` holds one tensor per llamaWeightSpecs() entry
  * (inline or external data); small constants are added inline.
  */
-export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[]): Uint8Array {
-  const g = new GraphBuilder()
+export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], options: GraphOptions = { style: 'optimum', weights: 'fp32' }): Uint8Array {
+  const floatType = options.weights === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT
+  const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
 
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
-  const rope = rotaryCosSin(g, shape)
-  const bias = attentionBias(g)
+  const attend: Attend =
+    options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape), attentionBias(g))
 
   let residual = hidden
-  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, i, residual, rope, bias)
+  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, options.weights, i, residual, attend)
 
   const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
-  // Tied head: ORT constant-folds this Transpose once at session load.
-  const head = shape.tieWordEmbeddings
-    ? g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })
-    : 'lm_head.weight_T'
-  g.op('MatMul', [normed, head], {}, 'logits')
+  if (shape.tieWordEmbeddings) {
+    // Tied head: ORT constant-folds this Transpose once at session load.
+    g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, 'logits')
+  } else {
+    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, options.weights)], {}, 'logits')
+  }
 
   return encodeModel({
     graphName: 'llama',
     builder: g,
-    inputs: graphInputs(shape),
-    outputs: graphOutputs(shape),
+    inputs: graphInputs(shape, options.style, floatType),
+    outputs: graphOutputs(shape, floatType),
     opset: OPSET,
     producer: 'switchyard-model-builder',
   })
 }
 
-function graphInputs(shape: LlamaShape) {
+function graphInputs(shape: LlamaShape, style: GraphStyle, floatType: number) {
   const inputs = [
     valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
     valueInfo('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']),
-    valueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']),
   ]
+  if (style === 'optimum') inputs.push(valueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']))
   const cacheDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim]
   for (let i = 0; i < shape.numLayers; i++) {
-    inputs.push(valueInfo(`past_key_values.${i}.key`, DataType.FLOAT, cacheDims))
-    inputs.push(valueInfo(`past_key_values.${i}.value`, DataType.FLOAT, cacheDims))
+    inputs.push(valueInfo(`past_key_values.${i}.key`, floatType, cacheDims))
+    inputs.push(valueInfo(`past_key_values.${i}.value`, floatType, cacheDims))
   }
   return inputs
 }
 
-function graphOutputs(shape: LlamaShape) {
-  const outputs = [valueInfo('logits', DataType.FLOAT, ['batch_size', 'sequence_length', shape.vocabSize])]
+function graphOutputs(shape: LlamaShape, floatType: number) {
+  const outputs = [valueInfo('logits', floatType, ['batch_size', 'sequence_length', shape.vocabSize])]
   const cacheDims = ['batch_size', shape.numKvHeads, 'total_sequence_length', shape.headDim]
   for (let i = 0; i < shape.numLayers; i++) {
-    outputs.push(valueInfo(`present.${i}.key`, DataType.FLOAT, cacheDims))
-    outputs.push(valueInfo(`present.${i}.value`, DataType.FLOAT, cacheDims))
+    outputs.push(valueInfo(`present.${i}.key`, floatType, cacheDims))
+    outputs.push(valueInfo(`present.${i}.value`, floatType, cacheDims))
   }
   return outputs
+}
+
+/** One layer's attention over its normed input: (layer, x, q, k, v) → context [batch, seq, heads*head_dim]. */
+type Attend = (layer: number, query: string, key: string, value: string) => string
+
+/**
+ * GroupQueryAttention as the model builder wires it: seqlens_k = (sum of the mask row) - 1 and
+ * total_sequence_length = mask width, both int32; rotary inside the op (positions follow from
+ * seqlens_k, so there is no position_ids input); rows are right-padded.
+ */
+function groupQueryAttention(g: GraphBuilder, shape: LlamaShape): Attend {
+  const maskSum = g.op('ReduceSum', ['attention_mask', g.int64([1])], { keepdims: 0 })
+  const seqlensK = g.op('Cast', [g.op('Sub', [maskSum, g.int64([1], [])])], { to: DataType.INT32 })
+  const width = g.op('Gather', [g.op('Shape', ['attention_mask']), g.int64([1], [])], { axis: 0 })
+  const totalLength = g.op('Cast', [width], { to: DataType.INT32 })
+  const { cos, sin } = rotaryCache(g, shape)
+  return (layer, query, key, value) =>
+    g.msOp(
+      'GroupQueryAttention',
+      [query, key, value, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength, cos, sin],
+      3,
+      { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } },
+      [`/attn_${layer}_out`, `present.${layer}.key`, `present.${layer}.value`],
+    )[0]
+}
+
+/** cos / sin tables [context, head_dim / 2] for GroupQueryAttention's do_rotary. */
+function rotaryCache(g: GraphBuilder, shape: LlamaShape): { cos: string; sin: string } {
+  const half = shape.headDim / 2
+  const cos: number[] = []
+  const sin: number[] = []
+  for (let p = 0; p < shape.contextLength; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = p / shape.ropeTheta ** ((2 * i) / shape.headDim)
+      cos.push(Math.cos(angle))
+      sin.push(Math.sin(angle))
+    }
+  }
+  return { cos: g.float(cos, [shape.contextLength, half]), sin: g.float(sin, [shape.contextLength, half]) }
+}
+
+/** Standard ops: rotary, present = Concat(past, new rows), grouped heads, masked softmax. */
+function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string): Attend {
+  const { numHeads, numKvHeads, headDim } = shape
+  return (layer, q, k, v) => {
+    const query = applyRope(g, splitHeads(g, q, numHeads, headDim), rope)
+    const newKey = applyRope(g, splitHeads(g, k, numKvHeads, headDim), rope)
+    const newValue = splitHeads(g, v, numKvHeads, headDim)
+
+    // present = Concat(past, new rows); the backend finds this Concat to read only the new rows.
+    const key = g.op('Concat', [`past_key_values.${layer}.key`, newKey], { axis: 2 })
+    const value = g.op('Concat', [`past_key_values.${layer}.value`, newValue], { axis: 2 })
+    g.op('Identity', [key], {}, `present.${layer}.key`)
+    g.op('Identity', [value], {}, `present.${layer}.value`)
+
+    const keyT = g.op('Transpose', [repeatKv(g, key, shape)], { perm: [0, 1, 3, 2] })
+    const scores = g.op('Mul', [g.op('MatMul', [query, keyT]), g.float([1 / Math.sqrt(headDim)], [])])
+    const probs = g.op('Softmax', [g.op('Add', [scores, bias])], { axis: -1 })
+    const context = g.op('MatMul', [probs, repeatKv(g, value, shape)])
+    return g.op('Reshape', [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }), g.int64([0, 0, numHeads * headDim])])
+  }
 }
 
 interface RopeInputs {
@@ -135,7 +215,7 @@ function rotaryCosSin(g: GraphBuilder, shape: LlamaShape): RopeInputs {
   const { headDim, ropeTheta } = shape
   // HF layout: the same frequencies repeated for both halves (rotate_half convention).
   const inverseFrequencies = Array.from({ length: headDim }, (_, i) => 1 / ropeTheta ** ((2 * (i % (headDim / 2))) / headDim))
-  const positions = g.op('Unsqueeze', [g.op('Cast', ['position_ids'], { to: DataType.FLOAT }), g.int64([2])])
+  const positions = g.op('Unsqueeze', [g.op('Cast', ['position_ids'], { to: g.floatType }), g.int64([2])])
   const angles = g.op('Mul', [positions, g.float(inverseFrequencies)])
   const table = (op: 'Cos' | 'Sin') => g.op('Unsqueeze', [g.op(op, [angles]), g.int64([1])])
   return { cos: table('Cos'), sin: table('Sin') }
@@ -161,7 +241,8 @@ function attentionBias(g: GraphBuilder): string {
     g.op('Unsqueeze', [causal, g.int64([0, 1])]),
     g.op('Unsqueeze', [attended, g.int64([1, 2])]),
   ])
-  return g.op('Where', [visible, g.float([0], []), g.float([MASKED], [])])
+  const masked = g.floatType === DataType.FLOAT16 ? MASKED_HALF : MASKED
+  return g.op('Where', [visible, g.float([0], []), g.float([masked], [])])
 }
 
 function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
@@ -191,53 +272,23 @@ function repeatKv(g: GraphBuilder, x: string, shape: LlamaShape): string {
   return g.op('Reshape', [tiled, g.int64([0, shape.numHeads, -1, shape.headDim])])
 }
 
-function attention(g: GraphBuilder, shape: LlamaShape, layer: number, x: string, rope: RopeInputs, bias: string): string {
-  const { numHeads, numKvHeads, headDim } = shape
-  const prefix = `model.layers.${layer}.self_attn`
-  const project = (name: string) => g.op('MatMul', [x, `${prefix}.${name}.weight_T`])
-
-  const query = applyRope(g, splitHeads(g, project('q_proj'), numHeads, headDim), rope)
-  const newKey = applyRope(g, splitHeads(g, project('k_proj'), numKvHeads, headDim), rope)
-  const newValue = splitHeads(g, project('v_proj'), numKvHeads, headDim)
-
-  // present = Concat(past, new rows); the backend finds this Concat to read only the new rows.
-  const key = g.op('Concat', [`past_key_values.${layer}.key`, newKey], { axis: 2 })
-  const value = g.op('Concat', [`past_key_values.${layer}.value`, newValue], { axis: 2 })
-  g.op('Identity', [key], {}, `present.${layer}.key`)
-  g.op('Identity', [value], {}, `present.${layer}.value`)
-
-  const keyT = g.op('Transpose', [repeatKv(g, key, shape)], { perm: [0, 1, 3, 2] })
-  const scores = g.op('Mul', [g.op('MatMul', [query, keyT]), g.float([1 / Math.sqrt(headDim)], [])])
-  const probs = g.op('Softmax', [g.op('Add', [scores, bias])], { axis: -1 })
-  const context = g.op('MatMul', [probs, repeatKv(g, value, shape)])
-
-  const merged = g.op('Reshape', [
-    g.op('Transpose', [context], { perm: [0, 2, 1, 3] }),
-    g.int64([0, 0, numHeads * headDim]),
-  ])
-  return g.op('MatMul', [merged, `${prefix}.o_proj.weight_T`])
-}
-
 /** SwiGLU: down(silu(gate(x)) * up(x)), SiLU written as x * Sigmoid(x). */
-function mlp(g: GraphBuilder, layer: number, x: string): string {
+function mlp(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, x: string): string {
   const prefix = `model.layers.${layer}.mlp`
-  const gate = g.op('MatMul', [x, `${prefix}.gate_proj.weight_T`])
-  const up = g.op('MatMul', [x, `${prefix}.up_proj.weight_T`])
+  const { hiddenSize: h, intermediateSize: ff } = shape
+  const gate = projection(g, x, `${prefix}.gate_proj`, h, ff, format)
+  const up = projection(g, x, `${prefix}.up_proj`, h, ff, format)
   const activated = g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up])
-  return g.op('MatMul', [activated, `${prefix}.down_proj.weight_T`])
+  return projection(g, activated, `${prefix}.down_proj`, ff, h, format)
 }
 
-function decoderLayer(
-  g: GraphBuilder,
-  shape: LlamaShape,
-  layer: number,
-  hidden: string,
-  rope: RopeInputs,
-  bias: string,
-): string {
+function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, hidden: string, attend: Attend): string {
   const prefix = `model.layers.${layer}`
-  const attnIn = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)
-  const afterAttn = g.op('Add', [hidden, attention(g, shape, layer, attnIn, rope, bias)])
+  const { hiddenSize: h, numHeads, numKvHeads, headDim } = shape
+  const x = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)
+  const project = (name: string, outDim: number) => projection(g, x, `${prefix}.self_attn.${name}`, h, outDim, format)
+  const context = attend(layer, project('q_proj', numHeads * headDim), project('k_proj', numKvHeads * headDim), project('v_proj', numKvHeads * headDim))
+  const afterAttn = g.op('Add', [hidden, projection(g, context, `${prefix}.self_attn.o_proj`, numHeads * headDim, h, format)])
   const mlpIn = rmsNorm(g, afterAttn, `${prefix}.post_attention_layernorm.weight`, shape.rmsNormEps)
-  return g.op('Add', [afterAttn, mlp(g, layer, mlpIn)])
+  return g.op('Add', [afterAttn, mlp(g, shape, format, layer, mlpIn)])
 }

@@ -7,25 +7,78 @@ type NodeProto = onnxProto.onnx.INodeProto
 
 export const DataType = onnx.TensorProto.DataType
 
+export const MS_DOMAIN = 'com.microsoft'
+
+/** float32 → IEEE half (round to nearest even), as raw 16-bit words. */
+export function toHalf(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length)
+  const f = new Float32Array(1)
+  const u = new Uint32Array(f.buffer)
+  for (let i = 0; i < data.length; i++) {
+    f[0] = data[i]
+    const x = u[0]
+    const sign = (x >>> 16) & 0x8000
+    const exp = (x >>> 23) & 0xff
+    let mant = x & 0x7fffff
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0)
+      continue
+    }
+    const e = exp - 127 + 15
+    if (e >= 31) {
+      out[i] = sign | 0x7c00
+      continue
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign
+        continue
+      }
+      mant |= 0x800000
+      const shift = 14 - e
+      let half = mant >>> shift
+      const rest = mant & ((1 << shift) - 1)
+      const mid = 1 << (shift - 1)
+      if (rest > mid || (rest === mid && half & 1)) half++
+      out[i] = sign | half
+      continue
+    }
+    let half = (e << 10) | (mant >>> 13)
+    const rest = mant & 0x1fff
+    if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++
+    out[i] = sign | half
+  }
+  return out
+}
+
 /** A dimension is either fixed or a symbolic name such as "batch_size". */
 export type Dim = number | string
 
-/** Integer and integer-list attributes: all this builder's ops need. */
-export type Attributes = Record<string, number | number[]>
+/** Integer, float and integer-list attributes: all this builder's ops need. */
+export type Attributes = Record<string, number | number[] | { float: number }>
 
 /** ONNX stores tensor bytes little-endian; x86 and ARM typed arrays already are. */
-export function bytesOf(data: Float32Array | BigInt64Array): Uint8Array {
+export function bytesOf(data: ArrayBufferView): Uint8Array {
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
 }
 
-export function floatTensor(name: string, dims: number[], data: Float32Array): TensorProto {
-  return { name, dims, dataType: DataType.FLOAT, rawData: bytesOf(data) }
+/** A weight as raw bytes of one element type, before it is placed inline or in a side file. */
+export interface RawTensor {
+  name: string
+  dims: number[]
+  dataType: number
+  bytes: Uint8Array
 }
 
-/** A float tensor whose bytes live in a side file next to model.onnx. */
-export function externalFloatTensor(
+export function inlineTensor({ name, dims, dataType, bytes }: RawTensor): TensorProto {
+  return { name, dims, dataType, rawData: bytes }
+}
+
+/** A tensor whose bytes live in a side file next to the .onnx file. */
+export function externalTensor(
   name: string,
   dims: number[],
+  dataType: number,
   location: string,
   offset: number,
   length: number,
@@ -33,7 +86,7 @@ export function externalFloatTensor(
   return {
     name,
     dims,
-    dataType: DataType.FLOAT,
+    dataType,
     dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
     externalData: [
       { key: 'location', value: location },
@@ -55,21 +108,31 @@ export class GraphBuilder {
   private readonly constants = new Map<string, string>()
   private count = 0
 
+  /** Element type of activations and float constants: DataType.FLOAT or DataType.FLOAT16. */
+  constructor(readonly floatType: number = DataType.FLOAT) {}
+
   /** Adds a node with a single output and returns that output's name. */
   op(opType: string, inputs: string[], attributes: Attributes = {}, output?: string): string {
     return this.opMulti(opType, inputs, 1, attributes, output ? [output] : undefined)[0]
   }
 
-  opMulti(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[]): string[] {
+  opMulti(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[], domain?: string): string[] {
     const name = `/${opType}_${this.count++}`
     const names = outputs ?? Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`)
     const attribute = Object.entries(attributes).map(([key, value]) =>
       Array.isArray(value)
         ? { name: key, type: onnx.AttributeProto.AttributeType.INTS, ints: value }
-        : { name: key, type: onnx.AttributeProto.AttributeType.INT, i: value },
+        : typeof value === 'object'
+          ? { name: key, type: onnx.AttributeProto.AttributeType.FLOAT, f: value.float }
+          : { name: key, type: onnx.AttributeProto.AttributeType.INT, i: value },
     )
-    this.nodes.push({ name, opType, input: inputs, output: names, attribute })
+    this.nodes.push({ name, opType, input: inputs, output: names, attribute, ...(domain && { domain }) })
     return names
+  }
+
+  /** A com.microsoft contrib op (MatMulNBits, GroupQueryAttention). */
+  msOp(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[]): string[] {
+    return this.opMulti(opType, inputs, outputCount, attributes, outputs, MS_DOMAIN)
   }
 
   initializer(tensor: TensorProto): string {
@@ -86,11 +149,13 @@ export class GraphBuilder {
     }))
   }
 
+  /** A constant of the graph's float type (float32, or float16 in fp16 graphs). */
   float(values: number[], dims: number[] = [values.length]): string {
-    return this.constant('f32', values, dims, () => ({
+    const half = this.floatType === DataType.FLOAT16
+    return this.constant(half ? 'f16' : 'f32', values, dims, () => ({
       dims,
-      dataType: DataType.FLOAT,
-      rawData: bytesOf(Float32Array.from(values)),
+      dataType: this.floatType,
+      rawData: bytesOf(half ? toHalf(Float32Array.from(values)) : Float32Array.from(values)),
     }))
   }
 
@@ -116,9 +181,10 @@ export interface ModelParts {
 }
 
 export function encodeModel({ graphName, builder, inputs, outputs, opset, producer }: ModelParts): Uint8Array {
+  const usesMs = builder.nodes.some((n) => n.domain === MS_DOMAIN)
   return onnx.ModelProto.encode({
     irVersion: 8,
-    opsetImport: [{ domain: '', version: opset }],
+    opsetImport: [{ domain: '', version: opset }, ...(usesMs ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
     producerName: producer,
     graph: {
       name: graphName,
