@@ -32,28 +32,34 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto): boolean {
     for (const input of node.input ?? []) consumers.set(input, [...(consumers.get(input) ?? []), node])
   }
   const isConstant = constantTest(graph, producer)
-  const dataInput = (node: Node) => {
-    const inputs = (node.input ?? []).filter((name) => name !== '' && !isConstant(name))
-    return inputs.length === 1 ? inputs[0] : null
-  }
+  const dataInputs = (node: Node) => (node.input ?? []).filter((name) => name !== '' && !isConstant(name))
 
-  // Walk back from logits over row-wise ops to the head.
-  const path: string[] = ['logits']
-  let node = producer.get('logits')
-  while (node && ROW_WISE_OPS.has(node.opType ?? '')) {
-    const next = dataInput(node)
-    if (!next) return false
-    path.push(next)
-    node = producer.get(next)
+  // Walk back from logits over row-wise ops to the head. An 8-bit head's output is scaled by
+  // its activation scale (a second, non-constant input), so every branch is tried.
+  const path: string[] = []
+  const findHead = (tensor: string, depth: number): Node | null => {
+    const node = producer.get(tensor)
+    if (!node || depth > 8) return null
+    if (HEAD_OPS.has(node.opType ?? '')) return (path.push(tensor), node)
+    if (!ROW_WISE_OPS.has(node.opType ?? '')) return null
+    for (const input of dataInputs(node)) {
+      const head = findHead(input, depth + 1)
+      if (head) return (path.push(tensor), head)
+    }
+    return null
   }
-  if (!node || !HEAD_OPS.has(node.opType ?? '')) return false
-  let target = node
-  let hidden = dataInput(node)
-  if (!hidden) return false
+  const head = findHead('logits', 0)
+  if (!head) return false
+  // The activations are input 0; MatMulInteger's zero point (input 2) comes with them.
+  let hidden = head.input![0]
+  const others = dataInputs(head).filter((name) => name !== hidden && !(head.opType === 'MatMulInteger' && name === head.input![2]))
+  if (isConstant(hidden) || others.length > 0) return false
+  let target = head
   const quantizer = producer.get(hidden)
   if (quantizer?.opType === 'DynamicQuantizeLinear') {
-    // Only gather there if that quantizer feeds the head alone.
-    if (quantizer.output!.some((out) => (consumers.get(out) ?? []).some((c) => c !== node))) return false
+    // Only gather there if that quantizer's outputs feed the head and its scaling alone.
+    const onPath = new Set(path.map((t) => producer.get(t)))
+    if (quantizer.output!.some((out) => (consumers.get(out) ?? []).some((c) => !onPath.has(c) && !isScaleOf(c, onPath, consumers)))) return false
     path.push(...quantizer.output!)
     target = quantizer
     hidden = quantizer.input![0]
@@ -79,6 +85,11 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto): boolean {
   const vocab = dims[dims.length - 1]
   if (logits.type?.tensorType) logits.type.tensorType.shape = { dim: [{ dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }] }
   return true
+}
+
+/** A node (the activation × weight scale Mul) whose outputs only feed nodes on the head's path. */
+function isScaleOf(node: Node, onPath: Set<Node | undefined>, consumers: Map<string, Node[]>): boolean {
+  return (node.output ?? []).every((out) => (consumers.get(out) ?? []).every((c) => onPath.has(c)))
 }
 
 /** True for tensors computed from initializers and constants only (a tied head's Transpose). */
