@@ -17,6 +17,8 @@ export interface EngineInfo {
   device: 'cpu' | 'cuda'
   parameters: number
   movesOnlyNewRows: boolean
+  /** The LM head runs only on sampled positions (see backend/model/logit-rows.ts). */
+  gathersLogitRows: boolean
   loadMs: number
   warmupMs: number
 }
