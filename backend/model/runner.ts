@@ -249,7 +249,8 @@ function readShape(session: ort.InferenceSession): ModelShape {
   }
 }
 
-function toFloat32(tensor: ort.Tensor): Float32Array {
+/** A float32 or float16 tensor's values as float32 (float16 through a lookup table). */
+export function toFloat32(tensor: ort.Tensor): Float32Array {
   if (tensor.type === 'float32') return tensor.data as Float32Array
   const half = tensor.data as Uint16Array
   const out = new Float32Array(half.length)

@@ -353,6 +353,8 @@ function markdown(report: any): string {
     '',
     `Raw figures (every repetition, every TTFT): [backend.json](backend.json). Total run time ${f(report.durationSeconds, 0)} s.`,
     '',
+    'Model shapes of SmolLM2-135M and Llama-3.2-1B (fp32 / q4 / int8), time to first token at 32-1,500 prompt tokens and chunked prefill: `BENCH_SUITE=shapes`, figures in [backend-shapes.md](backend-shapes.md), analysis in [backend-prefill.md](backend-prefill.md).',
+    '',
   ].join('\n')
 }
 

@@ -5,6 +5,8 @@ import { Engine } from '../../backend/engine/engine.ts'
 import { buildRandomLlama, OPTIMUM_FILE_NAMES, type PresetName } from '../../backend/model/builder/build-model.ts'
 import type { WeightFormat } from '../../backend/model/builder/quantize.ts'
 import { loadModelFolder } from '../../backend/model/folder.ts'
+import { halfToFloat, toFloat32 } from '../../backend/model/runner.ts'
+import * as ort from 'onnxruntime-node'
 import { createRandom } from '../../backend/sampling/prng.ts'
 import type { SamplingParams } from '../../backend/sampling/sampler.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
@@ -285,9 +287,45 @@ async function benchItl(shape: PresetName, format: WeightFormat, threads: number
   return { shape, format, threads, streams: ITL_STREAMS, promptTokens: ITL_PROMPT, chunk: CHUNK, chunked: stats(runs.chunked), unchunked: stats(runs.unchunked) }
 }
 
+interface ConversionResult {
+  rows: number
+  vocab: number
+  arithmeticMs: number
+  tableMs: number
+  oneRowTableMs: number
+}
+
+/**
+ * fp16 → fp32 logits conversion per step: 16 rows of a 128,256 vocabulary (a batch-16 decode
+ * step of a Llama 3 model), by the per-element arithmetic the runner used before and by its
+ * lookup table; and one row (what a gathered prefill converts). Medians of 15 runs.
+ */
+function measureHalfConversion(): ConversionResult {
+  const rows = 16
+  const vocab = 128_256
+  const random = createRandom(3)
+  const half = Uint16Array.from({ length: rows * vocab }, () => 0x3000 + Math.floor(random() * 0x1800))
+  const time = (fn: () => unknown) =>
+    median(
+      Array.from({ length: 15 }, () => {
+        const t = performance.now()
+        fn()
+        return performance.now() - t
+      }),
+    )
+  const arithmetic = () => {
+    const out = new Float32Array(half.length)
+    for (let i = 0; i < half.length; i++) out[i] = halfToFloat(half[i])
+    return out
+  }
+  const tensor = new ort.Tensor('float16', half, [rows, vocab])
+  const oneRow = new ort.Tensor('float16', half.subarray(0, vocab), [1, vocab])
+  return { rows, vocab, arithmeticMs: time(arithmetic), tableMs: time(() => toFloat32(tensor)), oneRowTableMs: time(() => toFloat32(oneRow)) }
+}
+
 const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–')
 
-function markdown(report: { command: string; date: string; load: { start: number[]; end: number[] }; results: FormatResult[]; itl: ItlResult[]; complete: boolean; seconds: number }): string {
+function markdown(report: { command: string; date: string; load: { start: number[]; end: number[] }; conversion: ConversionResult; results: FormatResult[]; itl: ItlResult[]; complete: boolean; seconds: number }): string {
   const rows = report.results
   const q4VsFp32 = SHAPES.flatMap((shape) =>
     THREADS.flatMap((threads) => {
@@ -333,6 +371,10 @@ function markdown(report: { command: string; date: string; load: { start: number
           '',
         ]
       : []),
+    '## fp16 → fp32 logits conversion (in process, median of 15)',
+    '',
+    `${report.conversion.rows} rows × ${report.conversion.vocab.toLocaleString('en')} (a batch-${report.conversion.rows} decode step's logits): per-element arithmetic ${f(report.conversion.arithmeticMs)} ms, lookup table ${f(report.conversion.tableMs)} ms; one row (a gathered prefill) ${f(report.conversion.oneRowTableMs, 2)} ms.`,
+    '',
     'Raw figures: [backend-shapes.json](backend-shapes.json).',
     '',
   ].join('\n')
@@ -340,7 +382,7 @@ function markdown(report: { command: string; date: string; load: { start: number
 
 export async function runShapesBench(): Promise<void> {
   const knobs = Object.keys(process.env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${process.env[k]}`)
-  const report = { command: [...knobs, 'npm run bench:backend'].join(' '), date: new Date().toISOString(), load: { start: loadavg().map((v) => +v.toFixed(2)), end: [] as number[] }, results: [] as FormatResult[], itl: [] as ItlResult[], complete: false, seconds: 0 }
+  const report = { command: [...knobs, 'npm run bench:backend'].join(' '), date: new Date().toISOString(), load: { start: loadavg().map((v) => +v.toFixed(2)), end: [] as number[] }, conversion: measureHalfConversion(), results: [] as FormatResult[], itl: [] as ItlResult[], complete: false, seconds: 0 }
   const write = () => {
     report.seconds = (performance.now() - started) / 1000
     report.load.end = loadavg().map((v) => +v.toFixed(2))
