@@ -91,7 +91,7 @@ try {
     metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
     const { info } = engine
-    log.info({ model: folder.id, file: folder.onnxPath, device: info.device, parameters: info.parameters, context: folder.contextLength, kvFastPath: info.movesOnlyNewRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    log.info({ model: folder.id, file: folder.onnxPath, device: info.device, parameters: info.parameters, context: folder.contextLength, kvFastPath: info.movesOnlyNewRows, logitsGathered: info.gathersLogitRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
     if (folder.randomWeights) {
       log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
     }

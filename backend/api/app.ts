@@ -70,6 +70,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
         context_length: m.folder.contextLength,
         random_weights: m.folder.randomWeights,
         kv_fast_path: m.engine.info.movesOnlyNewRows,
+        logits_gathered: m.engine.info.gathersLogitRows,
         queued: m.engine.queuedCount,
         active: m.engine.activeCount,
       })),

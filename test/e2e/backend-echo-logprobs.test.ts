@@ -141,3 +141,9 @@ describe('the gateway\'s request parsing (same schemas)', () => {
     assert.equal(((await response.json()) as { error: { param: string } }).error.param, 'max_tokens')
   })
 })
+
+test('/model/info reports that the LM head runs on sampled rows only', async () => {
+  const info = (await (await fetch(`${backend.url}/model/info`)).json()) as { models: { logits_gathered: boolean; kv_fast_path: boolean }[] }
+  assert.equal(info.models[0].logits_gathered, true)
+  assert.equal(info.models[0].kv_fast_path, true)
+})
