@@ -392,15 +392,15 @@ export async function runShapesBench(): Promise<void> {
   }
   log(`shapes bench: ${SHAPES.join(', ')} × ${FORMATS.join(', ')} × threads ${THREADS.join(', ')}; prompts ${PROMPTS.join(', ')}; ${ROUNDS} rounds`)
   for (const shape of SHAPES) {
+    if (ITL) {
+      report.itl.push(await benchItl(shape, FORMATS[0], THREADS[0]))
+      write()
+    }
     for (const format of FORMATS) {
       for (const threads of THREADS) {
         report.results.push(await benchFormat(shape, format, threads))
         write()
       }
-    }
-    if (ITL) {
-      report.itl.push(await benchItl(shape, FORMATS[0], THREADS[0]))
-      write()
     }
   }
   report.complete = true
