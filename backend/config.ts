@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { MODEL_VARIANTS } from './model/folder.ts'
 
 /**
  * Backend node configuration, read from environment variables in this one place. Every knob
@@ -9,7 +10,7 @@ const intFrom = (min: number, max: number, fallback: number) => z.coerce.number(
 export const backendConfigSchema = z.object({
   MODEL_DIR: z.string().min(1).optional(),
   MODEL_ID: z.string().regex(/^[\w.:\-/]{1,128}$/, 'letters, digits and . _ - : / only').optional(),
-  MODEL_VARIANT: z.enum(['auto', 'fp32', 'fp16', 'quantized']).default('auto'),
+  MODEL_VARIANT: z.enum(MODEL_VARIANTS).default('auto'),
   HOST: z.string().min(1).default('127.0.0.1'),
   PORT: intFrom(0, 65535, 8000),
   DEVICE: z.enum(['cpu', 'cuda', 'auto']).default('auto'),

@@ -73,7 +73,7 @@ const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.POR
 
 try {
   const modelDir = config.MODEL_DIR ?? (await ensureDefaultModel((message) => log.info(message)))
-  const folders = findModelFolders(modelDir).map((dir, _, all) => loadModelFolder(dir, { id: all.length === 1 ? config.MODEL_ID : undefined, variant: config.MODEL_VARIANT, preferFp16: config.DEVICE === 'cuda' }))
+  const folders = findModelFolders(modelDir).map((dir, _, all) => loadModelFolder(dir, { id: all.length === 1 ? config.MODEL_ID : undefined, variant: config.MODEL_VARIANT, device: config.DEVICE === 'cuda' ? 'cuda' : 'cpu' }))
   for (const folder of folders) {
     if (models.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
     const tokenizer = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
@@ -81,6 +81,8 @@ try {
     const engine = await Engine.start(
       {
         onnxPath: folder.onnxPath,
+        io: folder.io,
+        expected: folder.expected,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
       },
@@ -91,7 +93,8 @@ try {
     metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
     const { info } = engine
-    log.info({ model: folder.id, file: folder.onnxPath, device: info.device, parameters: info.parameters, context: folder.contextLength, kvFastPath: info.movesOnlyNewRows, logitsGathered: info.gathersLogitRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    const types = { variant: folder.variant, weightType: info.shape.weightType, kvType: info.shape.kvFloat16 ? 'float16' : 'float32' }
+    log.info({ model: folder.id, file: folder.onnxPath, ...types, device: info.device, parameters: info.parameters, context: folder.contextLength, kvPath: info.kvPath, logitsGathered: info.gathersLogitRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
     if (folder.randomWeights) {
       log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
     }

@@ -4,6 +4,7 @@ import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
 import { chatCompletions, completions, listModels } from './openai.ts'
+import { relativeOnnxPath } from '../model/folder.ts'
 
 export interface BackendAppOptions extends ApiContext {
   maxBodyBytes: number
@@ -67,9 +68,13 @@ export function createBackendApp(options: BackendAppOptions): Hono {
         device: m.engine.info.device,
         model_type: m.folder.modelType,
         variant: m.folder.variant,
+        file: relativeOnnxPath(m.folder),
+        weight_type: m.engine.info.shape.weightType,
+        kv_type: m.engine.info.shape.kvFloat16 ? 'float16' : 'float32',
         context_length: m.folder.contextLength,
         random_weights: m.folder.randomWeights,
-        kv_fast_path: m.engine.info.movesOnlyNewRows,
+        kv_fast_path: m.engine.info.kvPath !== 'whole-cache',
+        kv_path: m.engine.info.kvPath,
         logits_gathered: m.engine.info.gathersLogitRows,
         queued: m.engine.queuedCount,
         active: m.engine.activeCount,

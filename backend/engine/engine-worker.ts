@@ -12,7 +12,7 @@ const WARMUP_TOKENS = 64
 
 try {
   const loadStart = performance.now()
-  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }))
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
   const loadMs = performance.now() - loadStart
 
   const scheduler = new Scheduler(runner, data.scheduler, (events, stats) => {
@@ -35,7 +35,7 @@ try {
     else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
   })
   scheduler.start()
-  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
+  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
 }

@@ -1,11 +1,16 @@
+import type { IoNames } from '../model/genai-config.ts'
 import type { ExecutionOptions } from '../model/session.ts'
-import type { ModelShape } from '../model/runner.ts'
+import type { ExpectedShape, KvPath, ModelShape } from '../model/runner.ts'
 import type { SchedulerOptions } from '../scheduler/scheduler.ts'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 
 /** Messages between the engine client (main thread) and the engine worker (one per model). */
 export interface EngineWorkerData {
   onnxPath: string
+  /** Graph input / output names (from genai_config.json); Optimum's when absent. */
+  io?: IoNames
+  /** Shapes from genai_config.json, for graphs whose dims are symbolic. */
+  expected?: ExpectedShape
   execution: ExecutionOptions
   scheduler: SchedulerOptions
 }
@@ -17,6 +22,7 @@ export interface EngineInfo {
   device: 'cpu' | 'cuda'
   parameters: number
   movesOnlyNewRows: boolean
+  kvPath: KvPath
   /** The LM head runs only on sampled positions (see backend/model/logit-rows.ts). */
   gathersLogitRows: boolean
   loadMs: number

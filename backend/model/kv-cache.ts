@@ -111,6 +111,12 @@ export class KvCache {
     return { key: this.keys[layer].subarray(0, n), value: this.values[layer].subarray(0, n) }
   }
 
+  /** Row `row` of one layer as a [1, heads, columns, headDim] view (the in-place GQA path prefills rows alone). */
+  rowView(layer: number, row: number): { key: KvArray; value: KvArray } {
+    const size = this.rowSize
+    return { key: this.keys[layer].subarray(row * size, (row + 1) * size), value: this.values[layer].subarray(row * size, (row + 1) * size) }
+  }
+
   private resize(rowCapacity: number, columns: number): void {
     const Ctor = this.float16 ? Uint16Array : Float32Array
     const size = rowCapacity * this.heads * columns * this.headDim

@@ -59,13 +59,6 @@ export function encodeModel(model: onnxProto.onnx.ModelProto): Uint8Array {
   return onnx.ModelProto.encode(model).finish()
 }
 
-/** Weights in the graph's initializers (embedding and all), read from their shapes. */
-export function countParameters(model: onnxProto.onnx.ModelProto): number {
-  let total = 0
-  for (const init of model.graph?.initializer ?? []) total += (init.dims ?? []).reduce((n: number, d) => n * Number(d), 1)
-  return total
-}
-
 export function decodeModel(bytes: Uint8Array): onnxProto.onnx.ModelProto {
   return onnx.ModelProto.decode(bytes)
 }

@@ -22,7 +22,7 @@ const ROW_WISE_OPS = new Set(['Identity', 'Cast', 'Mul', 'Div', 'Add', 'Sub', 'T
  * 8-bit head's DynamicQuantizeLinear is gathered too. Returns false, leaving the graph
  * untouched, when `logits` is not reached that way (merged decoders' If nodes, for example).
  */
-export function gatherLogitRows(model: onnxProto.onnx.ModelProto): boolean {
+export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = 'logits'): boolean {
   const graph = model.graph
   if (!graph) return false
   const producer = new Map<string, Node>()
@@ -48,7 +48,7 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto): boolean {
     }
     return null
   }
-  const head = findHead('logits', 0)
+  const head = findHead(logitsName, 0)
   if (!head) return false
   // The activations are input 0; MatMulInteger's zero point (input 2) comes with them.
   let hidden = head.input![0]
@@ -80,7 +80,7 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto): boolean {
   // Shapes recorded for the old [batch, seq, ...] tensors on the path no longer hold.
   const stale = new Set(path.slice(0, -1))
   graph.valueInfo = (graph.valueInfo ?? []).filter((v) => !stale.has(v.name ?? ''))
-  const logits = graph.output!.find((o) => o.name === 'logits')!
+  const logits = graph.output!.find((o) => o.name === logitsName)!
   const dims = logits.type?.tensorType?.shape?.dim ?? []
   const vocab = dims[dims.length - 1]
   if (logits.type?.tensorType) logits.type.tensorType.shape = { dim: [{ dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }] }

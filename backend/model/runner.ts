@@ -1,6 +1,16 @@
 import * as ort from 'onnxruntime-node'
+import { OPTIMUM_IO_NAMES, layerName, type IoNames } from './genai-config.ts'
+import { InPlaceKv } from './gqa-kv.ts'
 import { KvCache, type KvArray } from './kv-cache.ts'
+import { LOGIT_ROWS_INPUT } from './logit-rows.ts'
 import { createSession, type ExecutionOptions, type LoadedSession } from './session.ts'
+
+/**
+ * How KV rows move each step: `new-rows` fetches only the step's new rows (Concat graphs,
+ * rewritten at load); `in-place` binds past and present to one buffer (GroupQueryAttention);
+ * `whole-cache` fetches present.* and copies it (any other graph; slower).
+ */
+export type KvPath = 'new-rows' | 'in-place' | 'whole-cache'
 
 /** Shapes the runner reads from the session's own input and output metadata. */
 export interface ModelShape {
@@ -12,6 +22,16 @@ export interface ModelShape {
   hasPositionIds: boolean
   /** decoder_model_merged exports switch between their two branches with this input. */
   hasUseCacheBranch: boolean
+  /** Element type of the bulk of the weights, read from the graph (float32, float16, int8, int4, ...). */
+  weightType: string
+}
+
+/** Shapes genai_config.json states; used where the graph's dims are symbolic, checked where not. */
+export interface ExpectedShape {
+  layers: number
+  kvHeads: number
+  headDim: number
+  vocabSize?: number
 }
 
 /** A prompt to prefill into a cache row that the caller has just added. */
@@ -39,13 +59,16 @@ export class ModelRunner {
   /** The input choosing which positions reach the LM head; null: logits for every position. */
   private readonly logitRows: string | null
   private readonly growColumns?: number
+  readonly kvPath: KvPath
+  private readonly inPlace: InPlaceKv | null
 
-  constructor(loaded: LoadedSession, options: { growColumns?: number } = {}) {
+  constructor(loaded: LoadedSession, options: { growColumns?: number; io?: IoNames; expected?: ExpectedShape } = {}) {
     this.session = loaded.session
     this.device = loaded.device
     this.parameters = loaded.parameters
     this.logitRows = loaded.logitRows ?? null
-    this.shape = readShape(loaded.session)
+    const io = options.io ?? OPTIMUM_IO_NAMES
+    this.shape = readShape(loaded.session, io, loaded.facts?.weightType ?? 'float32', options.expected)
     const present = (l: number, kind: string) => `present.${l}.${kind}`
     this.kvOutputs = Array.from({ length: this.shape.layers }, (_, l) => ({
       key: loaded.newRows?.get(present(l, 'key')) ?? present(l, 'key'),
@@ -54,10 +77,16 @@ export class ModelRunner {
     this.fetchesWholeCache = !loaded.newRows
     this.growColumns = options.growColumns
     this.cache = this.newCache()
+    const gqa = loaded.facts?.groupQueryAttention ?? false
+    this.kvPath = gqa ? 'in-place' : loaded.newRows ? 'new-rows' : 'whole-cache'
+    this.inPlace = gqa ? new InPlaceKv(this.session, this.shape, io, this.logitRows) : null
+    if (!gqa && JSON.stringify(io) !== JSON.stringify(OPTIMUM_IO_NAMES)) {
+      throw new Error('input/output names other than Optimum\'s are supported only for GroupQueryAttention graphs')
+    }
   }
 
-  static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void): Promise<ModelRunner> {
-    return new ModelRunner(await createSession(onnxPath, options, log))
+  static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void, graph: { io?: IoNames; expected?: ExpectedShape } = {}): Promise<ModelRunner> {
+    return new ModelRunner(await createSession(onnxPath, options, log, graph.io), graph)
   }
 
   /** Whether each step moves only new KV rows out of onnxruntime (false: whole cache, slower). */
@@ -75,6 +104,17 @@ export class ModelRunner {
    * logits of its `logitPositions` ([positions × vocab]; by default the last position's).
    */
   async prefill(rows: PrefillRow[]): Promise<Float32Array[]> {
+    if (this.inPlace) {
+      const width = Math.max(...rows.map((r) => r.tokens.length))
+      this.cache.reserveColumns(Math.max(width, this.cache.maxLength()))
+      const out: Float32Array[] = []
+      // Each row alone: GroupQueryAttention takes right-padded rows, so no shared padding.
+      for (const r of rows) {
+        const positions = r.logitPositions ?? [r.tokens.length - 1]
+        out.push(this.splitLogits(await this.inPlace.extend(this.cache, r.row, r.tokens, positions), [positions])[0])
+      }
+      return out
+    }
     const k = rows.length
     const width = Math.max(...rows.map((r) => r.tokens.length))
     const ids = new BigInt64Array(k * width)
@@ -113,6 +153,7 @@ export class ModelRunner {
    * the logits of `logitPositions` (positions within this chunk), [positions × vocab].
    */
   async prefillChunk(staging: KvCache, tokens: ArrayLike<number>, logitPositions: number[]): Promise<Float32Array> {
+    if (this.inPlace) return this.splitLogits(await this.inPlace.extend(staging, 0, tokens, logitPositions), [logitPositions])[0]
     const past = staging.lengths[0]
     const c = tokens.length
     staging.reserveColumns(past + c)
@@ -144,6 +185,7 @@ export class ModelRunner {
 
   /** One decode step: `tokens[r]` is the next input of cache row r. Returns logits [rows × vocab]. */
   async decode(tokens: ArrayLike<number>): Promise<Float32Array> {
+    if (this.inPlace) return toFloat32(await this.inPlace.decode(this.cache, tokens))
     const cache = this.cache
     const n = cache.rows
     cache.reserveColumns(cache.maxLength() + 1)
@@ -221,31 +263,45 @@ export class ModelRunner {
   }
 }
 
-function readShape(session: ort.InferenceSession): ModelShape {
+/** Inputs the runner can feed besides input_ids, attention_mask and the past KV. */
+const OPTIONAL_INPUTS = ['use_cache_branch', LOGIT_ROWS_INPUT]
+
+function readShape(session: ort.InferenceSession, io: IoNames, weightType: string, expected?: ExpectedShape): ModelShape {
   const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]))
   const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]))
   const problem = (what: string): never => {
     throw new Error(`the ONNX graph is not a decoder with a KV cache: ${what}`)
   }
-  for (const name of ['input_ids', 'attention_mask']) if (!inputs.has(name)) problem(`no ${name} input`)
-  const logits = outputs.get('logits') ?? problem('no logits output')
+  for (const name of [io.inputIds, io.attentionMask]) if (!inputs.has(name)) problem(`no ${name} input`)
+  const logits = outputs.get(io.logits) ?? problem(`no ${io.logits} output`)
   let layers = 0
-  while (inputs.has(`past_key_values.${layers}.key`)) layers++
-  if (layers === 0) problem('no past_key_values.N.key inputs')
-  const past = inputs.get('past_key_values.0.key')!
+  while (inputs.has(layerName(io.pastKey, layers))) layers++
+  if (layers === 0) problem(`no ${io.pastKey.replace('%d', 'N')} inputs`)
+  const known = new Set([io.inputIds, io.attentionMask, io.positionIds, ...OPTIONAL_INPUTS])
+  for (let l = 0; l < layers; l++) known.add(layerName(io.pastKey, l)).add(layerName(io.pastValue, l))
+  const unknown = session.inputNames.find((name) => !known.has(name))
+  if (unknown) throw new Error(`unsupported ONNX graph: input "${unknown}" is not one Switchyard can feed (input_ids, attention_mask, position_ids, use_cache_branch, past key/values)`)
+  const past = inputs.get(layerName(io.pastKey, 0))!
+  if (past.isTensor && past.type !== 'float32' && past.type !== 'float16') throw new Error(`unsupported ONNX graph: KV cache element type ${past.type} (float32 and float16 are supported)`)
   const dims = past.isTensor ? past.shape : []
-  // [batch, seq, vocab], or [rows, vocab] once the head is gathered.
-  const vocab = logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined
-  if (typeof dims[1] !== 'number' || typeof dims[3] !== 'number') problem('past_key_values shapes do not give heads and head size')
-  if (typeof vocab !== 'number') problem('logits shape does not give the vocabulary size')
+  // Fixed dims in the graph win; symbolic ones come from genai_config.json when it gives them.
+  const pick = (what: string, fromGraph: unknown, fromConfig: number | undefined): number => {
+    if (typeof fromGraph === 'number' && fromConfig !== undefined && fromGraph !== fromConfig) {
+      throw new Error(`genai_config.json gives ${what} ${fromConfig}, but the ONNX graph has ${fromGraph}`)
+    }
+    return typeof fromGraph === 'number' ? fromGraph : (fromConfig ?? problem(`the graph's shapes do not give the ${what} and no genai_config.json does`))
+  }
+  if (expected && expected.layers !== layers) throw new Error(`genai_config.json gives ${expected.layers} layers, but the ONNX graph has ${layers}`)
   return {
     layers,
-    kvHeads: dims[1] as number,
-    headDim: dims[3] as number,
-    vocabSize: vocab as number,
+    kvHeads: pick('number of KV heads', dims[1], expected?.kvHeads),
+    headDim: pick('head size', dims[3], expected?.headDim),
+    // [batch, seq, vocab], or [rows, vocab] once the head is gathered.
+    vocabSize: pick('vocabulary size', logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined, expected?.vocabSize),
     kvFloat16: past.isTensor && past.type === 'float16',
-    hasPositionIds: inputs.has('position_ids'),
+    hasPositionIds: inputs.has(io.positionIds),
     hasUseCacheBranch: inputs.has('use_cache_branch'),
+    weightType,
   }
 }
 

@@ -2,7 +2,9 @@ import { linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
-import { countParameters, decodeModel, encodeModel, exposeNewKvRows, externalDataFiles } from './kv-outputs.ts'
+import { layerName, type IoNames } from './genai-config.ts'
+import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
+import { decodeModel, encodeModel, exposeNewKvRows, externalDataFiles } from './kv-outputs.ts'
 import { gatherLogitRows, LOGIT_ROWS_INPUT } from './logit-rows.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
@@ -25,13 +27,14 @@ export interface LoadedSession {
   /** Name of the input that picks the rows the LM head runs on (see logit-rows.ts); null: every position. */
   logitRows?: string | null
   parameters: number
+  facts: GraphFacts
 }
 
 type Log = (message: string) => void
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
-export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log): Promise<LoadedSession> {
-  const { source, newRows, logitRows, parameters, cleanup } = prepareModel(onnxPath, log)
+export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames): Promise<LoadedSession> {
+  const { source, newRows, logitRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io)
   const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device]
   let lastError: unknown
   for (const device of devices) {
@@ -39,7 +42,7 @@ export async function createSession(onnxPath: string, options: ExecutionOptions,
       const settings = sessionOptions(device, options)
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
       cleanup()
-      return { session, device, newRows, logitRows, parameters }
+      return { session, device, newRows, logitRows, parameters, facts }
     } catch (error) {
       lastError = error
       if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
@@ -74,11 +77,12 @@ interface PreparedModel {
   newRows: Map<string, string> | null
   logitRows: string | null
   parameters: number
+  facts: GraphFacts
   /** Removes the temporary folder once the session holds the weights. */
   cleanup: () => void
 }
 
-function prepareModel(onnxPath: string, log: Log): PreparedModel {
+function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   const cleanup = () => {}
   let model
   try {
@@ -86,24 +90,26 @@ function prepareModel(onnxPath: string, log: Log): PreparedModel {
   } catch (error) {
     throw new Error(`${onnxPath} is not a readable ONNX model: ${firstLine(error)}`)
   }
-  const parameters = countParameters(model)
-  const logitRows = gatherLogitRows(model) ? LOGIT_ROWS_INPUT : null
+  const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
+  const { parameters } = facts
+  const logitRows = gatherLogitRows(model, io?.logits) ? LOGIT_ROWS_INPUT : null
   if (!logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
-  const rewritten = exposeNewKvRows(model)
-  if (!rewritten && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, cleanup }
+  // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
+  const rewritten = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  if (!rewritten && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
   const { model: bytes, newRows, external } = rewritten ?? { model: encodeModel(model), newRows: null, external: externalDataFiles(model) }
-  if (external.length === 0) return { source: bytes, newRows, logitRows, parameters, cleanup }
+  if (external.length === 0) return { source: bytes, newRows, logitRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
     log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as it is (no KV fast path, logits for every position)`)
-    return { source: onnxPath, newRows: null, logitRows: null, parameters, cleanup }
+    return { source: onnxPath, newRows: null, logitRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, bytes)
-  return { source: path, newRows, logitRows, parameters, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  return { source: path, newRows, logitRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {

@@ -95,6 +95,8 @@ export interface BuildOptions {
   modelType?: string
   /** genai style: also write a Hugging Face config.json (default true). */
   hfConfig?: boolean
+  /** optimum style: false leaves out the position_ids input (the graph derives positions from the mask). */
+  positionIds?: boolean
 }
 
 export interface BuiltModel {
@@ -125,8 +127,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const shape = { ...resolveShape(options.preset, options.size), tieWordEmbeddings: options.tieWordEmbeddings ?? true }
   const specs = llamaWeightSpecs(shape)
   const parameters = countParameters(specs)
-  const bytesPerWeight = { fp32: 4, fp16: 2, q4: 0.6, int8: 1, uint8: 1 }[format]
-  const external = options.externalData ?? parameters * bytesPerWeight > EXTERNAL_DATA_THRESHOLD
+  const external = options.externalData ?? weightBytes(specs, format) > EXTERNAL_DATA_THRESHOLD
 
   if (existsSync(dir) && readdirSync(dir).length > 0 && !force) {
     throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
@@ -142,7 +143,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const initializers = external
     ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
     : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
-  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format }))
+  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds }))
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
   const modelType = options.modelType ?? 'llama'
@@ -158,6 +159,13 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   await writeJson(join(dir, 'tokenizer_config.json'), tokenizerConfig)
   await writeJson(join(dir, 'special_tokens_map.json'), specialTokensMap)
   return { dir, parameters }
+}
+
+/** Bytes the weights take in `format`: embeddings and norms stay float, projections are quantized. */
+function weightBytes(specs: WeightSpec[], format: WeightFormat): number {
+  const floatBytes = format === 'fp16' ? 2 : 4
+  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, int8: 1, uint8: 1 }[format]
+  return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes), 0)
 }
 
 /** A weight's tensors in `format`: projections quantized, embeddings and norms as floats. */

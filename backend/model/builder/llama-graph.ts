@@ -8,7 +8,7 @@
 // Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
 import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
-import { projection, type WeightFormat } from './quantize.ts'
+import { projection, type Quantization, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -31,6 +31,8 @@ export type GraphStyle = 'optimum' | 'genai'
 export interface GraphOptions {
   style: GraphStyle
   weights: WeightFormat
+  /** optimum style: false computes positions from attention_mask in the graph (exports without a position_ids input). */
+  positionIds?: boolean
 }
 
 /** One learned tensor. Projections are stored as [in, out] so MatMul needs no Transpose. */
@@ -93,35 +95,36 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
 
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
   const attend: Attend =
-    options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape), attentionBias(g))
+    options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g))
 
+  const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
   let residual = hidden
-  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, options.weights, i, residual, attend)
+  for (let i = 0; i < shape.numLayers; i++) residual = decoderLayer(g, shape, quantization, i, residual, attend)
 
   const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
   if (shape.tieWordEmbeddings) {
     // Tied head: ORT constant-folds this Transpose once at session load.
     g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, 'logits')
   } else {
-    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, options.weights)], {}, 'logits')
+    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, 'logits')
   }
 
   return encodeModel({
     graphName: 'llama',
     builder: g,
-    inputs: graphInputs(shape, options.style, floatType),
+    inputs: graphInputs(shape, options.style === 'optimum' && options.positionIds !== false, floatType),
     outputs: graphOutputs(shape, floatType),
     opset: OPSET,
     producer: 'switchyard-model-builder',
   })
 }
 
-function graphInputs(shape: LlamaShape, style: GraphStyle, floatType: number) {
+function graphInputs(shape: LlamaShape, positionIds: boolean, floatType: number) {
   const inputs = [
     valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
     valueInfo('attention_mask', DataType.INT64, ['batch_size', 'total_sequence_length']),
   ]
-  if (style === 'optimum') inputs.push(valueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']))
+  if (positionIds) inputs.push(valueInfo('position_ids', DataType.INT64, ['batch_size', 'sequence_length']))
   const cacheDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim]
   for (let i = 0; i < shape.numLayers; i++) {
     inputs.push(valueInfo(`past_key_values.${i}.key`, floatType, cacheDims))
@@ -211,14 +214,25 @@ interface RopeInputs {
  * [batch, 1, seq, head_dim]. Computed in the graph like HF does in float32, so no
  * position table sits among the initializers.
  */
-function rotaryCosSin(g: GraphBuilder, shape: LlamaShape): RopeInputs {
+function rotaryCosSin(g: GraphBuilder, shape: LlamaShape, positionIds: string): RopeInputs {
   const { headDim, ropeTheta } = shape
   // HF layout: the same frequencies repeated for both halves (rotate_half convention).
   const inverseFrequencies = Array.from({ length: headDim }, (_, i) => 1 / ropeTheta ** ((2 * (i % (headDim / 2))) / headDim))
-  const positions = g.op('Unsqueeze', [g.op('Cast', ['position_ids'], { to: g.floatType }), g.int64([2])])
+  const positions = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: g.floatType }), g.int64([2])])
   const angles = g.op('Mul', [positions, g.float(inverseFrequencies)])
   const table = (op: 'Cos' | 'Sin') => g.op('Unsqueeze', [g.op(op, [angles]), g.int64([1])])
   return { cos: table('Cos'), sin: table('Sin') }
+}
+
+/**
+ * position_ids for exports that have no such input: the count of attended columns before each
+ * one (cumsum(attention_mask) - 1, at least 0), for the last sequence_length columns.
+ */
+function positionsFromMask(g: GraphBuilder): string {
+  const counted = g.op('Sub', [g.op('CumSum', ['attention_mask', g.int64([1], [])]), g.int64([1], [])])
+  const positions = g.op('Max', [counted, g.int64([0], [])])
+  const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.int64([1])], { axis: 0 })
+  return g.op('Slice', [positions, g.op('Neg', [seqLen]), g.int64([Number.MAX_SAFE_INTEGER]), g.int64([1])])
 }
 
 /**
@@ -273,7 +287,7 @@ function repeatKv(g: GraphBuilder, x: string, shape: LlamaShape): string {
 }
 
 /** SwiGLU: down(silu(gate(x)) * up(x)), SiLU written as x * Sigmoid(x). */
-function mlp(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, x: string): string {
+function mlp(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: number, x: string): string {
   const prefix = `model.layers.${layer}.mlp`
   const { hiddenSize: h, intermediateSize: ff } = shape
   const gate = projection(g, x, `${prefix}.gate_proj`, h, ff, format)
@@ -282,7 +296,7 @@ function mlp(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: nu
   return projection(g, activated, `${prefix}.down_proj`, ff, h, format)
 }
 
-function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: WeightFormat, layer: number, hidden: string, attend: Attend): string {
+function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: number, hidden: string, attend: Attend): string {
   const prefix = `model.layers.${layer}`
   const { hiddenSize: h, numHeads, numKvHeads, headDim } = shape
   const x = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)

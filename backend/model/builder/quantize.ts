@@ -15,10 +15,17 @@ export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp32', 'fp16', 'q4', 'i
 export const Q4_BLOCK_SIZE = 32
 
 /**
- * MatMulNBits accuracy_level 4 lets the CPU kernel quantize activations to int8 per block (the
- * setting the model builder uses for CPU int4 models); 0 keeps float activations.
+ * MatMulNBits accuracy_level: 4 lets the CPU kernel quantize activations to int8 per block (what
+ * the genai model builder writes for CPU int4 models); 0 (onnxruntime's MatMul4BitsQuantizer
+ * default, so transformers.js' q4 files) keeps float activations.
  */
-export const Q4_ACCURACY_LEVEL = 4
+export type Q4AccuracyLevel = 0 | 4
+
+/** How projections are stored: the weight format, and for q4 the accuracy level. */
+export interface Quantization {
+  format: WeightFormat
+  q4AccuracyLevel: Q4AccuracyLevel
+}
 
 /** A float tensor (embedding, norm weight) in the graph's float type. */
 export function floatWeight(name: string, dims: number[], data: Float32Array, format: WeightFormat): RawTensor {
@@ -42,7 +49,7 @@ export function projectionWeights(prefix: string, k: number, n: number, data: Fl
 }
 
 /** Emits x @ W for projection `prefix` in the graph; returns the output name. */
-export function projection(g: GraphBuilder, x: string, prefix: string, k: number, n: number, format: WeightFormat): string {
+export function projection(g: GraphBuilder, x: string, prefix: string, k: number, n: number, { format, q4AccuracyLevel }: Quantization): string {
   switch (format) {
     case 'fp32':
     case 'fp16':
@@ -53,7 +60,7 @@ export function projection(g: GraphBuilder, x: string, prefix: string, k: number
         N: n,
         bits: 4,
         block_size: Q4_BLOCK_SIZE,
-        accuracy_level: Q4_ACCURACY_LEVEL,
+        accuracy_level: q4AccuracyLevel,
       })[0]
     case 'int8':
     case 'uint8': {

@@ -35,7 +35,8 @@ describe('ModelRunner on stories260K', () => {
   after(async () => runner.dispose())
 
   test('reads the shape from the session and takes the new-rows fast path', () => {
-    assert.deepEqual(runner.shape, { layers: 5, kvHeads: 4, headDim: 8, vocabSize: 512, kvFloat16: false, hasPositionIds: true, hasUseCacheBranch: false })
+    assert.deepEqual(runner.shape, { layers: 5, kvHeads: 4, headDim: 8, vocabSize: 512, kvFloat16: false, hasPositionIds: true, hasUseCacheBranch: false, weightType: 'float32' })
+    assert.equal(runner.kvPath, 'new-rows')
     assert.equal(runner.movesOnlyNewRows, true)
     assert.ok(runner.parameters > 250_000 && runner.parameters < 400_000)
   })
@@ -123,7 +124,7 @@ describe('ModelRunner on stories260K', () => {
 
   test('the fallback path (fetching present.*) gives the same tokens', async () => {
     const session = await ort.InferenceSession.create(readFileSync(STORIES_ONNX), { intraOpNumThreads: 1 })
-    const slow = new ModelRunner({ session, device: 'cpu', newRows: null, parameters: 0 })
+    const slow = new ModelRunner({ session, device: 'cpu', newRows: null, parameters: 0, facts: { weightType: 'float32', groupQueryAttention: false, parameters: 0 } })
     assert.equal(slow.movesOnlyNewRows, false)
     const prompts = [tokenizer.encode('Once upon a time'), tokenizer.encode('A dog')]
     assert.deepEqual(await greedyBatch(slow, prompts, 25), await greedyBatch(runner, prompts, 25))
