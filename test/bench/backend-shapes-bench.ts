@@ -161,7 +161,7 @@ function startEngine(onnxPath: string, threads: number, contextLength: number, m
 
 async function benchFormat(shape: PresetName, format: WeightFormat, threads: number): Promise<FormatResult> {
   const dir = await ensureModel(shape, format)
-  const folder = loadModelFolder(dir)
+  const folder = loadModelFolder(dir, { variant: format })
   const onnxPath = join(dir, 'onnx', OPTIMUM_FILE_NAMES[format])
   // One pass for any benchmarked prompt: TTFT measures prefill, not chunking.
   const engine = await startEngine(onnxPath, threads, folder.contextLength, Math.max(2048, ...PROMPTS))
@@ -262,7 +262,7 @@ async function itlWindow(engine: Engine, vocab: number, contextLength: number): 
 
 async function benchItl(shape: PresetName, format: WeightFormat, threads: number): Promise<ItlResult> {
   const dir = await ensureModel(shape, format)
-  const folder = loadModelFolder(dir)
+  const folder = loadModelFolder(dir, { variant: format })
   const onnxPath = join(dir, 'onnx', OPTIMUM_FILE_NAMES[format])
   const chunked = await startEngine(onnxPath, threads, folder.contextLength, CHUNK)
   const unchunked = await startEngine(onnxPath, threads, folder.contextLength, Math.max(2048, ITL_PROMPT))

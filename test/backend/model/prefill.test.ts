@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test'
 import onnxProto from 'onnx-proto'
 import * as ort from 'onnxruntime-node'
 import { buildRandomLlama, OPTIMUM_FILE_NAMES } from '../../../backend/model/builder/build-model.ts'
+import { loadModelFolder } from '../../../backend/model/folder.ts'
 import { decodeModel } from '../../../backend/model/kv-outputs.ts'
 import { gatherLogitRows, LOGIT_ROWS_INPUT } from '../../../backend/model/logit-rows.ts'
 import { halfToFloat, ModelRunner } from '../../../backend/model/runner.ts'
@@ -166,6 +167,29 @@ describe('LM head gather on the project builder\'s graphs', () => {
       // their numbers depend on which rows share a pass: chunking is exact for the others only.
       if (!weights.endsWith('int8')) assert.deepEqual(await greedyChunked(runner, prompt, 2, 12), await greedyChunked(runner, prompt, Infinity, 12))
       await Promise.all([runner.dispose(), plain.release()])
+    })
+  }
+})
+
+describe('LM head gather and chunked prefill on GroupQueryAttention graphs (genai style, in-place KV)', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'switchyard-prefill-gqa-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  for (const weights of ['fp32', 'fp16'] as const) {
+    test(`${weights}: gathered, in place; chunked prefill gives the same greedy ids as one pass`, async () => {
+      const folderDir = join(dir, weights)
+      await buildRandomLlama({ dir: folderDir, preset: 'tiny', seed: 9, style: 'genai', weights })
+      const folder = loadModelFolder(folderDir)
+      const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, { io: folder.io, expected: folder.expected })
+      assert.equal(runner.kvPath, 'in-place')
+      assert.equal(runner.gathersLogitRows, true)
+      const prompt = [1, 5, 9, 20, 3, 7, 11, 40, 2, 8]
+      const whole = await greedyChunked(runner, prompt, Infinity, 12)
+      for (const chunk of [3, 4]) assert.deepEqual(await greedyChunked(runner, prompt, chunk, 12), whole, `chunks of ${chunk}`)
+      await runner.dispose()
     })
   }
 })
