@@ -26,8 +26,10 @@ import { loadBaseline, runTransformers, type Baseline } from './transformers-bas
  * Env (comma lists): BENCH_SHAPES (smollm2-135m,llama-3.2-1b), BENCH_FORMATS (fp32,q4,int8),
  * BENCH_THREADS_LIST (1,2), BENCH_PROMPTS (32,512,1500), BENCH_ROUNDS (2), BENCH_DECODE_TOKENS
  * (32), BENCH_STREAMS (16), BENCH_STREAM_TOKENS (16), BENCH_ITL_STREAMS (8), BENCH_ITL_PROMPT
- * (1500), BENCH_CHUNK (256), BENCH_ITL (1: measure it), BENCH_CACHE (.cache/bench-models),
- * BENCH_OUT (docs/bench). Models are built once into BENCH_CACHE (outside git).
+ * (1500), BENCH_CHUNK (256), BENCH_ITL (1: measure it), BENCH_TTFT_CHUNK (512: TTFT of prompts
+ * longer than this also measured with chunked prefill in chunks of this size, against
+ * transformers.js again; 0: not), BENCH_CACHE (.cache/bench-models), BENCH_OUT (docs/bench).
+ * Models are built once into BENCH_CACHE (outside git).
  */
 const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map((s) => s.trim()).filter(Boolean)
 const int = (name: string, fallback: number) => {
@@ -47,6 +49,7 @@ const ITL_STREAMS = int('BENCH_ITL_STREAMS', 8)
 const ITL_PROMPT = int('BENCH_ITL_PROMPT', 1500)
 const CHUNK = int('BENCH_CHUNK', 256)
 const ITL = process.env.BENCH_ITL !== '0'
+const TTFT_CHUNK = int('BENCH_TTFT_CHUNK', 512)
 const CACHE = resolve(REPO_ROOT, process.env.BENCH_CACHE ?? '.cache/bench-models')
 const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const SHORT_PROMPT = 32
@@ -147,6 +150,8 @@ interface FormatResult {
   parameters: number
   gathersLogitRows: boolean
   ttftMs: Record<number, Comparison>
+  /** TTFT with chunked prefill (chunks of TTFT_CHUNK), for prompts longer than that. */
+  chunkedTtftMs: Record<number, Comparison>
   decodeTokensPerSecond: Comparison
   aggregateTokensPerSecond: Comparison
 }
@@ -179,6 +184,21 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
       const runs = await interleaved(`${shape} ${format} t${threads} TTFT @${length}`, () => runEngine(engine, prompt, 1, 1), () => runBaseline(baseline, prompt, 1, 1))
       ttftMs[length] = compare(runs.ours.map((r) => r.ttftMs), runs.transformers.map((r) => r.ttftMs))
     }
+    const chunkedTtftMs: Record<number, Comparison> = {}
+    const long = PROMPTS.filter((p) => TTFT_CHUNK > 0 && p > TTFT_CHUNK)
+    if (long.length > 0) {
+      const chunked = await startEngine(onnxPath, threads, folder.contextLength, TTFT_CHUNK)
+      try {
+        await runEngine(chunked, short, 1, 8)
+        for (const length of long) {
+          const prompt = randomPrompt(length, vocab, length)
+          const runs = await interleaved(`${shape} ${format} t${threads} TTFT @${length} chunks of ${TTFT_CHUNK}`, () => runEngine(chunked, prompt, 1, 1), () => runBaseline(baseline, prompt, 1, 1))
+          chunkedTtftMs[length] = compare(runs.ours.map((r) => r.ttftMs), runs.transformers.map((r) => r.ttftMs))
+        }
+      } finally {
+        await chunked.close()
+      }
+    }
     const decode = await interleaved(`${shape} ${format} t${threads} decode ×${DECODE_TOKENS}`, () => runEngine(engine, short, 1, DECODE_TOKENS), () => runBaseline(baseline, short, 1, DECODE_TOKENS))
     const aggregate = await interleaved(`${shape} ${format} t${threads} ${STREAMS} streams ×${STREAM_TOKENS}`, () => runEngine(engine, short, STREAMS, STREAM_TOKENS), () => runBaseline(baseline, short, STREAMS, STREAM_TOKENS))
     return {
@@ -188,6 +208,7 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
       parameters: engine.info.parameters,
       gathersLogitRows: engine.info.gathersLogitRows,
       ttftMs,
+      chunkedTtftMs,
       decodeTokensPerSecond: compare(decode.ours.map((r) => r.tokensPerSecond), decode.transformers.map((r) => r.tokensPerSecond)),
       aggregateTokensPerSecond: compare(aggregate.ours.map((r) => r.tokensPerSecond), aggregate.transformers.map((r) => r.tokensPerSecond)),
     }
@@ -350,6 +371,16 @@ function markdown(report: { command: string; date: string; load: { start: number
     `|---|---|--:|${PROMPTS.map(() => '--:').join('|')}|`,
     ...rows.map((r) => `| ${r.shape} | ${r.format} | ${r.threads} | ${PROMPTS.map((p) => (r.ttftMs[p] ? `${f(r.ttftMs[p].ours, 0)} / ${f(r.ttftMs[p].transformers, 0)} = **${f(r.ttftMs[p].ratio, 2)}×**` : '–')).join(' | ')} |`),
     '',
+    ...(rows.some((r) => Object.keys(r.chunkedTtftMs ?? {}).length > 0)
+      ? [
+          `### The same with chunked prefill (chunks of ${TTFT_CHUNK}; nothing else running)`,
+          '',
+          '| shape | format | threads | prompt | ours chunked / transformers.js |',
+          '|---|---|--:|--:|--:|',
+          ...rows.flatMap((r) => Object.entries(r.chunkedTtftMs ?? {}).map(([p, c]) => `| ${r.shape} | ${r.format} | ${r.threads} | ${p} | ${f(c.ours, 0)} / ${f(c.transformers, 0)} = **${f(c.ratio, 2)}×** |`)),
+          '',
+        ]
+      : []),
     '## Decode (tokens/s, median; ours / transformers.js, higher is better)',
     '',
     `| shape | format | threads | single stream (${DECODE_TOKENS} tokens) | ${STREAMS} streams × ${STREAM_TOKENS} tokens |`,
