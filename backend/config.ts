@@ -23,6 +23,8 @@ export const backendConfigSchema = z.object({
   MAX_QUEUE: intFrom(0, 100_000, 256),
   REQUEST_TIMEOUT_MS: intFrom(1, 86_400_000, 300_000),
   DRAIN_TIMEOUT_MS: intFrom(0, 3_600_000, 30_000),
+  /** An engine worker showing no progress (no finished step while it has work, no idle beat) for this long fails /live and /ready. */
+  ENGINE_STALL_TIMEOUT_MS: intFrom(100, 3_600_000, 60_000),
   MAX_BODY_BYTES: intFrom(1024, 1 << 30, 1 << 20),
   RETRY_AFTER_SECONDS: intFrom(1, 3600, 1),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -63,6 +63,7 @@ const app = createBackendApp({
   maxBodyBytes: config.MAX_BODY_BYTES,
   isDraining: () => draining,
   isReady: () => ready,
+  engineStallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
   gatewayAuth: keyFile && gatewayAuth({ keys: keyFile.current, audience: config.GATEWAY_TOKEN_AUDIENCE, onRefused: logRefusal }),
 })
 
@@ -85,6 +86,7 @@ try {
         expected: folder.expected,
         execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
         scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
+        stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
       },
       { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },
     ).catch((error) => {

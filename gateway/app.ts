@@ -51,6 +51,12 @@ export interface GatewayDeps {
    * is cancelled; returns how to stop watching. Default: the request's AbortSignal.
    */
   watchClient?: WatchClient
+  /**
+   * Identical concurrent cache misses share one backend call (default true). False where a
+   * request's I/O dies with it (Workers: the others would read an upstream torn down when the
+   * first client leaves).
+   */
+  coalesceIdenticalRequests?: boolean
 }
 
 /**
@@ -68,10 +74,10 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const configKeys: ApiKeyRecord[] = config.auth.apiKeys.map((k) => ({ ...k, createdAt: 'config', source: 'config' }))
   const lookup = createKeyLookup({ configKeys, store: deps.keyStore })
   const jwt = config.auth.jwt ? createJwtVerifier({ ...config.auth.jwt, keys: config.auth.jwt.keys as never, defaultLimits: config.limits.defaults }) : undefined
-  const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger }) : null
+  const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger, coalesce: deps.coalesceIdenticalRequests ?? true }) : null
   const adminToken = config.env.ADMIN_TOKEN
 
-  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse }))
+  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse, watchClient: deps.watchClient }))
 
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // 503 while the entry drains, so load balancers stop sending before the listener closes.

@@ -11,6 +11,7 @@ import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
 import { watchConfigFile } from './config/watch.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { trackServerConnections } from './server-drain.ts'
 import { startDnsDiscovery } from './routing/discovery.ts'
 import { Router } from './routing/router.ts'
 import type { GatewayConfig } from './config/schema.ts'
@@ -54,7 +55,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     warn: (fields, message) => pinoLogger.warn(fields, message),
     error: (fields, message) => pinoLogger.error(fields, message),
   }
-  const metrics = createPromMetrics()
+  const metrics = createPromMetrics({ keyIdLabels: config.metrics.keyIdLabels })
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
   const redis = redisWanted
@@ -133,6 +134,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     // The TLS server takes them as properties, for its HTTP/1.1 connections; set before it starts listening.
     if (tls) Object.assign(s, receiveTimeouts(config.server))
   })
+  const serverDrain = trackServerConnections(server)
   const port = (server.address() as AddressInfo).port
 
   let metricsServer: ServerType | undefined
@@ -155,14 +157,9 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       stopWatching()
       discovery.stop()
       // Requests still in flight may need a retry or a stream continuation: the router (breakers,
-      // health checks) stays up until the server has finished them. Keep-alive connections that
-      // are idle now, or become idle while others finish, are closed rather than waited out.
-      const closeIdle = () => (server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
-      const sweep = setInterval(closeIdle, 100)
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      closeIdle()
-      await closed
-      clearInterval(sweep)
+      // health checks) stays up until the server has finished them (see server-drain.ts).
+      const { cutConnections } = await serverDrain.drain(config.server.drainTimeoutMs)
+      if (cutConnections > 0) logger.warn({ cutConnections, drainTimeoutMs: config.server.drainTimeoutMs }, 'drain timeout reached: connections still busy were closed')
       router.close()
       metricsServer?.close()
       redis?.disconnect()

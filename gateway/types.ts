@@ -114,9 +114,11 @@ export interface GatewayMetrics {
 }
 
 /** Why a try at a backend node did not give a usable answer ('ok' when it did). */
-export type AttemptOutcome = 'ok' | 'connect_error' | 'timeout' | 'server_error' | 'overloaded' | 'stall' | 'client_error' | 'breaker_open' | 'client_closed'
+export const ATTEMPT_OUTCOMES = ['ok', 'connect_error', 'timeout', 'server_error', 'overloaded', 'stall', 'client_error', 'breaker_open', 'client_closed'] as const
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number]
 
-export type BreakerState = 'closed' | 'half_open' | 'open'
+export const BREAKER_STATES = ['closed', 'half_open', 'open'] as const
+export type BreakerState = (typeof BREAKER_STATES)[number]
 
 /** What the router records: tries, failovers, breakers, health, the retry budget. */
 export interface RoutingMetrics {
@@ -128,6 +130,8 @@ export interface RoutingMetrics {
   retryBudgetExhausted(): void
   inFlight(labels: { region: string; backend: string }, value: number): void
   served(labels: { model: string; version: string; region: string }): void
+  /** The node left the topology (config reload, DNS discovery): its per-node series go with it. */
+  nodeRemoved(labels: { region: string; backend: string }): void
 }
 
 export const noopRoutingMetrics: RoutingMetrics = {
@@ -139,4 +143,5 @@ export const noopRoutingMetrics: RoutingMetrics = {
   retryBudgetExhausted() {},
   inFlight() {},
   served() {},
+  nodeRemoved() {},
 }

@@ -13,6 +13,7 @@ import type { Context, Hono } from 'hono'
 import { createGatewayApp } from './app.ts'
 import { ConfigError } from './config/parse.ts'
 import { errorResponse } from './pipeline/errors.ts'
+import { watchRequestSignal } from './pipeline/watch-client.ts'
 import { createBackendTokenSigner } from './proxy/backend-token.ts'
 import { fetchUpstream } from './proxy/upstream.ts'
 import { Router } from './routing/router.ts'
@@ -64,6 +65,13 @@ function build(env: WorkerEnv): Gateway {
     peerAddress: (c) => c.req.header('cf-connecting-ip'),
     edgeLocation: edgeLocation(config.routing.edgeRegions),
     backendToken: signer && (() => signer.token()),
+    // workerd aborts request.signal when the client leaves (enable_request_signal) and then
+    // drops the response stream without cancelling it: the request is ended from the abort,
+    // inside its own context so what it settles is kept alive with ctx.waitUntil.
+    watchClient: (c, onGone) => watchRequestSignal(c, () => withRequestContext(c.executionCtx, onGone)),
+    // A coalesced follower would read the first request's upstream, which workerd tears down
+    // with that request.
+    coalesceIdenticalRequests: false,
   })
   return { app, router }
 }

@@ -1,15 +1,17 @@
-import { Hono, type MiddlewareHandler } from 'hono'
+import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { relativeOnnxPath } from '../model/folder.ts'
 import { ApiError, errorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
 import { chatCompletions, completions, listModels } from './openai.ts'
-import { relativeOnnxPath } from '../model/folder.ts'
 
 export interface BackendAppOptions extends ApiContext {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
+  /** An engine with no progress for longer fails /live (liveness probe) and /ready. */
+  engineStallTimeoutMs: number
   /** Gateway-token check (gateway-auth.ts) run before every route; absent, the node is open to anyone. */
   gatewayAuth?: MiddlewareHandler
 }
@@ -81,9 +83,25 @@ export function createBackendApp(options: BackendAppOptions): Hono {
       })),
     }),
   )
+  // Engines whose worker has shown no progress for longer than the stall timeout (heartbeat.ts).
+  const stalledEngines = () =>
+    [...options.models.values()].flatMap((m) => {
+      const since = m.engine.msSinceProgress
+      return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
+    })
+  const stalledResponse = (c: Context, stalled: ReturnType<typeof stalledEngines>) => c.json({ status: 'stalled', stall_timeout_ms: options.engineStallTimeoutMs, stalled }, 503)
   app.get('/health', (c) => c.json({ status: 'ok' }))
+  // Liveness: the process answers AND every loaded engine still makes progress. A model still
+  // loading passes (the startup probe waits for /ready).
+  app.get('/live', (c) => {
+    const stalled = stalledEngines()
+    if (stalled.length > 0) return stalledResponse(c, stalled)
+    return c.json({ status: options.isReady() ? 'ok' : 'loading' })
+  })
   app.get('/ready', (c) => {
     if (options.isDraining()) return c.json({ status: 'draining' }, 503)
+    const stalled = stalledEngines()
+    if (stalled.length > 0) return stalledResponse(c, stalled)
     return options.isReady() ? c.json({ status: 'ready' }) : c.json({ status: 'loading' }, 503)
   })
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }))

@@ -4,7 +4,7 @@
  * file. The file may list several keys, so keys rotate without downtime: add the new public
  * key to every backend, switch the gateway's signing key, remove the old key later.
  *
- * `/health`, `/ready` and `/metrics` stay open: probes and Prometheus cannot sign tokens, and
+ * `/health`, `/live`, `/ready` and `/metrics` stay open: probes and Prometheus cannot sign tokens, and
  * the deployments' NetworkPolicy decides who reaches them.
  */
 import { readFile, stat } from 'node:fs/promises'
@@ -18,7 +18,7 @@ export const MAX_TOKEN_LIFETIME_SECONDS = 300
 /** Leeway for exp, nbf and iat between the gateway's clock and ours. */
 export const CLOCK_TOLERANCE_SECONDS = 5
 /** Routes answered without a token (probes and Prometheus cannot sign). */
-export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set(['/health', '/ready', '/metrics'])
+export const UNAUTHENTICATED_PATHS: ReadonlySet<string> = new Set(['/health', '/live', '/ready', '/metrics'])
 
 /** The only algorithms accepted, each with the one key type it may use. */
 const KEY_TYPES: Record<string, { kty: string; crv: string }> = {

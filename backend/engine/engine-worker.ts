@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { ModelRunner } from '../model/runner.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
+import { Heartbeat } from './heartbeat.ts'
 import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 // The decode loop runs here, off the main thread, so HTTP, health checks and SSE writes stay
@@ -15,7 +16,10 @@ try {
   const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
   const loadMs = performance.now() - loadStart
 
+  const heartbeat = new Heartbeat(data.heartbeat)
   const scheduler = new Scheduler(runner, data.scheduler, (events, stats) => {
+    // Every step with sequences in it emits: each one is progress.
+    heartbeat.beat()
     if (warmingUp) return
     post({ type: 'step', events, stats })
   })
@@ -35,6 +39,11 @@ try {
     else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
   })
   scheduler.start()
+  // With work queued or running only finished steps count; an idle engine has nothing to prove.
+  heartbeat.beat()
+  setInterval(() => {
+    if (scheduler.waitingCount + scheduler.runningCount === 0) heartbeat.beat()
+  }, data.idleBeatIntervalMs).unref()
   post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })

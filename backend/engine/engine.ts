@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
+import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
 import type { EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 export type EngineEvents = {
@@ -20,7 +21,7 @@ export class Engine {
   private nextId = 1
   private closed = false
 
-  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents) {
+  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents, private readonly heartbeat: Heartbeat) {
     this.worker = worker
     this.info = info
     worker.on('message', (message: FromWorker) => {
@@ -33,8 +34,14 @@ export class Engine {
     worker.on('exit', () => this.failAll('engine worker exited'))
   }
 
-  /** Starts the worker, loads and warms up the model; resolves once it can take requests. */
-  static start(data: EngineWorkerData, events: EngineEvents = {}): Promise<Engine> {
+  /**
+   * Starts the worker, loads and warms up the model; resolves once it can take requests.
+   * `stallTimeoutMs` is how long the worker may show no progress before `stalledForMs` reports it.
+   */
+  static start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
+    const { stallTimeoutMs, ...rest } = options
+    const heartbeat = new Heartbeat()
+    const data: EngineWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
     const worker = startWorker(new URL('./engine-worker.ts', import.meta.url), data)
     return new Promise((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
@@ -46,7 +53,7 @@ export class Engine {
           worker.off('message', onMessage)
           worker.off('exit', onExit)
           const { type: _type, ...info } = message
-          resolve(new Engine(worker, info, events))
+          resolve(new Engine(worker, info, events, heartbeat))
         }
       }
       const onExit = (code: number) => reject(new Error(`engine worker exited with code ${code} while loading`))
@@ -54,6 +61,11 @@ export class Engine {
       worker.once('error', reject)
       worker.once('exit', onExit)
     })
+  }
+
+  /** Milliseconds since the worker last showed progress (a finished step, or idling). */
+  get msSinceProgress(): number {
+    return this.heartbeat.ageMs()
   }
 
   /** Sequences submitted but not yet started. */

@@ -13,6 +13,9 @@ export interface EngineWorkerData {
   expected?: ExpectedShape
   execution: ExecutionOptions
   scheduler: SchedulerOptions
+  /** Heartbeat slot (heartbeat.ts) and how often the worker beats while idle. */
+  heartbeat: SharedArrayBuffer
+  idleBeatIntervalMs: number
 }
 
 export type ToWorker = { type: 'add'; request: SequenceRequest } | { type: 'abort'; id: number } | { type: 'stop' }

@@ -17,7 +17,7 @@ const FLOAT_NAMES: Record<number, string> = { [DataType.FLOAT]: 'float32', [Data
 
 export function readGraphFacts(model: onnxProto.onnx.ModelProto, presentKey: (layer: number) => string): GraphFacts {
   const graph = model.graph
-  const nodes = graph?.node ?? []
+  const nodes = graph ? allNodes(graph) : []
   const initializers = new Map((graph?.initializer ?? []).map((t) => [t.name ?? '', t]))
   const attribute = (node: onnxProto.onnx.INodeProto, name: string) => node.attribute?.find((a) => a.name === name)
 
@@ -73,4 +73,12 @@ function dominantFloatType(initializers: onnxProto.onnx.ITensorProto[]): string 
   }
   const [top] = [...elements].sort((a, b) => b[1] - a[1])
   return top ? FLOAT_NAMES[top[0]] : 'float32'
+}
+
+/** The graph's nodes and those of its subgraphs (merged decoders keep their decoder in If branches). */
+function allNodes(graph: onnxProto.onnx.IGraphProto): onnxProto.onnx.INodeProto[] {
+  return (graph.node ?? []).flatMap((node) => [
+    node,
+    ...(node.attribute ?? []).flatMap((a) => [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]).flatMap(allNodes),
+  ])
 }

@@ -40,11 +40,11 @@ export function exposeNewKvRows(model: onnxProto.onnx.ModelProto): { model: Uint
   if (newRows.size === 0) return null
   graph.output!.push(...added.map((v) => onnx.ValueInfoProto.create(v)))
 
-  return { model: encodeModel(model), newRows, external: externalDataFiles(model) }
+  return { model: onnx.ModelProto.encode(model).finish(), newRows, external: externalFiles(model) }
 }
 
-/** Files holding the graph's external weight data, relative to the model's folder. */
-export function externalDataFiles(model: onnxProto.onnx.ModelProto): string[] {
+/** The side files holding the model's external weights. */
+export function externalFiles(model: onnxProto.onnx.ModelProto): string[] {
   const external = new Set<string>()
   for (const init of model.graph?.initializer ?? []) {
     if (init.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {

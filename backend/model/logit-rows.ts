@@ -18,18 +18,16 @@ const ROW_WISE_OPS = new Set(['Identity', 'Cast', 'Mul', 'Div', 'Add', 'Sub', 'T
  * Decoders compute `logits` for every position ([batch, seq, vocab]) although sampling needs
  * the last one (and `echo` + `logprobs` a few more). This rewrite flattens the head's input to
  * [batch × seq, hidden] and gathers the rows named by a new input (LOGIT_ROWS_INPUT), so the
- * head and everything after it see [rows, hidden] and `logits` becomes [rows, vocab]. An
- * 8-bit head's DynamicQuantizeLinear is gathered too. Returns false, leaving the graph
+ * head and everything after it see [1, rows, hidden] and `logits` becomes [1, rows, vocab].
+ * Returns false, leaving the graph
  * untouched, when `logits` is not reached that way (merged decoders' If nodes, for example).
  */
 export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = 'logits'): boolean {
   const graph = model.graph
   if (!graph) return false
   const producer = new Map<string, Node>()
-  const consumers = new Map<string, Node[]>()
   for (const node of graph.node ?? []) {
     for (const out of node.output ?? []) producer.set(out, node)
-    for (const input of node.input ?? []) consumers.set(input, [...(consumers.get(input) ?? []), node])
   }
   const isConstant = constantTest(graph, producer)
   const dataInputs = (node: Node) => (node.input ?? []).filter((name) => name !== '' && !isConstant(name))
@@ -51,30 +49,34 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   const head = findHead(logitsName, 0)
   if (!head) return false
   // The activations are input 0; MatMulInteger's zero point (input 2) comes with them.
-  let hidden = head.input![0]
+  const hidden = head.input![0]
   const others = dataInputs(head).filter((name) => name !== hidden && !(head.opType === 'MatMulInteger' && name === head.input![2]))
   if (isConstant(hidden) || others.length > 0) return false
-  let target = head
-  const quantizer = producer.get(hidden)
-  if (quantizer?.opType === 'DynamicQuantizeLinear') {
-    // Only gather there if that quantizer's outputs feed the head and its scaling alone.
-    const onPath = new Set(path.map((t) => producer.get(t)))
-    if (quantizer.output!.some((out) => (consumers.get(out) ?? []).some((c) => !onPath.has(c) && !isScaleOf(c, onPath, consumers)))) return false
-    path.push(...quantizer.output!)
-    target = quantizer
-    hidden = quantizer.input![0]
-  }
+  // An 8-bit head quantizes its input with DynamicQuantizeLinear, which int8-rows.ts turns into
+  // per-row ops; gathering in front of that fails in onnxruntime's MatMulIntegerToFloat fusion
+  // (broadcast error on the untied head), so such heads keep computing every position.
+  if (producer.get(hidden)?.opType === 'DynamicQuantizeLinear') return false
   path.push(hidden)
 
   const flat = `${LOGIT_ROWS_INPUT}/flat`
+  const rows = `${LOGIT_ROWS_INPUT}/rows`
   const gathered = `${LOGIT_ROWS_INPUT}/gathered`
+  // Back to rank 3 ([1, rows, hidden]) so the head and what follows see the layout they were
+  // exported for (8-bit heads' per-row scales and onnxruntime's fusions broadcast on it).
+  const opset = Number(model.opsetImport?.find((o) => !o.domain)?.version ?? 13)
+  const axes = `${LOGIT_ROWS_INPUT}/axes`
+  if (opset >= 13) graph.initializer!.push(onnx.TensorProto.create({ name: axes, dims: [1], dataType: onnx.TensorProto.DataType.INT64, int64Data: [0] }))
+  const int = (name: string, i: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i })
   const added = [
-    onnx.NodeProto.create({ name: flat, opType: 'Flatten', input: [hidden], output: [flat], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: -1 }] }),
-    onnx.NodeProto.create({ name: gathered, opType: 'Gather', input: [flat, LOGIT_ROWS_INPUT], output: [gathered], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] }),
+    onnx.NodeProto.create({ name: flat, opType: 'Flatten', input: [hidden], output: [flat], attribute: [int('axis', -1)] }),
+    onnx.NodeProto.create({ name: rows, opType: 'Gather', input: [flat, LOGIT_ROWS_INPUT], output: [rows], attribute: [int('axis', 0)] }),
+    opset >= 13
+      ? onnx.NodeProto.create({ name: gathered, opType: 'Unsqueeze', input: [rows, axes], output: [gathered] })
+      : onnx.NodeProto.create({ name: gathered, opType: 'Unsqueeze', input: [rows], output: [gathered], attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0] }] }),
   ]
-  target.input = target.input!.map((name) => (name === hidden ? gathered : name))
+  head.input = head.input!.map((name) => (name === hidden ? gathered : name))
   // Nodes stay topologically sorted: the new ones go right before the one they feed.
-  graph.node!.splice(graph.node!.indexOf(target), 0, ...added)
+  graph.node!.splice(graph.node!.indexOf(head), 0, ...added)
   graph.input!.push(onnx.ValueInfoProto.create({ name: LOGIT_ROWS_INPUT, type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'logit_rows' }] } } } }))
 
   // Shapes recorded for the old [batch, seq, ...] tensors on the path no longer hold.
@@ -83,13 +85,8 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   const logits = graph.output!.find((o) => o.name === logitsName)!
   const dims = logits.type?.tensorType?.shape?.dim ?? []
   const vocab = dims[dims.length - 1]
-  if (logits.type?.tensorType) logits.type.tensorType.shape = { dim: [{ dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }] }
+  if (logits.type?.tensorType) logits.type.tensorType.shape = { dim: [{ dimValue: 1 }, { dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }] }
   return true
-}
-
-/** A node (the activation × weight scale Mul) whose outputs only feed nodes on the head's path. */
-function isScaleOf(node: Node, onPath: Set<Node | undefined>, consumers: Map<string, Node[]>): boolean {
-  return (node.output ?? []).every((out) => (consumers.get(out) ?? []).every((c) => onPath.has(c)))
 }
 
 /** True for tensors computed from initializers and constants only (a tied head's Transpose). */

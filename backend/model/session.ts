@@ -4,7 +4,8 @@ import { dirname, join, resolve } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { layerName, type IoNames } from './genai-config.ts'
 import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
-import { decodeModel, encodeModel, exposeNewKvRows, externalDataFiles } from './kv-outputs.ts'
+import { quantizeActivationsPerRow } from './int8-rows.ts'
+import { decodeModel, encodeModel, exposeNewKvRows, externalFiles } from './kv-outputs.ts'
 import { gatherLogitRows, LOGIT_ROWS_INPUT } from './logit-rows.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
@@ -92,24 +93,27 @@ function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   }
   const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
   const { parameters } = facts
+  // The LM head runs on the sampled rows only (logit-rows.ts); gathered before the 8-bit rewrite, which then quantizes those rows.
   const logitRows = gatherLogitRows(model, io?.logits) ? LOGIT_ROWS_INPUT : null
   if (!logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
+  // 8-bit dynamic quantization becomes per row, so batch rows stay independent (int8-rows.ts).
+  const requantized = quantizeActivationsPerRow(model) > 0
   // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
-  const rewritten = facts.groupQueryAttention ? null : exposeNewKvRows(model)
-  if (!rewritten && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
-  const { model: bytes, newRows, external } = rewritten ?? { model: encodeModel(model), newRows: null, external: externalDataFiles(model) }
-  if (external.length === 0) return { source: bytes, newRows, logitRows, parameters, facts, cleanup }
+  const newRowsRewrite = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  if (!newRowsRewrite && !requantized && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
+  const rewritten = newRowsRewrite ?? { model: encodeModel(model), newRows: null, external: externalFiles(model) }
+  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
-    for (const file of external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
+    for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
-    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as it is (no KV fast path, logits for every position)`)
+    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as stored (no KV fast path, no per-row 8-bit rewrite, logits for every position)`)
     return { source: onnxPath, newRows: null, logitRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
-  writeFileSync(path, bytes)
-  return { source: path, newRows, logitRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  writeFileSync(path, rewritten.model)
+  return { source: path, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }
 
 function firstLine(error: unknown): string {

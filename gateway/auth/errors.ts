@@ -18,6 +18,10 @@ export type AuthReason =
   | 'jwt_bad_signature'
   | 'jwt_expired'
   | 'jwt_not_yet_valid'
+  /** iat later than now plus the clock tolerance. */
+  | 'jwt_issued_in_future'
+  /** exp further from iat (or now) than auth.jwt.maxLifetimeSeconds. */
+  | 'jwt_lifetime_too_long'
   | 'jwt_wrong_issuer'
   | 'jwt_wrong_audience'
   | 'jwt_missing_claim'

@@ -37,8 +37,10 @@ export interface JwtVerifierOptions {
   algorithms: string[]
   issuer?: string | string[]
   audience?: string | string[]
-  /** Leeway for exp/nbf. Default 0. */
+  /** Leeway for exp, nbf and iat. Default 0. */
   clockToleranceSeconds?: number
+  /** Longest a token may be valid: exp − iat (and exp − now) beyond this is refused. Absent = unbounded. */
+  maxLifetimeSeconds?: number
   claims?: JwtClaimNames
   /** Fallback for each limit field the token does not set. */
   defaultLimits: Limits
@@ -167,6 +169,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   if ((options.jwksUrl === undefined) === (options.keys === undefined)) throw new Error('jwt: configure exactly one of jwksUrl and keys')
   const tolerance = options.clockToleranceSeconds ?? 0
   if (!Number.isFinite(tolerance) || tolerance < 0) throw new Error('jwt: clockToleranceSeconds must be a non-negative number')
+  const maxLifetime = options.maxLifetimeSeconds
+  if (maxLifetime !== undefined && !(Number.isFinite(maxLifetime) && maxLifetime > 0)) throw new Error('jwt: maxLifetimeSeconds must be a positive number')
   const claimNames = { tenant: options.claims?.tenant ?? 'tenant', models: options.claims?.models, limits: options.claims?.limits }
 
   let resolver: KeyResolver
@@ -212,6 +216,19 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     }
   }
 
+  /**
+   * jose checks exp and nbf; a token issued in the future, or valid for longer than allowed, is
+   * refused here (a leaked long-lived token could otherwise never be contained, since JWTs cannot be revoked).
+   */
+  function checkTimes(payload: JWTPayload): void {
+    const now = Math.floor(Date.now() / 1000)
+    const { iat, exp } = payload
+    if (iat !== undefined && iat > now + tolerance) throw new AuthError('jwt_issued_in_future')
+    if (maxLifetime === undefined || exp === undefined) return
+    const lifetime = Math.max(exp - now, iat === undefined ? 0 : exp - iat)
+    if (lifetime > maxLifetime + tolerance) throw new AuthError('jwt_lifetime_too_long', { detail: `${lifetime} s` })
+  }
+
   return {
     async verify(token: string): Promise<Principal> {
       if (typeof token !== 'string' || !isWellFormedCredential(token) || token.split('.').length !== 3) throw new AuthError('jwt_malformed')
@@ -221,6 +238,7 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       } catch (error) {
         throw toAuthError(error)
       }
+      checkTimes(payload)
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AuthError('jwt_bad_claim', { detail: 'sub' })
       const tenant = payload[claimNames.tenant]
       if (tenant === undefined) throw new AuthError('jwt_missing_claim', { detail: claimNames.tenant })

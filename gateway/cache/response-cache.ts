@@ -27,6 +27,8 @@ export interface ResponseCacheOptions {
   maxEntryBytes: number
   metrics: GatewayMetrics
   logger: Logger
+  /** Identical requests arriving while one is in flight follow it instead of forwarding (default true). */
+  coalesce?: boolean
 }
 
 export interface ResponseCache {
@@ -159,7 +161,8 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
         if (inFlight.get(key) === flight) inFlight.delete(key)
       },
     }
-    inFlight.set(key, flight)
+    // Not coalescing: the flight still collects what to store, but nobody can join it.
+    if (options.coalesce ?? true) inFlight.set(key, flight)
     return flight
   }
 

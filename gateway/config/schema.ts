@@ -34,7 +34,10 @@ const jwtSchema = z
     algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])).min(1),
     issuer: z.union([z.string(), z.array(z.string())]).optional(),
     audience: z.union([z.string(), z.array(z.string())]).optional(),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    /** Leeway for exp, nbf and iat between the issuer's clock and ours. */
+    clockToleranceSeconds: z.number().int().min(0).max(300).default(5),
+    /** Longest validity accepted (exp − iat, and exp − now): longer-lived tokens are refused. */
+    maxLifetimeSeconds: positiveInt.max(31_536_000).default(86_400),
     claims: z
       .object({ tenant: z.string().default('tenant'), models: z.string().optional(), limits: z.string().optional() })
       .strict()
@@ -205,6 +208,13 @@ export const gatewayFileSchema = z
       })
       .strict()
       .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 1200, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
+    metrics: z
+      .object({
+        /** Distinct key ids with their own requests_total / tokens_total series (first seen); later keys count as `(other)`. 0 = none. Read at start. */
+        keyIdLabels: z.number().int().min(0).max(100_000).default(100),
+      })
+      .strict()
+      .default({ keyIdLabels: 100 }),
     cache: z
       .object({ enabled: z.boolean().default(true), ttlSeconds: positiveInt.default(300), maxEntryBytes: positiveInt.default(1 << 20) })
       .strict()
@@ -220,10 +230,12 @@ export const gatewayFileSchema = z
         /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
         headersTimeoutMs: positiveInt.default(10_000),
         receiveTimeoutMs: positiveInt.default(60_000),
+        /** After SIGTERM, longest the gateway waits for requests in flight before closing their connections and exiting. */
+        drainTimeoutMs: positiveInt.default(60_000),
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000 }),
+      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000 }),
   })
   .strict()
 

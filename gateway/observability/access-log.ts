@@ -1,5 +1,7 @@
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
+import type { RequestLifecycle } from '../pipeline/lifecycle.ts'
 import { observeStream } from '../pipeline/observe-stream.ts'
+import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
 import type { GatewayMetrics, Logger } from '../types.ts'
 
 /**
@@ -15,8 +17,18 @@ export function accessLog(options: {
    * log line, metrics and limit settling are not in the client's latency. Default: at once.
    */
   afterResponse?: (run: () => void) => void
+  /**
+   * Ends a stream's request when its client leaves, even where the runtime then drops the
+   * stream without cancelling it (workerd), so the slot, refund and log line are not skipped.
+   */
+  watchClient?: WatchClient
 }): MiddlewareHandler {
   const afterResponse = options.afterResponse ?? ((run: () => void) => run())
+  const watchClient = options.watchClient ?? watchRequestSignal
+  const endWhenClientLeaves = (c: Context, lifecycle: RequestLifecycle) => {
+    const stop = watchClient(c, () => lifecycle.endStream('client_closed'))
+    lifecycle.onEnd(stop)
+  }
   return async (c, next) => {
     const lifecycle = c.get('lifecycle')
     lifecycle.onEnd((r) => {
@@ -52,6 +64,7 @@ export function accessLog(options: {
     if (c.res === lifecycle.response) {
       // Made by lifecycle.respond(): a stream there already ends the request at its last byte.
       if (!lifecycle.streaming) afterResponse(() => lifecycle.end())
+      else endWhenClientLeaves(c, lifecycle)
       return
     }
     // Content type first: reading `body` of a string response makes @hono/node-server build a
@@ -60,6 +73,7 @@ export function accessLog(options: {
     if (body) {
       // A stream's request ends with its last byte (or the client leaving), not here.
       c.res = new Response(observeStream(body, { onEnd: lifecycle.endStream }), c.res)
+      endWhenClientLeaves(c, lifecycle)
     } else {
       afterResponse(() => lifecycle.end())
     }

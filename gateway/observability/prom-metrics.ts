@@ -1,11 +1,25 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { GatewayMetrics } from '../types.ts'
+import { ATTEMPT_OUTCOMES, BREAKER_STATES, type GatewayMetrics } from '../types.ts'
+import { boundedLabel } from './bounded-label.ts'
 
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
+/** How many nodes that left are remembered, so a try still finishing there does not bring their series back. */
+const GONE_NODES_REMEMBERED = 1000
+
+export interface PromMetricsOptions {
+  defaultMetrics?: boolean
+  /**
+   * Distinct key ids labelled on requests_total and tokens_total (the first ones seen by this
+   * process); the requests of any further key are counted under `(other)`. Absent = unbounded.
+   */
+  keyIdLabels?: number
+}
+
 /** The gateway's metrics on prom-client (Node entry). */
-export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): GatewayMetrics & { registry: Registry } {
+export function createPromMetrics(options: PromMetricsOptions = {}): GatewayMetrics & { registry: Registry } {
   const registry = new Registry()
+  const keyId = boundedLabel(options.keyIdLabels, '(other)')
   const registers = [registry]
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry })
   const requests = new Counter({ name: 'switchyard_gateway_requests_total', help: 'Requests by route, status and API key id', labelNames: ['route', 'status', 'key_id'], registers })
@@ -33,7 +47,7 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
   type InFlight = { region: string; backend: string; value: number }
   const inFlightOf = new WeakMap<object, InFlight>()
   const inFlightNow = new Map<string, InFlight>()
-  new Gauge({
+  const inFlight = new Gauge({
     name: 'switchyard_gateway_backend_in_flight',
     help: 'Requests in flight per node',
     labelNames: node,
@@ -44,24 +58,44 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
   })
   const served = new Counter({ name: 'switchyard_gateway_served_total', help: 'Requests served by model version and region', labelNames: ['model', 'version', 'region'], registers })
   const stateValue = { closed: 0, half_open: 1, open: 2 } as const
+  // Nodes that left, by region and id: a try that was still running there when it left reports
+  // late, and must not bring its series back. A node that comes back (its constructor reports
+  // its breaker) is taken off.
+  const nodeKey = (l: { region: string; backend: string }) => `${l.region}\u0000${l.backend}`
+  const gone = new Set<string>()
+  const isGone = (l: { region: string; backend: string }) => gone.size > 0 && gone.has(nodeKey(l))
+  const removeNode = (l: { region: string; backend: string }) => {
+    const labels = { region: l.region, backend: l.backend }
+    const key = nodeKey(labels)
+    gone.add(key)
+    if (gone.size > GONE_NODES_REMEMBERED) gone.delete(gone.values().next().value!)
+    inFlightNow.delete(key)
+    for (const gauge of [breakerState, healthy, inFlight]) gauge.remove(labels)
+    for (const outcome of ATTEMPT_OUTCOMES) attempts.remove({ ...labels, outcome })
+    for (const to of BREAKER_STATES) breakerTransitions.remove({ ...labels, to })
+    for (const result of ['ok', 'fail']) checks.remove({ ...labels, result })
+  }
   return {
     registry,
     request: (l, seconds) => {
-      requests.inc({ route: l.route, status: String(l.status), key_id: l.keyId })
+      requests.inc({ route: l.route, status: String(l.status), key_id: keyId(l.keyId) })
       duration.observe({ route: l.route }, seconds)
     },
     firstByte: (l, seconds) => firstByte.observe(l, seconds),
-    tokens: (l, count) => tokens.inc({ key_id: l.keyId, kind: l.kind }, count),
+    tokens: (l, count) => tokens.inc({ key_id: keyId(l.keyId), kind: l.kind }, count),
     rateLimited: (l) => rateLimited.inc(l),
     cache: (result) => cache.inc({ result }),
     storeError: (store, operation) => storeErrors.inc({ store, operation }),
     storeUp: (up) => storeUp.set(up ? 1 : 0),
     render: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routing: {
-      attempt: (l) => attempts.inc(l),
+      attempt: (l) => {
+        if (!isGone(l)) attempts.inc(l)
+      },
       retry: (reason) => retries.inc({ reason }),
       failover: (l) => failovers.inc(l),
       breaker: (l, state, transition) => {
+        gone.delete(nodeKey(l))
         breakerState.set(l, stateValue[state])
         if (transition) breakerTransitions.inc({ ...l, to: state })
       },
@@ -73,12 +107,14 @@ export function createPromMetrics(options: { defaultMetrics?: boolean } = {}): G
       inFlight: (l, value) => {
         let entry = inFlightOf.get(l)
         if (!entry) {
+          if (isGone(l)) return
           inFlightOf.set(l, (entry = { region: l.region, backend: l.backend, value }))
           inFlightNow.set(`${l.region}\u0000${l.backend}`, entry)
         }
         entry.value = value
       },
       served: (l) => served.inc(l),
+      nodeRemoved: removeNode,
     },
   }
 }

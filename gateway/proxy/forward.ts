@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
 import type { Usage } from '../pipeline/lifecycle.ts'
+import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
 import { ClientGoneError, NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
@@ -35,17 +36,7 @@ export interface ForwardOptions {
   watchClient?: WatchClient
 }
 
-/** See GatewayDeps.watchClient. */
-export type WatchClient = (c: Context, onGone: () => void) => () => void
-
-/** Without a runtime hook: the request's AbortSignal, where the runtime aborts it when the client leaves. */
-const watchRequestSignal: WatchClient = (c, onGone) => {
-  const signal = c.req.raw.signal as AbortSignal | undefined
-  if (!signal) return () => {}
-  if (signal.aborted) onGone()
-  signal.addEventListener('abort', onGone)
-  return () => signal.removeEventListener('abort', onGone)
-}
+export type { WatchClient } from '../pipeline/watch-client.ts'
 
 /** A try that did not give a usable answer. */
 class AttemptFailed extends Error {

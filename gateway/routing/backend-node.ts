@@ -51,6 +51,8 @@ export class BackendNode {
    */
   private readonly rotation: EventEmitter | undefined
   private rotatedAt = Date.now()
+  /** Shut down (left the topology): a check or breaker event still under way reports no metrics. */
+  private retired = false
   private openedAt = 0
 
   constructor(
@@ -152,7 +154,7 @@ export class BackendNode {
       this.checkPasses = 0
       if (this.healthy && this.checkFailures >= h.unhealthyAfter) this.setHealthy(false, detail)
     }
-    this.hooks.metrics.health(this.labels, ok, this.healthy)
+    if (!this.retired) this.hooks.metrics.health(this.labels, ok, this.healthy)
   }
 
   /** Error rate and latency of the last minute of real traffic. */
@@ -165,6 +167,7 @@ export class BackendNode {
   }
 
   shutdown(): void {
+    this.retired = true
     this.breaker.shutdown()
   }
 
@@ -197,7 +200,7 @@ export class BackendNode {
   }
 
   private transitioned(state: BreakerState): void {
-    this.hooks.metrics.breaker(this.labels, state, true)
+    if (!this.retired) this.hooks.metrics.breaker(this.labels, state, true)
     const log = state === 'open' ? this.hooks.logger.warn : this.hooks.logger.info
     log.call(this.hooks.logger, { ...this.labels, breaker: state }, `circuit breaker ${state.replace('_', '-')}`)
   }

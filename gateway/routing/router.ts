@@ -111,7 +111,13 @@ export class Router {
     const sameBreaker = JSON.stringify([settings.breaker, settings.outlier, settings.healthCheck]) === JSON.stringify([this.settings.breaker, this.settings.outlier, this.settings.healthCheck])
     this.settings = settings
     this.build(settings, sameBreaker ? old : new Map())
-    for (const node of old.values()) if (!this.nodes().includes(node)) node.shutdown()
+    const current = new Map(this.nodes().map((n) => [n.id, n]))
+    for (const node of old.values()) {
+      if (current.get(node.id) === node) continue
+      node.shutdown()
+      // A node rebuilt under the same id and region (new weight, breaker settings) keeps its series.
+      if (current.get(node.id)?.region !== node.region) this.hooks.metrics.nodeRemoved(node.labels)
+    }
     void this.checks.checkNow()
   }
 

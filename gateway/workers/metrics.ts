@@ -44,6 +44,7 @@ export function createWorkersMetrics(dataset: AnalyticsEngineDataset | undefined
       },
       retryBudgetExhausted: () => write('retry_budget_exhausted', []),
       inFlight: () => {},
+      nodeRemoved: ({ region, backend }) => healthy.delete(`${region}/${backend}`),
       served: ({ model, version, region }) => write('served', [model, version, region]),
     },
   }

@@ -45,6 +45,6 @@ USER 10001:10001
 # MODEL_DIR=/models/<name> one. tsx keeps its compile cache in /tmp, which must stay writable.
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/live').then((r)=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM drains: /ready turns 503, in-flight requests finish (DRAIN_TIMEOUT_MS), exit 0.
 CMD ["node", "--import", "tsx", "backend/node.ts"]

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { relative, resolve } from 'node:path'
+import { loadBackendConfig } from '../../backend/config.ts'
 import { Engine } from '../../backend/engine/engine.ts'
 import { buildRandomLlama } from '../../backend/model/builder/build-model.ts'
 import { loadModelFolder } from '../../backend/model/folder.ts'
@@ -176,6 +177,7 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
     onnxPath: folder.onnxPath,
     execution: { device: 'cpu', cudaDeviceId: 0, cpuThreads: THREADS, graphOptimization: 'all' },
     scheduler: { maxBatchSize: 64, maxTokensInFlight: 1 << 20, maxPrefillTokens: 2048, contextLength: folder.contextLength },
+    stallTimeoutMs: loadBackendConfig({}).ENGINE_STALL_TIMEOUT_MS,
   })
   log(`ours loaded in ${engine.info.loadMs.toFixed(0)} ms (+${engine.info.warmupMs.toFixed(0)} ms warm-up), ${engine.info.parameters.toLocaleString('en')} parameters`)
   const baseline = await loadBaseline(plan.dir, THREADS)

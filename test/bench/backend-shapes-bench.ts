@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join, relative, resolve } from 'node:path'
+import { loadBackendConfig } from '../../backend/config.ts'
 import { Engine } from '../../backend/engine/engine.ts'
 import { buildRandomLlama, OPTIMUM_FILE_NAMES, type PresetName } from '../../backend/model/builder/build-model.ts'
 import type { WeightFormat } from '../../backend/model/builder/quantize.ts'
@@ -161,6 +162,7 @@ function startEngine(onnxPath: string, threads: number, contextLength: number, m
     onnxPath,
     execution: { device: 'cpu', cudaDeviceId: 0, cpuThreads: threads, graphOptimization: 'all' },
     scheduler: { maxBatchSize: 64, maxTokensInFlight: 1 << 22, maxPrefillTokens, contextLength },
+    stallTimeoutMs: loadBackendConfig({}).ENGINE_STALL_TIMEOUT_MS,
   })
 }
 

@@ -9,7 +9,8 @@ import { type BackendProcess, postJson, readSse, runBackendToExit, startBackend 
 
 /**
  * A real node serving one folder of models in the builder's styles (genai GroupQueryAttention
- * fp16, Optimum q4 with an untied head, Optimum fp16 with Gemma-style head_dim): /model/info
+ * fp16, Optimum q4 with an untied head, Optimum fp16 with Gemma-style head_dim, Optimum int8
+ * dynamic quantization): /model/info
  * names each file, its weight and KV types and KV path, and a greedy or seeded stream cut
  * anywhere resumes to exactly the uninterrupted stream. Folders the node cannot serve stop it
  * with exit code 1 and one line, no stack trace.
@@ -19,6 +20,7 @@ const MODELS = {
   'genai-gqa-fp16': { style: 'genai', weights: 'fp16', hfConfig: false },
   'optimum-q4': { weights: 'q4', tieWordEmbeddings: false },
   'optimum-fp16-gemma': { weights: 'fp16', size: { headDim: 32 }, modelType: 'gemma' },
+  'optimum-int8': { weights: 'int8', modelType: 'qwen3' },
 } as const
 
 let backend: BackendProcess
@@ -62,6 +64,7 @@ describe('a node serving every builder style', () => {
       'genai-gqa-fp16': ['genai', 'model.onnx', 'float16', 'float16', 'in-place', true, 'llama'],
       'optimum-q4': ['q4', 'onnx/model_q4.onnx', 'int4', 'float32', 'new-rows', true, 'llama'],
       'optimum-fp16-gemma': ['fp16', 'onnx/model_fp16.onnx', 'float16', 'float16', 'new-rows', true, 'gemma'],
+      'optimum-int8': ['int8', 'onnx/model_int8.onnx', 'int8', 'float32', 'new-rows', true, 'qwen3'],
     })
     const log = backend.output()
     assert.match(log, /"file":"[^"]*genai-gqa-fp16\/model\.onnx","variant":"genai","weightType":"float16","kvType":"float16"/)

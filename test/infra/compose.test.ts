@@ -11,7 +11,7 @@ import { assertOk, durationSeconds, readJson, readYaml, repoPath, requireTool, r
 // docker-compose v1.29 validates the stack (no Docker engine needed), then the merged
 // config is checked for what matters: GPU or not, drain time, mounts, ports, secrets.
 
-type Service = { image?: string; runtime?: string; environment?: Record<string, string>; volumes?: string[]; stop_grace_period?: string; deploy?: { resources?: { reservations?: { devices?: unknown[] } } }; build?: { args?: Record<string, string> }; ports?: unknown[]; secrets?: { source: string }[]; networks?: Record<string, unknown> }
+type Service = { image?: string; runtime?: string; environment?: Record<string, string>; volumes?: string[]; stop_grace_period?: string; deploy?: { resources?: { reservations?: { devices?: unknown[] } } }; build?: { args?: Record<string, string> }; ports?: unknown[]; secrets?: { source: string }[]; networks?: Record<string, unknown>; healthcheck?: { test?: string[] } }
 type Compose = { services: Record<string, Service>; secrets: Record<string, { file: string }>; networks: Record<string, { internal?: boolean }> }
 
 const BACKENDS = ['backend-eu-1', 'backend-eu-2', 'backend-us-1']
@@ -96,6 +96,7 @@ describe('docker-compose', () => {
         assert.equal(s.environment?.GATEWAY_VERIFY_KEYS_FILE, '/run/secrets/gateway_verify_keys')
         assert.ok(s.secrets?.some((x) => x.source === 'gateway_verify_keys'), `${name}: gets the verify keys`)
         assert.equal(s.ports, undefined, `${name}: backends are reached through the gateway only`)
+        assert.match(JSON.stringify(s.healthcheck?.test ?? []), /\/live'/, `${name}: health check on /live (engine progress), not /health`)
         assert.deepEqual(Object.keys(s.networks ?? {}), ['internal'])
       }
     }

@@ -45,7 +45,7 @@ describe('Dockerfiles', () => {
     assert.deepEqual(instruction(stage, 'EXPOSE'), ['EXPOSE 8080 9091'])
   })
 
-  test('backend image: CUDA 12 base, CUDA onnxruntime, tsx entry of `npm run backend`, non-root, /health', () => {
+  test('backend image: CUDA 12 base, CUDA onnxruntime, tsx entry of `npm run backend`, non-root, /live', () => {
     const text = readText(BACKEND)
     assert.match(text, /^ARG RUNTIME_IMAGE=nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu\d+\.\d+$/m)
     assert.match(text, /^ARG ONNXRUNTIME_NODE_INSTALL=cuda12$/m)
@@ -54,7 +54,7 @@ describe('Dockerfiles', () => {
     assert.match(text, /ONNXRUNTIME_NODE_INSTALL="\$\{ONNXRUNTIME_NODE_INSTALL\}" npm ci --omit=dev/)
     const stage = finalStage(text)
     assert.deepEqual(instruction(stage, 'USER'), ['USER 10001:10001'])
-    assert.match(instruction(stage, 'HEALTHCHECK')[0], /\/health/)
+    assert.match(instruction(stage, 'HEALTHCHECK')[0], /\/live'/)
     assert.equal(`CMD ${JSON.stringify(pkg.scripts.backend.split(' '))}`.replaceAll(',', ', '), instruction(stage, 'CMD')[0])
     assert.deepEqual(instruction(stage, 'EXPOSE'), ['EXPOSE 8000'])
     assert.ok(stage.some((l) => /^ENV .*MODEL_DIR=\/models/.test(l)))

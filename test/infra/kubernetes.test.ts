@@ -94,11 +94,12 @@ describe('Kubernetes manifests (kustomize)', () => {
         for (const o of objects()) if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, `switchyard-${region}`, `${o.kind}/${o.metadata.name}`)
       })
 
-      test('backend: readiness /ready, liveness /health, drain on preStop and grace period, GPU', () => {
+      test('backend: readiness /ready, liveness and startup /live (engine progress), drain on preStop and grace period, GPU', () => {
         const backend = find(objects(), 'Deployment', 'switchyard-backend').spec.template.spec
         const container = backend.containers.find((c: { name: string }) => c.name === 'backend')
         assert.equal(container.readinessProbe.httpGet.path, '/ready')
-        assert.equal(container.livenessProbe.httpGet.path, '/health')
+        assert.equal(container.livenessProbe.httpGet.path, '/live')
+        assert.equal(container.startupProbe.httpGet.path, '/live')
         const preStop = container.lifecycle?.preStop?.exec?.command as string[] | undefined
         assert.ok(preStop, 'preStop hook')
         const preStopSeconds = preStop[0] === 'sleep' ? Number(preStop[1]) : 0
@@ -291,7 +292,7 @@ describe('Kubernetes manifests (kustomize)', () => {
     for (const w of workloads(base)) {
       for (const c of w.spec.template.spec.containers) {
         for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe].filter(Boolean)) {
-          if (probe.httpGet) assert.ok(['/health', '/ready'].includes(probe.httpGet.path), `${w.metadata.name}: ${probe.httpGet.path}`)
+          if (probe.httpGet) assert.ok(['/health', '/live', '/ready'].includes(probe.httpGet.path), `${w.metadata.name}: ${probe.httpGet.path}`)
         }
       }
     }

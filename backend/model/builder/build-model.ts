@@ -12,7 +12,7 @@ import type onnxProto from 'onnx-proto'
 import { genaiConfig } from './genai-config.ts'
 import { buildLlamaModel, countParameters, llamaWeightSpecs, type GraphStyle, type LlamaShape, type WeightSpec } from './llama-graph.ts'
 import { externalTensor, inlineTensor, type RawTensor } from './onnx-writer.ts'
-import { floatWeight, projectionWeights, type WeightFormat } from './quantize.ts'
+import { floatWeight, isHalf, projectionWeights, type WeightFormat } from './quantize.ts'
 import { buildTokenizerFiles } from './tokenizer.ts'
 
 /** What a preset or the CLI chooses; head_dim defaults to hidden / heads (Gemma and Qwen3 differ). */
@@ -46,6 +46,7 @@ export const OPTIMUM_FILE_NAMES: Record<WeightFormat, string> = {
   fp32: 'model.onnx',
   fp16: 'model_fp16.onnx',
   q4: 'model_q4.onnx',
+  q4f16: 'model_q4f16.onnx',
   int8: 'model_int8.onnx',
   uint8: 'model_uint8.onnx',
 }
@@ -95,8 +96,13 @@ export interface BuildOptions {
   modelType?: string
   /** genai style: also write a Hugging Face config.json (default true). */
   hfConfig?: boolean
-  /** optimum style: false leaves out the position_ids input (the graph derives positions from the mask). */
+  /**
+   * optimum style: false leaves out the position_ids input (the graph derives positions from the
+   * mask). genai style: true applies rotary before GroupQueryAttention from a position_ids input.
+   */
   positionIds?: boolean
+  /** optimum style: write onnx/decoder_model_merged{,_<weights>}.onnx (an If on use_cache_branch) instead of model*.onnx. */
+  merged?: boolean
 }
 
 export interface BuiltModel {
@@ -133,7 +139,8 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
     throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
   }
   const onnxDir = style === 'genai' ? dir : join(dir, 'onnx')
-  const onnxName = style === 'genai' ? 'model.onnx' : OPTIMUM_FILE_NAMES[format]
+  const fileName = OPTIMUM_FILE_NAMES[format]
+  const onnxName = style === 'genai' ? 'model.onnx' : options.merged ? fileName.replace(/^model/, 'decoder_model_merged') : fileName
   const dataName = style === 'genai' ? `${onnxName}.data` : `${onnxName}_data`
   await mkdir(onnxDir, { recursive: true })
   // Stale side files from an earlier external-data build would otherwise linger.
@@ -143,7 +150,7 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const initializers = external
     ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
     : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
-  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds }))
+  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds, merged: options.merged }))
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
   const modelType = options.modelType ?? 'llama'
@@ -163,8 +170,8 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
 
 /** Bytes the weights take in `format`: embeddings and norms stay float, projections are quantized. */
 function weightBytes(specs: WeightSpec[], format: WeightFormat): number {
-  const floatBytes = format === 'fp16' ? 2 : 4
-  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, int8: 1, uint8: 1 }[format]
+  const floatBytes = isHalf(format) ? 2 : 4
+  const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, q4f16: 0.5625, int8: 1, uint8: 1 }[format]
   return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes), 0)
 }
 
@@ -269,7 +276,7 @@ function modelConfig(shape: LlamaShape, seed: number, externalData: boolean, mod
     eos_token_id: 2,
     pad_token_id: null,
     use_cache: true,
-    torch_dtype: format === 'fp16' ? 'float16' : 'float32',
+    torch_dtype: isHalf(format) ? 'float16' : 'float32',
     initializer_range: EMBEDDING_STD,
     switchyard_random_weights: true,
     switchyard_seed: seed,

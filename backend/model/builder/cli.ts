@@ -1,7 +1,8 @@
 // Builds a random-weight Llama model folder.
 //   npx tsx backend/model/builder/cli.ts --preset tiny|15m|100m|smollm2-135m|llama-3.2-1b --out DIR
 //     [--seed N] [--force] [--style optimum|genai] [--weights fp32|fp16|q4|int8|uint8]
-//     [--untied] [--model-type NAME] [--no-hf-config] [--no-position-ids] [--external-data] [--shard-mb N]
+//     [--untied] [--model-type NAME] [--no-hf-config] [--no-position-ids] [--position-ids] [--merged]
+//     [--external-data] [--shard-mb N]
 //   explicit sizes override the preset: --hidden 288 --layers 6 --heads 6 --kv-heads 2
 //   --head-dim 64 --intermediate 768 --vocab 512 --context 512
 import { parseArgs } from 'node:util'
@@ -24,7 +25,7 @@ const STYLES: readonly GraphStyle[] = ['optimum', 'genai']
 
 const USAGE =
   `usage: cli.ts --preset ${Object.keys(PRESETS).join('|')} --out DIR [--seed N] [--force] [--style ${STYLES.join('|')}] ` +
-  `[--weights ${WEIGHT_FORMATS.join('|')}] [--untied] [--model-type NAME] [--no-hf-config] [--no-position-ids] [--external-data] [--shard-mb N] ` +
+  `[--weights ${WEIGHT_FORMATS.join('|')}] [--untied] [--model-type NAME] [--no-hf-config] [--no-position-ids] [--position-ids] [--merged] [--external-data] [--shard-mb N] ` +
   Object.keys(SIZE_FLAGS).map((flag) => `[--${flag} N]`).join(' ')
 
 function parseInteger(flag: string, text: string): number {
@@ -48,6 +49,8 @@ async function main(): Promise<void> {
       'model-type': { type: 'string', default: 'llama' },
       'no-hf-config': { type: 'boolean', default: false },
       'no-position-ids': { type: 'boolean', default: false },
+      'position-ids': { type: 'boolean', default: false },
+      merged: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
       ...Object.fromEntries(Object.keys(SIZE_FLAGS).map((flag) => [flag, { type: 'string' as const }])),
     },
@@ -81,7 +84,9 @@ async function main(): Promise<void> {
     tieWordEmbeddings: !values.untied,
     modelType: values['model-type'],
     hfConfig: !values['no-hf-config'],
-    positionIds: !values['no-position-ids'],
+    // Optimum: on unless --no-position-ids; genai: off (rotary inside the op) unless --position-ids.
+    positionIds: values['no-position-ids'] ? false : values['position-ids'] ? true : undefined,
+    merged: values.merged,
   })
   console.log(`${dir}: ${parameters.toLocaleString('en-US')} parameters (random weights)`)
 }

@@ -8,7 +8,7 @@
 // Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
 import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
-import { projection, type Quantization, type WeightFormat } from './quantize.ts'
+import { isHalf, projection, type Quantization, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto
 
@@ -31,8 +31,14 @@ export type GraphStyle = 'optimum' | 'genai'
 export interface GraphOptions {
   style: GraphStyle
   weights: WeightFormat
-  /** optimum style: false computes positions from attention_mask in the graph (exports without a position_ids input). */
+  /**
+   * optimum style: false computes positions from attention_mask in the graph (exports without a
+   * position_ids input). genai style: true applies rotary before GroupQueryAttention from a
+   * position_ids input (do_rotary 0), as some model-builder exports do; default is rotary inside.
+   */
   positionIds?: boolean
+  /** optimum style: a merged decoder, the decoder inside both branches of an If on a use_cache_branch input. */
+  merged?: boolean
 }
 
 /** One learned tensor. Projections are stored as [in, out] so MatMul needs no Transpose. */
@@ -89,13 +95,35 @@ export function countParameters(specs: WeightSpec[]): number {
  * (inline or external data); small constants are added inline.
  */
 export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], options: GraphOptions = { style: 'optimum', weights: 'fp32' }): Uint8Array {
-  const floatType = options.weights === 'fp16' ? DataType.FLOAT16 : DataType.FLOAT
+  const floatType = isHalf(options.weights) ? DataType.FLOAT16 : DataType.FLOAT
   const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
+  const outputs = graphOutputs(shape, floatType)
+  const inputs = graphInputs(shape, hasPositionIds(options), floatType)
+  if (options.merged && options.style === 'optimum') {
+    // As Optimum's decoder_model_merged: the same decoder in both branches (with and without
+    // past), reading the weights from the outer graph.
+    const branch = (prefix: string) => {
+      const b = new GraphBuilder(floatType, prefix)
+      decoderBody(b, shape, options, (name) => `${prefix}/${name}`)
+      const output = outputs.map((o) => ({ ...o, name: `${prefix}/${o.name}` }))
+      return { graph: { name: prefix, node: b.nodes, initializer: b.initializers, output } }
+    }
+    g.opMulti('If', ['use_cache_branch'], outputs.length, { then_branch: branch('with_past'), else_branch: branch('without_past') }, outputs.map((o) => o.name!))
+    inputs.push(valueInfo('use_cache_branch', DataType.BOOL, [1]))
+  } else decoderBody(g, shape, options, (name) => name)
+  return encodeModel({ graphName: 'llama', builder: g, inputs, outputs, opset: OPSET, producer: 'switchyard-model-builder' })
+}
 
+const hasPositionIds = (options: GraphOptions) => (options.style === 'genai' ? options.positionIds === true : options.positionIds !== false)
+
+/** The decoder's nodes; `out` names its outputs (logits, present.N.key|value). */
+function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, out: (name: string) => string): void {
   const hidden = g.op('Gather', ['model.embed_tokens.weight', 'input_ids'], { axis: 0 })
   const attend: Attend =
-    options.style === 'genai' ? groupQueryAttention(g, shape) : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g))
+    options.style === 'genai'
+      ? groupQueryAttention(g, shape, out, hasPositionIds(options) ? rotaryCosSin(g, shape, 'position_ids') : undefined)
+      : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g), out)
 
   const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
   let residual = hidden
@@ -104,19 +132,10 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
   const normed = rmsNorm(g, residual, 'model.norm.weight', shape.rmsNormEps)
   if (shape.tieWordEmbeddings) {
     // Tied head: ORT constant-folds this Transpose once at session load.
-    g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, 'logits')
+    g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, out('logits'))
   } else {
-    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, 'logits')
+    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, out('logits'))
   }
-
-  return encodeModel({
-    graphName: 'llama',
-    builder: g,
-    inputs: graphInputs(shape, options.style === 'optimum' && options.positionIds !== false, floatType),
-    outputs: graphOutputs(shape, floatType),
-    opset: OPSET,
-    producer: 'switchyard-model-builder',
-  })
 }
 
 function graphInputs(shape: LlamaShape, positionIds: boolean, floatType: number) {
@@ -148,23 +167,28 @@ type Attend = (layer: number, query: string, key: string, value: string) => stri
 
 /**
  * GroupQueryAttention as the model builder wires it: seqlens_k = (sum of the mask row) - 1 and
- * total_sequence_length = mask width, both int32; rotary inside the op (positions follow from
- * seqlens_k, so there is no position_ids input); rows are right-padded.
+ * total_sequence_length = mask width, both int32; rows are right-padded. Rotary inside the op
+ * (positions follow from seqlens_k), or, given `rope`, applied to query and key before it.
  */
-function groupQueryAttention(g: GraphBuilder, shape: LlamaShape): Attend {
+function groupQueryAttention(g: GraphBuilder, shape: LlamaShape, out: (name: string) => string, rope?: RopeInputs): Attend {
   const maskSum = g.op('ReduceSum', ['attention_mask', g.int64([1])], { keepdims: 0 })
   const seqlensK = g.op('Cast', [g.op('Sub', [maskSum, g.int64([1], [])])], { to: DataType.INT32 })
   const width = g.op('Gather', [g.op('Shape', ['attention_mask']), g.int64([1], [])], { axis: 0 })
   const totalLength = g.op('Cast', [width], { to: DataType.INT32 })
+  const past = (layer: number) => [`past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength]
+  const attributes = { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } }
+  const outputs = (layer: number) => [`/attn_${layer}_out`, out(`present.${layer}.key`), out(`present.${layer}.value`)]
+  if (rope) {
+    // rope tables are [batch, 1, seq, head_dim]; [batch, seq, heads, head_dim] needs [batch, seq, 1, head_dim].
+    const perSeq = { cos: g.op('Transpose', [rope.cos], { perm: [0, 2, 1, 3] }), sin: g.op('Transpose', [rope.sin], { perm: [0, 2, 1, 3] }) }
+    const rotate = (x: string, heads: number) =>
+      g.op('Reshape', [applyRope(g, g.op('Reshape', [x, g.int64([0, 0, heads, shape.headDim])]), perSeq), g.int64([0, 0, heads * shape.headDim])])
+    return (layer, query, key, value) =>
+      g.msOp('GroupQueryAttention', [rotate(query, shape.numHeads), rotate(key, shape.numKvHeads), value, ...past(layer)], 3, { ...attributes, do_rotary: 0 }, outputs(layer))[0]
+  }
   const { cos, sin } = rotaryCache(g, shape)
   return (layer, query, key, value) =>
-    g.msOp(
-      'GroupQueryAttention',
-      [query, key, value, `past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength, cos, sin],
-      3,
-      { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, do_rotary: 1, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } },
-      [`/attn_${layer}_out`, `present.${layer}.key`, `present.${layer}.value`],
-    )[0]
+    g.msOp('GroupQueryAttention', [query, key, value, ...past(layer), cos, sin], 3, { ...attributes, do_rotary: 1 }, outputs(layer))[0]
 }
 
 /** cos / sin tables [context, head_dim / 2] for GroupQueryAttention's do_rotary. */
@@ -183,7 +207,7 @@ function rotaryCache(g: GraphBuilder, shape: LlamaShape): { cos: string; sin: st
 }
 
 /** Standard ops: rotary, present = Concat(past, new rows), grouped heads, masked softmax. */
-function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string): Attend {
+function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string, out: (name: string) => string): Attend {
   const { numHeads, numKvHeads, headDim } = shape
   return (layer, q, k, v) => {
     const query = applyRope(g, splitHeads(g, q, numHeads, headDim), rope)
@@ -193,8 +217,8 @@ function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs,
     // present = Concat(past, new rows); the backend finds this Concat to read only the new rows.
     const key = g.op('Concat', [`past_key_values.${layer}.key`, newKey], { axis: 2 })
     const value = g.op('Concat', [`past_key_values.${layer}.value`, newValue], { axis: 2 })
-    g.op('Identity', [key], {}, `present.${layer}.key`)
-    g.op('Identity', [value], {}, `present.${layer}.value`)
+    g.op('Identity', [key], {}, out(`present.${layer}.key`))
+    g.op('Identity', [value], {}, out(`present.${layer}.value`))
 
     const keyT = g.op('Transpose', [repeatKv(g, key, shape)], { perm: [0, 1, 3, 2] })
     const scores = g.op('Mul', [g.op('MatMul', [query, keyT]), g.float([1 / Math.sqrt(headDim)], [])])

@@ -54,8 +54,8 @@ export function toHalf(data: Float32Array): Uint16Array {
 /** A dimension is either fixed or a symbolic name such as "batch_size". */
 export type Dim = number | string
 
-/** Integer, float and integer-list attributes: all this builder's ops need. */
-export type Attributes = Record<string, number | number[] | { float: number }>
+/** Integer, float, integer-list and subgraph attributes: all this builder's ops need. */
+export type Attributes = Record<string, number | number[] | { float: number } | { graph: onnxProto.onnx.IGraphProto }>
 
 /** ONNX stores tensor bytes little-endian; x86 and ARM typed arrays already are. */
 export function bytesOf(data: ArrayBufferView): Uint8Array {
@@ -108,8 +108,14 @@ export class GraphBuilder {
   private readonly constants = new Map<string, string>()
   private count = 0
 
-  /** Element type of activations and float constants: DataType.FLOAT or DataType.FLOAT16. */
-  constructor(readonly floatType: number = DataType.FLOAT) {}
+  /**
+   * `floatType`: element type of activations and float constants (FLOAT or FLOAT16). `prefix`
+   * keeps node and constant names of a subgraph apart from its siblings'.
+   */
+  constructor(
+    readonly floatType: number = DataType.FLOAT,
+    private readonly prefix = '',
+  ) {}
 
   /** Adds a node with a single output and returns that output's name. */
   op(opType: string, inputs: string[], attributes: Attributes = {}, output?: string): string {
@@ -117,13 +123,15 @@ export class GraphBuilder {
   }
 
   opMulti(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[], domain?: string): string[] {
-    const name = `/${opType}_${this.count++}`
+    const name = `${this.prefix}/${opType}_${this.count++}`
     const names = outputs ?? Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`)
     const attribute = Object.entries(attributes).map(([key, value]) =>
       Array.isArray(value)
         ? { name: key, type: onnx.AttributeProto.AttributeType.INTS, ints: value }
         : typeof value === 'object'
-          ? { name: key, type: onnx.AttributeProto.AttributeType.FLOAT, f: value.float }
+          ? 'graph' in value
+            ? { name: key, type: onnx.AttributeProto.AttributeType.GRAPH, g: value.graph }
+            : { name: key, type: onnx.AttributeProto.AttributeType.FLOAT, f: value.float }
           : { name: key, type: onnx.AttributeProto.AttributeType.INT, i: value },
     )
     this.nodes.push({ name, opType, input: inputs, output: names, attribute, ...(domain && { domain }) })
@@ -163,7 +171,7 @@ export class GraphBuilder {
     const key = `${kind}:${dims.join('x')}:${values.join(',')}`
     let name = this.constants.get(key)
     if (!name) {
-      name = `const_${kind}_${this.constants.size}`
+      name = `${this.prefix}const_${kind}_${this.constants.size}`
       this.constants.set(key, name)
       this.initializer({ ...make(), name })
     }

@@ -3,14 +3,19 @@
 // - q4: 4-bit MatMulNBits (com.microsoft), symmetric blocks of 32 along K with one float scale
 //   each and the default zero point 8: what onnxruntime's MatMul4BitsQuantizer writes for
 //   transformers.js' model_q4.onnx and what the onnxruntime-genai model builder writes for int4.
+// - q4f16: the same in a half-precision graph (fp16 scales, activations, KV and logits), as
+//   transformers.js' model_q4f16.onnx.
 // - int8 / uint8: onnxruntime's dynamic quantization (Optimum `quantize`, transformers.js'
 //   model_int8 / model_uint8 / model_quantized): weights stored as 8-bit with a scale and zero
 //   point, activations quantized at run time by DynamicQuantizeLinear, products by MatMulInteger.
 import { DataType, type GraphBuilder, type RawTensor, bytesOf, toHalf } from './onnx-writer.ts'
 
-export type WeightFormat = 'fp32' | 'fp16' | 'q4' | 'int8' | 'uint8'
+export type WeightFormat = 'fp32' | 'fp16' | 'q4' | 'q4f16' | 'int8' | 'uint8'
 
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp32', 'fp16', 'q4', 'int8', 'uint8']
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['fp32', 'fp16', 'q4', 'q4f16', 'int8', 'uint8']
+
+/** Formats whose activations, KV cache and logits are half precision. */
+export const isHalf = (format: WeightFormat) => format === 'fp16' || format === 'q4f16'
 
 export const Q4_BLOCK_SIZE = 32
 
@@ -29,7 +34,7 @@ export interface Quantization {
 
 /** A float tensor (embedding, norm weight) in the graph's float type. */
 export function floatWeight(name: string, dims: number[], data: Float32Array, format: WeightFormat): RawTensor {
-  return format === 'fp16'
+  return isHalf(format)
     ? { name, dims, dataType: DataType.FLOAT16, bytes: bytesOf(toHalf(data)) }
     : { name, dims, dataType: DataType.FLOAT, bytes: bytesOf(data) }
 }
@@ -41,7 +46,8 @@ export function projectionWeights(prefix: string, k: number, n: number, data: Fl
     case 'fp16':
       return [floatWeight(`${prefix}.weight_T`, [k, n], data, format)]
     case 'q4':
-      return quantize4(prefix, k, n, data)
+    case 'q4f16':
+      return quantize4(prefix, k, n, data, format === 'q4f16')
     case 'int8':
     case 'uint8':
       return quantize8(prefix, k, n, data, format === 'uint8')
@@ -55,6 +61,7 @@ export function projection(g: GraphBuilder, x: string, prefix: string, k: number
     case 'fp16':
       return g.op('MatMul', [x, `${prefix}.weight_T`])
     case 'q4':
+    case 'q4f16':
       return g.msOp('MatMulNBits', [x, `${prefix}.weight_Q4`, `${prefix}.weight_scales`], 1, {
         K: k,
         N: n,
@@ -73,13 +80,14 @@ export function projection(g: GraphBuilder, x: string, prefix: string, k: number
 }
 
 /** B as [N, K/32, 16] bytes (two 4-bit values per byte, low nibble first) and scales [N * K/32]. */
-function quantize4(prefix: string, k: number, n: number, data: Float32Array): RawTensor[] {
+function quantize4(prefix: string, k: number, n: number, data: Float32Array, halfScales: boolean): RawTensor[] {
   const blocks = Math.ceil(k / Q4_BLOCK_SIZE)
   const blob = Q4_BLOCK_SIZE / 2
   const packed = new Uint8Array(n * blocks * blob)
   const scales = new Float32Array(n * blocks)
-  for (let col = 0; col < n; col++) {
-    for (let b = 0; b < blocks; b++) {
+  // Block-major: the 32 rows of one block stay in cache while every column reads them.
+  for (let b = 0; b < blocks; b++) {
+    for (let col = 0; col < n; col++) {
       const start = b * Q4_BLOCK_SIZE
       const end = Math.min(k, start + Q4_BLOCK_SIZE)
       let absMax = 0
@@ -98,7 +106,9 @@ function quantize4(prefix: string, k: number, n: number, data: Float32Array): Ra
   }
   return [
     { name: `${prefix}.weight_Q4`, dims: [n, blocks, blob], dataType: DataType.UINT8, bytes: packed },
-    { name: `${prefix}.weight_scales`, dims: [n * blocks], dataType: DataType.FLOAT, bytes: bytesOf(scales) },
+    halfScales
+      ? { name: `${prefix}.weight_scales`, dims: [n * blocks], dataType: DataType.FLOAT16, bytes: bytesOf(toHalf(scales)) }
+      : { name: `${prefix}.weight_scales`, dims: [n * blocks], dataType: DataType.FLOAT, bytes: bytesOf(scales) },
   ]
 }
 

@@ -234,6 +234,7 @@ describe('gateway auth middleware on the backend app', () => {
     maxBodyBytes: 1 << 20,
     isDraining: () => false,
     isReady: () => true,
+    engineStallTimeoutMs: 60_000,
     gatewayAuth: gatewayAuth({ keys: () => keys, audience: AUDIENCE, onRefused: (reason) => refusals.push(reason) }),
   })
   const request = (path: string, authorization?: string, init: RequestInit = {}) =>
@@ -263,8 +264,8 @@ describe('gateway auth middleware on the backend app', () => {
     assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'model_not_found')
   })
 
-  test('/health, /ready and /metrics need no token; every other path does', async () => {
-    for (const path of ['/health', '/ready', '/metrics']) assert.equal((await request(path)).status, 200, path)
+  test('/health, /live, /ready and /metrics need no token; every other path does', async () => {
+    for (const path of ['/health', '/live', '/ready', '/metrics']) assert.equal((await request(path)).status, 200, path)
     for (const path of ['/model/info', '/v1/models', '/health/', '/nowhere', '/metrics/../v1/models']) assert.equal((await request(path)).status, 401, path)
   })
 

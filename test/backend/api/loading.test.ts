@@ -16,6 +16,7 @@ test('a node still loading answers generations 503 loading with Retry-After, not
     maxBodyBytes: 1 << 20,
     isDraining: () => false,
     isReady: () => false,
+    engineStallTimeoutMs: 60_000,
   })
   for (const [path, body] of [
     ['/v1/completions', { model: 'stories260K', prompt: 'hi' }],

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -8,6 +9,7 @@ import { Tokenizer } from '@huggingface/tokenizers'
 import onnxProto from 'onnx-proto'
 import * as ort from 'onnxruntime-node'
 import { buildRandomLlama, resolveShape } from '../../../backend/model/builder/build-model.ts'
+import { REPO_ROOT } from '../../helpers/paths.ts'
 
 const { onnx } = onnxProto
 const shape = resolveShape('tiny')
@@ -264,5 +266,101 @@ describe('random Llama builder (tiny preset)', () => {
       eos_token: '</s>',
     })
     assert.equal(rendered, '<|user|>\nHello</s>\n<|assistant|>\n')
+  })
+})
+
+describe('builder styles', () => {
+  let root: string
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'switchyard-builder-styles-'))
+  })
+  after(async () => rm(root, { recursive: true, force: true }))
+
+  const graphOf = async (path: string) => onnx.ModelProto.decode(await readFile(path))
+  const opCounts = (model: onnxProto.onnx.ModelProto) => {
+    const counts: Record<string, number> = {}
+    for (const node of model.graph!.node!) counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] = (counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] ?? 0) + 1
+    return counts
+  }
+
+  test('q4: every projection is a 4-bit MatMulNBits (com.microsoft) with blocks of 32; the untied head too', async () => {
+    const dir = join(root, 'q4')
+    await buildRandomLlama({ dir, preset: 'tiny', weights: 'q4', tieWordEmbeddings: false })
+    const model = await graphOf(join(dir, 'onnx', 'model_q4.onnx'))
+    const counts = opCounts(model)
+    assert.equal(counts['com.microsoft.MatMulNBits'], shape.numLayers * 7 + 1)
+    assert.ok(model.opsetImport!.some((o) => o.domain === 'com.microsoft'))
+    const head = model.graph!.node!.find((n) => n.opType === 'MatMulNBits' && n.input![1] === 'lm_head.weight_Q4')!
+    const attrs = Object.fromEntries(head.attribute!.map((a) => [a.name, Number(a.i)]))
+    assert.deepEqual(attrs, { K: shape.hiddenSize, N: shape.vocabSize, bits: 4, block_size: 32, accuracy_level: 0 })
+    const packed = model.graph!.initializer!.find((t) => t.name === 'lm_head.weight_Q4')!
+    assert.deepEqual(packed.dims!.map(Number), [shape.vocabSize, shape.hiddenSize / 32, 16])
+  })
+
+  test('int8 / uint8: DynamicQuantizeLinear + MatMulInteger with 8-bit weights, as onnxruntime quantize_dynamic writes', async () => {
+    for (const weights of ['int8', 'uint8'] as const) {
+      const dir = join(root, weights)
+      await buildRandomLlama({ dir, preset: 'tiny', weights })
+      const model = await graphOf(join(dir, 'onnx', `model_${weights}.onnx`))
+      const counts = opCounts(model)
+      assert.equal(counts.MatMulInteger, shape.numLayers * 7)
+      assert.equal(counts.DynamicQuantizeLinear, shape.numLayers * 7)
+      const weight = model.graph!.initializer!.find((t) => t.name === 'model.layers.0.mlp.up_proj.weight_quantized')!
+      assert.equal(weight.dataType, weights === 'int8' ? onnx.TensorProto.DataType.INT8 : onnx.TensorProto.DataType.UINT8)
+    }
+  })
+
+  test('genai: GroupQueryAttention per layer, no position_ids, and a genai_config.json matching the graph', async () => {
+    const dir = join(root, 'genai')
+    await buildRandomLlama({ dir, preset: 'tiny', style: 'genai', weights: 'fp16', size: { headDim: 32 }, hfConfig: false })
+    const model = await graphOf(join(dir, 'model.onnx'))
+    assert.equal(opCounts(model)['com.microsoft.GroupQueryAttention'], shape.numLayers)
+    const gqa = model.graph!.node!.find((n) => n.opType === 'GroupQueryAttention')!
+    assert.deepEqual(gqa.output!.slice(1), ['present.0.key', 'present.0.value'])
+    assert.ok(!model.graph!.input!.some((i) => i.name === 'position_ids'))
+    const config = JSON.parse(await readFile(join(dir, 'genai_config.json'), 'utf8'))
+    assert.equal(config.model.decoder.head_size, 32)
+    assert.equal(config.model.decoder.num_key_value_heads, shape.numKvHeads)
+    assert.equal(config.model.decoder.inputs.past_key_names, 'past_key_values.%d.key')
+    assert.equal(config.search.past_present_share_buffer, true)
+    assert.deepEqual((await readdir(dir)).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+    const past = model.graph!.input!.find((i) => i.name === 'past_key_values.0.key')!
+    assert.equal(past.type!.tensorType!.elemType, onnx.TensorProto.DataType.FLOAT16)
+  })
+
+  test('presets of the benchmark shapes and bad sizes', () => {
+    assert.deepEqual(
+      ['smollm2-135m', 'llama-3.2-1b'].map((p) => { const s = resolveShape(p as 'smollm2-135m'); return [s.hiddenSize, s.numLayers, s.numHeads, s.numKvHeads, s.intermediateSize, s.vocabSize, s.headDim] }),
+      [[576, 30, 9, 3, 1536, 49152, 64], [2048, 16, 32, 8, 8192, 128256, 64]],
+    )
+    assert.throws(() => resolveShape('tiny', { headDim: 15 }), /head dim must be even, got 15/)
+  })
+})
+
+describe('builder CLI', () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'backend/model/builder/cli.ts', ...args], { cwd: REPO_ROOT, encoding: 'utf8' })
+
+  test('style, weights, head dim and untied flags build the folder; bad values exit 1 with one line', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'switchyard-cli-'))
+    try {
+      const ok = cli('--preset', 'tiny', '--style', 'genai', '--weights', 'q4', '--head-dim', '32', '--untied', '--no-hf-config', '--out', out, '--force')
+      assert.equal(ok.status, 0, ok.stderr)
+      const gqa = onnx.ModelProto.decode(await readFile(join(out, 'model.onnx'))).graph!
+      assert.ok(!gqa.input!.some((i) => i.name === 'position_ids'), 'genai graphs keep rotary inside the op by default')
+      assert.equal(ok.status, 0, ok.stderr)
+      assert.match(ok.stdout, /918,656 parameters \(random weights\)/)
+      assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.json') || f.endsWith('.onnx')).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+      for (const [args, message] of [
+        [['--weights', 'q5'], /^unknown weights "q5"\nusage: /],
+        [['--style', 'gguf'], /^unknown style "gguf"\nusage: /],
+        [['--head-dim', 'x'], /^--head-dim must be a non-negative integer, got "x"\n$/],
+      ] as [string[], RegExp][]) {
+        const bad = cli('--out', join(out, 'bad'), ...args)
+        assert.equal(bad.status, 1)
+        assert.match(bad.stderr.replace(/^npm warn.*\n/gm, ''), message)
+      }
+    } finally {
+      await rm(out, { recursive: true, force: true })
+    }
   })
 })

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { CompactSign, exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
 import { AuthError, createJwtVerifier, type AuthReason, type JwtVerifier, type JwtVerifierOptions } from '../../../gateway/auth/jwt.ts'
+import { gatewayFileSchema } from '../../../gateway/config/schema.ts'
 import type { Principal } from '../../../gateway/types.ts'
 import { buildApp, DEFAULT_LIMITS, UNAUTHORIZED_BODY } from './helpers.ts'
 
@@ -22,7 +23,7 @@ async function pair(alg: 'RS256' | 'ES256', kid: string): Promise<Pair> {
   return { privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }, spki: await exportSPKI(publicKey) }
 }
 
-type SignOptions = { alg?: string; kid?: string | null; key?: CryptoKey | Uint8Array; sub?: string | null; exp?: number | null; nbf?: number; iss?: string | null; aud?: string | null }
+type SignOptions = { alg?: string; kid?: string | null; key?: CryptoKey | Uint8Array; sub?: string | null; exp?: number | null; nbf?: number; iat?: number | null; iss?: string | null; aud?: string | null }
 
 /** A token that passes every check unless an option breaks one. */
 async function sign(claims: JWTPayload = {}, o: SignOptions = {}): Promise<string> {
@@ -36,7 +37,9 @@ async function sign(claims: JWTPayload = {}, o: SignOptions = {}): Promise<strin
   if (o.aud !== null && !('aud' in claims)) payload.aud = o.aud ?? AUDIENCE
   const kid = o.kid === null ? undefined : (o.kid ?? (alg === 'ES256' ? 'ec-1' : 'rsa-1'))
   const key = o.key ?? (alg === 'ES256' ? ec.privateKey : rsa.privateKey)
-  return new SignJWT(payload).setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}) }).setIssuedAt().sign(key)
+  const jwt = new SignJWT(payload).setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}) })
+  if (o.iat !== null) jwt.setIssuedAt(o.iat)
+  return jwt.sign(key)
 }
 
 function verifier(overrides: Partial<JwtVerifierOptions> = {}): JwtVerifier {
@@ -133,6 +136,36 @@ describe('JWT verification (static keys)', () => {
     const lenient = verifier({ clockToleranceSeconds: 120 })
     assert.equal((await lenient.verify(await sign({}, { exp: now() - 60 }))).id, 'user-1')
     assert.equal((await lenient.verify(await sign({}, { nbf: now() + 60 }))).id, 'user-1')
+  })
+
+  test('expired a few seconds ago is refused under the default tolerance the config gives', async () => {
+    const defaults = gatewayFileSchema.parse({ auth: { jwt: { keys: [rsa.publicJwk], algorithms: ['RS256'] } } }).auth.jwt!
+    assert.ok(defaults.clockToleranceSeconds <= 5 && defaults.maxLifetimeSeconds <= 86_400, 'the documented defaults')
+    const v = verifier({ clockToleranceSeconds: defaults.clockToleranceSeconds, maxLifetimeSeconds: defaults.maxLifetimeSeconds })
+    await rejectsWith(v, await sign({}, { exp: now() - 10 }), 'jwt_expired')
+    assert.equal((await v.verify(await sign({}, { exp: now() - 2 }))).id, 'user-1')
+  })
+
+  test('iat in the future beyond the clock tolerance is refused', async () => {
+    const v = verifier({ clockToleranceSeconds: 5 })
+    await rejectsWith(v, await sign({}, { iat: now() + 60 }), 'jwt_issued_in_future')
+    await rejectsWith(v, await sign({}, { iat: now() + 86_400 * 365, exp: now() + 86_400 * 366 }), 'jwt_issued_in_future')
+    assert.equal((await v.verify(await sign({}, { iat: now() + 2 }))).id, 'user-1')
+  })
+
+  test('maxLifetimeSeconds: exp too far from iat, or from now when there is no iat, is refused', async () => {
+    const v = verifier({ clockToleranceSeconds: 5, maxLifetimeSeconds: 3600 })
+    const year3000 = Math.floor(Date.UTC(3000, 0, 1) / 1000)
+    await rejectsWith(v, await sign({}, { exp: year3000 }), 'jwt_lifetime_too_long')
+    await rejectsWith(v, await sign({}, { exp: year3000, iat: null }), 'jwt_lifetime_too_long')
+    await rejectsWith(v, await sign({}, { exp: now() + 7200, iat: null }), 'jwt_lifetime_too_long')
+    // Issued two hours ago, valid for three: its lifetime is over the limit though only one hour is left.
+    await rejectsWith(v, await sign({}, { iat: now() - 7200, exp: now() + 3600 }), 'jwt_lifetime_too_long')
+    assert.equal((await v.verify(await sign({}, { exp: now() + 3600 }))).id, 'user-1')
+    assert.equal((await v.verify(await sign({}, { exp: now() + 3000, iat: null }))).id, 'user-1')
+    // Without the option (the verifier alone) nothing bounds the lifetime.
+    assert.equal((await verifier().verify(await sign({}, { exp: year3000 }))).id, 'user-1')
+    assert.throws(() => verifier({ maxLifetimeSeconds: 0 }), /maxLifetimeSeconds/)
   })
 
   test('unknown kid, and the right kid with a signature from another key', async () => {

@@ -53,6 +53,28 @@ describe('response cache: coalescing identical misses', { timeout: 10_000 }, () 
     assert.equal(store.sets, 1)
   })
 
+  test('coalesce: false (Workers): identical concurrent misses each forward, and the response is still stored', async () => {
+    const { cache, metrics, store } = setup({ coalesce: false })
+    const release = deferred()
+    const forward = counted(async () => {
+      await release.promise
+      return timedStream(EVENTS.map((e) => sse([e])))
+    })
+    const pending = Array.from({ length: 3 }, () => cache.handle(request(streamBody()), forward))
+    await until(() => store.gets === 3)
+    release.resolve()
+    const responses = await Promise.all(pending)
+    const bodies = await Promise.all(responses.map((r) => r.text()))
+    assert.equal(forward.calls, 3)
+    assert.deepEqual(new Set(bodies), new Set([sse(EVENTS)]))
+    assert.equal(metrics.count('coalesced'), 0)
+    assert.ok(store.sets >= 1, 'stored')
+    const hit = await cache.handle(request(streamBody()), forward)
+    assert.equal(hit.headers.get('x-cache'), 'HIT')
+    assert.equal(await hit.text(), sse(EVENTS))
+    assert.equal(forward.calls, 3)
+  })
+
   test('followers get the leader’s events as they arrive, not after the end', async () => {
     const { cache } = setup()
     const upstream = controlledStream()
