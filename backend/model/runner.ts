@@ -296,7 +296,7 @@ function readShape(session: ort.InferenceSession, io: IoNames, weightType: strin
     layers,
     kvHeads: pick('number of KV heads', dims[1], expected?.kvHeads),
     headDim: pick('head size', dims[3], expected?.headDim),
-    // [batch, seq, vocab], or [rows, vocab] once the head is gathered.
+    // [batch, seq, vocab], or [1, rows, vocab] once the head is gathered.
     vocabSize: pick('vocabulary size', logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined, expected?.vocabSize),
     kvFloat16: past.isTensor && past.type === 'float16',
     hasPositionIds: inputs.has(io.positionIds),
