@@ -50,7 +50,7 @@ export class InPlaceKv {
     return out
   }
 
-  /** One token for every cache row; returns logits [rows, vocab] (or [rows, 1, vocab]). */
+  /** One token for every cache row; returns logits for every row ([1, rows, vocab] gathered, else [rows, 1, vocab]). */
   async decode(cache: KvCache, tokens: ArrayLike<number>): Promise<ort.Tensor> {
     const n = cache.rows
     const total = cache.maxLength() + 1
