@@ -169,7 +169,7 @@ async function loadModels(config: BackendConfig, log: pino.Logger, metrics: Back
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
     const { info } = engine
     const types = { variant: folder.variant, weightType: info.shape.weightType, kvType: info.shape.kvFloat16 ? 'float16' : 'float32' }
-    log.info({ model: folder.id, file: folder.onnxPath, ...types, device: info.device, parameters: info.parameters, context: folder.contextLength, kvPath: info.kvPath, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    log.info({ model: folder.id, file: folder.onnxPath, ...types, device: info.device, parameters: info.parameters, context: folder.contextLength, kvPath: info.kvPath, logitsGathered: info.gathersLogitRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
     if (folder.randomWeights) {
       log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
     }

@@ -88,6 +88,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
         random_weights: m.folder.randomWeights,
         kv_fast_path: m.engine.info.kvPath !== 'whole-cache',
         kv_path: m.engine.info.kvPath,
+        logits_gathered: m.engine.info.gathersLogitRows,
         queued: m.engine.queuedCount,
         active: m.engine.activeCount,
       })),

@@ -128,11 +128,12 @@ export interface CollectedChoice {
   tokenIds: number[]
   finishReason: 'stop' | 'length'
   logprobs: NonNullable<TextChunk['logprobs']>
+  promptLogprobs: NonNullable<TextChunk['promptLogprobs']>
 }
 
 /** Runs a generation to the end (non-streaming responses). */
 export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: number): Promise<CollectedChoice[]> {
-  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, tokenIds: [], finishReason: 'length', logprobs: [] }))
+  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, tokenIds: [], finishReason: 'length', logprobs: [], promptLogprobs: [] }))
   try {
     for await (const chunk of chunks) {
       const choice = choices[chunk.index]
@@ -140,6 +141,7 @@ export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: n
       choice.tokens += chunk.tokens
       choice.tokenIds.push(...chunk.tokenIds)
       if (chunk.logprobs) choice.logprobs.push(...chunk.logprobs)
+      if (chunk.promptLogprobs) choice.promptLogprobs.push(...chunk.promptLogprobs)
       if (chunk.finishReason) choice.finishReason = chunk.finishReason
     }
   } catch (error) {

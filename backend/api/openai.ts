@@ -3,6 +3,7 @@ import type { Context } from 'hono'
 import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
+import type { PromptLogprob } from '../scheduler/types.ts'
 import { ApiError } from './errors.ts'
 import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
 import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
@@ -66,7 +67,8 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const logprobs = body.logprobs ?? -1
   const grammar = outputGrammarOf(body, api.maxGrammarChars)
   if (grammar) await prepareGrammar(model, grammar, body.resume?.token_ids)
-  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: grammar?.spec }
+  const promptLogprobs = body.echo === true && logprobs >= 0
+  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: grammar?.spec, promptLogprobs }
   const echoOf = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
   const { resumed, before } = resumeOf(model, body, request, echoOf(0))
   const echo = (index: number) => (resumed ? before : echoOf(index))
@@ -74,16 +76,22 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const chunks = startGeneration(api, model, { ...request, resume: resumed }, mergeSignals(c, abort))
   const id = `cmpl-${randomUUID()}`
   const created = Math.floor(Date.now() / 1000)
-  const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? completionLogprobs(model, lp) : null)
+  // With echo, the prompt's entries come first (the first with a null logprob, as OpenAI's).
+  const entriesOf = (chunk: Pick<TextChunk, 'logprobs' | 'promptLogprobs'>): PromptLogprob[] => [...(chunk.promptLogprobs ?? []), ...(chunk.logprobs ?? [])]
 
   if (body.stream) {
     let completionTokens = resumed?.tokens ?? 0
     const echoed = new Set<number>()
+    // text_offset runs on across a choice's chunks (a resumed choice goes on from its offset).
+    const offsets = new Map<number, { at: number }>()
+    const offsetOf = (index: number) => offsets.get(index) ?? offsets.set(index, { at: body.resume?.text_offset ?? 0 }).get(index)!
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
         completionTokens += chunk.tokens
         const prefix = echoed.has(chunk.index) ? '' : (echoed.add(chunk.index), echo(chunk.index))
-        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: logprobsOf(chunk.logprobs), finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
+        const entries = entriesOf(chunk)
+        const lp = logprobs >= 0 && entries.length > 0 ? completionLogprobs(model, entries, offsetOf(chunk.index)) : null
+        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: lp, finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
         return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] }]
       },
       end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
@@ -95,7 +103,7 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
     object: 'text_completion',
     created,
     model: model.id,
-    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobsOf(choice.logprobs), finish_reason: choice.finishReason, ...idsOf(body.return_token_ids, choice.tokenIds) })),
+    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobs >= 0 ? completionLogprobs(model, entriesOf(choice), { at: 0 }) : null, finish_reason: choice.finishReason, ...idsOf(body.return_token_ids, choice.tokenIds) })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   })
 }
@@ -176,14 +184,18 @@ function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): num
   return lists
 }
 
-function completionLogprobs(model: ServedModel, lp: TokenLogprob[]) {
-  const tokens = lp.map((t) => model.tokenizer.tokenText(t.token))
-  let offset = 0
+/**
+ * OpenAI's completions logprobs. `offset.at` is the text offset of the first entry and is
+ * moved past the last, so a stream's chunks continue one another (as vLLM, the offsets add
+ * up the tokens' texts, echoed prompt tokens included).
+ */
+function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset: { at: number }) {
+  const tokens = entries.map((t) => model.tokenizer.tokenText(t.token))
   return {
     tokens,
-    token_logprobs: lp.map((t) => t.logprob),
-    top_logprobs: lp.map((t) => Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob]))),
-    text_offset: tokens.map((t) => ((offset += t.length), offset - t.length)),
+    token_logprobs: entries.map((t) => t.logprob),
+    top_logprobs: entries.map((t) => (t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob])))),
+    text_offset: tokens.map((t) => ((offset.at += t.length), offset.at - t.length)),
   }
 }
 

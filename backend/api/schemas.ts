@@ -78,6 +78,8 @@ export const completionRequestSchema = z
   .object({
     ...sampling,
     ...guided,
+    // 0 with echo is the scoring idiom: the prompt back with its logprobs, nothing generated.
+    max_tokens: int(0, 1_000_000).nullish(),
     prompt: z.union([z.string(), z.array(z.string()).min(1).max(64), tokenIds, z.array(tokenIds).min(1).max(64)]),
     logprobs: int(0, 5).nullish(),
     echo: z.boolean().nullish(),
@@ -85,6 +87,7 @@ export const completionRequestSchema = z
     suffix: z.string().nullish(),
   })
   .refine((b) => b.resume == null || ((b.n ?? 1) === 1 && onePrompt(b.prompt)), { message: resumeMessage, path: ['resume'] })
+  .refine((b) => b.max_tokens !== 0 || b.echo === true, { message: 'max_tokens 0 needs echo: true (it returns the prompt and, with logprobs, its scores)', path: ['max_tokens'] })
 export type CompletionRequest = z.infer<typeof completionRequestSchema>
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() })

@@ -48,7 +48,7 @@ try {
   setInterval(() => {
     if (scheduler.waitingCount + scheduler.runningCount === 0) heartbeat.beat()
   }, data.idleBeatIntervalMs).unref()
-  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, loadMs, warmupMs })
+  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
 } catch (error) {
   post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
 }

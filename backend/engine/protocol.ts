@@ -39,6 +39,8 @@ export interface EngineInfo {
   parameters: number
   movesOnlyNewRows: boolean
   kvPath: KvPath
+  /** The LM head runs only on sampled positions (see backend/model/logit-rows.ts). */
+  gathersLogitRows: boolean
   loadMs: number
   warmupMs: number
 }

@@ -4,7 +4,7 @@ import { IncrementalDecoder, type TextTokenizer } from '../model/tokenizer.ts'
 import { randomSeed } from '../sampling/prng.ts'
 import type { SamplingParams } from '../sampling/sampler.ts'
 import { StopMatcher } from '../sampling/stop-matcher.ts'
-import type { TokenEvent } from '../scheduler/types.ts'
+import type { PromptLogprob, TokenEvent } from '../scheduler/types.ts'
 import type { Engine } from './engine.ts'
 import type { ResumedChoice } from './resume.ts'
 
@@ -33,6 +33,8 @@ export interface TextRequest {
   resume?: ResumedChoice
   /** Output format every choice must match (already compiled: see Engine.compileGrammar). */
   grammar?: GrammarSpec
+  /** Report each prompt's token logprobs (echo + logprobs); not with resume. */
+  promptLogprobs?: boolean
 }
 
 export interface TokenLogprob {
@@ -50,6 +52,8 @@ export interface TextChunk {
   /** Their ids: every sampled id arrives with the chunk whose text it released or holds back. */
   tokenIds: number[]
   logprobs?: TokenLogprob[]
+  /** The prompt's logprobs, on the choice's first chunk when the request asked for them. */
+  promptLogprobs?: PromptLogprob[]
   finishReason?: 'stop' | 'length'
 }
 
@@ -101,6 +105,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
         eosTokenIds: request.ignoreEos ? [] : model.folder.eosTokenIds,
         deadline,
         grammar: request.grammar,
+        promptLogprobs: request.promptLogprobs && !resume,
       },
       (event) => {
         inbox.push({ index, event })
@@ -124,6 +129,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
       for (const { index, event } of inbox.splice(0)) {
         if (done[index]) continue
         const chunk: TextChunk = { index, text: '', tokens: 0, tokenIds: [] }
+        if (event.prompt) chunk.promptLogprobs = event.prompt
         if (event.token !== undefined) {
           chunk.tokens = 1
           chunk.tokenIds.push(event.token)
@@ -147,7 +153,7 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
           done[index] = true
           remaining--
         }
-        if (chunk.text || chunk.tokens || chunk.finishReason) yield chunk
+        if (chunk.text || chunk.tokens || chunk.finishReason || chunk.promptLogprobs) yield chunk
       }
     }
   } finally {

@@ -28,35 +28,30 @@ export interface InPlaceShape {
 export class InPlaceKv {
   constructor(
     private readonly session: ort.InferenceSession,
-    private readonly cache: KvCache,
     private readonly shape: InPlaceShape,
     private readonly io: IoNames,
+    /** The input naming the rows the LM head runs on (logit-rows.ts); null: every position. */
+    private readonly logitRows: string | null,
   ) {}
 
   /**
-   * Prefills each row alone (no padding, so the last position is the last prompt token). A row
-   * that already holds tokens continues after them (GroupQueryAttention's subsequent-prompt
-   * case), so a long prompt can be prefilled in chunks.
+   * Runs `tokens` after what row `row` of `cache` already holds (nothing, for a prompt; the
+   * earlier chunks, for a chunked prefill), alone, so its last position is its last token.
+   * Returns the logits of `logitPositions` (positions within `tokens`), or of every position.
    */
-  async prefill(rows: { row: number; tokens: ArrayLike<number> }[]): Promise<ort.Tensor[]> {
-    const longest = Math.max(...rows.map((r) => this.cache.lengths[r.row] + r.tokens.length))
-    this.cache.reserveColumns(Math.max(longest, this.cache.maxLength()))
-    const logits: ort.Tensor[] = []
-    for (const { row, tokens } of rows) {
-      const n = tokens.length
-      const past = this.cache.lengths[row]
-      const ids = BigInt64Array.from(Array.from(tokens, BigInt))
-      const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i))
-      const out = await this.run(ids, new BigInt64Array(past + n).fill(1n), positions, [1, n], (l) => this.cache.rowView(l, row), 1)
-      this.cache.lengths[row] = past + n
-      logits.push(out)
-    }
-    return logits
+  async extend(cache: KvCache, row: number, tokens: ArrayLike<number>, logitPositions: number[]): Promise<ort.Tensor> {
+    const past = cache.lengths[row]
+    const n = tokens.length
+    cache.reserveColumns(Math.max(cache.maxLength(), past + n))
+    const ids = BigInt64Array.from(Array.from(tokens, BigInt))
+    const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i))
+    const out = await this.run(cache, ids, new BigInt64Array(past + n).fill(1n), positions, [1, n], (l) => cache.rowView(l, row), 1, logitPositions)
+    cache.lengths[row] = past + n
+    return out
   }
 
-  /** One token for every cache row; returns logits [rows, 1, vocab]. */
-  async decode(tokens: ArrayLike<number>): Promise<ort.Tensor> {
-    const cache = this.cache
+  /** One token for every cache row; returns logits for every row ([1, rows, vocab] gathered, else [rows, 1, vocab]). */
+  async decode(cache: KvCache, tokens: ArrayLike<number>): Promise<ort.Tensor> {
     const n = cache.rows
     const total = cache.maxLength() + 1
     cache.reserveColumns(total)
@@ -68,18 +63,20 @@ export class InPlaceKv {
       positions[r] = BigInt(cache.lengths[r])
       mask.fill(1n, r * total, r * total + cache.lengths[r] + 1)
     }
-    const logits = await this.run(ids, mask, positions, [n, 1], (l) => cache.pastView(l), n)
+    const logits = await this.run(cache, ids, mask, positions, [n, 1], (l) => cache.pastView(l), n, Array.from({ length: n }, (_, r) => r))
     for (let r = 0; r < n; r++) cache.lengths[r]++
     return logits
   }
 
   private async run(
+    cache: KvCache,
     ids: BigInt64Array,
     mask: BigInt64Array,
     positions: BigInt64Array,
     dims: [number, number],
     buffers: (layer: number) => { key: KvArray; value: KvArray },
     batch: number,
+    logitRows: number[],
   ): Promise<ort.Tensor> {
     const { io, shape } = this
     const feeds: Record<string, ort.Tensor> = {
@@ -87,9 +84,10 @@ export class InPlaceKv {
       [io.attentionMask]: new ort.Tensor('int64', mask, [batch, mask.length / batch]),
     }
     if (shape.hasPositionIds) feeds[io.positionIds] = new ort.Tensor('int64', positions, dims)
+    if (this.logitRows) feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
     const fetches: Record<string, ort.Tensor | null> = { [io.logits]: null }
     const type = shape.kvFloat16 ? 'float16' : 'float32'
-    const kvDims = [batch, shape.kvHeads, this.cache.columns, shape.headDim]
+    const kvDims = [batch, shape.kvHeads, cache.columns, shape.headDim]
     for (let l = 0; l < shape.layers; l++) {
       const { key, value } = buffers(l)
       // The same array as input and preallocated output: GroupQueryAttention's shared-buffer mode.

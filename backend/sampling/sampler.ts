@@ -55,8 +55,7 @@ export class SequenceSampler {
     this.applyPenalties(logits)
     const token = p.temperature === 0 ? argmax(logits) : this.draw(logits)
     if (!raw) return { token }
-    const lse = logSumExp(raw)
-    return { token, logprob: raw[token] - lse, top: topLogprobs(raw, lse, p.logprobs) }
+    return { token, ...scoreToken(raw, token, p.logprobs) }
   }
 
   /**
@@ -226,6 +225,12 @@ export function argmax(row: Float32Array): number {
     }
   }
   return best
+}
+
+/** Log-probability of `token` under one row of raw logits, and the row's `top` best alternatives. */
+export function scoreToken(row: Float32Array, token: number, top: number): { logprob: number; top: { token: number; logprob: number }[] } {
+  const lse = logSumExp(row)
+  return { logprob: row[token] - lse, top: topLogprobs(row, lse, top) }
 }
 
 function logSumExp(row: Float32Array): number {

@@ -1,12 +1,15 @@
-import { SequenceSampler } from '../sampling/sampler.ts'
-import type { FinishReason, SequenceRequest, StepRunner, StepStats, TokenConstraint, TokenEvent } from './types.ts'
+import { SequenceSampler, scoreToken } from '../sampling/sampler.ts'
+import type { FinishReason, PromptLogprob, SequenceRequest, StepRunner, StepStats, TokenConstraint, TokenEvent } from './types.ts'
 
 export interface SchedulerOptions {
   /** Most sequences decoded together in one forward pass. */
   maxBatchSize: number
   /** Admission stops while running prompts + their max_tokens would pass this (bounds KV memory). */
   maxTokensInFlight: number
-  /** Padded prompt tokens prefilled in one pass at a step boundary, before the decode pass. */
+  /**
+   * Padded prompt tokens prefilled in one pass at a step boundary, before the decode pass. A
+   * longer prompt is prefilled in chunks of this size, one per step, between decode passes.
+   */
   maxPrefillTokens: number
   /** The model's context window; a sequence that reaches it ends with `length`. */
   contextLength: number
@@ -17,19 +20,31 @@ interface Sequence {
   /** Prompt, then any tokens generated before a resume: what prefill runs over. */
   prefillIds: number[]
   sampler: SequenceSampler
-  /** Grammar-constrained decoding: the tokens this sequence may sample. */
-  constraint?: TokenConstraint
   eos: Set<number>
   generated: number
   /** Next input token (the last sampled one). */
   next: number
   finish?: FinishReason
+  /** With request.promptLogprobs: the prompt's logprobs so far. */
+  promptLogprobs?: PromptLogprob[]
+  /** Grammar-constrained decoding: the tokens this sequence may sample. */
+  constraint?: TokenConstraint
+}
+
+/** A prompt longer than maxPrefillTokens, prefilled one chunk per step. */
+interface ChunkedPrefill {
+  seq: Sequence
+  staging: unknown
+  /** Tokens of seq.prefillIds already prefilled. */
+  done: number
 }
 
 /**
  * Iteration-level (continuous) batching: one decode pass per step over every running
  * sequence. Waiting requests are prefilled at step boundaries and decode with the rest from
  * the next step; finished or aborted sequences leave at the boundary, freeing their row.
+ * A prompt longer than maxPrefillTokens is prefilled in chunks, one per step, so running
+ * sequences keep decoding while it is admitted.
  */
 export class Scheduler {
   private readonly runner: StepRunner
@@ -38,6 +53,7 @@ export class Scheduler {
   private readonly waiting: Sequence[] = []
   /** running[r] owns KV cache row r. */
   private readonly running: Sequence[] = []
+  private chunked: ChunkedPrefill | null = null
   private readonly aborted = new Set<number>()
   private wake: (() => void) | null = null
   private stopped = false
@@ -49,8 +65,9 @@ export class Scheduler {
     this.emit = emit
   }
 
+  /** Sequences not decoding yet: queued, or a long prompt part-way through its prefill. */
   get waitingCount(): number {
-    return this.waiting.length
+    return this.waiting.length + (this.chunked ? 1 : 0)
   }
 
   get runningCount(): number {
@@ -77,10 +94,11 @@ export class Scheduler {
       request,
       prefillIds: generatedIds.length > 0 ? request.promptIds.concat(generatedIds) : request.promptIds,
       sampler,
-      constraint,
       eos: new Set(request.eosTokenIds),
       generated: generatedIds.length,
       next: 0,
+      promptLogprobs: request.promptLogprobs ? [{ token: request.promptIds[0], logprob: null }] : undefined,
+      constraint,
     })
     this.wake?.()
   }
@@ -93,7 +111,7 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
-      if (this.waiting.length === 0 && this.running.length === 0) {
+      if (this.waiting.length === 0 && this.running.length === 0 && !this.chunked) {
         this.aborted.clear()
         await new Promise<void>((resolve) => (this.wake = resolve))
         this.wake = null
@@ -109,30 +127,43 @@ export class Scheduler {
 
   /** A forward pass failed: end every running sequence with `error` and free the cache. */
   private failRunning(error: unknown): void {
-    const events: TokenEvent[] = this.running.map((seq) => ({ id: seq.request.id, finish: 'error' as const, message: String((error as Error)?.message ?? error).split('\n')[0] }))
+    const message = String((error as Error)?.message ?? error).split('\n')[0]
+    const failed = this.chunked ? [...this.running, this.chunked.seq] : this.running
+    const events: TokenEvent[] = failed.map((seq) => ({ id: seq.request.id, finish: 'error' as const, message }))
     for (const seq of this.running) seq.finish = 'error'
+    this.chunked = null
     this.removeFinished()
     this.emit(events, { waiting: this.waiting.length, running: 0, batchSize: 0, decodeMs: 0, prefillMs: 0, prefillTokens: 0 })
   }
 
-  /** One scheduler iteration: retire, admit and prefill, then one decode pass. */
+  /** One scheduler iteration: retire; prefill (a chunk, new prompts); then one decode pass. */
   async step(): Promise<void> {
     const events: TokenEvent[] = []
     this.retireAbortedAndExpired(events)
     const stats: StepStats = { waiting: 0, running: 0, batchSize: 0, decodeMs: 0, prefillMs: 0, prefillTokens: 0 }
 
-    const admitted = this.admit()
-    if (admitted.length > 0) {
-      const started = performance.now()
-      const rows = admitted.map((seq) => ({ row: this.runner.cache.addRow(), tokens: seq.prefillIds }))
-      this.running.push(...admitted)
+    const started = performance.now()
+    let budget = this.options.maxPrefillTokens
+    if (this.chunked) budget -= await this.prefillChunk(events, budget, stats)
+    const { batch, long } = this.admit(budget)
+    if (long) {
+      this.chunked = { seq: long, staging: this.runner.startChunkedPrefill(long.prefillIds.length), done: 0 }
+      await this.prefillChunk(events, budget, stats)
+    }
+    if (batch.length > 0) {
+      const rows = batch.map((seq) => ({ row: this.runner.cache.addRow(), tokens: seq.prefillIds, logitPositions: this.logitPositions(seq, 0, seq.prefillIds.length) }))
+      this.running.push(...batch)
       const logits = await this.runner.prefill(rows)
+      stats.prefillTokens += rows.length * Math.max(...rows.map((r) => r.tokens.length))
+      const masks = await this.masksOf(batch)
+      batch.forEach((seq, i) => this.prefilled(seq, 0, logits[i], events, masks[i]))
+    }
+    if (stats.prefillTokens > 0) {
       stats.prefillMs = performance.now() - started
-      stats.prefillTokens = rows.length * Math.max(...rows.map((r) => r.tokens.length))
-      const masks = await this.masksOf(admitted)
-      admitted.forEach((seq, i) => this.sampleInto(seq, logits[i], events, masks[i]))
-      // First tokens go out now, not after this step's decode pass: that is the TTFT.
-      this.emit(events.splice(0), { ...stats, waiting: this.waiting.length, running: this.running.length })
+      // First tokens go out now, not after this step's decode pass: that is the TTFT. The
+      // prefill is reported with them, once; the decode pass reports itself below.
+      this.emit(events.splice(0), { ...stats, waiting: this.waitingCount, running: this.running.length })
+      stats.prefillMs = stats.prefillTokens = 0
     }
 
     // Sequences admitted this step already have their first token; all rows decode together.
@@ -147,9 +178,63 @@ export class Scheduler {
       this.running.forEach((seq, r) => this.sampleInto(seq, logits.subarray(r * V, (r + 1) * V), events, masks[r]))
       this.removeFinished()
     }
-    stats.waiting = this.waiting.length
+    stats.waiting = this.waitingCount
     stats.running = this.running.length
     if (events.length > 0) this.emit(events, stats)
+  }
+
+  /** Prefills the next chunk (at most `budget` tokens) of the long prompt; returns its size. */
+  private async prefillChunk(events: TokenEvent[], budget: number, stats: StepStats): Promise<number> {
+    const chunked = this.chunked!
+    const { seq } = chunked
+    const start = chunked.done
+    const end = Math.min(seq.prefillIds.length, start + Math.max(1, budget))
+    const logits = await this.runner.prefillChunk(chunked.staging, seq.prefillIds.slice(start, end), this.logitPositions(seq, start, end))
+    chunked.done = end
+    stats.prefillTokens += end - start
+    if (end === seq.prefillIds.length) {
+      this.chunked = null
+      this.runner.finishChunkedPrefill(chunked.staging)
+      this.running.push(seq)
+    }
+    const [mask] = end === seq.prefillIds.length ? await this.masksOf([seq]) : [undefined]
+    this.prefilled(seq, start, logits, events, mask)
+    return end - start
+  }
+
+  /**
+   * Positions of prefillIds[start..end) whose logits are needed, relative to `start`: the
+   * last prompt position (the first sample), and with promptLogprobs every position whose
+   * next token is a prompt token.
+   */
+  private logitPositions(seq: Sequence, start: number, end: number): number[] {
+    const total = seq.prefillIds.length
+    const positions: number[] = []
+    if (seq.promptLogprobs) for (let p = start; p < Math.min(end, seq.request.promptIds.length - 1); p++) positions.push(p - start)
+    if (end === total && positions[positions.length - 1] !== total - 1 - start) positions.push(total - 1 - start)
+    return positions
+  }
+
+  /** Takes the logits of a prefill pass over prefillIds[start..]: prompt logprobs, then, at the end, the first token. */
+  private prefilled(seq: Sequence, start: number, logits: Float32Array, events: TokenEvent[], mask?: Int32Array): void {
+    const V = this.runner.shape.vocabSize
+    const prompt = seq.request.promptIds
+    const rows = logits.length / V
+    if (seq.promptLogprobs) {
+      for (let j = 0, p = start; p + 1 < prompt.length && j < rows; j++, p++) {
+        const token = prompt[p + 1]
+        seq.promptLogprobs.push({ token, ...scoreToken(logits.subarray(j * V, (j + 1) * V), token, seq.request.sampling.logprobs) })
+      }
+    }
+    if (!this.running.includes(seq)) return
+    const id = seq.request.id
+    if (seq.promptLogprobs) events.push({ id, prompt: seq.promptLogprobs })
+    if (seq.request.maxTokens === 0) {
+      seq.finish = 'length'
+      events.push({ id, finish: 'length' })
+      return
+    }
+    this.sampleInto(seq, logits.subarray(logits.length - V), events, mask)
   }
 
   /** Next-token masks of the constrained sequences (undefined for the others). */
@@ -186,26 +271,38 @@ export class Scheduler {
     events.push(event)
   }
 
-  /** Takes waiting sequences that fit the batch, the in-flight budget and the prefill budget. */
-  private admit(): Sequence[] {
+  /**
+   * Takes waiting sequences that fit the batch, the in-flight budget and `budget` prefill
+   * tokens. A prompt longer than maxPrefillTokens is taken alone, as `long`, to be prefilled
+   * in chunks, when no other is.
+   */
+  private admit(budget: number): { batch: Sequence[]; long?: Sequence } {
     const { maxBatchSize, maxTokensInFlight, maxPrefillTokens } = this.options
+    const cost = (seq: Sequence) => seq.request.promptIds.length + seq.request.maxTokens
     let inFlight = 0
-    for (const seq of this.running) inFlight += seq.request.promptIds.length + seq.request.maxTokens
-    const admitted: Sequence[] = []
+    for (const seq of this.running) inFlight += cost(seq)
+    if (this.chunked) inFlight += cost(this.chunked.seq)
+    const occupied = this.running.length + (this.chunked ? 1 : 0)
+    const batch: Sequence[] = []
     let widest = 0
-    while (this.waiting.length > 0 && this.running.length + admitted.length < maxBatchSize) {
+    while (this.waiting.length > 0 && occupied + batch.length < maxBatchSize) {
       const seq = this.waiting[0]
-      const cost = seq.request.promptIds.length + seq.request.maxTokens
-      const width = Math.max(widest, seq.prefillIds.length)
-      const alone = this.running.length === 0 && admitted.length === 0
       // An idle engine always takes the head of the queue, whatever its size.
-      if (!alone && (inFlight + cost > maxTokensInFlight || (admitted.length + 1) * width > maxPrefillTokens)) break
+      const alone = occupied === 0 && batch.length === 0
+      if (!alone && inFlight + cost(seq) > maxTokensInFlight) break
+      if (seq.prefillIds.length > maxPrefillTokens) {
+        if (this.chunked || batch.length > 0 || budget < maxPrefillTokens) break
+        this.waiting.shift()
+        return { batch, long: seq }
+      }
+      const width = Math.max(widest, seq.prefillIds.length)
+      if (!alone && (batch.length + 1) * width > budget) break
       this.waiting.shift()
-      admitted.push(seq)
-      inFlight += cost
+      batch.push(seq)
+      inFlight += cost(seq)
       widest = width
     }
-    return admitted
+    return { batch }
   }
 
   private retireAbortedAndExpired(events: TokenEvent[]): void {
@@ -226,6 +323,12 @@ export class Scheduler {
         seq.finish = finish
         events.push({ id: seq.request.id, finish })
       }
+    }
+    const chunkedFinish = this.chunked && reason(this.chunked.seq)
+    if (chunkedFinish) {
+      events.push({ id: this.chunked!.seq.request.id, finish: chunkedFinish })
+      this.chunked!.seq.constraint?.dispose()
+      this.chunked = null
     }
     this.aborted.clear()
     this.removeFinished()

@@ -18,6 +18,18 @@ export interface SequenceRequest {
   deadline?: number
   /** Output format to enforce (compiled in the engine worker before the sequence is queued). */
   grammar?: GrammarSpec
+  /**
+   * Report the prompt tokens' logprobs (OpenAI's echo + logprobs), with `sampling.logprobs`
+   * alternatives each, in one event before the first token. maxTokens 0 then only scores.
+   */
+  promptLogprobs?: boolean
+}
+
+/** One prompt token's log-probability given the tokens before it; null for the first token. */
+export interface PromptLogprob {
+  token: number
+  logprob: number | null
+  top?: { token: number; logprob: number }[]
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort' | 'timeout' | 'error'
@@ -28,6 +40,8 @@ export interface TokenEvent {
   token?: number
   logprob?: number
   top?: { token: number; logprob: number }[]
+  /** The prompt's logprobs (requests with promptLogprobs), sent once its prefill is done. */
+  prompt?: PromptLogprob[]
   finish?: FinishReason
   /** With finish `error`: what failed. */
   message?: string
@@ -47,7 +61,13 @@ export interface StepStats {
 export interface StepRunner {
   readonly shape: { vocabSize: number }
   readonly cache: { rows: number; lengths: Int32Array; addRow(): number; removeRow(row: number): number }
-  prefill(rows: { row: number; tokens: ArrayLike<number> }[]): Promise<Float32Array[]>
+  /** Per row, the logits of `logitPositions` (default: the last position), [positions × vocab]. */
+  prefill(rows: { row: number; tokens: ArrayLike<number>; logitPositions?: number[] }[]): Promise<Float32Array[]>
+  /** A staging cache for one prompt prefilled chunk by chunk, outside the decode batch. */
+  startChunkedPrefill(totalTokens: number): unknown
+  prefillChunk(staging: unknown, tokens: ArrayLike<number>, logitPositions: number[]): Promise<Float32Array>
+  /** Moves the staged prompt into a new decode row and returns it. */
+  finishChunkedPrefill(staging: unknown): number
   decode(tokens: ArrayLike<number>): Promise<Float32Array>
 }
 

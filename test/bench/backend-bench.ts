@@ -22,7 +22,15 @@ import { loadBaseline, packageVersion, runTransformers, transformersVersions, ty
  *
  * Env: BENCH_THREADS (default 1), BENCH_MODELS (comma list of stories260K,15m,100m),
  * BENCH_QUICK=1 (few tokens and repetitions: a smoke run), BENCH_OUT (default docs/bench).
+ * BENCH_SUITE=shapes runs instead the model-shape, prefill and chunking suite of
+ * backend-shapes-bench.ts (its own knobs are listed there).
  */
+if (process.env.BENCH_SUITE === 'shapes') {
+  await (await import('./backend-shapes-bench.ts')).runShapesBench()
+  process.exit(0)
+} else if (process.env.BENCH_SUITE !== undefined && process.env.BENCH_SUITE !== 'concurrency') {
+  throw new Error(`BENCH_SUITE must be concurrency (default) or shapes, got ${process.env.BENCH_SUITE}`)
+}
 const THREADS = Number(process.env.BENCH_THREADS ?? 1)
 const QUICK = process.env.BENCH_QUICK === '1'
 const ALL_MODELS = ['stories260K', '15m', '100m']
@@ -346,6 +354,8 @@ function markdown(report: any): string {
       `. Ours sets intraOpNumThreads=${report.threads}, interOpNumThreads=1 (backend/model/session.ts).`,
     '',
     `Raw figures (every repetition, every TTFT): [backend.json](backend.json). Total run time ${f(report.durationSeconds, 0)} s.`,
+    '',
+    'Model shapes of SmolLM2-135M and Llama-3.2-1B (fp32 / q4 / int8), time to first token at 32-1,500 prompt tokens and chunked prefill: `BENCH_SUITE=shapes`, figures in [backend-shapes.md](backend-shapes.md), analysis in [backend-prefill.md](backend-prefill.md).',
     '',
   ].join('\n')
 }

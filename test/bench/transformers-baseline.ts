@@ -79,7 +79,8 @@ export interface Baseline {
   dispose(): Promise<void>
 }
 
-export async function loadBaseline(dir: string, threads: number): Promise<Baseline> {
+/** `dtype` picks the file as transformers.js names them: fp32 → onnx/model.onnx, q4 → onnx/model_q4.onnx, ... */
+export async function loadBaseline(dir: string, threads: number, dtype = 'fp32'): Promise<Baseline> {
   env.allowRemoteModels = false
   env.allowLocalModels = true
   env.localModelPath = dirname(dir) + '/'
@@ -88,7 +89,7 @@ export async function loadBaseline(dir: string, threads: number): Promise<Baseli
   const started = performance.now()
   const model = await AutoModelForCausalLM.from_pretrained(basename(dir), {
     device: 'cpu',
-    dtype: 'fp32',
+    dtype,
     session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
   } as any)
   const loadMs = performance.now() - started

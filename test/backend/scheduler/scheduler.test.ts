@@ -38,14 +38,14 @@ function harness(runner: ModelRunner, opts: Partial<SchedulerOptions> = {}) {
   return { scheduler, run, tokens, steps }
 }
 
+const prompts = ['Once upon a time', 'Tom had a', 'The little bird', 'One day', 'Sam and Mia went to the park and', 'A big', 'She', 'The dog ran'].map((t) => tokenizer.encode(t))
+
 describe('Scheduler (continuous batching) on stories260K', () => {
   let runner: ModelRunner
   before(async () => {
     runner = await ModelRunner.load(STORIES_ONNX, { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' }, () => {})
   })
   after(async () => runner.dispose())
-
-  const prompts = ['Once upon a time', 'Tom had a', 'The little bird', 'One day', 'Sam and Mia went to the park and', 'A big', 'She', 'The dog ran'].map((t) => tokenizer.encode(t))
 
   test('a request gets the same tokens alone or alongside 15 others (greedy and seeded)', async () => {
     const h = harness(runner)
@@ -129,5 +129,87 @@ describe('Scheduler (continuous batching) on stories260K', () => {
     assert.ok(h.steps.every((s) => s.running <= 3 && s.batchSize <= 3))
     assert.ok(h.steps.every((s) => s.prefillTokens <= 16 || s.prefillTokens === Math.max(...prompts.map((p) => p.length))))
     await h.scheduler.stop()
+  })
+})
+
+describe('Scheduler: chunked prefill and prompt logprobs (stories260K)', () => {
+  let runner: ModelRunner
+  before(async () => {
+    runner = await ModelRunner.load(STORIES_ONNX, { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' }, () => {})
+  })
+  after(async () => runner.dispose())
+
+  const story = tokenizer.encode('Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park and she ran to get it.')
+  const seeded: SamplingParams = { ...greedy, temperature: 0.8, topK: 40, seed: 11 }
+
+  test('a prompt prefilled in chunks gives the same tokens as in one pass (greedy and seeded)', async () => {
+    assert.ok(story.length > 40)
+    for (const sampling of [greedy, seeded]) {
+      const request = { promptIds: story, maxTokens: 30, sampling, eosTokenIds: [] }
+      const whole = harness(runner)
+      const expected = whole.tokens(await whole.run(request).done)
+      await whole.scheduler.stop()
+      for (const chunk of [5, 16]) {
+        const h = harness(runner, { maxPrefillTokens: chunk })
+        assert.deepEqual(h.tokens(await h.run(request).done), expected, `chunks of ${chunk}`)
+        assert.ok(h.steps.every((s) => s.prefillTokens <= chunk))
+        await h.scheduler.stop()
+      }
+    }
+  })
+
+  test('running streams keep producing a token every step while a long prompt is admitted', async () => {
+    const h = harness(runner, { maxPrefillTokens: 8 })
+    const streams = [prompts[0], prompts[1], prompts[2]].map((promptIds) => h.run({ promptIds, maxTokens: 120, sampling: greedy, eosTokenIds: [] }))
+    while (!h.steps.some((s) => s.batchSize === 3)) await new Promise((r) => setTimeout(r, 1))
+    const from = h.steps.length
+    const long = h.run({ promptIds: story, maxTokens: 5, sampling: greedy, eosTokenIds: [] })
+    const longEvents = await long.done
+    await Promise.all(streams.map((s) => s.done))
+    await h.scheduler.stop()
+    assert.equal(h.tokens(longEvents).length, 5)
+    // A step reports its prefill, then its decode pass: every chunk of the long prompt was
+    // followed, in the same step, by a decode pass over all three streams.
+    const after = h.steps.slice(from)
+    const chunks = after.flatMap((s, i) => (s.prefillTokens > 0 ? [i] : []))
+    assert.equal(chunks.length, Math.ceil(story.length / 8))
+    assert.ok(chunks.every((i) => after[i].prefillTokens <= 8 && after[i + 1].batchSize >= 3), JSON.stringify(after.slice(0, 4)))
+  })
+
+  test('prompt logprobs: first token null, one per prompt token, the same chunked or not; max_tokens 0 only scores', async () => {
+    const request = { promptIds: story, maxTokens: 0, sampling: { ...greedy, logprobs: 2 }, eosTokenIds: [], promptLogprobs: true }
+    const whole = harness(runner)
+    const events = await whole.run(request).done
+    await whole.scheduler.stop()
+    assert.deepEqual(whole.tokens(events), [])
+    assert.equal(events.at(-1)!.finish, 'length')
+    const prompt = events.find((e) => e.prompt)!.prompt!
+    assert.equal(prompt.length, story.length)
+    assert.deepEqual(prompt.map((p) => p.token), story)
+    assert.equal(prompt[0].logprob, null)
+    assert.ok(prompt.slice(1).every((p) => p.logprob! < 0 && p.top!.length === 2 && p.top![0].logprob >= p.logprob!))
+
+    const h = harness(runner, { maxPrefillTokens: 7 })
+    const chunked = (await h.run({ ...request, maxTokens: 3 }).done)
+    await h.scheduler.stop()
+    assert.equal(h.tokens(chunked).length, 3)
+    const chunkedPrompt = chunked.find((e) => e.prompt)!.prompt!
+    assert.equal(chunkedPrompt.length, story.length)
+    chunkedPrompt.forEach((p, i) => {
+      assert.equal(p.token, prompt[i].token)
+      if (i > 0) assert.ok(Math.abs(p.logprob! - prompt[i].logprob!) < 1e-4, `position ${i}`)
+    })
+  })
+
+  test('an aborted long prompt leaves mid-prefill and frees nothing it did not take', async () => {
+    const h = harness(runner, { maxPrefillTokens: 4 })
+    const victim = h.run({ promptIds: story, maxTokens: 50, sampling: greedy, eosTokenIds: [] })
+    while (!h.steps.some((s) => s.prefillTokens > 0)) await new Promise((r) => setTimeout(r, 1))
+    h.scheduler.abort(victim.id)
+    assert.equal((await victim.done).at(-1)!.finish, 'abort')
+    const after = h.run({ promptIds: prompts[0], maxTokens: 4, sampling: greedy, eosTokenIds: [] })
+    assert.equal(h.tokens(await after.done).length, 4)
+    await h.scheduler.stop()
+    assert.equal(runner.cache.rows, 0)
   })
 })
