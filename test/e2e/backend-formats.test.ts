@@ -72,8 +72,12 @@ describe('a node serving every builder style', () => {
   })
 
   for (const model of Object.keys(MODELS)) {
-    test(`${model}: greedy and seeded streams resume exactly after any cut`, async () => {
-      for (const sampling of [{ temperature: 0 }, { temperature: 1, top_k: 50, seed: 3 }]) {
+    // 8-bit files quantize activations (per row, see int8-rows.ts): a prefill pass and decode
+    // steps differ by float rounding, which a quantization step can turn into a visible logit
+    // difference, so a seeded draw may differ after a resume there (docs/models.md). Greedy holds.
+    const eightBit = MODELS[model as keyof typeof MODELS].weights === 'int8'
+    test(`${model}: greedy${eightBit ? '' : ' and seeded'} streams resume exactly after any cut`, async () => {
+      for (const sampling of eightBit ? [{ temperature: 0 }] : [{ temperature: 0 }, { temperature: 1, top_k: 50, seed: 3 }]) {
         const body = { model, max_tokens: 24, ...sampling }
         const reference = await stream(body)
         assert.equal(reference.ids.length, 24)
