@@ -51,7 +51,7 @@ async function leaveMidStream(name: string, body: object): Promise<{ requestId: 
   return { requestId: response.headers.get('x-request-id')!, response }
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
