@@ -45,7 +45,7 @@ export class EncoderRunner {
   }
 
   static async load(onnxPath: string, execution: ExecutionOptions, options: EncoderRunnerOptions, log: (message: string) => void): Promise<EncoderRunner> {
-    const { session, device, parameters } = await createSession(onnxPath, execution, log)
+    const { session, device, parameters } = await createSession(onnxPath, execution, log, undefined, 'encoder')
     return new EncoderRunner(session, device, parameters, options)
   }
 

@@ -34,9 +34,12 @@ export interface LoadedSession {
 
 type Log = (message: string) => void
 
+/** A decoder gets the KV and LM-head rewrites; an encoder (backend/encoder) only the per-row 8-bit one. */
+export type GraphKind = 'decoder' | 'encoder'
+
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
-export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames): Promise<LoadedSession> {
-  const { source, newRows, logitRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io)
+export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames, kind: GraphKind = 'decoder'): Promise<LoadedSession> {
+  const { source, newRows, logitRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io, kind)
   // auto: look for the CUDA provider first, so its absence is one line, not onnxruntime's loader error.
   const noCuda = options.device === 'auto' ? missingCudaProvider() : null
   if (noCuda) log(`CUDA unavailable: ${noCuda}; running on CPU`)
@@ -87,7 +90,7 @@ interface PreparedModel {
   cleanup: () => void
 }
 
-function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
+function prepareModel(onnxPath: string, log: Log, io: IoNames | undefined, kind: GraphKind): PreparedModel {
   const cleanup = () => {}
   let model
   try {
@@ -98,12 +101,13 @@ function prepareModel(onnxPath: string, log: Log, io?: IoNames): PreparedModel {
   const facts = readGraphFacts(model, (layer) => layerName(io?.presentKey ?? 'present.%d.key', layer))
   const { parameters } = facts
   // The LM head runs on the sampled rows only (logit-rows.ts); gathered before the 8-bit rewrite, which then quantizes those rows.
-  const logitRows = gatherLogitRows(model, io?.logits) ? LOGIT_ROWS_INPUT : null
-  if (!logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
+  const decoder = kind === 'decoder'
+  const logitRows = decoder && gatherLogitRows(model, io?.logits) ? LOGIT_ROWS_INPUT : null
+  if (decoder && !logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
   // 8-bit dynamic quantization becomes per row, so batch rows stay independent (int8-rows.ts).
   const requantized = quantizeActivationsPerRow(model) > 0
   // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
-  const newRowsRewrite = facts.groupQueryAttention ? null : exposeNewKvRows(model)
+  const newRowsRewrite = !decoder || facts.groupQueryAttention ? null : exposeNewKvRows(model)
   if (!newRowsRewrite && !requantized && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
   const rewritten = newRowsRewrite ?? { model: encodeModel(model), newRows: null, external: externalFiles(model) }
   if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup }
