@@ -3,12 +3,13 @@ import { gatewayError } from '../pipeline/errors.ts'
 import type { Usage } from '../pipeline/lifecycle.ts'
 import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
-import { ClientGoneError, NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
-import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
+import { AttemptFailed, ClientGoneError, NodeBusyError, type StreamBroken } from './errors.ts'
+import type { StreamProgress } from './chunk-rewriter.ts'
+import { relayEventStream } from './stream-relay.ts'
 import { usageOf } from './usage.ts'
-import { Cancellation, type UpstreamFetch, type UpstreamResponse } from './upstream.ts'
+import { Cancellation, type UpstreamFetch, type UpstreamResponse } from '../upstream/upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
@@ -39,13 +40,6 @@ export interface ForwardOptions {
 }
 
 export type { WatchClient } from '../pipeline/watch-client.ts'
-
-/** A try that did not give a usable answer. */
-class AttemptFailed extends Error {
-  constructor(readonly outcome: AttemptOutcome) {
-    super(outcome)
-  }
-}
 
 /**
  * Sends the request to a backend node, failing over before the first byte reaches the client:
