@@ -5,6 +5,7 @@ import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.t
 import type { BackendNode } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
+import { Attempts } from './attempts.ts'
 import { AttemptFailed, ClientGoneError, NodeBusyError, type StreamBroken } from './errors.ts'
 import type { StreamProgress } from './chunk-rewriter.ts'
 import { relayEventStream } from './stream-relay.ts'
@@ -59,11 +60,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     if (value) headers[name] = value
   }
   if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
-  router.retryBudget.recordRequest()
-
-  const tried = new Set<BackendNode>()
-  let attempts = 0
-  let last: { node: BackendNode; outcome: AttemptOutcome; response?: { status: number; text: string; retryAfter: string | null } } | undefined
+  const attempts = new Attempts(options)
 
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
@@ -89,7 +86,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         const text = await response.text()
         clearTimeout(timer)
         if (response.status === 503) {
-          last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
+          attempts.last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
           throw new NodeBusyError('busy')
         }
         // 504 is the request's own deadline passing at the backend, not a broken node: another
@@ -119,30 +116,9 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       }
     })
 
-  /** The next node to try after `previous` failed, or null when out of nodes, tries, budget or time. */
-  const nextNode = async (previousOutcome: AttemptOutcome | undefined, previous: BackendNode | undefined, scope: 'node' | 'stream'): Promise<BackendNode | null> => {
-    if (scope === 'node' && attempts >= retry.maxAttempts) return null
-    const node = router.pick(options.regions, options.model, tried)
-    if (!node) return null
-    if (previousOutcome) {
-      if (!router.retryBudget.tryRetry()) {
-        metrics.retryBudgetExhausted()
-        return null
-      }
-      metrics.retry(previousOutcome)
-      metrics.failover({ reason: previousOutcome, scope: scope === 'stream' ? 'stream' : previous && previous.region !== node.region ? 'region' : 'node' })
-      const backoff = Math.min(retry.backoffMaxMs, retry.backoffBaseMs * 2 ** (attempts - 1)) * Math.random()
-      if (performance.now() + backoff >= options.deadline) return null
-      await new Promise((r) => setTimeout(r, backoff))
-    }
-    tried.add(node)
-    attempts++
-    return node
-  }
-
   try {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
-    for (let node = await nextNode(undefined, undefined, 'node'); node; node = await nextNode(last?.outcome, last?.node, 'node')) {
+    for (let node = await attempts.next(undefined, undefined, 'node'); node; node = await attempts.afterFailure('node')) {
       let answer: Awaited<ReturnType<typeof tryNode>>
       try {
         answer = await tryNode(node, body)
@@ -155,7 +131,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         }
         const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
         metrics.attempt({ ...node.labels, outcome })
-        if (outcome !== 'overloaded') last = { node, outcome }
+        if (outcome !== 'overloaded') attempts.last = { node, outcome }
         continue
       }
       const { response, text } = answer
@@ -163,7 +139,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       lifecycle.record.firstByteAt ??= performance.now()
       lifecycle.record.backend = node.id
       lifecycle.record.region = node.region
-      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
+      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts.count) }
       for (const name of ANSWER_HEADERS) {
         const value = response.headers.get(name)
         if (value) out[name] = value
@@ -177,17 +153,18 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
     }
 
     // No node could answer.
+    const { last } = attempts
     if (last?.outcome === 'overloaded' && last.response) {
-      return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) })
+      return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts.count) })
     }
-    if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
+    if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
       throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
     }
     if (tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
     if (last?.outcome === 'timeout') {
-      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts) } })
+      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts.count) } })
     }
-    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
+    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts.count) } })
   } finally {
     stopWatching()
   }
@@ -210,7 +187,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         metrics.attempt({ ...current.labels, outcome: failure.reason })
         if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
         const continued = JSON.stringify({ ...options.body, resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset } })
-        for (let node = await nextNode(failure.reason, current, 'stream'); node; node = await nextNode(last?.outcome ?? failure.reason, last?.node, 'stream')) {
+        for (let node = await attempts.next(failure.reason, current, 'stream'); node; node = await attempts.afterFailure('stream', failure.reason)) {
           try {
             const answer = await tryNode(node, continued)
             answer.clear()
@@ -228,7 +205,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
             if (error instanceof ClientGoneError) return null
             const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : 'breaker_open'
             metrics.attempt({ ...node.labels, outcome })
-            last = { node, outcome }
+            attempts.last = { node, outcome }
             if (performance.now() >= options.deadline) return null
           }
         }
