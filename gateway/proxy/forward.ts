@@ -1,7 +1,5 @@
-import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Usage } from '../pipeline/lifecycle.ts'
-import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
+import type { RequestLifecycle, Usage } from '../pipeline/lifecycle.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
@@ -34,13 +32,27 @@ export interface ForwardOptions {
   /** Extra headers for the backend (the gateway's token). */
   backendHeaders?: () => Promise<Record<string, string>> | Record<string, string>
   stream?: { keepUsageEvent: boolean; keepTokenIds: boolean; resumable: boolean }
-  /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
-  watchClient?: WatchClient
   /** A node refused the gateway's own token (or its lack of one): the operator's problem, never the client's. */
   onTokenRefused?: (node: BackendNode) => void
 }
 
-export type { WatchClient } from '../pipeline/watch-client.ts'
+/** What the proxy needs of the client's request, with no tie to a framework or runtime. */
+export interface ClientRequest {
+  /** Where the request's record (backend, usage, outcome) is kept and its stream's end told. */
+  lifecycle: RequestLifecycle
+  /** A header of the client's request. */
+  header(name: string): string | undefined
+  /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
+  watch(onGone: () => void): () => void
+}
+
+/**
+ * The answer for the client: a body as the backend sent it (a 499 with none when the client
+ * left), or a relayed event stream that ends the request itself (lifecycle.endStream).
+ */
+export type ForwardResult =
+  | { kind: 'body'; status: number; body: string | null; headers: Record<string, string> }
+  | { kind: 'stream'; status: 200; body: ReadableStream<Uint8Array>; headers: Record<string, string> }
 
 /**
  * Sends the request to a backend node, failing over before the first byte reaches the client:
@@ -49,14 +61,14 @@ export type { WatchClient } from '../pipeline/watch-client.ts'
  * answers are the client's and are returned as they are. Streams are relayed event by event and
  * continued on another node if theirs breaks (see stream-relay.ts).
  */
-export async function forwardToBackend(c: Context, options: ForwardOptions): Promise<Response> {
+export async function forwardToBackend(client: ClientRequest, options: ForwardOptions): Promise<ForwardResult> {
   const { router, metrics } = options
   const retry = router.config.retry
-  const lifecycle = c.get('lifecycle')
+  const { lifecycle } = client
   const headers: Record<string, string> = { 'x-request-id': lifecycle.record.requestId }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
   for (const name of PASSED_HEADERS) {
-    const value = c.req.header(name)
+    const value = client.header(name)
     if (value) headers[name] = value
   }
   if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
@@ -67,7 +79,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
   let clientGone = false
   let tokenRefused = false
   let inFlight: Cancellation | undefined
-  const stopWatching = (options.watchClient ?? watchRequestSignal)(c, () => {
+  const stopWatching = client.watch(() => {
     clientGone = true
     inFlight?.cancel()
   })
@@ -127,7 +139,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
           // Nobody to answer and nothing to retry: the backend was told to stop.
           metrics.attempt({ ...node.labels, outcome: 'client_closed' })
           lifecycle.record.outcome = 'client_closed'
-          return lifecycle.respond(null, 499, {})
+          return { kind: 'body', status: 499, body: null, headers: {} }
         }
         const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
         metrics.attempt({ ...node.labels, outcome })
@@ -146,16 +158,16 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       }
       if (text !== undefined) {
         lifecycle.record.usage = answer.usage
-        return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
+        return { kind: 'body', status: response.status, body: response.status === 204 || response.status === 304 ? null : text, headers: out }
       }
       answer.clear()
-      return lifecycle.respond(relayStream(response, node), 200, out, { endsItself: true })
+      return { kind: 'stream', status: 200, body: relayStream(response, node), headers: out }
     }
 
     // No node could answer.
     const { last } = attempts
     if (last?.outcome === 'overloaded' && last.response) {
-      return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts.count) })
+      return { kind: 'body', status: 503, body: last.response.text, headers: { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts.count) } }
     }
     if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
       throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
