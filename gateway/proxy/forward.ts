@@ -63,7 +63,6 @@ export type ForwardResult =
  */
 export async function forwardToBackend(client: ClientRequest, options: ForwardOptions): Promise<ForwardResult> {
   const { router, metrics } = options
-  const retry = router.config.retry
   const { lifecycle } = client
   const headers: Record<string, string> = { 'x-request-id': lifecycle.record.requestId }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
@@ -76,64 +75,18 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
 
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
-  let clientGone = false
-  let tokenRefused = false
-  let inFlight: Cancellation | undefined
+  const tries: TryContext = { options, headers, attempts, clientGone: false, inFlight: undefined, tokenRefused: false }
   const stopWatching = client.watch(() => {
-    clientGone = true
-    inFlight?.cancel()
+    tries.clientGone = true
+    tries.inFlight?.cancel()
   })
-
-  /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
-  const tryNode = (node: BackendNode, body: string | undefined) =>
-    node.run(async () => {
-      if (clientGone) throw new ClientGoneError('client closed the request')
-      const timeoutMs = Math.min(retry.perTryTimeoutMs, options.deadline - performance.now())
-      const cancel = new Cancellation()
-      const timer = setTimeout(() => cancel.cancel(), timeoutMs)
-      inFlight = cancel
-      try {
-        const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
-        if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
-        const text = await response.text()
-        clearTimeout(timer)
-        if (response.status === 503) {
-          attempts.last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
-          throw new NodeBusyError('busy')
-        }
-        // 504 is the request's own deadline passing at the backend, not a broken node: another
-        // node would time out too, so the client gets the backend's timeout answer as it is.
-        if (response.status >= 500 && response.status !== 504) throw new AttemptFailed('server_error')
-        if (response.status === 401 && refusesGatewayToken(text)) {
-          tokenRefused = true
-          options.onTokenRefused?.(node)
-          throw new AttemptFailed('server_error')
-        }
-        // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
-        // failed try, not an answer. Parsed once, here; usage is read from the result.
-        let usage: Usage | undefined
-        if (response.status === 200) {
-          try {
-            usage = usageOf(JSON.parse(text))
-          } catch {
-            throw new AttemptFailed('server_error')
-          }
-        }
-        return { response, text, usage, clear: () => {} }
-      } catch (error) {
-        clearTimeout(timer)
-        if (clientGone) throw new ClientGoneError('client closed the request')
-        if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
-        throw new AttemptFailed(cancel.aborted ? 'timeout' : 'connect_error')
-      }
-    })
 
   try {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
     for (let node = await attempts.next(undefined, undefined, 'node'); node; node = await attempts.afterFailure('node')) {
-      let answer: Awaited<ReturnType<typeof tryNode>>
+      let answer: TryAnswer
       try {
-        answer = await tryNode(node, body)
+        answer = await tryNode(tries, node, body)
       } catch (error) {
         if (error instanceof ClientGoneError) {
           // Nobody to answer and nothing to retry: the backend was told to stop.
@@ -172,7 +125,7 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
     if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
       throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
     }
-    if (tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
+    if (tries.tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
     if (last?.outcome === 'timeout') {
       throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts.count) } })
     }
@@ -201,7 +154,7 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
         const continued = JSON.stringify({ ...options.body, resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset } })
         for (let node = await attempts.next(failure.reason, current, 'stream'); node; node = await attempts.afterFailure('stream', failure.reason)) {
           try {
-            const answer = await tryNode(node, continued)
+            const answer = await tryNode(tries, node, continued)
             answer.clear()
             if (answer.text !== undefined) {
               // A 4xx to a continuation: this node cannot continue; do not retry the client's error elsewhere.
@@ -225,6 +178,72 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
       },
     })
   }
+}
+
+/** What every try of one request shares: the request, its tries, and the client's state. */
+interface TryContext {
+  options: ForwardOptions
+  headers: Record<string, string>
+  attempts: Attempts
+  /** The client left: no try starts, and the one in flight is cancelled (so a backend stops generating). */
+  clientGone: boolean
+  inFlight: Cancellation | undefined
+  /** A node refused the gateway's own token. */
+  tokenRefused: boolean
+}
+
+/** A try's answer: a JSON body read whole (`text`), or an event stream whose try timer `clear` stops. */
+interface TryAnswer {
+  response: UpstreamResponse
+  text: string | undefined
+  usage: Usage | undefined
+  clear: () => void
+}
+
+/** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
+function tryNode(tries: TryContext, node: BackendNode, body: string | undefined): Promise<TryAnswer> {
+  const { options, headers } = tries
+  return node.run(async () => {
+    if (tries.clientGone) throw new ClientGoneError('client closed the request')
+    const timeoutMs = Math.min(options.router.config.retry.perTryTimeoutMs, options.deadline - performance.now())
+    const cancel = new Cancellation()
+    const timer = setTimeout(() => cancel.cancel(), timeoutMs)
+    tries.inFlight = cancel
+    try {
+      const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
+      if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
+      const text = await response.text()
+      clearTimeout(timer)
+      if (response.status === 503) {
+        tries.attempts.last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
+        throw new NodeBusyError('busy')
+      }
+      // 504 is the request's own deadline passing at the backend, not a broken node: another
+      // node would time out too, so the client gets the backend's timeout answer as it is.
+      if (response.status >= 500 && response.status !== 504) throw new AttemptFailed('server_error')
+      if (response.status === 401 && refusesGatewayToken(text)) {
+        tries.tokenRefused = true
+        options.onTokenRefused?.(node)
+        throw new AttemptFailed('server_error')
+      }
+      // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
+      // failed try, not an answer. Parsed once, here; usage is read from the result.
+      let usage: Usage | undefined
+      if (response.status === 200) {
+        try {
+          usage = usageOf(JSON.parse(text))
+        } catch {
+          throw new AttemptFailed('server_error')
+        }
+      }
+      return { response, text, usage, clear: () => {} }
+    } catch (error) {
+      clearTimeout(timer)
+      if (tries.clientGone) throw new ClientGoneError('client closed the request')
+      if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
+      throw new AttemptFailed(cancel.aborted ? 'timeout' : 'connect_error')
+    }
+  })
 }
 
 const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
