@@ -18,10 +18,10 @@ import { cors } from './pipeline/cors.ts'
 import { errorResponse, gatewayError } from './pipeline/errors.ts'
 import { type ApiRoute, parseApiRequest } from './pipeline/parse-request.ts'
 import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
-import { forwardToBackend } from './proxy/forward.ts'
+import { type ForwardOptions, type ForwardResult, forwardToBackend } from './proxy/forward.ts'
 import { modelIdPath, retrieveModel } from './routes/models.ts'
-import type { UpstreamFetch } from './proxy/upstream.ts'
-import type { WatchClient } from './proxy/forward.ts'
+import type { UpstreamFetch } from './upstream/upstream.ts'
+import { type WatchClient, watchRequestSignal } from './pipeline/watch-client.ts'
 import { resolveModel } from './routing/aliases.ts'
 import { contextOfPublicModel, createModelContextLengths, type ListedModel } from './routing/model-context.ts'
 import type { Router } from './routing/router.ts'
@@ -110,6 +110,14 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   const deadline = (c: Context) => c.get('lifecycle').record.startedAt + config.server.requestTimeoutMs
   const onTokenRefused = tokenRefusalLog(logger, Boolean(deps.backendToken))
 
+  /** Forwards the request to a backend node; the proxy's result becomes the Response here. */
+  const proxy = async (c: Context, options: Omit<ForwardOptions, 'upstream' | 'router' | 'metrics' | 'regions' | 'deadline' | 'backendHeaders' | 'onTokenRefused'>) => {
+    const lifecycle = c.get('lifecycle')
+    const client = { lifecycle, header: (name: string) => c.req.header(name), watch: (onGone: () => void) => (deps.watchClient ?? watchRequestSignal)(c, onGone) }
+    const result: ForwardResult = await forwardToBackend(client, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, onTokenRefused, ...options })
+    return lifecycle.respond(result.body, result.status, result.headers, { endsItself: result.kind === 'stream' })
+  }
+
   const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
   const contextLength = (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model)
 
@@ -124,19 +132,11 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
       const resumable = route !== 'generate' && request.stream && request.choices === 1 && config.routing.stream.resume
       if (resumable) request.json.return_token_ids = true
       const forward = async () => {
-        const response = await forwardToBackend(c, {
-          upstream: deps.upstream,
-          router: deps.router,
-          metrics: metrics.routing,
+        const response = await proxy(c, {
           path,
           method: 'POST',
           body: request.json,
           model: served?.model,
-          regions: c.get('regionOrder'),
-          deadline: deadline(c),
-          backendHeaders,
-          watchClient: deps.watchClient,
-          onTokenRefused,
           stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
         })
         if (served && lifecycle.record.region) metrics.routing.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
@@ -158,7 +158,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   generationRoute('embeddings', '/v1/embeddings')
   generationRoute('predict', '/predict')
 
-  const listFromBackend = (c: Context, path: string) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path, method: 'GET', regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused })
+  const listFromBackend = (c: Context, path: string) => proxy(c, { path, method: 'GET' })
   // The task API's model list (/predict's models and their tasks); a key limited to some models sees only those.
   app.get('/models', ...api, region, async (c) => {
     const response = await listFromBackend(c, '/models')
@@ -188,7 +188,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     region,
     retrieveModel({
       aliases: config.routing.aliases,
-      forward: (c, id) => forwardToBackend(c, { upstream: deps.upstream, router: deps.router, metrics: metrics.routing, path: `/v1/models/${encodeURIComponent(id)}`, method: 'GET', model: id, regions: c.get('regionOrder'), deadline: deadline(c), backendHeaders, watchClient: deps.watchClient, onTokenRefused }),
+      forward: (c, id) => proxy(c, { path: `/v1/models/${encodeURIComponent(id)}`, method: 'GET', model: id }),
     }),
   )
 

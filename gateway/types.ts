@@ -125,6 +125,9 @@ export interface GatewayMetrics {
 export const ATTEMPT_OUTCOMES = ['ok', 'connect_error', 'timeout', 'server_error', 'overloaded', 'stall', 'client_error', 'breaker_open', 'client_closed'] as const
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number]
 
+/** How a streamed answer ended for the client. */
+export type StreamOutcome = 'ok' | 'client_closed' | 'upstream_error'
+
 export const BREAKER_STATES = ['closed', 'half_open', 'open'] as const
 export type BreakerState = (typeof BREAKER_STATES)[number]
 

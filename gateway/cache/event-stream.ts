@@ -2,6 +2,7 @@ const encoder = new TextEncoder()
 
 /** The SSE bytes of one event carrying `data` (multi-line data becomes several `data:` lines). */
 export function encodeEvent(data: string): string {
+  if (!data.includes('\n')) return `data: ${data}\n\n`
   return `${data
     .split('\n')
     .map((line) => `data: ${line}`)

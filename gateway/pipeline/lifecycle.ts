@@ -1,3 +1,4 @@
+import type { StreamOutcome } from '../types.ts'
 import { observeStream } from './observe-stream.ts'
 
 /**
@@ -26,7 +27,7 @@ export interface RequestRecord {
   resumes?: number
   usage?: Usage
   /** How the response ended: complete, client went away, upstream broke. */
-  outcome?: 'ok' | 'client_closed' | 'upstream_error'
+  outcome?: StreamOutcome
 }
 
 export class RequestLifecycle {
@@ -58,7 +59,7 @@ export class RequestLifecycle {
   }
 
   /** Ends the request when its response stream ends, with the outcome the stream saw unless one was recorded. */
-  readonly endStream = (outcome: 'ok' | 'client_closed' | 'upstream_error'): void => this.end({ outcome: this.record.outcome ?? outcome })
+  readonly endStream = (outcome: StreamOutcome): void => this.end({ outcome: this.record.outcome ?? outcome })
 
   onEnd(callback: (record: RequestRecord) => void | Promise<void>): void {
     this.callbacks.push(callback)

@@ -1,3 +1,4 @@
+import type { StreamOutcome } from '../types.ts'
 /**
  * Passes a byte stream through unchanged (each chunk is forwarded as soon as it arrives),
  * letting the caller look at chunks and learn how the stream ended: complete, cancelled by
@@ -5,11 +6,11 @@
  */
 export function observeStream(
   source: ReadableStream<Uint8Array>,
-  hooks: { onChunk?: (chunk: Uint8Array) => Uint8Array | null; onEnd: (outcome: 'ok' | 'client_closed' | 'upstream_error') => void },
+  hooks: { onChunk?: (chunk: Uint8Array) => Uint8Array | null; onEnd: (outcome: StreamOutcome) => void },
 ): ReadableStream<Uint8Array> {
   const reader = source.getReader()
   let ended = false
-  const end = (outcome: 'ok' | 'client_closed' | 'upstream_error') => {
+  const end = (outcome: StreamOutcome) => {
     if (ended) return
     ended = true
     hooks.onEnd(outcome)

@@ -1,14 +1,14 @@
-import type { Context } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Usage } from '../pipeline/lifecycle.ts'
-import { type WatchClient, watchRequestSignal } from '../pipeline/watch-client.ts'
+import type { RequestLifecycle, Usage } from '../pipeline/lifecycle.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
-import { ClientGoneError, NodeBusyError } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
-import { relayEventStream, type StreamBroken, type StreamProgress } from './stream-relay.ts'
+import { Attempts } from './attempts.ts'
+import { AttemptFailed, ClientGoneError, NodeBusyError, type StreamBroken } from './errors.ts'
+import type { StreamProgress } from './chunk-rewriter.ts'
+import { relayEventStream } from './stream-relay.ts'
 import { usageOf } from './usage.ts'
-import { Cancellation, type UpstreamFetch, type UpstreamResponse } from './upstream.ts'
+import { Cancellation, type UpstreamFetch, type UpstreamResponse } from '../upstream/upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']
@@ -32,20 +32,27 @@ export interface ForwardOptions {
   /** Extra headers for the backend (the gateway's token). */
   backendHeaders?: () => Promise<Record<string, string>> | Record<string, string>
   stream?: { keepUsageEvent: boolean; keepTokenIds: boolean; resumable: boolean }
-  /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
-  watchClient?: WatchClient
   /** A node refused the gateway's own token (or its lack of one): the operator's problem, never the client's. */
   onTokenRefused?: (node: BackendNode) => void
 }
 
-export type { WatchClient } from '../pipeline/watch-client.ts'
-
-/** A try that did not give a usable answer. */
-class AttemptFailed extends Error {
-  constructor(readonly outcome: AttemptOutcome) {
-    super(outcome)
-  }
+/** What the proxy needs of the client's request, with no tie to a framework or runtime. */
+export interface ClientRequest {
+  /** Where the request's record (backend, usage, outcome) is kept and its stream's end told. */
+  lifecycle: RequestLifecycle
+  /** A header of the client's request. */
+  header(name: string): string | undefined
+  /** Calls back if the client disconnects before its answer is complete; returns how to stop watching. */
+  watch(onGone: () => void): () => void
 }
+
+/**
+ * The answer for the client: a body as the backend sent it (a 499 with none when the client
+ * left), or a relayed event stream that ends the request itself (lifecycle.endStream).
+ */
+export type ForwardResult =
+  | { kind: 'body'; status: number; body: string | null; headers: Record<string, string> }
+  | { kind: 'stream'; status: 200; body: ReadableStream<Uint8Array>; headers: Record<string, string> }
 
 /**
  * Sends the request to a backend node, failing over before the first byte reaches the client:
@@ -54,114 +61,42 @@ class AttemptFailed extends Error {
  * answers are the client's and are returned as they are. Streams are relayed event by event and
  * continued on another node if theirs breaks (see stream-relay.ts).
  */
-export async function forwardToBackend(c: Context, options: ForwardOptions): Promise<Response> {
+export async function forwardToBackend(client: ClientRequest, options: ForwardOptions): Promise<ForwardResult> {
   const { router, metrics } = options
-  const retry = router.config.retry
-  const lifecycle = c.get('lifecycle')
+  const { lifecycle } = client
   const headers: Record<string, string> = { 'x-request-id': lifecycle.record.requestId }
   if (options.body !== undefined) headers['content-type'] = 'application/json'
   for (const name of PASSED_HEADERS) {
-    const value = c.req.header(name)
+    const value = client.header(name)
     if (value) headers[name] = value
   }
   if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
-  router.retryBudget.recordRequest()
-
-  const tried = new Set<BackendNode>()
-  let attempts = 0
-  let last: { node: BackendNode; outcome: AttemptOutcome; response?: { status: number; text: string; retryAfter: string | null } } | undefined
+  const attempts = new Attempts(options)
 
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
-  let clientGone = false
-  let tokenRefused = false
-  let inFlight: Cancellation | undefined
-  const stopWatching = (options.watchClient ?? watchRequestSignal)(c, () => {
-    clientGone = true
-    inFlight?.cancel()
+  const tries: TryContext = { options, headers, attempts, clientGone: false, inFlight: undefined, tokenRefused: false }
+  const stopWatching = client.watch(() => {
+    tries.clientGone = true
+    tries.inFlight?.cancel()
   })
-
-  /** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
-  const tryNode = (node: BackendNode, body: string | undefined) =>
-    node.run(async () => {
-      if (clientGone) throw new ClientGoneError('client closed the request')
-      const timeoutMs = Math.min(retry.perTryTimeoutMs, options.deadline - performance.now())
-      const cancel = new Cancellation()
-      const timer = setTimeout(() => cancel.cancel(), timeoutMs)
-      inFlight = cancel
-      try {
-        const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
-        if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
-        const text = await response.text()
-        clearTimeout(timer)
-        if (response.status === 503) {
-          last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
-          throw new NodeBusyError('busy')
-        }
-        // 504 is the request's own deadline passing at the backend, not a broken node: another
-        // node would time out too, so the client gets the backend's timeout answer as it is.
-        if (response.status >= 500 && response.status !== 504) throw new AttemptFailed('server_error')
-        if (response.status === 401 && refusesGatewayToken(text)) {
-          tokenRefused = true
-          options.onTokenRefused?.(node)
-          throw new AttemptFailed('server_error')
-        }
-        // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
-        // failed try, not an answer. Parsed once, here; usage is read from the result.
-        let usage: Usage | undefined
-        if (response.status === 200) {
-          try {
-            usage = usageOf(JSON.parse(text))
-          } catch {
-            throw new AttemptFailed('server_error')
-          }
-        }
-        return { response, text, usage, clear: () => {} }
-      } catch (error) {
-        clearTimeout(timer)
-        if (clientGone) throw new ClientGoneError('client closed the request')
-        if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
-        throw new AttemptFailed(cancel.aborted ? 'timeout' : 'connect_error')
-      }
-    })
-
-  /** The next node to try after `previous` failed, or null when out of nodes, tries, budget or time. */
-  const nextNode = async (previousOutcome: AttemptOutcome | undefined, previous: BackendNode | undefined, scope: 'node' | 'stream'): Promise<BackendNode | null> => {
-    if (scope === 'node' && attempts >= retry.maxAttempts) return null
-    const node = router.pick(options.regions, options.model, tried)
-    if (!node) return null
-    if (previousOutcome) {
-      if (!router.retryBudget.tryRetry()) {
-        metrics.retryBudgetExhausted()
-        return null
-      }
-      metrics.retry(previousOutcome)
-      metrics.failover({ reason: previousOutcome, scope: scope === 'stream' ? 'stream' : previous && previous.region !== node.region ? 'region' : 'node' })
-      const backoff = Math.min(retry.backoffMaxMs, retry.backoffBaseMs * 2 ** (attempts - 1)) * Math.random()
-      if (performance.now() + backoff >= options.deadline) return null
-      await new Promise((r) => setTimeout(r, backoff))
-    }
-    tried.add(node)
-    attempts++
-    return node
-  }
 
   try {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
-    for (let node = await nextNode(undefined, undefined, 'node'); node; node = await nextNode(last?.outcome, last?.node, 'node')) {
-      let answer: Awaited<ReturnType<typeof tryNode>>
+    for (let node = await attempts.next(undefined, undefined, 'node'); node; node = await attempts.afterFailure('node')) {
+      let answer: TryAnswer
       try {
-        answer = await tryNode(node, body)
+        answer = await tryNode(tries, node, body)
       } catch (error) {
         if (error instanceof ClientGoneError) {
           // Nobody to answer and nothing to retry: the backend was told to stop.
           metrics.attempt({ ...node.labels, outcome: 'client_closed' })
           lifecycle.record.outcome = 'client_closed'
-          return lifecycle.respond(null, 499, {})
+          return { kind: 'body', status: 499, body: null, headers: {} }
         }
         const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
         metrics.attempt({ ...node.labels, outcome })
-        if (outcome !== 'overloaded') last = { node, outcome }
+        if (outcome !== 'overloaded') attempts.last = { node, outcome }
         continue
       }
       const { response, text } = answer
@@ -169,31 +104,32 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       lifecycle.record.firstByteAt ??= performance.now()
       lifecycle.record.backend = node.id
       lifecycle.record.region = node.region
-      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts) }
+      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts.count) }
       for (const name of ANSWER_HEADERS) {
         const value = response.headers.get(name)
         if (value) out[name] = value
       }
       if (text !== undefined) {
         lifecycle.record.usage = answer.usage
-        return lifecycle.respond(response.status === 204 || response.status === 304 ? null : text, response.status, out)
+        return { kind: 'body', status: response.status, body: response.status === 204 || response.status === 304 ? null : text, headers: out }
       }
       answer.clear()
-      return lifecycle.respond(relayStream(response, node), 200, out, { endsItself: true })
+      return { kind: 'stream', status: 200, body: relayStream(response, node), headers: out }
     }
 
     // No node could answer.
+    const { last } = attempts
     if (last?.outcome === 'overloaded' && last.response) {
-      return lifecycle.respond(last.response.text, 503, { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts) })
+      return { kind: 'body', status: 503, body: last.response.text, headers: { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts.count) } }
     }
-    if (attempts === 0 && !router.servesModel(options.regions, options.model)) {
+    if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
       throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
     }
-    if (tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
+    if (tries.tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
     if (last?.outcome === 'timeout') {
-      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts) } })
+      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts.count) } })
     }
-    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts) } })
+    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts.count) } })
   } finally {
     stopWatching()
   }
@@ -216,9 +152,9 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
         metrics.attempt({ ...current.labels, outcome: failure.reason })
         if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
         const continued = JSON.stringify({ ...options.body, resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset } })
-        for (let node = await nextNode(failure.reason, current, 'stream'); node; node = await nextNode(last?.outcome ?? failure.reason, last?.node, 'stream')) {
+        for (let node = await attempts.next(failure.reason, current, 'stream'); node; node = await attempts.afterFailure('stream', failure.reason)) {
           try {
-            const answer = await tryNode(node, continued)
+            const answer = await tryNode(tries, node, continued)
             answer.clear()
             if (answer.text !== undefined) {
               // A 4xx to a continuation: this node cannot continue; do not retry the client's error elsewhere.
@@ -234,7 +170,7 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
             if (error instanceof ClientGoneError) return null
             const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : 'breaker_open'
             metrics.attempt({ ...node.labels, outcome })
-            last = { node, outcome }
+            attempts.last = { node, outcome }
             if (performance.now() >= options.deadline) return null
           }
         }
@@ -242,6 +178,72 @@ export async function forwardToBackend(c: Context, options: ForwardOptions): Pro
       },
     })
   }
+}
+
+/** What every try of one request shares: the request, its tries, and the client's state. */
+interface TryContext {
+  options: ForwardOptions
+  headers: Record<string, string>
+  attempts: Attempts
+  /** The client left: no try starts, and the one in flight is cancelled (so a backend stops generating). */
+  clientGone: boolean
+  inFlight: Cancellation | undefined
+  /** A node refused the gateway's own token. */
+  tokenRefused: boolean
+}
+
+/** A try's answer: a JSON body read whole (`text`), or an event stream whose try timer `clear` stops. */
+interface TryAnswer {
+  response: UpstreamResponse
+  text: string | undefined
+  usage: Usage | undefined
+  clear: () => void
+}
+
+/** One try at one node; resolves with its answer (2xx–4xx), throws AttemptFailed, NodeBusyError or ClientGoneError. */
+function tryNode(tries: TryContext, node: BackendNode, body: string | undefined): Promise<TryAnswer> {
+  const { options, headers } = tries
+  return node.run(async () => {
+    if (tries.clientGone) throw new ClientGoneError('client closed the request')
+    const timeoutMs = Math.min(options.router.config.retry.perTryTimeoutMs, options.deadline - performance.now())
+    const cancel = new Cancellation()
+    const timer = setTimeout(() => cancel.cancel(), timeoutMs)
+    tries.inFlight = cancel
+    try {
+      const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
+      if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
+      const text = await response.text()
+      clearTimeout(timer)
+      if (response.status === 503) {
+        tries.attempts.last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
+        throw new NodeBusyError('busy')
+      }
+      // 504 is the request's own deadline passing at the backend, not a broken node: another
+      // node would time out too, so the client gets the backend's timeout answer as it is.
+      if (response.status >= 500 && response.status !== 504) throw new AttemptFailed('server_error')
+      if (response.status === 401 && refusesGatewayToken(text)) {
+        tries.tokenRefused = true
+        options.onTokenRefused?.(node)
+        throw new AttemptFailed('server_error')
+      }
+      // A 200 whose body is not JSON (cut short or garbled by the node or on the way) is a
+      // failed try, not an answer. Parsed once, here; usage is read from the result.
+      let usage: Usage | undefined
+      if (response.status === 200) {
+        try {
+          usage = usageOf(JSON.parse(text))
+        } catch {
+          throw new AttemptFailed('server_error')
+        }
+      }
+      return { response, text, usage, clear: () => {} }
+    } catch (error) {
+      clearTimeout(timer)
+      if (tries.clientGone) throw new ClientGoneError('client closed the request')
+      if (error instanceof NodeBusyError || error instanceof AttemptFailed) throw error
+      throw new AttemptFailed(cancel.aborted ? 'timeout' : 'connect_error')
+    }
+  })
 }
 
 const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false

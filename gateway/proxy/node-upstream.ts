@@ -1,5 +1,5 @@
 import { Pool } from 'undici'
-import type { ByteStream, UpstreamFetch, UpstreamResponse } from './upstream.ts'
+import type { ByteStream, UpstreamFetch, UpstreamResponse } from '../upstream/upstream.ts'
 
 /**
  * Node's upstream client: undici's request() on one keep-alive pool per backend origin (a pool

@@ -3,18 +3,11 @@ import CircuitBreaker from 'opossum'
 import type { RoutingConfig } from '../config/schema.ts'
 import type { AttemptOutcome, BreakerState, Logger, RoutingMetrics } from '../types.ts'
 
-/** A node's answer that says "not now" (503: queue full, draining): skip it, but it is not broken. */
-export class NodeBusyError extends Error {
-  override name = 'NodeBusyError'
-}
-
-/** The client went away during the try: the try was cut short, and that is not the node's doing. */
-export class ClientGoneError extends Error {
-  override name = 'ClientGoneError'
-}
-
-/** Errors that say nothing about the node's health. */
-const notTheNodes = (error: unknown) => error instanceof NodeBusyError || error instanceof ClientGoneError
+/**
+ * Errors that say nothing about the node's health (a busy answer, a client that left) carry
+ * `countsAgainstNode: false` (proxy/errors.ts).
+ */
+const notTheNodes = (error: unknown) => (error as { countsAgainstNode?: unknown } | null)?.countsAgainstNode === false
 
 /** One try's outcome, kept for the status page's recent error rate and latency. */
 interface RecentResult {
@@ -112,7 +105,7 @@ export class BackendNode {
   }
 
   /**
-   * Runs one try through the breaker. A NodeBusyError or ClientGoneError does not count against the node; an
+   * Runs one try through the breaker. An error with `countsAgainstNode: false` does not count against the node; an
    * open breaker rejects at once with code EOPENBREAKER.
    */
   async run<T>(attempt: () => Promise<T>): Promise<T> {

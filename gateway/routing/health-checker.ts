@@ -1,4 +1,4 @@
-import { Cancellation, type UpstreamFetch } from '../proxy/upstream.ts'
+import { Cancellation, type UpstreamFetch } from '../upstream/upstream.ts'
 import type { BackendNode } from './backend-node.ts'
 
 export interface HealthCheckSettings {

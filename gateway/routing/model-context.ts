@@ -1,5 +1,5 @@
 import type { RoutingConfig } from '../config/schema.ts'
-import { Cancellation, type UpstreamFetch } from '../proxy/upstream.ts'
+import { Cancellation, type UpstreamFetch } from '../upstream/upstream.ts'
 import type { Router } from './router.ts'
 
 /** One entry of a backend's GET /v1/models list (`max_model_len` is vLLM's and Switchyard's field). */

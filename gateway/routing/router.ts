@@ -1,5 +1,5 @@
 import type { RoutingConfig } from '../config/schema.ts'
-import type { UpstreamFetch } from '../proxy/upstream.ts'
+import type { UpstreamFetch } from '../upstream/upstream.ts'
 import type { Logger, RoutingMetrics } from '../types.ts'
 import { BackendNode } from './backend-node.ts'
 import { pickNode } from './balancer.ts'

@@ -5,7 +5,7 @@ import { createGatewayApp } from '../../gateway/app.ts'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { createMemoryRateLimits } from '../../gateway/limits/rate-limit-store.ts'
 import { createPromMetrics } from '../../gateway/observability/prom-metrics.ts'
-import type { UpstreamFetch } from '../../gateway/proxy/upstream.ts'
+import type { UpstreamFetch } from '../../gateway/upstream/upstream.ts'
 import { Router } from '../../gateway/routing/router.ts'
 import { MemoryCacheStore, MemoryKeyStore } from '../../gateway/stores/memory.ts'
 

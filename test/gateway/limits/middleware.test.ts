@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { UpstreamResponse } from '../../../gateway/proxy/upstream.ts'
+import type { UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
 import type { RateLimitStore } from '../../../gateway/types.ts'
 import { apiKeyEntry, completionBody, createInProcessGateway, fakeNodes, jsonAnswer, recordingLogger, until } from '../../helpers/in-process-gateway.ts'
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { UpstreamRequest, UpstreamResponse } from '../../../gateway/proxy/upstream.ts'
+import type { UpstreamRequest, UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
 import { apiKeyEntry, completionBody, createInProcessGateway, eventStreamAnswer, fakeNodes, jsonAnswer, regionOf, until } from '../../helpers/in-process-gateway.ts'
 
 // Failover in the proxy, through the whole app in process (app.request) with fake backend

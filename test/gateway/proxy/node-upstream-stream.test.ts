@@ -20,6 +20,15 @@ before(async () => {
     req.resume()
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' })
+      if (req.url === '/crlf') {
+        // CRLF line ends, one chunk's JSON over several data lines, a CRLF split across writes.
+        const chunk = (text: string, ids: number[]) => JSON.stringify({ id: 'cmpl-1', created: 1, choices: [{ index: 0, text, token_ids: ids, finish_reason: null }] })
+        const multiLine = JSON.stringify(JSON.parse(chunk('Once', [1])), null, 1).split('\n')
+        res.write(`${multiLine.map((line) => `data: ${line}`).join('\r\n')}\r\n\r`)
+        setTimeout(() => res.write(`\ndata: ${chunk(' upon', [2, 3])}\r\n\r\ndata: [DONE]\r\n\r\n`), 2)
+        setTimeout(() => res.end(), 4)
+        return
+      }
       if (req.url === '/stall') {
         res.write(event('first'))
         stalled.push(res)
@@ -56,6 +65,30 @@ test('streams read to [DONE] keep their upstream connection: thirty in a row use
       assert.deepEqual(ends, ['ok'])
     }
     assert.ok(connections <= 2, `${connections} connections`)
+  } finally {
+    await upstream.close()
+  }
+})
+
+test('a backend stream with CRLF line ends and multi-line data passes through event by event', async () => {
+  const upstream = createNodeUpstream()
+  try {
+    const answer = await upstream({ url: `${origin}/crlf`, method: 'POST', headers: {}, body: '{}' })
+    const ends: string[] = []
+    let resumes = 0
+    const relayed = relayEventStream({ ...relayOptions, dropTokenIds: true, body: answer.body!, onEnd: (outcome) => ends.push(outcome), resume: async () => (resumes++, null) })
+    const text = await new Response(relayed).text()
+    const events = text.split('\n\n').filter(Boolean)
+    assert.equal(events.at(-1), 'data: [DONE]')
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /gm, '')) as { choices: { text: string; token_ids?: number[] }[] })
+    assert.deepEqual(
+      chunks.map((c) => c.choices[0].text),
+      ['Once', ' upon'],
+    )
+    assert.ok(chunks.every((c) => c.choices[0].token_ids === undefined), 'token_ids dropped as asked')
+    assert.ok(!text.includes('\r'), 'the client gets LF line ends')
+    assert.equal(resumes, 0, 'nothing was taken for a broken stream')
+    assert.deepEqual(ends, ['ok'])
   } finally {
     await upstream.close()
   }

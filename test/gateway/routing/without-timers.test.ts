@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
-import type { UpstreamFetch } from '../../../gateway/proxy/upstream.ts'
+import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 import { BackendNode } from '../../../gateway/routing/backend-node.ts'
 import { Router } from '../../../gateway/routing/router.ts'
 import { type BreakerState, noopRoutingMetrics } from '../../../gateway/types.ts'
