@@ -20,7 +20,7 @@ import { createMemoryRateLimits, createRedisRateLimits } from './limits/rate-lim
 import { createPromMetrics } from './observability/prom-metrics.ts'
 import { createNodeUpstream } from './proxy/node-upstream.ts'
 import { MemoryCacheStore, MemoryKeyStore } from './stores/memory.ts'
-import { createRedis } from './stores/redis-client.ts'
+import { createRedis, waitForReady } from './stores/redis-client.ts'
 import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
 import type { Logger } from './types.ts'
 import { listenError } from '../backend/listen-error.ts'
@@ -38,6 +38,9 @@ function receiveTimeouts(server: GatewayConfig['server']) {
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(server.headersTimeoutMs / 4))),
   }
 }
+
+/** Start-up waits this long for Redis (the client's connect timeout) before serving without it. */
+const REDIS_STARTUP_WAIT_MS = 2000
 
 export interface RunningGateway {
   port: number
@@ -65,6 +68,8 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     ? createRedis({ url: env.REDIS_URL, sentinels: env.REDIS_SENTINELS, sentinelName: env.REDIS_SENTINEL_NAME, clusterNodes: env.REDIS_CLUSTER_NODES }, { logger, metrics })
     : null
   if (!redis) logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
+  // Bounded: a Redis that is down at start-up is logged by the client and served around.
+  else await waitForReady(redis, REDIS_STARTUP_WAIT_MS)
   const upstream = createNodeUpstream()
   const backendToken = env.BACKEND_SIGNING_KEY_FILE ? createBackendTokenSigner({ privateJwk: await loadPrivateJwk(env.BACKEND_SIGNING_KEY_FILE) }) : undefined
   if (!backendToken) logger.warn({}, 'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)')

@@ -102,6 +102,9 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
       }
       const input = parsed.data
 
+      const keyExists = (where: string) => c.json(errorBody(`A key with id '${input.id}' already exists${where}`, { param: 'id', code: 'key_exists' }), 409)
+      // Checked before the store: a config-file id is refused even while the store is down.
+      if (input.id !== undefined && isConfigKey(input.id)) return keyExists(" in the gateway's config file")
       let existing: ApiKeyRecord[]
       try {
         existing = await store.list()
@@ -109,10 +112,7 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
         return c.json(storeUnavailable(logger, 'list', error), 503)
       }
       const taken = new Set(existing.map((r) => r.id))
-      if (input.id !== undefined && (taken.has(input.id) || isConfigKey(input.id))) {
-        const where = taken.has(input.id) ? '' : " in the gateway's config file"
-        return c.json(errorBody(`A key with id '${input.id}' already exists${where}`, { param: 'id', code: 'key_exists' }), 409)
-      }
+      if (input.id !== undefined && taken.has(input.id)) return keyExists('')
       const generated = generateApiKey()
       let id = input.id ?? generated.id
       while (taken.has(id) || isConfigKey(id)) id = generateKeyId()

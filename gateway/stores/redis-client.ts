@@ -11,6 +11,25 @@ export function isReady(redis: RedisClient): boolean {
   return redis.status === 'ready'
 }
 
+/**
+ * Resolves true once the client is ready, false after `timeoutMs` (Redis down: the gateway
+ * starts on its in-memory fallbacks). Without this wait a freshly started gateway would refuse
+ * its first store commands, which fail at once while the connection is still being made.
+ */
+export function waitForReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (isReady(redis)) return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      clearTimeout(timer)
+      redis.off('ready', onReady)
+      resolve(ready)
+    }
+    const onReady = () => done(true)
+    const timer = setTimeout(() => done(false), timeoutMs)
+    redis.on('ready', onReady)
+  })
+}
+
 /** How long the client waits for a reply before failing a command (ms); undefined: for ever. */
 export function commandTimeoutOf(redis: RedisClient): number | undefined {
   return redis instanceof Cluster ? redis.options.redisOptions?.commandTimeout : redis.options.commandTimeout

@@ -137,6 +137,10 @@ describe('admin API: key lifecycle', () => {
     assert.equal(createError.param, 'id')
     assert.match(createError.message, /config file/)
     assert.equal(store.records.size, 0, 'nothing created')
+    store.failing = true
+    const whileDown = await app.request('/admin/keys', json({ tenant: 'other-tenant', id: 'lim2' }))
+    assert.equal(whileDown.status, 409, 'a config-file id needs no store lookup to refuse')
+    store.failing = false
 
     const del = await app.request('/admin/keys/lim2', { method: 'DELETE', headers: admin })
     assert.equal(del.status, 409)
