@@ -21,9 +21,6 @@ declare module 'hono' {
   }
 }
 
-/** Id and tenant of the principal used for unauthenticated requests when allowAnonymous is on. */
-export const ANONYMOUS_ID = 'anonymous'
-
 export interface AuthenticateOptions {
   lookup: KeyLookup
   /** JWT verifier; without it every credential is treated as an API key. */
@@ -31,11 +28,6 @@ export interface AuthenticateOptions {
   /** Fallback for each limit field a key record or token leaves unset. */
   defaultLimits: Limits
   logger: Logger
-  /**
-   * Let requests with no credentials at all through as principal `anonymous` (tenant
-   * `anonymous`, defaultLimits). Credentials that are present but bad are still refused.
-   */
-  allowAnonymous?: boolean
   /** Hex SHA-256 of a presented key. Default Web Crypto; the Node entry passes a synchronous one (cheaper per request). */
   hashKey?: (key: string) => string | Promise<string>
   /** At most one log line per failure reason per this long (ms), with a count. Default: the log limiter's (10 s); 0 logs every failure. */
@@ -88,13 +80,9 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
     let via: Credential['kind'] | undefined
     try {
       const credential = readCredential(c, options.jwt !== undefined)
-      if (credential === null) {
-        if (!options.allowAnonymous) throw new AuthError('missing_credentials')
-        principal = { id: ANONYMOUS_ID, tenant: ANONYMOUS_ID, limits: { ...options.defaultLimits }, via: 'api_key' }
-      } else {
-        via = credential.kind
-        principal = await resolve(credential, options)
-      }
+      if (credential === null) throw new AuthError('missing_credentials')
+      via = credential.kind
+      principal = await resolve(credential, options)
     } catch (error) {
       const authError = error instanceof AuthError ? error : new AuthError('internal_error', { detail: error instanceof Error ? error.message : String(error), cause: error })
       const fields = { reason: authError.reason, detail: authError.detail, via, method: c.req.method, path: c.req.path }

@@ -70,14 +70,14 @@ export const DEFAULT_LIMITS: Limits = { requestsPerWindow: 100, requestWindowSec
  * `/v1/whoami` returns the principal; `/v1/use/:model` also checks model access;
  * `/admin/*` is the admin API; `/metrics` sits behind requireAdmin.
  */
-export function buildApp(options: { store?: KeyStore; configKeys?: ApiKeyRecord[]; jwt?: JwtVerifier; adminToken?: string; allowAnonymous?: boolean; defaultLimits?: Limits; logIntervalMs?: number; keyCache?: KeyCacheOptions; now?: () => number } = {}) {
+export function buildApp(options: { store?: KeyStore; configKeys?: ApiKeyRecord[]; jwt?: JwtVerifier; adminToken?: string; defaultLimits?: Limits; logIntervalMs?: number; keyCache?: KeyCacheOptions; now?: () => number } = {}) {
   const store = options.store ?? new MemoryKeyStore()
   const logger = new RecordingLogger()
   const lookup = createKeyLookup({ configKeys: options.configKeys ?? [], store, cache: options.keyCache, now: options.now })
   const app = new Hono()
   app.get('/metrics', requireAdmin(options.adminToken, logger), (c) => c.text('metrics 1\n'))
   app.route('/admin', createAdminRoutes({ adminToken: options.adminToken, store, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
-  app.use('/v1/*', authenticate({ lookup, jwt: options.jwt, defaultLimits: options.defaultLimits ?? DEFAULT_LIMITS, logger, allowAnonymous: options.allowAnonymous, logIntervalMs: options.logIntervalMs ?? 0 }))
+  app.use('/v1/*', authenticate({ lookup, jwt: options.jwt, defaultLimits: options.defaultLimits ?? DEFAULT_LIMITS, logger, logIntervalMs: options.logIntervalMs ?? 0 }))
   app.get('/v1/whoami', (c) => c.json(c.get('principal')))
   app.get('/v1/use/:model', (c) => {
     requireModelAccess(c.get('principal'), c.req.param('model'))
