@@ -102,6 +102,16 @@ export class LimitCounters {
     return granted
   }
 
+  /** Extends a held slot's lease to `now + slotTtlMs`; false when it is no longer held (expired). */
+  renew(slotId: string, slotTtlMs: number, now: number): boolean {
+    this.pruneSlots(now)
+    if (!(slotId in this.state.slots)) return false
+    // The cached first expiry may now be early: that only brings the next recount forward.
+    this.state.slots[slotId] = now + slotTtlMs
+    this.dirty = true
+    return true
+  }
+
   /** Frees a slot and gives back tokens of the window they were reserved in (never below zero). */
   settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined, now: number): void {
     if (slotId !== undefined && slotId in this.state.slots) {

@@ -37,6 +37,10 @@ export class RateLimiterObject extends DurableObject<unknown, DurableObjectState
     return this.saved(this.counters.admit(want, slotId, slotTtlMs, Date.now()))
   }
 
+  renew(slotId: string, slotTtlMs: number): boolean {
+    return this.saved(this.counters.renew(slotId, slotTtlMs, Date.now()))
+  }
+
   settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined): void {
     this.saved(this.counters.settle(slotId, refund, tokenWindow, Date.now()))
   }

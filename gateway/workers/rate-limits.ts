@@ -7,11 +7,16 @@ import type { DurableObjectNamespace } from './runtime.ts'
 export interface RateLimiterRpc {
   hitRequest(limit: number, windowMs: number): Decision
   admit(want: AdmissionRequest, slotId: string, slotTtlMs: number): AdmissionOutcome
+  renew(slotId: string, slotTtlMs: number): boolean
   settle(slotId: string | undefined, refund: number, tokenWindow: number | undefined): void
 }
 
 export interface DurableObjectRateLimitOptions {
-  /** A concurrency slot not released within this long is reclaimed (an isolate that died mid-request). Default 10 minutes. */
+  /**
+   * A concurrency slot is a lease of this length, renewed every third of it while its request
+   * runs, so a slot whose request workerd dropped (a client that left, an isolate that died)
+   * is free again within this long. Default 15 s: one renewal RPC per held slot every 5 s.
+   */
   slotTtlMs?: number
 }
 
@@ -22,7 +27,7 @@ export interface DurableObjectRateLimitOptions {
  * Settles (slot release, refund) happen after the response and keep the request alive until done.
  */
 export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<RateLimiterRpc>, options: DurableObjectRateLimitOptions = {}): RateLimitStore {
-  const slotTtlMs = options.slotTtlMs ?? 10 * 60_000
+  const slotTtlMs = options.slotTtlMs ?? 15_000
   // A stub is cheap and belongs to the request that made it, so each call makes its own.
   const counters = (name: string) => namespace.get(namespace.idFromName(name))
 
@@ -35,9 +40,21 @@ export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<
     async admit(key, want) {
       const slotId = want.maxConcurrent === undefined ? undefined : crypto.randomUUID()
       const outcome = await counters(key).admit(want, slotId ?? '', slotTtlMs)
+      // The renewals run on the request's timers: when workerd ends the request without the
+      // settle below (its client left and the abort came too late), they stop with it.
+      const lease = outcome.allowed && slotId !== undefined ? renewEvery(slotTtlMs / 3, () => counters(key).renew(slotId, slotTtlMs)) : undefined
       return toAdmission(outcome, want, async (refund, tokenWindow) => {
+        if (lease !== undefined) clearInterval(lease)
         if (slotId !== undefined || refund > 0) await keepAlive(counters(key).settle(slotId, refund, tokenWindow))
       })
     },
   }
+}
+
+/** Calls `renew` every `intervalMs` until cleared; a failed renewal is retried at the next tick. */
+function renewEvery(intervalMs: number, renew: () => Promise<boolean>): ReturnType<typeof setInterval> {
+  const timer = setInterval(() => void renew().catch(() => false), intervalMs)
+  // Node (the store tests): do not hold the process open. workerd has no unref.
+  ;(timer as { unref?: () => void }).unref?.()
+  return timer
 }

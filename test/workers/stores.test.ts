@@ -30,17 +30,33 @@ after(async () => {
 })
 
 describe('RateLimitStore on RateLimiterObject', () => {
-  rateLimitContract(() => stores)
+  rateLimitContract(() => stores, { slotTtlSeconds: 15 })
 
-  it('reclaims a concurrency slot that is never released once its lifetime passes', async () => {
+  it('reclaims a concurrency slot whose holder stopped renewing it once its lease passes', async () => {
     const shortLived = createDurableObjectRateLimits(limiter, { slotTtlMs: 300 })
     const key = uniqueKey('conc-expiry')
-    // Admitted and never settled, as if the isolate holding the slot had died.
-    assert.equal((await shortLived.admit(key, { maxConcurrent: 1 })).allowed, true)
+    // Granted straight on the object and never renewed nor settled: an isolate that died.
+    const granted = await limiter.get(limiter.idFromName(key)).admit({ maxConcurrent: 1 }, 'dead-holder', 300)
+    assert.equal(granted.allowed, true)
     const busy = await shortLived.admit(key, { maxConcurrent: 1 })
     assert.ok(!busy.allowed && busy.refusedBy === 'concurrency', JSON.stringify(busy))
     await new Promise((r) => setTimeout(r, 400))
     assert.equal((await shortLived.admit(key, { maxConcurrent: 1 })).allowed, true)
+  })
+
+  it('a slot held by a live request outlives its lease (renewed) and frees at once on settle', async () => {
+    const shortLived = createDurableObjectRateLimits(limiter, { slotTtlMs: 300 })
+    const key = uniqueKey('conc-lease')
+    const held = await shortLived.admit(key, { maxConcurrent: 1 })
+    assert.ok(held.allowed)
+    await new Promise((r) => setTimeout(r, 1000))
+    const busy = await shortLived.admit(key, { maxConcurrent: 1 })
+    assert.ok(!busy.allowed && busy.refusedBy === 'concurrency', `renewed past three leases: ${JSON.stringify(busy)}`)
+    assert.ok(busy.retryAfterSeconds <= 1, 'Retry-After is bounded by the lease')
+    await held.settle(0)
+    const next = await shortLived.admit(key, { maxConcurrent: 1 })
+    assert.equal(next.allowed, true)
+    if (next.allowed) await next.settle(0)
   })
 })
 
