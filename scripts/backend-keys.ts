@@ -91,14 +91,18 @@ async function remove(dir: string, kid: string): Promise<void> {
   console.log(`removed ${kid}; ${verifyPath}: ${rest.map((k) => k.kid).join(', ')}`)
 }
 
-async function main(argv: string[]): Promise<void> {
-  let parsed
+const OPTIONS = { alg: { type: 'string' }, remove: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const
+
+function parseArgv(argv: string[]) {
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { alg: { type: 'string' }, remove: { type: 'string' }, help: { type: 'boolean', short: 'h' } } })
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
   } catch (error) {
     throw new UsageError((error as Error).message)
   }
-  const { values, positionals } = parsed
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgv(argv)
   if (values.help) {
     console.log(USAGE)
     return

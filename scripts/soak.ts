@@ -26,18 +26,37 @@ const KEY = 'sy-soak-key-0123456789abcdef0123'
 const ADMIN = 'soak-admin-token-0123456789'
 const work = mkdtempSync(join(tmpdir(), 'switchyard-soak-'))
 const children: ChildProcess[] = []
-process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+process.on('exit', () =>
+  children.forEach((c) => {
+    c.kill('SIGKILL')
+  }),
+)
 
 /** Starts a process with its output in a log file (a 10-minute run logs too much to keep in memory). */
-async function launch(name: string, args: string[], env: Record<string, string>, readyUrl: string): Promise<ChildProcess> {
+async function launch(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+  readyUrl: string,
+): Promise<ChildProcess> {
   const log = createWriteStream(join(work, `${name}.log`))
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   child.stdout!.pipe(log)
   child.stderr!.pipe(log)
   children.push(child)
   const deadline = Date.now() + 60_000
-  while (!(await fetch(readyUrl).then((r) => r.ok, () => false))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not become ready; see ${join(work, `${name}.log`)}`)
+  while (
+    !(await fetch(readyUrl).then(
+      (r) => r.ok,
+      () => false,
+    ))
+  ) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`${name} did not become ready; see ${join(work, `${name}.log`)}`)
     await new Promise((r) => setTimeout(r, 100))
   }
   return child
@@ -47,14 +66,27 @@ async function launch(name: string, args: string[], env: Record<string, string>,
 console.log('building dist/gateway.mjs (npm run build)')
 execFileSync('npm', ['run', 'build', '--silent'], { cwd: REPO_ROOT, stdio: 'inherit' })
 const { privateKey, publicKey } = await generateKeyPair('EdDSA', { extractable: true })
-writeFileSync(join(work, 'signing.json'), JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'soak', alg: 'EdDSA' }), { mode: 0o600 })
-writeFileSync(join(work, 'verify.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'soak', alg: 'EdDSA', use: 'sig' }] }))
+writeFileSync(
+  join(work, 'signing.json'),
+  JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'soak', alg: 'EdDSA' }),
+  { mode: 0o600 },
+)
+writeFileSync(
+  join(work, 'verify.json'),
+  JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'soak', alg: 'EdDSA', use: 'sig' }] }),
+)
 const redis = await startRedis()
 const backends: { name: string; url: string; child: ChildProcess }[] = []
 for (const name of ['backend-1', 'backend-2']) {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
-  const env = { MODEL_DIR: STORIES_DIR, PORT: String(port), DEVICE: 'cpu', CPU_THREADS: '1', GATEWAY_VERIFY_KEYS_FILE: join(work, 'verify.json') }
+  const env = {
+    MODEL_DIR: STORIES_DIR,
+    PORT: String(port),
+    DEVICE: 'cpu',
+    CPU_THREADS: '1',
+    GATEWAY_VERIFY_KEYS_FILE: join(work, 'verify.json'),
+  }
   backends.push({ name, url, child: await launch(name, ['--import', 'tsx', 'backend/node.ts'], env, `${url}/ready`) })
 }
 const gatewayPort = await freePort()
@@ -71,7 +103,15 @@ writeFileSync(
 const gateway = await launch(
   'gateway',
   ['dist/gateway.mjs'],
-  { GATEWAY_CONFIG: join(work, 'gateway.json'), PORT: String(gatewayPort), METRICS_PORT: String(metricsPort), REDIS_URL: redis.url, BACKEND_SIGNING_KEY_FILE: join(work, 'signing.json'), ADMIN_TOKEN: ADMIN, LOG_LEVEL: 'info' },
+  {
+    GATEWAY_CONFIG: join(work, 'gateway.json'),
+    PORT: String(gatewayPort),
+    METRICS_PORT: String(metricsPort),
+    REDIS_URL: redis.url,
+    BACKEND_SIGNING_KEY_FILE: join(work, 'signing.json'),
+    ADMIN_TOKEN: ADMIN,
+    LOG_LEVEL: 'info',
+  },
   `${gatewayUrl}/ready`,
 )
 const processes = [
@@ -80,14 +120,33 @@ const processes = [
 ]
 
 // --- the load: a fixed rate, open loop (a slow answer does not slow the sending) ----------------
-const PROMPTS = ['Once upon a time', 'The little dog', 'Lily wanted to', 'One day, a boy named Tim', 'The sun was shining', 'In the park', 'Mom said', 'There was a big tree']
+const PROMPTS = [
+  'Once upon a time',
+  'The little dog',
+  'Lily wanted to',
+  'One day, a boy named Tim',
+  'The sun was shining',
+  'In the park',
+  'Mom said',
+  'There was a big tree',
+]
 const dispatcher = new Agent({ connections: 256, keepAliveTimeout: 30_000 })
 /** Three in four requests are unique (sampled with their own seed: cache misses); one in four repeats a greedy one (cache hits). */
 function requestFor(i: number): { path: string; body: Record<string, unknown> } {
   const prompt = PROMPTS[i % PROMPTS.length]
   const stream = i % 2 === 0
   const sampling = i % 4 === 3 ? { temperature: 0 } : { temperature: 0.8, seed: i }
-  if (i % 3 === 0) return { path: '/v1/chat/completions', body: { model: 'stories260K', messages: [{ role: 'user', content: prompt }], max_tokens: 48, stream, ...sampling } }
+  if (i % 3 === 0)
+    return {
+      path: '/v1/chat/completions',
+      body: {
+        model: 'stories260K',
+        messages: [{ role: 'user', content: prompt }],
+        max_tokens: 48,
+        stream,
+        ...sampling,
+      },
+    }
   return { path: '/v1/completions', body: { model: 'stories260K', prompt, max_tokens: 48, stream, ...sampling } }
 }
 
@@ -111,14 +170,21 @@ async function one(i: number): Promise<void> {
   totals.sent++
   inFlight++
   try {
-    const response = await fetch(`${gatewayUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: JSON.stringify(body), dispatcher } as RequestInit)
+    const response = await fetch(`${gatewayUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: JSON.stringify(body),
+      dispatcher,
+    } as RequestInit)
     const text = await response.text()
     if (response.status !== 200) throw new Error(`status ${response.status}: ${text.slice(0, 200)}`)
     if (body.stream) {
       totals.streams++
       const events = text.split('\n\n').filter(Boolean)
-      if (events.at(-1) !== 'data: [DONE]' || events.some((e) => e.includes('"error"'))) throw new Error(`stream did not end with [DONE]: ${events.at(-1)?.slice(0, 200)}`)
-    } else if (!Array.isArray((JSON.parse(text) as { choices?: unknown }).choices)) throw new Error(`no choices: ${text.slice(0, 200)}`)
+      if (events.at(-1) !== 'data: [DONE]' || events.some((e) => e.includes('"error"')))
+        throw new Error(`stream did not end with [DONE]: ${events.at(-1)?.slice(0, 200)}`)
+    } else if (!Array.isArray((JSON.parse(text) as { choices?: unknown }).choices))
+      throw new Error(`no choices: ${text.slice(0, 200)}`)
     if (response.headers.get('x-cache') === 'HIT') totals.cacheHits++
     interval.ok++
     totals.ok++
@@ -126,7 +192,8 @@ async function one(i: number): Promise<void> {
   } catch (error) {
     interval.errors++
     totals.errors++
-    if (errorSamples.length < 20) errorSamples.push(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${(error as Error).message}`)
+    if (errorSamples.length < 20)
+      errorSamples.push(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${(error as Error).message}`)
   } finally {
     inFlight--
   }
@@ -142,13 +209,25 @@ const gauge = (text: string, name: string) => Number(new RegExp(`^${name} ([0-9.
 const PRECISION_MS = 10
 const delayMs = (text: string, name: string) => +Math.max(0, gauge(text, name) * 1000 - PRECISION_MS).toFixed(2)
 const samples: Sample[] = []
-const quantile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null)
+const quantile = (sorted: number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null
 
 async function sample(): Promise<void> {
   const done = interval
   interval = fresh()
   const sorted = done.latencies.sort((a, b) => a - b)
-  const entry: Sample = { t: Math.round((performance.now() - t0) / 1000), load: { sent: done.sent, ok: done.ok, errors: done.errors, p50Ms: quantile(sorted, 0.5), p99Ms: quantile(sorted, 0.99), inFlight }, processes: {} }
+  const entry: Sample = {
+    t: Math.round((performance.now() - t0) / 1000),
+    load: {
+      sent: done.sent,
+      ok: done.ok,
+      errors: done.errors,
+      p50Ms: quantile(sorted, 0.5),
+      p99Ms: quantile(sorted, 0.99),
+      inFlight,
+    },
+    processes: {},
+  }
   for (const p of processes) {
     const text = await fetch(p.metrics).then((r) => r.text())
     entry.processes[p.name] = {
@@ -161,7 +240,9 @@ async function sample(): Promise<void> {
   }
   samples.push(entry)
   const g = entry.processes.gateway
-  console.log(`${String(entry.t).padStart(4)} s  sent ${done.sent} ok ${done.ok} err ${done.errors} p99 ${entry.load.p99Ms?.toFixed(0)} ms | gateway ${g.rssMb} MB loop p99 ${g.loopP99Ms} ms | ${backends.map((b) => `${b.name} ${entry.processes[b.name].rssMb} MB`).join(' ')}`)
+  console.log(
+    `${String(entry.t).padStart(4)} s  sent ${done.sent} ok ${done.ok} err ${done.errors} p99 ${entry.load.p99Ms?.toFixed(0)} ms | gateway ${g.rssMb} MB loop p99 ${g.loopP99Ms} ms | ${backends.map((b) => `${b.name} ${entry.processes[b.name].rssMb} MB`).join(' ')}`,
+  )
 }
 
 // Reset the event-loop histograms so the first sample covers only its own 5 s.
@@ -187,14 +268,35 @@ for (let i = 0; ; i++) {
 await Promise.all(pending)
 clearInterval(sampler)
 const loadAtEnd = loadavg()
-await Promise.all([gateway, ...backends.map((b) => b.child)].map((c) => new Promise((r) => (c.once('exit', r), c.kill('SIGTERM')))))
+await Promise.all(
+  [gateway, ...backends.map((b) => b.child)].map(
+    (c) =>
+      new Promise((r) => {
+        c.once('exit', r)
+        c.kill('SIGTERM')
+      }),
+  ),
+)
 await redis.stop()
 
 // --- results -----------------------------------------------------------------------------------
 const { pass } = writeSoakReport({
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, loadavgAtStart: loadAtStart.map((v) => +v.toFixed(2)), loadavgAtEnd: loadAtEnd.map((v) => +v.toFixed(2)) },
-  settings: { seconds: SECONDS, rate: RATE, warmupSeconds: WARMUP, sampleSeconds: SAMPLE_MS / 1000, maxTokens: 48, maxInFlight: MAX_IN_FLIGHT },
+  machine: {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    node: process.version,
+    loadavgAtStart: loadAtStart.map((v) => +v.toFixed(2)),
+    loadavgAtEnd: loadAtEnd.map((v) => +v.toFixed(2)),
+  },
+  settings: {
+    seconds: SECONDS,
+    rate: RATE,
+    warmupSeconds: WARMUP,
+    sampleSeconds: SAMPLE_MS / 1000,
+    maxTokens: 48,
+    maxInFlight: MAX_IN_FLIGHT,
+  },
   totals,
   errorSamples,
   samples,

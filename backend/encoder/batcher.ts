@@ -86,7 +86,9 @@ export class DynamicBatcher {
         const started = performance.now()
         try {
           const vectors = await this.run(jobs.map((j) => j.ids))
-          jobs.forEach((job, i) => job.resolve(vectors[i]))
+          jobs.forEach((job, i) => {
+            job.resolve(vectors[i])
+          })
         } catch (error) {
           for (const job of jobs) job.reject(error as Error)
         }

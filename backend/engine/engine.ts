@@ -25,7 +25,12 @@ export class Engine {
   private readonly compiles = new Map<number, (result: CompileResult) => void>()
   private closed = false
 
-  private constructor(worker: Worker, info: EngineInfo, events: EngineEvents, private readonly heartbeat: Heartbeat) {
+  private constructor(
+    worker: Worker,
+    info: EngineInfo,
+    events: EngineEvents,
+    private readonly heartbeat: Heartbeat,
+  ) {
     this.worker = worker
     this.info = info
     worker.on('message', (message: FromWorker) => {
@@ -33,7 +38,10 @@ export class Engine {
         for (const event of message.events) this.dispatch(event)
         events.onStep?.(message.stats, message.events)
       } else if (message.type === 'log') events.onLog?.(message.message)
-      else if (message.type === 'ended') message.events.forEach((event) => this.dispatch(event))
+      else if (message.type === 'ended')
+        message.events.forEach((event) => {
+          this.dispatch(event)
+        })
       else if (message.type === 'compiled') {
         this.compiles.get(message.ticket)?.(message.result)
         this.compiles.delete(message.ticket)
@@ -47,11 +55,23 @@ export class Engine {
    * Starts the worker, loads and warms up the model; resolves once it can take requests.
    * `stallTimeoutMs` is how long the worker may show no progress before `stalledForMs` reports it.
    */
-  static async start(options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EngineEvents = {}): Promise<Engine> {
+  static async start(
+    options: Omit<EngineWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number },
+    events: EngineEvents = {},
+  ): Promise<Engine> {
     const { stallTimeoutMs, ...rest } = options
     const heartbeat = new Heartbeat()
-    const data: EngineWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
-    const { worker, info } = await startModelWorker<EngineInfo>('engine', new URL('./engine-worker.ts', import.meta.url), data, events.onLog)
+    const data: EngineWorkerData = {
+      ...rest,
+      heartbeat: heartbeat.buffer,
+      idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs),
+    }
+    const { worker, info } = await startModelWorker<EngineInfo>(
+      'engine',
+      new URL('./engine-worker.ts', import.meta.url),
+      data,
+      events.onLog,
+    )
     return new Engine(worker, info, events, heartbeat)
   }
 
@@ -122,10 +142,12 @@ export class Engine {
   private failAll(message: string): void {
     const wasClosed = this.closed
     this.closed = true
-    for (const [id, listener] of this.listeners) listener({ id, finish: 'error', message: wasClosed ? 'engine is closed' : message })
+    for (const [id, listener] of this.listeners)
+      listener({ id, finish: 'error', message: wasClosed ? 'engine is closed' : message })
     this.listeners.clear()
     this.queued.clear()
-    for (const resolve of this.compiles.values()) resolve({ ok: false, invalid: false, message: wasClosed ? 'engine is closed' : message })
+    for (const resolve of this.compiles.values())
+      resolve({ ok: false, invalid: false, message: wasClosed ? 'engine is closed' : message })
     this.compiles.clear()
   }
 }

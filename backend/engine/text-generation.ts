@@ -72,15 +72,29 @@ export class GenerationError extends Error {
  * Admission is checked here, synchronously, so a full queue is refused before any response
  * starts. Aborting `signal` stops every choice at the engine's next step.
  */
-export function generateText(model: ServedModel, request: TextRequest, maxQueued: number, signal?: AbortSignal): AsyncGenerator<TextChunk> {
+export function generateText(
+  model: ServedModel,
+  request: TextRequest,
+  maxQueued: number,
+  signal?: AbortSignal,
+): AsyncGenerator<TextChunk> {
   const sequences = request.prompts.length * request.n
   if (request.resume && sequences !== 1) throw new Error('a resumed request has exactly one choice')
-  if (sequences > maxQueued) throw new GenerationError('too_many_sequences', `this request needs ${sequences} sequences; at most ${maxQueued} can wait at once`)
-  if (model.engine.queuedCount + sequences > maxQueued) throw new GenerationError('queue_full', 'the server is at capacity; retry shortly')
+  if (sequences > maxQueued)
+    throw new GenerationError(
+      'too_many_sequences',
+      `this request needs ${sequences} sequences; at most ${maxQueued} can wait at once`,
+    )
+  if (model.engine.queuedCount + sequences > maxQueued)
+    throw new GenerationError('queue_full', 'the server is at capacity; retry shortly')
   return streamChoices(model, request, signal)
 }
 
-async function* streamChoices(model: ServedModel, request: TextRequest, signal?: AbortSignal): AsyncGenerator<TextChunk> {
+async function* streamChoices(
+  model: ServedModel,
+  request: TextRequest,
+  signal?: AbortSignal,
+): AsyncGenerator<TextChunk> {
   const { engine, tokenizer } = model
   if (signal?.aborted) throw new GenerationError('aborted', 'request aborted')
   const prompts = request.prompts.flatMap((prompt) => Array.from({ length: request.n }, () => prompt))
@@ -113,7 +127,10 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
       },
     ),
   )
-  const onAbort = () => ids.forEach((id) => engine.abort(id))
+  const onAbort = () =>
+    ids.forEach((id) => {
+      engine.abort(id)
+    })
   signal?.addEventListener('abort', onAbort, { once: true })
 
   const decoders = resume ? [resume.decoder] : prompts.map((promptIds) => new IncrementalDecoder(tokenizer, promptIds))
@@ -135,7 +152,8 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
           chunk.tokenIds.push(event.token)
           const piece = stops[index].push(decoders[index].push(event.token))
           chunk.text = piece.text
-          if (event.logprob !== undefined) chunk.logprobs = [{ token: event.token, logprob: event.logprob, top: event.top }]
+          if (event.logprob !== undefined)
+            chunk.logprobs = [{ token: event.token, logprob: event.logprob, top: event.top }]
           if (piece.stopped) {
             chunk.finishReason = 'stop'
             engine.abort(ids[index])
@@ -143,8 +161,10 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
         }
         if (event.finish && !chunk.finishReason) {
           if (event.finish === 'abort') throw new GenerationError('aborted', 'request aborted')
-          if (event.finish === 'timeout') throw new GenerationError('timeout', 'the request did not finish within its deadline')
-          if (event.finish === 'error') throw new GenerationError('error', `generation failed: ${event.message ?? 'unknown error'}`)
+          if (event.finish === 'timeout')
+            throw new GenerationError('timeout', 'the request did not finish within its deadline')
+          if (event.finish === 'error')
+            throw new GenerationError('error', `generation failed: ${event.message ?? 'unknown error'}`)
           const tail = stops[index].push(decoders[index].flush())
           chunk.text += tail.text + (tail.stopped ? '' : stops[index].flush())
           chunk.finishReason = tail.stopped ? 'stop' : event.finish
@@ -159,6 +179,8 @@ async function* streamChoices(model: ServedModel, request: TextRequest, signal?:
   } finally {
     signal?.removeEventListener('abort', onAbort)
     // A consumer that stops early (client gone, error) must not leave sequences running.
-    ids.forEach((id, index) => !done[index] && engine.abort(id))
+    ids.forEach((id, index) => {
+      if (!done[index]) engine.abort(id)
+    })
   }
 }

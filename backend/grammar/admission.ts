@@ -24,7 +24,12 @@ export class GrammarAdmission {
   private readonly pending = new Map<number, boolean>()
 
   /** `modelVocabSize`: the logit row length, which may exceed the tokenizer's vocabulary. */
-  constructor(options: { vocabulary: GrammarVocabulary; cacheSize: number } | undefined, modelVocabSize: number, scheduler: Admits, post: (message: FromWorker) => void) {
+  constructor(
+    options: { vocabulary: GrammarVocabulary; cacheSize: number } | undefined,
+    modelVocabSize: number,
+    scheduler: Admits,
+    post: (message: FromWorker) => void,
+  ) {
     this.cache = options && new GrammarCache(padVocabulary(options.vocabulary, modelVocabSize), options.cacheSize)
     if (!options) this.unavailable = 'this engine was started without a vocabulary for grammars'
     this.scheduler = scheduler
@@ -44,7 +49,8 @@ export class GrammarAdmission {
   async compile(ticket: number, spec: GrammarSpec, replayIds?: number[]): Promise<void> {
     const started = performance.now()
     let result: CompileResult
-    if (this.unavailable || !this.cache) result = { ok: false, invalid: false, message: this.unavailable ?? 'no grammar engine' }
+    if (this.unavailable || !this.cache)
+      result = { ok: false, invalid: false, message: this.unavailable ?? 'no grammar engine' }
     else {
       const before = this.cache.size
       try {
@@ -52,14 +58,22 @@ export class GrammarAdmission {
         result = { ok: true, ms: performance.now() - started, cached: this.cache.size === before }
         if (replayIds?.length) (await this.cache.constraint(spec, replayIds)).dispose()
       } catch (error) {
-        result = { ok: false, invalid: error instanceof GrammarError, message: (error as Error).message, param: error instanceof ResumeMismatch ? 'resume.token_ids' : undefined }
+        result = {
+          ok: false,
+          invalid: error instanceof GrammarError,
+          message: (error as Error).message,
+          param: error instanceof ResumeMismatch ? 'resume.token_ids' : undefined,
+        }
       }
     }
     this.post({ type: 'compiled', ticket, result })
   }
 
   add(request: SequenceRequest): void {
-    if (!request.grammar) return this.scheduler.add(request)
+    if (!request.grammar) {
+      this.scheduler.add(request)
+      return
+    }
     this.pending.set(request.id, false)
     void this.matcherFor(request).then(
       (constraint) => {
@@ -72,7 +86,12 @@ export class GrammarAdmission {
       },
       (error: Error) => {
         this.pending.delete(request.id)
-        this.post({ type: 'ended', events: [{ id: request.id, finish: 'error', message: `the output format could not be prepared: ${error.message}` }] })
+        this.post({
+          type: 'ended',
+          events: [
+            { id: request.id, finish: 'error', message: `the output format could not be prepared: ${error.message}` },
+          ],
+        })
       },
     )
   }

@@ -54,7 +54,10 @@ export class GrammarCache {
       const [oldest, entry] = this.compiled.entries().next().value!
       this.compiled.delete(oldest)
       // Matchers made from it keep their own reference; this drops only the cache's.
-      void entry.then((g) => g.dispose(), () => {})
+      void entry.then(
+        (g) => g.dispose(),
+        () => {},
+      )
     }
     return pending
   }
@@ -66,12 +69,17 @@ export class GrammarCache {
     // Regexes and EBNF grammars may ask for control characters; JSON never has them raw.
     const json = spec.type === 'json_object' || spec.type === 'json_schema' || spec.type === 'structural_tag'
     const matcher = await GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
-    const constraint = new MatcherConstraint(matcher, { utf8: this.utf8, forbidden: json ? this.controlTokens : undefined })
+    const constraint = new MatcherConstraint(matcher, {
+      utf8: this.utf8,
+      forbidden: json ? this.controlTokens : undefined,
+    })
     for (const id of replayIds) {
       // An id outside the vocabulary would fail a check inside xgrammar, which aborts its instance.
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabulary.vocabSize || !constraint.accept(id)) {
         constraint.dispose()
-        throw new ResumeMismatch(`resume.token_ids do not follow the requested format (token ${id} is not allowed there)`)
+        throw new ResumeMismatch(
+          `resume.token_ids do not follow the requested format (token ${id} is not allowed there)`,
+        )
       }
     }
     return constraint
@@ -81,7 +89,13 @@ export class GrammarCache {
     this.compiler ??= (async () => {
       const xg = loadXGrammar()
       const v = this.vocabulary
-      const info = await xg.TokenizerInfo.createTokenizerInfo(v.tokens, v.vocabType, v.prependSpace, v.vocabSize, v.stopTokenIds)
+      const info = await xg.TokenizerInfo.createTokenizerInfo(
+        v.tokens,
+        v.vocabType,
+        v.prependSpace,
+        v.vocabSize,
+        v.stopTokenIds,
+      )
       // xgrammar's own cache is unbounded; this class keeps the bounded one.
       return { compiler: await xg.GrammarCompiler.createGrammarCompiler(info, false), info }
     })()
@@ -93,7 +107,8 @@ export class GrammarCache {
     // A grammar can be well-formed and match nothing (`root ::= root`): refuse it now, not at the first token.
     const matcher = await loadXGrammar().GrammarMatcher.createGrammarMatcher(compiled, this.vocabulary.stopTokenIds)
     try {
-      if (!(await matcher.getNextTokenBitmask()).some((word) => word !== 0)) throw new GrammarError('the grammar matches no text')
+      if (!(await matcher.getNextTokenBitmask()).some((word) => word !== 0))
+        throw new GrammarError('the grammar matches no text')
     } catch (error) {
       compiled.dispose()
       throw error
@@ -117,7 +132,10 @@ export class GrammarCache {
           case 'ebnf':
             return compiler.compileGrammar(spec.grammar)
           case 'regex':
-            return compiler.compileStructuralTag({ type: 'structural_tag', format: { type: 'regex', pattern: spec.pattern } })
+            return compiler.compileStructuralTag({
+              type: 'structural_tag',
+              format: { type: 'regex', pattern: spec.pattern },
+            })
           case 'structural_tag':
             return compiler.compileStructuralTag(spec.tag)
         }

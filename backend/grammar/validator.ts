@@ -25,7 +25,10 @@ export class GrammarValidator {
           case 'ebnf':
             return xg.Grammar.fromEBNF(spec.grammar)
           case 'regex':
-            return xg.Grammar.fromStructuralTag({ type: 'structural_tag', format: { type: 'regex', pattern: spec.pattern } })
+            return xg.Grammar.fromStructuralTag({
+              type: 'structural_tag',
+              format: { type: 'regex', pattern: spec.pattern },
+            })
           case 'structural_tag':
             return xg.Grammar.fromStructuralTag(spec.tag)
         }
@@ -48,7 +51,10 @@ export class GrammarValidator {
 async function compactTag(xg: XGrammarModule, tag: string): Promise<string> {
   const formats: Record<string, unknown>[] = []
   const visit = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(visit)
+    if (Array.isArray(node)) {
+      for (const item of node) visit(item)
+      return
+    }
     if (node === null || typeof node !== 'object') return
     const format = node as Record<string, unknown>
     if (format.type === 'json_schema' && 'json_schema' in format) formats.push(format)
@@ -57,7 +63,9 @@ async function compactTag(xg: XGrammarModule, tag: string): Promise<string> {
   const parsed = JSON.parse(tag)
   visit(parsed)
   for (const format of formats) {
-    const grammar = await withXGrammarErrors(() => xg.Grammar.fromJSONSchema(JSON.stringify(format.json_schema), false, -1))
+    const grammar = await withXGrammarErrors(() =>
+      xg.Grammar.fromJSONSchema(JSON.stringify(format.json_schema), false, -1),
+    )
     delete format.json_schema
     format.type = 'grammar'
     format.grammar = grammar.toString()

@@ -20,12 +20,26 @@ export function grammarVocabulary(tokenizerJson: Json, vocabSize: number, stopTo
   const tokens: string[] = []
   const vocab = model.vocab
   // BPE and WordPiece: {token: id}; Unigram: [[token, score], ...] in id order.
-  if (Array.isArray(vocab)) vocab.forEach((entry, id) => (tokens[id] = String((entry as unknown[])[0])))
+  if (Array.isArray(vocab))
+    vocab.forEach((entry, id) => {
+      tokens[id] = String((entry as unknown[])[0])
+    })
   else for (const [token, id] of Object.entries((vocab ?? {}) as Record<string, number>)) tokens[id] = token
-  for (const added of (tokenizerJson.added_tokens ?? []) as { id: number; content: string }[]) tokens[added.id] = added.content
-  const parts = JSON.stringify([tokenizerJson.decoder ?? null, tokenizerJson.pre_tokenizer ?? null, tokenizerJson.normalizer ?? null])
-  const vocabType = parts.includes('"ByteLevel"') ? 'byte_level' : parts.includes('"ByteFallback"') || model.byte_fallback === true ? 'byte_fallback' : 'raw'
-  const prependSpace = vocabType === 'byte_fallback' && (parts.includes('"Prepend"') || /"prepend_scheme":"(always|first)"|"add_prefix_space":true/.test(parts))
+  for (const added of (tokenizerJson.added_tokens ?? []) as { id: number; content: string }[])
+    tokens[added.id] = added.content
+  const parts = JSON.stringify([
+    tokenizerJson.decoder ?? null,
+    tokenizerJson.pre_tokenizer ?? null,
+    tokenizerJson.normalizer ?? null,
+  ])
+  const vocabType = parts.includes('"ByteLevel"')
+    ? 'byte_level'
+    : parts.includes('"ByteFallback"') || model.byte_fallback === true
+      ? 'byte_fallback'
+      : 'raw'
+  const prependSpace =
+    vocabType === 'byte_fallback' &&
+    (parts.includes('"Prepend"') || /"prepend_scheme":"(always|first)"|"add_prefix_space":true/.test(parts))
   return padVocabulary({ tokens, vocabType, prependSpace, vocabSize, stopTokenIds }, vocabSize)
 }
 

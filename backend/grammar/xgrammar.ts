@@ -52,7 +52,8 @@ export async function withXGrammarErrors<T>(call: () => Promise<T>): Promise<T> 
     const original = (originalWrite = stderr.write)
     stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
       const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')
-      if (!/\[FATAL\]|Aborted\(\)/.test(text)) return (original as (...args: unknown[]) => boolean).call(stderr, chunk, ...rest)
+      if (!/\[FATAL\]|Aborted\(\)/.test(text))
+        return (original as (...args: unknown[]) => boolean).call(stderr, chunk, ...rest)
       for (const lines of captures) lines.push(text)
       return true
     }) as typeof stderr.write

@@ -151,6 +151,7 @@ function attempt<T>(run: () => T, fail: (what: string) => never): T {
   }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: model folders' JSON files are free-form; callers check each field
 export function readJson(root: string, name: string, fail: (what: string) => never, required: boolean): Record<string, any> | undefined {
   const path = join(root, name)
   if (!existsSync(path)) return required ? fail(`missing ${name}`) : undefined

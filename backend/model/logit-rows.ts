@@ -38,11 +38,17 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   const findHead = (tensor: string, depth: number): Node | null => {
     const node = producer.get(tensor)
     if (!node || depth > 8) return null
-    if (HEAD_OPS.has(node.opType ?? '')) return (path.push(tensor), node)
+    if (HEAD_OPS.has(node.opType ?? '')) {
+      path.push(tensor)
+      return node
+    }
     if (!ROW_WISE_OPS.has(node.opType ?? '')) return null
     for (const input of dataInputs(node)) {
       const head = findHead(input, depth + 1)
-      if (head) return (path.push(tensor), head)
+      if (head) {
+        path.push(tensor)
+        return head
+      }
     }
     return null
   }
@@ -50,7 +56,9 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   if (!head) return false
   // The activations are input 0; MatMulInteger's zero point (input 2) comes with them.
   const hidden = head.input![0]
-  const others = dataInputs(head).filter((name) => name !== hidden && !(head.opType === 'MatMulInteger' && name === head.input![2]))
+  const others = dataInputs(head).filter(
+    (name) => name !== hidden && !(head.opType === 'MatMulInteger' && name === head.input![2]),
+  )
   if (isConstant(hidden) || others.length > 0) return false
   // An 8-bit head quantizes its input with DynamicQuantizeLinear, which int8-rows.ts turns into
   // per-row ops; gathering in front of that fails in onnxruntime's MatMulIntegerToFloat fusion
@@ -65,19 +73,45 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   // exported for (8-bit heads' per-row scales and onnxruntime's fusions broadcast on it).
   const opset = Number(model.opsetImport?.find((o) => !o.domain)?.version ?? 13)
   const axes = `${LOGIT_ROWS_INPUT}/axes`
-  if (opset >= 13) graph.initializer!.push(onnx.TensorProto.create({ name: axes, dims: [1], dataType: onnx.TensorProto.DataType.INT64, int64Data: [0] }))
+  if (opset >= 13)
+    graph.initializer!.push(
+      onnx.TensorProto.create({ name: axes, dims: [1], dataType: onnx.TensorProto.DataType.INT64, int64Data: [0] }),
+    )
   const int = (name: string, i: number) => ({ name, type: onnx.AttributeProto.AttributeType.INT, i })
   const added = [
-    onnx.NodeProto.create({ name: flat, opType: 'Flatten', input: [hidden], output: [flat], attribute: [int('axis', -1)] }),
-    onnx.NodeProto.create({ name: rows, opType: 'Gather', input: [flat, LOGIT_ROWS_INPUT], output: [rows], attribute: [int('axis', 0)] }),
+    onnx.NodeProto.create({
+      name: flat,
+      opType: 'Flatten',
+      input: [hidden],
+      output: [flat],
+      attribute: [int('axis', -1)],
+    }),
+    onnx.NodeProto.create({
+      name: rows,
+      opType: 'Gather',
+      input: [flat, LOGIT_ROWS_INPUT],
+      output: [rows],
+      attribute: [int('axis', 0)],
+    }),
     opset >= 13
       ? onnx.NodeProto.create({ name: gathered, opType: 'Unsqueeze', input: [rows, axes], output: [gathered] })
-      : onnx.NodeProto.create({ name: gathered, opType: 'Unsqueeze', input: [rows], output: [gathered], attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0] }] }),
+      : onnx.NodeProto.create({
+          name: gathered,
+          opType: 'Unsqueeze',
+          input: [rows],
+          output: [gathered],
+          attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0] }],
+        }),
   ]
   head.input = head.input!.map((name) => (name === hidden ? gathered : name))
   // Nodes stay topologically sorted: the new ones go right before the one they feed.
   graph.node!.splice(graph.node!.indexOf(head), 0, ...added)
-  graph.input!.push(onnx.ValueInfoProto.create({ name: LOGIT_ROWS_INPUT, type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'logit_rows' }] } } } }))
+  graph.input!.push(
+    onnx.ValueInfoProto.create({
+      name: LOGIT_ROWS_INPUT,
+      type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64, shape: { dim: [{ dimParam: 'logit_rows' }] } } },
+    }),
+  )
 
   // Shapes recorded for the old [batch, seq, ...] tensors on the path no longer hold.
   const stale = new Set(path.slice(0, -1))
@@ -85,7 +119,10 @@ export function gatherLogitRows(model: onnxProto.onnx.ModelProto, logitsName = '
   const logits = graph.output!.find((o) => o.name === logitsName)!
   const dims = logits.type?.tensorType?.shape?.dim ?? []
   const vocab = dims[dims.length - 1]
-  if (logits.type?.tensorType) logits.type.tensorType.shape = { dim: [{ dimValue: 1 }, { dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }] }
+  if (logits.type?.tensorType)
+    logits.type.tensorType.shape = {
+      dim: [{ dimValue: 1 }, { dimParam: 'logit_rows' }, vocab ?? { dimParam: 'vocab_size' }],
+    }
   return true
 }
 
@@ -100,7 +137,8 @@ function constantTest(graph: Graph, producer: Map<string, Node>): (name: string)
     const cached = memo.get(name)
     if (cached !== undefined) return cached
     const node = producer.get(name)
-    const constant = !!node && (node.opType === 'Constant' || (node.input ?? []).every((i) => i === '' || test(i, depth + 1)))
+    const constant =
+      !!node && (node.opType === 'Constant' || (node.input ?? []).every((i) => i === '' || test(i, depth + 1)))
     memo.set(name, constant)
     return constant
   }

@@ -81,11 +81,16 @@ export class ModelRunner {
     this.kvPath = gqa ? 'in-place' : loaded.newRows ? 'new-rows' : 'whole-cache'
     this.inPlace = gqa ? new InPlaceKv(this.session, this.shape, io, this.logitRows) : null
     if (!gqa && JSON.stringify(io) !== JSON.stringify(OPTIMUM_IO_NAMES)) {
-      throw new Error('input/output names other than Optimum\'s are supported only for GroupQueryAttention graphs')
+      throw new Error("input/output names other than Optimum's are supported only for GroupQueryAttention graphs")
     }
   }
 
-  static async load(onnxPath: string, options: ExecutionOptions, log: (message: string) => void, graph: { io?: IoNames; expected?: ExpectedShape } = {}): Promise<ModelRunner> {
+  static async load(
+    onnxPath: string,
+    options: ExecutionOptions,
+    log: (message: string) => void,
+    graph: { io?: IoNames; expected?: ExpectedShape } = {},
+  ): Promise<ModelRunner> {
     return new ModelRunner(await createSession(onnxPath, options, log, graph.io), graph)
   }
 
@@ -128,13 +133,20 @@ export class ModelRunner {
         positions[i * width + pad + j] = BigInt(j)
       }
     })
-    const wanted = rows.map((r, i) => (r.logitPositions ?? [r.tokens.length - 1]).map((p) => i * width + width - r.tokens.length + p))
-    const out = await this.session.run(this.feeds(this.cache, ids, mask, positions, [k, width], null, wanted.flat()), this.fetchNames())
+    const wanted = rows.map((r, i) =>
+      (r.logitPositions ?? [r.tokens.length - 1]).map((p) => i * width + width - r.tokens.length + p),
+    )
+    const out = await this.session.run(
+      this.feeds(this.cache, ids, mask, positions, [k, width], null, wanted.flat()),
+      this.fetchNames(),
+    )
     this.cache.reserveColumns(Math.max(width, this.cache.maxLength()))
     for (let l = 0; l < this.shape.layers; l++) {
       const key = out[this.kvOutputs[l].key].data as KvArray
       const value = out[this.kvOutputs[l].value].data as KvArray
-      rows.forEach((r, i) => this.cache.append(l, r.row, key, value, i, width, width - r.tokens.length, r.tokens.length))
+      rows.forEach((r, i) => {
+        this.cache.append(l, r.row, key, value, i, width, width - r.tokens.length, r.tokens.length)
+      })
     }
     for (const r of rows) this.cache.lengths[r.row] = r.tokens.length
     return this.splitLogits(out.logits, wanted)
@@ -153,7 +165,8 @@ export class ModelRunner {
    * the logits of `logitPositions` (positions within this chunk), [positions × vocab].
    */
   async prefillChunk(staging: KvCache, tokens: ArrayLike<number>, logitPositions: number[]): Promise<Float32Array> {
-    if (this.inPlace) return this.splitLogits(await this.inPlace.extend(staging, 0, tokens, logitPositions), [logitPositions])[0]
+    if (this.inPlace)
+      return this.splitLogits(await this.inPlace.extend(staging, 0, tokens, logitPositions), [logitPositions])[0]
     const past = staging.lengths[0]
     const c = tokens.length
     staging.reserveColumns(past + c)
@@ -163,11 +176,23 @@ export class ModelRunner {
     const mask = new BigInt64Array(columns + c)
     mask.fill(1n, 0, past)
     mask.fill(1n, columns)
-    const out = await this.session.run(this.feeds(staging, ids, mask, positions, [1, c], columns, logitPositions), this.fetchNames())
+    const out = await this.session.run(
+      this.feeds(staging, ids, mask, positions, [1, c], columns, logitPositions),
+      this.fetchNames(),
+    )
     const srcColumns = this.fetchesWholeCache ? columns + c : c
     const srcColumn = this.fetchesWholeCache ? columns : 0
     for (let l = 0; l < this.shape.layers; l++) {
-      staging.append(l, 0, out[this.kvOutputs[l].key].data as KvArray, out[this.kvOutputs[l].value].data as KvArray, 0, srcColumns, srcColumn, c)
+      staging.append(
+        l,
+        0,
+        out[this.kvOutputs[l].key].data as KvArray,
+        out[this.kvOutputs[l].value].data as KvArray,
+        0,
+        srcColumns,
+        srcColumn,
+        c,
+      )
     }
     staging.lengths[0] = past + c
     return this.splitLogits(out.logits, [logitPositions])[0]
@@ -178,7 +203,8 @@ export class ModelRunner {
     const length = staging.lengths[0]
     this.cache.reserveColumns(Math.max(length, this.cache.maxLength()))
     const row = this.cache.addRow()
-    for (let l = 0; l < this.shape.layers; l++) this.cache.append(l, row, staging.keys[l], staging.values[l], 0, staging.columns, 0, length)
+    for (let l = 0; l < this.shape.layers; l++)
+      this.cache.append(l, row, staging.keys[l], staging.values[l], 0, staging.columns, 0, length)
     this.cache.lengths[row] = length
     return row
   }
@@ -200,7 +226,10 @@ export class ModelRunner {
       mask[r * (columns + 1) + columns] = 1n
     }
     const rows = Array.from({ length: n }, (_, r) => r)
-    const out = await this.session.run(this.feeds(cache, ids, mask, positions, [n, 1], columns, rows), this.fetchNames())
+    const out = await this.session.run(
+      this.feeds(cache, ids, mask, positions, [n, 1], columns, rows),
+      this.fetchNames(),
+    )
     // The step's rows sit at column 0 of the new-rows outputs, or after the past in present.*.
     const srcColumns = this.fetchesWholeCache ? columns + 1 : 1
     const srcColumn = this.fetchesWholeCache ? columns : 0
@@ -218,7 +247,13 @@ export class ModelRunner {
   }
 
   private newCache(): KvCache {
-    return new KvCache({ layers: this.shape.layers, heads: this.shape.kvHeads, headDim: this.shape.headDim, float16: this.shape.kvFloat16, growColumns: this.growColumns })
+    return new KvCache({
+      layers: this.shape.layers,
+      heads: this.shape.kvHeads,
+      headDim: this.shape.headDim,
+      float16: this.shape.kvFloat16,
+      growColumns: this.growColumns,
+    })
   }
 
   private fetchNames(): string[] {
@@ -235,19 +270,30 @@ export class ModelRunner {
     let next = 0
     return wanted.map((flat) => {
       const out = new Float32Array(flat.length * V)
-      flat.forEach((position, j) => copyRow(logits, this.logitRows ? next++ : position, V, out, j))
+      flat.forEach((position, j) => {
+        copyRow(logits, this.logitRows ? next++ : position, V, out, j)
+      })
       return out
     })
   }
 
   /** `pastColumns` null means an empty past (prefill); otherwise `cache`'s rows are the past. */
-  private feeds(cache: KvCache, ids: BigInt64Array, mask: BigInt64Array, positions: BigInt64Array, dims: [number, number], pastColumns: number | null, logitRows: number[]): Record<string, ort.Tensor> {
+  private feeds(
+    cache: KvCache,
+    ids: BigInt64Array,
+    mask: BigInt64Array,
+    positions: BigInt64Array,
+    dims: [number, number],
+    pastColumns: number | null,
+    logitRows: number[],
+  ): Record<string, ort.Tensor> {
     const [batch, length] = dims
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, dims),
       attention_mask: new ort.Tensor('int64', mask, [batch, mask.length / batch]),
     }
-    if (this.logitRows) feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
+    if (this.logitRows)
+      feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
     if (this.shape.hasPositionIds) feeds.position_ids = new ort.Tensor('int64', positions, [batch, length])
     if (this.shape.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', [pastColumns !== null], [1])
     const type = this.shape.kvFloat16 ? 'float16' : 'float32'
@@ -266,7 +312,12 @@ export class ModelRunner {
 /** Inputs the runner can feed besides input_ids, attention_mask and the past KV. */
 const OPTIONAL_INPUTS = ['use_cache_branch', LOGIT_ROWS_INPUT]
 
-function readShape(session: ort.InferenceSession, io: IoNames, weightType: string, expected?: ExpectedShape): ModelShape {
+function readShape(
+  session: ort.InferenceSession,
+  io: IoNames,
+  weightType: string,
+  expected?: ExpectedShape,
+): ModelShape {
   const inputs = new Map(session.inputMetadata.map((m) => [m.name, m]))
   const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]))
   const problem = (what: string): never => {
@@ -280,24 +331,35 @@ function readShape(session: ort.InferenceSession, io: IoNames, weightType: strin
   const known = new Set([io.inputIds, io.attentionMask, io.positionIds, ...OPTIONAL_INPUTS])
   for (let l = 0; l < layers; l++) known.add(layerName(io.pastKey, l)).add(layerName(io.pastValue, l))
   const unknown = session.inputNames.find((name) => !known.has(name))
-  if (unknown) throw new Error(`unsupported ONNX graph: input "${unknown}" is not one Switchyard can feed (input_ids, attention_mask, position_ids, use_cache_branch, past key/values)`)
+  if (unknown)
+    throw new Error(
+      `unsupported ONNX graph: input "${unknown}" is not one Switchyard can feed (input_ids, attention_mask, position_ids, use_cache_branch, past key/values)`,
+    )
   const past = inputs.get(layerName(io.pastKey, 0))!
-  if (past.isTensor && past.type !== 'float32' && past.type !== 'float16') throw new Error(`unsupported ONNX graph: KV cache element type ${past.type} (float32 and float16 are supported)`)
+  if (past.isTensor && past.type !== 'float32' && past.type !== 'float16')
+    throw new Error(`unsupported ONNX graph: KV cache element type ${past.type} (float32 and float16 are supported)`)
   const dims = past.isTensor ? past.shape : []
   // Fixed dims in the graph win; symbolic ones come from genai_config.json when it gives them.
   const pick = (what: string, fromGraph: unknown, fromConfig: number | undefined): number => {
     if (typeof fromGraph === 'number' && fromConfig !== undefined && fromGraph !== fromConfig) {
       throw new Error(`genai_config.json gives ${what} ${fromConfig}, but the ONNX graph has ${fromGraph}`)
     }
-    return typeof fromGraph === 'number' ? fromGraph : (fromConfig ?? problem(`the graph's shapes do not give the ${what} and no genai_config.json does`))
+    return typeof fromGraph === 'number'
+      ? fromGraph
+      : (fromConfig ?? problem(`the graph's shapes do not give the ${what} and no genai_config.json does`))
   }
-  if (expected && expected.layers !== layers) throw new Error(`genai_config.json gives ${expected.layers} layers, but the ONNX graph has ${layers}`)
+  if (expected && expected.layers !== layers)
+    throw new Error(`genai_config.json gives ${expected.layers} layers, but the ONNX graph has ${layers}`)
   return {
     layers,
     kvHeads: pick('number of KV heads', dims[1], expected?.kvHeads),
     headDim: pick('head size', dims[3], expected?.headDim),
     // [batch, seq, vocab], or [1, rows, vocab] once the head is gathered.
-    vocabSize: pick('vocabulary size', logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined, expected?.vocabSize),
+    vocabSize: pick(
+      'vocabulary size',
+      logits.isTensor ? logits.shape[logits.shape.length - 1] : undefined,
+      expected?.vocabSize,
+    ),
     kvFloat16: past.isTensor && past.type === 'float16',
     hasPositionIds: inputs.has(io.positionIds),
     hasUseCacheBranch: inputs.has('use_cache_branch'),

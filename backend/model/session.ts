@@ -92,7 +92,7 @@ interface PreparedModel {
 
 function prepareModel(onnxPath: string, log: Log, io: IoNames | undefined, kind: GraphKind): PreparedModel {
   const cleanup = () => {}
-  let model
+  let model: ReturnType<typeof decodeModel>
   try {
     model = decodeModel(readFileSync(onnxPath))
   } catch (error) {

@@ -56,7 +56,7 @@ export class TextTokenizer {
    */
   encodeChat(messages: ChatMessage[], options: ChatRenderOptions = {}): number[] {
     if (!this.template) {
-      const transcript = messages.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'
+      const transcript = `${messages.map((m) => `${m.role}: ${m.content}\n`).join('')}assistant:`
       return this.encode(transcript)
     }
     return this.encode(this.renderChat(messages, options), false)

@@ -1,5 +1,13 @@
 import { SequenceSampler, scoreToken } from '../sampling/sampler.ts'
-import type { FinishReason, PromptLogprob, SequenceRequest, StepRunner, StepStats, TokenConstraint, TokenEvent } from './types.ts'
+import type {
+  FinishReason,
+  PromptLogprob,
+  SequenceRequest,
+  StepRunner,
+  StepStats,
+  TokenConstraint,
+  TokenEvent,
+} from './types.ts'
 
 export interface SchedulerOptions {
   /** Most sequences decoded together in one forward pass. */
@@ -133,7 +141,14 @@ export class Scheduler {
     for (const seq of this.running) seq.finish = 'error'
     this.chunked = null
     this.removeFinished()
-    this.emit(events, { waiting: this.waiting.length, running: 0, batchSize: 0, decodeMs: 0, prefillMs: 0, prefillTokens: 0 })
+    this.emit(events, {
+      waiting: this.waiting.length,
+      running: 0,
+      batchSize: 0,
+      decodeMs: 0,
+      prefillMs: 0,
+      prefillTokens: 0,
+    })
   }
 
   /** One scheduler iteration: retire; prefill (a chunk, new prompts); then one decode pass. */
@@ -151,12 +166,18 @@ export class Scheduler {
       await this.prefillChunk(events, budget, stats)
     }
     if (batch.length > 0) {
-      const rows = batch.map((seq) => ({ row: this.runner.cache.addRow(), tokens: seq.prefillIds, logitPositions: this.logitPositions(seq, 0, seq.prefillIds.length) }))
+      const rows = batch.map((seq) => ({
+        row: this.runner.cache.addRow(),
+        tokens: seq.prefillIds,
+        logitPositions: this.logitPositions(seq, 0, seq.prefillIds.length),
+      }))
       this.running.push(...batch)
       const logits = await this.runner.prefill(rows)
       stats.prefillTokens += rows.length * Math.max(...rows.map((r) => r.tokens.length))
       const masks = await this.masksOf(batch)
-      batch.forEach((seq, i) => this.prefilled(seq, 0, logits[i], events, masks[i]))
+      batch.forEach((seq, i) => {
+        this.prefilled(seq, 0, logits[i], events, masks[i])
+      })
     }
     if (stats.prefillTokens > 0) {
       stats.prefillMs = performance.now() - started
@@ -175,7 +196,9 @@ export class Scheduler {
       stats.batchSize = this.running.length
       const V = this.runner.shape.vocabSize
       const masks = await this.masksOf(this.running)
-      this.running.forEach((seq, r) => this.sampleInto(seq, logits.subarray(r * V, (r + 1) * V), events, masks[r]))
+      this.running.forEach((seq, r) => {
+        this.sampleInto(seq, logits.subarray(r * V, (r + 1) * V), events, masks[r])
+      })
       this.removeFinished()
     }
     stats.waiting = this.waitingCount
@@ -189,7 +212,11 @@ export class Scheduler {
     const { seq } = chunked
     const start = chunked.done
     const end = Math.min(seq.prefillIds.length, start + Math.max(1, budget))
-    const logits = await this.runner.prefillChunk(chunked.staging, seq.prefillIds.slice(start, end), this.logitPositions(seq, start, end))
+    const logits = await this.runner.prefillChunk(
+      chunked.staging,
+      seq.prefillIds.slice(start, end),
+      this.logitPositions(seq, start, end),
+    )
     chunked.done = end
     stats.prefillTokens += end - start
     if (end === seq.prefillIds.length) {
@@ -210,7 +237,8 @@ export class Scheduler {
   private logitPositions(seq: Sequence, start: number, end: number): number[] {
     const total = seq.prefillIds.length
     const positions: number[] = []
-    if (seq.promptLogprobs) for (let p = start; p < Math.min(end, seq.request.promptIds.length - 1); p++) positions.push(p - start)
+    if (seq.promptLogprobs)
+      for (let p = start; p < Math.min(end, seq.request.promptIds.length - 1); p++) positions.push(p - start)
     if (end === total && positions[positions.length - 1] !== total - 1 - start) positions.push(total - 1 - start)
     return positions
   }
@@ -223,7 +251,10 @@ export class Scheduler {
     if (seq.promptLogprobs) {
       for (let j = 0, p = start; p + 1 < prompt.length && j < rows; j++, p++) {
         const token = prompt[p + 1]
-        seq.promptLogprobs.push({ token, ...scoreToken(logits.subarray(j * V, (j + 1) * V), token, seq.request.sampling.logprobs) })
+        seq.promptLogprobs.push({
+          token,
+          ...scoreToken(logits.subarray(j * V, (j + 1) * V), token, seq.request.sampling.logprobs),
+        })
       }
     }
     if (!this.running.includes(seq)) return
@@ -247,7 +278,8 @@ export class Scheduler {
     let sampled: ReturnType<SequenceSampler['sample']>
     try {
       sampled = seq.sampler.sample(logits, mask)
-      if (seq.constraint && !seq.constraint.accept(sampled.token)) throw new Error(`the grammar refused token ${sampled.token} it had allowed`)
+      if (seq.constraint && !seq.constraint.accept(sampled.token))
+        throw new Error(`the grammar refused token ${sampled.token} it had allowed`)
     } catch (error) {
       // A constraint failing ends its own sequence, not the batch.
       seq.finish = 'error'
@@ -267,7 +299,8 @@ export class Scheduler {
     const event: TokenEvent = { id, token }
     if (logprob !== undefined) Object.assign(event, { logprob, top })
     const length = seq.request.promptIds.length + seq.generated
-    if (seq.generated >= seq.request.maxTokens || length >= this.options.contextLength) seq.finish = event.finish = 'length'
+    if (seq.generated >= seq.request.maxTokens || length >= this.options.contextLength)
+      seq.finish = event.finish = 'length'
     events.push(event)
   }
 
@@ -308,7 +341,11 @@ export class Scheduler {
   private retireAbortedAndExpired(events: TokenEvent[]): void {
     const now = Date.now()
     const reason = (seq: Sequence): FinishReason | undefined =>
-      this.aborted.has(seq.request.id) ? 'abort' : seq.request.deadline !== undefined && now > seq.request.deadline ? 'timeout' : undefined
+      this.aborted.has(seq.request.id)
+        ? 'abort'
+        : seq.request.deadline !== undefined && now > seq.request.deadline
+          ? 'timeout'
+          : undefined
     for (let i = this.waiting.length - 1; i >= 0; i--) {
       const finish = reason(this.waiting[i])
       if (finish) {

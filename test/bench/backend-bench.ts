@@ -10,7 +10,14 @@ import { TextTokenizer } from '../../backend/model/tokenizer.ts'
 import type { SamplingParams } from '../../backend/sampling/sampler.ts'
 import { REPO_ROOT, STORIES_DIR } from '../helpers/paths.ts'
 import { renderThroughputChart } from './svg-chart.ts'
-import { loadBaseline, packageVersion, runTransformers, transformersVersions, type StreamRun, type ThreadCheck } from './transformers-baseline.ts'
+import {
+  loadBaseline,
+  packageVersion,
+  runTransformers,
+  transformersVersions,
+  type StreamRun,
+  type ThreadCheck,
+} from './transformers-baseline.ts'
 
 /**
  * npm run bench:backend — Switchyard's engine against transformers.js on the same model
@@ -34,15 +41,31 @@ if (process.env.BENCH_SUITE === 'shapes') {
 const THREADS = Number(process.env.BENCH_THREADS ?? 1)
 const QUICK = process.env.BENCH_QUICK === '1'
 const ALL_MODELS = ['stories260K', '15m', '100m']
-const WANTED = (process.env.BENCH_MODELS ?? ALL_MODELS.join(',')).split(',').map((s) => s.trim()).filter(Boolean)
+const WANTED = (process.env.BENCH_MODELS ?? ALL_MODELS.join(','))
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
 const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const LEVELS = [1, 4, 16, 64]
 const PROMPT = 'Once upon a time'
 const TARGETS = { singleVsTransformers: 1.2, at16VsOwnSingle: 4, at16VsTransformers16: 4 }
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
+const GREEDY: SamplingParams = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+  logprobs: -1,
+}
 
-if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`BENCH_THREADS must be a positive integer, got ${process.env.BENCH_THREADS}`)
-for (const name of WANTED) if (!ALL_MODELS.includes(name)) throw new Error(`BENCH_MODELS: unknown model "${name}" (known: ${ALL_MODELS.join(', ')})`)
+if (!Number.isInteger(THREADS) || THREADS < 1)
+  throw new Error(`BENCH_THREADS must be a positive integer, got ${process.env.BENCH_THREADS}`)
+for (const name of WANTED)
+  if (!ALL_MODELS.includes(name))
+    throw new Error(`BENCH_MODELS: unknown model "${name}" (known: ${ALL_MODELS.join(', ')})`)
 
 interface Plan {
   name: string
@@ -59,13 +82,40 @@ interface Plan {
 
 // Sized so the full run stays within ~15 minutes on 2 shared cores (about 10 minutes under load).
 const PLANS: Plan[] = [
-  { name: 'stories260K', dir: STORIES_DIR, singleTokens: 200, singleReps: QUICK ? 2 : 5, warmupTokens: QUICK ? 400 : 1000, streamTokens: QUICK ? 32 : 128, levelReps: QUICK ? 1 : 3 },
-  { name: '15m', dir: resolve(REPO_ROOT, 'models/bench-15m'), preset: '15m', singleTokens: QUICK ? 64 : 200, singleReps: QUICK ? 1 : 5, warmupTokens: QUICK ? 64 : 1000, streamTokens: QUICK ? 16 : 128, levelReps: QUICK ? 1 : 3 },
-  { name: '100m', dir: resolve(REPO_ROOT, 'models/bench-100m'), preset: '100m', singleTokens: QUICK ? 16 : 100, singleReps: QUICK ? 1 : 5, warmupTokens: QUICK ? 16 : 200, streamTokens: QUICK ? 8 : 32, levelReps: QUICK ? 1 : 3 },
+  {
+    name: 'stories260K',
+    dir: STORIES_DIR,
+    singleTokens: 200,
+    singleReps: QUICK ? 2 : 5,
+    warmupTokens: QUICK ? 400 : 1000,
+    streamTokens: QUICK ? 32 : 128,
+    levelReps: QUICK ? 1 : 3,
+  },
+  {
+    name: '15m',
+    dir: resolve(REPO_ROOT, 'models/bench-15m'),
+    preset: '15m',
+    singleTokens: QUICK ? 64 : 200,
+    singleReps: QUICK ? 1 : 5,
+    warmupTokens: QUICK ? 64 : 1000,
+    streamTokens: QUICK ? 16 : 128,
+    levelReps: QUICK ? 1 : 3,
+  },
+  {
+    name: '100m',
+    dir: resolve(REPO_ROOT, 'models/bench-100m'),
+    preset: '100m',
+    singleTokens: QUICK ? 16 : 100,
+    singleReps: QUICK ? 1 : 5,
+    warmupTokens: QUICK ? 16 : 200,
+    streamTokens: QUICK ? 8 : 32,
+    levelReps: QUICK ? 1 : 3,
+  },
 ]
 
 const benchStart = performance.now()
-const log = (message: string) => console.log(`[${((performance.now() - benchStart) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+const log = (message: string) =>
+  console.log(`[${((performance.now() - benchStart) / 1000).toFixed(0).padStart(4)} s] ${message}`)
 
 /** Nearest-rank percentile. */
 function percentile(values: number[], p: number): number {
@@ -79,7 +129,12 @@ const median = (values: number[]) => {
 }
 
 /** Our engine: `streams` concurrent greedy sequences of exactly `tokens` tokens each. */
-async function runOurs(engine: Engine, promptIds: number[], streams: number, tokens: number): Promise<{ run: StreamRun; firstStream: number[] }> {
+async function runOurs(
+  engine: Engine,
+  promptIds: number[],
+  streams: number,
+  tokens: number,
+): Promise<{ run: StreamRun; firstStream: number[] }> {
   const started = performance.now()
   const ttftMs: number[] = new Array(streams).fill(Number.NaN)
   const firstStream: number[] = []
@@ -96,14 +151,18 @@ async function runOurs(engine: Engine, promptIds: number[], streams: number, tok
               produced++
             }
             if (event.finish === 'length') done()
-            else if (event.finish) fail(new Error(`our stream ended with ${event.finish}${event.message ? `: ${event.message}` : ''}`))
+            else if (event.finish)
+              fail(new Error(`our stream ended with ${event.finish}${event.message ? `: ${event.message}` : ''}`))
           })
         }),
     ),
   )
   const seconds = (performance.now() - started) / 1000
   if (produced !== streams * tokens) throw new Error(`ours produced ${produced} tokens, expected ${streams * tokens}`)
-  return { run: { streams, tokensPerStream: tokens, tokens: produced, seconds, tokensPerSecond: produced / seconds, ttftMs }, firstStream }
+  return {
+    run: { streams, tokensPerStream: tokens, tokens: produced, seconds, tokensPerSecond: produced / seconds, ttftMs },
+    firstStream,
+  }
 }
 
 const leadingAgreement = (a: number[], b: number[]) => {
@@ -172,18 +231,32 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
   await ensureModel(plan)
   const folder = loadModelFolder(plan.dir)
   const promptIds = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig).encode(PROMPT)
-  log(`== ${plan.name}: ${relative(REPO_ROOT, folder.onnxPath)}, prompt ${promptIds.length} tokens, context ${folder.contextLength}`)
+  log(
+    `== ${plan.name}: ${relative(REPO_ROOT, folder.onnxPath)}, prompt ${promptIds.length} tokens, context ${folder.contextLength}`,
+  )
   const engine = await Engine.start({
     onnxPath: folder.onnxPath,
     execution: { device: 'cpu', cudaDeviceId: 0, cpuThreads: THREADS, graphOptimization: 'all' },
-    scheduler: { maxBatchSize: 64, maxTokensInFlight: 1 << 20, maxPrefillTokens: 2048, contextLength: folder.contextLength },
+    scheduler: {
+      maxBatchSize: 64,
+      maxTokensInFlight: 1 << 20,
+      maxPrefillTokens: 2048,
+      contextLength: folder.contextLength,
+    },
     stallTimeoutMs: loadBackendConfig({}).ENGINE_STALL_TIMEOUT_MS,
   })
-  log(`ours loaded in ${engine.info.loadMs.toFixed(0)} ms (+${engine.info.warmupMs.toFixed(0)} ms warm-up), ${engine.info.parameters.toLocaleString('en')} parameters`)
+  log(
+    `ours loaded in ${engine.info.loadMs.toFixed(0)} ms (+${engine.info.warmupMs.toFixed(0)} ms warm-up), ${engine.info.parameters.toLocaleString('en')} parameters`,
+  )
   const baseline = await loadBaseline(plan.dir, THREADS)
   const check = baseline.threadCheck
-  log(`transformers.js loaded in ${baseline.loadMs.toFixed(0)} ms; session intraOpNumThreads=${check.intraOpNumThreads} interOpNumThreads=${check.interOpNumThreads}, +${check.osThreadsAdded} OS threads`)
-  if (!check.ok) console.warn(`WARNING: transformers.js session thread settings differ from BENCH_THREADS=${THREADS}: ${JSON.stringify(check)}`)
+  log(
+    `transformers.js loaded in ${baseline.loadMs.toFixed(0)} ms; session intraOpNumThreads=${check.intraOpNumThreads} interOpNumThreads=${check.interOpNumThreads}, +${check.osThreadsAdded} OS threads`,
+  )
+  if (!check.ok)
+    console.warn(
+      `WARNING: transformers.js session thread settings differ from BENCH_THREADS=${THREADS}: ${JSON.stringify(check)}`,
+    )
 
   try {
     // Warm-up both sides: onnxruntime's first runs and V8's JIT. transformers.js needs several
@@ -204,16 +277,23 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
       const order = rep % 2 === 0 ? (['ours', 'transformers'] as const) : (['transformers', 'ours'] as const)
       const tokens: Record<string, number[]> = {}
       for (const side of order) {
-        const { run, firstStream } = side === 'ours' ? await runOurs(engine, promptIds, 1, plan.singleTokens) : await runTransformers(baseline, promptIds, 1, plan.singleTokens)
+        const { run, firstStream } =
+          side === 'ours'
+            ? await runOurs(engine, promptIds, 1, plan.singleTokens)
+            : await runTransformers(baseline, promptIds, 1, plan.singleTokens)
         single[side].push(run.tokensPerSecond)
         tokens[side] = firstStream
       }
       greedyAgreement = leadingAgreement(tokens.ours, tokens.transformers)
-      log(`single stream rep ${rep + 1}/${plan.singleReps} (${plan.singleTokens} tokens): ours ${single.ours.at(-1)!.toFixed(1)} tok/s, transformers.js ${single.transformers.at(-1)!.toFixed(1)} tok/s`)
+      log(
+        `single stream rep ${rep + 1}/${plan.singleReps} (${plan.singleTokens} tokens): ours ${single.ours.at(-1)!.toFixed(1)} tok/s, transformers.js ${single.transformers.at(-1)!.toFixed(1)} tok/s`,
+      )
     }
     const singleOurs = median(single.ours)
     const singleTransformers = median(single.transformers)
-    log(`single stream median: ours ${singleOurs.toFixed(1)}, transformers.js ${singleTransformers.toFixed(1)} tok/s → ${(singleOurs / singleTransformers).toFixed(2)}x; greedy tokens agree on the first ${greedyAgreement}/${plan.singleTokens}`)
+    log(
+      `single stream median: ours ${singleOurs.toFixed(1)}, transformers.js ${singleTransformers.toFixed(1)} tok/s → ${(singleOurs / singleTransformers).toFixed(2)}x; greedy tokens agree on the first ${greedyAgreement}/${plan.singleTokens}`,
+    )
 
     const concurrency: ModelResult['concurrency'] = []
     for (const streams of LEVELS) {
@@ -225,12 +305,23 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
       for (let rep = 0; rep < plan.levelReps; rep++) {
         const order = rep % 2 === 0 ? (['ours', 'transformers'] as const) : (['transformers', 'ours'] as const)
         for (const side of order) {
-          const { run } = side === 'ours' ? await runOurs(engine, promptIds, streams, plan.streamTokens) : await runTransformers(baseline, promptIds, streams, plan.streamTokens)
+          const { run } =
+            side === 'ours'
+              ? await runOurs(engine, promptIds, streams, plan.streamTokens)
+              : await runTransformers(baseline, promptIds, streams, plan.streamTokens)
           runs[side].push(run)
         }
-        log(`${streams} streams × ${plan.streamTokens} rep ${rep + 1}/${plan.levelReps}: ours ${runs.ours.at(-1)!.tokensPerSecond.toFixed(1)} tok/s, transformers.js ${runs.transformers.at(-1)!.tokensPerSecond.toFixed(1)} tok/s`)
+        log(
+          `${streams} streams × ${plan.streamTokens} rep ${rep + 1}/${plan.levelReps}: ours ${runs.ours.at(-1)!.tokensPerSecond.toFixed(1)} tok/s, transformers.js ${runs.transformers.at(-1)!.tokensPerSecond.toFixed(1)} tok/s`,
+        )
       }
-      const level = { streams, tokensPerStream: plan.streamTokens, reps: plan.levelReps, ours: summarize(runs.ours), transformers: summarize(runs.transformers) }
+      const level = {
+        streams,
+        tokensPerStream: plan.streamTokens,
+        reps: plan.levelReps,
+        ours: summarize(runs.ours),
+        transformers: summarize(runs.transformers),
+      }
       concurrency.push(level)
       log(
         `${streams} streams: ours ${level.ours.tokensPerSecond.toFixed(1)} tok/s (TTFT p50 ${level.ours.ttftP50Ms.toFixed(1)} / p99 ${level.ours.ttftP99Ms.toFixed(1)} ms), ` +
@@ -239,7 +330,11 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
     }
 
     const at16 = concurrency.find((c) => c.streams === 16)!
-    const target = (key: keyof typeof TARGETS, value: number) => ({ goal: TARGETS[key], value, met: value >= TARGETS[key] })
+    const target = (key: keyof typeof TARGETS, value: number) => ({
+      goal: TARGETS[key],
+      value,
+      met: value >= TARGETS[key],
+    })
     return {
       model: plan.name,
       dir: relative(REPO_ROOT, plan.dir),
@@ -249,7 +344,11 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
       promptTokens: promptIds.length,
       randomWeights: folder.randomWeights,
       warmupTokens: warmupRuns * plan.singleTokens,
-      ours: { loadMs: engine.info.loadMs, warmupMs: engine.info.warmupMs, movesOnlyNewRows: engine.info.movesOnlyNewRows },
+      ours: {
+        loadMs: engine.info.loadMs,
+        warmupMs: engine.info.warmupMs,
+        movesOnlyNewRows: engine.info.movesOnlyNewRows,
+      },
       transformers: { loadMs: baseline.loadMs, threadCheck: check },
       single: {
         tokens: plan.singleTokens,
@@ -263,7 +362,10 @@ async function benchModel(plan: Plan): Promise<ModelResult> {
       targets: {
         singleVsTransformers: target('singleVsTransformers', singleOurs / singleTransformers),
         at16VsOwnSingle: target('at16VsOwnSingle', at16.ours.tokensPerSecond / singleOurs),
-        at16VsTransformers16: target('at16VsTransformers16', at16.ours.tokensPerSecond / at16.transformers.tokensPerSecond),
+        at16VsTransformers16: target(
+          'at16VsTransformers16',
+          at16.ours.tokensPerSecond / at16.transformers.tokensPerSecond,
+        ),
       },
     }
   } finally {
@@ -284,14 +386,19 @@ function machineInfo() {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     os: `${process.platform} ${release()}`,
     node: process.version,
-    ours: { onnxruntimeNode: packageVersion(repoRequire, 'onnxruntime-node'), onnxruntimeCommon: packageVersion(createRequire(repoRequire.resolve('onnxruntime-node')), 'onnxruntime-common') },
+    ours: {
+      onnxruntimeNode: packageVersion(repoRequire, 'onnxruntime-node'),
+      onnxruntimeCommon: packageVersion(createRequire(repoRequire.resolve('onnxruntime-node')), 'onnxruntime-common'),
+    },
     baseline: transformersVersions(),
     loadAverageAtStart: loadavg().map((v) => Number(v.toFixed(2))),
   }
 }
 
 function commandLine(): string {
-  const knobs = ['BENCH_THREADS', 'BENCH_MODELS', 'BENCH_QUICK', 'BENCH_OUT'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`)
+  const knobs = ['BENCH_THREADS', 'BENCH_MODELS', 'BENCH_QUICK', 'BENCH_OUT']
+    .filter((k) => process.env[k] !== undefined)
+    .map((k) => `${k}=${process.env[k]}`)
   return [...knobs, 'npm run bench:backend'].join(' ')
 }
 
@@ -312,9 +419,11 @@ function markdown(report: any): string {
     '',
     'Method: prompt "Once upon a time", greedy decoding, EOS ignored, so every stream generates exactly the requested tokens (counted on both sides). ' +
       'Both implementations run in the same process on the same model folder (ours in its engine worker, transformers.js on the main thread); ' +
-      'they alternate run by run, after a warm-up (untimed single-stream tokens per side: ' + results.map((r) => `${label(r)} ${r.warmupTokens}`).join(', ') + '; transformers.js needs several hundred generated tokens to reach full speed). Single stream: median of the repetitions. Concurrency N: N sequences submitted at once to our engine ' +
+      'they alternate run by run, after a warm-up (untimed single-stream tokens per side: ' +
+      results.map((r) => `${label(r)} ${r.warmupTokens}`).join(', ') +
+      '; transformers.js needs several hundred generated tokens to reach full speed). Single stream: median of the repetitions. Concurrency N: N sequences submitted at once to our engine ' +
       '(continuous batching), N concurrent `generate()` calls on transformers.js; aggregate tokens/s is the median over the repetitions, TTFT (submit → first generated ' +
-      'token, per stream; transformers.js timed with a streamer\'s first put() after the prompt) pooled over every stream of every repetition. ' +
+      "token, per stream; transformers.js timed with a streamer's first put() after the prompt) pooled over every stream of every repetition. " +
       'The machine was shared with other work, so absolute figures are noisy; the ratios compare runs taken side by side.',
     '',
     '## Targets',
@@ -350,7 +459,12 @@ function markdown(report: any): string {
     '![aggregate tokens/s against concurrent streams](backend-throughput.svg)',
     '',
     `Thread check (transformers.js): the options that reached \`InferenceSession.create\` were ` +
-      results.map((r) => `${label(r)} intraOpNumThreads=${r.transformers.threadCheck.intraOpNumThreads}, interOpNumThreads=${r.transformers.threadCheck.interOpNumThreads} (+${r.transformers.threadCheck.osThreadsAdded} OS threads)`).join('; ') +
+      results
+        .map(
+          (r) =>
+            `${label(r)} intraOpNumThreads=${r.transformers.threadCheck.intraOpNumThreads}, interOpNumThreads=${r.transformers.threadCheck.interOpNumThreads} (+${r.transformers.threadCheck.osThreadsAdded} OS threads)`,
+        )
+        .join('; ') +
       `. Ours sets intraOpNumThreads=${report.threads}, interOpNumThreads=1 (backend/model/session.ts).`,
     '',
     `Raw figures (every repetition, every TTFT): [backend.json](backend.json). Total run time ${f(report.durationSeconds, 0)} s.`,
@@ -379,28 +493,38 @@ function writeOutputs(): void {
   report.durationSeconds = (performance.now() - benchStart) / 1000
   report.loadAverageAtEnd = loadavg().map((v) => Number(v.toFixed(2)))
   mkdirSync(OUT, { recursive: true })
-  writeFileSync(resolve(OUT, 'backend.json'), JSON.stringify(report, null, 2) + '\n')
+  writeFileSync(resolve(OUT, 'backend.json'), `${JSON.stringify(report, null, 2)}\n`)
   writeFileSync(
     resolve(OUT, 'backend-throughput.svg'),
     renderThroughputChart({
       title: `Aggregate tokens/s by concurrent streams (${THREADS} thread${THREADS === 1 ? '' : 's'}, greedy)`,
       models: report.results.map((r) => ({
         model: `${label(r)} (${r.parameters >= 1e6 ? `${(r.parameters / 1e6).toFixed(1)}M` : `${(r.parameters / 1e3).toFixed(0)}K`} params)`,
-        points: r.concurrency.map((c) => ({ streams: c.streams, ours: c.ours.tokensPerSecond, transformers: c.transformers.tokensPerSecond })),
+        points: r.concurrency.map((c) => ({
+          streams: c.streams,
+          ours: c.ours.tokensPerSecond,
+          transformers: c.transformers.tokensPerSecond,
+        })),
       })),
     }),
   )
   writeFileSync(resolve(OUT, 'backend.md'), markdown(report))
 }
 
-log(`backend bench: models ${PLANS.filter((p) => WANTED.includes(p.name)).map((p) => p.name).join(', ')}; ${THREADS} thread(s)${QUICK ? '; QUICK' : ''}; output ${relative(REPO_ROOT, OUT) || '.'}`)
+log(
+  `backend bench: models ${PLANS.filter((p) => WANTED.includes(p.name))
+    .map((p) => p.name)
+    .join(', ')}; ${THREADS} thread(s)${QUICK ? '; QUICK' : ''}; output ${relative(REPO_ROOT, OUT) || '.'}`,
+)
 for (const plan of PLANS.filter((p) => WANTED.includes(p.name))) {
   report.results.push(await benchModel(plan))
   writeOutputs() // after each model, so a later failure keeps what was measured
 }
 report.complete = true
 writeOutputs()
-console.log('\n' + markdown(report))
-log(`wrote ${['backend.json', 'backend.md', 'backend-throughput.svg'].map((n) => relative(REPO_ROOT, resolve(OUT, n))).join(', ')}`)
+console.log(`\n${markdown(report)}`)
+log(
+  `wrote ${['backend.json', 'backend.md', 'backend-throughput.svg'].map((n) => relative(REPO_ROOT, resolve(OUT, n))).join(', ')}`,
+)
 // onnxruntime / transformers.js can keep handles open; the results are written.
 process.exit(0)

@@ -32,10 +32,15 @@ import { loadBaseline, runTransformers, type Baseline } from './transformers-bas
  * transformers.js again; 0: not), BENCH_CACHE (.cache/bench-models), BENCH_OUT (docs/bench).
  * Models are built once into BENCH_CACHE (outside git).
  */
-const list = (name: string, fallback: string) => (process.env[name] ?? fallback).split(',').map((s) => s.trim()).filter(Boolean)
+const list = (name: string, fallback: string) =>
+  (process.env[name] ?? fallback)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
 const int = (name: string, fallback: number) => {
   const value = Number(process.env[name] ?? fallback)
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got ${process.env[name]}`)
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a non-negative integer, got ${process.env[name]}`)
   return value
 }
 const SHAPES = list('BENCH_SHAPES', 'smollm2-135m') as PresetName[]
@@ -54,13 +59,25 @@ const TTFT_CHUNK = int('BENCH_TTFT_CHUNK', 512)
 const CACHE = resolve(REPO_ROOT, process.env.BENCH_CACHE ?? '.cache/bench-models')
 const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const SHORT_PROMPT = 32
-const GREEDY: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
+const GREEDY: SamplingParams = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+  logprobs: -1,
+}
 const KNOWN_SHAPES = ['smollm2-135m', 'llama-3.2-1b']
-for (const s of SHAPES) if (!KNOWN_SHAPES.includes(s)) throw new Error(`BENCH_SHAPES: unknown shape ${s} (known: ${KNOWN_SHAPES.join(', ')})`)
+for (const s of SHAPES)
+  if (!KNOWN_SHAPES.includes(s)) throw new Error(`BENCH_SHAPES: unknown shape ${s} (known: ${KNOWN_SHAPES.join(', ')})`)
 for (const f of FORMATS) if (!(f in OPTIMUM_FILE_NAMES)) throw new Error(`BENCH_FORMATS: unknown format ${f}`)
 
 const started = performance.now()
-const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${message}`)
+const log = (message: string) =>
+  console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${message}`)
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = sorted.length >> 1
@@ -81,7 +98,14 @@ async function ensureModel(shape: PresetName, format: WeightFormat): Promise<str
   const onnx = join(dir, 'onnx', OPTIMUM_FILE_NAMES[format])
   if (existsSync(onnx) && existsSync(join(dir, 'config.json'))) return dir
   log(`building random-weight ${shape} (${format}) into ${relative(REPO_ROOT, dir)}`)
-  const built = await buildRandomLlama({ dir, preset: shape, weights: format, seed: 1, force: true, tieWordEmbeddings: true })
+  const built = await buildRandomLlama({
+    dir,
+    preset: shape,
+    weights: format,
+    seed: 1,
+    force: true,
+    tieWordEmbeddings: true,
+  })
   log(`built ${built.parameters.toLocaleString('en')} parameters`)
   return dir
 }
@@ -105,11 +129,15 @@ function runEngine(engine: Engine, promptIds: number[], streams: number, tokens:
           if (Number.isNaN(first)) first = performance.now() - t0
           produced++
         }
-        if (event.finish && event.finish !== 'length') fail(new Error(`ours ended with ${event.finish}: ${event.message ?? ''}`))
+        if (event.finish && event.finish !== 'length')
+          fail(new Error(`ours ended with ${event.finish}: ${event.message ?? ''}`))
         else if (event.finish && ++finished === streams) {
           const seconds = (performance.now() - t0) / 1000
           if (produced !== streams * tokens) fail(new Error(`ours produced ${produced} of ${streams * tokens} tokens`))
-          done({ ttftMs: first, tokensPerSecond: streams === 1 ? (tokens - 1) / (seconds - first / 1000) : produced / seconds })
+          done({
+            ttftMs: first,
+            tokensPerSecond: streams === 1 ? (tokens - 1) / (seconds - first / 1000) : produced / seconds,
+          })
         }
       })
     }
@@ -119,16 +147,25 @@ function runEngine(engine: Engine, promptIds: number[], streams: number, tokens:
 async function runBaseline(baseline: Baseline, promptIds: number[], streams: number, tokens: number): Promise<Timed> {
   const { run } = await runTransformers(baseline, promptIds, streams, tokens)
   const first = Math.min(...run.ttftMs)
-  return { ttftMs: first, tokensPerSecond: streams === 1 ? (tokens - 1) / (run.seconds - first / 1000) : run.tokensPerSecond }
+  return {
+    ttftMs: first,
+    tokensPerSecond: streams === 1 ? (tokens - 1) / (run.seconds - first / 1000) : run.tokensPerSecond,
+  }
 }
 
 /** Both sides, `ROUNDS` times, alternating which goes first. */
-async function interleaved(label: string, ours: () => Promise<Timed>, theirs: () => Promise<Timed>): Promise<{ ours: Timed[]; transformers: Timed[] }> {
+async function interleaved(
+  label: string,
+  ours: () => Promise<Timed>,
+  theirs: () => Promise<Timed>,
+): Promise<{ ours: Timed[]; transformers: Timed[] }> {
   const result = { ours: [] as Timed[], transformers: [] as Timed[] }
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? (['ours', 'transformers'] as const) : (['transformers', 'ours'] as const)
     for (const side of order) result[side].push(side === 'ours' ? await ours() : await theirs())
-    log(`${label} round ${round + 1}: ours ${fmtTimed(result.ours.at(-1)!)}, transformers.js ${fmtTimed(result.transformers.at(-1)!)}`)
+    log(
+      `${label} round ${round + 1}: ours ${fmtTimed(result.ours.at(-1)!)}, transformers.js ${fmtTimed(result.transformers.at(-1)!)}`,
+    )
   }
   return result
 }
@@ -142,7 +179,13 @@ interface Comparison {
   oursRuns: number[]
   transformersRuns: number[]
 }
-const compare = (ours: number[], theirs: number[]): Comparison => ({ ours: median(ours), transformers: median(theirs), ratio: median(ours) / median(theirs), oursRuns: ours, transformersRuns: theirs })
+const compare = (ours: number[], theirs: number[]): Comparison => ({
+  ours: median(ours),
+  transformers: median(theirs),
+  ratio: median(ours) / median(theirs),
+  oursRuns: ours,
+  transformersRuns: theirs,
+})
 
 interface FormatResult {
   shape: string
@@ -157,7 +200,12 @@ interface FormatResult {
   aggregateTokensPerSecond: Comparison
 }
 
-function startEngine(onnxPath: string, threads: number, contextLength: number, maxPrefillTokens: number): Promise<Engine> {
+function startEngine(
+  onnxPath: string,
+  threads: number,
+  contextLength: number,
+  maxPrefillTokens: number,
+): Promise<Engine> {
   return Engine.start({
     onnxPath,
     execution: { device: 'cpu', cudaDeviceId: 0, cpuThreads: threads, graphOptimization: 'all' },
@@ -174,7 +222,9 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
   const engine = await startEngine(onnxPath, threads, folder.contextLength, Math.max(2048, ...PROMPTS))
   const baseline = await loadBaseline(dir, threads, format)
   const vocab = engine.info.shape.vocabSize
-  log(`== ${shape} ${format}, ${threads} thread(s): ours loaded in ${engine.info.loadMs.toFixed(0)} ms, transformers.js in ${baseline.loadMs.toFixed(0)} ms; LM head gathered: ${engine.info.gathersLogitRows}`)
+  log(
+    `== ${shape} ${format}, ${threads} thread(s): ours loaded in ${engine.info.loadMs.toFixed(0)} ms, transformers.js in ${baseline.loadMs.toFixed(0)} ms; LM head gathered: ${engine.info.gathersLogitRows}`,
+  )
   try {
     const short = randomPrompt(SHORT_PROMPT, vocab, 7)
     // Warm-up: both sides' first runs and JIT.
@@ -183,8 +233,15 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
     const ttftMs: Record<number, Comparison> = {}
     for (const length of PROMPTS) {
       const prompt = randomPrompt(length, vocab, length)
-      const runs = await interleaved(`${shape} ${format} t${threads} TTFT @${length}`, () => runEngine(engine, prompt, 1, 1), () => runBaseline(baseline, prompt, 1, 1))
-      ttftMs[length] = compare(runs.ours.map((r) => r.ttftMs), runs.transformers.map((r) => r.ttftMs))
+      const runs = await interleaved(
+        `${shape} ${format} t${threads} TTFT @${length}`,
+        () => runEngine(engine, prompt, 1, 1),
+        () => runBaseline(baseline, prompt, 1, 1),
+      )
+      ttftMs[length] = compare(
+        runs.ours.map((r) => r.ttftMs),
+        runs.transformers.map((r) => r.ttftMs),
+      )
     }
     const chunkedTtftMs: Record<number, Comparison> = {}
     const long = PROMPTS.filter((p) => TTFT_CHUNK > 0 && p > TTFT_CHUNK)
@@ -194,15 +251,30 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
         await runEngine(chunked, short, 1, 8)
         for (const length of long) {
           const prompt = randomPrompt(length, vocab, length)
-          const runs = await interleaved(`${shape} ${format} t${threads} TTFT @${length} chunks of ${TTFT_CHUNK}`, () => runEngine(chunked, prompt, 1, 1), () => runBaseline(baseline, prompt, 1, 1))
-          chunkedTtftMs[length] = compare(runs.ours.map((r) => r.ttftMs), runs.transformers.map((r) => r.ttftMs))
+          const runs = await interleaved(
+            `${shape} ${format} t${threads} TTFT @${length} chunks of ${TTFT_CHUNK}`,
+            () => runEngine(chunked, prompt, 1, 1),
+            () => runBaseline(baseline, prompt, 1, 1),
+          )
+          chunkedTtftMs[length] = compare(
+            runs.ours.map((r) => r.ttftMs),
+            runs.transformers.map((r) => r.ttftMs),
+          )
         }
       } finally {
         await chunked.close()
       }
     }
-    const decode = await interleaved(`${shape} ${format} t${threads} decode ×${DECODE_TOKENS}`, () => runEngine(engine, short, 1, DECODE_TOKENS), () => runBaseline(baseline, short, 1, DECODE_TOKENS))
-    const aggregate = await interleaved(`${shape} ${format} t${threads} ${STREAMS} streams ×${STREAM_TOKENS}`, () => runEngine(engine, short, STREAMS, STREAM_TOKENS), () => runBaseline(baseline, short, STREAMS, STREAM_TOKENS))
+    const decode = await interleaved(
+      `${shape} ${format} t${threads} decode ×${DECODE_TOKENS}`,
+      () => runEngine(engine, short, 1, DECODE_TOKENS),
+      () => runBaseline(baseline, short, 1, DECODE_TOKENS),
+    )
+    const aggregate = await interleaved(
+      `${shape} ${format} t${threads} ${STREAMS} streams ×${STREAM_TOKENS}`,
+      () => runEngine(engine, short, STREAMS, STREAM_TOKENS),
+      () => runBaseline(baseline, short, STREAMS, STREAM_TOKENS),
+    )
     return {
       shape,
       format,
@@ -211,8 +283,14 @@ async function benchFormat(shape: PresetName, format: WeightFormat, threads: num
       gathersLogitRows: engine.info.gathersLogitRows,
       ttftMs,
       chunkedTtftMs,
-      decodeTokensPerSecond: compare(decode.ours.map((r) => r.tokensPerSecond), decode.transformers.map((r) => r.tokensPerSecond)),
-      aggregateTokensPerSecond: compare(aggregate.ours.map((r) => r.tokensPerSecond), aggregate.transformers.map((r) => r.tokensPerSecond)),
+      decodeTokensPerSecond: compare(
+        decode.ours.map((r) => r.tokensPerSecond),
+        decode.transformers.map((r) => r.tokensPerSecond),
+      ),
+      aggregateTokensPerSecond: compare(
+        aggregate.ours.map((r) => r.tokensPerSecond),
+        aggregate.transformers.map((r) => r.tokensPerSecond),
+      ),
     }
   } finally {
     await engine.close()
@@ -240,7 +318,11 @@ interface ItlStats {
 }
 
 /** `ITL_STREAMS` streams decode; a long prompt arrives; their token gaps until it has its first token. */
-async function itlWindow(engine: Engine, vocab: number, contextLength: number): Promise<{ gaps: number[]; longTtftMs: number }> {
+async function itlWindow(
+  engine: Engine,
+  vocab: number,
+  contextLength: number,
+): Promise<{ gaps: number[]; longTtftMs: number }> {
   const short = randomPrompt(SHORT_PROMPT, vocab, 7)
   const last: number[] = new Array(ITL_STREAMS).fill(0)
   const counts: number[] = new Array(ITL_STREAMS).fill(0)
@@ -252,15 +334,18 @@ async function itlWindow(engine: Engine, vocab: number, contextLength: number): 
     ended.push(
       new Promise<void>((done) => {
         ids.push(
-          engine.submit({ promptIds: short, maxTokens: contextLength - SHORT_PROMPT, sampling: GREEDY, eosTokenIds: [] }, (event) => {
-            if (event.token !== undefined) {
-              const now = performance.now()
-              if (window && counts[i] > 0) gaps.push(now - last[i])
-              last[i] = now
-              counts[i]++
-            }
-            if (event.finish) done()
-          }),
+          engine.submit(
+            { promptIds: short, maxTokens: contextLength - SHORT_PROMPT, sampling: GREEDY, eosTokenIds: [] },
+            (event) => {
+              if (event.token !== undefined) {
+                const now = performance.now()
+                if (window && counts[i] > 0) gaps.push(now - last[i])
+                last[i] = now
+                counts[i]++
+              }
+              if (event.finish) done()
+            },
+          ),
         )
       }),
     )
@@ -269,16 +354,22 @@ async function itlWindow(engine: Engine, vocab: number, contextLength: number): 
   window = true
   const t0 = performance.now()
   const longTtftMs = await new Promise<number>((done, fail) =>
-    engine.submit({ promptIds: randomPrompt(ITL_PROMPT, vocab, 99), maxTokens: 1, sampling: GREEDY, eosTokenIds: [] }, (event) => {
-      if (event.token !== undefined) done(performance.now() - t0)
-      else if (event.finish && event.finish !== 'length') fail(new Error(`long prompt ended with ${event.finish}: ${event.message ?? ''}`))
-    }),
+    engine.submit(
+      { promptIds: randomPrompt(ITL_PROMPT, vocab, 99), maxTokens: 1, sampling: GREEDY, eosTokenIds: [] },
+      (event) => {
+        if (event.token !== undefined) done(performance.now() - t0)
+        else if (event.finish && event.finish !== 'length')
+          fail(new Error(`long prompt ended with ${event.finish}: ${event.message ?? ''}`))
+      },
+    ),
   )
   // One more gap per stream after the long prompt's first token, then stop them.
   const after = counts.map((c) => c + 1)
   while (counts.some((c, i) => c < after[i])) await new Promise((r) => setTimeout(r, 2))
   window = false
-  ids.forEach((id) => engine.abort(id))
+  ids.forEach((id) => {
+    engine.abort(id)
+  })
   await Promise.all(ended)
   return { gaps, longTtftMs }
 }
@@ -290,14 +381,19 @@ async function benchItl(shape: PresetName, format: WeightFormat, threads: number
   const chunked = await startEngine(onnxPath, threads, folder.contextLength, CHUNK)
   const unchunked = await startEngine(onnxPath, threads, folder.contextLength, Math.max(2048, ITL_PROMPT))
   const vocab = chunked.info.shape.vocabSize
-  const runs = { chunked: [] as { gaps: number[]; longTtftMs: number }[], unchunked: [] as { gaps: number[]; longTtftMs: number }[] }
+  const runs = {
+    chunked: [] as { gaps: number[]; longTtftMs: number }[],
+    unchunked: [] as { gaps: number[]; longTtftMs: number }[],
+  }
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? (['chunked', 'unchunked'] as const) : (['unchunked', 'chunked'] as const)
       for (const mode of order) {
         runs[mode].push(await itlWindow(mode === 'chunked' ? chunked : unchunked, vocab, folder.contextLength))
         const r = runs[mode].at(-1)!
-        log(`${shape} ${format} t${threads} ITL ${mode} round ${round + 1}: ${r.gaps.length} gaps, p99 ${percentile(r.gaps, 99).toFixed(0)} ms, max ${Math.max(...r.gaps).toFixed(0)} ms; long prompt TTFT ${r.longTtftMs.toFixed(0)} ms`)
+        log(
+          `${shape} ${format} t${threads} ITL ${mode} round ${round + 1}: ${r.gaps.length} gaps, p99 ${percentile(r.gaps, 99).toFixed(0)} ms, max ${Math.max(...r.gaps).toFixed(0)} ms; long prompt TTFT ${r.longTtftMs.toFixed(0)} ms`,
+        )
       }
     }
   } finally {
@@ -305,9 +401,24 @@ async function benchItl(shape: PresetName, format: WeightFormat, threads: number
   }
   const stats = (list: { gaps: number[]; longTtftMs: number }[]): ItlStats => {
     const gaps = list.flatMap((r) => r.gaps)
-    return { p50: percentile(gaps, 50), p99: percentile(gaps, 99), max: Math.max(...gaps), gaps: gaps.length, longTtftMs: list.map((r) => r.longTtftMs) }
+    return {
+      p50: percentile(gaps, 50),
+      p99: percentile(gaps, 99),
+      max: Math.max(...gaps),
+      gaps: gaps.length,
+      longTtftMs: list.map((r) => r.longTtftMs),
+    }
   }
-  return { shape, format, threads, streams: ITL_STREAMS, promptTokens: ITL_PROMPT, chunk: CHUNK, chunked: stats(runs.chunked), unchunked: stats(runs.unchunked) }
+  return {
+    shape,
+    format,
+    threads,
+    streams: ITL_STREAMS,
+    promptTokens: ITL_PROMPT,
+    chunk: CHUNK,
+    chunked: stats(runs.chunked),
+    unchunked: stats(runs.unchunked),
+  }
 }
 
 interface ConversionResult {
@@ -343,18 +454,37 @@ function measureHalfConversion(): ConversionResult {
   }
   const tensor = new ort.Tensor('float16', half, [rows, vocab])
   const oneRow = new ort.Tensor('float16', half.subarray(0, vocab), [1, vocab])
-  return { rows, vocab, arithmeticMs: time(arithmetic), tableMs: time(() => toFloat32(tensor)), oneRowTableMs: time(() => toFloat32(oneRow)) }
+  return {
+    rows,
+    vocab,
+    arithmeticMs: time(arithmetic),
+    tableMs: time(() => toFloat32(tensor)),
+    oneRowTableMs: time(() => toFloat32(oneRow)),
+  }
 }
 
 const f = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : '–')
 
-function markdown(report: { command: string; date: string; load: { start: number[]; end: number[] }; conversion: ConversionResult; results: FormatResult[]; itl: ItlResult[]; complete: boolean; seconds: number }): string {
+function markdown(report: {
+  command: string
+  date: string
+  load: { start: number[]; end: number[] }
+  conversion: ConversionResult
+  results: FormatResult[]
+  itl: ItlResult[]
+  complete: boolean
+  seconds: number
+}): string {
   const rows = report.results
   const q4VsFp32 = SHAPES.flatMap((shape) =>
     THREADS.flatMap((threads) => {
       const fp32 = rows.find((r) => r.shape === shape && r.format === 'fp32' && r.threads === threads)
       const q4 = rows.find((r) => r.shape === shape && r.format === 'q4' && r.threads === threads)
-      return fp32 && q4 ? [`| ${shape} | ${threads} | ${f(fp32.decodeTokensPerSecond.ours)} | ${f(q4.decodeTokensPerSecond.ours)} | ${f(q4.decodeTokensPerSecond.ours / fp32.decodeTokensPerSecond.ours, 2)}× |`] : []
+      return fp32 && q4
+        ? [
+            `| ${shape} | ${threads} | ${f(fp32.decodeTokensPerSecond.ours)} | ${f(q4.decodeTokensPerSecond.ours)} | ${f(q4.decodeTokensPerSecond.ours / fp32.decodeTokensPerSecond.ours, 2)}× |`,
+          ]
+        : []
     }),
   )
   return [
@@ -365,13 +495,16 @@ function markdown(report: { command: string; date: string; load: { start: number
     'Random-weight models built by the project builder (tied embeddings, Optimum layout) in the shapes of SmolLM2-135M and Llama-3.2-1B; ' +
       'ours (engine worker, LM head gathered to the sampled rows) and transformers.js load the same file; rounds interleave the two sides, medians shown. ' +
       'TTFT: one prompt of random ids, time to its first generated token. Decode: single stream, tokens/s after the first token. Aggregate: N streams at once. ' +
-      '**The machine has 2 cores shared with 7 other engineers\' builds and tests (see the load averages): absolute figures are noisy; read the ratios of side-by-side runs.**',
+      "**The machine has 2 cores shared with 7 other engineers' builds and tests (see the load averages): absolute figures are noisy; read the ratios of side-by-side runs.**",
     '',
     '## Time to first token (ms, median; ours / transformers.js, lower is better)',
     '',
     `| shape | format | threads | ${PROMPTS.map((p) => `${p} tokens`).join(' | ')} |`,
     `|---|---|--:|${PROMPTS.map(() => '--:').join('|')}|`,
-    ...rows.map((r) => `| ${r.shape} | ${r.format} | ${r.threads} | ${PROMPTS.map((p) => (r.ttftMs[p] ? `${f(r.ttftMs[p].ours, 0)} / ${f(r.ttftMs[p].transformers, 0)} = **${f(r.ttftMs[p].ratio, 2)}×**` : '–')).join(' | ')} |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.shape} | ${r.format} | ${r.threads} | ${PROMPTS.map((p) => (r.ttftMs[p] ? `${f(r.ttftMs[p].ours, 0)} / ${f(r.ttftMs[p].transformers, 0)} = **${f(r.ttftMs[p].ratio, 2)}×**` : '–')).join(' | ')} |`,
+    ),
     '',
     ...(rows.some((r) => Object.keys(r.chunkedTtftMs ?? {}).length > 0)
       ? [
@@ -379,7 +512,12 @@ function markdown(report: { command: string; date: string; load: { start: number
           '',
           '| shape | format | threads | prompt | ours chunked / transformers.js |',
           '|---|---|--:|--:|--:|',
-          ...rows.flatMap((r) => Object.entries(r.chunkedTtftMs ?? {}).map(([p, c]) => `| ${r.shape} | ${r.format} | ${r.threads} | ${p} | ${f(c.ours, 0)} / ${f(c.transformers, 0)} = **${f(c.ratio, 2)}×** |`)),
+          ...rows.flatMap((r) =>
+            Object.entries(r.chunkedTtftMs ?? {}).map(
+              ([p, c]) =>
+                `| ${r.shape} | ${r.format} | ${r.threads} | ${p} | ${f(c.ours, 0)} / ${f(c.transformers, 0)} = **${f(c.ratio, 2)}×** |`,
+            ),
+          ),
           '',
         ]
       : []),
@@ -387,19 +525,34 @@ function markdown(report: { command: string; date: string; load: { start: number
     '',
     `| shape | format | threads | single stream (${DECODE_TOKENS} tokens) | ${STREAMS} streams × ${STREAM_TOKENS} tokens |`,
     '|---|---|--:|--:|--:|',
-    ...rows.map((r) => `| ${r.shape} | ${r.format} | ${r.threads} | ${f(r.decodeTokensPerSecond.ours)} / ${f(r.decodeTokensPerSecond.transformers)} = **${f(r.decodeTokensPerSecond.ratio, 2)}×** | ${f(r.aggregateTokensPerSecond.ours)} / ${f(r.aggregateTokensPerSecond.transformers)} = **${f(r.aggregateTokensPerSecond.ratio, 2)}×** |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.shape} | ${r.format} | ${r.threads} | ${f(r.decodeTokensPerSecond.ours)} / ${f(r.decodeTokensPerSecond.transformers)} = **${f(r.decodeTokensPerSecond.ratio, 2)}×** | ${f(r.aggregateTokensPerSecond.ours)} / ${f(r.aggregateTokensPerSecond.transformers)} = **${f(r.aggregateTokensPerSecond.ratio, 2)}×** |`,
+    ),
     '',
-    ...(q4VsFp32.length ? ['## q4 against our own fp32 (single-stream decode tokens/s)', '', '| shape | threads | fp32 | q4 | q4 / fp32 |', '|---|--:|--:|--:|--:|', ...q4VsFp32, ''] : []),
+    ...(q4VsFp32.length
+      ? [
+          '## q4 against our own fp32 (single-stream decode tokens/s)',
+          '',
+          '| shape | threads | fp32 | q4 | q4 / fp32 |',
+          '|---|--:|--:|--:|--:|',
+          ...q4VsFp32,
+          '',
+        ]
+      : []),
     ...(report.itl.length
       ? [
           `## Inter-token latency of running streams while a long prompt is admitted (ours)`,
           '',
-          'Gaps between consecutive tokens of each running stream from the long prompt\'s submission until one token after its first token, pooled over rounds.',
+          "Gaps between consecutive tokens of each running stream from the long prompt's submission until one token after its first token, pooled over rounds.",
           '',
           '| shape | format | threads | streams | prompt | mode | gaps | p50 ms | p99 ms | max ms | long prompt TTFT ms |',
           '|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|',
           ...report.itl.flatMap((r) =>
-            (['chunked', 'unchunked'] as const).map((mode) => `| ${r.shape} | ${r.format} | ${r.threads} | ${r.streams} | ${r.promptTokens} | ${mode === 'chunked' ? `chunks of ${r.chunk}` : 'one pass'} | ${r[mode].gaps} | ${f(r[mode].p50, 0)} | ${f(r[mode].p99, 0)} | ${f(r[mode].max, 0)} | ${r[mode].longTtftMs.map((v) => f(v, 0)).join(', ')} |`),
+            (['chunked', 'unchunked'] as const).map(
+              (mode) =>
+                `| ${r.shape} | ${r.format} | ${r.threads} | ${r.streams} | ${r.promptTokens} | ${mode === 'chunked' ? `chunks of ${r.chunk}` : 'one pass'} | ${r[mode].gaps} | ${f(r[mode].p50, 0)} | ${f(r[mode].p99, 0)} | ${f(r[mode].max, 0)} | ${r[mode].longTtftMs.map((v) => f(v, 0)).join(', ')} |`,
+            ),
           ),
           '',
         ]
@@ -414,16 +567,30 @@ function markdown(report: { command: string; date: string; load: { start: number
 }
 
 export async function runShapesBench(): Promise<void> {
-  const knobs = Object.keys(process.env).filter((k) => k.startsWith('BENCH_')).sort().map((k) => `${k}=${process.env[k]}`)
-  const report = { command: [...knobs, 'npm run bench:backend'].join(' '), date: new Date().toISOString(), load: { start: loadavg().map((v) => +v.toFixed(2)), end: [] as number[] }, conversion: measureHalfConversion(), results: [] as FormatResult[], itl: [] as ItlResult[], complete: false, seconds: 0 }
+  const knobs = Object.keys(process.env)
+    .filter((k) => k.startsWith('BENCH_'))
+    .sort()
+    .map((k) => `${k}=${process.env[k]}`)
+  const report = {
+    command: [...knobs, 'npm run bench:backend'].join(' '),
+    date: new Date().toISOString(),
+    load: { start: loadavg().map((v) => +v.toFixed(2)), end: [] as number[] },
+    conversion: measureHalfConversion(),
+    results: [] as FormatResult[],
+    itl: [] as ItlResult[],
+    complete: false,
+    seconds: 0,
+  }
   const write = () => {
     report.seconds = (performance.now() - started) / 1000
     report.load.end = loadavg().map((v) => +v.toFixed(2))
     mkdirSync(OUT, { recursive: true })
-    writeFileSync(resolve(OUT, 'backend-shapes.json'), JSON.stringify(report, null, 2) + '\n')
+    writeFileSync(resolve(OUT, 'backend-shapes.json'), `${JSON.stringify(report, null, 2)}\n`)
     writeFileSync(resolve(OUT, 'backend-shapes.md'), markdown(report))
   }
-  log(`shapes bench: ${SHAPES.join(', ')} × ${FORMATS.join(', ')} × threads ${THREADS.join(', ')}; prompts ${PROMPTS.join(', ')}; ${ROUNDS} rounds`)
+  log(
+    `shapes bench: ${SHAPES.join(', ')} × ${FORMATS.join(', ')} × threads ${THREADS.join(', ')}; prompts ${PROMPTS.join(', ')}; ${ROUNDS} rounds`,
+  )
   for (const shape of SHAPES) {
     if (ITL) {
       report.itl.push(await benchItl(shape, FORMATS[0], THREADS[0]))
@@ -438,5 +605,5 @@ export async function runShapesBench(): Promise<void> {
   }
   report.complete = true
   write()
-  console.log('\n' + markdown(report))
+  console.log(`\n${markdown(report)}`)
 }

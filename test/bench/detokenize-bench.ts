@@ -12,7 +12,8 @@ import { TOKENIZER_FAMILIES, readTokenizerFiles, vocabularySize } from '../helpe
 
 const SEQUENCE_TOKENS = Number(process.env.DETOKENIZE_TOKENS ?? 2000)
 const ROUNDS = 5
-const SAMPLE = 'Streaming text mixes words, code `x += 1;`, emoji 👩‍👩‍👧‍👦🎉👍🏽, CJK 日本語のテキスト、你好世界 龘𠜎, accents é e\u0301 and Hangul 한국어. '
+const SAMPLE =
+  'Streaming text mixes words, code `x += 1;`, emoji 👩‍👩‍👧‍👦🎉👍🏽, CJK 日本語のテキスト、你好世界 龘𠜎, accents é e\u0301 and Hangul 한국어. '
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
@@ -52,15 +53,27 @@ for (const family of TOKENIZER_FAMILIES) {
     // The baseline is quadratic: measure it on the first quarter only and report per token.
     baseline.push(fullDecodeEachToken(tokenizer, ids.slice(0, Math.floor(SEQUENCE_TOKENS / 4))))
   }
-  const row = { family, vocabulary: vocabularySize(files.json), loadMs: Math.round(loadMs), tokens: SEQUENCE_TOKENS, oursUsPerToken: median(ours), baselineUsPerToken: median(baseline), baselineTokens: Math.floor(SEQUENCE_TOKENS / 4), ours, baseline }
+  const row = {
+    family,
+    vocabulary: vocabularySize(files.json),
+    loadMs: Math.round(loadMs),
+    tokens: SEQUENCE_TOKENS,
+    oursUsPerToken: median(ours),
+    baselineUsPerToken: median(baseline),
+    baselineTokens: Math.floor(SEQUENCE_TOKENS / 4),
+    ours,
+    baseline,
+  }
   results.push(row)
-  console.log(`${family}: ours ${row.oursUsPerToken.toFixed(1)} µs/token over ${SEQUENCE_TOKENS} tokens; full decode per token ${row.baselineUsPerToken.toFixed(1)} µs/token over ${row.baselineTokens} (${(row.baselineUsPerToken / row.oursUsPerToken).toFixed(1)}x)`)
+  console.log(
+    `${family}: ours ${row.oursUsPerToken.toFixed(1)} µs/token over ${SEQUENCE_TOKENS} tokens; full decode per token ${row.baselineUsPerToken.toFixed(1)} µs/token over ${row.baselineTokens} (${(row.baselineUsPerToken / row.oursUsPerToken).toFixed(1)}x)`,
+  )
 }
 
 const out = join(REPO_ROOT, 'docs/bench')
 mkdirSync(out, { recursive: true })
 const machine = { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model, date: new Date().toISOString() }
-writeFileSync(join(out, 'detokenize.json'), JSON.stringify({ machine, rounds: ROUNDS, results }, null, 1) + '\n')
+writeFileSync(join(out, 'detokenize.json'), `${JSON.stringify({ machine, rounds: ROUNDS, results }, null, 1)}\n`)
 const lines = [
   '# Streaming detokenization cost per token',
   '',
@@ -68,7 +81,10 @@ const lines = [
   '',
   '| tokenizer | vocabulary | ours (µs/token) | full decode each token (µs/token) | ratio | TextTokenizer construction (ms) |',
   '|---|---|---|---|---|---|',
-  ...results.map((r) => `| ${r.family} | ${r.vocabulary.toLocaleString('en-US')} | ${r.oursUsPerToken.toFixed(1)} over ${r.tokens} tokens | ${r.baselineUsPerToken.toFixed(1)} over ${r.baselineTokens} tokens | ${(r.baselineUsPerToken / r.oursUsPerToken).toFixed(1)}x | ${r.loadMs} |`),
+  ...results.map(
+    (r) =>
+      `| ${r.family} | ${r.vocabulary.toLocaleString('en-US')} | ${r.oursUsPerToken.toFixed(1)} over ${r.tokens} tokens | ${r.baselineUsPerToken.toFixed(1)} over ${r.baselineTokens} tokens | ${(r.baselineUsPerToken / r.oursUsPerToken).toFixed(1)}x | ${r.loadMs} |`,
+  ),
   '',
 ]
 writeFileSync(join(out, 'detokenize.md'), lines.join('\n'))

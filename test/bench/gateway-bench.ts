@@ -19,11 +19,23 @@ const KEY = 'sy-bench-key-0123456789abcdef'
 const work = mkdtempSync(join(tmpdir(), 'switchyard-gwbench-'))
 const children: ChildProcess[] = []
 // nginx gets SIGTERM: its master then stops its workers (after SIGKILL they would live on).
-process.on('exit', () => children.forEach((c) => c.kill(c === nginxProcess ? 'SIGTERM' : 'SIGKILL')))
+process.on('exit', () =>
+  children.forEach((c) => {
+    c.kill(c === nginxProcess ? 'SIGTERM' : 'SIGKILL')
+  }),
+)
 let nginxProcess: ChildProcess | undefined
 
-async function spawnAndWait(args: string[], env: Record<string, string>, ready: () => Promise<boolean>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+async function spawnAndWait(
+  args: string[],
+  env: Record<string, string>,
+  ready: () => Promise<boolean>,
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
   children.push(child)
   const deadline = Date.now() + 30_000
   while (!(await ready())) {
@@ -32,20 +44,44 @@ async function spawnAndWait(args: string[], env: Record<string, string>, ready: 
   }
   return child
 }
-const answers = (url: string) => () => fetch(url).then((r) => r.status < 500, () => false)
+const answers = (url: string) => () =>
+  fetch(url).then(
+    (r) => r.status < 500,
+    () => false,
+  )
 
-function wrk(url: string, connections: number, stream = false): { rps: number; p50: number; p99: number; requests: number } {
+function wrk(
+  url: string,
+  connections: number,
+  stream = false,
+): { rps: number; p50: number; p99: number; requests: number } {
   const script = join(work, stream ? 'post-stream.lua' : 'post.lua')
-  const body = JSON.stringify({ model: 'bench', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, ...(stream ? { stream: true } : {}) })
-  writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["content-type"] = "application/json"\nwrk.headers["authorization"] = "Bearer ${KEY}"\n`)
-  const out = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${SECONDS}s`, '--latency', '-s', script, url], { encoding: 'utf8' })
+  const body = JSON.stringify({
+    model: 'bench',
+    prompt: 'Once upon a time',
+    max_tokens: 8,
+    temperature: 0.7,
+    ...(stream ? { stream: true } : {}),
+  })
+  writeFileSync(
+    script,
+    `wrk.method = "POST"\nwrk.body = '${body}'\nwrk.headers["content-type"] = "application/json"\nwrk.headers["authorization"] = "Bearer ${KEY}"\n`,
+  )
+  const out = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${SECONDS}s`, '--latency', '-s', script, url], {
+    encoding: 'utf8',
+  })
   const ms = (label: string) => {
     const m = new RegExp(`^\\s+${label}\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out)!
     return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1)
   }
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
   if (non2xx) throw new Error(`wrk saw ${non2xx[1]} error responses from ${url}:\n${out}`)
-  return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]), p50: ms('50%'), p99: ms('99%'), requests: Number(/(\d+) requests in/.exec(out)![1]) }
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)![1]),
+    p50: ms('50%'),
+    p99: ms('99%'),
+    requests: Number(/(\d+) requests in/.exec(out)![1]),
+  }
 }
 
 function cpuSeconds(pid: number): number {
@@ -61,25 +97,45 @@ const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/
  * URLs take turns in rounds so they meet the same machine noise.
  */
 async function timeToFirstChunk(urls: string[], { warmup = 300, perRound = 200, rounds = 3 } = {}): Promise<number[]> {
-  const body = JSON.stringify({ model: 'bench', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, stream: true })
-  const targets = urls.map((url) => ({ url: new URL(url), pool: new Pool(new URL(url).origin, { connections: 1 }), times: [] as number[] }))
+  const body = JSON.stringify({
+    model: 'bench',
+    prompt: 'Once upon a time',
+    max_tokens: 8,
+    temperature: 0.7,
+    stream: true,
+  })
+  const targets = urls.map((url) => ({
+    url: new URL(url),
+    pool: new Pool(new URL(url).origin, { connections: 1 }),
+    times: [] as number[],
+  }))
   const once = async (target: (typeof targets)[number]) => {
     const started = performance.now()
-    const response = await target.pool.request({ path: target.url.pathname, method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` } })
+    const response = await target.pool.request({
+      path: target.url.pathname,
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+    })
     if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}: ${await response.body.text()}`)
     let first: number | undefined
     for await (const _chunk of response.body) first ??= performance.now() - started
     return first!
   }
   for (const target of targets) for (let i = 0; i < warmup; i++) await once(target)
-  for (let round = 0; round < rounds; round++) for (const target of targets) for (let i = 0; i < perRound; i++) target.times.push(await once(target))
+  for (let round = 0; round < rounds; round++)
+    for (const target of targets) for (let i = 0; i < perRound; i++) target.times.push(await once(target))
   await Promise.all(targets.map((t) => t.pool.close()))
   return targets.map((t) => median(t.times))
 }
 
 const redis = await startRedis()
 const upstreamPort = await freePort()
-await spawnAndWait(['--import', 'tsx', 'test/bench/fake-upstream.ts'], { PORT: String(upstreamPort) }, answers(`http://127.0.0.1:${upstreamPort}/`))
+await spawnAndWait(
+  ['--import', 'tsx', 'test/bench/fake-upstream.ts'],
+  { PORT: String(upstreamPort) },
+  answers(`http://127.0.0.1:${upstreamPort}/`),
+)
 const upstream = `http://127.0.0.1:${upstreamPort}`
 
 const nginxPort = await freePort()
@@ -101,24 +157,65 @@ while (!(await answers(`${nginxUrl}/`)())) await new Promise((r) => setTimeout(r
 
 const gatewayPort = await freePort()
 const configPath = join(work, 'gateway.json')
-writeFileSync(configPath, JSON.stringify({ backend: { url: upstream }, auth: { apiKeys: [{ id: 'bench', tenant: 'bench', hash: createHash('sha256').update(KEY).digest('hex') }] }, limits: { defaults: { requestsPerWindow: 1e9, requestWindowSeconds: 60, tokensPerMinute: 1e12, maxConcurrent: 100000 }, perIp: { requestsPerWindow: 1e9, requestWindowSeconds: 60 } }, cache: { enabled: false } }))
+writeFileSync(
+  configPath,
+  JSON.stringify({
+    backend: { url: upstream },
+    auth: { apiKeys: [{ id: 'bench', tenant: 'bench', hash: createHash('sha256').update(KEY).digest('hex') }] },
+    limits: {
+      defaults: { requestsPerWindow: 1e9, requestWindowSeconds: 60, tokensPerMinute: 1e12, maxConcurrent: 100000 },
+      perIp: { requestsPerWindow: 1e9, requestWindowSeconds: 60 },
+    },
+    cache: { enabled: false },
+  }),
+)
 // Measured as deployed: bundled by `npm run build` (running from TypeScript source through tsx
 // costs about twice the CPU per request, mostly source-mapped stack traces).
 execFileSync('npm', ['run', '--silent', 'build'], { cwd: REPO_ROOT, stdio: 'inherit' })
-const gateway = await spawnAndWait(['dist/gateway.mjs'], { GATEWAY_CONFIG: configPath, PORT: String(gatewayPort), REDIS_URL: redis.url, LOG_LEVEL: 'info' }, answers(`http://127.0.0.1:${gatewayPort}/health`))
+const gateway = await spawnAndWait(
+  ['dist/gateway.mjs'],
+  { GATEWAY_CONFIG: configPath, PORT: String(gatewayPort), REDIS_URL: redis.url, LOG_LEVEL: 'info' },
+  answers(`http://127.0.0.1:${gatewayPort}/health`),
+)
 const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
 // Before any load: what the process and its dependencies hold (bare Node for scale).
 const idleRss = rssMb(gateway.pid!)
-const bareNodeRss = Number(execFileSync(process.execPath, ['-e', 'console.log(process.memoryUsage().rss / 1048576)'], { encoding: 'utf8' }))
+const bareNodeRss = Number(
+  execFileSync(process.execPath, ['-e', 'console.log(process.memoryUsage().rss / 1048576)'], { encoding: 'utf8' }),
+)
 
 // For scale: the least a Node proxy costs here, without any of the gateway's pipeline
 // (bundled like the gateway, so neither pays for tsx). They run in the same rounds as the
 // gateway at 64 connections, so the ratio of their CPU to the gateway's is machine-independent.
-buildSync({ entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'), logLevel: 'warning' })
-const referenceProxies: { name: string; child: ChildProcess; url: string; runs: { rps: number; us: number; p50: number; p99: number }[] }[] = []
-for (const [mode, name] of [['node', 'node:http + undici pool'], ['hono', 'Hono on @hono/node-server + undici pool']] as const) {
+buildSync({
+  entryPoints: [resolve(REPO_ROOT, 'test/bench/reference-proxy.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  packages: 'external',
+  outfile: resolve(REPO_ROOT, 'dist/reference-proxy.mjs'),
+  logLevel: 'warning',
+})
+const referenceProxies: {
+  name: string
+  child: ChildProcess
+  url: string
+  runs: { rps: number; us: number; p50: number; p99: number }[]
+}[] = []
+for (const [mode, name] of [
+  ['node', 'node:http + undici pool'],
+  ['hono', 'Hono on @hono/node-server + undici pool'],
+] as const) {
   const port = await freePort()
-  const child = await spawnAndWait(['dist/reference-proxy.mjs'], { MODE: mode, PORT: String(port), UPSTREAM: upstream }, () => fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then((r) => r.ok, () => false))
+  const child = await spawnAndWait(
+    ['dist/reference-proxy.mjs'],
+    { MODE: mode, PORT: String(port), UPSTREAM: upstream },
+    () =>
+      fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', body: '{}' }).then(
+        (r) => r.ok,
+        () => false,
+      ),
+  )
   referenceProxies.push({ name, child, url: `http://127.0.0.1:${port}/v1/completions`, runs: [] })
 }
 
@@ -128,15 +225,34 @@ wrk(`${upstream}/v1/completions`, 16)
 wrk(`${nginxUrl}/v1/completions`, 16)
 for (const reference of referenceProxies) wrk(reference.url, 16)
 
-const rows: { connections: number; direct: ReturnType<typeof wrk>; nginx: ReturnType<typeof wrk>; gateway: ReturnType<typeof wrk>; gatewayCpuPerRequestUs: number; addedP50Ms: number; addedP99Ms: number; gatewayVsNginxRps: number }[] = []
+const rows: {
+  connections: number
+  direct: ReturnType<typeof wrk>
+  nginx: ReturnType<typeof wrk>
+  gateway: ReturnType<typeof wrk>
+  gatewayCpuPerRequestUs: number
+  addedP50Ms: number
+  addedP99Ms: number
+  gatewayVsNginxRps: number
+}[] = []
 let peakRss = rssMb(gateway.pid!)
 // Each point runs ROUNDS times, direct / nginx / gateway in turn, and reports medians: the
 // machine is shared and one run can be 15% off.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)]
-const medianRun = (runs: ReturnType<typeof wrk>[]) => ({ rps: median(runs.map((r) => r.rps)), p50: median(runs.map((r) => r.p50)), p99: median(runs.map((r) => r.p99)), requests: median(runs.map((r) => r.requests)) })
+const medianRun = (runs: ReturnType<typeof wrk>[]) => ({
+  rps: median(runs.map((r) => r.rps)),
+  p50: median(runs.map((r) => r.p50)),
+  p99: median(runs.map((r) => r.p99)),
+  requests: median(runs.map((r) => r.requests)),
+})
 for (const connections of CONNECTIONS) {
-  const runs = { direct: [] as ReturnType<typeof wrk>[], nginx: [] as ReturnType<typeof wrk>[], gateway: [] as ReturnType<typeof wrk>[], cpu: [] as number[] }
+  const runs = {
+    direct: [] as ReturnType<typeof wrk>[],
+    nginx: [] as ReturnType<typeof wrk>[],
+    gateway: [] as ReturnType<typeof wrk>[],
+    cpu: [] as number[],
+  }
   for (let round = 0; round < ROUNDS; round++) {
     runs.direct.push(wrk(`${upstream}/v1/completions`, connections))
     runs.nginx.push(wrk(`${nginxUrl}/v1/completions`, connections))
@@ -149,23 +265,62 @@ for (const connections of CONNECTIONS) {
     for (const reference of referenceProxies) {
       const before = cpuSeconds(reference.child.pid!)
       const referenceRun = wrk(reference.url, connections)
-      reference.runs.push({ rps: referenceRun.rps, us: ((cpuSeconds(reference.child.pid!) - before) / referenceRun.requests) * 1e6, p50: referenceRun.p50, p99: referenceRun.p99 })
+      reference.runs.push({
+        rps: referenceRun.rps,
+        us: ((cpuSeconds(reference.child.pid!) - before) / referenceRun.requests) * 1e6,
+        p50: referenceRun.p50,
+        p99: referenceRun.p99,
+      })
     }
   }
-  const [direct, viaNginx, viaGateway, cpuPerRequestUs] = [medianRun(runs.direct), medianRun(runs.nginx), medianRun(runs.gateway), median(runs.cpu)]
-  rows.push({ connections, direct, nginx: viaNginx, gateway: viaGateway, gatewayCpuPerRequestUs: cpuPerRequestUs, addedP50Ms: viaGateway.p50 - direct.p50, addedP99Ms: viaGateway.p99 - direct.p99, gatewayVsNginxRps: viaGateway.rps / viaNginx.rps })
-  console.log(`c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`)
+  const [direct, viaNginx, viaGateway, cpuPerRequestUs] = [
+    medianRun(runs.direct),
+    medianRun(runs.nginx),
+    medianRun(runs.gateway),
+    median(runs.cpu),
+  ]
+  rows.push({
+    connections,
+    direct,
+    nginx: viaNginx,
+    gateway: viaGateway,
+    gatewayCpuPerRequestUs: cpuPerRequestUs,
+    addedP50Ms: viaGateway.p50 - direct.p50,
+    addedP99Ms: viaGateway.p99 - direct.p99,
+    gatewayVsNginxRps: viaGateway.rps / viaNginx.rps,
+  })
+  console.log(
+    `c=${connections}: direct ${direct.rps.toFixed(0)} rps, nginx ${viaNginx.rps.toFixed(0)}, gateway ${viaGateway.rps.toFixed(0)} (${cpuPerRequestUs.toFixed(0)} µs CPU/req, +${(viaGateway.p50 - direct.p50).toFixed(3)} ms p50)`,
+  )
 }
 
 // Time to first chunk, every path in the same rounds. A failure here is reported, not fatal: the
 // throughput figures above are still worth writing.
-const ttfbUrls = [`${upstream}/v1/completions`, `${nginxUrl}/v1/completions`, ...referenceProxies.map((r) => r.url), `${gatewayUrl}/v1/completions`]
-const ttfbAll = await timeToFirstChunk(ttfbUrls).catch((error: Error) => (console.error(`time to first chunk: ${error.message}`), ttfbUrls.map(() => Number.NaN)))
+const ttfbUrls = [
+  `${upstream}/v1/completions`,
+  `${nginxUrl}/v1/completions`,
+  ...referenceProxies.map((r) => r.url),
+  `${gatewayUrl}/v1/completions`,
+]
+const ttfbAll = await timeToFirstChunk(ttfbUrls).catch((error: Error) => {
+  console.error(`time to first chunk: ${error.message}`)
+  return ttfbUrls.map(() => Number.NaN)
+})
 const [ttfbDirect, ttfbNginx, ttfbGateway] = [ttfbAll[0], ttfbAll[1], ttfbAll.at(-1)!]
-const references = referenceProxies.map((r, i) => ({ name: r.name, rps: median(r.runs.map((x) => x.rps)), cpuPerRequestUs: median(r.runs.map((x) => x.us)), p50: median(r.runs.map((x) => x.p50)), p99: median(r.runs.map((x) => x.p99)), ttfbMs: ttfbAll[2 + i] }))
+const references = referenceProxies.map((r, i) => ({
+  name: r.name,
+  rps: median(r.runs.map((x) => x.rps)),
+  cpuPerRequestUs: median(r.runs.map((x) => x.us)),
+  p50: median(r.runs.map((x) => x.p50)),
+  p99: median(r.runs.map((x) => x.p99)),
+  ttfbMs: ttfbAll[2 + i],
+}))
 for (const r of referenceProxies) r.child.kill('SIGKILL')
 const honoReference = references.find((r) => r.name.startsWith('Hono'))!
-for (const r of references) console.log(`reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(3)} / p99 ${r.p99.toFixed(3)} ms`)
+for (const r of references)
+  console.log(
+    `reference ${r.name}: ${r.rps.toFixed(0)} rps, ${r.cpuPerRequestUs.toFixed(0)} µs CPU/req, p50 ${r.p50.toFixed(3)} / p99 ${r.p99.toFixed(3)} ms`,
+  )
 
 // What the parts cost: the same gateway started again with one part switched off by
 // configuration (per-key limits, the access log line), at 64 connections. The variants run in
@@ -174,7 +329,11 @@ async function startVariant(name: string, config: object, env: Record<string, st
   const port = await freePort()
   const path = join(work, `gateway-${name.length}.json`)
   writeFileSync(path, JSON.stringify(config))
-  const child = await spawnAndWait(['dist/gateway.mjs'], { GATEWAY_CONFIG: path, PORT: String(port), REDIS_URL: redis.url, LOG_LEVEL: 'info', ...env }, answers(`http://127.0.0.1:${port}/health`))
+  const child = await spawnAndWait(
+    ['dist/gateway.mjs'],
+    { GATEWAY_CONFIG: path, PORT: String(port), REDIS_URL: redis.url, LOG_LEVEL: 'info', ...env },
+    answers(`http://127.0.0.1:${port}/health`),
+  )
   wrk(`http://127.0.0.1:${port}/v1/completions`, 16)
   return { name, child, url: `http://127.0.0.1:${port}/v1/completions`, runs: [] as { rps: number; us: number }[] }
 }
@@ -194,25 +353,82 @@ for (let round = 0; round < 3; round++) {
   }
 }
 // Their time to first chunk, with the upstream called directly in the same rounds.
-const [variantTtfbDirect, ...variantTtfb] = await timeToFirstChunk([`${upstream}/v1/completions`, ...started.map((v) => v.url)]).catch((error: Error) => (console.error(`variants' time to first chunk: ${error.message}`), [Number.NaN, ...started.map(() => Number.NaN)]))
-const variants = started.map((v, i) => ({ variant: v.name, rps: median(v.runs.map((r) => r.rps)), cpuPerRequestUs: median(v.runs.map((r) => r.us)), ttfbMs: variantTtfb[i], ttfbAddedMs: variantTtfb[i] - variantTtfbDirect }))
+const [variantTtfbDirect, ...variantTtfb] = await timeToFirstChunk([
+  `${upstream}/v1/completions`,
+  ...started.map((v) => v.url),
+]).catch((error: Error) => {
+  console.error(`variants' time to first chunk: ${error.message}`)
+  return [Number.NaN, ...started.map(() => Number.NaN)]
+})
+const variants = started.map((v, i) => ({
+  variant: v.name,
+  rps: median(v.runs.map((r) => r.rps)),
+  cpuPerRequestUs: median(v.runs.map((r) => r.us)),
+  ttfbMs: variantTtfb[i],
+  ttfbAddedMs: variantTtfb[i] - variantTtfbDirect,
+}))
 for (const v of started) v.child.kill('SIGKILL')
-for (const v of variants) console.log(`${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3), first chunk +${v.ttfbAddedMs.toFixed(3)} ms`)
+for (const v of variants)
+  console.log(
+    `${v.variant}: ${v.rps.toFixed(0)} rps, ${v.cpuPerRequestUs.toFixed(0)} µs CPU/req (median of 3), first chunk +${v.ttfbAddedMs.toFixed(3)} ms`,
+  )
 
 const at = (c: number) => rows.find((r) => r.connections === c)!
 const targets = [
-  { target: 'gateway CPU per request (full pipeline)', goal: '≤ 150 µs', value: `${at(64).gatewayCpuPerRequestUs.toFixed(0)} µs (64 conns); ${at(1).gatewayCpuPerRequestUs.toFixed(0)} µs (1 conn)`, met: at(64).gatewayCpuPerRequestUs <= 150 },
-  { target: 'requests/s vs nginx at 64 connections', goal: '≥ 40%', value: `${(at(64).gatewayVsNginxRps * 100).toFixed(0)}%`, met: at(64).gatewayVsNginxRps >= 0.4 },
-  { target: 'added p50 latency at 1 connection', goal: '≤ 0.5 ms', value: `${at(1).addedP50Ms.toFixed(3)} ms`, met: at(1).addedP50Ms <= 0.5 },
-  { target: 'added time to first chunk (streaming)', goal: '≤ 0.5 ms', value: `${(ttfbGateway - ttfbDirect).toFixed(3)} ms`, met: ttfbGateway - ttfbDirect <= 0.5 },
-  { target: 'added p99 latency at 64 connections', goal: '≤ 5 ms', value: `${at(64).addedP99Ms.toFixed(3)} ms`, met: at(64).addedP99Ms <= 5 },
+  {
+    target: 'gateway CPU per request (full pipeline)',
+    goal: '≤ 150 µs',
+    value: `${at(64).gatewayCpuPerRequestUs.toFixed(0)} µs (64 conns); ${at(1).gatewayCpuPerRequestUs.toFixed(0)} µs (1 conn)`,
+    met: at(64).gatewayCpuPerRequestUs <= 150,
+  },
+  {
+    target: 'requests/s vs nginx at 64 connections',
+    goal: '≥ 40%',
+    value: `${(at(64).gatewayVsNginxRps * 100).toFixed(0)}%`,
+    met: at(64).gatewayVsNginxRps >= 0.4,
+  },
+  {
+    target: 'added p50 latency at 1 connection',
+    goal: '≤ 0.5 ms',
+    value: `${at(1).addedP50Ms.toFixed(3)} ms`,
+    met: at(1).addedP50Ms <= 0.5,
+  },
+  {
+    target: 'added time to first chunk (streaming)',
+    goal: '≤ 0.5 ms',
+    value: `${(ttfbGateway - ttfbDirect).toFixed(3)} ms`,
+    met: ttfbGateway - ttfbDirect <= 0.5,
+  },
+  {
+    target: 'added p99 latency at 64 connections',
+    goal: '≤ 5 ms',
+    value: `${at(64).addedP99Ms.toFixed(3)} ms`,
+    met: at(64).addedP99Ms <= 5,
+  },
   { target: 'gateway RSS under load', goal: '≤ 80 MB', value: `${peakRss.toFixed(0)} MB`, met: peakRss <= 80 },
 ]
-const result = { date: new Date().toISOString(), command: 'npm run bench:gateway', seconds: SECONDS, rounds: ROUNDS, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, rows, variants, references, ttfbMs: { direct: ttfbDirect, nginx: ttfbNginx, gateway: ttfbGateway }, peakRssMb: peakRss, idleRssMb: idleRss, bareNodeRssMb: bareNodeRss, targets }
+const result = {
+  date: new Date().toISOString(),
+  command: 'npm run bench:gateway',
+  seconds: SECONDS,
+  rounds: ROUNDS,
+  machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version },
+  rows,
+  variants,
+  references,
+  ttfbMs: { direct: ttfbDirect, nginx: ttfbNginx, gateway: ttfbGateway },
+  peakRssMb: peakRss,
+  idleRssMb: idleRss,
+  bareNodeRssMb: bareNodeRss,
+  targets,
+}
 mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
-writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), JSON.stringify(result, null, 2) + '\n')
+writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway.json'), `${JSON.stringify(result, null, 2)}\n`)
 const table = rows
-  .map((r) => `| ${r.connections} | ${r.direct.rps.toFixed(0)} | ${r.nginx.rps.toFixed(0)} | ${r.gateway.rps.toFixed(0)} | ${(r.gatewayVsNginxRps * 100).toFixed(0)}% | ${r.direct.p50.toFixed(3)} / ${r.direct.p99.toFixed(3)} | ${r.nginx.p50.toFixed(3)} / ${r.nginx.p99.toFixed(3)} | ${r.gateway.p50.toFixed(3)} / ${r.gateway.p99.toFixed(3)} | ${r.gatewayCpuPerRequestUs.toFixed(0)} |`)
+  .map(
+    (r) =>
+      `| ${r.connections} | ${r.direct.rps.toFixed(0)} | ${r.nginx.rps.toFixed(0)} | ${r.gateway.rps.toFixed(0)} | ${(r.gatewayVsNginxRps * 100).toFixed(0)}% | ${r.direct.p50.toFixed(3)} / ${r.direct.p99.toFixed(3)} | ${r.nginx.p50.toFixed(3)} / ${r.nginx.p99.toFixed(3)} | ${r.gateway.p50.toFixed(3)} / ${r.gateway.p99.toFixed(3)} | ${r.gatewayCpuPerRequestUs.toFixed(0)} |`,
+  )
   .join('\n')
 writeFileSync(
   resolve(REPO_ROOT, 'docs/bench/gateway.md'),

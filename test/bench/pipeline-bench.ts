@@ -51,7 +51,10 @@ function gateway(options: { limits: 'memory' | 'redis' | 'off'; logLevel: string
       watchClient: () => () => {},
     },
   })
-  return { fetch: (request: Request) => app.fetch(request), close: () => (close(), redis?.disconnect()) }
+  return { fetch: (request: Request) => app.fetch(request), close: () => {
+      close()
+      redis?.disconnect()
+    } }
 }
 
 const baselineApp = new Hono().post('/v1/completions', async (c) => {
@@ -100,7 +103,7 @@ const baseline = results[0].cpuPerRequestUs
 const rows = results.map((r) => `| ${r.variant} | ${r.cpuPerRequestUs.toFixed(1)} | ${(r.cpuPerRequestUs / baseline).toFixed(2)}× | ${r === results[0] ? '—' : (r.cpuPerRequestUs - baseline).toFixed(1)} |`)
 const result = { date: new Date().toISOString(), command: 'npm run bench:gateway:pipeline', requests: REQUESTS, rounds: ROUNDS, concurrency: CONCURRENCY, machine: { cpu: cpus()[0].model, cores: cpus().length, node: process.version }, results }
 mkdirSync(resolve(REPO_ROOT, 'docs/bench'), { recursive: true })
-writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway-pipeline.json'), JSON.stringify(result, null, 2) + '\n')
+writeFileSync(resolve(REPO_ROOT, 'docs/bench/gateway-pipeline.json'), `${JSON.stringify(result, null, 2)}\n`)
 writeFileSync(
   resolve(REPO_ROOT, 'docs/bench/gateway-pipeline.md'),
   `# Gateway pipeline benchmark (in process)

@@ -23,11 +23,15 @@ export interface StreamRun {
 // src/backends/onnx-node.js); resolving it from the package's own folder yields the very same
 // CJS module instance, so wrapping InferenceSession.create there sees the options it passes.
 const transformersRequire = createRequire(createRequire(import.meta.url).resolve('@huggingface/transformers'))
-const ortForTransformers = transformersRequire('onnxruntime-node') as { InferenceSession: { create: (...args: unknown[]) => Promise<unknown> } }
+const ortForTransformers = transformersRequire('onnxruntime-node') as {
+  InferenceSession: { create: (...args: unknown[]) => Promise<unknown> }
+}
 const createdWith: Record<string, unknown>[] = []
 const originalCreate = ortForTransformers.InferenceSession.create
 ortForTransformers.InferenceSession.create = function (this: unknown, ...args: unknown[]) {
-  const options = args.find((a, i) => i > 0 && a !== null && typeof a === 'object' && !ArrayBuffer.isView(a)) as Record<string, unknown> | undefined
+  const options = args.find((a, i) => i > 0 && a !== null && typeof a === 'object' && !ArrayBuffer.isView(a)) as
+    | Record<string, unknown>
+    | undefined
   createdWith.push({ ...(options ?? {}) })
   return originalCreate.apply(this, args)
 }
@@ -55,7 +59,10 @@ export function transformersVersions(): { transformers: string; onnxruntimeNode:
   return {
     transformers: packageVersion(createRequire(import.meta.url), '@huggingface/transformers'),
     onnxruntimeNode: packageVersion(transformersRequire, 'onnxruntime-node'),
-    onnxruntimeCommon: packageVersion(createRequire(transformersRequire.resolve('onnxruntime-node')), 'onnxruntime-common'),
+    onnxruntimeCommon: packageVersion(
+      createRequire(transformersRequire.resolve('onnxruntime-node')),
+      'onnxruntime-common',
+    ),
   }
 }
 
@@ -83,7 +90,7 @@ export interface Baseline {
 export async function loadBaseline(dir: string, threads: number, dtype = 'fp32'): Promise<Baseline> {
   env.allowRemoteModels = false
   env.allowLocalModels = true
-  env.localModelPath = dirname(dir) + '/'
+  env.localModelPath = `${dirname(dir)}/`
   const before = createdWith.length
   const threadsBefore = osThreads()
   const started = performance.now()
@@ -95,7 +102,8 @@ export async function loadBaseline(dir: string, threads: number, dtype = 'fp32')
   const loadMs = performance.now() - started
   const added = osThreads() - threadsBefore
   const sessions = createdWith.slice(before)
-  if (sessions.length !== 1) throw new Error(`transformers.js created ${sessions.length} onnxruntime sessions for ${dir}, expected 1`)
+  if (sessions.length !== 1)
+    throw new Error(`transformers.js created ${sessions.length} onnxruntime sessions for ${dir}, expected 1`)
   const options = sessions[0]
   const threadCheck: ThreadCheck = {
     intraOpNumThreads: options.intraOpNumThreads,
@@ -121,25 +129,32 @@ class TimingStreamer extends BaseStreamer {
   override end(): void {}
 }
 
-const ids = (promptIds: number[]) => new Tensor('int64', BigInt64Array.from(promptIds.map(BigInt)), [1, promptIds.length])
+const ids = (promptIds: number[]) =>
+  new Tensor('int64', BigInt64Array.from(promptIds.map(BigInt)), [1, promptIds.length])
 
 /**
  * `streams` concurrent greedy generate() calls of exactly `tokens` new tokens each
  * (min_new_tokens = max_new_tokens masks EOS). Returns the run and stream 0's tokens.
  */
-export async function runTransformers(baseline: Baseline, promptIds: number[], streams: number, tokens: number): Promise<{ run: StreamRun; firstStream: number[] }> {
+export async function runTransformers(
+  baseline: Baseline,
+  promptIds: number[],
+  streams: number,
+  tokens: number,
+): Promise<{ run: StreamRun; firstStream: number[] }> {
   const started = performance.now()
   const streamers = Array.from({ length: streams }, () => new TimingStreamer(started))
   const outputs = await Promise.all(
-    streamers.map((streamer) =>
-      baseline.model.generate({
-        input_ids: ids(promptIds),
-        attention_mask: new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]),
-        max_new_tokens: tokens,
-        min_new_tokens: tokens,
-        do_sample: false,
-        streamer,
-      }) as Promise<Tensor>,
+    streamers.map(
+      (streamer) =>
+        baseline.model.generate({
+          input_ids: ids(promptIds),
+          attention_mask: new Tensor('int64', new BigInt64Array(promptIds.length).fill(1n), [1, promptIds.length]),
+          max_new_tokens: tokens,
+          min_new_tokens: tokens,
+          do_sample: false,
+          streamer,
+        }) as Promise<Tensor>,
     ),
   )
   const seconds = (performance.now() - started) / 1000
@@ -148,9 +163,13 @@ export async function runTransformers(baseline: Baseline, promptIds: number[], s
     if (output.dims[0] !== 1) throw new Error(`transformers.js returned batch ${output.dims[0]}`)
     produced += output.dims[1] - promptIds.length
   }
-  if (produced !== streams * tokens) throw new Error(`transformers.js produced ${produced} tokens, expected ${streams * tokens}`)
+  if (produced !== streams * tokens)
+    throw new Error(`transformers.js produced ${produced} tokens, expected ${streams * tokens}`)
   const ttftMs = streamers.map((s) => s.firstTokenAt)
   if (ttftMs.some(Number.isNaN)) throw new Error('transformers.js streamer saw no generated token')
   const firstStream = Array.from(outputs[0].data as BigInt64Array, Number).slice(promptIds.length)
-  return { run: { streams, tokensPerStream: tokens, tokens: produced, seconds, tokensPerSecond: produced / seconds, ttftMs }, firstStream }
+  return {
+    run: { streams, tokensPerStream: tokens, tokens: produced, seconds, tokensPerSecond: produced / seconds, ttftMs },
+    firstStream,
+  }
 }

@@ -193,7 +193,7 @@ describe('chaos under steady load', () => {
   })
 
   test('rolling restart of the gateways behind a balancer', async () => {
-    const report = await scenario('rolling restart: gateways', 'Each gateway in turn: three long streams (440 tokens) sent through it, then out of the balancer, SIGTERM 100 ms later, wait for its exit, a new one on its port, back in the balancer. The 100 ms stand for the `preStop` sleep (infra/k8s/base/gateway.yaml) during which endpoints forget a terminating pod; the gateway does not flip its own `/ready` on SIGTERM. Between its last answer and its exit, the gateway waits for its keep-alive connections to close: \`server.close()\` closes the idle ones at once, but one that finishes its response afterwards stays open until the client or a keep-alive timeout closes it.', [], async (notes) => {
+    const report = await scenario('rolling restart: gateways', 'Each gateway in turn: three long streams (440 tokens) sent through it, then out of the balancer, SIGTERM 100 ms later, wait for its exit, a new one on its port, back in the balancer. The 100 ms stand for the `preStop` sleep (infra/k8s/base/gateway.yaml) during which endpoints forget a terminating pod; the gateway does not flip its own `/ready` on SIGTERM. Between its last answer and its exit, the gateway waits for its keep-alive connections to close: `server.close()` closes the idle ones at once, but one that finishes its response afterwards stays open until the client or a keep-alive timeout closes it.', [], async (notes) => {
       for (const index of [0, 1]) {
         const gateway = cluster.gateways[index]
         // Long streams through it, so that work is surely in flight at SIGTERM.

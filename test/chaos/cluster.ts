@@ -55,15 +55,23 @@ export class Cluster {
   /** Starts everything; on failure what did start is still stopped by stop(). */
   async start(): Promise<void> {
     this.redis = await startRedis()
-    await Promise.all(NODE_IDS.map(async (id) => this.started.push({ name: id, output: (this.backends[id] = await startBackend()).output })))
+    await Promise.all(
+      NODE_IDS.map(async (id) =>
+        this.started.push({ name: id, output: (this.backends[id] = await startBackend()).output }),
+      ),
+    )
     this.gateways = await Promise.all([0, 1].map(() => startGateway(this.config(), this.gatewayEnv())))
-    this.gateways.forEach((g, i) => this.started.push({ name: `gateway-${i + 1}`, output: g.output }))
+    this.gateways.forEach((g, i) => {
+      this.started.push({ name: `gateway-${i + 1}`, output: g.output })
+    })
   }
 
   config(): object {
     const node = (id: string) => ({ id, url: this.backends[id].url })
     return {
-      auth: { apiKeys: [{ id: 'chaos', tenant: 'chaos', hash: createHash('sha256').update(API_KEY).digest('hex'), limits }] },
+      auth: {
+        apiKeys: [{ id: 'chaos', tenant: 'chaos', hash: createHash('sha256').update(API_KEY).digest('hex'), limits }],
+      },
       // Every request must reach a backend: a cached answer would hide the failure under test.
       cache: { enabled: false },
       routing: {
@@ -99,7 +107,9 @@ export class Cluster {
   }
 
   async nodes(gateway: GatewayProcess): Promise<NodeState[]> {
-    const status = (await (await fetch(`${gateway.url}/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).json()) as { regions: { nodes: NodeState[] }[] }
+    const status = (await (
+      await fetch(`${gateway.url}/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).json()) as { regions: { nodes: NodeState[] }[] }
     return status.regions.flatMap((r) => r.nodes)
   }
 
@@ -109,7 +119,8 @@ export class Cluster {
 
   /** Waits until every gateway has the node back in rotation (healthy, not ejected, breaker closed). */
   async untilUsable(id: string): Promise<void> {
-    for (const gateway of this.gateways) await until(`${id} usable`, async () => (await this.node(gateway, id))?.usable === true)
+    for (const gateway of this.gateways)
+      await until(`${id} usable`, async () => (await this.node(gateway, id))?.usable === true)
   }
 
   /** Starts a new backend process on the port of the one that is gone, as a restarted pod or unit would. */
@@ -123,26 +134,39 @@ export class Cluster {
   async replaceGateway(index: number): Promise<void> {
     this.gateways[index] = await startGateway(this.config(), this.gatewayEnv(this.gateways[index].port))
     this.started.push({ name: `gateway-${index + 1}-replacement`, output: this.gateways[index].output })
-    await until('the new gateway ready', () => fetch(`${this.gateways[index].url}/ready`).then((r) => r.ok, () => false))
+    await until('the new gateway ready', () =>
+      fetch(`${this.gateways[index].url}/ready`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    )
   }
 
   /** Each gateway's routing counters, by URL. */
   async counters(): Promise<Record<string, Record<string, number>>> {
     const out: Record<string, Record<string, number>> = {}
     for (const gateway of this.gateways) {
-      const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+      const text = await (
+        await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      ).text()
       const sums: Record<string, number> = (out[gateway.url] = {})
-      for (const [name, pattern] of Object.entries(COUNTERS)) sums[name] = [...text.matchAll(pattern)].reduce((n, m) => n + Number(m[1]), 0)
+      for (const [name, pattern] of Object.entries(COUNTERS))
+        sums[name] = [...text.matchAll(pattern)].reduce((n, m) => n + Number(m[1]), 0)
     }
     return out
   }
 
   /** One node's tries with `outcome`, summed over the gateways (while the node is still configured). */
   async nodeCounter(backend: string, outcome: string): Promise<number> {
-    const pattern = new RegExp(`^switchyard_gateway_upstream_attempts_total\\{(?=[^}]*backend="${backend}")(?=[^}]*outcome="${outcome}")[^}]*\\} (\\d+)`, 'gm')
+    const pattern = new RegExp(
+      `^switchyard_gateway_upstream_attempts_total\\{(?=[^}]*backend="${backend}")(?=[^}]*outcome="${outcome}")[^}]*\\} (\\d+)`,
+      'gm',
+    )
     let total = 0
     for (const gateway of this.gateways) {
-      const text = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+      const text = await (
+        await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      ).text()
       for (const match of text.matchAll(pattern)) total += Number(match[1])
     }
     return total
@@ -184,7 +208,10 @@ const COUNTERS = {
  * What the gateways counted between two snapshots, summed over gateways. A gateway restarted
  * in between (its counters went down) counts from its new start.
  */
-export function counterDelta(before: Record<string, Record<string, number>>, after: Record<string, Record<string, number>>): Record<string, number> {
+export function counterDelta(
+  before: Record<string, Record<string, number>>,
+  after: Record<string, Record<string, number>>,
+): Record<string, number> {
   const out: Record<string, number> = Object.fromEntries(Object.keys(COUNTERS).map((name) => [name, 0]))
   for (const [url, counts] of Object.entries(after)) {
     for (const name of Object.keys(COUNTERS)) {

@@ -96,7 +96,7 @@ describe('operator console', () => {
     // The requests chart draws the background traffic as a line once three 5-second steps have finished.
     await page.waitForFunction(() => {
       const line = document.querySelector('#chart-requests .s1 .line')
-      const ys = line?.getAttribute('points')!.split(' ').map((p) => Number(p.split(',')[1])) ?? []
+      const ys = line?.getAttribute('points')?.split(' ').map((p) => Number(p.split(',')[1])) ?? []
       return ys.length >= 3 && Math.max(...ys.slice(-3)) < 146 // the last three steps above the zero line (y = 146)
     }, undefined, { timeout: 20_000 })
     assert.match((await page.locator('#chart-latency .legend-value').first().textContent())!, /\d+ ms|s$/)

@@ -18,7 +18,11 @@ import { REPO_ROOT } from '../helpers/paths.ts'
 const norm = (v: number[]) => Math.hypot(...v)
 
 /** Checks an OpenAI-shaped 4xx and returns its error object. */
-async function expectError(response: Response, status: number, param?: string): Promise<{ message: string; param: string | null; code: string | null }> {
+async function expectError(
+  response: Response,
+  status: number,
+  param?: string,
+): Promise<{ message: string; param: string | null; code: string | null }> {
   const text = await response.text()
   assert.equal(response.status, status, text)
   const { error } = JSON.parse(text)
@@ -31,7 +35,10 @@ async function expectError(response: Response, status: number, param?: string): 
 test('a broken encoder folder stops the node at start with one line naming the file', async () => {
   const dir = await buildEncoderModelDir()
   try {
-    writeFileSync(join(dir, 'embed', '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }))
+    writeFileSync(
+      join(dir, 'embed', '1_Pooling', 'config.json'),
+      JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }),
+    )
     const { code, output } = await runBackendToExit({ MODEL_DIR: dir })
     assert.equal(code, 1)
     assert.match(output, /switchyard backend: model folder .*embed: 1_Pooling\/config.json must enable exactly one of/)
@@ -44,7 +51,11 @@ test('/live covers the encoder workers: idle they stay live, wedged they are nam
   // The same real wedge as backend-liveness.test.ts: SIGUSR2 blocks every worker thread for good.
   const stallTimeoutMs = 1500
   const dir = await buildEncoderModelDir()
-  const backend = await startBackend({ MODEL_DIR: dir, ENGINE_STALL_TIMEOUT_MS: String(stallTimeoutMs), NODE_OPTIONS: `--import=${resolve(REPO_ROOT, 'test/helpers/wedge-engine.mjs')}` })
+  const backend = await startBackend({
+    MODEL_DIR: dir,
+    ENGINE_STALL_TIMEOUT_MS: String(stallTimeoutMs),
+    NODE_OPTIONS: `--import=${resolve(REPO_ROOT, 'test/helpers/wedge-engine.mjs')}`,
+  })
   try {
     await new Promise((r) => setTimeout(r, stallTimeoutMs * 2))
     assert.deepEqual(await (await fetch(`${backend.url}/live`)).json(), { status: 'ok' })
@@ -53,10 +64,17 @@ test('/live covers the encoder workers: idle they stay live, wedged they are nam
     // Each worker's heartbeat ages on its own: wait until all three have passed the timeout.
     const stalledModels = async () => {
       const live = await fetch(`${backend.url}/live`)
-      return live.status === 200 ? [] : ((await live.json()) as { stalled: { model: string }[] }).stalled.map((s) => s.model).sort()
+      return live.status === 200
+        ? []
+        : ((await live.json()) as { stalled: { model: string }[] }).stalled.map((s) => s.model).sort()
     }
     let stalled = await stalledModels()
-    for (const deadline = Date.now() + 20_000; stalled.length < 3 && Date.now() < deadline; stalled = await stalledModels()) await new Promise((r) => setTimeout(r, 50))
+    for (
+      const deadline = Date.now() + 20_000;
+      stalled.length < 3 && Date.now() < deadline;
+      stalled = await stalledModels()
+    )
+      await new Promise((r) => setTimeout(r, 50))
     assert.deepEqual(stalled, ['embed', 'gen', 'sentiment'])
   } finally {
     await backend.stop('SIGKILL')
@@ -100,10 +118,17 @@ describe('backend: embeddings and the task API', () => {
 
   test('openai client: dimensions truncates and renormalises; token-id inputs equal their text', async () => {
     const full = await client.embeddings.create({ model: 'embed', input: 'hello world', encoding_format: 'float' })
-    const short = await client.embeddings.create({ model: 'embed', input: 'hello world', dimensions: 16, encoding_format: 'float' })
+    const short = await client.embeddings.create({
+      model: 'embed',
+      input: 'hello world',
+      dimensions: 16,
+      encoding_format: 'float',
+    })
     const head = full.data[0].embedding.slice(0, 16)
     const scaled = head.map((v) => v / norm(head))
-    short.data[0].embedding.forEach((v, i) => assert.ok(Math.abs(v - scaled[i]) < 1e-6))
+    short.data[0].embedding.forEach((v, i) => {
+      assert.ok(Math.abs(v - scaled[i]) < 1e-6)
+    })
     assert.ok(Math.abs(norm(short.data[0].embedding) - 1) < 1e-5)
 
     const ids = [101, 2, 3, 102]
@@ -115,19 +140,36 @@ describe('backend: embeddings and the task API', () => {
   test('concurrent requests (batched together) equal sequential ones', async () => {
     const texts = ['a', 'the movie was good', 'once upon a time there was a little friend', 'numbers 1 2 3!']
     const sequential: number[][] = []
-    for (const input of texts) sequential.push((await client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })).data[0].embedding)
-    const concurrent = await Promise.all(texts.map((input) => client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })))
-    concurrent.forEach((r, i) => r.data[0].embedding.forEach((v, j) => assert.ok(Math.abs(v - sequential[i][j]) < 1e-5)))
+    for (const input of texts)
+      sequential.push(
+        (await client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })).data[0].embedding,
+      )
+    const concurrent = await Promise.all(
+      texts.map((input) => client.embeddings.create({ model: 'embed', input, encoding_format: 'float' })),
+    )
+    concurrent.forEach((r, i) => {
+      r.data[0].embedding.forEach((v, j) => {
+        assert.ok(Math.abs(v - sequential[i][j]) < 1e-5)
+      })
+    })
   })
 
   test('over-long inputs: 400, or truncated when truncate_prompt_tokens asks', async () => {
     const long = 'word '.repeat(300)
-    const refused = await expectError(await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long }), 400, 'input')
+    const refused = await expectError(
+      await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long }),
+      400,
+      'input',
+    )
     assert.equal(refused.code, 'context_length_exceeded')
     assert.match(refused.message, /maximum input length is 128 tokens/)
-    const cut = await (await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long, truncate_prompt_tokens: 32 })).json()
+    const cut = await (
+      await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long, truncate_prompt_tokens: 32 })
+    ).json()
     assert.equal(cut.usage.prompt_tokens, 32)
-    const max = await (await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long, truncate_prompt_tokens: -1 })).json()
+    const max = await (
+      await postJson(`${backend.url}/v1/embeddings`, { model: 'embed', input: long, truncate_prompt_tokens: -1 })
+    ).json()
     assert.equal(max.usage.prompt_tokens, 128)
   })
 
@@ -154,12 +196,19 @@ describe('backend: embeddings and the task API', () => {
     ]
     for (const [body, status, param] of cases) await expectError(await postJson(url, body), status, param ?? undefined)
     // More inputs than the node ever queues (ENCODER_MAX_QUEUE=16): refused whole, as the client's to split.
-    assert.equal((await expectError(await postJson(url, { model: 'embed', input: Array(17).fill('x') }), 400, 'input')).code, 'too_many_inputs')
+    assert.equal(
+      (await expectError(await postJson(url, { model: 'embed', input: Array(17).fill('x') }), 400, 'input')).code,
+      'too_many_inputs',
+    )
     await expectError(await fetch(url, { method: 'POST', body: '{}', headers: { 'content-type': 'text/plain' } }), 415)
   })
 
   test('/predict: sentiment-analysis and text-classification in the pipeline shape, with top_k', async () => {
-    const response = await postJson(`${backend.url}/predict`, { text: 'I love this movie', model_name: 'sentiment', task: 'sentiment-analysis' })
+    const response = await postJson(`${backend.url}/predict`, {
+      text: 'I love this movie',
+      model_name: 'sentiment',
+      task: 'sentiment-analysis',
+    })
     assert.equal(response.status, 200)
     const body = await response.json()
     assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
@@ -169,7 +218,9 @@ describe('backend: embeddings and the task API', () => {
     assert.equal(typeof body.processing_time, 'number')
     assert.match(body.model_version, /^sentiment@[0-9a-f]{12}$/)
     // Default model for the task is the first that serves it; top_k ranks all labels, scores summing to 1.
-    const both = await (await postJson(`${backend.url}/predict`, { text: 'I love this movie', task: 'text-classification', top_k: 5 })).json()
+    const both = await (
+      await postJson(`${backend.url}/predict`, { text: 'I love this movie', task: 'text-classification', top_k: 5 })
+    ).json()
     assert.deepEqual(both.result.map((r: { label: string }) => r.label).sort(), [...SENTIMENT_LABELS].sort())
     assert.ok(both.result[0].score >= both.result[1].score)
     assert.ok(Math.abs(both.result[0].score + both.result[1].score - 1) < 1e-6)
@@ -177,11 +228,22 @@ describe('backend: embeddings and the task API', () => {
   })
 
   test('/predict: feature-extraction and text-generation (on the decoder engine)', async () => {
-    const features = await (await postJson(`${backend.url}/predict`, { text: 'hello world', task: 'feature-extraction' })).json()
+    const features = await (
+      await postJson(`${backend.url}/predict`, { text: 'hello world', task: 'feature-extraction' })
+    ).json()
     const embedding = await client.embeddings.create({ model: 'embed', input: 'hello world', encoding_format: 'float' })
     assert.deepEqual(features.result, embedding.data[0].embedding)
-    const generated = await (await postJson(`${backend.url}/predict`, { text: 'Once upon a time', task: 'text-generation', max_new_tokens: 8 })).json()
-    const completion = await (await postJson(`${backend.url}/v1/completions`, { model: 'gen', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 })).json()
+    const generated = await (
+      await postJson(`${backend.url}/predict`, { text: 'Once upon a time', task: 'text-generation', max_new_tokens: 8 })
+    ).json()
+    const completion = await (
+      await postJson(`${backend.url}/v1/completions`, {
+        model: 'gen',
+        prompt: 'Once upon a time',
+        max_tokens: 8,
+        temperature: 0,
+      })
+    ).json()
     assert.deepEqual(generated.result, [{ generated_text: `Once upon a time${completion.choices[0].text}` }])
     assert.match(generated.model_version, /^gen@/)
   })
@@ -189,15 +251,26 @@ describe('backend: embeddings and the task API', () => {
   test('/predict: unknown task or model, wrong task for a model, bad text: 4xx naming what is served', async () => {
     const url = `${backend.url}/predict`
     const unknownTask = await expectError(await postJson(url, { text: 'x', task: 'summarization' }), 400, 'task')
-    assert.match(unknownTask.message, /embed \(feature-extraction\).*sentiment \(text-classification, sentiment-analysis\).*gen \(text-generation\)/)
-    const unknownModel = await expectError(await postJson(url, { text: 'x', task: 'sentiment-analysis', model_name: 'distilbert' }), 404, 'model_name')
+    assert.match(
+      unknownTask.message,
+      /embed \(feature-extraction\).*sentiment \(text-classification, sentiment-analysis\).*gen \(text-generation\)/,
+    )
+    const unknownModel = await expectError(
+      await postJson(url, { text: 'x', task: 'sentiment-analysis', model_name: 'distilbert' }),
+      404,
+      'model_name',
+    )
     assert.match(unknownModel.message, /Models served: embed/)
     await expectError(await postJson(url, { text: 'x', task: 'text-generation', model_name: 'sentiment' }), 400, 'task')
     await expectError(await postJson(url, { text: '', task: 'sentiment-analysis' }), 400, 'text')
     await expectError(await postJson(url, { task: 'sentiment-analysis' }), 400, 'text')
     await expectError(await postJson(url, { text: 'x', task: 'sentiment-analysis', top_k: 0 }), 400, 'top_k')
     await expectError(await postJson(url, { text: 'word '.repeat(300), task: 'sentiment-analysis' }), 400, 'text')
-    await expectError(await postJson(url, { text: 'x', task: 'text-generation', max_new_tokens: 10_000 }), 400, 'max_tokens')
+    await expectError(
+      await postJson(url, { text: 'x', task: 'text-generation', max_new_tokens: 10_000 }),
+      400,
+      'max_tokens',
+    )
   })
 
   test('GET /models lists every served model with its tasks; /v1/models lists the encoders too', async () => {

@@ -9,7 +9,14 @@ import { STORIES_DIR } from '../helpers/paths.ts'
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-lifecycle-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))
 
-const long = (extra: object = {}) => ({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 490, temperature: 0, ignore_eos: true, ...extra })
+const long = (extra: object = {}) => ({
+  model: 'stories260K',
+  prompt: 'Once upon a time',
+  max_tokens: 490,
+  temperature: 0,
+  ignore_eos: true,
+  ...extra,
+})
 
 /** Reads an SSE stream until the first data event; returns the reader to go on with. */
 async function firstEvent(response: Response) {
@@ -35,7 +42,10 @@ async function readRest(reader: ReadableStreamDefaultReader<Uint8Array>, soFar: 
 }
 
 async function modelInfo(url: string) {
-  return (await (await fetch(`${url}/model/info`)).json()) as { status: string; models: { active: number; queued: number }[] }
+  return (await (await fetch(`${url}/model/info`)).json()) as {
+    status: string
+    models: { active: number; queued: number }[]
+  }
 }
 
 describe('backend start-up failures exit non-zero with one line', () => {
@@ -48,7 +58,8 @@ describe('backend start-up failures exit non-zero with one line', () => {
   test('a file that is not an ONNX model', async () => {
     const dir = join(scratch, 'broken')
     mkdirSync(join(dir, 'onnx'), { recursive: true })
-    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) cpSync(join(STORIES_DIR, f), join(dir, f))
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+      cpSync(join(STORIES_DIR, f), join(dir, f))
     writeFileSync(join(dir, 'onnx/model.onnx'), 'this is not a protobuf')
     const { code, output } = await runBackendToExit({ MODEL_DIR: dir })
     assert.equal(code, 1)
@@ -78,7 +89,10 @@ describe('backpressure, disconnects, deadlines', () => {
       assert.match(await readRest(reader, text), /data: \[DONE\]/)
       assert.equal((await queued).status, 200)
       assert.equal((await postJson(`${backend.url}/v1/completions`, long({ max_tokens: 5 }))).status, 200)
-      assert.match(await (await fetch(`${backend.url}/metrics`)).text(), /switchyard_backend_rejections_total\{model="stories260K",reason="queue_full"\} 1/)
+      assert.match(
+        await (await fetch(`${backend.url}/metrics`)).text(),
+        /switchyard_backend_rejections_total\{model="stories260K",reason="queue_full"\} 1/,
+      )
     } finally {
       await backend.stop()
     }
@@ -91,7 +105,13 @@ describe('backpressure, disconnects, deadlines', () => {
       const response = await fetch(`${backend.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories260K', messages: [{ role: 'user', content: 'hi' }], max_tokens: 450, ignore_eos: true, stream: true }),
+        body: JSON.stringify({
+          model: 'stories260K',
+          messages: [{ role: 'user', content: 'hi' }],
+          max_tokens: 450,
+          ignore_eos: true,
+          stream: true,
+        }),
         signal: controller.signal,
       })
       const { reader } = await firstEvent(response)
@@ -100,7 +120,9 @@ describe('backpressure, disconnects, deadlines', () => {
       while ((await modelInfo(backend.url)).models[0].active > 0) await new Promise((r) => setTimeout(r, 5))
       const metrics = await (await fetch(`${backend.url}/metrics`)).text()
       // The aborted stream did not run to its 450 tokens.
-      const generated = Number(/switchyard_backend_generated_tokens_total\{model="stories260K"\} (\d+)/.exec(metrics)![1])
+      const generated = Number(
+        /switchyard_backend_generated_tokens_total\{model="stories260K"\} (\d+)/.exec(metrics)![1],
+      )
       assert.ok(generated < 450, `generated ${generated}`)
     } finally {
       await backend.stop()
@@ -125,7 +147,12 @@ describe('backpressure, disconnects, deadlines', () => {
     const backend = await startBackend({ MAX_BATCH_SIZE: '64' })
     try {
       let finished = 0
-      const generations = Array.from({ length: 32 }, () => postJson(`${backend.url}/v1/completions`, long({ max_tokens: 400 })).then(async (r) => (await r.json(), finished++)))
+      const generations = Array.from({ length: 32 }, () =>
+        postJson(`${backend.url}/v1/completions`, long({ max_tokens: 400 })).then(async (r) => {
+          await r.json()
+          finished++
+        }),
+      )
       while ((await modelInfo(backend.url)).models[0].active === 0) await new Promise((r) => setTimeout(r, 1))
       let answered = 0
       for (let i = 0; i < 10; i++) if ((await fetch(`${backend.url}/health`)).ok) answered++

@@ -43,11 +43,21 @@ async function chat(body: Record<string, unknown>): Promise<Choice[]> {
   const response = await postJson(`${backend.url}/v1/chat/completions`, { ...body, return_token_ids: true })
   assert.equal(response.status, 200, await response.clone().text())
   if (!body.stream) {
-    const json = (await response.json()) as { choices: { message: { content: string }; token_ids: number[]; finish_reason: string }[] }
-    return json.choices.map((c) => ({ deltas: [c.message.content], text: c.message.content, ids: c.token_ids, finish: c.finish_reason }))
+    const json = (await response.json()) as {
+      choices: { message: { content: string }; token_ids: number[]; finish_reason: string }[]
+    }
+    return json.choices.map((c) => ({
+      deltas: [c.message.content],
+      text: c.message.content,
+      ids: c.token_ids,
+      finish: c.finish_reason,
+    }))
   }
   const choices: Choice[] = []
-  for (const event of (await readSse(response)) as (string | { choices: { index: number; delta: { content?: string }; token_ids?: number[]; finish_reason: string | null }[] })[]) {
+  for (const event of (await readSse(response)) as (
+    | string
+    | { choices: { index: number; delta: { content?: string }; token_ids?: number[]; finish_reason: string | null }[] }
+  )[]) {
     if (typeof event === 'string') continue
     for (const c of event.choices) {
       const choice = (choices[c.index] ??= { deltas: [], text: '', ids: [], finish: null })
@@ -60,7 +70,12 @@ async function chat(body: Record<string, unknown>): Promise<Choice[]> {
   return choices
 }
 
-const PROMPTS = ['Write a haiku about 日本 🎉', 'Tell me a story with emoji 👩‍👩‍👧‍👦', 'Hello', '你好，请介绍一下你自己']
+const PROMPTS = [
+  'Write a haiku about 日本 🎉',
+  'Tell me a story with emoji 👩‍👩‍👧‍👦',
+  'Hello',
+  '你好，请介绍一下你自己',
+]
 
 describe('real tokenizers in a real backend', () => {
   for (const model of ['qwen3', 'gemma3'] as const) {
@@ -80,7 +95,9 @@ describe('real tokenizers in a real backend', () => {
             assert.equal(choice.text, whole[i].text, 'deltas add up to the non-streamed text')
             assert.equal(choice.text, tokenizer.decode(choice.ids), 'and to the full decode')
             // A delta ends in U+FFFD only if the text is over and ended inside a character.
-            choice.deltas.slice(0, -1).forEach((d) => assert.ok(!d.endsWith('\uFFFD'), JSON.stringify(d)))
+            choice.deltas.slice(0, -1).forEach((d) => {
+              assert.ok(!d.endsWith('\uFFFD'), JSON.stringify(d))
+            })
             splitTokens += choice.ids.filter((id) => tokenizer.decode([id]).includes('\uFFFD')).length
           })
         }
@@ -93,10 +110,21 @@ describe('real tokenizers in a real backend', () => {
   }
 
   test("gemma3: the template's raise_exception is a 400 with its message", async () => {
-    const response = await postJson(`${backend.url}/v1/chat/completions`, { model: 'gemma3', messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] })
+    const response = await postJson(`${backend.url}/v1/chat/completions`, {
+      model: 'gemma3',
+      messages: [
+        { role: 'user', content: 'a' },
+        { role: 'user', content: 'b' },
+      ],
+    })
     assert.equal(response.status, 400)
     assert.deepEqual(await response.json(), {
-      error: { message: 'Conversation roles must alternate user/assistant/user/assistant/...', type: 'invalid_request_error', param: 'messages', code: 'chat_template_error' },
+      error: {
+        message: 'Conversation roles must alternate user/assistant/user/assistant/...',
+        type: 'invalid_request_error',
+        param: 'messages',
+        code: 'chat_template_error',
+      },
     })
   })
 
@@ -108,9 +136,21 @@ describe('real tokenizers in a real backend', () => {
       const ids = tokenizer.encode('ok 👍🏽 then 𠜎 and more', false)
       assert.ok(ids.some((id) => tokenizer.decode([id]).includes('\uFFFD')))
       for (const stream of [false, true]) {
-        const response = await postJson(`${backend.url}/v1/completions`, { model, prompt: 'x', max_tokens: 40, temperature: 0, stop: ['𠜎'], stream, resume: { token_ids: ids, text_offset: 0 } })
+        const response = await postJson(`${backend.url}/v1/completions`, {
+          model,
+          prompt: 'x',
+          max_tokens: 40,
+          temperature: 0,
+          stop: ['𠜎'],
+          stream,
+          resume: { token_ids: ids, text_offset: 0 },
+        })
         assert.equal(response.status, 200, await response.clone().text())
-        const events = stream ? ((await readSse(response)).filter((e) => typeof e !== 'string') as { choices: { text: string; finish_reason: string | null }[] }[]) : [(await response.json()) as { choices: { text: string; finish_reason: string | null }[] }]
+        const events = stream
+          ? ((await readSse(response)).filter((e) => typeof e !== 'string') as {
+              choices: { text: string; finish_reason: string | null }[]
+            }[])
+          : [(await response.json()) as { choices: { text: string; finish_reason: string | null }[] }]
         const text = events.map((e) => e.choices[0]?.text ?? '').join('')
         assert.equal(text, 'ok 👍🏽 then ', `${model} stream=${stream}`)
         assert.equal(events.at(-1)!.choices[0].finish_reason, 'stop')
@@ -122,12 +162,19 @@ describe('real tokenizers in a real backend', () => {
 test('a chat template that does not parse stops the node with one line naming the folder', async () => {
   const dir = join(scratch, 'broken-template', 'stories')
   mkdirSync(join(dir, 'onnx'), { recursive: true })
-  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json']) cpSync(join(STORIES_DIR, f), join(dir, f))
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json'])
+    cpSync(join(STORIES_DIR, f), join(dir, f))
   symlinkSync(join(STORIES_DIR, 'onnx/model.onnx'), join(dir, 'onnx/model.onnx'))
   const config = JSON.parse(readFileSync(join(STORIES_DIR, 'tokenizer_config.json'), 'utf8'))
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...config, chat_template: '{% for m in messages %}{{ m.content }}' }))
+  writeFileSync(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ ...config, chat_template: '{% for m in messages %}{{ m.content }}' }),
+  )
   const { code, output } = await runBackendToExit({ MODEL_DIR: dir })
   assert.equal(code, 1)
-  assert.match(output, /switchyard backend: model folder .*broken-template\/stories: chat template "default" in tokenizer_config.json does not parse: .*\n/)
+  assert.match(
+    output,
+    /switchyard backend: model folder .*broken-template\/stories: chat template "default" in tokenizer_config.json does not parse: .*\n/,
+  )
   assert.doesNotMatch(output, /\n\s+at /, 'no stack trace')
 })

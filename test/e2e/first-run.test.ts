@@ -210,7 +210,7 @@ describe('start-up problems in one line', () => {
   }
 
   const oneLine = (output: string, pattern: RegExp) => {
-    assert.doesNotMatch(output, /Unhandled|    at /, output)
+    assert.doesNotMatch(output, /Unhandled| {4}at /, output)
     assert.match(output, pattern)
   }
 

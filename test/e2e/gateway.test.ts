@@ -142,7 +142,7 @@ describe('gateway: the public API through the whole pipeline', () => {
     assert.match(text, /switchyard_gateway_requests_total/)
     assert.equal((await fetch(`${gateway.url}/metrics`)).status, 401)
     // Lint only our own metrics: prom-client's default nodejs_* gauges fail promtool's lint.
-    const ours = text.split('\n').filter((l) => l.includes('switchyard_')).join('\n') + '\n'
+    const ours = `${text.split('\n').filter((l) => l.includes('switchyard_')).join('\n')}\n`
     execFileSync('promtool', ['check', 'metrics'], { input: ours })
   })
 })

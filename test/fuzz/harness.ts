@@ -51,14 +51,24 @@ function streamOf(body: Uint8Array): ReadableStream<Uint8Array> {
 /** One HTTP request; a server that does not answer within the timeout fails the case. */
 export async function send(url: string, options: SendOptions = {}): Promise<Answer> {
   const body = options.body && options.chunked ? streamOf(options.body) : options.body
-  const init = { method: options.method ?? (body ? 'POST' : 'GET'), headers: options.headers, body, duplex: 'half', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) } as RequestInit
+  const init = {
+    method: options.method ?? (body ? 'POST' : 'GET'),
+    headers: options.headers,
+    body,
+    duplex: 'half',
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  } as RequestInit
   const dispatcher = options.ownConnection ? new Agent({ connections: 1 }) : undefined
   try {
-    const response = dispatcher ? ((await undiciFetch(url, { ...init, dispatcher } as never)) as unknown as Response) : await fetch(url, init)
+    const response = dispatcher
+      ? ((await undiciFetch(url, { ...init, dispatcher } as never)) as unknown as Response)
+      : await fetch(url, init)
     return { status: response.status, headers: response.headers, text: await response.text() }
   } catch (error) {
     const cause = (error as Error).cause as Error | undefined
-    throw new Error(`${options.method ?? 'request'} ${url}: no answer (${(error as Error).name}: ${(error as Error).message}${cause ? `: ${cause.message}` : ''})`)
+    throw new Error(
+      `${options.method ?? 'request'} ${url}: no answer (${(error as Error).name}: ${(error as Error).message}${cause ? `: ${cause.message}` : ''})`,
+    )
   } finally {
     await dispatcher?.destroy()
   }
@@ -72,7 +82,14 @@ const counts: { label: string; cases: number; kinds: Map<string, number> }[] = [
  * the case's kind, which is tallied. fast-check reports the seed, path and smallest failing
  * value on failure.
  */
-export async function fuzz<T>(t: TestContext, label: string, arbitrary: fc.Arbitrary<T>, predicate: (value: T) => Promise<string | void>, runs = FUZZ_RUNS): Promise<void> {
+export async function fuzz<T>(
+  t: TestContext,
+  label: string,
+  arbitrary: fc.Arbitrary<T>,
+  // biome-ignore lint/suspicious/noConfusingVoidType: predicates that find nothing just return
+  predicate: (value: T) => Promise<string | void>,
+  runs = FUZZ_RUNS,
+): Promise<void> {
   const kinds = new Map<string, number>()
   let cases = 0
   try {
@@ -90,7 +107,10 @@ export async function fuzz<T>(t: TestContext, label: string, arbitrary: fc.Arbit
     throw new Error(`${label}: ${(error as Error).message}${cause ? `\nFailure: ${cause.message}` : ''}`)
   }
   counts.push({ label, cases, kinds })
-  const detail = [...kinds].sort(([a], [b]) => a.localeCompare(b)).map(([kind, n]) => `${kind} ${n}`).join('; ')
+  const detail = [...kinds]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([kind, n]) => `${kind} ${n}`)
+    .join('; ')
   t.diagnostic(`${label}: ${cases} cases (seed ${FUZZ_SEED})${detail ? ` — ${detail}` : ''}`)
 }
 
@@ -105,9 +125,16 @@ export function printSummary(t: TestContext): void {
 const describe = (answer: Answer) => `${answer.status} ${answer.text.slice(0, 400)}`
 
 /** A 4xx with OpenAI's error body, `{"error": {"message", "type", "param", "code"}}`. */
-export function assertOpenAiError(answer: Answer, expected: { status?: number[]; codes?: (string | null)[]; param?: string } = {}): { code: string | null; param: string | null } {
+export function assertOpenAiError(
+  answer: Answer,
+  expected: { status?: number[]; codes?: (string | null)[]; param?: string } = {},
+): { code: string | null; param: string | null } {
   assert.ok(answer.status >= 400 && answer.status < 500, `a 4xx, got ${describe(answer)}`)
-  if (expected.status) assert.ok(expected.status.includes(answer.status), `status ${expected.status.join(' or ')}, got ${describe(answer)}`)
+  if (expected.status)
+    assert.ok(
+      expected.status.includes(answer.status),
+      `status ${expected.status.join(' or ')}, got ${describe(answer)}`,
+    )
   assert.match(answer.headers.get('content-type') ?? '', /^application\/json/, `an error is JSON: ${describe(answer)}`)
   const body = JSON.parse(answer.text) as { error?: Record<string, unknown> }
   assert.equal(typeof body.error, 'object', answer.text)
@@ -117,10 +144,17 @@ export function assertOpenAiError(answer: Answer, expected: { status?: number[];
   assert.equal(typeof error.type, 'string', answer.text)
   assert.ok(error.param === null || typeof error.param === 'string', answer.text)
   assert.ok(error.code === null || typeof error.code === 'string', answer.text)
-  if (expected.codes) assert.ok(expected.codes.includes(error.code as string | null), `code ${expected.codes.join(' or ')}, got ${describe(answer)}`)
+  if (expected.codes)
+    assert.ok(
+      expected.codes.includes(error.code as string | null),
+      `code ${expected.codes.join(' or ')}, got ${describe(answer)}`,
+    )
   if (expected.param !== undefined) {
     const param = String(error.param)
-    assert.ok(param === expected.param || param.startsWith(`${expected.param}.`), `param ${expected.param}, got ${describe(answer)}`)
+    assert.ok(
+      param === expected.param || param.startsWith(`${expected.param}.`),
+      `param ${expected.param}, got ${describe(answer)}`,
+    )
   }
   return { code: error.code as string | null, param: error.param as string | null }
 }
@@ -131,7 +165,13 @@ type Json = Record<string, any>
 export function sseEvents(text: string): (Json | '[DONE]')[] {
   return text
     .split('\n\n')
-    .map((block) => block.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n'))
+    .map((block) =>
+      block
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trimStart())
+        .join('\n'),
+    )
     .filter((data) => data.length > 0)
     .map((data) => (data === '[DONE]' ? data : (JSON.parse(data) as Json)))
 }
@@ -139,7 +179,8 @@ export function sseEvents(text: string): (Json | '[DONE]')[] {
 /** Choices a request asks for: n (or num_return_sequences) for each prompt. */
 export function choicesOf(route: Route, body: Json): number {
   if (route === 'generate') return body.num_return_sequences ?? 1
-  const prompts = route === 'completions' && Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1
+  const prompts =
+    route === 'completions' && Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1
   return (body.n ?? 1) * prompts
 }
 
@@ -157,15 +198,24 @@ export function assertServed(route: Route, body: Json, answer: Answer): void {
   assert.equal(answer.status, 200, describe(answer))
   const choices = choicesOf(route, body)
   const maxTokens = maxTokensOf(route, body)
-  if (route !== 'generate' && body.stream === true) return assertStream(route, body, answer, choices, maxTokens)
+  if (route !== 'generate' && body.stream === true) {
+    assertStream(route, body, answer, choices, maxTokens)
+    return
+  }
   assert.match(answer.headers.get('content-type') ?? '', /^application\/json/)
   const json = JSON.parse(answer.text) as Json
   assert.equal(json.model, MODEL)
   if (route === 'generate') {
     const texts = choices === 1 ? [json.generated_text] : json.generated_text
-    assert.ok(Array.isArray(texts) && texts.length === choices && texts.every((t) => typeof t === 'string'), answer.text)
+    assert.ok(
+      Array.isArray(texts) && texts.length === choices && texts.every((t) => typeof t === 'string'),
+      answer.text,
+    )
     const reasons = choices === 1 ? [json.finish_reason] : json.finish_reason
-    assert.ok(reasons.every((r: unknown) => r === 'stop' || r === 'length'), answer.text)
+    assert.ok(
+      reasons.every((r: unknown) => r === 'stop' || r === 'length'),
+      answer.text,
+    )
     assert.ok(json.output_tokens <= maxTokens * choices, answer.text)
     return
   }
@@ -197,12 +247,19 @@ function assertStream(route: Route, body: Json, answer: Answer, choices: number,
     if (chunk.usage) usage = chunk.usage
     for (const choice of chunk.choices) {
       assert.ok(choice.index >= 0 && choice.index < choices, JSON.stringify(chunk))
-      assert.equal('token_ids' in choice, body.return_token_ids === true, `token ids exactly when asked: ${JSON.stringify(chunk)}`)
+      assert.equal(
+        'token_ids' in choice,
+        body.return_token_ids === true,
+        `token ids exactly when asked: ${JSON.stringify(chunk)}`,
+      )
       if (choice.finish_reason) finished.set(choice.index, (finished.get(choice.index) ?? 0) + 1)
     }
   }
   assert.equal(finished.size, choices, `every choice finishes: ${answer.text.slice(0, 400)}`)
-  assert.ok([...finished.values()].every((n) => n === 1), 'each choice finishes once')
+  assert.ok(
+    [...finished.values()].every((n) => n === 1),
+    'each choice finishes once',
+  )
   assert.equal(usage !== undefined, body.stream_options?.include_usage === true, 'the usage chunk exactly when asked')
   if (usage) assert.ok(usage.completion_tokens <= maxTokens * choices)
 }

@@ -118,7 +118,7 @@ describe('docker-compose', () => {
     assert.equal(e.HOST, '0.0.0.0')
     assert.ok(e.GATEWAY_REGION)
     // Secrets come from files outside the repository's tracked content.
-    for (const s of Object.values(secrets)) assert.ok(s.file.startsWith(repoPath('secrets') + '/'), s.file)
+    for (const s of Object.values(secrets)) assert.ok(s.file.startsWith(`${repoPath('secrets')}/`), s.file)
     assert.equal(networks.internal.internal, true)
 
     const prometheus = readYaml('infra/prometheus/prometheus.yml') as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] }

@@ -140,6 +140,7 @@ describe('Prometheus and Grafana', () => {
     assert.match(queries, /histogram_quantile\(0\.99,/)
     for (const p of panels) {
       assert.ok(p.gridPos.x + p.gridPos.w <= 24, `panel ${p.title} fits the 24-column grid`)
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
       if (p.type !== 'row') assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.title} uses the data source variable`)
     }
   })

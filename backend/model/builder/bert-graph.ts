@@ -43,7 +43,8 @@ export function bertWeightSpecs(shape: BertShape): EncoderWeightSpec[] {
     { name: 'embeddings.word_embeddings.weight', dims: [shape.vocabSize, h], init: 'embedding' },
     { name: 'embeddings.position_embeddings.weight', dims: [shape.maxPositions, h], init: 'embedding' },
   ]
-  if (shape.typeVocabSize > 0) specs.push({ name: 'embeddings.token_type_embeddings.weight', dims: [shape.typeVocabSize, h], init: 'embedding' })
+  if (shape.typeVocabSize > 0)
+    specs.push({ name: 'embeddings.token_type_embeddings.weight', dims: [shape.typeVocabSize, h], init: 'embedding' })
   specs.push(...norm('embeddings.LayerNorm'))
   for (let i = 0; i < shape.numLayers; i++) {
     const layer = `encoder.layer.${i}`
@@ -70,9 +71,13 @@ export function buildBertModel(shape: BertShape, weights: onnxProto.onnx.ITensor
   const bias = attentionBias(g)
   for (let i = 0; i < shape.numLayers; i++) hidden = encoderLayer(g, shape, i, hidden, bias)
 
-  const inputs = [valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']), valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length'])]
-  if (shape.typeVocabSize > 0) inputs.push(valueInfo('token_type_ids', DataType.INT64, ['batch_size', 'sequence_length']))
-  let outputs
+  const inputs = [
+    valueInfo('input_ids', DataType.INT64, ['batch_size', 'sequence_length']),
+    valueInfo('attention_mask', DataType.INT64, ['batch_size', 'sequence_length']),
+  ]
+  if (shape.typeVocabSize > 0)
+    inputs.push(valueInfo('token_type_ids', DataType.INT64, ['batch_size', 'sequence_length']))
+  let outputs: ReturnType<typeof valueInfo>[]
   if (shape.numLabels) {
     const first = g.op('Gather', [hidden, g.int64([0], [])], { axis: 1 })
     const pooled = g.op('Tanh', [linear(g, first, 'pooler.dense')])
@@ -82,15 +87,26 @@ export function buildBertModel(shape: BertShape, weights: onnxProto.onnx.ITensor
     g.op('Identity', [hidden], {}, 'last_hidden_state')
     outputs = [valueInfo('last_hidden_state', DataType.FLOAT, ['batch_size', 'sequence_length', shape.hiddenSize])]
   }
-  return encodeModel({ graphName: 'bert', builder: g, inputs, outputs, opset: OPSET, producer: 'switchyard-model-builder' })
+  return encodeModel({
+    graphName: 'bert',
+    builder: g,
+    inputs,
+    outputs,
+    opset: OPSET,
+    producer: 'switchyard-model-builder',
+  })
 }
 
 /** word + position (+ token type) embeddings, then LayerNorm. */
 function embeddings(g: GraphBuilder, shape: BertShape): string {
   const seqLen = g.op('Gather', [g.op('Shape', ['input_ids']), g.int64([1], [])], { axis: 0 })
   const positions = g.op('Range', [g.int64([0], []), seqLen, g.int64([1], [])])
-  let sum = g.op('Add', [g.op('Gather', ['embeddings.word_embeddings.weight', 'input_ids'], { axis: 0 }), g.op('Gather', ['embeddings.position_embeddings.weight', positions], { axis: 0 })])
-  if (shape.typeVocabSize > 0) sum = g.op('Add', [sum, g.op('Gather', ['embeddings.token_type_embeddings.weight', 'token_type_ids'], { axis: 0 })])
+  let sum = g.op('Add', [
+    g.op('Gather', ['embeddings.word_embeddings.weight', 'input_ids'], { axis: 0 }),
+    g.op('Gather', ['embeddings.position_embeddings.weight', positions], { axis: 0 }),
+  ])
+  if (shape.typeVocabSize > 0)
+    sum = g.op('Add', [sum, g.op('Gather', ['embeddings.token_type_embeddings.weight', 'token_type_ids'], { axis: 0 })])
   return layerNorm(g, sum, 'embeddings.LayerNorm', shape.layerNormEps)
 }
 
@@ -138,7 +154,17 @@ function gelu(g: GraphBuilder, x: string): string {
 
 function encoderLayer(g: GraphBuilder, shape: BertShape, layer: number, hidden: string, bias: string): string {
   const prefix = `encoder.layer.${layer}`
-  const attended = layerNorm(g, g.op('Add', [hidden, selfAttention(g, shape, layer, hidden, bias)]), `${prefix}.attention.output.LayerNorm`, shape.layerNormEps)
+  const attended = layerNorm(
+    g,
+    g.op('Add', [hidden, selfAttention(g, shape, layer, hidden, bias)]),
+    `${prefix}.attention.output.LayerNorm`,
+    shape.layerNormEps,
+  )
   const inner = gelu(g, linear(g, attended, `${prefix}.intermediate.dense`))
-  return layerNorm(g, g.op('Add', [attended, linear(g, inner, `${prefix}.output.dense`)]), `${prefix}.output.LayerNorm`, shape.layerNormEps)
+  return layerNorm(
+    g,
+    g.op('Add', [attended, linear(g, inner, `${prefix}.output.dense`)]),
+    `${prefix}.output.LayerNorm`,
+    shape.layerNormEps,
+  )
 }

@@ -44,7 +44,9 @@ function emptyPast(batch: number): Feeds {
 
 /** present.{i}.* of one step becomes past_key_values.{i}.* of the next. */
 function presentAsPast(present: Feeds): Feeds {
-  return Object.fromEntries(Object.entries(present).map(([name, value]) => [name.replace('present', 'past_key_values'), value]))
+  return Object.fromEntries(
+    Object.entries(present).map(([name, value]) => [name.replace('present', 'past_key_values'), value]),
+  )
 }
 
 async function step(
@@ -62,9 +64,12 @@ async function step(
   })
   const logits = outputs.logits.data as Float32Array
   const seqLen = ids[0].length
-  const lastLogits = ids.map((_, b) => logits.slice(((b + 1) * seqLen - 1) * shape.vocabSize, (b + 1) * seqLen * shape.vocabSize))
+  const lastLogits = ids.map((_, b) =>
+    logits.slice(((b + 1) * seqLen - 1) * shape.vocabSize, (b + 1) * seqLen * shape.vocabSize),
+  )
   const present: Feeds = {}
-  for (const [name, value] of Object.entries(outputs)) if (name.startsWith('present.')) present[name] = value as ort.Tensor
+  for (const [name, value] of Object.entries(outputs))
+    if (name.startsWith('present.')) present[name] = value as ort.Tensor
   return { lastLogits, present }
 }
 
@@ -150,7 +155,10 @@ describe('random Llama builder (tiny preset)', () => {
     assert.equal(config.switchyard_seed, SEED)
     assert.equal(config.num_key_value_heads, shape.numKvHeads)
     const generation = JSON.parse(await readFile(join(dir, 'generation_config.json'), 'utf8'))
-    assert.deepEqual([generation.bos_token_id, generation.eos_token_id, generation.max_length], [1, 2, shape.contextLength])
+    assert.deepEqual(
+      [generation.bos_token_id, generation.eos_token_id, generation.max_length],
+      [1, 2, shape.contextLength],
+    )
   })
 
   test('greedy decoding with the KV cache equals recomputing the whole sequence', async () => {
@@ -187,10 +195,20 @@ describe('random Llama builder (tiny preset)', () => {
     const batched: number[][] = [[], []]
     for (let i = 0; i < 10; i++) {
       const tokens = result.lastLogits.map(argmax)
-      tokens.forEach((token, b) => batched[b].push(token))
-      mask.forEach((row) => row.push(1))
+      tokens.forEach((token, b) => {
+        batched[b].push(token)
+      })
+      mask.forEach((row) => {
+        row.push(1)
+      })
       const positions = prompts.map((p) => [p.length + i])
-      result = await step(session, tokens.map((t) => [t]), mask, positions, presentAsPast(result.present))
+      result = await step(
+        session,
+        tokens.map((t) => [t]),
+        mask,
+        positions,
+        presentAsPast(result.present),
+      )
     }
     assert.deepEqual(batched, alone)
   })
@@ -200,7 +218,13 @@ describe('random Llama builder (tiny preset)', () => {
     const prefill = await step(session, [prompt], [prompt.map(() => 1)], [range(0, prompt.length)], emptyPast(1))
     const next = [[argmax(prefill.lastLogits[0])]]
     const position = [[prompt.length]]
-    const clean = await step(session, next, [Array(prompt.length + 1).fill(1)], position, presentAsPast(prefill.present))
+    const clean = await step(
+      session,
+      next,
+      [Array(prompt.length + 1).fill(1)],
+      position,
+      presentAsPast(prefill.present),
+    )
 
     // Same cache plus 3 junk rows per head after the real ones, hidden by attention_mask = 0.
     const junkRows = 3
@@ -211,7 +235,8 @@ describe('random Llama builder (tiny preset)', () => {
       const padded = new Float32Array(batch * heads * (rows + junkRows) * dim)
       for (let h = 0; h < heads; h++) {
         padded.set(data.subarray(h * rows * dim, (h + 1) * rows * dim), h * (rows + junkRows) * dim)
-        for (let j = rows * dim; j < (rows + junkRows) * dim; j++) padded[h * (rows + junkRows) * dim + j] = 50 * Math.sin(j + h)
+        for (let j = rows * dim; j < (rows + junkRows) * dim; j++)
+          padded[h * (rows + junkRows) * dim + j] = 50 * Math.sin(j + h)
       }
       withJunk[name] = new ort.Tensor('float32', padded, [batch, heads, rows + junkRows, dim])
     }
@@ -233,8 +258,11 @@ describe('random Llama builder (tiny preset)', () => {
   test('external weight data gives the same logits as inline weights', async () => {
     const externalDir = join(root, 'external')
     await buildRandomLlama({ dir: externalDir, preset: 'tiny', seed: SEED, externalData: true })
-    const external = await ort.InferenceSession.create(join(externalDir, 'onnx', 'model.onnx'), { intraOpNumThreads: 1 })
-    const run = (target: ort.InferenceSession) => step(target, [[1, 260, 270, 280]], [[1, 1, 1, 1]], [range(0, 4)], emptyPast(1))
+    const external = await ort.InferenceSession.create(join(externalDir, 'onnx', 'model.onnx'), {
+      intraOpNumThreads: 1,
+    })
+    const run = (target: ort.InferenceSession) =>
+      step(target, [[1, 260, 270, 280]], [[1, 1, 1, 1]], [range(0, 4)], emptyPast(1))
     const [inline, fromExternal] = [await run(session), await run(external)]
     await external.release()
     assert.deepEqual(fromExternal.lastLogits, inline.lastLogits)
@@ -252,7 +280,12 @@ describe('random Llama builder (tiny preset)', () => {
       [0, 1, 2, 3, 258],
     )
 
-    for (const text of ['Once upon a time, the little dog said "hi!"', '  two  spaces\nand a newline', 'héllo wörld 🎉 日本語', '']) {
+    for (const text of [
+      'Once upon a time, the little dog said "hi!"',
+      '  two  spaces\nand a newline',
+      'héllo wörld 🎉 日本語',
+      '',
+    ]) {
       const { ids } = tokenizer.encode(text)
       assert.equal(ids[0], 1, 'encode adds <s>')
       assert.ok(ids.every((id: number) => id < shape.vocabSize))
@@ -279,7 +312,9 @@ describe('builder styles', () => {
   const graphOf = async (path: string) => onnx.ModelProto.decode(await readFile(path))
   const opCounts = (model: onnxProto.onnx.ModelProto) => {
     const counts: Record<string, number> = {}
-    for (const node of model.graph!.node!) counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] = (counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] ?? 0) + 1
+    for (const node of model.graph!.node!)
+      counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] =
+        (counts[`${node.domain ? `${node.domain}.` : ''}${node.opType}`] ?? 0) + 1
     return counts
   }
 
@@ -306,13 +341,23 @@ describe('builder styles', () => {
       assert.equal(counts.MatMulInteger, shape.numLayers * 7)
       assert.equal(counts.DynamicQuantizeLinear, shape.numLayers * 7)
       const weight = model.graph!.initializer!.find((t) => t.name === 'model.layers.0.mlp.up_proj.weight_quantized')!
-      assert.equal(weight.dataType, weights === 'int8' ? onnx.TensorProto.DataType.INT8 : onnx.TensorProto.DataType.UINT8)
+      assert.equal(
+        weight.dataType,
+        weights === 'int8' ? onnx.TensorProto.DataType.INT8 : onnx.TensorProto.DataType.UINT8,
+      )
     }
   })
 
   test('genai: GroupQueryAttention per layer, no position_ids, and a genai_config.json matching the graph', async () => {
     const dir = join(root, 'genai')
-    await buildRandomLlama({ dir, preset: 'tiny', style: 'genai', weights: 'fp16', size: { headDim: 32 }, hfConfig: false })
+    await buildRandomLlama({
+      dir,
+      preset: 'tiny',
+      style: 'genai',
+      weights: 'fp16',
+      size: { headDim: 32 },
+      hfConfig: false,
+    })
     const model = await graphOf(join(dir, 'model.onnx'))
     assert.equal(opCounts(model)['com.microsoft.GroupQueryAttention'], shape.numLayers)
     const gqa = model.graph!.node!.find((n) => n.opType === 'GroupQueryAttention')!
@@ -323,33 +368,71 @@ describe('builder styles', () => {
     assert.equal(config.model.decoder.num_key_value_heads, shape.numKvHeads)
     assert.equal(config.model.decoder.inputs.past_key_names, 'past_key_values.%d.key')
     assert.equal(config.search.past_present_share_buffer, true)
-    assert.deepEqual((await readdir(dir)).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+    assert.deepEqual((await readdir(dir)).sort(), [
+      'genai_config.json',
+      'generation_config.json',
+      'model.onnx',
+      'special_tokens_map.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ])
     const past = model.graph!.input!.find((i) => i.name === 'past_key_values.0.key')!
     assert.equal(past.type!.tensorType!.elemType, onnx.TensorProto.DataType.FLOAT16)
   })
 
   test('presets of the benchmark shapes and bad sizes', () => {
     assert.deepEqual(
-      ['smollm2-135m', 'llama-3.2-1b'].map((p) => { const s = resolveShape(p as 'smollm2-135m'); return [s.hiddenSize, s.numLayers, s.numHeads, s.numKvHeads, s.intermediateSize, s.vocabSize, s.headDim] }),
-      [[576, 30, 9, 3, 1536, 49152, 64], [2048, 16, 32, 8, 8192, 128256, 64]],
+      ['smollm2-135m', 'llama-3.2-1b'].map((p) => {
+        const s = resolveShape(p as 'smollm2-135m')
+        return [s.hiddenSize, s.numLayers, s.numHeads, s.numKvHeads, s.intermediateSize, s.vocabSize, s.headDim]
+      }),
+      [
+        [576, 30, 9, 3, 1536, 49152, 64],
+        [2048, 16, 32, 8, 8192, 128256, 64],
+      ],
     )
     assert.throws(() => resolveShape('tiny', { headDim: 15 }), /head dim must be even, got 15/)
   })
 })
 
 describe('builder CLI', () => {
-  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'backend/model/builder/cli.ts', ...args], { cwd: REPO_ROOT, encoding: 'utf8' })
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', 'backend/model/builder/cli.ts', ...args], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    })
 
   test('style, weights, head dim and untied flags build the folder; bad values exit 1 with one line', async () => {
     const out = await mkdtemp(join(tmpdir(), 'switchyard-cli-'))
     try {
-      const ok = cli('--preset', 'tiny', '--style', 'genai', '--weights', 'q4', '--head-dim', '32', '--untied', '--no-hf-config', '--out', out, '--force')
+      const ok = cli(
+        '--preset',
+        'tiny',
+        '--style',
+        'genai',
+        '--weights',
+        'q4',
+        '--head-dim',
+        '32',
+        '--untied',
+        '--no-hf-config',
+        '--out',
+        out,
+        '--force',
+      )
       assert.equal(ok.status, 0, ok.stderr)
       const gqa = onnx.ModelProto.decode(await readFile(join(out, 'model.onnx'))).graph!
       assert.ok(!gqa.input!.some((i) => i.name === 'position_ids'), 'genai graphs keep rotary inside the op by default')
       assert.equal(ok.status, 0, ok.stderr)
       assert.match(ok.stdout, /918,656 parameters \(random weights\)/)
-      assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.json') || f.endsWith('.onnx')).sort(), ['genai_config.json', 'generation_config.json', 'model.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json'])
+      assert.deepEqual((await readdir(out)).filter((f) => f.endsWith('.json') || f.endsWith('.onnx')).sort(), [
+        'genai_config.json',
+        'generation_config.json',
+        'model.onnx',
+        'special_tokens_map.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+      ])
       for (const [args, message] of [
         [['--weights', 'q5'], /^unknown weights "q5"\nusage: /],
         [['--style', 'gguf'], /^unknown style "gguf"\nusage: /],

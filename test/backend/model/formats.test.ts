@@ -29,21 +29,126 @@ interface Style {
 }
 
 const STYLES: Style[] = [
-  { name: 'optimum fp32, untied head', build: { tieWordEmbeddings: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'optimum fp16', build: { weights: 'fp16' }, file: 'onnx/model_fp16.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'new-rows' },
-  { name: 'optimum q4', build: { weights: 'q4', tieWordEmbeddings: false }, file: 'onnx/model_q4.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'optimum q4f16', build: { weights: 'q4f16' }, file: 'onnx/model_q4f16.onnx', weightType: 'int4', kvFloat16: true, kvPath: 'new-rows' },
-  { name: 'genai q4f16', build: { style: 'genai', weights: 'q4f16' }, file: 'model.onnx', weightType: 'int4', kvFloat16: true, kvPath: 'in-place' },
-  { name: 'optimum int8', build: { weights: 'int8' }, file: 'onnx/model_int8.onnx', weightType: 'int8', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'optimum uint8', build: { weights: 'uint8' }, file: 'onnx/model_uint8.onnx', weightType: 'uint8', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'optimum without position_ids (positions from the mask)', build: { positionIds: false }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'optimum merged decoder (If on use_cache_branch)', build: { merged: true, weights: 'q4' }, file: 'onnx/decoder_model_merged_q4.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'whole-cache' },
-  { name: 'optimum, Gemma-style head_dim', build: { size: { headDim: 32 }, modelType: 'gemma' }, file: 'onnx/model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'new-rows' },
-  { name: 'genai fp32 (GroupQueryAttention)', build: { style: 'genai' }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
-  { name: 'genai fp16', build: { style: 'genai', weights: 'fp16' }, file: 'model.onnx', weightType: 'float16', kvFloat16: true, kvPath: 'in-place' },
-  { name: 'genai q4, untied head', build: { style: 'genai', weights: 'q4', tieWordEmbeddings: false }, file: 'model.onnx', weightType: 'int4', kvFloat16: false, kvPath: 'in-place' },
-  { name: 'genai with position_ids (rotary before GroupQueryAttention)', build: { style: 'genai', positionIds: true }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
-  { name: 'genai, Gemma-style head_dim, no config.json', build: { style: 'genai', size: { headDim: 32 }, hfConfig: false }, file: 'model.onnx', weightType: 'float32', kvFloat16: false, kvPath: 'in-place' },
+  {
+    name: 'optimum fp32, untied head',
+    build: { tieWordEmbeddings: false },
+    file: 'onnx/model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum fp16',
+    build: { weights: 'fp16' },
+    file: 'onnx/model_fp16.onnx',
+    weightType: 'float16',
+    kvFloat16: true,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum q4',
+    build: { weights: 'q4', tieWordEmbeddings: false },
+    file: 'onnx/model_q4.onnx',
+    weightType: 'int4',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum q4f16',
+    build: { weights: 'q4f16' },
+    file: 'onnx/model_q4f16.onnx',
+    weightType: 'int4',
+    kvFloat16: true,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'genai q4f16',
+    build: { style: 'genai', weights: 'q4f16' },
+    file: 'model.onnx',
+    weightType: 'int4',
+    kvFloat16: true,
+    kvPath: 'in-place',
+  },
+  {
+    name: 'optimum int8',
+    build: { weights: 'int8' },
+    file: 'onnx/model_int8.onnx',
+    weightType: 'int8',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum uint8',
+    build: { weights: 'uint8' },
+    file: 'onnx/model_uint8.onnx',
+    weightType: 'uint8',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum without position_ids (positions from the mask)',
+    build: { positionIds: false },
+    file: 'onnx/model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'optimum merged decoder (If on use_cache_branch)',
+    build: { merged: true, weights: 'q4' },
+    file: 'onnx/decoder_model_merged_q4.onnx',
+    weightType: 'int4',
+    kvFloat16: false,
+    kvPath: 'whole-cache',
+  },
+  {
+    name: 'optimum, Gemma-style head_dim',
+    build: { size: { headDim: 32 }, modelType: 'gemma' },
+    file: 'onnx/model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'new-rows',
+  },
+  {
+    name: 'genai fp32 (GroupQueryAttention)',
+    build: { style: 'genai' },
+    file: 'model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'in-place',
+  },
+  {
+    name: 'genai fp16',
+    build: { style: 'genai', weights: 'fp16' },
+    file: 'model.onnx',
+    weightType: 'float16',
+    kvFloat16: true,
+    kvPath: 'in-place',
+  },
+  {
+    name: 'genai q4, untied head',
+    build: { style: 'genai', weights: 'q4', tieWordEmbeddings: false },
+    file: 'model.onnx',
+    weightType: 'int4',
+    kvFloat16: false,
+    kvPath: 'in-place',
+  },
+  {
+    name: 'genai with position_ids (rotary before GroupQueryAttention)',
+    build: { style: 'genai', positionIds: true },
+    file: 'model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'in-place',
+  },
+  {
+    name: 'genai, Gemma-style head_dim, no config.json',
+    build: { style: 'genai', size: { headDim: 32 }, hfConfig: false },
+    file: 'model.onnx',
+    weightType: 'float32',
+    kvFloat16: false,
+    kvPath: 'in-place',
+  },
 ]
 
 const V = 512
@@ -65,7 +170,9 @@ async function batch(runner: ModelRunner, prompts: number[][], steps: number): P
   const out = first.map((logits) => [argmax(logits)])
   for (let s = 1; s < steps; s++) {
     const logits = await runner.decode(out.map((o) => o[o.length - 1]))
-    out.forEach((o, r) => o.push(argmax(logits.subarray(r * V, (r + 1) * V))))
+    out.forEach((o, r) => {
+      o.push(argmax(logits.subarray(r * V, (r + 1) * V)))
+    })
   }
   for (let r = runner.cache.rows - 1; r >= 0; r--) runner.cache.removeRow(r)
   return out
@@ -98,12 +205,21 @@ for (const style of STYLES) {
       assert.equal(runner.shape.weightType, style.weightType)
       assert.equal(runner.shape.kvFloat16, style.kvFloat16)
       assert.equal(runner.shape.headDim, style.build.size?.headDim ?? 16)
-      assert.equal(runner.shape.hasPositionIds, style.build.style === 'genai' ? style.build.positionIds === true : style.build.positionIds !== false)
+      assert.equal(
+        runner.shape.hasPositionIds,
+        style.build.style === 'genai' ? style.build.positionIds === true : style.build.positionIds !== false,
+      )
       assert.equal(runner.shape.hasUseCacheBranch, style.build.merged === true)
       // Packed 4-bit matrices count K × N; 8-bit ones add a scale and zero point each.
-      const shape = { ...resolveShape('tiny', style.build.size), tieWordEmbeddings: style.build.tieWordEmbeddings ?? true }
+      const shape = {
+        ...resolveShape('tiny', style.build.size),
+        tieWordEmbeddings: style.build.tieWordEmbeddings ?? true,
+      }
       const expected = countParameters(llamaWeightSpecs(shape))
-      assert.ok(Math.abs(runner.parameters - expected) <= expected * 0.001, `${runner.parameters} parameters, expected ~${expected}`)
+      assert.ok(
+        Math.abs(runner.parameters - expected) <= expected * 0.001,
+        `${runner.parameters} parameters, expected ~${expected}`,
+      )
     })
 
     test('cached greedy decoding equals recomputing the whole sequence', async () => {
@@ -115,7 +231,11 @@ for (const style of STYLES) {
     })
 
     test('a batch of different lengths, and rows leaving and joining, decode like each alone', async () => {
-      const prompts = [[1, 310, 320, 330], [1, 400, 401, 402, 403, 404, 405, 406], [1, 7]]
+      const prompts = [
+        [1, 310, 320, 330],
+        [1, 400, 401, 402, 403, 404, 405, 406],
+        [1, 7],
+      ]
       const alone: number[][] = []
       for (const p of prompts) alone.push(await solo(runner, p, 16))
       assert.deepEqual(await batch(runner, prompts, 16), alone)
@@ -141,7 +261,9 @@ for (const style of STYLES) {
         }
         if (rows.length === 0) break
         const logits = await runner.decode(rows.map((i) => out[i][out[i].length - 1]))
-        rows.forEach((i, r) => out[i].push(argmax(logits.subarray(r * V, (r + 1) * V))))
+        rows.forEach((i, r) => {
+          out[i].push(argmax(logits.subarray(r * V, (r + 1) * V)))
+        })
       }
       assert.deepEqual(out, alone)
     })
@@ -153,7 +275,18 @@ describe('external weight data', () => {
   const greedy = async (name: string, options: Omit<BuildOptions, 'dir'>) => {
     const { dir, runner } = await buildAndLoad(name, { seed: 4, ...options })
     try {
-      return { dir, ids: await batch(runner, [[1, 5, 9, 20], [1, 7]], 12), kvPath: runner.kvPath }
+      return {
+        dir,
+        ids: await batch(
+          runner,
+          [
+            [1, 5, 9, 20],
+            [1, 7],
+          ],
+          12,
+        ),
+        kvPath: runner.kvPath,
+      }
     } finally {
       await runner.dispose()
     }
@@ -175,8 +308,20 @@ describe('external weight data', () => {
   test('genai_config.json shapes that contradict the graph stop the load with one line', async () => {
     const { folder, runner } = await buildAndLoad('x-genai-wrong', { seed: 4, style: 'genai' })
     await runner.dispose()
-    await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, headDim: 8 } }), /^Error: genai_config\.json gives head size 8, but the ONNX graph has 16$/)
-    await assert.rejects(ModelRunner.load(folder.onnxPath, execution, () => {}, { ...folder, expected: { ...folder.expected!, layers: 3 } }), /genai_config\.json gives 3 layers, but the ONNX graph has 4/)
+    await assert.rejects(
+      ModelRunner.load(folder.onnxPath, execution, () => {}, {
+        ...folder,
+        expected: { ...folder.expected!, headDim: 8 },
+      }),
+      /^Error: genai_config\.json gives head size 8, but the ONNX graph has 16$/,
+    )
+    await assert.rejects(
+      ModelRunner.load(folder.onnxPath, execution, () => {}, {
+        ...folder,
+        expected: { ...folder.expected!, layers: 3 },
+      }),
+      /genai_config\.json gives 3 layers, but the ONNX graph has 4/,
+    )
   })
 })
 
@@ -191,7 +336,9 @@ describe('8-bit dynamic quantization files', () => {
       attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
       position_ids: new ort.Tensor('int64', BigInt64Array.from(prompt.map((_, i) => BigInt(i))), [1, n]),
     }
-    for (let l = 0; l < 4; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, 4, 0, 16])
+    for (let l = 0; l < 4; l++)
+      for (const kind of ['key', 'value'])
+        feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, 4, 0, 16])
     const expected = ((await stored.run(feeds)).logits.data as Float32Array).slice((n - 1) * V)
     const [served] = await runner.prefill([{ row: runner.cache.addRow(), tokens: prompt }])
     const spread = Math.max(...expected) - Math.min(...expected)
@@ -224,9 +371,22 @@ describe('GroupQueryAttention prompts in chunks', () => {
 describe('one seed, three graphs', () => {
   test('Optimum, genai with rotary inside GroupQueryAttention and genai with position_ids compute the same model', async () => {
     const ids: number[][][] = []
-    for (const [name, options] of [['s-optimum', {}], ['s-genai', { style: 'genai' }], ['s-genai-positions', { style: 'genai', positionIds: true }]] as const) {
+    for (const [name, options] of [
+      ['s-optimum', {}],
+      ['s-genai', { style: 'genai' }],
+      ['s-genai-positions', { style: 'genai', positionIds: true }],
+    ] as const) {
       const { runner } = await buildAndLoad(name, { seed: 17, ...options })
-      ids.push(await batch(runner, [[1, 300, 301, 302], [1, 9]], 16))
+      ids.push(
+        await batch(
+          runner,
+          [
+            [1, 300, 301, 302],
+            [1, 9],
+          ],
+          16,
+        ),
+      )
       await runner.dispose()
     }
     assert.deepEqual(ids[1], ids[0])

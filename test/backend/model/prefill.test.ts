@@ -16,18 +16,30 @@ import { STORIES_ONNX } from '../../helpers/paths.ts'
 const execution = { device: 'cpu' as const, cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' as const }
 
 /** Logits of every position from the untouched graph, one prompt, empty past. */
-async function fullLogits(session: ort.InferenceSession, ids: number[], layers: number, heads: number, headDim: number, float16 = false): Promise<ort.Tensor> {
+async function fullLogits(
+  session: ort.InferenceSession,
+  ids: number[],
+  layers: number,
+  heads: number,
+  headDim: number,
+  float16 = false,
+): Promise<ort.Tensor> {
   const n = ids.length
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, n]),
     attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
     position_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map((_, i) => BigInt(i))), [1, n]),
   }
-  for (let l = 0; l < layers; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = float16 ? new ort.Tensor('float16', new Uint16Array(0), [1, heads, 0, headDim]) : new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, headDim])
+  for (let l = 0; l < layers; l++)
+    for (const kind of ['key', 'value'])
+      feeds[`past_key_values.${l}.${kind}`] = float16
+        ? new ort.Tensor('float16', new Uint16Array(0), [1, heads, 0, headDim])
+        : new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, headDim])
   return (await session.run(feeds)).logits
 }
 
-const toFloats = (tensor: ort.Tensor) => (tensor.type === 'float16' ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array))
+const toFloats = (tensor: ort.Tensor) =>
+  tensor.type === 'float16' ? Float32Array.from(tensor.data as Uint16Array, halfToFloat) : (tensor.data as Float32Array)
 
 function assertClose(actual: Float32Array, expected: Float32Array, tolerance = 1e-4): void {
   assert.equal(actual.length, expected.length)
@@ -69,11 +81,14 @@ describe('LM head on sampled positions only (stories260K, Optimum layout)', () =
     const model = decodeModel(readFileSync(STORIES_ONNX))
     assert.equal(gatherLogitRows(model), true)
     assert.ok(model.graph!.input!.some((i) => i.name === LOGIT_ROWS_INPUT))
-    assert.equal(model.graph!.output!.find((o) => o.name === 'logits')!.type!.tensorType!.shape!.dim![1].dimParam, 'logit_rows')
+    assert.equal(
+      model.graph!.output!.find((o) => o.name === 'logits')!.type!.tensorType!.shape!.dim![1].dimParam,
+      'logit_rows',
+    )
     assert.equal(runner.gathersLogitRows, true)
   })
 
-  test('prefill returns exactly the asked positions, equal to the full graph\'s logits there', async () => {
+  test("prefill returns exactly the asked positions, equal to the full graph's logits there", async () => {
     const prompt = [1, 403, 407, 261, 378, 300, 42]
     const full = toFloats(await fullLogits(plain, prompt, 5, 4, 8))
     const V = 512
@@ -84,7 +99,9 @@ describe('LM head on sampled positions only (stories260K, Optimum layout)', () =
       { row: runner.cache.addRow(), tokens: [1, 9, 10] },
     ])
     assert.equal(rows.length, positions.length * V)
-    positions.forEach((p, j) => assertClose(rows.subarray(j * V, (j + 1) * V), full.subarray(p * V, (p + 1) * V)))
+    positions.forEach((p, j) => {
+      assertClose(rows.subarray(j * V, (j + 1) * V), full.subarray(p * V, (p + 1) * V))
+    })
     assertClose(other, toFloats(await fullLogits(plain, [1, 9, 10], 5, 4, 8)).subarray(2 * V, 3 * V))
     runner.cache.removeRow(1)
     runner.cache.removeRow(0)
@@ -99,7 +116,8 @@ describe('LM head on sampled positions only (stories260K, Optimum layout)', () =
   test('chunked prefill gives the same greedy ids as one pass (chunks of 1, 3, 7)', async () => {
     const prompt = [1, 403, 407, 261, 378, 29, 350, 300, 42, 9, 17, 261, 378, 403, 88, 12, 300]
     const whole = await greedyChunked(runner, prompt, Infinity, 24)
-    for (const chunk of [1, 3, 7]) assert.deepEqual(await greedyChunked(runner, prompt, chunk, 24), whole, `chunk ${chunk}`)
+    for (const chunk of [1, 3, 7])
+      assert.deepEqual(await greedyChunked(runner, prompt, chunk, 24), whole, `chunk ${chunk}`)
   })
 
   test('a chunked prompt joins rows that are already decoding without disturbing them', async () => {
@@ -132,7 +150,7 @@ describe('LM head on sampled positions only (stories260K, Optimum layout)', () =
   })
 })
 
-describe('LM head gather on the project builder\'s graphs', () => {
+describe("LM head gather on the project builder's graphs", () => {
   let dir: string
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'switchyard-prefill-'))
@@ -181,12 +199,16 @@ describe('LM head gather and chunked prefill on GroupQueryAttention graphs (gena
       const folderDir = join(dir, weights)
       await buildRandomLlama({ dir: folderDir, preset: 'tiny', seed: 9, style: 'genai', weights })
       const folder = loadModelFolder(folderDir)
-      const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, { io: folder.io, expected: folder.expected })
+      const runner = await ModelRunner.load(folder.onnxPath, execution, () => {}, {
+        io: folder.io,
+        expected: folder.expected,
+      })
       assert.equal(runner.kvPath, 'in-place')
       assert.equal(runner.gathersLogitRows, true)
       const prompt = [1, 5, 9, 20, 3, 7, 11, 40, 2, 8]
       const whole = await greedyChunked(runner, prompt, Infinity, 12)
-      for (const chunk of [3, 4]) assert.deepEqual(await greedyChunked(runner, prompt, chunk, 12), whole, `chunks of ${chunk}`)
+      for (const chunk of [3, 4])
+        assert.deepEqual(await greedyChunked(runner, prompt, chunk, 12), whole, `chunks of ${chunk}`)
       await runner.dispose()
     })
   }
@@ -225,9 +247,17 @@ describe('gatherLogitRows fallback and fp16 conversion', () => {
   test('the half → float table agrees with the definition on every bit pattern', () => {
     const half = new Uint16Array(65536).map((_, i) => i)
     const tensor = new ort.Tensor('float16', half, [1, 65536])
-    const runnerLike = Object.create(ModelRunner.prototype) as { splitLogits: (t: ort.Tensor, w: number[][]) => Float32Array[]; shape: { vocabSize: number }; logitRows: string }
+    const runnerLike = Object.create(ModelRunner.prototype) as {
+      splitLogits: (t: ort.Tensor, w: number[][]) => Float32Array[]
+      shape: { vocabSize: number }
+      logitRows: string
+    }
     Object.assign(runnerLike, { shape: { vocabSize: 65536 }, logitRows: LOGIT_ROWS_INPUT })
     const [row] = runnerLike.splitLogits(tensor, [[0]])
-    for (let h = 0; h < 65536; h++) assert.ok(Object.is(row[h], Math.fround(halfToFloat(h))) || (Number.isNaN(row[h]) && Number.isNaN(halfToFloat(h))), `pattern ${h}`)
+    for (let h = 0; h < 65536; h++)
+      assert.ok(
+        Object.is(row[h], Math.fround(halfToFloat(h))) || (Number.isNaN(row[h]) && Number.isNaN(halfToFloat(h))),
+        `pattern ${h}`,
+      )
   })
 })

@@ -21,7 +21,9 @@ async function greedyBatch(runner: ModelRunner, prompts: number[][], steps: numb
   for (let s = 1; s < steps; s++) {
     const logits = await runner.decode(out.map((o) => o[o.length - 1]))
     const V = runner.shape.vocabSize
-    out.forEach((o, r) => o.push(argmax(logits.subarray(r * V, (r + 1) * V))))
+    out.forEach((o, r) => {
+      o.push(argmax(logits.subarray(r * V, (r + 1) * V)))
+    })
   }
   for (let r = runner.cache.rows - 1; r >= 0; r--) runner.cache.removeRow(r)
   return out
@@ -35,7 +37,16 @@ describe('ModelRunner on stories260K', () => {
   after(async () => runner.dispose())
 
   test('reads the shape from the session and takes the new-rows fast path', () => {
-    assert.deepEqual(runner.shape, { layers: 5, kvHeads: 4, headDim: 8, vocabSize: 512, kvFloat16: false, hasPositionIds: true, hasUseCacheBranch: false, weightType: 'float32' })
+    assert.deepEqual(runner.shape, {
+      layers: 5,
+      kvHeads: 4,
+      headDim: 8,
+      vocabSize: 512,
+      kvFloat16: false,
+      hasPositionIds: true,
+      hasUseCacheBranch: false,
+      weightType: 'float32',
+    })
     assert.equal(runner.kvPath, 'new-rows')
     assert.equal(runner.movesOnlyNewRows, true)
     assert.ok(runner.parameters > 250_000 && runner.parameters < 400_000)
@@ -62,7 +73,9 @@ describe('ModelRunner on stories260K', () => {
         attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
         position_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map((_, i) => BigInt(i))), [1, n]),
       }
-      for (let l = 0; l < 5; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, 4, 0, 8])
+      for (let l = 0; l < 5; l++)
+        for (const kind of ['key', 'value'])
+          feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, 4, 0, 8])
       const out = await session.run(feeds)
       ids.push(argmax((out.logits.data as Float32Array).subarray((n - 1) * 512, n * 512)))
     }
@@ -72,7 +85,9 @@ describe('ModelRunner on stories260K', () => {
   })
 
   test('batched rows of different lengths give the same tokens as each alone', async () => {
-    const prompts = ['Once upon a time', 'Tom had a red', 'The sun', 'One day, a little bird flew over the'].map((t) => tokenizer.encode(t))
+    const prompts = ['Once upon a time', 'Tom had a red', 'The sun', 'One day, a little bird flew over the'].map((t) =>
+      tokenizer.encode(t),
+    )
     const alone = []
     for (const p of prompts) alone.push((await greedyBatch(runner, [p], 40))[0])
     assert.deepEqual(await greedyBatch(runner, prompts, 40), alone)
@@ -87,7 +102,10 @@ describe('ModelRunner on stories260K', () => {
     const cache = runner.cache
     const V = runner.shape.vocabSize
     const filler = tokenizer.encode('Zzz')
-    let logits = await runner.prefill([{ row: cache.addRow(), tokens: a }, { row: cache.addRow(), tokens: filler }])
+    const logits = await runner.prefill([
+      { row: cache.addRow(), tokens: a },
+      { row: cache.addRow(), tokens: filler },
+    ])
     const outA = [argmax(logits[0])]
     let fillerNext = argmax(logits[1])
     let order = ['a', 'filler']
@@ -101,14 +119,22 @@ describe('ModelRunner on stories260K', () => {
       if (s === 20) {
         const moved = cache.removeRow(order.indexOf('filler'))
         const idx = order.indexOf('filler')
-        order = moved === -1 ? order.filter((x) => x !== 'filler') : order.map((x, i) => (i === idx ? order[moved] : x)).slice(0, -1)
+        order =
+          moved === -1
+            ? order.filter((x) => x !== 'filler')
+            : order.map((x, i) => (i === idx ? order[moved] : x)).slice(0, -1)
       }
       if (outB.length === 30 && order.includes('b')) {
         const idx = order.indexOf('b')
         const moved = cache.removeRow(idx)
-        order = moved === -1 ? order.filter((x) => x !== 'b') : order.map((x, i) => (i === idx ? order[moved] : x)).slice(0, -1)
+        order =
+          moved === -1
+            ? order.filter((x) => x !== 'b')
+            : order.map((x, i) => (i === idx ? order[moved] : x)).slice(0, -1)
       }
-      const next = order.map((name) => (name === 'a' ? outA[outA.length - 1] : name === 'b' ? outB[outB.length - 1] : fillerNext))
+      const next = order.map((name) =>
+        name === 'a' ? outA[outA.length - 1] : name === 'b' ? outB[outB.length - 1] : fillerNext,
+      )
       const out = await runner.decode(next)
       order.forEach((name, r) => {
         const t = argmax(out.subarray(r * V, (r + 1) * V))
@@ -124,7 +150,13 @@ describe('ModelRunner on stories260K', () => {
 
   test('the fallback path (fetching present.*) gives the same tokens', async () => {
     const session = await ort.InferenceSession.create(readFileSync(STORIES_ONNX), { intraOpNumThreads: 1 })
-    const slow = new ModelRunner({ session, device: 'cpu', newRows: null, parameters: 0, facts: { weightType: 'float32', groupQueryAttention: false, parameters: 0 } })
+    const slow = new ModelRunner({
+      session,
+      device: 'cpu',
+      newRows: null,
+      parameters: 0,
+      facts: { weightType: 'float32', groupQueryAttention: false, parameters: 0 },
+    })
     assert.equal(slow.movesOnlyNewRows, false)
     const prompts = [tokenizer.encode('Once upon a time'), tokenizer.encode('A dog')]
     assert.deepEqual(await greedyBatch(slow, prompts, 25), await greedyBatch(runner, prompts, 25))
@@ -146,7 +178,10 @@ describe('ModelRunner on a model with external weight data', () => {
       const inline = await ModelRunner.load(join(dir, 'inline/onnx/model.onnx'), execution, () => {})
       const external = await ModelRunner.load(join(dir, 'external/onnx/model.onnx'), execution, () => {})
       assert.equal(external.movesOnlyNewRows, true)
-      const prompts = [[1, 5, 9, 20], [1, 7]]
+      const prompts = [
+        [1, 5, 9, 20],
+        [1, 7],
+      ]
       assert.deepEqual(await greedyBatch(external, prompts, 12), await greedyBatch(inline, prompts, 12))
       await Promise.all([inline.dispose(), external.dispose()])
     } finally {
