@@ -109,9 +109,7 @@ export const routingSchema = z
       .describe('`{name, fallback: [], nodes: [...]}`; a node is `{id, url, weight: 1, models?}`, or `{id, dns, port, scheme: "http", weight: 1, models?}`: one node per address the name resolves to (Node entry; e.g. the pods of a Kubernetes headless Service), ids `<id>-<address>`'),
     /** The gateway's own region (GATEWAY_REGION overrides); default the first region. */
     region: nameSchema.optional().meta({ description: "the gateway's own region", docDefault: 'first region' }),
-    /** Header a client may use to ask for a region. */
     regionHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-switchyard-region').describe('header a client names a region with'),
-    /** Edge location (Workers: request.cf colo or country) → region. */
     edgeRegions: z.record(z.string(), nameSchema).default({}).describe('edge location (Workers `request.cf` colo or country) → region'),
     aliases: z.record(z.string(), aliasSchema).default({}).describe('`{name: {versions: [{model, weight}], sticky: false}}`'),
     healthCheck: z
