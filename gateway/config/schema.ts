@@ -4,7 +4,9 @@ import { logSettingsSchema } from '../../backend/log-settings.ts'
 /**
  * The gateway's configuration: one typed, validated object built from the config file
  * (GATEWAY_CONFIG, JSON) and environment variables for addresses and secrets. Every key has a
- * default and a line in the README.
+ * default and a description (`.describe()`, or `.meta({ description, docDefault })` where the
+ * default is not a value); `npm run docs:config` writes them into docs/configuration.md.
+ * Nested objects use `.prefault({})` so their fields' own defaults apply and each is written once.
  */
 const positiveInt = z.number().int().positive()
 /** A backend's address: a bare `localhost:8000` would parse as a URL of scheme "localhost:" and fail only later. */
@@ -44,7 +46,7 @@ const jwtSchema = z
     claims: z
       .object({ tenant: z.string().default('tenant'), models: z.string().optional(), limits: z.string().optional() })
       .strict()
-      .default({ tenant: 'tenant' }),
+      .prefault({}),
   })
   .strict()
   .refine((j) => Boolean(j.jwksUrl) !== Boolean(j.keys), 'give exactly one of jwksUrl or keys')
@@ -101,65 +103,67 @@ const aliasSchema = z
 
 export const routingSchema = z
   .object({
-    regions: z.array(regionSchema).min(1),
+    regions: z
+      .array(regionSchema)
+      .min(1)
+      .describe('`{name, fallback: [], nodes: [...]}`; a node is `{id, url, weight: 1, models?}`, or `{id, dns, port, scheme: "http", weight: 1, models?}`: one node per address the name resolves to (Node entry; e.g. the pods of a Kubernetes headless Service), ids `<id>-<address>`'),
     /** The gateway's own region (GATEWAY_REGION overrides); default the first region. */
-    region: nameSchema.optional(),
-    /** Header a client may use to ask for a region. */
-    regionHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-switchyard-region'),
-    /** Edge location (Workers: request.cf colo or country) → region. */
-    edgeRegions: z.record(z.string(), nameSchema).default({}),
-    aliases: z.record(z.string(), aliasSchema).default({}),
+    region: nameSchema.optional().meta({ description: "the gateway's own region", docDefault: 'first region' }),
+    regionHeader: z.string().regex(/^[a-z0-9-]+$/).default('x-switchyard-region').describe('header a client names a region with'),
+    edgeRegions: z.record(z.string(), nameSchema).default({}).describe('edge location (Workers `request.cf` colo or country) → region'),
+    aliases: z.record(z.string(), aliasSchema).default({}).describe('`{name: {versions: [{model, weight}], sticky: false}}`'),
     healthCheck: z
       .object({
-        intervalMs: positiveInt.min(100).default(2000),
-        /** Each wait is interval × (1 ± jitter), so checks from many gateways do not line up. */
-        jitter: z.number().min(0).max(1).default(0.2),
-        timeoutMs: positiveInt.default(1000),
-        /** Consecutive failed checks before a node is out, and passed checks before it is back. */
-        unhealthyAfter: positiveInt.default(2),
-        healthyAfter: positiveInt.default(1),
+        intervalMs: positiveInt.min(100).default(2000).describe("time between checks of a node's `/ready`"),
+        jitter: z.number().min(0).max(1).default(0.2).describe('each wait is interval × (1 ± jitter), so checks from many gateways do not line up'),
+        timeoutMs: positiveInt.default(1000).describe('time a check may take'),
+        unhealthyAfter: positiveInt.default(2).describe('consecutive failed checks before a node is out'),
+        healthyAfter: positiveInt.default(1).describe('consecutive passed checks before it is back'),
       })
       .strict()
-      .default({ intervalMs: 2000, jitter: 0.2, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 }),
+      .prefault({})
+      .describe('active checks of `/ready`'),
     /** Passive outlier detection: consecutive failures of real traffic take a node out until a health check passes. */
-    outlier: z.object({ consecutiveFailures: positiveInt.default(3) }).strict().default({ consecutiveFailures: 3 }),
+    outlier: z
+      .object({ consecutiveFailures: positiveInt.default(3).describe('failed tries in a row that eject a node until a check passes') })
+      .strict()
+      .prefault({}),
     breaker: z
       .object({
-        errorThresholdPercentage: z.number().min(1).max(100).default(50),
-        volumeThreshold: z.number().int().min(0).default(5),
-        resetTimeoutMs: positiveInt.default(10_000),
-        rollingWindowMs: positiveInt.default(10_000),
+        errorThresholdPercentage: z.number().min(1).max(100).default(50).describe('it opens when more than this percentage of tries failed in the rolling window'),
+        volumeThreshold: z.number().int().min(0).default(5).describe('least tries in the window before it may open'),
+        resetTimeoutMs: positiveInt.default(10_000).describe('time open before it lets one trial through (half-open)'),
+        rollingWindowMs: positiveInt.default(10_000).describe('window the failures are counted in'),
       })
       .strict()
-      .default({ errorThresholdPercentage: 50, volumeThreshold: 5, resetTimeoutMs: 10_000, rollingWindowMs: 10_000 }),
+      .prefault({})
+      .describe('per-node circuit breaker'),
     retry: z
       .object({
-        /** Tries per request, the first included. */
-        maxAttempts: positiveInt.max(10).default(3),
-        /** Time a try may take to its response headers (JSON: to the whole body). */
-        perTryTimeoutMs: positiveInt.default(60_000),
-        backoffBaseMs: z.number().int().min(0).default(25),
-        backoffMaxMs: z.number().int().min(0).default(500),
-        /** Retries may be at most this share of requests over the window, plus minPerSecond. */
-        budgetRatio: z.number().min(0).max(10).default(0.2),
-        budgetMinPerSecond: z.number().min(0).default(5),
-        budgetWindowSeconds: positiveInt.max(600).default(10),
+        maxAttempts: positiveInt.max(10).default(3).describe('tries per request, the first included'),
+        perTryTimeoutMs: positiveInt.default(60_000).describe('time a try may take to its response headers (JSON: to the whole body)'),
+        backoffBaseMs: z.number().int().min(0).default(25).describe('exponential backoff with full jitter: first step'),
+        backoffMaxMs: z.number().int().min(0).default(500).describe('exponential backoff: largest step'),
+        budgetRatio: z.number().min(0).max(10).default(0.2).describe('retries may be at most this share of requests over the window, plus `budgetMinPerSecond` × window'),
+        budgetMinPerSecond: z.number().min(0).default(5).describe('retries per second always allowed by the budget'),
+        budgetWindowSeconds: positiveInt.max(600).default(10).describe('window of the retry budget'),
       })
       .strict()
-      .default({ maxAttempts: 3, perTryTimeoutMs: 60_000, backoffBaseMs: 25, backoffMaxMs: 500, budgetRatio: 0.2, budgetMinPerSecond: 5, budgetWindowSeconds: 10 }),
-    /** How often names in `dns` node entries are resolved again. */
-    discovery: z.object({ intervalMs: positiveInt.min(500).default(5000) }).strict().default({ intervalMs: 5000 }),
+      .prefault({})
+      .describe('retries and the retry budget'),
+    discovery: z
+      .object({ intervalMs: positiveInt.min(500).default(5000).describe('how often `dns` node entries are resolved again (a failed lookup keeps the last addresses)') })
+      .strict()
+      .prefault({}),
     stream: z
       .object({
-        /** No event from the backend for this long counts as a failure of the node. */
-        stallTimeoutMs: positiveInt.default(15_000),
-        /** Continue a broken stream on another node (greedy and seeded streams stay exact). */
-        resume: z.boolean().default(true),
-        /** Most times one stream may be continued elsewhere. */
-        maxResumes: z.number().int().min(0).max(10).default(2),
+        stallTimeoutMs: positiveInt.default(15_000).describe('no event from the backend for this long counts as a failure of the node'),
+        resume: z.boolean().default(true).describe('continue a broken stream on another node (greedy and seeded streams stay exact)'),
+        maxResumes: z.number().int().min(0).max(10).default(2).describe('most times one stream may be continued elsewhere'),
       })
       .strict()
-      .default({ stallTimeoutMs: 15_000, resume: true, maxResumes: 2 }),
+      .prefault({})
+      .describe('mid-stream failover'),
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -185,31 +189,39 @@ export type RoutingConfig = z.infer<typeof routingSchema>
 export type StaticNode = z.infer<typeof nodeSchema>
 export type DiscoveredNodes = z.infer<typeof discoveredNodesSchema>
 
-const CORS_DEFAULTS = { allowedOrigins: [], maxAgeSeconds: 600 }
 const corsSchema = z
   .object({
-    allowedOrigins: z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'must be * or an origin such as https://app.example.com (scheme, host and port, no path)')).default(CORS_DEFAULTS.allowedOrigins),
-    maxAgeSeconds: z.number().int().min(0).max(86_400).default(CORS_DEFAULTS.maxAgeSeconds),
+    allowedOrigins: z
+      .array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'must be * or an origin such as https://app.example.com (scheme, host and port, no path)'))
+      .default([])
+      .meta({ description: 'origins browser pages may call the gateway from (`https://app.example.com`, or `*`); see [CORS](operations.md#cors)', docDefault: '`[]` (CORS off)' }),
+    maxAgeSeconds: z.number().int().min(0).max(86_400).default(600).describe('how long a browser may reuse a preflight answer'),
   })
   .strict()
-  .default(CORS_DEFAULTS)
+  .prefault({})
 
 export const gatewayFileSchema = z
   .object({
     /** One backend node for every request (shorthand for a single region with one node). */
-    backend: z.object({ url: backendUrl }).strict().optional(),
+    backend: z
+      .object({ url: backendUrl.describe('one backend node URL (or `BACKEND_URL`); give this or `routing`, not both') })
+      .strict()
+      .optional(),
     /** Regions of backend nodes, failover order, health checks, breakers, retries. */
     routing: routingSchema.optional(),
     auth: z
       .object({
-        apiKeys: z.array(apiKeySchema).default([]),
-        jwt: jwtSchema.optional(),
+        apiKeys: z.array(apiKeySchema).default([]).describe('`{id, hash, tenant, models?, limits?}`; `hash` is the hex SHA-256 of the key'),
+        jwt: jwtSchema.optional().meta({
+          description: '`{jwksUrl` or `keys, algorithms, issuer?, audience?, clockToleranceSeconds: 5, maxLifetimeSeconds: 86400, claims: {tenant: "tenant", models?, limits?}}`',
+          docDefault: 'off',
+        }),
         /** Keys verified in the shared store, remembered for store outages (auth/api-keys.ts createKeyLookup). */
         keyCache: z
           .object({
             /** How long a verified key stays usable while the store is unreachable; also the longest a revocation can lag then. 0: off. */
-            ttlSeconds: z.number().int().min(0).max(86_400).default(120),
-            maxEntries: positiveInt.max(1_000_000).default(10_000),
+            ttlSeconds: z.number().int().min(0).max(86_400).default(120).describe('admin-API keys verified in Redis stay usable for this long after their last check while Redis is unreachable (0 = off); also the longest a revocation can lag then'),
+            maxEntries: positiveInt.max(1_000_000).default(10_000).describe('most keys and revocations remembered'),
           })
           .strict()
           .prefault({}),
@@ -219,48 +231,67 @@ export const gatewayFileSchema = z
     limits: z
       .object({
         /** Limits for keys and tokens that set none of their own. */
-        defaults: limitsSchema.default({ requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }),
+        // A default, not a prefault: limitsSchema's fields have none of their own (a key's unset limit falls back to these).
+        defaults: limitsSchema
+          .default({ requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 })
+          .meta({ description: 'limits for keys and tokens that set none', docDefault: '600 requests / 60 s, 200,000 tokens/min, 64 concurrent' }),
         /** Per client IP, for routes without authentication. */
-        perIp: z.object({ requestsPerWindow: positiveInt, requestWindowSeconds: positiveInt }).strict().default({ requestsPerWindow: 1200, requestWindowSeconds: 60 }),
-        /** Peers whose X-Forwarded-For is believed (exact IPs). */
-        trustedProxies: z.array(z.string()).default([]),
-        /** max_tokens filled in when a request sets none, so its token reservation is bounded. */
-        defaultMaxTokens: positiveInt.default(512),
+        perIp: z
+          .object({ requestsPerWindow: positiveInt, requestWindowSeconds: positiveInt })
+          .strict()
+          .default({ requestsPerWindow: 1200, requestWindowSeconds: 60 })
+          .meta({ description: 'per client IP, for requests that fail authentication', docDefault: '1,200 requests / 60 s' }),
+        trustedProxies: z.array(z.string()).default([]).describe('peers whose `X-Forwarded-For` is believed'),
+        defaultMaxTokens: positiveInt
+          .default(512)
+          .describe("tokens reserved for a chat request without `max_tokens` while the model's context window is not yet known (the request itself is forwarded without one)"),
       })
       .strict()
-      .default({ defaults: { requestsPerWindow: 600, requestWindowSeconds: 60, tokensPerMinute: 200_000, maxConcurrent: 64 }, perIp: { requestsPerWindow: 1200, requestWindowSeconds: 60 }, trustedProxies: [], defaultMaxTokens: 512 }),
+      .prefault({}),
     metrics: z
       .object({
-        /** Distinct key ids with their own requests_total / tokens_total series (first seen); later keys count as `(other)`. 0 = none. Read at start. */
-        keyIdLabels: z.number().int().min(0).max(100_000).default(100),
+        keyIdLabels: z
+          .number()
+          .int()
+          .min(0)
+          .max(100_000)
+          .default(100)
+          .describe('distinct key ids with their own `requests_total` / `tokens_total` series per process (first seen); later keys count as `(other)`; 0 = none'),
       })
       .strict()
-      .default({ keyIdLabels: 100 }),
+      .prefault({}),
     cache: z
-      .object({ enabled: z.boolean().default(true), ttlSeconds: positiveInt.default(300), maxEntryBytes: positiveInt.default(1 << 20) })
+      .object({
+        enabled: z.boolean().default(true).describe('response cache on or off'),
+        ttlSeconds: positiveInt.default(300).describe('how long a cached answer is kept'),
+        maxEntryBytes: positiveInt.default(1 << 20).meta({ description: 'largest answer stored', docDefault: '1 MiB' }),
+      })
       .strict()
-      .default({ enabled: true, ttlSeconds: 300, maxEntryBytes: 1 << 20 }),
+      .prefault({}),
     server: z
       .object({
-        maxBodyBytes: positiveInt.default(1 << 20),
+        maxBodyBytes: positiveInt.default(1 << 20).meta({ description: '413 beyond', docDefault: '1 MiB' }),
         /** Characters of prompt text (prompt or all messages) accepted. */
-        maxPromptChars: positiveInt.default(200_000),
-        /** Characters of output-format text (tools, response_format, guided_*) accepted, as JSON. */
-        maxGrammarChars: positiveInt.default(65_536),
-        /** Whole-request deadline at the gateway, streams included. */
-        requestTimeoutMs: positiveInt.default(300_000),
-        maxHeaderBytes: positiveInt.default(16_384),
-        /** Time a client has to send its header block, and its whole request (headers and body): 408 and closed after (slowloris). */
-        headersTimeoutMs: positiveInt.default(10_000),
-        receiveTimeoutMs: positiveInt.default(60_000),
-        /** After SIGTERM, longest the gateway waits for requests in flight before closing their connections and exiting. */
-        drainTimeoutMs: positiveInt.default(60_000),
+        maxPromptChars: positiveInt.default(200_000).describe('400 `prompt_too_large` beyond'),
+        maxGrammarChars: positiveInt
+          .default(65_536)
+          .describe('characters of `tools`, `response_format` and `guided_*` (as JSON) accepted; 400 `grammar_too_large` beyond. That text also counts toward the token reservation, as tools are rendered into the prompt'),
+        requestTimeoutMs: positiveInt.default(300_000).describe('deadline for the whole request, retries and streams included'),
+        maxHeaderBytes: positiveInt.default(16_384).describe('largest request header block'),
+        /** Slowloris: a client that sends its request too slowly is cut off. */
+        headersTimeoutMs: positiveInt.default(10_000).describe('time a client has to send its header block (then 408 and closed; HTTP/1.1, read at start)'),
+        receiveTimeoutMs: positiveInt
+          .default(60_000)
+          .describe('time a client has to send its whole request, headers and body (then 408 and closed; HTTP/1.1, read at start; responses and streams are not limited by it)'),
+        drainTimeoutMs: positiveInt
+          .default(60_000)
+          .describe('after SIGTERM, longest the gateway waits for requests in flight; connections still busy then are closed (logged with their count) and it exits 0 (read at start)'),
         /** Browser clients: origins allowed to call the gateway (`*` for any); none = CORS off. */
         cors: corsSchema,
       })
       .strict()
       .refine((s) => s.headersTimeoutMs <= s.receiveTimeoutMs, { message: 'headersTimeoutMs must not exceed receiveTimeoutMs', path: ['headersTimeoutMs'] })
-      .default({ maxBodyBytes: 1 << 20, maxPromptChars: 200_000, maxGrammarChars: 65_536, requestTimeoutMs: 300_000, maxHeaderBytes: 16_384, headersTimeoutMs: 10_000, receiveTimeoutMs: 60_000, drainTimeoutMs: 60_000, cors: CORS_DEFAULTS }),
+      .prefault({}),
   })
   .strict()
 
@@ -278,24 +309,40 @@ const hostPorts = z
   )
 
 export const gatewayEnvSchema = z.object({
-  GATEWAY_CONFIG: z.string().optional(),
-  /** The gateway's own region, for requests that name none (overrides routing.region). */
-  GATEWAY_REGION: z.string().regex(/^[\w.-]{1,64}$/).optional(),
-  /** Private JWK (JSON file) for signing gateway → backend tokens. */
-  BACKEND_SIGNING_KEY_FILE: z.string().optional(),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  PORT: intFrom(0, 65535, 8080),
-  /** Separate plain-HTTP port for /metrics (0 = off; /metrics stays on the main port behind the admin token). */
-  METRICS_PORT: intFrom(0, 65535, 0),
-  BACKEND_URL: backendUrl.optional(),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
-  REDIS_SENTINELS: hostPorts.optional(),
-  REDIS_SENTINEL_NAME: z.string().default('mymaster'),
-  REDIS_CLUSTER_NODES: hostPorts.optional(),
-  ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  TLS_CERT_FILE: z.string().optional(),
-  TLS_KEY_FILE: z.string().optional(),
+  GATEWAY_CONFIG: z.string().optional().describe('path of the JSON config file (all keys below have defaults)'),
+  /** Overrides routing.region. */
+  GATEWAY_REGION: z
+    .string()
+    .regex(/^[\w.-]{1,64}$/)
+    .optional()
+    .meta({ description: "the gateway's own region, for requests that name none", docDefault: '`routing.region`' }),
+  BACKEND_SIGNING_KEY_FILE: z
+    .string()
+    .optional()
+    .describe('private JWK that signs gateway → backend tokens (see [Gateway → backend authentication](operations.md#gateway--backend-authentication)); without it requests to backends carry no token'),
+  HOST: z.string().min(1).default('127.0.0.1').describe('address to listen on'),
+  PORT: intFrom(0, 65535, 8080).describe('port (`0` picks a free one)'),
+  /** /metrics stays on the main port behind the admin token as well. */
+  METRICS_PORT: intFrom(0, 65535, 0).describe('a second, plain-HTTP port serving only `/metrics` without a token (0 = off)'),
+  BACKEND_URL: backendUrl.optional().meta({ description: 'one backend node for every request (instead of `routing`)', docDefault: '`backend.url`' }),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+    .optional()
+    .describe('`redis://` or `rediss://`; without any Redis setting, stores are in memory (one instance only, said in the start log)'),
+  REDIS_SENTINELS: hostPorts.optional().describe('`host:port,host:port` of Redis Sentinels'),
+  REDIS_SENTINEL_NAME: z.string().default('mymaster').describe('the Sentinel master name'),
+  REDIS_CLUSTER_NODES: hostPorts.optional().describe('`host:port,…` of Redis Cluster nodes'),
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe('bearer token for `/admin/*` and `/metrics` (at least 16 characters; under 24 the start log warns once)'),
+  TLS_CERT_FILE: z.string().optional().describe('PEM certificate: serve HTTPS (with `TLS_KEY_FILE`)'),
+  TLS_KEY_FILE: z.string().optional().describe('PEM key: serve HTTPS (with `TLS_CERT_FILE`)'),
   ...logSettingsSchema,
+  LOG_LEVEL: logSettingsSchema.LOG_LEVEL.describe('pino level'),
+  LOG_FORMAT: logSettingsSchema.LOG_FORMAT.describe('`pretty` (readable lines), `json` (one JSON object per line), or `auto`: pretty when stdout is a terminal, JSON otherwise'),
 })
 
 export type GatewayEnv = z.infer<typeof gatewayEnvSchema>

@@ -6,13 +6,13 @@ import { after, before, describe, test } from 'node:test'
 import { freePort } from '../helpers/redis-server.ts'
 import { ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, STYLES_BLOCK } from './readme-blocks.ts'
 
-// Runs the README's model examples on a fresh clone's state: the encoder builder, serving the
+// Runs the model examples of the docs (docs/api.md, docs/models.md; once the README's) on a fresh clone's state: the encoder builder, serving the
 // encoders and the embeddings, /predict and /models curls; the builder's graph styles and
 // serving one of them. readme.test.ts checks that every block is run somewhere.
 
 const run = promisify(execFile)
 const blocks = readmeBlocks()
-const block = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`the README has no block starting with ${JSON.stringify(prefix)}`)
+const block = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
 
 let clone: { root: string; dir: string }
 const children: ChildProcess[] = []

@@ -9,13 +9,13 @@ import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { freePort } from '../helpers/redis-server.ts'
 import { type Block, ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, STRUCTURED_BLOCK, STYLES_BLOCK } from './readme-blocks.ts'
 
-// Every code block of the README is either run here, on a fresh clone's state with real
-// processes, or listed with the reason it cannot run in CI; a new block that is neither fails
-// this test, so the README cannot drift from the code unnoticed.
+// Every code block of the README and of docs/*.md is either run here, on a fresh clone's state
+// with real processes, or listed with the reason it cannot run in CI; a new block that is
+// neither fails this test, so the documentation cannot drift from the code unnoticed.
 
 const run = promisify(execFile)
 const blocks = readmeBlocks()
-const first = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`the README has no block starting with ${JSON.stringify(prefix)}`)
+const first = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
 
 /** Blocks not run, and why. Each entry matches one block by its start. */
 const NOT_RUN: [string, string][] = [
@@ -26,6 +26,8 @@ const NOT_RUN: [string, string][] = [
   ['config.json  generation_config.json', 'a folder layout'],
   ['pip install "optimum[onnxruntime]"', 'needs Python, Hugging Face and the internet'],
   ['backend/   api/ engine/', 'a folder layout'],
+  [' client ──(1)──▶ gateway', 'a diagram (docs/SECURITY.md)'],
+  ['node --import tsx --test test/security/', 'the security and fuzz tests themselves: run by the e2e tier (docs/SECURITY.md)'],
 ]
 /** Blocks run below, or by models-readme.test.ts and structured-readme.test.ts (by their start). */
 const RUN = [ENCODER_BLOCK, PREDICT_BLOCK, STYLES_BLOCK, 'npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npx tsx backend/model/builder/cli.ts', '{\n  "backend"', '{\n  "routing"', '{ "backend"', STRUCTURED_BLOCK]
@@ -40,9 +42,9 @@ after(() => {
   rmSync(clone.root, { recursive: true, force: true })
 })
 
-test('every README code block is run here or listed with the reason it is not', () => {
+test('every code block of the README and docs/ is run here or listed with the reason it is not', () => {
   const known = (b: Block) => [...RUN, ...NOT_RUN.map(([start]) => start)].filter((start) => b.text.startsWith(start)).length
-  for (const block of blocks) assert.equal(known(block), 1, `README.md:${block.line}: a block this test neither runs nor lists:\n${block.text}`)
+  for (const block of blocks) assert.equal(known(block), 1, `${block.file}:${block.line}: a block this test neither runs nor lists:\n${block.text}`)
 })
 
 /** `npm start` (or another command) in the clone, until it prints that it runs. */
@@ -180,6 +182,12 @@ describe('other commands the README gives', () => {
     await exited(child)
     assert.match(output, /gateway listening/)
     assert.equal(child.exitCode, 0, output)
+  })
+
+  test('the README\'s blocks moved to docs/ only: the quick start stays in the README', () => {
+    for (const start of ['npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npm test']) assert.equal(first(start).file, 'README.md', start)
+    // The 19 blocks of the README before the split, wherever they are now (the other pages add theirs).
+    assert.ok(blocks.filter((b) => !['docs/SECURITY.md', 'docs/testing.md'].includes(b.file)).length >= 19)
   })
 
   test('the gateway configuration examples are valid configurations', () => {

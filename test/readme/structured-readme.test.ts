@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test'
 import { type BackendProcess, startBackend } from '../helpers/backend-process.ts'
 import { readmeBlocks, STRUCTURED_BLOCK } from './readme-blocks.ts'
 
-/** Runs the README's structured-outputs example (two curl commands) against a real backend on stories260K. */
+/** Runs the structured-outputs example of docs/api.md (two curl commands) against a real backend on stories260K. */
 const run = promisify(execFile)
 let backend: BackendProcess
 before(async () => {
@@ -14,7 +14,7 @@ before(async () => {
 after(() => backend?.stop())
 
 test('the structured-outputs curl examples answer a schema-valid object and one of the choices', async () => {
-  const block = readmeBlocks().find((b) => b.text.startsWith(STRUCTURED_BLOCK)) ?? assert.fail('no structured-outputs block in the README')
+  const block = readmeBlocks().find((b) => b.text.startsWith(STRUCTURED_BLOCK)) ?? assert.fail('no structured-outputs block in the README or docs/')
   const commands = block.text.split(/\n(?=curl )/).map((command) => command.replaceAll('localhost:8000', backend.url.replace('http://', '')))
   assert.equal(commands.length, 2)
   const [chat, choice] = await Promise.all(commands.map(async (command) => JSON.parse((await run('bash', ['-c', command], { timeout: 30_000 })).stdout)))
