@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { ApiError, errorEvent } from '../../openai/errors.ts'
+import { DONE_EVENT } from '../../openai/responses.ts'
 import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
 
@@ -144,7 +145,7 @@ export function streamEvents(c: Context, abort: AbortController, chunks: AsyncGe
         if (stream.aborted) return
       }
       for (const event of render.end()) await stream.writeSSE({ data: JSON.stringify(event) })
-      await stream.writeSSE({ data: '[DONE]' })
+      await stream.write(DONE_EVENT)
     } catch (error) {
       if (!stream.aborted) await stream.write(errorEvent(generationFailure(error).body))
     } finally {
