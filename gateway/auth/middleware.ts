@@ -123,7 +123,7 @@ export function canUseModel(principal: Principal, model: string | undefined): bo
 /** null when the principal may use `model`, else the 403 Response to return. */
 export function modelAccessDenied(principal: Principal, model: string | undefined): Response | null {
   if (canUseModel(principal, model)) return null
-  // The type and headers auth's answers have always had (not gatewayError's 403 defaults).
+  // Like auth's other answers: type invalid_request_error and no-store (not gatewayError's 403 defaults).
   const headers = { 'content-type': 'application/json; charset=UTF-8', 'cache-control': 'no-store' }
   return gatewayError(403, MODEL_NOT_ALLOWED_MESSAGE, 'model_not_allowed', { param: 'model', type: 'invalid_request_error', headers }).getResponse()
 }

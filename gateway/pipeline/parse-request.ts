@@ -43,9 +43,9 @@ const encoder = new TextEncoder()
 const TEMPLATE_TOKENS_PER_MESSAGE = 16
 
 /**
- * Parses and validates the body with the backend's own schemas and body reader (openai/, one
- * definition for both sides), bounds the prompt, and works out the most tokens the request can use, so every
- * request's token reservation is bounded.
+ * Parses and validates the body with the schemas and body reader the backend uses too
+ * (openai/: one definition for both sides), bounds the prompt, and works out the most tokens
+ * the request can use, so every request's token reservation is bounded.
  */
 export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
   return async (c, next) => {
