@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { logSettingsSchema } from './log-settings.ts'
+import { logSettingsSchema } from '../lib/log-settings.ts'
 import { MODEL_VARIANTS } from './model/folder.ts'
 
 /**

@@ -1,5 +1,5 @@
 import { type BackendConfig, loadBackendConfig } from './config.ts'
-import { createLogger } from './logger.ts'
+import { createLogger } from '../lib/logger.ts'
 import { BackendStartError, type BackendNode, startBackendNode } from './server.ts'
 
 // Node entry of a backend node: configuration, logging, signals and exit codes around

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
 import { parseGatewayConfig } from './config/parse.ts'
 import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
-import { ListenError, listenError } from '../backend/listen-error.ts'
+import { ListenError, listenError } from '../lib/listen-error.ts'
 import { type RunningGateway, startNodeGateway } from './server.ts'
 
 // `npm start`: one backend node and the gateway in front of it on localhost, in-memory

@@ -6,7 +6,7 @@ import { createSecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import { serve, type ServerType } from '@hono/node-server'
-import { createLogger } from '../backend/logger.ts'
+import { createLogger } from '../lib/logger.ts'
 import { createGatewayApp, type GatewayDeps } from './app.ts'
 import { loadGatewayConfig } from './config/load.ts'
 import { startupWarnings } from './config/startup-warnings.ts'
@@ -23,7 +23,7 @@ import { MemoryCacheStore, MemoryKeyStore } from './stores/memory.ts'
 import { createRedis, waitForReady } from './stores/redis-client.ts'
 import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
 import type { Logger } from './types.ts'
-import { listenError } from '../backend/listen-error.ts'
+import { listenError } from '../lib/listen-error.ts'
 
 /**
  * How long a client may take to send its headers and its whole request over HTTP/1.1: a slow

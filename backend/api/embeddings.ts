@@ -1,14 +1,14 @@
 import type { Context } from 'hono'
 import type { ServedEncoder } from '../encoder/served.ts'
 import { encodeRows, type EncoderApiContext, tokenizeInputs } from './encoding.ts'
-import { embeddingRequestSchema } from './encoder-schemas.ts'
-import { ApiError } from './errors.ts'
-import { readJsonBody } from './generation.ts'
+import { readJsonBody } from '../../openai/body.ts'
+import { embeddingRequestSchema } from '../../openai/encoder-requests.ts'
+import { ApiError } from '../../openai/errors.ts'
 import { normalizeL2 } from '../encoder/pooling.ts'
 
 /** POST /v1/embeddings (OpenAI): one pooled vector per input, as floats or base64 little-endian float32. */
 export async function embeddings(c: Context, api: EncoderApiContext): Promise<Response> {
-  const body = await readJsonBody(c, embeddingRequestSchema)
+  const { data: body } = await readJsonBody(c.req, embeddingRequestSchema)
   const encoder = embeddingModel(api, body.model)
   const width = encoder.engine.info.width
   if (body.dimensions != null && body.dimensions > width) throw new ApiError(400, `dimensions must be at most ${width}, this model's embedding size`, { param: 'dimensions', code: 'invalid_value' })

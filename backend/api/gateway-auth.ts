@@ -10,7 +10,8 @@
 import { readFile, stat } from 'node:fs/promises'
 import type { MiddlewareHandler } from 'hono'
 import { createLocalJWKSet, errors, importJWK, jwtVerify, type JWK, type JWTHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose'
-import { ApiError, errorResponse } from './errors.ts'
+import { ApiError } from '../../openai/errors.ts'
+import { errorResponse } from './errors.ts'
 
 export const GATEWAY_TOKEN_ISSUER = 'switchyard-gateway'
 /** Tokens living longer than this are refused, whoever signed them: a leaked token is useful for minutes at most. */

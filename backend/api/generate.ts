@@ -1,7 +1,8 @@
 import type { Context } from 'hono'
 import type { TextRequest } from '../engine/text-generation.ts'
-import { type ApiContext, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration } from './generation.ts'
-import { generateRequestSchema } from './schemas.ts'
+import { type ApiContext, collectChoices, fitMaxTokens, mergeSignals, resolveModel, startGeneration } from './generation.ts'
+import { readJsonBody } from '../../openai/body.ts'
+import { generateRequestSchema } from '../../openai/requests.ts'
 
 /**
  * POST /generate: the simple API many model servers expose. `max_length` counts new tokens;
@@ -10,7 +11,7 @@ import { generateRequestSchema } from './schemas.ts'
  */
 export async function generate(c: Context, api: ApiContext): Promise<Response> {
   const started = performance.now()
-  const body = await readJsonBody(c, generateRequestSchema)
+  const { data: body } = await readJsonBody(c.req, generateRequestSchema)
   const model = resolveModel(api, body.model)
   const prompts = [model.tokenizer.encode(body.prompt)]
   const maxTokens = fitMaxTokens(model, prompts, body.max_length, body.max_length)

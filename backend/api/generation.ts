@@ -1,10 +1,9 @@
 import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
-import type { z } from 'zod'
+import { ApiError, errorEvent } from '../../openai/errors.ts'
+import { DONE_EVENT } from '../../openai/responses.ts'
 import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
-import { ApiError, validationError } from './errors.ts'
-import { MAX_BODY_DEPTH, nestsDeeperThan } from './schemas.ts'
 
 /** What the API handlers need from the node around them. */
 export interface ApiContext {
@@ -17,24 +16,6 @@ export interface ApiContext {
   retryAfterSeconds: number
   /** True once the node is shutting down: no new generations. */
   isDraining: () => boolean
-}
-
-/** Reads a JSON body: 415 for another content type, 400 for malformed JSON or invalid fields. */
-export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
-  const type = c.req.header('content-type') ?? ''
-  if (!/^application\/(.+\+)?json\b/i.test(type)) {
-    throw new ApiError(415, 'Content-Type must be application/json', { code: 'unsupported_media_type' })
-  }
-  let body: unknown
-  try {
-    body = JSON.parse(await c.req.text())
-  } catch {
-    throw new ApiError(400, 'The request body is not valid JSON', { code: 'invalid_json' })
-  }
-  if (nestsDeeperThan(body, MAX_BODY_DEPTH)) throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
-  const parsed = schema.safeParse(body)
-  if (!parsed.success) throw validationError(parsed.error, body)
-  return parsed.data
 }
 
 export function resolveModel(api: ApiContext, name: string | undefined): ServedModel {
@@ -164,9 +145,9 @@ export function streamEvents(c: Context, abort: AbortController, chunks: AsyncGe
         if (stream.aborted) return
       }
       for (const event of render.end()) await stream.writeSSE({ data: JSON.stringify(event) })
-      await stream.writeSSE({ data: '[DONE]' })
+      await stream.write(DONE_EVENT)
     } catch (error) {
-      if (!stream.aborted) await stream.writeSSE({ data: JSON.stringify(generationFailure(error).body) })
+      if (!stream.aborted) await stream.write(errorEvent(generationFailure(error).body))
     } finally {
       await chunks.return(undefined)
     }

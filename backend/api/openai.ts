@@ -4,9 +4,11 @@ import type { ServedEncoder } from '../encoder/served.ts'
 import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import type { PromptLogprob } from '../scheduler/types.ts'
-import { ApiError } from './errors.ts'
-import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, readJsonBody, resolveModel, startGeneration, streamEvents } from './generation.ts'
-import { type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from './schemas.ts'
+import { ApiError } from '../../openai/errors.ts'
+import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, resolveModel, startGeneration, streamEvents } from './generation.ts'
+import { readJsonBody } from '../../openai/body.ts'
+import type { ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatLogprobs, Completion, CompletionChunk, CompletionLogprobs, Usage } from '../../openai/responses.ts'
+import { COMPLETIONS_DEFAULT_MAX_TOKENS, type ChatRequest, type CompletionRequest, chatRequestSchema, completionRequestSchema } from '../../openai/requests.ts'
 import { outputGrammarOf, prepareGrammar } from './structured/output-format.ts'
 import { planChat, toolCallsOf, toolMessage } from './tools/chat-tools.ts'
 import { ToolCallStream } from './tools/tool-stream.ts'
@@ -50,20 +52,20 @@ function resumeOf(model: ServedModel, body: Pick<CompletionRequest, 'resume'>, r
 
 const idsOf = (wanted: boolean | null | undefined, ids: number[]) => (wanted ? { token_ids: ids } : {})
 
-function usageOf(prompts: number[][], completionTokens: number) {
+function usageOf(prompts: number[][], completionTokens: number): Usage {
   const promptTokens = prompts.reduce((sum, p) => sum + p.length, 0)
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens }
 }
 
 /** POST /v1/completions */
 export async function completions(c: Context, api: ApiContext): Promise<Response> {
-  const body = await readJsonBody(c, completionRequestSchema)
+  const { data: body } = await readJsonBody(c.req, completionRequestSchema)
   const model = resolveModel(api, body.model)
   if (body.suffix) throw new ApiError(400, 'suffix is not supported by this server', { param: 'suffix', code: 'unsupported_parameter' })
   const n = body.n ?? 1
   if (body.best_of != null && body.best_of !== n) throw new ApiError(400, 'best_of must equal n on this server', { param: 'best_of', code: 'unsupported_parameter' })
   const prompts = promptsOf(model, body.prompt)
-  const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, 16)
+  const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS)
   const logprobs = body.logprobs ?? -1
   const grammar = outputGrammarOf(body, api.maxGrammarChars)
   if (grammar) await prepareGrammar(model, grammar, body.resume?.token_ids)
@@ -92,9 +94,9 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
         const entries = entriesOf(chunk)
         const lp = logprobs >= 0 && entries.length > 0 ? completionLogprobs(model, entries, offsetOf(chunk.index)) : null
         const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: lp, finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
-        return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] }]
+        return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] } satisfies CompletionChunk]
       },
-      end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
+      end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) } satisfies CompletionChunk] : []),
     })
   }
   const choices = await collectChoices(chunks, prompts.length * n)
@@ -105,12 +107,12 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
     model: model.id,
     choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobs >= 0 ? completionLogprobs(model, entriesOf(choice), { at: 0 }) : null, finish_reason: choice.finishReason, ...idsOf(body.return_token_ids, choice.tokenIds) })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
-  })
+  } satisfies Completion)
 }
 
 /** POST /v1/chat/completions */
 export async function chatCompletions(c: Context, api: ApiContext): Promise<Response> {
-  const body = await readJsonBody(c, chatRequestSchema)
+  const { data: body } = await readJsonBody(c.req, chatRequestSchema)
   const model = resolveModel(api, body.model)
   const n = body.n ?? 1
   const plan = await planChat(model, body, api.maxGrammarChars, body.resume?.token_ids)
@@ -130,7 +132,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
     // A resumed stream continues one that already opened with the role chunk.
     const started = new Set<number>(resumed ? [0] : [])
     const ids = (tokenIds: number[]) => idsOf(body.return_token_ids, tokenIds)
-    const frame = (choice: object) => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
+    const frame = (choice: ChatChunkChoice): ChatCompletionChunk => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
     const toolStreams = new Map<number, ToolCallStream>()
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
@@ -156,7 +158,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
         if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: calls && chunk.finishReason === 'stop' ? 'tool_calls' : chunk.finishReason, ...ids([]) }))
         return events
       },
-      end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) }] : []),
+      end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) } satisfies ChatCompletionChunk] : []),
     })
   }
   const choices = await collectChoices(chunks, n)
@@ -172,7 +174,7 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
       ...idsOf(body.return_token_ids, choice.tokenIds),
     })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
-  })
+  } satisfies ChatCompletion)
 }
 
 function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): number[][] {
@@ -189,7 +191,7 @@ function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): num
  * moved past the last, so a stream's chunks continue one another (as vLLM, the offsets add
  * up the tokens' texts, echoed prompt tokens included).
  */
-function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset: { at: number }) {
+function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset: { at: number }): CompletionLogprobs {
   const tokens = entries.map((t) => model.tokenizer.tokenText(t.token))
   return {
     tokens,
@@ -199,7 +201,7 @@ function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset
   }
 }
 
-function chatLogprobs(model: ServedModel, lp: TokenLogprob[]) {
+function chatLogprobs(model: ServedModel, lp: TokenLogprob[]): ChatLogprobs['content'] {
   const entry = (token: number, logprob: number) => {
     const text = model.tokenizer.tokenText(token)
     return { token: text, logprob, bytes: [...Buffer.from(text, 'utf8')] }

@@ -2,9 +2,10 @@ import type { Context } from 'hono'
 import { configVersion } from '../encoder/folder.ts'
 import type { TextRequest } from '../engine/text-generation.ts'
 import { encodeRows, type EncoderApiContext, servedTasks, tokenizeInputs } from './encoding.ts'
-import { PREDICT_DEFAULT_NEW_TOKENS, PREDICT_TASKS, type PredictRequest, predictRequestSchema } from './encoder-schemas.ts'
-import { ApiError } from './errors.ts'
-import { collectChoices, fitMaxTokens, mergeSignals, readJsonBody, startGeneration } from './generation.ts'
+import { readJsonBody } from '../../openai/body.ts'
+import { PREDICT_DEFAULT_NEW_TOKENS, PREDICT_TASKS, type PredictRequest, predictRequestSchema } from '../../openai/encoder-requests.ts'
+import { ApiError } from '../../openai/errors.ts'
+import { collectChoices, fitMaxTokens, mergeSignals, startGeneration } from './generation.ts'
 
 /**
  * POST /predict: the seed's task API. {text, task, model_name?} → {result, processing_time,
@@ -12,7 +13,7 @@ import { collectChoices, fitMaxTokens, mergeSignals, readJsonBody, startGenerati
  */
 export async function predict(c: Context, api: EncoderApiContext): Promise<Response> {
   const started = performance.now()
-  const body = await readJsonBody(c, predictRequestSchema)
+  const { data: body } = await readJsonBody(c.req, predictRequestSchema)
   const task = body.task === 'sentiment-analysis' ? 'text-classification' : body.task
   if (!(PREDICT_TASKS as readonly string[]).includes(task)) {
     throw new ApiError(400, `Unknown task '${body.task}'. Tasks served: ${describeServed(api)}`, { param: 'task', code: 'invalid_value' })

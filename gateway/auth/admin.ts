@@ -15,7 +15,8 @@ import { bodyLimit } from 'hono/body-limit'
 import { z } from 'zod'
 import type { ApiKeyRecord, KeyStore, Limits, Logger } from '../types.ts'
 import { constantTimeEqual, generateApiKey, generateKeyId, hashApiKey } from './api-keys.ts'
-import { errorBody, isWellFormedCredential, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody } from './errors.ts'
+import { errorBody } from '../../openai/errors.ts'
+import { isWellFormedCredential, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody } from './errors.ts'
 
 export interface AdminRoutesOptions {
   adminToken: string | undefined

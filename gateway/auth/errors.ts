@@ -1,5 +1,7 @@
+import { errorBody, type OpenAIErrorBody } from '../../openai/errors.ts'
+
 /**
- * Authentication errors and the OpenAI-shaped responses they become. Web-standard APIs only
+ * Authentication errors and the OpenAI-shaped bodies they become. Web-standard APIs only
  * (runs on Node and Cloudflare Workers).
  */
 
@@ -56,25 +58,8 @@ export class AuthError extends Error {
   }
 }
 
-/** OpenAI's error body: {"error": {"message", "type", "param", "code"}}. */
-export interface OpenAIErrorBody {
-  error: { message: string; type: string; param: string | null; code: string | null }
-}
-
 export const INVALID_CREDENTIALS_MESSAGE = 'Invalid or missing credentials'
 export const MODEL_NOT_ALLOWED_MESSAGE = 'This key may not use this model'
-
-export function errorBody(message: string, options: { type?: string; code?: string | null; param?: string | null } = {}): OpenAIErrorBody {
-  return { error: { message, type: options.type ?? 'invalid_request_error', param: options.param ?? null, code: options.code ?? null } }
-}
-
-/** A JSON error Response in OpenAI's shape, usable without a Hono context. */
-export function errorResponse(status: number, body: OpenAIErrorBody, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { 'content-type': 'application/json; charset=UTF-8', 'cache-control': 'no-store', ...headers },
-  })
-}
 
 /** The one 401 every authentication failure gets. */
 export function unauthorizedBody(): OpenAIErrorBody {

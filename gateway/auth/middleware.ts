@@ -10,7 +10,8 @@ import type { Context, MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import type { ApiKeyRecord, Limits, Logger, Principal } from '../types.ts'
 import { hashApiKey, type KeyLookup } from './api-keys.ts'
-import { AuthError, errorBody, errorResponse, isWellFormedCredential, MODEL_NOT_ALLOWED_MESSAGE, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody, unavailableBody } from './errors.ts'
+import { gatewayError } from '../pipeline/errors.ts'
+import { AuthError, isWellFormedCredential, MODEL_NOT_ALLOWED_MESSAGE, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody, unavailableBody } from './errors.ts'
 import { mergeLimits, type JwtVerifier } from './jwt.ts'
 import { createLogLimiter } from '../observability/log-limiter.ts'
 
@@ -110,7 +111,9 @@ export function canUseModel(principal: Principal, model: string | undefined): bo
 /** null when the principal may use `model`, else the 403 Response to return. */
 export function modelAccessDenied(principal: Principal, model: string | undefined): Response | null {
   if (canUseModel(principal, model)) return null
-  return errorResponse(403, errorBody(MODEL_NOT_ALLOWED_MESSAGE, { code: 'model_not_allowed', param: 'model' }))
+  // Like auth's other answers: type invalid_request_error and no-store (not gatewayError's 403 defaults).
+  const headers = { 'content-type': 'application/json; charset=UTF-8', 'cache-control': 'no-store' }
+  return gatewayError(403, MODEL_NOT_ALLOWED_MESSAGE, 'model_not_allowed', { param: 'model', type: 'invalid_request_error', headers }).getResponse()
 }
 
 /**

@@ -1,3 +1,5 @@
+import { errorBody } from '../../openai/errors.ts'
+
 const encoder = new TextEncoder()
 
 /** The SSE bytes of one event carrying `data` (multi-line data becomes several `data:` lines). */
@@ -10,7 +12,7 @@ export function encodeEvent(data: string): string {
 }
 
 /** An error event in OpenAI's shape, sent to followers when the shared upstream stream broke. */
-export const BROKEN_STREAM_EVENT = JSON.stringify({ error: { message: 'The upstream stream broke', type: 'server_error', param: null, code: 'upstream_error' } })
+export const BROKEN_STREAM_EVENT = JSON.stringify(errorBody('The upstream stream broke', { type: 'server_error', code: 'upstream_error' }))
 
 /** True for an event whose payload is a JSON object with an `error` field. */
 export function isErrorEvent(data: string): boolean {

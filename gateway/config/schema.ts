@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { logSettingsSchema } from '../../backend/log-settings.ts'
+import { logSettingsSchema } from '../../lib/log-settings.ts'
 
 /**
  * The gateway's configuration: one typed, validated object built from the config file

@@ -1,8 +1,9 @@
 import type { MiddlewareHandler } from 'hono'
 import type { z } from 'zod'
-import { validationError } from '../../backend/api/errors.ts'
-import { PREDICT_DEFAULT_NEW_TOKENS, embeddingRequestSchema, predictRequestSchema } from '../../backend/api/encoder-schemas.ts'
-import { chatRequestSchema, completionRequestSchema, generateRequestSchema, MAX_BODY_DEPTH, nestsDeeperThan } from '../../backend/api/schemas.ts'
+import { readJsonBody } from '../../openai/body.ts'
+import { PREDICT_DEFAULT_NEW_TOKENS, embeddingRequestSchema, predictRequestSchema } from '../../openai/encoder-requests.ts'
+import { ApiError } from '../../openai/errors.ts'
+import { chatRequestSchema, COMPLETIONS_DEFAULT_MAX_TOKENS, completionRequestSchema, generateRequestSchema } from '../../openai/requests.ts'
 import { gatewayError } from './errors.ts'
 
 export type ApiRoute = 'completions' | 'chat' | 'generate' | 'embeddings' | 'predict'
@@ -38,33 +39,26 @@ const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSch
 /** Routes that only read their input (no completion, no max_tokens): embeddings and /predict. */
 const isEncoderRoute = (route: ApiRoute) => route === 'embeddings' || route === 'predict'
 const encoder = new TextEncoder()
-/** OpenAI's (and the backend's) max_tokens for completions that set none. */
-const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 /** Tokens a chat template may add around each message (role markers and separators). */
 const TEMPLATE_TOKENS_PER_MESSAGE = 16
 
 /**
- * Parses and validates the body with the backend's own schemas (one definition for both
- * sides), bounds the prompt, and works out the most tokens the request can use, so every
- * request's token reservation is bounded.
+ * Parses and validates the body with the schemas and body reader the backend uses too
+ * (openai/: one definition for both sides), bounds the prompt, and works out the most tokens
+ * the request can use, so every request's token reservation is bounded.
  */
 export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
   return async (c, next) => {
-    const type = c.req.header('content-type') ?? ''
-    if (!/^application\/(.+\+)?json\b/i.test(type)) throw gatewayError(415, 'Content-Type must be application/json', 'unsupported_media_type')
-    let json: unknown
+    let read: Awaited<ReturnType<typeof readJsonBody>>
     try {
-      json = JSON.parse(await c.req.text())
-    } catch {
-      throw gatewayError(400, 'The request body is not valid JSON', 'invalid_json')
+      read = await readJsonBody(c.req, schemas[route])
+    } catch (error) {
+      // The gateway answers with its own HTTPException; the status, message, code and param are the backend's.
+      if (error instanceof ApiError) throw gatewayError(error.status as 400 | 415, error.message, error.code ?? 'invalid_value', { param: error.param })
+      throw error
     }
-    if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw gatewayError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, 'invalid_json')
-    const parsed = schemas[route].safeParse(json)
-    if (!parsed.success) {
-      const error = validationError(parsed.error, json)
-      throw gatewayError(400, error.message, error.code ?? 'invalid_value', { param: error.param })
-    }
-    const body = parsed.data as Record<string, any>
+    const body = read.data as Record<string, any>
+    const json = read.json
     const object = json as Record<string, unknown>
     // Continuations are the gateway's own business (mid-stream failover).
     if ('resume' in object) throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })

@@ -1,6 +1,8 @@
+import { type ChatDelta, type CompletionChoice, DONE_EVENT, type StreamChunk } from '../../openai/responses.ts'
 import type { Usage } from '../pipeline/lifecycle.ts'
 import { encodeEvent } from '../cache/event-stream.ts'
 import { StreamBroken } from './errors.ts'
+import { type ReceivedUsage, usageFrom } from './usage.ts'
 
 /** What a continuation needs: the tokens sampled so far and how much text the client has. */
 export interface StreamProgress {
@@ -18,15 +20,15 @@ export interface ChunkRewriterOptions {
   onGiveUp(failure: StreamBroken): void
 }
 
-interface Chunk {
-  id?: string
-  created?: number
-  choices?: { text?: string; delta?: { role?: string; content?: string | null }; token_ids?: number[]; finish_reason?: string | null }[]
-  usage?: { prompt_tokens?: number; completion_tokens?: number } | null
+/**
+ * A chunk of either stream (openai/responses.ts) as received from a backend: the fields the
+ * rewriter reads, any of them missing, or an error event instead.
+ */
+interface Chunk extends Partial<Pick<StreamChunk, 'id' | 'created'>> {
+  choices?: (Partial<Pick<CompletionChoice, 'text' | 'token_ids' | 'finish_reason'>> & { delta?: Partial<ChatDelta> })[]
+  usage?: ReceivedUsage | null
   error?: unknown
 }
-
-export const DONE_EVENT = 'data: [DONE]\n\n'
 
 /**
  * Rewrites a backend's stream chunk by chunk for the client, and keeps what a continuation
@@ -69,7 +71,7 @@ export class ChunkRewriter {
       }
       throw new StreamBroken('server_error', 'the backend sent an error event')
     }
-    if (chunk.usage) this.options.onUsage({ promptTokens: chunk.usage.prompt_tokens ?? 0, completionTokens: chunk.usage.completion_tokens ?? 0 })
+    if (chunk.usage) this.options.onUsage(usageFrom(chunk.usage))
     const choices = Array.isArray(chunk.choices) ? chunk.choices : []
     if (choices.length === 0 && chunk.usage && this.options.dropUsageEvent) return ''
     let edited = false

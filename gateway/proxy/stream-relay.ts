@@ -1,7 +1,9 @@
+import { errorBody, errorEvent } from '../../openai/errors.ts'
+import { DONE_EVENT } from '../../openai/responses.ts'
 import { createEventParser } from '../cache/event-stream.ts'
 import type { StreamOutcome } from '../types.ts'
 import type { ByteStream } from '../upstream/upstream.ts'
-import { ChunkRewriter, type ChunkRewriterOptions, DONE_EVENT, type StreamProgress } from './chunk-rewriter.ts'
+import { ChunkRewriter, type ChunkRewriterOptions, type StreamProgress } from './chunk-rewriter.ts'
 import { StreamBroken } from './errors.ts'
 
 const encoder = new TextEncoder()
@@ -95,7 +97,7 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
     if (!next) {
       options.onGiveUp(failure)
       chunks.finished = true
-      return `data: ${JSON.stringify({ error: { message: 'The backend serving this stream failed and no other node could continue it', type: 'server_error', param: null, code: 'stream_interrupted' } })}\n\n`
+      return errorEvent(errorBody('The backend serving this stream failed and no other node could continue it', { type: 'server_error', code: 'stream_interrupted' }))
     }
     reader = next.getReader()
     chunks.resumed = true
@@ -142,7 +144,7 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
               await reader.cancel().catch(() => {})
               options.onGiveUp(new StreamBroken('stall', 'deadline'))
               chunks.finished = true
-              out += `data: ${JSON.stringify({ error: { message: 'The request took longer than the gateway allows', type: 'server_error', param: null, code: 'timeout' } })}\n\n`
+              out += errorEvent(errorBody('The request took longer than the gateway allows', { type: 'server_error', code: 'timeout' }))
             } else failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
           }
           if (failure) {

@@ -40,6 +40,8 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json tsconfig.json ./
 COPY backend ./backend
+COPY openai ./openai
+COPY lib ./lib
 USER 10001:10001
 # Mount models read-only at /models: MODEL_DIR=/models serves every model folder in it,
 # MODEL_DIR=/models/<name> one. tsx keeps its compile cache in /tmp, which must stay writable.

@@ -10,7 +10,8 @@ COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY gateway ./gateway
-COPY backend ./backend
+COPY openai ./openai
+COPY lib ./lib
 RUN npm run build
 
 # Production dependencies of the bundle only: the backend's packages (onnxruntime-node is

@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import type { z } from 'zod'
-import { chatRequestSchema, completionRequestSchema, generateRequestSchema, MAX_BODY_DEPTH } from '../../backend/api/schemas.ts'
+import { MAX_BODY_DEPTH } from '../../openai/body.ts'
+import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../openai/requests.ts'
 import { arbitraryFor, jsonSchemaOf, type JsonSchema, junkFor, oddString, type Tweak } from './schema-arbitrary.ts'
 
 /**

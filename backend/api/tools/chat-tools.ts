@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { ServedModel } from '../../engine/text-generation.ts'
 import { type ChatMessage, ChatTemplateError } from '../../model/tokenizer.ts'
-import { ApiError } from '../errors.ts'
-import type { ChatRequest } from '../schemas.ts'
+import { ApiError } from '../../../openai/errors.ts'
+import type { ChatRequest } from '../../../openai/requests.ts'
+import type { ChatChoice } from '../../../openai/responses.ts'
 import { checkSize, type OutputGrammar, outputGrammarOf, prepareGrammar } from '../structured/output-format.ts'
 import { type ParsedToolCall, type ToolCallFormat, toolFormatOf, toolGrammar } from './tool-formats.ts'
 
@@ -81,7 +82,7 @@ function argumentsObject(text: string): unknown {
 export const toolCallsOf = (calls: ParsedToolCall[]) => calls.map((call) => ({ id: `call_${randomUUID().replace(/-/g, '').slice(0, 24)}`, type: 'function' as const, function: call }))
 
 /** A finished choice's message and finish reason: its tool calls parsed out when tools apply. */
-export function toolMessage(format: ToolCallFormat | undefined, choice: { text: string; finishReason: 'stop' | 'length' }) {
+export function toolMessage(format: ToolCallFormat | undefined, choice: { text: string; finishReason: 'stop' | 'length' }): Pick<ChatChoice, 'message' | 'finish_reason'> {
   const parsed = format?.parse(choice.text)
   if (!parsed || parsed.calls.length === 0) return { message: { role: 'assistant', content: choice.text }, finish_reason: choice.finishReason }
   const finishReason = choice.finishReason === 'stop' ? 'tool_calls' : choice.finishReason

@@ -1,9 +1,9 @@
 import { z } from 'zod'
 
 /**
- * Request schemas of the public API (OpenAI completions and chat, and /generate). The gateway
- * imports these too, so both sides agree on `model`, `max_tokens`, `stream`, `temperature`
- * and `seed`. Unknown fields are ignored, as OpenAI's SDKs may send newer ones.
+ * Request schemas of the public API (OpenAI completions and chat, and /generate). The backend
+ * and the gateway both validate with these, so both sides agree on `model`, `max_tokens`,
+ * `stream`, `temperature` and `seed`. Unknown fields are ignored, as OpenAI's SDKs may send newer ones.
  */
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
@@ -45,7 +45,7 @@ const sampling = {
 
 /**
  * Structured outputs: vLLM's `guided_*` extensions (completions and chat). Which combinations
- * make sense, and the grammar size bound, are checked in structured/output-format.ts.
+ * make sense, and the grammar size bound, are checked in backend/api/structured/output-format.ts.
  */
 const jsonSchema = z.union([z.record(z.string(), z.unknown()), z.boolean()])
 const guided = {
@@ -69,6 +69,9 @@ const tool = z.object({
 })
 const toolChoice = z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: functionName }) })])
 const toolCall = z.object({ id: z.string().max(256), type: z.literal('function'), function: z.object({ name: functionName, arguments: z.string() }) })
+
+/** OpenAI's max_tokens for completions that set none (chat's default is the rest of the context window). */
+export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
 const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1)
 /** A string, one list of ids, or a list holding exactly one of either. */
@@ -116,26 +119,6 @@ export const chatRequestSchema = z
 export type ChatRequest = z.infer<typeof chatRequestSchema>
 export type GuidedFields = { [K in keyof typeof guided]?: z.infer<(typeof guided)[K]> }
 export type ToolDefinition = z.infer<typeof tool>
-
-/**
- * How deeply a request body may nest arrays and objects (a valid body needs 5). Deeper bodies
- * are refused before anything recurses over them: the gateway's cache key and JSON.stringify
- * would overflow the stack on an unknown field nested a few thousand levels deep.
- */
-export const MAX_BODY_DEPTH = 64
-
-/** True when `value` nests arrays or objects deeper than `limit` levels (iterative, so safe at any depth). */
-export function nestsDeeperThan(value: unknown, limit: number): boolean {
-  const stack: [object, number][] = value !== null && typeof value === 'object' ? [[value, 1]] : []
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!
-    if (depth > limit) return true
-    for (const child of Array.isArray(node) ? node : Object.values(node)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
-    }
-  }
-  return false
-}
 
 /** The simple generation API (see the README for semantics and ranges). */
 export const generateRequestSchema = z.object({

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { z } from 'zod'
-import { validationError } from '../../../backend/api/errors.ts'
-import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../../backend/api/schemas.ts'
+import { validationError } from '../../openai/body.ts'
+import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../openai/requests.ts'
 
 const messageFor = (schema: z.ZodType, body: unknown) => {
   const parsed = schema.safeParse(body)

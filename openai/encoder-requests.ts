@@ -1,8 +1,8 @@
 import { z } from 'zod'
 
 /**
- * Request schemas of the encoder routes (/v1/embeddings and /predict). The gateway validates
- * with these too. Unknown fields are ignored, as OpenAI's SDKs may send newer ones.
+ * Request schemas of the encoder routes (/v1/embeddings and /predict), for the backend and the
+ * gateway alike. Unknown fields are ignored, as OpenAI's SDKs may send newer ones.
  */
 
 /** OpenAI's limit on inputs per embeddings request. */
