@@ -228,10 +228,10 @@ describe('start-up problems in one line', () => {
 
   test('npm start: a port in use exits 2 naming BACKEND_PORT or PORT, before starting anything', async () => {
     const free = await freePort()
-    const backendHeld = await runToExit('gateway/embedded.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(heldPort), PORT: String(free) })
+    const backendHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(heldPort), PORT: String(free) })
     assert.equal(backendHeld.code, 2)
     oneLine(backendHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set BACKEND_PORT`))
-    const gatewayHeld = await runToExit('gateway/embedded.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(free), PORT: String(heldPort) })
+    const gatewayHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(free), PORT: String(heldPort) })
     assert.equal(gatewayHeld.code, 2)
     oneLine(gatewayHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT`))
   })

@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
-import { parseGatewayConfig } from './config/parse.ts'
-import { createBackendTokenSigner } from './proxy/backend-token.ts'
-import { loadPrivateJwk } from './node/signing-key.ts'
+import { parseGatewayConfig } from '../gateway/config/parse.ts'
+import { createBackendTokenSigner } from '../gateway/proxy/backend-token.ts'
+import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
 import { ListenError, listenError } from '../backend/listen-error.ts'
-import { type RunningGateway, startNodeGateway } from './node/server.ts'
+import { type RunningGateway, startNodeGateway } from '../gateway/node/server.ts'
 
 // `npm start`: one backend node and the gateway in front of it on localhost, in-memory
 // stores, and a demo API key printed once. For trying Switchyard, not for production.
