@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { parseVerifyKeys } from '../backend/api/gateway-auth.ts'
-import { loadPrivateJwk } from '../gateway/proxy/backend-token.ts'
+import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
 
 const SIGNING_FILE = 'gateway-signing-key.json'
 const VERIFY_FILE = 'gateway-verify-keys.json'

@@ -30,7 +30,7 @@ const requestWindow = (windowMs: number) => `requests:${windowMs}`
  * key; on Workers the Durable Object that owns a key runs one call at a time. Either way a
  * check and its update cannot interleave with another caller's, which is what makes admission
  * all-or-nothing and concurrent token reservations unable to overshoot. The Redis store runs
- * the same rules as one Lua script (limits/redis-admission.ts).
+ * the same rules as one Lua script (node/limits/redis-admission.ts).
  */
 export class LimitCounters {
   /** Set by every change, cleared by whoever persists the state. */

@@ -3,9 +3,9 @@
  * against the gateway's public keys (backend/api/gateway-auth.ts). One token is signed and
  * reused until half its lifetime is gone, so a request costs a cache lookup, not a signature.
  *
- * Web-standard only (jose over WebCrypto): runs on Node and on Cloudflare Workers. Only
- * `loadPrivateJwk` touches the file system, through a dynamic import; on Workers, pass the key
- * (from a secret) to `parsePrivateJwk` instead.
+ * Web-standard only (jose over WebCrypto): runs on Node and on Cloudflare Workers. Node reads
+ * the key file with `loadPrivateJwk` (node/signing-key.ts); on Workers, pass the key (from a
+ * secret) to `parsePrivateJwk` instead.
  */
 import { importJWK, SignJWT, type JWK } from 'jose'
 
@@ -40,26 +40,6 @@ export function parsePrivateJwk(value: unknown): BackendSigningJwk {
   if (jwk.alg !== undefined && jwk.alg !== alg) throw new Error(`signing key "${jwk.kid}": alg ${jwk.alg} does not fit ${jwk.kty} ${jwk.crv} (use ${alg})`)
   if (typeof jwk.d !== 'string' || jwk.d === '') throw new Error(`signing key "${jwk.kid}" is a public key: the private key ("d") is needed to sign`)
   return { ...jwk, kid: jwk.kid, alg }
-}
-
-/** Reads a private JWK file (Node only), validates it, and checks that it imports. */
-export async function loadPrivateJwk(path: string): Promise<BackendSigningJwk> {
-  const { readFile } = await import('node:fs/promises')
-  let document: unknown
-  try {
-    document = JSON.parse(await readFile(path, 'utf8'))
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code
-    throw new Error(code ? `cannot read ${path} (${code})` : `${path}: not valid JSON`)
-  }
-  let jwk: BackendSigningJwk
-  try {
-    jwk = parsePrivateJwk(document)
-    await importJWK(jwk, jwk.alg)
-  } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`)
-  }
-  return jwk
 }
 
 export interface BackendTokenSignerOptions {

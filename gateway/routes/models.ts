@@ -1,6 +1,8 @@
 import type { Context, Handler, MiddlewareHandler } from 'hono'
 import type { RoutingConfig } from '../config/schema.ts'
 import { errorResponse, gatewayError } from '../pipeline/errors.ts'
+import type { ListedModel, ModelContextLengths } from '../routing/model-context.ts'
+import type { Forward } from './forward.ts'
 
 /** A model id as nodes serve them (backend MODEL_ID): segments of letters, digits and . _ - :, joined by /; no . or .. segment. */
 const MODEL_ID = /^(?!\.{1,2}(\/|$))[\w.:-]+(\/(?!\.{1,2}(\/|$))[\w.:-]+)*$/
@@ -31,5 +33,33 @@ export function retrieveModel(options: { aliases: RoutingConfig['aliases']; forw
     // No node serves it in the regions this request may use: the same answer as an unknown id.
     if (response.status === 404) return notFound()
     return response
+  }
+}
+
+/** The task API's model list (/predict's models and their tasks); a key limited to some models sees only those. */
+export function listTaskModels(options: { forward: Forward }): Handler {
+  return async (c) => {
+    const response = await options.forward(c, { path: '/models', method: 'GET' })
+    if (response.status !== 200) return response
+    const list = (await response.json()) as { models: { name: string }[] }
+    const allowed = c.get('principal').models
+    return c.json({ ...list, models: allowed ? list.models.filter((m) => allowed.includes(m.name)) : list.models })
+  }
+}
+
+/**
+ * GET /v1/models: the backend's list (its context lengths learned on the way) merged with the
+ * aliases. Aliases are models too; a key limited to some models sees only those.
+ */
+export function listModels(options: { aliases: RoutingConfig['aliases']; contexts: ModelContextLengths; forward: Forward }): Handler {
+  return async (c) => {
+    const response = await options.forward(c, { path: '/v1/models', method: 'GET' })
+    if (response.status !== 200) return response
+    const list = (await response.json()) as { object: string; data: ListedModel[] }
+    options.contexts.learn(list.data)
+    const aliases = Object.keys(options.aliases).filter((name) => !list.data.some((m) => m.id === name))
+    const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
+    const allowed = c.get('principal').models
+    return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
   }
 }

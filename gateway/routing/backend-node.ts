@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import CircuitBreaker from 'opossum'
 import type { RoutingConfig } from '../config/schema.ts'
 import type { AttemptOutcome, BreakerState, Logger, RoutingMetrics } from '../types.ts'
@@ -22,6 +21,28 @@ const RECENT_WINDOW_MS = 60_000
 const BREAKER_BUCKETS = 10
 
 /**
+ * What opossum calls on its rotateBucketController ('rotate' is its only event): a Node
+ * EventEmitter's part of it, so the core needs no node:events.
+ */
+class RotationSignal {
+  private readonly listeners = new Set<() => void>()
+  on(_event: 'rotate', listener: () => void): this {
+    this.listeners.add(listener)
+    return this
+  }
+  removeListener(_event: 'rotate', listener: () => void): this {
+    this.listeners.delete(listener)
+    return this
+  }
+  listenerCount(_event: 'rotate', listener?: () => void): number {
+    return listener ? Number(this.listeners.has(listener)) : this.listeners.size
+  }
+  rotate(): void {
+    for (const listener of this.listeners) listener()
+  }
+}
+
+/**
  * A backend node and everything the router knows about it: active health verdict, passive
  * outlier ejection, its circuit breaker (opossum), in-flight count and recent results.
  */
@@ -42,7 +63,7 @@ export class BackendNode {
    * Without timers (hooks.timers false: Workers, where a timer dies with the request that set
    * it) maintain() rotates the breaker's rolling window through this, and half-opens it.
    */
-  private readonly rotation: EventEmitter | undefined
+  private readonly rotation: RotationSignal | undefined
   private rotatedAt = Date.now()
   /** Shut down (left the topology): a check or breaker event still under way reports no metrics. */
   private retired = false
@@ -58,7 +79,7 @@ export class BackendNode {
     private readonly hooks: { metrics: RoutingMetrics; logger: Logger; timers?: boolean },
   ) {
     this.labels = { region, backend: id }
-    this.rotation = hooks.timers === false ? new EventEmitter() : undefined
+    this.rotation = hooks.timers === false ? new RotationSignal() : undefined
     this.breaker = this.createBreaker(false)
     hooks.metrics.breaker(this.labels, 'closed', false)
     hooks.metrics.health(this.labels, true, true)
@@ -75,7 +96,7 @@ export class BackendNode {
     const bucketMs = rollingWindowMs / BREAKER_BUCKETS
     const due = Math.floor((now - this.rotatedAt) / bucketMs)
     if (due > 0) {
-      for (let i = 0; i < Math.min(due, BREAKER_BUCKETS); i++) this.rotation.emit('rotate')
+      for (let i = 0; i < Math.min(due, BREAKER_BUCKETS); i++) this.rotation.rotate()
       this.rotatedAt += due * bucketMs
     }
     if (this.breaker.opened && now - this.openedAt >= resetTimeoutMs) {
@@ -173,7 +194,8 @@ export class BackendNode {
       resetTimeout: b.resetTimeoutMs,
       rollingCountTimeout: b.rollingWindowMs,
       rollingCountBuckets: BREAKER_BUCKETS,
-      rotateBucketController: this.rotation,
+      // opossum types it as a Node EventEmitter; it calls only on, removeListener and listenerCount.
+      rotateBucketController: this.rotation as CircuitBreaker.Options['rotateBucketController'],
       // Latency percentiles and snapshot events cost per call and nothing here reads them
       // (the status page keeps its own recent latencies).
       rollingPercentilesEnabled: false,

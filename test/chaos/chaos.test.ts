@@ -244,7 +244,7 @@ duplicated stream token; no request lost in a rolling restart; every other failu
 ## Set-up
 
 - Four backend processes (\`backend/node.ts\`, stories260K, CPU): \`eu-1\`, \`eu-2\` in region eu and \`us-1\`, \`us-2\` in us,
-  each region falling back on the other; real Redis (limits, keys); two gateway processes (\`gateway/node.ts\`) sharing it.
+  each region falling back on the other; real Redis (limits, keys); two gateway processes (\`gateway/node/index.ts\`) sharing it.
 - Gateway configuration: the defaults (breakers, outlier ejection, retries, retry budget), with timeouts scaled to
   the test: health checks every ${ROUTING.healthCheck.intervalMs} ms (timeout ${ROUTING.healthCheck.timeoutMs} ms), \`perTryTimeoutMs\` ${ROUTING.retry.perTryTimeoutMs},
   \`stallTimeoutMs\` ${ROUTING.stream.stallTimeoutMs}. The response cache is off so that every request reaches a backend.

@@ -13,7 +13,7 @@ import { freePort } from '../helpers/redis-server.ts'
 import { referenceContinuation } from '../helpers/reference.ts'
 import { assertStreamed, consolePage, launchChromium, signIn, streamFromPlayground } from './console-page.ts'
 
-// The console on the Workers build: gateway/worker.ts in workerd (`wrangler dev`, local, no
+// The console on the Workers build: gateway/workers/index.ts in workerd (`wrangler dev`, local, no
 // account) in front of a real backend node. Same module, no file system, no build step.
 const ADMIN_TOKEN = 'console-workers-admin-token-0123456789'
 const KEY = 'sy-console-workers-key-00000000000000'

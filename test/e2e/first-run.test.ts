@@ -215,7 +215,7 @@ describe('start-up problems in one line', () => {
   }
 
   test('gateway: a port in use exits 2 naming the port and PORT', async () => {
-    const { code, output } = await runToExit('gateway/node.ts', { BACKEND_URL: backend.url, HOST: '127.0.0.1', PORT: String(heldPort), ADMIN_TOKEN: 'a-long-enough-admin-token-0123456789' })
+    const { code, output } = await runToExit('gateway/node/index.ts', { BACKEND_URL: backend.url, HOST: '127.0.0.1', PORT: String(heldPort), ADMIN_TOKEN: 'a-long-enough-admin-token-0123456789' })
     assert.equal(code, 2)
     oneLine(output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT to another port`))
   })
@@ -228,16 +228,16 @@ describe('start-up problems in one line', () => {
 
   test('npm start: a port in use exits 2 naming BACKEND_PORT or PORT, before starting anything', async () => {
     const free = await freePort()
-    const backendHeld = await runToExit('gateway/embedded.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(heldPort), PORT: String(free) })
+    const backendHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(heldPort), PORT: String(free) })
     assert.equal(backendHeld.code, 2)
     oneLine(backendHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set BACKEND_PORT`))
-    const gatewayHeld = await runToExit('gateway/embedded.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(free), PORT: String(heldPort) })
+    const gatewayHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(free), PORT: String(heldPort) })
     assert.equal(gatewayHeld.code, 2)
     oneLine(gatewayHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT`))
   })
 
   test('gateway: a backend URL without a scheme is refused; no authentication is warned about', async () => {
-    const bare = await runToExit('gateway/node.ts', { BACKEND_URL: 'localhost:8000', PORT: '0' })
+    const bare = await runToExit('gateway/node/index.ts', { BACKEND_URL: 'localhost:8000', PORT: '0' })
     assert.equal(bare.code, 2)
     oneLine(bare.output, /BACKEND_URL: must be an http:\/\/ or https:\/\/ URL/)
     const open = await startGateway({ backend: { url: backend.url } }, { ADMIN_TOKEN: '' })

@@ -16,12 +16,12 @@ export interface GatewayProcess {
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789'
 
-/** Starts a real gateway process (`gateway/node.ts`) with a config file, on a free port. */
+/** Starts a real gateway process (`gateway/node/index.ts`) with a config file, on a free port. */
 export async function startGateway(config: object, env: Record<string, string> = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-gateway-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(config))
-  const { child, output, stop } = spawnEntry('gateway/node.ts', { GATEWAY_CONFIG: configPath, HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'info', ...env })
+  const { child, output, stop } = spawnEntry('gateway/node/index.ts', { GATEWAY_CONFIG: configPath, HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'info', ...env })
   const deadline = Date.now() + 20_000
   while (true) {
     const match = /"port":(\d+).*"gateway listening"/.exec(output())

@@ -35,7 +35,8 @@ export async function buildWorker(): Promise<WorkerBuild> {
     cwd: REPO_ROOT,
     env: { ...process.env, ...OFFLINE, WRANGLER_LOG_PATH: join(outdir, 'logs') },
   })
-  const scriptPath = join(outdir, 'worker.js')
+  // wrangler names the bundle after the entry (gateway/workers/index.ts).
+  const scriptPath = join(outdir, 'index.js')
   const code = readFileSync(scriptPath)
   return { scriptPath, bytes: code.byteLength, gzipBytes: gzipSync(code).byteLength, output: stdout + stderr, remove: () => rmSync(outdir, { recursive: true, force: true }) }
 }

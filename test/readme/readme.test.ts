@@ -143,7 +143,7 @@ describe('Quick start, on a fresh clone', () => {
       const text = await runSdkExample(started.gatewayPort, started.key, 'stories260K')
       assert.ok(text.length > 0)
       // SIGKILL runs no handler: the backend notices its launcher's IPC channel close, and leaves.
-      const launcher = processesInClone().find((p) => p.args.includes('gateway/embedded.ts')) ?? assert.fail(JSON.stringify(processesInClone()))
+      const launcher = processesInClone().find((p) => p.args.includes('scripts/start.ts')) ?? assert.fail(JSON.stringify(processesInClone()))
       process.kill(launcher.pid, 'SIGKILL')
       await exited(started.child)
       await untilNoProcessInClone(15_000)

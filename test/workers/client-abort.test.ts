@@ -82,7 +82,7 @@ describe('Workers build: a client that leaves mid-stream', () => {
     const controller = new AbortController()
     const leader = await completions('many', body, controller)
     const followers = await Promise.all([0, 1].map(() => completions('many', body)))
-    // Workers do not coalesce them (gateway/worker.ts): each has its own upstream.
+    // Workers do not coalesce them (gateway/workers/index.ts): each has its own upstream.
     for (const r of [leader, ...followers]) assert.equal(r.headers.get('x-cache-coalesced'), null)
     const leaderReader = leader.body!.getReader()
     await leaderReader.read()

@@ -6,7 +6,7 @@ import { createKeyLookup } from '../../../gateway/auth/api-keys.ts'
 import { authenticate } from '../../../gateway/auth/middleware.ts'
 import { ipGuard } from '../../../gateway/limits/ip-guard.ts'
 import { createMemoryRateLimits } from '../../../gateway/limits/rate-limit-store.ts'
-import { createPromMetrics } from '../../../gateway/observability/prom-metrics.ts'
+import { createPromMetrics } from '../../../gateway/node/prom-metrics.ts'
 import { DEFAULT_LIMITS, hexSha256, MemoryKeyStore, RecordingLogger } from '../auth/helpers.ts'
 
 const VALID = 'sy-valid-key-behind-the-nat'

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, test } from 'node:test'
-import { createNodeUpstream } from '../../../gateway/proxy/node-upstream.ts'
+import { createNodeUpstream } from '../../../gateway/node/upstream.ts'
 import { relayEventStream } from '../../../gateway/proxy/stream-relay.ts'
 
 // The Node upstream client's event streams, read through the relay as the gateway does, against

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
-import { createPromMetrics } from '../../../gateway/observability/prom-metrics.ts'
+import { createPromMetrics } from '../../../gateway/node/prom-metrics.ts'
 import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 import { Router } from '../../../gateway/routing/router.ts'
 

@@ -1,5 +1,5 @@
 import { Cluster, Redis } from 'ioredis'
-import type { GatewayMetrics, Logger } from '../types.ts'
+import type { GatewayMetrics, Logger } from '../../types.ts'
 
 /** A connection to a single node, a Sentinel-managed master, or a Cluster. */
 export type RedisClient = Redis | Cluster
@@ -76,7 +76,7 @@ export function createRedis(options: RedisConnectionOptions, hooks: StoreHooks):
     maxRetriesPerRequest: 1,
     commandTimeout,
     connectTimeout: options.connectTimeoutMs ?? 2000,
-    // Off: the limits batch their own calls (limits/redis-admission.ts), and ioredis's
+    // Off: the limits batch their own calls (node/limits/redis-admission.ts), and ioredis's
     // per-tick pipeline objects cost more than they saved.
     enableAutoPipelining: false,
   }

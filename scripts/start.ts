@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
-import { parseGatewayConfig } from './config/parse.ts'
-import { createBackendTokenSigner, loadPrivateJwk } from './proxy/backend-token.ts'
+import { parseGatewayConfig } from '../gateway/config/parse.ts'
+import { createBackendTokenSigner } from '../gateway/proxy/backend-token.ts'
+import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
 import { ListenError, listenError } from '../lib/listen-error.ts'
-import { type RunningGateway, startNodeGateway } from './server.ts'
+import { type RunningGateway, startNodeGateway } from '../gateway/node/server.ts'
 
 // `npm start`: one backend node and the gateway in front of it on localhost, in-memory
 // stores, and a demo API key printed once. For trying Switchyard, not for production.

@@ -1,6 +1,6 @@
-import { ConfigError } from './config/parse.ts'
+import { ConfigError } from '../config/parse.ts'
 import { loadGatewayConfig } from './config/load.ts'
-import { ListenError } from '../lib/listen-error.ts'
+import { ListenError } from '../../lib/listen-error.ts'
 import { startNodeGateway } from './server.ts'
 
 // Node entry: configuration from GATEWAY_CONFIG and the environment, then serve until a signal.

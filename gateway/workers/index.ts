@@ -1,5 +1,5 @@
 /**
- * The Cloudflare Workers entry: the same gateway app as the Node entry (gateway/server.ts),
+ * The Cloudflare Workers entry: the same gateway app as the Node entry (gateway/node/server.ts),
  * wired to Workers parts. Limits and admin-created keys live in Durable Objects, the response
  * cache in KV, metrics go to Analytics Engine, logs to the console. wrangler.toml binds them.
  *
@@ -10,25 +10,25 @@
  * background of that request (ctx.waitUntil).
  */
 import type { Context, Hono } from 'hono'
-import { createGatewayApp } from './app.ts'
-import { ConfigError } from './config/parse.ts'
-import { errorResponse } from './pipeline/errors.ts'
-import { watchRequestSignal } from './pipeline/watch-client.ts'
-import { createBackendTokenSigner } from './proxy/backend-token.ts'
-import { fetchUpstream } from './upstream/upstream.ts'
-import { Router } from './routing/router.ts'
-import { MemoryCacheStore } from './stores/memory.ts'
-import { readWorkerSettings, type WorkerEnv } from './workers/config.ts'
-import { withRequestContext } from './workers/keep-alive.ts'
-import { DurableObjectKeyStore } from './workers/key-store.ts'
-import { KvCacheStore } from './workers/kv-cache.ts'
-import { createConsoleLogger } from './workers/logger.ts'
-import { createWorkersMetrics } from './workers/metrics.ts'
-import { createDurableObjectRateLimits } from './workers/rate-limits.ts'
-import type { ExecutionContext, IncomingCf } from './workers/runtime.ts'
+import { createGatewayApp } from '../app.ts'
+import { ConfigError } from '../config/parse.ts'
+import { errorResponse } from '../pipeline/errors.ts'
+import { watchRequestSignal } from '../pipeline/watch-client.ts'
+import { createBackendTokenSigner } from '../proxy/backend-token.ts'
+import { fetchUpstream } from '../upstream/upstream.ts'
+import { Router } from '../routing/router.ts'
+import { MemoryCacheStore } from '../stores/memory.ts'
+import { readWorkerSettings, type WorkerEnv } from './config.ts'
+import { withRequestContext } from './keep-alive.ts'
+import { DurableObjectKeyStore } from './key-store.ts'
+import { KvCacheStore } from './kv-cache.ts'
+import { createConsoleLogger } from './logger.ts'
+import { createWorkersMetrics } from './metrics.ts'
+import { createDurableObjectRateLimits } from './rate-limits.ts'
+import type { ExecutionContext, IncomingCf } from './runtime.ts'
 
-export { ApiKeyIndexObject, ApiKeyObject } from './workers/key-objects.ts'
-export { RateLimiterObject } from './workers/rate-limit-object.ts'
+export { ApiKeyIndexObject, ApiKeyObject } from './key-objects.ts'
+export { RateLimiterObject } from './rate-limit-object.ts'
 
 interface Gateway {
   app: Hono

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
-import { ConfigError, parseGatewayConfig } from './parse.ts'
-import type { GatewayConfig } from './schema.ts'
+import { ConfigError, parseGatewayConfig } from '../../config/parse.ts'
+import type { GatewayConfig } from '../../config/schema.ts'
 
 // Node only: reads the config file. The Workers entry passes its config object to parseGatewayConfig.
 /** Reads GATEWAY_CONFIG (if set) and the environment (Node entry). */
