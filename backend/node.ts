@@ -1,6 +1,7 @@
 import { type BackendConfig, loadBackendConfig } from './config.ts'
 import { createLogger } from '../lib/logger.ts'
 import { BackendStartError, type BackendNode, startBackendNode } from './server.ts'
+import { errorMessage } from '../lib/error-message.ts'
 
 // Node entry of a backend node: configuration, logging, signals and exit codes around
 // startBackendNode (server.ts).
@@ -8,14 +9,14 @@ let config: BackendConfig
 try {
   config = loadBackendConfig()
 } catch (error) {
-  console.error(`switchyard backend: invalid configuration: ${(error as Error).message}`)
+  console.error(`switchyard backend: invalid configuration: ${errorMessage(error)}`)
   process.exit(2)
 }
 const log = createLogger({ service: 'switchyard-backend', level: config.LOG_LEVEL, format: config.LOG_FORMAT })
 
 /** One line naming what is wrong and where, then the error's exit code (never a stack trace). */
 function fail(error: unknown): never {
-  console.error(`switchyard backend: ${(error as Error).message}`)
+  console.error(`switchyard backend: ${errorMessage(error)}`)
   process.exit(error instanceof BackendStartError ? error.exitCode : 1)
 }
 

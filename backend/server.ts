@@ -16,6 +16,7 @@ import { listenError } from '../lib/listen-error.ts'
 import { BackendMetrics } from './metrics.ts'
 import { type ModelFolder, findModelFolders, loadModelFolder } from './model/folder.ts'
 import { TextTokenizer } from './model/tokenizer.ts'
+import { errorMessage } from '../lib/error-message.ts'
 
 /** Why a node could not start; the Node entry prints the message and exits with `exitCode`. */
 export class BackendStartError extends Error {
@@ -58,7 +59,7 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
         onReloadError: (error, kept) => log.error({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: kept.kids, error: error.message }, 'gateway verify keys NOT reloaded: the file is invalid, keeping the previous keys'),
       })
     } catch (error) {
-      throw new BackendStartError(`invalid configuration: GATEWAY_VERIFY_KEYS_FILE: ${(error as Error).message}`, 2)
+      throw new BackendStartError(`invalid configuration: GATEWAY_VERIFY_KEYS_FILE: ${errorMessage(error)}`, 2)
     }
     log.info({ file: keyFile.path, kids: keyFile.current().kids, audience: config.GATEWAY_TOKEN_AUDIENCE }, 'gateway authentication on: requests need a token signed by the gateway (except /health, /ready, /metrics)')
   } else {
@@ -107,7 +108,7 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
       log.info({ models: [...models.keys(), ...encoders.keys()] }, 'backend ready')
     },
     (error) => {
-      throw error instanceof BackendStartError ? error : new BackendStartError((error as Error).message, 1)
+      throw error instanceof BackendStartError ? error : new BackendStartError(errorMessage(error), 1)
     },
   )
 
@@ -163,7 +164,7 @@ async function loadModels(config: BackendConfig, log: pino.Logger, metrics: Back
       },
       { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },
     ).catch((error) => {
-      throw new Error(`model ${folder.id} (${folder.onnxPath}): ${(error as Error).message}`)
+      throw new Error(`model ${folder.id} (${folder.onnxPath}): ${errorMessage(error)}`)
     })
     metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
@@ -181,7 +182,7 @@ function tokenizerOf(folder: ModelFolder): TextTokenizer {
   try {
     return new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
   } catch (error) {
-    throw new Error(`model folder ${folder.dir}: ${(error as Error).message}`)
+    throw new Error(`model folder ${folder.dir}: ${errorMessage(error)}`)
   }
 }
 

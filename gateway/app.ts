@@ -27,6 +27,7 @@ import { contextOfPublicModel, createModelContextLengths } from './routing/model
 import { regionPreference } from './routing/region-preference.ts'
 import type { Router } from './routing/router.ts'
 import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore, Logger, RateLimitStore } from './types.ts'
+import { errorMessage } from '../lib/error-message.ts'
 
 /** Everything runtime-specific, made by the entry file (Node or Workers). */
 export interface GatewayDeps {
@@ -135,7 +136,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
   app.onError((error, c) => {
     const lifecycle = c.get('lifecycle')
     if (error instanceof HTTPException) return error.getResponse()
-    logger.error({ requestId: lifecycle?.record.requestId, error: String((error as Error)?.message ?? error) }, 'unhandled error')
+    logger.error({ requestId: lifecycle?.record.requestId, error: errorMessage(error) }, 'unhandled error')
     return errorResponse(500, 'Internal server error', 'internal_error')
   })
   return app

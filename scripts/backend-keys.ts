@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { parseVerifyKeys } from '../backend/api/gateway-auth.ts'
 import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
+import { errorMessage } from '../lib/error-message.ts'
 
 const SIGNING_FILE = 'gateway-signing-key.json'
 const VERIFY_FILE = 'gateway-verify-keys.json'
@@ -39,7 +40,7 @@ async function readVerifyFile(path: string): Promise<JWK[]> {
   try {
     return (await parseVerifyKeys(readFileSync(path, 'utf8'))).keys
   } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message} (left unchanged)`)
+    throw new Error(`${path}: ${errorMessage(error)} (left unchanged)`)
   }
 }
 
@@ -97,7 +98,7 @@ function parseArgv(argv: string[]) {
   try {
     return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
   } catch (error) {
-    throw new UsageError((error as Error).message)
+    throw new UsageError(errorMessage(error))
   }
 }
 
@@ -129,6 +130,6 @@ try {
     console.error(`backend-keys: ${error.message}\n\n${USAGE}`)
     process.exit(2)
   }
-  console.error(`backend-keys: ${(error as Error).message}`)
+  console.error(`backend-keys: ${errorMessage(error)}`)
   process.exit(1)
 }

@@ -8,6 +8,7 @@ import { Agent } from 'undici'
 import { REPO_ROOT, STORIES_DIR } from '../test/helpers/paths.ts'
 import { freePort, startRedis } from '../test/helpers/redis-server.ts'
 import { type Sample, writeSoakReport } from './soak-report.ts'
+import { errorMessage } from '../lib/error-message.ts'
 
 /**
  * npm run soak: SOAK_SECONDS (600) at SOAK_RATE requests/s (50) through the bundled gateway
@@ -193,7 +194,7 @@ async function one(i: number): Promise<void> {
     interval.errors++
     totals.errors++
     if (errorSamples.length < 20)
-      errorSamples.push(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${(error as Error).message}`)
+      errorSamples.push(`${((performance.now() - t0) / 1000).toFixed(1)} s: ${errorMessage(error)}`)
   } finally {
     inFlight--
   }

@@ -28,7 +28,7 @@ export interface Tier {
 const unitConcurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(2, availableParallelism())
 
 export const TIERS: Tier[] = [
-  { name: 'unit', folders: ['openai', 'backend', 'gateway', 'scripts'], concurrency: unitConcurrency, holds: 'in-process tests (real ONNX sessions, the gateway app through app.request, private redis-servers)' },
+  { name: 'unit', folders: ['openai', 'lib', 'backend', 'gateway', 'scripts'], concurrency: unitConcurrency, holds: 'in-process tests (real ONNX sessions, the gateway app through app.request, private redis-servers)' },
   { name: 'e2e', folders: ['e2e', 'fuzz', 'security'], concurrency: 1, holds: 'real backend and gateway processes over HTTP' },
   { name: 'workers', folders: ['workers'], concurrency: 1, holds: 'the Workers build in workerd (wrangler, Miniflare)' },
   { name: 'console', folders: ['console'], concurrency: 1, holds: 'the operator console: routes in process, the page in Chromium' },

@@ -12,6 +12,7 @@ import type { MiddlewareHandler } from 'hono'
 import { createLocalJWKSet, errors, importJWK, jwtVerify, type JWK, type JWTHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose'
 import { ApiError } from '../../openai/errors.ts'
 import { errorResponse } from './errors.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export const GATEWAY_TOKEN_ISSUER = 'switchyard-gateway'
 /** Tokens living longer than this are refused, whoever signed them: a leaked token is useful for minutes at most. */
@@ -74,7 +75,7 @@ export async function parseVerifyKeys(text: string): Promise<VerifyKeySet> {
     try {
       await importJWK(jwk, jwk.alg)
     } catch (error) {
-      throw new Error(`${where} (kid "${jwk.kid}") is not a usable ${jwk.alg} public key: ${(error as Error).message}`)
+      throw new Error(`${where} (kid "${jwk.kid}") is not a usable ${jwk.alg} public key: ${errorMessage(error)}`)
     }
     keys.push({ ...jwk })
   }
@@ -88,12 +89,12 @@ export async function readVerifyKeys(path: string): Promise<VerifyKeySet> {
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    throw new Error(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`)
+    throw new Error(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? errorMessage(error)})`)
   }
   try {
     return await parseVerifyKeys(text)
   } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`)
+    throw new Error(`${path}: ${errorMessage(error)}`)
   }
 }
 

@@ -4,6 +4,7 @@ import { ApiError, errorEvent } from '../../openai/errors.ts'
 import { DONE_EVENT } from '../../openai/responses.ts'
 import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** What the API handlers need from the node around them. */
 export interface ApiContext {
@@ -100,7 +101,7 @@ export function generationFailure(error: unknown): ApiError {
     if (error.kind === 'timeout') return new ApiError(504, error.message, { type: 'server_error', code: 'timeout' })
     if (error.kind === 'aborted') return new ApiError(499 as never, error.message, { type: 'server_error', code: 'aborted' })
   }
-  return new ApiError(500, String((error as Error)?.message ?? error), { type: 'server_error', code: 'generation_failed' })
+  return new ApiError(500, errorMessage(error), { type: 'server_error', code: 'generation_failed' })
 }
 
 export interface CollectedChoice {

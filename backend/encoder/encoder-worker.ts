@@ -3,6 +3,7 @@ import { Heartbeat } from '../engine/heartbeat.ts'
 import { DynamicBatcher } from './batcher.ts'
 import type { EncoderWorkerData, FromEncoderWorker, ToEncoderWorker } from './protocol.ts'
 import { EncoderRunner } from './runner.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 // Forward passes run here, off the main thread, so HTTP and health checks stay responsive while
 // a batch computes; the dynamic batcher lives here too, beside the session it feeds.
@@ -42,5 +43,5 @@ try {
   })
   post({ type: 'ready', device: runner.device, parameters: runner.parameters, width: probe.length, loadMs, warmupMs })
 } catch (error) {
-  post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
+  post({ type: 'failed', message: errorMessage(error).split('\n')[0] })
 }

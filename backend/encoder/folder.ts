@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
 import { ModelFolderError, type ModelVariant, firstNumber, pickOnnxFile, readJson } from '../model/folder.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** Encoder architectures (transformers model_type) served by the encoder engine. */
 export const ENCODER_MODEL_TYPES = ['bert', 'distilbert', 'roberta', 'xlm-roberta', 'mpnet', 'camembert', 'electra', 'albert', 'deberta', 'deberta-v2', 'nomic_bert', 'new'] as const
@@ -125,7 +126,7 @@ function sentenceTransformersModules(root: string, fail: (what: string) => never
     modules = JSON.parse(readFileSync(join(root, 'modules.json'), 'utf8'))
     if (!Array.isArray(modules)) throw new Error('not a list')
   } catch (error) {
-    return fail(`modules.json is not a list of modules (${(error as Error).message})`)
+    return fail(`modules.json is not a list of modules (${errorMessage(error)})`)
   }
   const normalize = modules.some((m) => String(m.type).endsWith('.Normalize'))
   const poolingModule = modules.find((m) => String(m.type).endsWith('.Pooling'))

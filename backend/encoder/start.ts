@@ -3,6 +3,7 @@ import { EncoderEngine, type EncoderEvents } from './encoder-engine.ts'
 import { loadEncoderFolder } from './folder.ts'
 import { runnerOptionsOf } from './runner.ts'
 import { EncoderTokenizer, type ServedEncoder } from './served.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** Loads an encoder folder and starts its worker (session, warm-up, dynamic batcher). */
 export async function startEncoder(dir: string, id: string | undefined, config: BackendConfig, eventsFor: (id: string) => EncoderEvents): Promise<ServedEncoder> {
@@ -18,7 +19,7 @@ export async function startEncoder(dir: string, id: string | undefined, config: 
     },
     eventsFor(folder.id),
   ).catch((error) => {
-    throw new Error(`model ${folder.id} (${folder.onnxPath}): ${(error as Error).message}`)
+    throw new Error(`model ${folder.id} (${folder.onnxPath}): ${errorMessage(error)}`)
   })
   return { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) }
 }

@@ -4,6 +4,7 @@ import { ModelRunner } from '../model/runner.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { Heartbeat } from './heartbeat.ts'
 import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 // The decode loop runs here, off the main thread, so HTTP, health checks and SSE writes stay
 // responsive however long a forward pass takes (onnxruntime-node runs sessions synchronously).
@@ -50,5 +51,5 @@ try {
   }, data.idleBeatIntervalMs).unref()
   post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
 } catch (error) {
-  post({ type: 'failed', message: String((error as Error)?.message ?? error).split('\n')[0] })
+  post({ type: 'failed', message: errorMessage(error).split('\n')[0] })
 }

@@ -3,6 +3,7 @@ import type { SequenceRequest, TokenConstraint } from '../scheduler/types.ts'
 import { GrammarCache } from './compiler.ts'
 import { GrammarError, type GrammarSpec, ResumeMismatch } from './spec.ts'
 import { type GrammarVocabulary, padVocabulary } from './vocabulary.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 interface Admits {
   add(request: SequenceRequest, constraint?: TokenConstraint): void
@@ -41,7 +42,7 @@ export class GrammarAdmission {
     try {
       await this.cache?.warm()
     } catch (error) {
-      this.unavailable = `the grammar engine (xgrammar) failed to load: ${(error as Error).message}`
+      this.unavailable = `the grammar engine (xgrammar) failed to load: ${errorMessage(error)}`
       this.post({ type: 'log', message: this.unavailable })
     }
   }
@@ -61,7 +62,7 @@ export class GrammarAdmission {
         result = {
           ok: false,
           invalid: error instanceof GrammarError,
-          message: (error as Error).message,
+          message: errorMessage(error),
           param: error instanceof ResumeMismatch ? 'resume.token_ids' : undefined,
         }
       }

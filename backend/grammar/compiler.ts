@@ -6,6 +6,7 @@ import { GrammarValidator } from './validator.ts'
 import { GrammarError, type GrammarSpec, grammarKey, ResumeMismatch } from './spec.ts'
 import type { GrammarVocabulary } from './vocabulary.ts'
 import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * One model's grammar compiler: xgrammar's TokenizerInfo built once from the vocabulary, and
@@ -141,7 +142,7 @@ export class GrammarCache {
         }
       })
     } catch (error) {
-      throw new GrammarError((error as Error).message)
+      throw new GrammarError(errorMessage(error))
     }
   }
 }

@@ -1,5 +1,6 @@
 import { GrammarError, type GrammarSpec } from './spec.ts'
 import { freshXGrammar, withXGrammarErrors, type XGrammarModule } from './xgrammar.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * Checks a grammar by converting it (JSON schema, regex or EBNF to xgrammar's grammar; no
@@ -37,7 +38,7 @@ export class GrammarValidator {
       return spec
     } catch (error) {
       this.instance = undefined
-      throw new GrammarError((error as Error).message)
+      throw new GrammarError(errorMessage(error))
     }
   }
 }

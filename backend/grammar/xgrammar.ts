@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import Module, { createRequire } from 'node:module'
 import type * as XGrammar from '@mlc-ai/web-xgrammar'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export type XGrammarModule = typeof XGrammar
 
@@ -64,7 +65,7 @@ export async function withXGrammarErrors<T>(call: () => Promise<T>): Promise<T> 
     return await call()
   } catch (error) {
     const fatal = captured.join('').match(/\[FATAL\][^:]*:\d+:\s*([^\n]+)/)
-    throw new Error(fatal ? fatal[1].trim() : String((error as Error)?.message ?? error))
+    throw new Error(fatal ? fatal[1].trim() : errorMessage(error))
   } finally {
     captures.delete(captured)
     if (captures.size === 0 && originalWrite) stderr.write = originalWrite

@@ -1,4 +1,5 @@
 import { Environment, Interpreter, Template } from '@huggingface/jinja'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export interface ChatMessage {
   role: string
@@ -58,7 +59,7 @@ export class ChatTemplate {
       try {
         templates.set(name, new Template(text))
       } catch (error) {
-        throw new Error(`chat template "${name}" in tokenizer_config.json does not parse: ${(error as Error).message}`)
+        throw new Error(`chat template "${name}" in tokenizer_config.json does not parse: ${errorMessage(error)}`)
       }
     }
     if (templates.size === 0) return null
@@ -92,7 +93,7 @@ export class ChatTemplate {
       return renderTemplate(template, variables)
     } catch (error) {
       if (error instanceof ChatTemplateError) throw error
-      throw new ChatTemplateError(`the model's chat template could not render these messages: ${(error as Error).message}`)
+      throw new ChatTemplateError(`the model's chat template could not render these messages: ${errorMessage(error)}`)
     }
   }
 }

@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
 import { OPTIMUM_IO_NAMES, genaiIoNames, parseGenaiConfig, type IoNames } from './genai-config.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * The ONNX file variants transformers.js publishes (onnx/model_<variant>.onnx; fp32 is plain
@@ -147,7 +148,7 @@ function attempt<T>(run: () => T, fail: (what: string) => never): T {
   try {
     return run()
   } catch (error) {
-    return fail((error as Error).message)
+    return fail(errorMessage(error))
   }
 }
 
@@ -161,7 +162,7 @@ export function readJson(root: string, name: string, fail: (what: string) => nev
     return value
   } catch (error) {
     if (error instanceof ModelFolderError) throw error
-    return fail(`${name} is not valid JSON (${(error as Error).message})`)
+    return fail(`${name} is not valid JSON (${errorMessage(error)})`)
   }
 }
 

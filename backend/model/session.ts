@@ -8,6 +8,7 @@ import { readGraphFacts, type GraphFacts } from './graph-facts.ts'
 import { quantizeActivationsPerRow } from './int8-rows.ts'
 import { decodeModel, encodeModel, exposeNewKvRows, externalFiles } from './kv-outputs.ts'
 import { gatherLogitRows, LOGIT_ROWS_INPUT } from './logit-rows.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export type Device = 'cpu' | 'cuda' | 'auto'
 export type GraphOptimization = 'disabled' | 'basic' | 'extended' | 'all'
@@ -125,5 +126,5 @@ function prepareModel(onnxPath: string, log: Log, io: IoNames | undefined, kind:
 }
 
 function firstLine(error: unknown): string {
-  return String((error as Error)?.message ?? error).split('\n')[0]
+  return errorMessage(error).split('\n')[0]
 }

@@ -8,6 +8,7 @@ import type {
   TokenConstraint,
   TokenEvent,
 } from './types.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export interface SchedulerOptions {
   /** Most sequences decoded together in one forward pass. */
@@ -135,7 +136,7 @@ export class Scheduler {
 
   /** A forward pass failed: end every running sequence with `error` and free the cache. */
   private failRunning(error: unknown): void {
-    const message = String((error as Error)?.message ?? error).split('\n')[0]
+    const message = errorMessage(error).split('\n')[0]
     const failed = this.chunked ? [...this.running, this.chunked.seq] : this.running
     const events: TokenEvent[] = failed.map((seq) => ({ id: seq.request.id, finish: 'error' as const, message }))
     for (const seq of this.running) seq.finish = 'error'
@@ -283,7 +284,7 @@ export class Scheduler {
     } catch (error) {
       // A constraint failing ends its own sequence, not the batch.
       seq.finish = 'error'
-      events.push({ id, finish: 'error', message: `constrained decoding failed: ${(error as Error).message}` })
+      events.push({ id, finish: 'error', message: `constrained decoding failed: ${errorMessage(error)}` })
       return
     }
     const { token, logprob, top } = sampled

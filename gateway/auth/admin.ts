@@ -17,6 +17,7 @@ import type { ApiKeyRecord, KeyStore, Limits, Logger } from '../types.ts'
 import { constantTimeEqual, generateApiKey, generateKeyId, hashApiKey } from './api-keys.ts'
 import { errorBody } from '../../openai/errors.ts'
 import { isWellFormedCredential, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody } from './errors.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export interface AdminRoutesOptions {
   adminToken: string | undefined
@@ -73,7 +74,7 @@ function describe(record: ApiKeyRecord) {
 }
 
 function storeUnavailable(logger: Logger, operation: string, error: unknown) {
-  logger.error({ operation, error: error instanceof Error ? error.message : String(error) }, 'key store unavailable')
+  logger.error({ operation, error: errorMessage(error) }, 'key store unavailable')
   return errorBody('The key store is temporarily unavailable; retry shortly', { type: 'server_error', code: 'store_unavailable' })
 }
 

@@ -9,6 +9,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWK, type JWTHeaderParameters, type JWTPayload, type FlattenedJWSInput, type JWTVerifyOptions } from 'jose'
 import type { Limits, Principal } from '../types.ts'
 import { AuthError, isWellFormedCredential } from './errors.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export { AuthError, type AuthReason } from './errors.ts'
 export type { JWK } from 'jose'
@@ -114,7 +115,7 @@ function remoteResolver(url: URL, options: JwtVerifierOptions): KeyResolver {
       return await jwks(header, token)
     } catch (error) {
       if (isTokenKeyError(error)) throw error
-      throw new AuthError('jwks_unavailable', { detail: error instanceof Error ? error.message : String(error), cause: error })
+      throw new AuthError('jwks_unavailable', { detail: errorMessage(error), cause: error })
     }
   }
 }

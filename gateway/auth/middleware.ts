@@ -14,6 +14,7 @@ import { gatewayError } from '../pipeline/errors.ts'
 import { AuthError, isWellFormedCredential, MODEL_NOT_ALLOWED_MESSAGE, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody, unavailableBody } from './errors.ts'
 import { mergeLimits, type JwtVerifier } from './jwt.ts'
 import { createLogLimiter } from '../observability/log-limiter.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 declare module 'hono' {
   interface ContextVariableMap {
@@ -66,7 +67,7 @@ async function resolve(credential: Credential, options: AuthenticateOptions): Pr
   try {
     record = await options.lookup.findByHash(hash)
   } catch (error) {
-    throw new AuthError('store_unavailable', { detail: error instanceof Error ? error.message : String(error), cause: error })
+    throw new AuthError('store_unavailable', { detail: errorMessage(error), cause: error })
   }
   if (!record || record.revoked) throw new AuthError('unknown_key')
   return principalFromKey(record, options.defaultLimits)
@@ -85,7 +86,7 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
       via = credential.kind
       principal = await resolve(credential, options)
     } catch (error) {
-      const authError = error instanceof AuthError ? error : new AuthError('internal_error', { detail: error instanceof Error ? error.message : String(error), cause: error })
+      const authError = error instanceof AuthError ? error : new AuthError('internal_error', { detail: errorMessage(error), cause: error })
       const fields = { reason: authError.reason, detail: authError.detail, via, method: c.req.method, path: c.req.path }
       if (authError.unavailable) {
         log('error', `auth:${authError.reason}`, fields, 'authentication unavailable')

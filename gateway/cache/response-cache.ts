@@ -4,6 +4,7 @@ import { cacheKey, isDeterministic } from './cache-key.ts'
 import { type CacheEntry, decodeEntry, encodeEntry, replayEvents } from './event-stream.ts'
 import { eventStreamWithIdentity, freshIdentity, withIdentity } from './fresh-identity.ts'
 import { SharedStream } from './shared-stream.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 export { cacheKey, isDeterministic } from './cache-key.ts'
 
@@ -227,8 +228,4 @@ function decodeUtf8(bytes: Uint8Array): string | null {
   } catch {
     return null
   }
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
 }

@@ -3,6 +3,7 @@ import { gatewayError } from '../pipeline/errors.ts'
 import type { Admission, AdmissionRequest, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
 import { createLogLimiter } from '../observability/log-limiter.ts'
 import { rateLimitHeaders } from './headers.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 interface Options {
   store: RateLimitStore
@@ -38,7 +39,7 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
       admission = await store.admit(limitKey(principal), want)
     } catch (error) {
       // The stores fall back to memory themselves; anything that still fails lets the request through.
-      log('warn', 'admit', { operation: 'admit', error: String((error as Error)?.message ?? error) }, 'rate limit store failed; request allowed')
+      log('warn', 'admit', { operation: 'admit', error: errorMessage(error) }, 'rate limit store failed; request allowed')
     }
     if (!admission) return next()
     const headers = rateLimitHeaders({ requests: admission.requests, tokens: admission.tokens })

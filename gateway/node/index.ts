@@ -2,13 +2,14 @@ import { ConfigError } from '../config/parse.ts'
 import { loadGatewayConfig } from './config/load.ts'
 import { ListenError } from '../../lib/listen-error.ts'
 import { startNodeGateway } from './server.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 // Node entry: configuration from GATEWAY_CONFIG and the environment, then serve until a signal.
 let config
 try {
   config = loadGatewayConfig()
 } catch (error) {
-  console.error(`switchyard gateway: invalid configuration: ${(error as Error).message}`)
+  console.error(`switchyard gateway: invalid configuration: ${errorMessage(error)}`)
   process.exit(error instanceof ConfigError ? 2 : 1)
 }
 const gateway = await startNodeGateway(config).catch((error: unknown) => {

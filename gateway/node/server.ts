@@ -26,6 +26,7 @@ import { createRedis, waitForReady } from './stores/redis-client.ts'
 import { RedisCacheStore, RedisKeyStore } from './stores/redis.ts'
 import type { Logger } from '../types.ts'
 import { listenError } from '../../lib/listen-error.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * How long a client may take to send its headers and its whole request over HTTP/1.1: a slow
@@ -119,7 +120,7 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     try {
       next = loadGatewayConfig()
     } catch (error) {
-      logger.error({ reason, error: (error as Error).message }, 'configuration reload rejected; the running configuration stays')
+      logger.error({ reason, error: errorMessage(error) }, 'configuration reload rejected; the running configuration stays')
       return
     }
     routing = next.routing

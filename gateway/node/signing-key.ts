@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { importJWK } from 'jose'
 import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** Reads a private JWK file (Node only), validates it, and checks that it imports. */
 export async function loadPrivateJwk(path: string): Promise<BackendSigningJwk> {
@@ -16,7 +17,7 @@ export async function loadPrivateJwk(path: string): Promise<BackendSigningJwk> {
     jwk = parsePrivateJwk(document)
     await importJWK(jwk, jwk.alg)
   } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`)
+    throw new Error(`${path}: ${errorMessage(error)}`)
   }
   return jwk
 }

@@ -1,5 +1,6 @@
 import type { DiscoveredNodes, RoutingConfig, StaticNode } from '../config/schema.ts'
 import type { Logger } from '../types.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** Addresses found per DNS name. */
 export type ResolvedNames = ReadonlyMap<string, readonly string[]>
@@ -42,7 +43,7 @@ export function startDnsDiscovery(options: {
         try {
           next.set(name, (await options.lookup(name)).sort())
         } catch (error) {
-          options.logger.warn({ name, error: (error as Error).message }, 'DNS lookup for backend nodes failed; keeping the last addresses')
+          options.logger.warn({ name, error: errorMessage(error) }, 'DNS lookup for backend nodes failed; keeping the last addresses')
           next.set(name, current.get(name) ?? [])
         }
       }),

@@ -4,6 +4,7 @@ import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.
 import type { ApiKeyIndexRpc, ApiKeyRpc } from './key-store.ts'
 import type { RateLimiterRpc } from './rate-limits.ts'
 import type { AnalyticsEngineDataset, DurableObjectNamespace, KVNamespace } from './runtime.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** The Worker's bindings (wrangler.toml), vars and secrets. */
 export interface WorkerEnv {
@@ -53,7 +54,7 @@ export function readWorkerSettings(env: WorkerEnv): WorkerSettings {
     try {
       file = JSON.parse(vars.GATEWAY_CONFIG_JSON)
     } catch (error) {
-      throw new ConfigError(`GATEWAY_CONFIG_JSON: not valid JSON (${(error as Error).message})`)
+      throw new ConfigError(`GATEWAY_CONFIG_JSON: not valid JSON (${errorMessage(error)})`)
     }
   }
   const config = parseGatewayConfig(file, vars)
@@ -67,6 +68,6 @@ function signingKey(text: string): BackendSigningJwk {
   try {
     return parsePrivateJwk(JSON.parse(text))
   } catch (error) {
-    throw new ConfigError(`BACKEND_SIGNING_KEY: ${error instanceof SyntaxError ? 'not valid JSON' : (error as Error).message}`)
+    throw new ConfigError(`BACKEND_SIGNING_KEY: ${error instanceof SyntaxError ? 'not valid JSON' : errorMessage(error)}`)
   }
 }

@@ -3,6 +3,7 @@ import type { TestContext } from 'node:test'
 import fc from 'fast-check'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { MODEL, type Route } from './bodies.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * Running fuzz properties against real servers: a fixed seed (FUZZ_SEED) so a failure can be
@@ -67,7 +68,7 @@ export async function send(url: string, options: SendOptions = {}): Promise<Answ
   } catch (error) {
     const cause = (error as Error).cause as Error | undefined
     throw new Error(
-      `${options.method ?? 'request'} ${url}: no answer (${(error as Error).name}: ${(error as Error).message}${cause ? `: ${cause.message}` : ''})`,
+      `${options.method ?? 'request'} ${url}: no answer (${(error as Error).name}: ${errorMessage(error)}${cause ? `: ${cause.message}` : ''})`,
     )
   } finally {
     await dispatcher?.destroy()
@@ -104,7 +105,7 @@ export async function fuzz<T>(
   } catch (error) {
     // fast-check keeps the failing assertion in `cause`; the test report should show it.
     const cause = (error as Error).cause as Error | undefined
-    throw new Error(`${label}: ${(error as Error).message}${cause ? `\nFailure: ${cause.message}` : ''}`)
+    throw new Error(`${label}: ${errorMessage(error)}${cause ? `\nFailure: ${cause.message}` : ''}`)
   }
   counts.push({ label, cases, kinds })
   const detail = [...kinds]

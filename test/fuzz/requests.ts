@@ -3,6 +3,7 @@ import fc from 'fast-check'
 import { type BodyCase, invalidUtf8InStringCase, type JunkCase, PATHS, type Route, validCase } from './bodies.ts'
 import { type Answer, assertOpenAiError, assertServed, send } from './harness.ts'
 import { oddString } from './schema-arbitrary.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 /** The fuzz properties shared by the backend and the gateway suites. */
 
@@ -46,7 +47,7 @@ export async function checkJunk(baseUrl: string, route: Route, c: JunkCase, head
   } catch (error) {
     // An oversized body is answered 413 and the connection closed at once (memory stays bounded);
     // a client still sending may see only the reset. Anything else (a hang) is a failure.
-    if (c.status.includes(413) && CLOSED_WHILE_SENDING.test((error as Error).message)) return `${c.kind}: closed while sending`
+    if (c.status.includes(413) && CLOSED_WHILE_SENDING.test(errorMessage(error))) return `${c.kind}: closed while sending`
     throw error
   }
   assertOpenAiError(answer, c)

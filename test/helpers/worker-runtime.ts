@@ -13,6 +13,7 @@ import { Miniflare } from 'miniflare'
 import { unstable_getMiniflareWorkerOptions } from 'wrangler'
 import { ADMIN_TOKEN } from './gateway-process.ts'
 import { REPO_ROOT } from './paths.ts'
+import { errorMessage } from '../../lib/error-message.ts'
 
 const WRANGLER = resolve(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js')
 /** No account, no telemetry, no network: the build must work offline. */
@@ -79,7 +80,7 @@ export async function startWorker(build: WorkerBuild, config: object, vars: Reco
     url = (await mf.ready).origin
   } catch (error) {
     await mf.dispose().catch(() => {})
-    throw new Error(`workerd did not start: ${(error as Error).message}\n${output}`)
+    throw new Error(`workerd did not start: ${errorMessage(error)}\n${output}`)
   }
   return {
     url,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import type { RedisClient } from './redis-client.ts'
+import { errorMessage } from '../../../lib/error-message.ts'
 
 export interface RedisScript {
   /** Runs the script (EVALSHA; EVAL once after a server restart emptied its script cache). */
@@ -29,7 +30,7 @@ export function defineScript(lua: string): RedisScript {
       try {
         return await redis.evalsha(sha, keys.length, ...keys, ...args)
       } catch (error) {
-        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error
+        if (!errorMessage(error).startsWith('NOSCRIPT')) throw error
         return redis.eval(lua, keys.length, ...keys, ...args)
       }
     },
