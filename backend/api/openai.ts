@@ -89,7 +89,8 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
         completionTokens += chunk.tokens
-        const prefix = echoed.has(chunk.index) ? '' : (echoed.add(chunk.index), echo(chunk.index))
+        const prefix = echoed.has(chunk.index) ? '' : echo(chunk.index)
+        echoed.add(chunk.index)
         const entries = entriesOf(chunk)
         const lp = logprobs >= 0 && entries.length > 0 ? completionLogprobs(model, entries, offsetOf(chunk.index)) : null
         const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: lp, finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
@@ -196,7 +197,11 @@ function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset
     tokens,
     token_logprobs: entries.map((t) => t.logprob),
     top_logprobs: entries.map((t) => (t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob])))),
-    text_offset: tokens.map((t) => ((offset.at += t.length), offset.at - t.length)),
+    text_offset: tokens.map((t) => {
+      const start = offset.at
+      offset.at += t.length
+      return start
+    }),
   }
 }
 

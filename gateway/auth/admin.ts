@@ -39,6 +39,7 @@ const limitsSchema = z.strictObject({
   maxConcurrent: positiveInt.optional(),
 })
 // Lone surrogates are refused too: Redis's Lua JSON decoder rejects them, so such a key could never be revoked.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
 const noControlChars = /^[^\x00-\x1f\x7f\p{Cs}]+$/u
 const createKeySchema = z.strictObject({
   tenant: z.string().trim().min(1).max(128).regex(noControlChars, 'must not contain control characters or lone surrogates'),

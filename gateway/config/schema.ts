@@ -180,7 +180,11 @@ export const routingSchema = z
     const known = (name: string, path: (string | number)[]) => {
       if (!regions.has(name)) ctx.addIssue({ code: 'custom', message: `unknown region ${name}`, path })
     }
-    r.regions.forEach((region, i) => region.fallback.forEach((f, j) => known(f, ['regions', i, 'fallback', j])))
+    r.regions.forEach((region, i) => {
+region.fallback.forEach((f, j) => {
+known(f, ['regions', i, 'fallback', j])
+})
+})
     if (r.region) known(r.region, ['region'])
     for (const [edge, region] of Object.entries(r.edgeRegions)) known(region, ['edgeRegions', edge])
   })

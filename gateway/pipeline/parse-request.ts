@@ -57,7 +57,7 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
       if (error instanceof ApiError) throw gatewayError(error.status as 400 | 415, error.message, error.code ?? 'invalid_value', { param: error.param })
       throw error
     }
-    const body = read.data as Record<string, any>
+    const body = read.data as ValidatedBody
     const json = read.json
     const object = json as Record<string, unknown>
     // Continuations are the gateway's own business (mid-stream failover).
@@ -105,16 +105,20 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
 const promptParam: Record<ApiRoute, string> = { completions: 'prompt', chat: 'messages', generate: 'prompt', embeddings: 'input', predict: 'text' }
 
 /** Fields that carry an output format or tools (see backend/api/structured and tools). */
+/** A body its route's schema accepted: each route reads the fields that schema guarantees. */
+// biome-ignore lint/suspicious/noExplicitAny: the union of the routes' request types, read per route
+type ValidatedBody = Record<string, any>
+
 const OUTPUT_FORMAT_FIELDS = ['tools', 'response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const
 
 /** The JSON text of the request's tools and output format: its size bound and its share of the prompt. */
-function measureOutputFormat(body: Record<string, any>) {
+function measureOutputFormat(body: ValidatedBody) {
   const fields = OUTPUT_FORMAT_FIELDS.filter((field) => body[field] != null)
   const text = fields.map((field) => JSON.stringify(body[field])).join('')
   return { fields, chars: text.length, bytes: encoder.encode(text).length }
 }
 
-function measurePrompt(route: ApiRoute, body: Record<string, any>) {
+function measurePrompt(route: ApiRoute, body: ValidatedBody) {
   const texts: string[] = []
   let tokenIds = 0
   let messages = 0

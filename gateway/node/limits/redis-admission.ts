@@ -72,7 +72,8 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     if (!isReady(redis)) {
       onFallback('settle')
       if (unsent.length < MAX_UNSENT_SETTLES) unsent.push(batch)
-      return batch.done.forEach((done) => done())
+      for (const done of batch.done) done()
+      return
     }
     const args: (string | number)[] = [batch.slotIds.length, ...batch.slotIds]
     for (const [window, refund] of batch.refunds) args.push(window, refund)
@@ -80,7 +81,9 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     // lost with its connection leaves its slot to expire on its own.
     SETTLE.run(redis, batch.keys, args)
       .catch(() => onFallback('settle'))
-      .finally(() => batch.done.forEach((done) => done()))
+      .finally(() => {
+        for (const done of batch.done) done()
+      })
   }
   const sendSettle = (key: string) => {
     const batch = settling.get(key)

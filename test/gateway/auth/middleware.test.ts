@@ -88,7 +88,7 @@ describe('authenticate: API keys', () => {
       [{ authorization: 'Bearer' }, 'malformed_credentials'],
       [{ authorization: 'Bearer a b' }, 'malformed_credentials'],
       [{ 'x-api-key': '' }, 'malformed_credentials'],
-      [{ 'x-api-key': 'sy-' + 'x'.repeat(9000) }, 'malformed_credentials'],
+      [{ 'x-api-key': `sy-${'x'.repeat(9000)}` }, 'malformed_credentials'],
       [{ authorization: `Bearer ${goodKey}`, 'x-api-key': 'sy-other' }, 'conflicting_credentials'],
       // JWT-shaped, but no verifier configured: looked up as an API key.
       [bearer('aaa.bbb.ccc'), 'unknown_key'],

@@ -76,8 +76,14 @@ export function deferred<T = void>(): Deferred<T> {
   let reject!: (error: unknown) => void
   let done = false
   const promise = new Promise<T>((res, rej) => {
-    resolve = (v) => ((done = true), res(v))
-    reject = (e) => ((done = true), rej(e))
+    resolve = (v) => {
+      done = true
+      res(v)
+    }
+    reject = (e) => {
+      done = true
+      rej(e)
+    }
   })
   return { promise, resolve, reject, settled: () => done }
 }

@@ -40,7 +40,7 @@ test('the count of the last interval is written when it ends, without another li
 
 test('bounded: past maxCauses the oldest cause is flushed and forgotten; interval 0 logs every line', () => {
   const { lines, logger } = recording()
-  let now = 0
+  const now = 0
   const log = createLogLimiter(logger, { intervalMs: 1000, maxCauses: 2, now: () => now })
   log('info', 'a', {}, 'a')
   log('info', 'a', {}, 'a')

@@ -36,7 +36,7 @@ before(async () => {
       }
       res.write(event('Once'))
       // The response ends a little after [DONE], as a real node's may.
-      setTimeout(() => res.write(event(' upon') + 'data: [DONE]\n\n'), 2)
+      setTimeout(() => res.write(`${event(' upon')}data: [DONE]\n\n`), 2)
       setTimeout(() => res.end(), 6)
     })
   })
@@ -76,7 +76,10 @@ test('a backend stream with CRLF line ends and multi-line data passes through ev
     const answer = await upstream({ url: `${origin}/crlf`, method: 'POST', headers: {}, body: '{}' })
     const ends: string[] = []
     let resumes = 0
-    const relayed = relayEventStream({ ...relayOptions, dropTokenIds: true, body: answer.body!, onEnd: (outcome) => ends.push(outcome), resume: async () => (resumes++, null) })
+    const relayed = relayEventStream({ ...relayOptions, dropTokenIds: true, body: answer.body!, onEnd: (outcome) => ends.push(outcome), resume: async () => {
+      resumes++
+      return null
+    } })
     const text = await new Response(relayed).text()
     const events = text.split('\n\n').filter(Boolean)
     assert.equal(events.at(-1), 'data: [DONE]')
@@ -100,7 +103,10 @@ test('a client leaving a stalled stream cancels it at once and frees the upstrea
     const answer = await upstream({ url: `${origin}/stall`, method: 'POST', headers: {}, body: '{}' })
     const ends: string[] = []
     let resumes = 0
-    const reader = relayEventStream({ ...relayOptions, body: answer.body!, onEnd: (outcome) => ends.push(outcome), resume: async () => (resumes++, null) }).getReader()
+    const reader = relayEventStream({ ...relayOptions, body: answer.body!, onEnd: (outcome) => ends.push(outcome), resume: async () => {
+      resumes++
+      return null
+    } }).getReader()
     const first = new TextDecoder().decode((await reader.read()).value)
     assert.ok(first.includes('first'))
     const closed = new Promise((resolve) => stalled.at(-1)!.once('close', resolve))

@@ -23,8 +23,14 @@ function recordingNode(settings = routing()) {
 function timersStarted<T>(make: () => T): [T, number] {
   const original = { setInterval: globalThis.setInterval, setTimeout: globalThis.setTimeout }
   let started = 0
-  globalThis.setInterval = ((...args: Parameters<typeof setInterval>) => (started++, original.setInterval(...args))) as typeof setInterval
-  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => (started++, original.setTimeout(...args))) as typeof setTimeout
+  globalThis.setInterval = ((...args: Parameters<typeof setInterval>) => {
+    started++
+    return original.setInterval(...args)
+  }) as typeof setInterval
+  globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+    started++
+    return original.setTimeout(...args)
+  }) as typeof setTimeout
   try {
     return [make(), started]
   } finally {
@@ -81,7 +87,9 @@ describe('Router without timers', () => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
     const checked: string[] = []
     const pending: (() => void)[] = []
-    const answerAll = () => pending.splice(0).forEach((answer) => answer())
+    const answerAll = () => pending.splice(0).forEach((answer) => {
+answer()
+})
     const upstream: UpstreamFetch = async ({ url }) => {
       checked.push(url)
       await new Promise<void>((resolve) => pending.push(resolve))
