@@ -55,13 +55,21 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
   if (config.GATEWAY_VERIFY_KEYS_FILE) {
     try {
       keyFile = await openVerifyKeyFile(config.GATEWAY_VERIFY_KEYS_FILE, {
-        onReload: (keys) => log.info({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: keys.kids }, 'gateway verify keys reloaded'),
-        onReloadError: (error, kept) => log.error({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: kept.kids, error: error.message }, 'gateway verify keys NOT reloaded: the file is invalid, keeping the previous keys'),
+        onReload: (keys) =>
+          log.info({ file: config.GATEWAY_VERIFY_KEYS_FILE, kids: keys.kids }, 'gateway verify keys reloaded'),
+        onReloadError: (error, kept) =>
+          log.error(
+            { file: config.GATEWAY_VERIFY_KEYS_FILE, kids: kept.kids, error: error.message },
+            'gateway verify keys NOT reloaded: the file is invalid, keeping the previous keys',
+          ),
       })
     } catch (error) {
       throw new BackendStartError(`invalid configuration: GATEWAY_VERIFY_KEYS_FILE: ${errorMessage(error)}`, 2)
     }
-    log.info({ file: keyFile.path, kids: keyFile.current().kids, audience: config.GATEWAY_TOKEN_AUDIENCE }, 'gateway authentication on: requests need a token signed by the gateway (except /health, /ready, /metrics)')
+    log.info(
+      { file: keyFile.path, kids: keyFile.current().kids, audience: config.GATEWAY_TOKEN_AUDIENCE },
+      'gateway authentication on: requests need a token signed by the gateway (except /health, /ready, /metrics)',
+    )
   } else {
     log.warn('GATEWAY_VERIFY_KEYS_FILE is not set: this node accepts requests from anyone (local development only)')
   }
@@ -84,7 +92,9 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
     isDraining: () => draining,
     isReady: () => ready,
     engineStallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
-    gatewayAuth: keyFile && gatewayAuth({ keys: keyFile.current, audience: config.GATEWAY_TOKEN_AUDIENCE, onRefused: refusalLog(log) }),
+    gatewayAuth:
+      keyFile &&
+      gatewayAuth({ keys: keyFile.current, audience: config.GATEWAY_TOKEN_AUDIENCE, onRefused: refusalLog(log) }),
   })
 
   // Listen first: /health answers while models load, /ready only once they are warm.
@@ -95,7 +105,13 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
       resolve(started)
     })
     // One line naming the port and the variable that sets it (a launcher may name its own).
-    const failed = (error: unknown) => reject(new BackendStartError(listenError(error, config.PORT, process.env.SWITCHYARD_PORT_VARIABLE ?? 'PORT').message, 2))
+    const failed = (error: unknown) =>
+      reject(
+        new BackendStartError(
+          listenError(error, config.PORT, process.env.SWITCHYARD_PORT_VARIABLE ?? 'PORT').message,
+          2,
+        ),
+      )
     started.once('error', failed)
   })
   const address = server.address() as AddressInfo
@@ -116,7 +132,10 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
   const shutdown = (reason: string) =>
     (drained ??= (async () => {
       draining = true
-      log.info({ signal: reason, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, 'draining: not ready, finishing in-flight requests')
+      log.info(
+        { signal: reason, drainTimeoutMs: config.DRAIN_TIMEOUT_MS },
+        'draining: not ready, finishing in-flight requests',
+      )
       const deadline = Date.now() + config.DRAIN_TIMEOUT_MS
       const active = () => engines().reduce((n, engine) => n + engine.activeCount, 0)
       while (active() > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
@@ -130,26 +149,69 @@ export async function startBackendNode(config: BackendConfig, log: pino.Logger):
       log.info('drained, exiting')
     })())
 
-  return { app, server, url, ready: loading, models, encoders, reloadKeys: async () => void (await keyFile?.reload()), shutdown }
+  return {
+    app,
+    server,
+    url,
+    ready: loading,
+    models,
+    encoders,
+    reloadKeys: async () => void (await keyFile?.reload()),
+    shutdown,
+  }
 }
 
 /** Loads every model folder under MODEL_DIR: encoders to the encoder engine, the rest to decoder engines. */
-async function loadModels(config: BackendConfig, log: pino.Logger, metrics: BackendMetrics, models: Map<string, ServedModel>, encoders: Map<string, ServedEncoder>): Promise<void> {
+async function loadModels(
+  config: BackendConfig,
+  log: pino.Logger,
+  metrics: BackendMetrics,
+  models: Map<string, ServedModel>,
+  encoders: Map<string, ServedEncoder>,
+): Promise<void> {
   const modelDir = config.MODEL_DIR ?? (await ensureDefaultModel((message) => log.info(message)))
   const dirs = findModelFolders(modelDir)
   const onlyId = dirs.length === 1 ? config.MODEL_ID : undefined
   for (const dir of dirs.filter(isEncoderFolder)) {
-    const encoder = await startEncoder(dir, onlyId, config, (id) => ({ onLog: (message) => log.warn({ model: id }, message), onBatch: (stats) => metrics.recordEncoderBatch(id, stats) }))
+    const encoder = await startEncoder(dir, onlyId, config, (id) => ({
+      onLog: (message) => log.warn({ model: id }, message),
+      onBatch: (stats) => metrics.recordEncoderBatch(id, stats),
+    }))
     if (encoders.has(encoder.id)) throw new Error(`two model folders share the id "${encoder.id}"`)
     encoders.set(encoder.id, encoder)
     const { folder } = encoder
     const { info } = encoder.engine
-    log.info({ model: encoder.id, file: folder.onnxPath, task: folder.task, device: info.device, parameters: info.parameters, maxLength: folder.maxLength, width: info.width, pooling: folder.pooling, normalize: folder.normalize, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'encoder model ready')
-    if (folder.randomWeights) log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
+    log.info(
+      {
+        model: encoder.id,
+        file: folder.onnxPath,
+        task: folder.task,
+        device: info.device,
+        parameters: info.parameters,
+        maxLength: folder.maxLength,
+        width: info.width,
+        pooling: folder.pooling,
+        normalize: folder.normalize,
+        loadMs: Math.round(info.loadMs),
+        warmupMs: Math.round(info.warmupMs),
+      },
+      'encoder model ready',
+    )
+    if (folder.randomWeights)
+      log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
   }
-  const folders = dirs.filter((dir) => !isEncoderFolder(dir)).map((dir) => loadModelFolder(dir, { id: onlyId, variant: config.MODEL_VARIANT, device: config.DEVICE === 'cuda' ? 'cuda' : 'cpu' }))
+  const folders = dirs
+    .filter((dir) => !isEncoderFolder(dir))
+    .map((dir) =>
+      loadModelFolder(dir, {
+        id: onlyId,
+        variant: config.MODEL_VARIANT,
+        device: config.DEVICE === 'cuda' ? 'cuda' : 'cpu',
+      }),
+    )
   for (const folder of folders) {
-    if (models.has(folder.id) || encoders.has(folder.id)) throw new Error(`two model folders share the id "${folder.id}"`)
+    if (models.has(folder.id) || encoders.has(folder.id))
+      throw new Error(`two model folders share the id "${folder.id}"`)
     const tokenizer = tokenizerOf(folder)
     const started = performance.now()
     const engine = await Engine.start(
@@ -157,22 +219,59 @@ async function loadModels(config: BackendConfig, log: pino.Logger, metrics: Back
         onnxPath: folder.onnxPath,
         io: folder.io,
         expected: folder.expected,
-        execution: { device: config.DEVICE, cudaDeviceId: config.CUDA_DEVICE_ID, cpuThreads: config.CPU_THREADS, graphOptimization: config.GRAPH_OPTIMIZATION },
-        scheduler: { maxBatchSize: config.MAX_BATCH_SIZE, maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT, maxPrefillTokens: config.MAX_PREFILL_TOKENS, contextLength: folder.contextLength },
-        grammar: { vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds), cacheSize: config.GRAMMAR_CACHE_SIZE },
+        execution: {
+          device: config.DEVICE,
+          cudaDeviceId: config.CUDA_DEVICE_ID,
+          cpuThreads: config.CPU_THREADS,
+          graphOptimization: config.GRAPH_OPTIMIZATION,
+        },
+        scheduler: {
+          maxBatchSize: config.MAX_BATCH_SIZE,
+          maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT,
+          maxPrefillTokens: config.MAX_PREFILL_TOKENS,
+          contextLength: folder.contextLength,
+        },
+        grammar: {
+          vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds),
+          cacheSize: config.GRAMMAR_CACHE_SIZE,
+        },
         stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
       },
-      { onStep: (stats) => metrics.recordStep(folder.id, stats), onLog: (message) => log.warn({ model: folder.id }, message) },
+      {
+        onStep: (stats) => metrics.recordStep(folder.id, stats),
+        onLog: (message) => log.warn({ model: folder.id }, message),
+      },
     ).catch((error) => {
       throw new Error(`model ${folder.id} (${folder.onnxPath}): ${errorMessage(error)}`)
     })
     metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
     models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
     const { info } = engine
-    const types = { variant: folder.variant, weightType: info.shape.weightType, kvType: info.shape.kvFloat16 ? 'float16' : 'float32' }
-    log.info({ model: folder.id, file: folder.onnxPath, ...types, device: info.device, parameters: info.parameters, context: folder.contextLength, kvPath: info.kvPath, logitsGathered: info.gathersLogitRows, loadMs: Math.round(info.loadMs), warmupMs: Math.round(info.warmupMs) }, 'model ready')
+    const types = {
+      variant: folder.variant,
+      weightType: info.shape.weightType,
+      kvType: info.shape.kvFloat16 ? 'float16' : 'float32',
+    }
+    log.info(
+      {
+        model: folder.id,
+        file: folder.onnxPath,
+        ...types,
+        device: info.device,
+        parameters: info.parameters,
+        context: folder.contextLength,
+        kvPath: info.kvPath,
+        logitsGathered: info.gathersLogitRows,
+        loadMs: Math.round(info.loadMs),
+        warmupMs: Math.round(info.warmupMs),
+      },
+      'model ready',
+    )
     if (folder.randomWeights) {
-      log.warn({ model: folder.id }, 'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR')
+      log.warn(
+        { model: folder.id },
+        'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR',
+      )
     }
   }
 }

@@ -73,18 +73,43 @@ export interface GatewayDeps {
 export function createGatewayApp(deps: GatewayDeps): Hono {
   const { config, logger } = deps
   // The operator console charts what the pipeline records, so the app records through it.
-  const operatorConsole = createConsole({ adminToken: config.env.ADMIN_TOKEN, router: deps.router, metrics: deps.metrics, logger, regionHeader: config.routing.regionHeader })
+  const operatorConsole = createConsole({
+    adminToken: config.env.ADMIN_TOKEN,
+    router: deps.router,
+    metrics: deps.metrics,
+    logger,
+    regionHeader: config.routing.regionHeader,
+  })
   const metrics = operatorConsole.metrics
   const app = new Hono()
   const trusted = new Set(config.limits.trustedProxies)
   const ip = (c: Context) => clientIp(deps.peerAddress(c), c.req.header('x-forwarded-for'), trusted)
   const configKeys: ApiKeyRecord[] = config.auth.apiKeys.map((k) => ({ ...k, createdAt: 'config', source: 'config' }))
   const lookup = createKeyLookup({ configKeys, store: deps.keyStore, cache: config.auth.keyCache })
-  const jwt = config.auth.jwt ? createJwtVerifier({ ...config.auth.jwt, keys: config.auth.jwt.keys as never, defaultLimits: config.limits.defaults }) : undefined
-  const cache = config.cache.enabled ? createResponseCache({ store: deps.cacheStore, ttlSeconds: config.cache.ttlSeconds, maxEntryBytes: config.cache.maxEntryBytes, metrics, logger, coalesce: deps.coalesceIdenticalRequests ?? true }) : null
+  const jwt = config.auth.jwt
+    ? createJwtVerifier({
+        ...config.auth.jwt,
+        keys: config.auth.jwt.keys as never,
+        defaultLimits: config.limits.defaults,
+      })
+    : undefined
+  const cache = config.cache.enabled
+    ? createResponseCache({
+        store: deps.cacheStore,
+        ttlSeconds: config.cache.ttlSeconds,
+        maxEntryBytes: config.cache.maxEntryBytes,
+        metrics,
+        logger,
+        coalesce: deps.coalesceIdenticalRequests ?? true,
+      })
+    : null
   const adminToken = config.env.ADMIN_TOKEN
 
-  app.use('*', requestId(), accessLog({ logger, metrics, afterResponse: deps.afterResponse, watchClient: deps.watchClient }))
+  app.use(
+    '*',
+    requestId(),
+    accessLog({ logger, metrics, afterResponse: deps.afterResponse, watchClient: deps.watchClient }),
+  )
   // Before every route: a browser's preflight carries no credentials.
   const corsHeaders = cors(config.server.cors)
   if (corsHeaders) app.use('*', corsHeaders)
@@ -97,24 +122,64 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     if (!rendered) return errorResponse(404, 'Metrics are not exposed by this runtime', 'not_found')
     return c.body(rendered.body, 200, { 'content-type': rendered.contentType })
   })
-  app.route('/admin', createAdminRoutes({ adminToken, store: deps.keyStore, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
+  app.route(
+    '/admin',
+    createAdminRoutes({
+      adminToken,
+      store: deps.keyStore,
+      logger,
+      isConfigKey: lookup.isConfigKey,
+      onRevoked: lookup.forget,
+    }),
+  )
   app.route('/console', operatorConsole.routes)
 
   const api = [
-    ipGuard({ store: deps.rateLimits, limit: config.limits.perIp.requestsPerWindow, windowSeconds: config.limits.perIp.requestWindowSeconds, metrics, ip }),
+    ipGuard({
+      store: deps.rateLimits,
+      limit: config.limits.perIp.requestsPerWindow,
+      windowSeconds: config.limits.perIp.requestWindowSeconds,
+      metrics,
+      ip,
+    }),
     authenticate({ lookup, jwt, defaultLimits: config.limits.defaults, logger, hashKey: deps.hashKey }),
   ] as const
   const body = bodyLimit({ maxBytes: config.server.maxBodyBytes })
   const limits = keyRateLimits({ store: deps.rateLimits, defaults: config.limits.defaults, metrics, logger })
 
   const region = regionPreference(config.routing.regionHeader, deps.router, deps.edgeLocation)
-  const backendHeaders = deps.backendToken ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` }) : undefined
-  const forward = createForward({ upstream: deps.upstream, router: deps.router, metrics: metrics.routing, requestTimeoutMs: config.server.requestTimeoutMs, backendHeaders, onTokenRefused: tokenRefusalLog(logger, Boolean(deps.backendToken)), watchClient: deps.watchClient })
+  const backendHeaders = deps.backendToken
+    ? async () => ({ authorization: `Bearer ${await deps.backendToken!()}` })
+    : undefined
+  const forward = createForward({
+    upstream: deps.upstream,
+    router: deps.router,
+    metrics: metrics.routing,
+    requestTimeoutMs: config.server.requestTimeoutMs,
+    backendHeaders,
+    onTokenRefused: tokenRefusalLog(logger, Boolean(deps.backendToken)),
+    watchClient: deps.watchClient,
+  })
 
   const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
-  const parseLimits = { maxPromptChars: config.server.maxPromptChars, maxGrammarChars: config.server.maxGrammarChars, defaultMaxTokens: config.limits.defaultMaxTokens, contextLength: (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model) }
+  const parseLimits = {
+    maxPromptChars: config.server.maxPromptChars,
+    maxGrammarChars: config.server.maxGrammarChars,
+    defaultMaxTokens: config.limits.defaultMaxTokens,
+    contextLength: (model: string | undefined) => contextOfPublicModel(contexts, config.routing.aliases, model),
+  }
   const generation = generationHandler({ routing: config.routing, cache, metrics: metrics.routing, forward })
-  for (const [route, path] of GENERATION_ROUTES) app.post(path, ...api, body, parseApiRequest(route, parseLimits), modelAccess, limits, region, generation(route, path))
+  for (const [route, path] of GENERATION_ROUTES)
+    app.post(
+      path,
+      ...api,
+      body,
+      parseApiRequest(route, parseLimits),
+      modelAccess,
+      limits,
+      region,
+      generation(route, path),
+    )
 
   app.get('/models', ...api, region, listTaskModels({ forward }))
   app.get('/v1/models', ...api, region, listModels({ aliases: config.routing.aliases, contexts, forward }))

@@ -58,7 +58,9 @@ export interface LimitState {
   resetSeconds: number
 }
 
-export type Decision = { allowed: true; state: LimitState } | { allowed: false; state: LimitState; retryAfterSeconds: number }
+export type Decision =
+  | { allowed: true; state: LimitState }
+  | { allowed: false; state: LimitState; retryAfterSeconds: number }
 
 /** What one request asks of its caller's limits; a part left out is not limited. */
 export interface AdmissionRequest {
@@ -74,7 +76,13 @@ export interface AdmissionRequest {
  */
 export type Admission =
   | { allowed: true; requests?: LimitState; tokens?: LimitState; settle(usedTokens: number): Promise<void> }
-  | { allowed: false; refusedBy: 'requests' | 'concurrency' | 'tokens'; retryAfterSeconds: number; requests?: LimitState; tokens?: LimitState }
+  | {
+      allowed: false
+      refusedBy: 'requests' | 'concurrency' | 'tokens'
+      retryAfterSeconds: number
+      requests?: LimitState
+      tokens?: LimitState
+    }
 
 /** Rate-limit counters shared by all gateway instances (Redis, Durable Objects) or local to one (memory). */
 export interface RateLimitStore {
@@ -122,7 +130,17 @@ export interface GatewayMetrics {
 }
 
 /** Why a try at a backend node did not give a usable answer ('ok' when it did). */
-export const ATTEMPT_OUTCOMES = ['ok', 'connect_error', 'timeout', 'server_error', 'overloaded', 'stall', 'client_error', 'breaker_open', 'client_closed'] as const
+export const ATTEMPT_OUTCOMES = [
+  'ok',
+  'connect_error',
+  'timeout',
+  'server_error',
+  'overloaded',
+  'stall',
+  'client_error',
+  'breaker_open',
+  'client_closed',
+] as const
 export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number]
 
 /** How a streamed answer ended for the client. */

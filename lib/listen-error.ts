@@ -14,8 +14,19 @@ export class ListenError extends Error {
 
 export function listenError(error: unknown, port: number, variable: string): Error {
   const code = (error as { code?: string })?.code
-  if (code === 'EADDRINUSE') return new ListenError(`port ${port} is already in use; stop what holds it or set ${variable} to another port`, port, variable)
-  if (code === 'EACCES') return new ListenError(`no permission to listen on port ${port}; set ${variable} to a port above 1023`, port, variable)
-  if (code === 'EADDRNOTAVAIL') return new ListenError(`cannot listen on port ${port}: the HOST address is not on this machine`, port, variable)
+  if (code === 'EADDRINUSE')
+    return new ListenError(
+      `port ${port} is already in use; stop what holds it or set ${variable} to another port`,
+      port,
+      variable,
+    )
+  if (code === 'EACCES')
+    return new ListenError(
+      `no permission to listen on port ${port}; set ${variable} to a port above 1023`,
+      port,
+      variable,
+    )
+  if (code === 'EADDRNOTAVAIL')
+    return new ListenError(`cannot listen on port ${port}: the HOST address is not on this machine`, port, variable)
   return error instanceof Error ? error : new Error(String(error))
 }

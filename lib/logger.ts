@@ -11,5 +11,15 @@ export function createLogger(options: { service: string; level: string; format: 
   const base = { level: options.level, base: { service: options.service } }
   const terminal = process.stdout.isTTY === true
   if (options.format === 'json' || (options.format === 'auto' && !terminal)) return pino(base)
-  return pino(base, pretty({ colorize: terminal, sync: true, singleLine: true, ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l', messageFormat: `${options.service.replace('switchyard-', '')}: {msg}` }))
+  return pino(
+    base,
+    pretty({
+      colorize: terminal,
+      sync: true,
+      singleLine: true,
+      ignore: 'pid,hostname,service',
+      translateTime: 'SYS:HH:MM:ss.l',
+      messageFormat: `${options.service.replace('switchyard-', '')}: {msg}`,
+    }),
+  )
 }

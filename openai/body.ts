@@ -40,7 +40,10 @@ export interface JsonRequest {
  * client's value as sent (unknown fields kept). Throws ApiError: 415 for another content type,
  * 400 for malformed JSON, a body nested too deeply, or invalid fields.
  */
-export async function readJsonBody<S extends z.ZodType>(request: JsonRequest, schema: S): Promise<{ data: z.infer<S>; json: unknown }> {
+export async function readJsonBody<S extends z.ZodType>(
+  request: JsonRequest,
+  schema: S,
+): Promise<{ data: z.infer<S>; json: unknown }> {
   const type = request.header('content-type') ?? ''
   if (!/^application\/(.+\+)?json\b/i.test(type)) {
     throw new ApiError(415, 'Content-Type must be application/json', { code: 'unsupported_media_type' })
@@ -51,7 +54,8 @@ export async function readJsonBody<S extends z.ZodType>(request: JsonRequest, sc
   } catch {
     throw new ApiError(400, 'The request body is not valid JSON', { code: 'invalid_json' })
   }
-  if (nestsDeeperThan(json, MAX_BODY_DEPTH)) throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
+  if (nestsDeeperThan(json, MAX_BODY_DEPTH))
+    throw new ApiError(400, `The request body nests deeper than ${MAX_BODY_DEPTH} levels`, { code: 'invalid_json' })
   const parsed = schema.safeParse(json)
   if (!parsed.success) throw validationError(parsed.error, json)
   return { data: parsed.data, json }

@@ -7,12 +7,25 @@ import { z } from 'zod'
 
 /** OpenAI's limit on inputs per embeddings request. */
 export const MAX_EMBEDDING_INPUTS = 2048
-const tokenIds = z.array(z.number().int().min(0).max(2 ** 31 - 1)).min(1, 'a list of token ids must not be empty')
+const tokenIds = z
+  .array(
+    z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 31 - 1),
+  )
+  .min(1, 'a list of token ids must not be empty')
 const text = z.string().min(1, 'an input must not be an empty string')
 
 export const embeddingRequestSchema = z.object({
   model: z.string().min(1).max(256),
-  input: z.union([text, z.array(text).min(1).max(MAX_EMBEDDING_INPUTS), tokenIds, z.array(tokenIds).min(1).max(MAX_EMBEDDING_INPUTS)]),
+  input: z.union([
+    text,
+    z.array(text).min(1).max(MAX_EMBEDDING_INPUTS),
+    tokenIds,
+    z.array(tokenIds).min(1).max(MAX_EMBEDDING_INPUTS),
+  ]),
   encoding_format: z.enum(['float', 'base64']).nullish(),
   dimensions: z.number().int().min(1).max(1_000_000).nullish(),
   user: z.string().max(512).nullish(),
@@ -24,7 +37,12 @@ export type EmbeddingRequest = z.infer<typeof embeddingRequestSchema>
 /** /predict's text-generation length when max_new_tokens is not given. */
 export const PREDICT_DEFAULT_NEW_TOKENS = 50
 
-export const PREDICT_TASKS = ['text-classification', 'sentiment-analysis', 'feature-extraction', 'text-generation'] as const
+export const PREDICT_TASKS = [
+  'text-classification',
+  'sentiment-analysis',
+  'feature-extraction',
+  'text-generation',
+] as const
 export type PredictTask = (typeof PREDICT_TASKS)[number]
 
 /** The seed's task API: {text, model_name, task} (plus top_k, and max_new_tokens for generation). */

@@ -17,7 +17,14 @@ export interface ErrorFields {
 
 /** The one builder of OpenAI's error body. */
 export function errorBody(message: string, fields: ErrorFields = {}): OpenAIErrorBody {
-  return { error: { message, type: fields.type ?? 'invalid_request_error', param: fields.param ?? null, code: fields.code ?? null } }
+  return {
+    error: {
+      message,
+      type: fields.type ?? 'invalid_request_error',
+      param: fields.param ?? null,
+      code: fields.code ?? null,
+    },
+  }
 }
 
 /** The SSE event that ends a stream with an error (OpenAI's body as the event's data). */

@@ -8,7 +8,12 @@ import { z } from 'zod'
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max)
 const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullish()
-const seed = z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish()
+const seed = z
+  .number()
+  .int()
+  .min(-(2 ** 53) + 1)
+  .max(2 ** 53 - 1)
+  .nullish()
 
 /**
  * Switchyard's extensions for mid-stream failover (see the README): `return_token_ids` adds the
@@ -60,22 +65,40 @@ const responseFormat = z.discriminatedUnion('type', [
   z.object({ type: z.literal('json_object') }),
   z.object({
     type: z.literal('json_schema'),
-    json_schema: z.object({ name: functionName, description: z.string().nullish(), schema: jsonSchema.nullish(), strict: z.boolean().nullish() }),
+    json_schema: z.object({
+      name: functionName,
+      description: z.string().nullish(),
+      schema: jsonSchema.nullish(),
+      strict: z.boolean().nullish(),
+    }),
   }),
 ])
 const tool = z.object({
   type: z.literal('function'),
-  function: z.object({ name: functionName, description: z.string().nullish(), parameters: z.record(z.string(), z.unknown()).nullish(), strict: z.boolean().nullish() }),
+  function: z.object({
+    name: functionName,
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  }),
 })
-const toolChoice = z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: functionName }) })])
-const toolCall = z.object({ id: z.string().max(256), type: z.literal('function'), function: z.object({ name: functionName, arguments: z.string() }) })
+const toolChoice = z.union([
+  z.enum(['none', 'auto', 'required']),
+  z.object({ type: z.literal('function'), function: z.object({ name: functionName }) }),
+])
+const toolCall = z.object({
+  id: z.string().max(256),
+  type: z.literal('function'),
+  function: z.object({ name: functionName, arguments: z.string() }),
+})
 
 /** OpenAI's max_tokens for completions that set none (chat's default is the rest of the context window). */
 export const COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
 const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1)
 /** A string, one list of ids, or a list holding exactly one of either. */
-const onePrompt = (prompt: string | string[] | number[] | number[][]) => typeof prompt === 'string' || prompt.length === 1 || typeof prompt[0] === 'number'
+const onePrompt = (prompt: string | string[] | number[] | number[][]) =>
+  typeof prompt === 'string' || prompt.length === 1 || typeof prompt[0] === 'number'
 
 export const completionRequestSchema = z
   .object({
@@ -89,8 +112,14 @@ export const completionRequestSchema = z
     best_of: int(1, 16).nullish(),
     suffix: z.string().nullish(),
   })
-  .refine((b) => b.resume == null || ((b.n ?? 1) === 1 && onePrompt(b.prompt)), { message: resumeMessage, path: ['resume'] })
-  .refine((b) => b.max_tokens !== 0 || b.echo === true, { message: 'max_tokens 0 needs echo: true (it returns the prompt and, with logprobs, its scores)', path: ['max_tokens'] })
+  .refine((b) => b.resume == null || ((b.n ?? 1) === 1 && onePrompt(b.prompt)), {
+    message: resumeMessage,
+    path: ['resume'],
+  })
+  .refine((b) => b.max_tokens !== 0 || b.echo === true, {
+    message: 'max_tokens 0 needs echo: true (it returns the prompt and, with logprobs, its scores)',
+    path: ['max_tokens'],
+  })
 export type CompletionRequest = z.infer<typeof completionRequestSchema>
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() })

@@ -68,11 +68,15 @@ async function generate(dir: string, alg: 'EdDSA' | 'ES256'): Promise<void> {
   console.log(`  ${signingPath}: private key (mode 0600)${previous ? `, replaced ${previous.kid}` : ''}`)
   console.log(`  ${verifyPath}: ${[...existing.map((k) => k.kid), kid].join(', ')}`)
   if (previous) {
-    console.log('Rotation: deploy the verify keys to every backend (GATEWAY_VERIFY_KEYS_FILE) first, then the signing key')
+    console.log(
+      'Rotation: deploy the verify keys to every backend (GATEWAY_VERIFY_KEYS_FILE) first, then the signing key',
+    )
     console.log('to the gateway (BACKEND_SIGNING_KEY_FILE); once every gateway signs with the new key and 5 minutes')
     console.log(`(the longest token lifetime) have passed, retire the old key with --remove ${previous.kid}.`)
   } else {
-    console.log('Give the verify keys to every backend (GATEWAY_VERIFY_KEYS_FILE) and the signing key to the gateway (BACKEND_SIGNING_KEY_FILE).')
+    console.log(
+      'Give the verify keys to every backend (GATEWAY_VERIFY_KEYS_FILE) and the signing key to the gateway (BACKEND_SIGNING_KEY_FILE).',
+    )
   }
 }
 
@@ -80,7 +84,8 @@ async function remove(dir: string, kid: string): Promise<void> {
   const verifyPath = join(dir, VERIFY_FILE)
   if (!existsSync(verifyPath)) throw new Error(`${verifyPath} does not exist`)
   const keys = await readVerifyFile(verifyPath)
-  if (!keys.some((k) => k.kid === kid)) throw new Error(`${verifyPath} has no key "${kid}" (it has ${keys.map((k) => k.kid).join(', ')})`)
+  if (!keys.some((k) => k.kid === kid))
+    throw new Error(`${verifyPath} has no key "${kid}" (it has ${keys.map((k) => k.kid).join(', ')})`)
   const signingPath = join(dir, SIGNING_FILE)
   if (existsSync(signingPath) && (await loadPrivateJwk(signingPath)).kid === kid) {
     throw new Error(`"${kid}" is the current signing key in ${signingPath}: generate a new key first`)
@@ -108,7 +113,8 @@ async function main(argv: string[]): Promise<void> {
     console.log(USAGE)
     return
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'DIR is missing' : `one DIR expected, got ${positionals.join(' ')}`)
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length === 0 ? 'DIR is missing' : `one DIR expected, got ${positionals.join(' ')}`)
   const dir = positionals[0]
   if (values.remove !== undefined) {
     if (values.alg !== undefined) throw new UsageError('--alg and --remove do not go together')

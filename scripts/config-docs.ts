@@ -30,14 +30,32 @@ interface Row {
 }
 
 // zod 4's internals, as far as this script reads them.
-type Def = { type: string; innerType?: Schema; in?: Schema; element?: Schema; options?: Schema[]; entries?: Record<string, string>; shape?: Record<string, Schema>; defaultValue?: unknown }
+type Def = {
+  type: string
+  innerType?: Schema
+  in?: Schema
+  element?: Schema
+  options?: Schema[]
+  entries?: Record<string, string>
+  shape?: Record<string, Schema>
+  defaultValue?: unknown
+}
 type Schema = z.ZodType & { def: Def; isInt?: boolean }
 
 const WRAPPERS = new Set(['optional', 'nullable', 'default', 'prefault', 'pipe', 'readonly'])
 
 /** The schema under optional/default/prefault/pipe wrappers, and what the wrappers say. */
-function unwrap(schema: Schema): { core: Schema; meta: DocMeta; optional: boolean; default?: unknown; prefault?: unknown } {
-  const found: { meta: DocMeta; optional: boolean; default?: unknown; prefault?: unknown } = { meta: {}, optional: false }
+function unwrap(schema: Schema): {
+  core: Schema
+  meta: DocMeta
+  optional: boolean
+  default?: unknown
+  prefault?: unknown
+} {
+  const found: { meta: DocMeta; optional: boolean; default?: unknown; prefault?: unknown } = {
+    meta: {},
+    optional: false,
+  }
   let s = schema
   for (;;) {
     // The outermost description wins (a `.describe()` written last).
@@ -60,7 +78,9 @@ function typeOf(schema: Schema): string {
     case 'number':
       return core.isInt ? 'integer' : 'number'
     case 'enum':
-      return Object.values(def.entries!).map((v) => `\`${v}\``).join(' / ')
+      return Object.values(def.entries!)
+        .map((v) => `\`${v}\``)
+        .join(' / ')
     case 'array':
       return `${typeOf(def.element!)}[]`
     case 'record':
@@ -75,7 +95,9 @@ function typeOf(schema: Schema): string {
 
 function formatValue(value: unknown): string {
   if (value !== null && typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length > 0) {
-    return Object.entries(value).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')
+    return Object.entries(value)
+      .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+      .join(', ')
   }
   return `\`${typeof value === 'string' ? value : JSON.stringify(value)}\``
 }
@@ -118,7 +140,11 @@ function envRows(shape: Record<string, Schema>): Row[] {
 const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ')
 
 function table(header: string, rows: Row[]): string {
-  return [`| ${header} | type | default | meaning |`, '|---|---|---|---|', ...rows.map((r) => `| ${[r.name, r.type, r.default, r.description].map(cell).join(' | ')} |`)].join('\n')
+  return [
+    `| ${header} | type | default | meaning |`,
+    '|---|---|---|---|',
+    ...rows.map((r) => `| ${[r.name, r.type, r.default, r.description].map(cell).join(' | ')} |`),
+  ].join('\n')
 }
 
 /** Marker name → the table written between its markers. */
@@ -136,8 +162,11 @@ const SOURCE = 'npm run docs:config'
 export function renderConfigDocs(text: string, tables = configTables()): string {
   let out = text
   for (const [name, body] of Object.entries(tables)) {
-    const pattern = new RegExp(`(<!-- config-docs:${name} start[^>]*-->\\n)[\\s\\S]*?(<!-- config-docs:${name} end -->)`)
-    if (!pattern.test(out)) throw new Error(`no <!-- config-docs:${name} start --> … <!-- config-docs:${name} end --> markers`)
+    const pattern = new RegExp(
+      `(<!-- config-docs:${name} start[^>]*-->\\n)[\\s\\S]*?(<!-- config-docs:${name} end -->)`,
+    )
+    if (!pattern.test(out))
+      throw new Error(`no <!-- config-docs:${name} start --> … <!-- config-docs:${name} end --> markers`)
     out = out.replace(pattern, (_m, start: string, end: string) => `${start}${body}\n${end}`)
   }
   return out
@@ -146,7 +175,9 @@ export function renderConfigDocs(text: string, tables = configTables()): string 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2)
   const check = args.includes('--check')
-  const file = resolve(args.find((a) => !a.startsWith('--')) ?? resolve(fileURLToPath(import.meta.url), '../../docs/configuration.md'))
+  const file = resolve(
+    args.find((a) => !a.startsWith('--')) ?? resolve(fileURLToPath(import.meta.url), '../../docs/configuration.md'),
+  )
   const text = readFileSync(file, 'utf8')
   const next = renderConfigDocs(text)
   if (check) {

@@ -11,13 +11,23 @@ import { type Panel, renderTimeChart } from './soak-chart.ts'
 export interface Sample {
   t: number
   load: { sent: number; ok: number; errors: number; p50Ms: number | null; p99Ms: number | null; inFlight: number }
-  processes: Record<string, { rssMb: number; heapUsedMb: number; loopP99Ms: number; loopMaxMs: number; loopMeanMs: number }>
+  processes: Record<
+    string,
+    { rssMb: number; heapUsedMb: number; loopP99Ms: number; loopMaxMs: number; loopMeanMs: number }
+  >
 }
 
 export interface SoakRun {
   date: string
   machine: { cpus: number; cpuModel: string; node: string; loadavgAtStart: number[]; loadavgAtEnd: number[] }
-  settings: { seconds: number; rate: number; warmupSeconds: number; sampleSeconds: number; maxTokens: number; maxInFlight: number }
+  settings: {
+    seconds: number
+    rate: number
+    warmupSeconds: number
+    sampleSeconds: number
+    maxTokens: number
+    maxInFlight: number
+  }
   totals: { sent: number; ok: number; errors: number; skipped: number; cacheHits: number; streams: number }
   errorSamples: string[]
   samples: Sample[]
@@ -47,7 +57,8 @@ function summarize(run: SoakRun) {
   const after = samples.filter((s) => s.t > warmup)
   const names = Object.keys(samples[0].processes)
   const summary = names.map((name) => {
-    const of = (from: number, to: number, pick: (p: Sample['processes'][string]) => number) => median(samples.filter((s) => s.t > from && s.t <= to).map((s) => pick(s.processes[name])))
+    const of = (from: number, to: number, pick: (p: Sample['processes'][string]) => number) =>
+      median(samples.filter((s) => s.t > from && s.t <= to).map((s) => pick(s.processes[name])))
     const start = of(warmup, warmup + 60, (p) => p.rssMb)
     const end = of(seconds - 60, Infinity, (p) => p.rssMb)
     const loop = after.map((s) => s.processes[name])
@@ -58,7 +69,9 @@ function summarize(run: SoakRun) {
       rssMaxMb: Math.max(...loop.map((l) => l.rssMb)),
       rssGrowthPercent: +(((end - start) / start) * 100).toFixed(1),
       // A leak keeps climbing; a process that settled has a flat second half.
-      rssTrendSecondHalfMbPerMin: +slopePerMinute(samples.filter((s) => s.t > seconds / 2).map((s) => [s.t, s.processes[name].rssMb])).toFixed(2),
+      rssTrendSecondHalfMbPerMin: +slopePerMinute(
+        samples.filter((s) => s.t > seconds / 2).map((s) => [s.t, s.processes[name].rssMb]),
+      ).toFixed(2),
       heapAfterWarmupMb: of(warmup, warmup + 60, (p) => p.heapUsedMb),
       heapEndMb: of(seconds - 60, Infinity, (p) => p.heapUsedMb),
       loopP99MedianMs: median(loop.map((l) => l.loopP99Ms)),
@@ -76,15 +89,36 @@ export function writeSoakReport(run: SoakRun): { pass: boolean } {
   mkdirSync(DOCS, { recursive: true })
   writeFileSync(resolve(DOCS, 'soak.json'), `${JSON.stringify({ ...run, pass, summary }, null, 1)}\n`)
 
-  const series = (pick: (p: Sample['processes'][string]) => number) => summary.map(({ name }) => ({ name, color: COLORS[name] ?? '#777', points: samples.map((s) => [s.t, pick(s.processes[name])] as [number, number]) }))
+  const series = (pick: (p: Sample['processes'][string]) => number) =>
+    summary.map(({ name }) => ({
+      name,
+      color: COLORS[name] ?? '#777',
+      points: samples.map((s) => [s.t, pick(s.processes[name])] as [number, number]),
+    }))
   const panels: Panel[] = [
     { title: 'Resident set size', unit: 'RSS (MB)', series: series((p) => p.rssMb) },
-    { title: `Event-loop delay, p99 of each ${settings.sampleSeconds} s`, unit: 'delay p99 (ms)', series: series((p) => p.loopP99Ms) },
+    {
+      title: `Event-loop delay, p99 of each ${settings.sampleSeconds} s`,
+      unit: 'delay p99 (ms)',
+      series: series((p) => p.loopP99Ms),
+    },
   ]
-  writeFileSync(resolve(DOCS, 'soak.svg'), renderTimeChart({ title: `Soak: ${settings.rate} requests/s for ${+(settings.seconds / 60).toFixed(1)} min through the gateway`, panels, durationSeconds: settings.seconds, warmupSeconds: settings.warmupSeconds }))
+  writeFileSync(
+    resolve(DOCS, 'soak.svg'),
+    renderTimeChart({
+      title: `Soak: ${settings.rate} requests/s for ${+(settings.seconds / 60).toFixed(1)} min through the gateway`,
+      panels,
+      durationSeconds: settings.seconds,
+      warmupSeconds: settings.warmupSeconds,
+    }),
+  )
 
-  const latencies = samples.filter((s) => s.t > settings.warmupSeconds).map((s) => s.load.p99Ms).filter((v): v is number => v !== null)
-  const row = (s: (typeof summary)[number]) => `| ${s.name} | ${s.rssAfterWarmupMb} | ${s.rssEndMb} | ${s.rssMaxMb} | **${s.rssGrowthPercent}%** | ${s.rssTrendSecondHalfMbPerMin} | ${s.heapAfterWarmupMb} → ${s.heapEndMb} | ${s.loopP99MedianMs} | ${s.loopP99MaxMs} | ${s.loopMaxMs} |`
+  const latencies = samples
+    .filter((s) => s.t > settings.warmupSeconds)
+    .map((s) => s.load.p99Ms)
+    .filter((v): v is number => v !== null)
+  const row = (s: (typeof summary)[number]) =>
+    `| ${s.name} | ${s.rssAfterWarmupMb} | ${s.rssEndMb} | ${s.rssMaxMb} | **${s.rssGrowthPercent}%** | ${s.rssTrendSecondHalfMbPerMin} | ${s.heapAfterWarmupMb} → ${s.heapEndMb} | ${s.loopP99MedianMs} | ${s.loopP99MaxMs} | ${s.loopMaxMs} |`
   writeFileSync(
     resolve(DOCS, 'soak.md'),
     `# Soak test
@@ -131,13 +165,19 @@ ${summary.map(row).join('\n')}
 Raw samples: [soak.json](soak.json).
 `,
   )
-  console.log(`${pass ? 'PASS' : 'FAIL'}: ${totals.ok}/${totals.sent} ok, ${failed} errors; RSS growth ${summary.map((s) => `${s.name} ${s.rssGrowthPercent}% (trend ${s.rssTrendSecondHalfMbPerMin} MB/min)`).join(', ')}`)
+  console.log(
+    `${pass ? 'PASS' : 'FAIL'}: ${totals.ok}/${totals.sent} ok, ${failed} errors; RSS growth ${summary.map((s) => `${s.name} ${s.rssGrowthPercent}% (trend ${s.rssTrendSecondHalfMbPerMin} MB/min)`).join(', ')}`,
+  )
   return { pass }
 }
 
 // Run directly: render the files again from docs/soak.json (e.g. after changing this report).
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { pass: _pass, summary: _summary, ...run } = JSON.parse(readFileSync(resolve(DOCS, 'soak.json'), 'utf8')) as SoakRun & { pass: unknown; summary: unknown }
+  const {
+    pass: _pass,
+    summary: _summary,
+    ...run
+  } = JSON.parse(readFileSync(resolve(DOCS, 'soak.json'), 'utf8')) as SoakRun & { pass: unknown; summary: unknown }
   // Runs before maxInFlight was recorded used 400.
   writeSoakReport({ ...run, settings: { ...run.settings, maxInFlight: run.settings.maxInFlight ?? 400 } })
 }

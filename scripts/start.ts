@@ -22,12 +22,22 @@ const gatewayPort = Number(process.env.PORT ?? 8080)
 // A throwaway key pair, so even the local backend accepts only the gateway's signed requests.
 const keyDir = mkdtempSync(join(tmpdir(), 'switchyard-keys-'))
 const { privateKey, publicKey } = await generateKeyPair('EdDSA', { extractable: true })
-writeFileSync(join(keyDir, 'signing.json'), JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'embedded', alg: 'EdDSA' }), { mode: 0o600 })
-writeFileSync(join(keyDir, 'verify.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'embedded', alg: 'EdDSA', use: 'sig' }] }))
+writeFileSync(
+  join(keyDir, 'signing.json'),
+  JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'embedded', alg: 'EdDSA' }),
+  { mode: 0o600 },
+)
+writeFileSync(
+  join(keyDir, 'verify.json'),
+  JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'embedded', alg: 'EdDSA', use: 'sig' }] }),
+)
 process.on('exit', () => rmSync(keyDir, { recursive: true, force: true }))
 
 // Both ports are checked before anything starts, so a port in use is one line, not a stack trace.
-for (const [variable, port] of [['BACKEND_PORT', backendPort], ['PORT', gatewayPort]] as const) {
+for (const [variable, port] of [
+  ['BACKEND_PORT', backendPort],
+  ['PORT', gatewayPort],
+] as const) {
   const problem = await portProblem(port)
   if (problem) {
     console.error(`switchyard: ${listenError(problem, port, variable).message}`)
@@ -38,7 +48,14 @@ for (const [variable, port] of [['BACKEND_PORT', backendPort], ['PORT', gatewayP
 const backend = spawn(process.execPath, ['--import', 'tsx', resolve(root, 'backend/node.ts')], {
   cwd: root,
   // CPU unless asked otherwise: a first try on a laptop has no GPU to look for.
-  env: { DEVICE: 'cpu', ...process.env, HOST: '127.0.0.1', PORT: String(backendPort), GATEWAY_VERIFY_KEYS_FILE: join(keyDir, 'verify.json'), SWITCHYARD_PORT_VARIABLE: 'BACKEND_PORT' },
+  env: {
+    DEVICE: 'cpu',
+    ...process.env,
+    HOST: '127.0.0.1',
+    PORT: String(backendPort),
+    GATEWAY_VERIFY_KEYS_FILE: join(keyDir, 'verify.json'),
+    SWITCHYARD_PORT_VARIABLE: 'BACKEND_PORT',
+  },
   // The IPC channel closes when this process ends however it ends (SIGKILL included), and the node then stops too.
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 })
@@ -62,7 +79,10 @@ const stop = async () => {
   backend.kill('SIGTERM')
   await gateway?.close()
   // The node drains its own requests; give it the time it takes, then make sure it is gone.
-  const gone = await Promise.race([backendExited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 35_000))])
+  const gone = await Promise.race([
+    backendExited.then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 35_000)),
+  ])
   if (!gone) backend.kill('SIGKILL')
   rmSync(keyDir, { recursive: true, force: true })
   process.exit(0)
@@ -74,7 +94,12 @@ const parent = process.ppid
 setInterval(() => process.ppid !== parent && void stop(), 250).unref()
 
 const deadline = Date.now() + 120_000
-while (!(await fetch(`${backendUrl}/ready`).then((r) => r.ok, () => false))) {
+while (
+  !(await fetch(`${backendUrl}/ready`).then(
+    (r) => r.ok,
+    () => false,
+  ))
+) {
   if (Date.now() > deadline) {
     console.error('switchyard: the backend node did not become ready in 120 s')
     backend.kill('SIGTERM')
@@ -86,7 +111,12 @@ while (!(await fetch(`${backendUrl}/ready`).then((r) => r.ok, () => false))) {
 const demoKey = `sy-${randomBytes(32).toString('base64url')}`
 const config = parseGatewayConfig(
   { auth: { apiKeys: [{ id: 'demo', tenant: 'demo', hash: createHash('sha256').update(demoKey).digest('hex') }] } },
-  { ...process.env, BACKEND_URL: backendUrl, PORT: String(gatewayPort), BACKEND_SIGNING_KEY_FILE: join(keyDir, 'signing.json') },
+  {
+    ...process.env,
+    BACKEND_URL: backendUrl,
+    PORT: String(gatewayPort),
+    BACKEND_SIGNING_KEY_FILE: join(keyDir, 'signing.json'),
+  },
 )
 gateway = await startNodeGateway(config).catch((error: unknown) => {
   if (!(error instanceof ListenError)) throw error
@@ -94,7 +124,11 @@ gateway = await startNodeGateway(config).catch((error: unknown) => {
   process.exit(2)
 })
 const signer = createBackendTokenSigner({ privateJwk: await loadPrivateJwk(join(keyDir, 'signing.json')) })
-const models = ((await (await fetch(`${backendUrl}/v1/models`, { headers: { authorization: `Bearer ${await signer.token()}` } })).json()) as { data: { id: string }[] }).data.map((m) => m.id)
+const models = (
+  (await (
+    await fetch(`${backendUrl}/v1/models`, { headers: { authorization: `Bearer ${await signer.token()}` } })
+  ).json()) as { data: { id: string }[] }
+).data.map((m) => m.id)
 const base = `http://127.0.0.1:${gateway.port}`
 console.log(`
 Switchyard is running: gateway ${base} → backend node ${backendUrl} (models: ${models.join(', ')})

@@ -5,11 +5,11 @@ import { join, relative, resolve, sep } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 
 /**
- * npm test: the type check, then every test file, in tiers. A tier is chosen by the file's
+ * npm test: lint (Biome), the type check, then every test file, in tiers. A tier is chosen by the file's
  * folder under test/, so new files find their tier without a list to keep; a file in a
  * folder no tier names runs in `other` (serial, last), so nothing is ever skipped.
  *
- *   node --import tsx scripts/test.ts [--typecheck] [--list] [tier ...]
+ *   node --import tsx scripts/test.ts [--lint] [--typecheck] [--list] [tier ...]
  *
  * Each tier is one `node --test` run (TAP reporter: its closing `# tests / # pass / # fail`
  * lines stay in the output), followed by its wall time; the last line sums all tiers:
@@ -28,15 +28,50 @@ export interface Tier {
 const unitConcurrency = Number(process.env.TEST_CONCURRENCY) || Math.max(2, availableParallelism())
 
 export const TIERS: Tier[] = [
-  { name: 'unit', folders: ['openai', 'lib', 'backend', 'gateway', 'scripts'], concurrency: unitConcurrency, holds: 'in-process tests (real ONNX sessions, the gateway app through app.request, private redis-servers)' },
-  { name: 'e2e', folders: ['e2e', 'fuzz', 'security'], concurrency: 1, holds: 'real backend and gateway processes over HTTP' },
-  { name: 'workers', folders: ['workers'], concurrency: 1, holds: 'the Workers build in workerd (wrangler, Miniflare)' },
-  { name: 'console', folders: ['console'], concurrency: 1, holds: 'the operator console: routes in process, the page in Chromium' },
-  { name: 'infra', folders: ['infra'], concurrency: 1, holds: 'Dockerfiles, Compose, Kubernetes, Prometheus rules, YAML lint' },
-  { name: 'chaos', folders: ['chaos'], concurrency: 1, holds: 'the chaos run: two gateways, four backends, Redis, failures injected' },
+  {
+    name: 'unit',
+    folders: ['openai', 'lib', 'backend', 'gateway', 'scripts'],
+    concurrency: unitConcurrency,
+    holds: 'in-process tests (real ONNX sessions, the gateway app through app.request, private redis-servers)',
+  },
+  {
+    name: 'e2e',
+    folders: ['e2e', 'fuzz', 'security'],
+    concurrency: 1,
+    holds: 'real backend and gateway processes over HTTP',
+  },
+  {
+    name: 'workers',
+    folders: ['workers'],
+    concurrency: 1,
+    holds: 'the Workers build in workerd (wrangler, Miniflare)',
+  },
+  {
+    name: 'console',
+    folders: ['console'],
+    concurrency: 1,
+    holds: 'the operator console: routes in process, the page in Chromium',
+  },
+  {
+    name: 'infra',
+    folders: ['infra'],
+    concurrency: 1,
+    holds: 'Dockerfiles, Compose, Kubernetes, Prometheus rules, YAML lint',
+  },
+  {
+    name: 'chaos',
+    folders: ['chaos'],
+    concurrency: 1,
+    holds: 'the chaos run: two gateways, four backends, Redis, failures injected',
+  },
 ]
 /** Where files of folders no tier names go. */
-export const OTHER: Tier = { name: 'other', folders: [], concurrency: 1, holds: 'test files in folders no tier names (serial)' }
+export const OTHER: Tier = {
+  name: 'other',
+  folders: [],
+  concurrency: 1,
+  holds: 'test files in folders no tier names (serial)',
+}
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '../..')
 
@@ -80,7 +115,8 @@ export interface Counts {
 /** The counts from a TAP run's closing lines (the last of each wins: tests may print `# ...` lines of their own). */
 export function summaryOf(tap: string): Counts {
   const last: Record<string, number> = {}
-  for (const match of tap.matchAll(/^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm)) last[match[1]] = Number(match[2])
+  for (const match of tap.matchAll(/^# (tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm))
+    last[match[1]] = Number(match[2])
   const n = (key: string) => last[key] ?? 0
   // A cancelled test (its file crashed or timed out) did not pass: it counts as failed.
   return { tests: n('tests'), passed: n('pass'), failed: n('fail') + n('cancelled'), skipped: n('skipped') + n('todo') }
@@ -103,7 +139,12 @@ function runTier(tier: Tier, files: string[], root: string): Promise<Counts & { 
     child.on('close', (code, signal) => {
       const counts = summaryOf(output)
       const failedToRun = code !== 0 && counts.failed === 0
-      done({ ...counts, failed: counts.failed + (failedToRun ? 1 : 0), code: code ?? (signal ? 1 : 0), seconds: (performance.now() - started) / 1000 })
+      done({
+        ...counts,
+        failed: counts.failed + (failedToRun ? 1 : 0),
+        code: code ?? (signal ? 1 : 0),
+        seconds: (performance.now() - started) / 1000,
+      })
     })
   })
 }
@@ -119,15 +160,35 @@ async function main(argv: string[]): Promise<number> {
     console.error(`Unknown tier ${unknown.join(', ')}; tiers: ${known.join(', ')}`)
     return 2
   }
-  const tiers = plan(findTestFiles(join(root, 'test'), root)).filter((p) => wanted.length === 0 || wanted.includes(p.tier.name))
+  const tiers = plan(findTestFiles(join(root, 'test'), root)).filter(
+    (p) => wanted.length === 0 || wanted.includes(p.tier.name),
+  )
   if (argv.includes('--list')) {
-    for (const { tier, files } of tiers) console.log(`${tier.name} (${files.length} files, concurrency ${tier.concurrency}): ${tier.holds}\n  ${files.join('\n  ')}`)
+    for (const { tier, files } of tiers)
+      console.log(
+        `${tier.name} (${files.length} files, concurrency ${tier.concurrency}): ${tier.holds}\n  ${files.join('\n  ')}`,
+      )
     return 0
   }
   const times: string[] = []
+  if (argv.includes('--lint')) {
+    // Biome: formatting, lint rules and the import boundaries of biome.jsonc.
+    const started = performance.now()
+    const biome = spawnSync(join(ROOT, 'node_modules/.bin/biome'), ['ci', '--colors=off', '.'], { cwd: root, stdio: 'inherit' })
+    const seconds = (performance.now() - started) / 1000
+    console.log(`\n## lint: ${biome.status === 0 ? 'ok' : 'failed'} in ${seconds.toFixed(1)} s`)
+    if (biome.status !== 0) {
+      console.log('lint failed (npx biome check --write . fixes formatting); no tests run')
+      return 1
+    }
+    times.push(`lint: ${seconds.toFixed(1)} s`)
+  }
   if (argv.includes('--typecheck')) {
     const started = performance.now()
-    const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', '.'], { cwd: root, stdio: 'inherit' })
+    const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', '.'], {
+      cwd: root,
+      stdio: 'inherit',
+    })
     const seconds = (performance.now() - started) / 1000
     console.log(`\n## type check: ${tsc.status === 0 ? 'ok' : 'failed'} in ${seconds.toFixed(1)} s`)
     if (tsc.status !== 0) {
@@ -154,4 +215,5 @@ async function main(argv: string[]): Promise<number> {
   return failedTiers > 0 ? 1 : 0
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) process.exitCode = await main(process.argv.slice(2))
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href)
+  process.exitCode = await main(process.argv.slice(2))

@@ -11,7 +11,9 @@ import { listModels, retrieveModel } from './models.ts'
 import { chatCompletions, completions } from './openai.ts'
 import { listTaskModels, predict } from './predict.ts'
 
-export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
+export interface BackendAppOptions
+  extends ApiContext,
+    Partial<Pick<EncoderApiContext, 'encoders' | 'maxEncoderQueue'>> {
   maxBodyBytes: number
   /** Until the models are loaded and warmed up, /ready answers 503. */
   isReady: () => boolean
@@ -25,7 +27,11 @@ export interface BackendAppOptions extends ApiContext, Partial<Pick<EncoderApiCo
 export function createBackendApp(options: BackendAppOptions): Hono {
   const app = new Hono()
   const { metrics } = options
-  const encoderApi: EncoderApiContext = { ...options, encoders: options.encoders ?? new Map(), maxEncoderQueue: options.maxEncoderQueue ?? options.maxQueue }
+  const encoderApi: EncoderApiContext = {
+    ...options,
+    encoders: options.encoders ?? new Map(),
+    maxEncoderQueue: options.maxEncoderQueue ?? options.maxQueue,
+  }
 
   app.use('*', async (c, next) => {
     const started = performance.now()
@@ -41,7 +47,13 @@ export function createBackendApp(options: BackendAppOptions): Hono {
 
   const streamingLimit = bodyLimit({
     maxSize: options.maxBodyBytes,
-    onError: (c) => errorResponse(c, new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, { code: 'request_too_large' })),
+    onError: (c) =>
+      errorResponse(
+        c,
+        new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, {
+          code: 'request_too_large',
+        }),
+      ),
   })
   const limit: MiddlewareHandler = async (c, next) => {
     let reading = true
@@ -59,7 +71,12 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   // The node listens while its models load (for /health); until they are ready a generation gets
   // a 503 the gateway retries elsewhere, not a 404 for a model that is only not loaded yet.
   const loaded: MiddlewareHandler = async (_c, next) => {
-    if (!options.isReady()) throw new ApiError(503, 'The server is still loading its models; retry on another node', { type: 'server_error', code: 'loading', headers: { 'Retry-After': String(options.retryAfterSeconds) } })
+    if (!options.isReady())
+      throw new ApiError(503, 'The server is still loading its models; retry on another node', {
+        type: 'server_error',
+        code: 'loading',
+        headers: { 'Retry-After': String(options.retryAfterSeconds) },
+      })
     await next()
   }
   app.post('/v1/completions', loaded, limit, (c) => completions(c, options))
@@ -99,9 +116,12 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   const stalledEngines = () =>
     [...options.models.values(), ...encoderApi.encoders.values()].flatMap((m) => {
       const since = m.engine.msSinceProgress
-      return since > options.engineStallTimeoutMs ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }] : []
+      return since > options.engineStallTimeoutMs
+        ? [{ model: m.id, ms_since_progress: Number.isFinite(since) ? Math.round(since) : null }]
+        : []
     })
-  const stalledResponse = (c: Context, stalled: ReturnType<typeof stalledEngines>) => c.json({ status: 'stalled', stall_timeout_ms: options.engineStallTimeoutMs, stalled }, 503)
+  const stalledResponse = (c: Context, stalled: ReturnType<typeof stalledEngines>) =>
+    c.json({ status: 'stalled', stall_timeout_ms: options.engineStallTimeoutMs, stalled }, 503)
   app.get('/health', (c) => c.json({ status: 'ok' }))
   // Liveness: the process answers AND every loaded engine still makes progress. A model still
   // loading passes (the startup probe waits for /ready).
@@ -116,9 +136,16 @@ export function createBackendApp(options: BackendAppOptions): Hono {
     if (stalled.length > 0) return stalledResponse(c, stalled)
     return options.isReady() ? c.json({ status: 'ready' }) : c.json({ status: 'loading' }, 503)
   })
-  app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }))
+  app.get('/metrics', async (c) =>
+    c.text(await metrics.registry.metrics(), 200, { 'Content-Type': metrics.registry.contentType }),
+  )
 
-  app.notFound((c) => errorResponse(c, new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'not_found' })))
+  app.notFound((c) =>
+    errorResponse(
+      c,
+      new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'not_found' }),
+    ),
+  )
   app.onError((error, c) => {
     if (error instanceof ApiError) return errorResponse(c, error)
     // Anything else is our fault, not the client's: say so without echoing internals.

@@ -9,7 +9,16 @@
  */
 import { readFile, stat } from 'node:fs/promises'
 import type { MiddlewareHandler } from 'hono'
-import { createLocalJWKSet, errors, importJWK, jwtVerify, type JWK, type JWTHeaderParameters, type FlattenedJWSInput, type JWTPayload } from 'jose'
+import {
+  createLocalJWKSet,
+  errors,
+  importJWK,
+  jwtVerify,
+  type JWK,
+  type JWTHeaderParameters,
+  type FlattenedJWSInput,
+  type JWTPayload,
+} from 'jose'
 import { ApiError } from '../../openai/errors.ts'
 import { errorResponse } from './errors.ts'
 import { errorMessage } from '../../lib/error-message.ts'
@@ -52,25 +61,32 @@ export async function parseVerifyKeys(text: string): Promise<VerifyKeySet> {
   } catch {
     throw new Error('not valid JSON')
   }
-  if (typeof document !== 'object' || document === null || !Array.isArray((document as { keys?: unknown }).keys)) throw new Error('expected a JWKS object {"keys": [...]}')
+  if (typeof document !== 'object' || document === null || !Array.isArray((document as { keys?: unknown }).keys))
+    throw new Error('expected a JWKS object {"keys": [...]}')
   const list = (document as { keys: unknown[] }).keys
   if (list.length === 0) throw new Error('"keys" is empty: list at least one public key')
   const kids = new Set<string>()
   const keys: JWK[] = []
   for (const [index, item] of list.entries()) {
     const where = `keys[${index}]`
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw new Error(`${where} is not a JWK object`)
+    if (typeof item !== 'object' || item === null || Array.isArray(item))
+      throw new Error(`${where} is not a JWK object`)
     const jwk = item as JWK
     if (typeof jwk.kid !== 'string' || jwk.kid === '') throw new Error(`${where}: "kid" is required`)
     if (kids.has(jwk.kid)) throw new Error(`${where}: kid "${jwk.kid}" appears twice`)
     kids.add(jwk.kid)
     const type = typeof jwk.alg === 'string' ? KEY_TYPES[jwk.alg] : undefined
     if (!type) throw new Error(`${where} (kid "${jwk.kid}"): "alg" must be one of ${ALGORITHMS.join(', ')}`)
-    if (jwk.kty !== type.kty || jwk.crv !== type.crv) throw new Error(`${where} (kid "${jwk.kid}"): alg ${jwk.alg} needs kty ${type.kty} and crv ${type.crv}`)
+    if (jwk.kty !== type.kty || jwk.crv !== type.crv)
+      throw new Error(`${where} (kid "${jwk.kid}"): alg ${jwk.alg} needs kty ${type.kty} and crv ${type.crv}`)
     const secret = PRIVATE_MEMBERS.find((member) => member in jwk)
-    if (secret) throw new Error(`${where} (kid "${jwk.kid}") holds private key material ("${secret}"): this file must contain public keys only`)
+    if (secret)
+      throw new Error(
+        `${where} (kid "${jwk.kid}") holds private key material ("${secret}"): this file must contain public keys only`,
+      )
     if (jwk.use !== undefined && jwk.use !== 'sig') throw new Error(`${where} (kid "${jwk.kid}"): "use" must be "sig"`)
-    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify'))) throw new Error(`${where} (kid "${jwk.kid}"): "key_ops" must include "verify"`)
+    if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('verify')))
+      throw new Error(`${where} (kid "${jwk.kid}"): "key_ops" must include "verify"`)
     // Import once now so a malformed key fails here, at start or reload, not on a request.
     try {
       await importJWK(jwk, jwk.alg)
@@ -214,7 +230,8 @@ function refusalOf(error: unknown): GatewayTokenRefusal {
     return 'invalid'
   }
   if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return 'alg_not_allowed'
-  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return 'unknown_kid'
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys)
+    return 'unknown_kid'
   if (error instanceof errors.JWSSignatureVerificationFailed) return 'bad_signature'
   if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return 'malformed'
   return 'invalid'
@@ -253,7 +270,8 @@ export function createGatewayTokenVerifier(options: GatewayTokenOptions): (token
   return async (token) => {
     try {
       const { payload } = await jwtVerify(token, getKey, verifyOptions)
-      if ((payload.exp as number) - (payload.iat as number) > maxLifetime) throw new GatewayTokenError('lifetime_too_long')
+      if ((payload.exp as number) - (payload.iat as number) > maxLifetime)
+        throw new GatewayTokenError('lifetime_too_long')
       return payload
     } catch (error) {
       throw error instanceof GatewayTokenError ? error : new GatewayTokenError(refusalOf(error))

@@ -1,6 +1,13 @@
 import type { Context } from 'hono'
 import type { TextRequest } from '../engine/text-generation.ts'
-import { type ApiContext, collectChoices, fitMaxTokens, mergeSignals, resolveModel, startGeneration } from './generation.ts'
+import {
+  type ApiContext,
+  collectChoices,
+  fitMaxTokens,
+  mergeSignals,
+  resolveModel,
+  startGeneration,
+} from './generation.ts'
 import { readJsonBody } from '../../openai/body.ts'
 import { generateRequestSchema } from '../../openai/requests.ts'
 
@@ -20,9 +27,22 @@ export async function generate(c: Context, api: ApiContext): Promise<Response> {
     n: body.num_return_sequences,
     maxTokens,
     stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
-    sampling: { temperature: body.temperature, topK: body.top_k, topP: body.top_p, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed: body.seed ?? undefined, logprobs: -1 },
+    sampling: {
+      temperature: body.temperature,
+      topK: body.top_k,
+      topP: body.top_p,
+      minP: 0,
+      presencePenalty: 0,
+      frequencyPenalty: 0,
+      repetitionPenalty: 1,
+      seed: body.seed ?? undefined,
+      logprobs: -1,
+    },
   }
-  const choices = await collectChoices(startGeneration(api, model, request, mergeSignals(c, new AbortController())), request.n)
+  const choices = await collectChoices(
+    startGeneration(api, model, request, mergeSignals(c, new AbortController())),
+    request.n,
+  )
   const texts = choices.map((choice) => (body.return_full_text ? body.prompt : '') + choice.text)
   const reasons = choices.map((choice) => choice.finishReason)
   const single = request.n === 1

@@ -2,7 +2,13 @@ import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
 import { ApiError, errorEvent } from '../../openai/errors.ts'
 import { DONE_EVENT } from '../../openai/responses.ts'
-import { GenerationError, generateText, type ServedModel, type TextChunk, type TextRequest } from '../engine/text-generation.ts'
+import {
+  GenerationError,
+  generateText,
+  type ServedModel,
+  type TextChunk,
+  type TextRequest,
+} from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
 import { errorMessage } from '../../lib/error-message.ts'
 
@@ -22,11 +28,20 @@ export interface ApiContext {
 export function resolveModel(api: ApiContext, name: string | undefined): ServedModel {
   if (name === undefined) {
     const first = api.models.values().next().value
-    if (!first) throw new ApiError(404, 'This server serves no text-generation model', { param: 'model', code: 'model_not_found' })
+    if (!first)
+      throw new ApiError(404, 'This server serves no text-generation model', {
+        param: 'model',
+        code: 'model_not_found',
+      })
     return first
   }
   const model = api.models.get(name)
-  if (!model) throw new ApiError(404, `The model '${name}' does not exist on this server`, { type: 'invalid_request_error', param: 'model', code: 'model_not_found' })
+  if (!model)
+    throw new ApiError(404, `The model '${name}' does not exist on this server`, {
+      type: 'invalid_request_error',
+      param: 'model',
+      code: 'model_not_found',
+    })
   return model
 }
 
@@ -34,41 +49,80 @@ export function resolveModel(api: ApiContext, name: string | undefined): ServedM
  * Checks every prompt against the context window and settles max_tokens: an explicit value
  * must fit beside the prompt; without one, `fallback` is clamped to what is left.
  */
-export function fitMaxTokens(model: ServedModel, prompts: number[][], requested: number | null | undefined, fallback: number, promptParam = 'prompt'): number {
+export function fitMaxTokens(
+  model: ServedModel,
+  prompts: number[][],
+  requested: number | null | undefined,
+  fallback: number,
+  promptParam = 'prompt',
+): number {
   const context = model.folder.contextLength
   const longest = Math.max(...prompts.map((p) => p.length))
   if (longest >= context) {
-    throw new ApiError(400, `This model's maximum context length is ${context} tokens; the prompt has ${longest} tokens, which leaves no room for a completion.`, { param: promptParam, code: 'context_length_exceeded' })
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${context} tokens; the prompt has ${longest} tokens, which leaves no room for a completion.`,
+      { param: promptParam, code: 'context_length_exceeded' },
+    )
   }
   if (requested != null && longest + requested > context) {
-    throw new ApiError(400, `This model's maximum context length is ${context} tokens. You requested ${longest + requested} tokens (${longest} in the prompt, ${requested} for the completion). Reduce the prompt or max_tokens.`, { param: 'max_tokens', code: 'context_length_exceeded' })
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${context} tokens. You requested ${longest + requested} tokens (${longest} in the prompt, ${requested} for the completion). Reduce the prompt or max_tokens.`,
+      { param: 'max_tokens', code: 'context_length_exceeded' },
+    )
   }
   return requested ?? Math.min(fallback, context - longest)
 }
 
 /** Starts generation, mapping refusals to HTTP errors (503 + Retry-After when saturated). */
-export function startGeneration(api: ApiContext, model: ServedModel, request: TextRequest, signal: AbortSignal): AsyncGenerator<TextChunk> {
+export function startGeneration(
+  api: ApiContext,
+  model: ServedModel,
+  request: TextRequest,
+  signal: AbortSignal,
+): AsyncGenerator<TextChunk> {
   if (api.isDraining()) {
     api.metrics.rejections.inc({ model: model.id, reason: 'draining' })
-    throw new ApiError(503, 'The server is shutting down; retry on another node', { type: 'server_error', code: 'draining', headers: { 'Retry-After': String(api.retryAfterSeconds) } })
+    throw new ApiError(503, 'The server is shutting down; retry on another node', {
+      type: 'server_error',
+      code: 'draining',
+      headers: { 'Retry-After': String(api.retryAfterSeconds) },
+    })
   }
   try {
     for (const prompt of request.prompts) api.metrics.promptTokens.inc({ model: model.id }, prompt.length)
-    return observe(api, model, generateText(model, { ...request, timeoutMs: api.requestTimeoutMs }, api.maxQueue, signal))
+    return observe(
+      api,
+      model,
+      generateText(model, { ...request, timeoutMs: api.requestTimeoutMs }, api.maxQueue, signal),
+    )
   } catch (error) {
     if (error instanceof GenerationError && error.kind === 'too_many_sequences') {
-      throw new ApiError(400, `This request asks for more sequences (prompts × n) than the server queues at once: ${error.message}`, { param: 'n', code: 'too_many_sequences' })
+      throw new ApiError(
+        400,
+        `This request asks for more sequences (prompts × n) than the server queues at once: ${error.message}`,
+        { param: 'n', code: 'too_many_sequences' },
+      )
     }
     if (error instanceof GenerationError && error.kind === 'queue_full') {
       api.metrics.rejections.inc({ model: model.id, reason: 'queue_full' })
-      throw new ApiError(503, error.message, { type: 'server_error', code: 'queue_full', headers: { 'Retry-After': String(api.retryAfterSeconds) } })
+      throw new ApiError(503, error.message, {
+        type: 'server_error',
+        code: 'queue_full',
+        headers: { 'Retry-After': String(api.retryAfterSeconds) },
+      })
     }
     throw error
   }
 }
 
 /** Time to first token, inter-token latency, token and finish counts, as the chunks pass. */
-async function* observe(api: ApiContext, model: ServedModel, chunks: AsyncGenerator<TextChunk>): AsyncGenerator<TextChunk> {
+async function* observe(
+  api: ApiContext,
+  model: ServedModel,
+  chunks: AsyncGenerator<TextChunk>,
+): AsyncGenerator<TextChunk> {
   try {
     yield* observeChunks(api, model, chunks, performance.now(), new Map())
   } catch (error) {
@@ -78,7 +132,13 @@ async function* observe(api: ApiContext, model: ServedModel, chunks: AsyncGenera
 }
 
 /** `last` holds each choice's previous token time. */
-async function* observeChunks(api: ApiContext, model: ServedModel, chunks: AsyncGenerator<TextChunk>, started: number, last: Map<number, number>): AsyncGenerator<TextChunk> {
+async function* observeChunks(
+  api: ApiContext,
+  model: ServedModel,
+  chunks: AsyncGenerator<TextChunk>,
+  started: number,
+  last: Map<number, number>,
+): AsyncGenerator<TextChunk> {
   const labels = { model: model.id }
   for await (const chunk of chunks) {
     if (chunk.tokens > 0) {
@@ -99,7 +159,8 @@ export function generationFailure(error: unknown): ApiError {
   if (error instanceof ApiError) return error
   if (error instanceof GenerationError) {
     if (error.kind === 'timeout') return new ApiError(504, error.message, { type: 'server_error', code: 'timeout' })
-    if (error.kind === 'aborted') return new ApiError(499 as never, error.message, { type: 'server_error', code: 'aborted' })
+    if (error.kind === 'aborted')
+      return new ApiError(499 as never, error.message, { type: 'server_error', code: 'aborted' })
   }
   return new ApiError(500, errorMessage(error), { type: 'server_error', code: 'generation_failed' })
 }
@@ -115,7 +176,14 @@ export interface CollectedChoice {
 
 /** Runs a generation to the end (non-streaming responses). */
 export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: number): Promise<CollectedChoice[]> {
-  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({ text: '', tokens: 0, tokenIds: [], finishReason: 'length', logprobs: [], promptLogprobs: [] }))
+  const choices: CollectedChoice[] = Array.from({ length: count }, () => ({
+    text: '',
+    tokens: 0,
+    tokenIds: [],
+    finishReason: 'length',
+    logprobs: [],
+    promptLogprobs: [],
+  }))
   try {
     for await (const chunk of chunks) {
       const choice = choices[chunk.index]
@@ -137,7 +205,12 @@ export async function collectChoices(chunks: AsyncGenerator<TextChunk>, count: n
  * OpenAI's shape if generation fails, else `data: [DONE]`. The client going away aborts the
  * generation, which frees its batch slot at the next step.
  */
-export function streamEvents(c: Context, abort: AbortController, chunks: AsyncGenerator<TextChunk>, render: { chunk: (chunk: TextChunk) => unknown[]; end: () => unknown[] }): Response {
+export function streamEvents(
+  c: Context,
+  abort: AbortController,
+  chunks: AsyncGenerator<TextChunk>,
+  render: { chunk: (chunk: TextChunk) => unknown[]; end: () => unknown[] },
+): Response {
   return streamSSE(c, async (stream) => {
     stream.onAbort(() => abort.abort())
     try {

@@ -4,19 +4,57 @@ import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.
 import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
 import type { PromptLogprob } from '../scheduler/types.ts'
 import { ApiError } from '../../openai/errors.ts'
-import { type ApiContext, type CollectedChoice, collectChoices, fitMaxTokens, mergeSignals, resolveModel, startGeneration, streamEvents } from './generation.ts'
+import {
+  type ApiContext,
+  type CollectedChoice,
+  collectChoices,
+  fitMaxTokens,
+  mergeSignals,
+  resolveModel,
+  startGeneration,
+  streamEvents,
+} from './generation.ts'
 import { readJsonBody } from '../../openai/body.ts'
-import type { ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatLogprobs, Completion, CompletionChunk, CompletionLogprobs, Usage } from '../../openai/responses.ts'
-import { COMPLETIONS_DEFAULT_MAX_TOKENS, type CompletionRequest, chatRequestSchema, completionRequestSchema } from '../../openai/requests.ts'
+import type {
+  ChatChunkChoice,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatLogprobs,
+  Completion,
+  CompletionChunk,
+  CompletionLogprobs,
+  Usage,
+} from '../../openai/responses.ts'
+import {
+  COMPLETIONS_DEFAULT_MAX_TOKENS,
+  type CompletionRequest,
+  chatRequestSchema,
+  completionRequestSchema,
+} from '../../openai/requests.ts'
 import { outputGrammarOf, prepareGrammar } from './structured/output-format.ts'
 import { planChat, toolCallsOf, toolMessage } from './tools/chat-tools.ts'
 import { ToolCallStream } from './tools/tool-stream.ts'
 
-type SamplingFields = Pick<CompletionRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' | 'seed' | 'logit_bias'>
+type SamplingFields = Pick<
+  CompletionRequest,
+  | 'temperature'
+  | 'top_p'
+  | 'top_k'
+  | 'min_p'
+  | 'presence_penalty'
+  | 'frequency_penalty'
+  | 'repetition_penalty'
+  | 'seed'
+  | 'logit_bias'
+>
 
 /** OpenAI defaults, plus vLLM's extensions (top_k, min_p, repetition_penalty). */
 function samplingOf(body: SamplingFields, logprobs: number): TextRequest['sampling'] {
-  if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw new ApiError(400, 'logit_bias is not supported by this server', { param: 'logit_bias', code: 'unsupported_parameter' })
+  if (body.logit_bias && Object.keys(body.logit_bias).length > 0)
+    throw new ApiError(400, 'logit_bias is not supported by this server', {
+      param: 'logit_bias',
+      code: 'unsupported_parameter',
+    })
   return {
     temperature: body.temperature ?? 1,
     topP: body.top_p ?? 1,
@@ -30,18 +68,28 @@ function samplingOf(body: SamplingFields, logprobs: number): TextRequest['sampli
   }
 }
 
-const stopsOf = (stop: string | string[] | null | undefined) => (stop == null ? [] : typeof stop === 'string' ? [stop] : stop)
+const stopsOf = (stop: string | string[] | null | undefined) =>
+  stop == null ? [] : typeof stop === 'string' ? [stop] : stop
 
 /**
  * Replays `resume` (400 if it cannot belong to this request). `text_offset` counts the choice's
  * text as the client got it, so with echo the prompt comes first: `before` is what of it is
  * still owed.
  */
-function resumeOf(model: ServedModel, body: Pick<CompletionRequest, 'resume'>, request: TextRequest, echoText = ''): { resumed?: ResumedChoice; before: string } {
+function resumeOf(
+  model: ServedModel,
+  body: Pick<CompletionRequest, 'resume'>,
+  request: TextRequest,
+  echoText = '',
+): { resumed?: ResumedChoice; before: string } {
   if (!body.resume) return { before: echoText }
   const { token_ids: tokenIds, text_offset: offset } = body.resume
   try {
-    const resumed = replayResume(model, { prompt: request.prompts[0], maxTokens: request.maxTokens, stop: request.stop, ignoreEos: request.ignoreEos }, { tokenIds, textOffset: Math.max(0, offset - echoText.length) })
+    const resumed = replayResume(
+      model,
+      { prompt: request.prompts[0], maxTokens: request.maxTokens, stop: request.stop, ignoreEos: request.ignoreEos },
+      { tokenIds, textOffset: Math.max(0, offset - echoText.length) },
+    )
     return { resumed, before: echoText.slice(offset) }
   } catch (error) {
     if (error instanceof ResumeError) throw new ApiError(400, error.message, { param: error.param, code: error.code })
@@ -53,23 +101,41 @@ const idsOf = (wanted: boolean | null | undefined, ids: number[]) => (wanted ? {
 
 function usageOf(prompts: number[][], completionTokens: number): Usage {
   const promptTokens = prompts.reduce((sum, p) => sum + p.length, 0)
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens }
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  }
 }
 
 /** POST /v1/completions */
 export async function completions(c: Context, api: ApiContext): Promise<Response> {
   const { data: body } = await readJsonBody(c.req, completionRequestSchema)
   const model = resolveModel(api, body.model)
-  if (body.suffix) throw new ApiError(400, 'suffix is not supported by this server', { param: 'suffix', code: 'unsupported_parameter' })
+  if (body.suffix)
+    throw new ApiError(400, 'suffix is not supported by this server', {
+      param: 'suffix',
+      code: 'unsupported_parameter',
+    })
   const n = body.n ?? 1
-  if (body.best_of != null && body.best_of !== n) throw new ApiError(400, 'best_of must equal n on this server', { param: 'best_of', code: 'unsupported_parameter' })
+  if (body.best_of != null && body.best_of !== n)
+    throw new ApiError(400, 'best_of must equal n on this server', { param: 'best_of', code: 'unsupported_parameter' })
   const prompts = promptsOf(model, body.prompt)
   const maxTokens = fitMaxTokens(model, prompts, body.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS)
   const logprobs = body.logprobs ?? -1
   const grammar = outputGrammarOf(body, api.maxGrammarChars)
   if (grammar) await prepareGrammar(model, grammar, body.resume?.token_ids)
   const promptLogprobs = body.echo === true && logprobs >= 0
-  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: grammar?.spec, promptLogprobs }
+  const request: TextRequest = {
+    prompts,
+    n,
+    maxTokens,
+    stop: stopsOf(body.stop),
+    sampling: samplingOf(body, logprobs),
+    ignoreEos: body.ignore_eos ?? false,
+    grammar: grammar?.spec,
+    promptLogprobs,
+  }
   const echoOf = (index: number) => (body.echo ? model.tokenizer.decode(prompts[Math.floor(index / n)]) : '')
   const { resumed, before } = resumeOf(model, body, request, echoOf(0))
   const echo = (index: number) => (resumed ? before : echoOf(index))
@@ -78,25 +144,50 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
   const id = `cmpl-${randomUUID()}`
   const created = Math.floor(Date.now() / 1000)
   // With echo, the prompt's entries come first (the first with a null logprob, as OpenAI's).
-  const entriesOf = (chunk: Pick<TextChunk, 'logprobs' | 'promptLogprobs'>): PromptLogprob[] => [...(chunk.promptLogprobs ?? []), ...(chunk.logprobs ?? [])]
+  const entriesOf = (chunk: Pick<TextChunk, 'logprobs' | 'promptLogprobs'>): PromptLogprob[] => [
+    ...(chunk.promptLogprobs ?? []),
+    ...(chunk.logprobs ?? []),
+  ]
 
   if (body.stream) {
     let completionTokens = resumed?.tokens ?? 0
     const echoed = new Set<number>()
     // text_offset runs on across a choice's chunks (a resumed choice goes on from its offset).
     const offsets = new Map<number, { at: number }>()
-    const offsetOf = (index: number) => offsets.get(index) ?? offsets.set(index, { at: body.resume?.text_offset ?? 0 }).get(index)!
+    const offsetOf = (index: number) =>
+      offsets.get(index) ?? offsets.set(index, { at: body.resume?.text_offset ?? 0 }).get(index)!
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
         completionTokens += chunk.tokens
         const prefix = echoed.has(chunk.index) ? '' : echo(chunk.index)
         echoed.add(chunk.index)
         const entries = entriesOf(chunk)
-        const lp = logprobs >= 0 && entries.length > 0 ? completionLogprobs(model, entries, offsetOf(chunk.index)) : null
-        const choice = { index: chunk.index, text: prefix + chunk.text, logprobs: lp, finish_reason: chunk.finishReason ?? null, ...idsOf(body.return_token_ids, chunk.tokenIds) }
-        return [{ id, object: 'text_completion', created, model: model.id, choices: [choice] } satisfies CompletionChunk]
+        const lp =
+          logprobs >= 0 && entries.length > 0 ? completionLogprobs(model, entries, offsetOf(chunk.index)) : null
+        const choice = {
+          index: chunk.index,
+          text: prefix + chunk.text,
+          logprobs: lp,
+          finish_reason: chunk.finishReason ?? null,
+          ...idsOf(body.return_token_ids, chunk.tokenIds),
+        }
+        return [
+          { id, object: 'text_completion', created, model: model.id, choices: [choice] } satisfies CompletionChunk,
+        ]
       },
-      end: () => (body.stream_options?.include_usage ? [{ id, object: 'text_completion', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) } satisfies CompletionChunk] : []),
+      end: () =>
+        body.stream_options?.include_usage
+          ? [
+              {
+                id,
+                object: 'text_completion',
+                created,
+                model: model.id,
+                choices: [],
+                usage: usageOf(prompts, completionTokens),
+              } satisfies CompletionChunk,
+            ]
+          : [],
     })
   }
   const choices = await collectChoices(chunks, prompts.length * n)
@@ -105,7 +196,13 @@ export async function completions(c: Context, api: ApiContext): Promise<Response
     object: 'text_completion',
     created,
     model: model.id,
-    choices: choices.map((choice, index) => ({ index, text: echo(index) + choice.text, logprobs: logprobs >= 0 ? completionLogprobs(model, entriesOf(choice), { at: 0 }) : null, finish_reason: choice.finishReason, ...idsOf(body.return_token_ids, choice.tokenIds) })),
+    choices: choices.map((choice, index) => ({
+      index,
+      text: echo(index) + choice.text,
+      logprobs: logprobs >= 0 ? completionLogprobs(model, entriesOf(choice), { at: 0 }) : null,
+      finish_reason: choice.finishReason,
+      ...idsOf(body.return_token_ids, choice.tokenIds),
+    })),
     usage: usageOf(prompts, (resumed?.tokens ?? 0) + sum(choices)),
   } satisfies Completion)
 }
@@ -119,20 +216,35 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
   const prompts = [plan.prompt]
   const maxTokens = fitMaxTokens(model, prompts, body.max_completion_tokens ?? body.max_tokens, Infinity, 'messages')
   const logprobs = body.logprobs ? (body.top_logprobs ?? 0) : -1
-  const request: TextRequest = { prompts, n, maxTokens, stop: stopsOf(body.stop), sampling: samplingOf(body, logprobs), ignoreEos: body.ignore_eos ?? false, grammar: plan.grammar?.spec }
+  const request: TextRequest = {
+    prompts,
+    n,
+    maxTokens,
+    stop: stopsOf(body.stop),
+    sampling: samplingOf(body, logprobs),
+    ignoreEos: body.ignore_eos ?? false,
+    grammar: plan.grammar?.spec,
+  }
   const { resumed } = resumeOf(model, body, request)
   const abort = new AbortController()
   const chunks = startGeneration(api, model, { ...request, resume: resumed }, mergeSignals(c, abort))
   const id = `chatcmpl-${randomUUID()}`
   const created = Math.floor(Date.now() / 1000)
-  const logprobsOf = (lp: TokenLogprob[] | undefined) => (logprobs >= 0 && lp ? { content: chatLogprobs(model, lp) } : null)
+  const logprobsOf = (lp: TokenLogprob[] | undefined) =>
+    logprobs >= 0 && lp ? { content: chatLogprobs(model, lp) } : null
 
   if (body.stream) {
     let completionTokens = resumed?.tokens ?? 0
     // A resumed stream continues one that already opened with the role chunk.
     const started = new Set<number>(resumed ? [0] : [])
     const ids = (tokenIds: number[]) => idsOf(body.return_token_ids, tokenIds)
-    const frame = (choice: ChatChunkChoice): ChatCompletionChunk => ({ id, object: 'chat.completion.chunk', created, model: model.id, choices: [choice] })
+    const frame = (choice: ChatChunkChoice): ChatCompletionChunk => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: model.id,
+      choices: [choice],
+    })
     const toolStreams = new Map<number, ToolCallStream>()
     return streamEvents(c, abort, chunks, {
       chunk: (chunk: TextChunk) => {
@@ -140,25 +252,72 @@ export async function chatCompletions(c: Context, api: ApiContext): Promise<Resp
         const events: unknown[] = []
         if (!started.has(chunk.index)) {
           started.add(chunk.index)
-          events.push(frame({ index: chunk.index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null, ...ids([]) }))
+          events.push(
+            frame({
+              index: chunk.index,
+              delta: { role: 'assistant', content: '' },
+              logprobs: null,
+              finish_reason: null,
+              ...ids([]),
+            }),
+          )
         }
         // With tools, text from a call's start on is held until the calls can be parsed (a resumed
         // stream starts its own: the interrupted one had sent only the text before any call).
-        if (plan.toolFormat && !toolStreams.has(chunk.index)) toolStreams.set(chunk.index, new ToolCallStream(plan.toolFormat))
+        if (plan.toolFormat && !toolStreams.has(chunk.index))
+          toolStreams.set(chunk.index, new ToolCallStream(plan.toolFormat))
         const tools = toolStreams.get(chunk.index)
         let text = tools ? tools.push(chunk.text) : chunk.text
         const ended = tools && chunk.finishReason ? tools.finish() : undefined
         if (ended) text += ended.content
         // Tokens whose text is held back still go out, so ids and text stay in step.
         if (text || chunk.logprobs || (body.return_token_ids && chunk.tokenIds.length > 0)) {
-          events.push(frame({ index: chunk.index, delta: { content: text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null, ...ids(chunk.tokenIds) }))
+          events.push(
+            frame({
+              index: chunk.index,
+              delta: { content: text },
+              logprobs: logprobsOf(chunk.logprobs),
+              finish_reason: null,
+              ...ids(chunk.tokenIds),
+            }),
+          )
         }
         const calls = ended?.calls.length ? toolCallsOf(ended.calls) : undefined
-        if (calls) events.push(frame({ index: chunk.index, delta: { tool_calls: calls.map((call, index) => ({ index, ...call })) }, logprobs: null, finish_reason: null, ...ids([]) }))
-        if (chunk.finishReason) events.push(frame({ index: chunk.index, delta: {}, logprobs: null, finish_reason: calls && chunk.finishReason === 'stop' ? 'tool_calls' : chunk.finishReason, ...ids([]) }))
+        if (calls)
+          events.push(
+            frame({
+              index: chunk.index,
+              delta: { tool_calls: calls.map((call, index) => ({ index, ...call })) },
+              logprobs: null,
+              finish_reason: null,
+              ...ids([]),
+            }),
+          )
+        if (chunk.finishReason)
+          events.push(
+            frame({
+              index: chunk.index,
+              delta: {},
+              logprobs: null,
+              finish_reason: calls && chunk.finishReason === 'stop' ? 'tool_calls' : chunk.finishReason,
+              ...ids([]),
+            }),
+          )
         return events
       },
-      end: () => (body.stream_options?.include_usage ? [{ id, object: 'chat.completion.chunk', created, model: model.id, choices: [], usage: usageOf(prompts, completionTokens) } satisfies ChatCompletionChunk] : []),
+      end: () =>
+        body.stream_options?.include_usage
+          ? [
+              {
+                id,
+                object: 'chat.completion.chunk',
+                created,
+                model: model.id,
+                choices: [],
+                usage: usageOf(prompts, completionTokens),
+              } satisfies ChatCompletionChunk,
+            ]
+          : [],
     })
   }
   const choices = await collectChoices(chunks, n)
@@ -182,7 +341,11 @@ function promptsOf(model: ServedModel, prompt: CompletionRequest['prompt']): num
   if (prompt.every((p) => typeof p === 'string')) return (prompt as string[]).map((p) => model.tokenizer.encode(p))
   const lists = prompt.every((p) => typeof p === 'number') ? [prompt as number[]] : (prompt as number[][])
   const vocab = model.engine.info.shape.vocabSize
-  if (lists.some((ids) => ids.some((id) => id >= vocab))) throw new ApiError(400, `Token ids must be below the vocabulary size ${vocab}`, { param: 'prompt', code: 'invalid_value' })
+  if (lists.some((ids) => ids.some((id) => id >= vocab)))
+    throw new ApiError(400, `Token ids must be below the vocabulary size ${vocab}`, {
+      param: 'prompt',
+      code: 'invalid_value',
+    })
   return lists
 }
 
@@ -196,7 +359,11 @@ function completionLogprobs(model: ServedModel, entries: PromptLogprob[], offset
   return {
     tokens,
     token_logprobs: entries.map((t) => t.logprob),
-    top_logprobs: entries.map((t) => (t.logprob === null ? null : Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob])))),
+    top_logprobs: entries.map((t) =>
+      t.logprob === null
+        ? null
+        : Object.fromEntries((t.top ?? []).map((a) => [model.tokenizer.tokenText(a.token), a.logprob])),
+    ),
     text_offset: tokens.map((t) => {
       const start = offset.at
       offset.at += t.length
@@ -210,7 +377,10 @@ function chatLogprobs(model: ServedModel, lp: TokenLogprob[]): ChatLogprobs['con
     const text = model.tokenizer.tokenText(token)
     return { token: text, logprob, bytes: [...Buffer.from(text, 'utf8')] }
   }
-  return lp.map((t) => ({ ...entry(t.token, t.logprob), top_logprobs: (t.top ?? []).map((a) => entry(a.token, a.logprob)) }))
+  return lp.map((t) => ({
+    ...entry(t.token, t.logprob),
+    top_logprobs: (t.top ?? []).map((a) => entry(a.token, a.logprob)),
+  }))
 }
 
 const sum = (choices: CollectedChoice[]) => choices.reduce((total, c) => total + c.tokens, 0)

@@ -30,7 +30,8 @@ export class EncoderEngine {
     this.info = info
     worker.on('message', (message: FromEncoderWorker) => {
       if (message.type === 'result') this.settle(message.id)?.resolve(message.vector)
-      else if (message.type === 'error') this.settle(message.id)?.reject(new EncoderError(`encoder forward pass failed: ${message.message}`))
+      else if (message.type === 'error')
+        this.settle(message.id)?.reject(new EncoderError(`encoder forward pass failed: ${message.message}`))
       else if (message.type === 'batch') events.onBatch?.(message.stats)
       else if (message.type === 'log') events.onLog?.(message.message)
     })
@@ -39,11 +40,23 @@ export class EncoderEngine {
   }
 
   /** Starts the worker, loads and warms up the model; resolves once it can take inputs. */
-  static async start(options: Omit<EncoderWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number }, events: EncoderEvents = {}): Promise<EncoderEngine> {
+  static async start(
+    options: Omit<EncoderWorkerData, 'heartbeat' | 'idleBeatIntervalMs'> & { stallTimeoutMs: number },
+    events: EncoderEvents = {},
+  ): Promise<EncoderEngine> {
     const { stallTimeoutMs, ...rest } = options
     const heartbeat = new Heartbeat()
-    const data: EncoderWorkerData = { ...rest, heartbeat: heartbeat.buffer, idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs) }
-    const { worker, info } = await startModelWorker<EncoderInfo>('encoder', new URL('./encoder-worker.ts', import.meta.url), data, events.onLog)
+    const data: EncoderWorkerData = {
+      ...rest,
+      heartbeat: heartbeat.buffer,
+      idleBeatIntervalMs: idleBeatIntervalMs(stallTimeoutMs),
+    }
+    const { worker, info } = await startModelWorker<EncoderInfo>(
+      'encoder',
+      new URL('./encoder-worker.ts', import.meta.url),
+      data,
+      events.onLog,
+    )
     return new EncoderEngine(worker, info, events, heartbeat)
   }
 

@@ -5,7 +5,20 @@ import { ModelFolderError, type ModelVariant, firstNumber, pickOnnxFile, readJso
 import { errorMessage } from '../../lib/error-message.ts'
 
 /** Encoder architectures (transformers model_type) served by the encoder engine. */
-export const ENCODER_MODEL_TYPES = ['bert', 'distilbert', 'roberta', 'xlm-roberta', 'mpnet', 'camembert', 'electra', 'albert', 'deberta', 'deberta-v2', 'nomic_bert', 'new'] as const
+export const ENCODER_MODEL_TYPES = [
+  'bert',
+  'distilbert',
+  'roberta',
+  'xlm-roberta',
+  'mpnet',
+  'camembert',
+  'electra',
+  'albert',
+  'deberta',
+  'deberta-v2',
+  'nomic_bert',
+  'new',
+] as const
 
 export type Pooling = 'mean' | 'cls' | 'lasttoken' | 'max'
 export type EncoderTask = 'feature-extraction' | 'text-classification'
@@ -43,7 +56,10 @@ export function isEncoderFolder(dir: string): boolean {
   try {
     const config = JSON.parse(readFileSync(path, 'utf8'))
     const architectures: string[] = Array.isArray(config.architectures) ? config.architectures.map(String) : []
-    return (ENCODER_MODEL_TYPES as readonly string[]).includes(String(config.model_type)) || architectures.some((a) => /(Bert|Roberta|MPNet|Electra)(Model|ForSequenceClassification)$/.test(a))
+    return (
+      (ENCODER_MODEL_TYPES as readonly string[]).includes(String(config.model_type)) ||
+      architectures.some((a) => /(Bert|Roberta|MPNet|Electra)(Model|ForSequenceClassification)$/.test(a))
+    )
   } catch {
     return false
   }
@@ -61,13 +77,18 @@ export function loadEncoderFolder(dir: string, options: { id?: string; variant?:
   const sentenceConfig = readJson(root, 'sentence_bert_config.json', fail, false) ?? {}
 
   const architectures: string[] = Array.isArray(config.architectures) ? config.architectures.map(String) : []
-  const id2label = config.id2label && typeof config.id2label === 'object' ? (config.id2label as Record<string, unknown>) : undefined
+  const id2label =
+    config.id2label && typeof config.id2label === 'object' ? (config.id2label as Record<string, unknown>) : undefined
   const classifies = architectures.some((a) => a.endsWith('ForSequenceClassification'))
   const labels = classifies ? labelsOf(id2label, fail) : []
   // RoBERTa-family position tables start after the padding index (2 rows are never used for tokens).
   const positions = firstNumber(config.max_position_embeddings)
   const positionOffset = ['roberta', 'xlm-roberta', 'camembert', 'mpnet'].includes(String(config.model_type)) ? 2 : 0
-  const limits = [sentenceConfig.max_seq_length, tokenizerConfig.model_max_length, positions && positions - positionOffset].filter((v): v is number => firstNumber(v) !== undefined)
+  const limits = [
+    sentenceConfig.max_seq_length,
+    tokenizerConfig.model_max_length,
+    positions && positions - positionOffset,
+  ].filter((v): v is number => firstNumber(v) !== undefined)
   if (limits.length === 0) fail('config.json gives no maximum length (max_position_embeddings)')
   const { pooling, normalize } = sentenceTransformersModules(root, fail)
 
@@ -81,7 +102,8 @@ export function loadEncoderFolder(dir: string, options: { id?: string; variant?:
     task: classifies ? 'text-classification' : 'feature-extraction',
     maxLength: Math.min(...limits),
     padTokenId: Number.isInteger(config.pad_token_id) && config.pad_token_id >= 0 ? config.pad_token_id : 0,
-    vocabSize: firstNumber(config.vocab_size) ?? Object.keys((tokenizerJson.model as { vocab?: object })?.vocab ?? {}).length,
+    vocabSize:
+      firstNumber(config.vocab_size) ?? Object.keys((tokenizerJson.model as { vocab?: object })?.vocab ?? {}).length,
     pooling,
     normalize,
     labels,
@@ -98,7 +120,10 @@ const versions = new Map<string, string>()
 export function configVersion(dir: string): string {
   let version = versions.get(dir)
   if (!version) {
-    version = createHash('sha256').update(readFileSync(join(dir, 'config.json'))).digest('hex').slice(0, 12)
+    version = createHash('sha256')
+      .update(readFileSync(join(dir, 'config.json')))
+      .digest('hex')
+      .slice(0, 12)
     versions.set(dir, version)
   }
   return version
@@ -109,7 +134,8 @@ function labelsOf(id2label: Record<string, unknown> | undefined, fail: (what: st
   const labels: string[] = []
   for (const [index, label] of Object.entries(id2label)) {
     const i = Number(index)
-    if (!Number.isInteger(i) || i < 0 || i >= Object.keys(id2label).length) fail(`id2label has a bad class index "${index}"`)
+    if (!Number.isInteger(i) || i < 0 || i >= Object.keys(id2label).length)
+      fail(`id2label has a bad class index "${index}"`)
     labels[i] = String(label)
   }
   return labels
@@ -119,7 +145,10 @@ function labelsOf(id2label: Record<string, unknown> | undefined, fail: (what: st
  * Pooling and normalisation from modules.json / 1_Pooling/config.json (sentence-transformers).
  * Without modules.json: DEFAULT_POOLING and DEFAULT_NORMALIZE.
  */
-function sentenceTransformersModules(root: string, fail: (what: string) => never): { pooling: Pooling; normalize: boolean } {
+function sentenceTransformersModules(
+  root: string,
+  fail: (what: string) => never,
+): { pooling: Pooling; normalize: boolean } {
   if (!existsSync(join(root, 'modules.json'))) return { pooling: DEFAULT_POOLING, normalize: DEFAULT_NORMALIZE }
   let modules: { type?: string; path?: string }[]
   try {
@@ -132,8 +161,16 @@ function sentenceTransformersModules(root: string, fail: (what: string) => never
   const poolingModule = modules.find((m) => String(m.type).endsWith('.Pooling'))
   if (!poolingModule) return { pooling: DEFAULT_POOLING, normalize }
   const config = readJson(join(root, poolingModule.path ?? ''), 'config.json', fail, true)!
-  const modes: [string, Pooling][] = [['pooling_mode_cls_token', 'cls'], ['pooling_mode_lasttoken', 'lasttoken'], ['pooling_mode_max_tokens', 'max'], ['pooling_mode_mean_tokens', 'mean']]
+  const modes: [string, Pooling][] = [
+    ['pooling_mode_cls_token', 'cls'],
+    ['pooling_mode_lasttoken', 'lasttoken'],
+    ['pooling_mode_max_tokens', 'max'],
+    ['pooling_mode_mean_tokens', 'mean'],
+  ]
   const chosen = modes.filter(([key]) => config[key] === true).map(([, mode]) => mode)
-  if (chosen.length !== 1) fail(`${poolingModule.path}/config.json must enable exactly one of ${modes.map(([k]) => k).join(', ')} (this server does not concatenate poolings)`)
+  if (chosen.length !== 1)
+    fail(
+      `${poolingModule.path}/config.json must enable exactly one of ${modes.map(([k]) => k).join(', ')} (this server does not concatenate poolings)`,
+    )
   return { pooling: chosen[0], normalize }
 }

@@ -4,7 +4,13 @@ import type { Pooling } from './folder.ts'
  * Pools one row of token embeddings [seq, dim] (row-major, right-padded) over its first `length`
  * tokens, the real ones: mean, CLS (first token), last token, or elementwise max.
  */
-export function poolRow(hidden: Float32Array, offset: number, length: number, dim: number, mode: Pooling): Float32Array {
+export function poolRow(
+  hidden: Float32Array,
+  offset: number,
+  length: number,
+  dim: number,
+  mode: Pooling,
+): Float32Array {
   if (mode === 'cls') return hidden.slice(offset, offset + dim)
   if (mode === 'lasttoken') return hidden.slice(offset + (length - 1) * dim, offset + length * dim)
   const out = new Float32Array(dim)

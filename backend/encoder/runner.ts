@@ -15,8 +15,15 @@ export interface EncoderRunnerOptions {
 }
 
 /** The runner options a model folder calls for. */
-export function runnerOptionsOf(folder: Pick<EncoderFolder, 'task' | 'pooling' | 'normalize' | 'padTokenId'>): EncoderRunnerOptions {
-  return { output: folder.task === 'text-classification' ? 'probabilities' : 'embedding', pooling: folder.pooling, normalize: folder.normalize, padTokenId: folder.padTokenId }
+export function runnerOptionsOf(
+  folder: Pick<EncoderFolder, 'task' | 'pooling' | 'normalize' | 'padTokenId'>,
+): EncoderRunnerOptions {
+  return {
+    output: folder.task === 'text-classification' ? 'probabilities' : 'embedding',
+    pooling: folder.pooling,
+    normalize: folder.normalize,
+    padTokenId: folder.padTokenId,
+  }
 }
 
 /**
@@ -34,17 +41,25 @@ export class EncoderRunner {
     readonly parameters: number,
     private readonly options: EncoderRunnerOptions,
   ) {
-    const wanted = options.output === 'probabilities' ? ['logits'] : ['sentence_embedding', 'last_hidden_state', 'token_embeddings']
+    const wanted =
+      options.output === 'probabilities' ? ['logits'] : ['sentence_embedding', 'last_hidden_state', 'token_embeddings']
     const found = wanted.find((n) => session.outputNames.includes(n))
-    if (!found) throw new Error(`the graph has no ${wanted.join(' or ')} output (it has ${session.outputNames.join(', ')})`)
+    if (!found)
+      throw new Error(`the graph has no ${wanted.join(' or ')} output (it has ${session.outputNames.join(', ')})`)
     this.outputName = found
     this.hasTokenTypes = session.inputNames.includes('token_type_ids')
     for (const name of session.inputNames) {
-      if (!['input_ids', 'attention_mask', 'token_type_ids'].includes(name)) throw new Error(`unsupported encoder input "${name}" (expected input_ids, attention_mask, token_type_ids)`)
+      if (!['input_ids', 'attention_mask', 'token_type_ids'].includes(name))
+        throw new Error(`unsupported encoder input "${name}" (expected input_ids, attention_mask, token_type_ids)`)
     }
   }
 
-  static async load(onnxPath: string, execution: ExecutionOptions, options: EncoderRunnerOptions, log: (message: string) => void): Promise<EncoderRunner> {
+  static async load(
+    onnxPath: string,
+    execution: ExecutionOptions,
+    options: EncoderRunnerOptions,
+    log: (message: string) => void,
+  ): Promise<EncoderRunner> {
     const { session, device, parameters } = await createSession(onnxPath, execution, log, undefined, 'encoder')
     return new EncoderRunner(session, device, parameters, options)
   }

@@ -17,7 +17,9 @@ export class InputTooLongError extends Error {
     readonly tokens: number,
     readonly maxLength: number,
   ) {
-    super(`This model's maximum input length is ${maxLength} tokens; an input has ${tokens} tokens. Shorten it, or set truncate_prompt_tokens to truncate it.`)
+    super(
+      `This model's maximum input length is ${maxLength} tokens; an input has ${tokens} tokens. Shorten it, or set truncate_prompt_tokens to truncate it.`,
+    )
   }
 }
 

@@ -15,7 +15,10 @@ const WARMUP_TOKENS = 64
 
 try {
   const loadStart = performance.now()
-  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), { io: data.io, expected: data.expected })
+  const runner = await ModelRunner.load(data.onnxPath, data.execution, (message) => post({ type: 'log', message }), {
+    io: data.io,
+    expected: data.expected,
+  })
   const loadMs = performance.now() - loadStart
 
   const heartbeat = new Heartbeat(data.heartbeat)
@@ -30,8 +33,19 @@ try {
   // initialisation and V8's JIT are paid before /ready, not by the first requests.
   let warmingUp = true
   const warmupStart = performance.now()
-  const sampling = { temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
-  for (let i = 0; i < 2; i++) scheduler.add({ id: -1 - i, promptIds: [0, 1, 2, 3], maxTokens: WARMUP_TOKENS, sampling, eosTokenIds: [] })
+  const sampling = {
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    minP: 0,
+    repetitionPenalty: 1,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    seed: 0,
+    logprobs: -1,
+  }
+  for (let i = 0; i < 2; i++)
+    scheduler.add({ id: -1 - i, promptIds: [0, 1, 2, 3], maxTokens: WARMUP_TOKENS, sampling, eosTokenIds: [] })
   while (scheduler.waitingCount + scheduler.runningCount > 0) await scheduler.step()
   const grammars = new GrammarAdmission(data.grammar, runner.shape.vocabSize, scheduler, post)
   await grammars.warm()
@@ -41,7 +55,11 @@ try {
     if (message.type === 'add') grammars.add(message.request)
     else if (message.type === 'abort') grammars.abort(message.id)
     else if (message.type === 'compile') void grammars.compile(message.ticket, message.spec, message.replayIds)
-    else if (message.type === 'stop') void scheduler.stop().then(() => runner.dispose()).then(() => port.close())
+    else if (message.type === 'stop')
+      void scheduler
+        .stop()
+        .then(() => runner.dispose())
+        .then(() => port.close())
   })
   scheduler.start()
   // With work queued or running only finished steps count; an idle engine has nothing to prove.
@@ -49,7 +67,17 @@ try {
   setInterval(() => {
     if (scheduler.waitingCount + scheduler.runningCount === 0) heartbeat.beat()
   }, data.idleBeatIntervalMs).unref()
-  post({ type: 'ready', shape: runner.shape, device: runner.device, parameters: runner.parameters, movesOnlyNewRows: runner.movesOnlyNewRows, kvPath: runner.kvPath, gathersLogitRows: runner.gathersLogitRows, loadMs, warmupMs })
+  post({
+    type: 'ready',
+    shape: runner.shape,
+    device: runner.device,
+    parameters: runner.parameters,
+    movesOnlyNewRows: runner.movesOnlyNewRows,
+    kvPath: runner.kvPath,
+    gathersLogitRows: runner.gathersLogitRows,
+    loadMs,
+    warmupMs,
+  })
 } catch (error) {
   post({ type: 'failed', message: errorMessage(error).split('\n')[0] })
 }

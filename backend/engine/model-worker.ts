@@ -7,7 +7,12 @@ type LoadingMessage = { type: string; message?: string }
  * Starts a model worker (decoder engine or encoder) and resolves once it has loaded and warmed
  * up its model, with the fields of its `ready` message; rejects with the worker's own reason.
  */
-export function startModelWorker<Info>(kind: 'engine' | 'encoder', entry: URL, workerData: unknown, onLog?: (message: string) => void): Promise<{ worker: Worker; info: Info }> {
+export function startModelWorker<Info>(
+  kind: 'engine' | 'encoder',
+  entry: URL,
+  workerData: unknown,
+  onLog?: (message: string) => void,
+): Promise<{ worker: Worker; info: Info }> {
   const worker = startWorker(entry, workerData)
   return new Promise((resolve, reject) => {
     const onMessage = (message: LoadingMessage) => {

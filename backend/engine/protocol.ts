@@ -31,7 +31,9 @@ export type ToWorker =
   | { type: 'compile'; ticket: number; spec: GrammarSpec; replayIds?: number[] }
 
 /** Outcome of a `compile`: `invalid` is the client's grammar at fault; otherwise the engine's. */
-export type CompileResult = { ok: true; ms: number; cached: boolean } | { ok: false; invalid: boolean; message: string; param?: string }
+export type CompileResult =
+  | { ok: true; ms: number; cached: boolean }
+  | { ok: false; invalid: boolean; message: string; param?: string }
 
 export interface EngineInfo {
   shape: ModelShape

@@ -53,15 +53,25 @@ export function replayResume(model: ServedModel, request: ResumeRequest, point: 
   const vocab = model.engine.info.shape.vocabSize
   const context = model.folder.contextLength
   if (tokenIds.some((id) => !Number.isInteger(id) || id < 0 || id >= vocab)) {
-    throw new ResumeError(`resume.token_ids must be integers from 0 to ${vocab - 1} (the vocabulary)`, 'resume.token_ids')
+    throw new ResumeError(
+      `resume.token_ids must be integers from 0 to ${vocab - 1} (the vocabulary)`,
+      'resume.token_ids',
+    )
   }
   // Exactly at a limit is a run cut between its last token and its finish (chat sends those
   // in two events): it gets the finished choice below. Past a limit, the ids are not this run's.
   if (request.prompt.length + tokenIds.length > context) {
-    throw new ResumeError(`This model's maximum context length is ${context} tokens; the prompt (${request.prompt.length} tokens) and resume.token_ids (${tokenIds.length}) exceed it.`, 'resume.token_ids', 'context_length_exceeded')
+    throw new ResumeError(
+      `This model's maximum context length is ${context} tokens; the prompt (${request.prompt.length} tokens) and resume.token_ids (${tokenIds.length}) exceed it.`,
+      'resume.token_ids',
+      'context_length_exceeded',
+    )
   }
   if (tokenIds.length > request.maxTokens) {
-    throw new ResumeError(`resume.token_ids has ${tokenIds.length} tokens, more than max_tokens (${request.maxTokens})`, 'resume.token_ids')
+    throw new ResumeError(
+      `resume.token_ids has ${tokenIds.length} tokens, more than max_tokens (${request.maxTokens})`,
+      'resume.token_ids',
+    )
   }
   const eos = new Set(request.ignoreEos ? [] : model.folder.eosTokenIds)
   const decoder = new IncrementalDecoder(model.tokenizer, request.prompt)
@@ -95,7 +105,17 @@ export function replayResume(model: ServedModel, request: ResumeRequest, point: 
     }
   }
   if (!Number.isInteger(textOffset) || textOffset < 0 || textOffset > text.length) {
-    throw new ResumeError(`resume.text_offset must be an integer from 0 to ${text.length}, the length of the text resume.token_ids produced`, 'resume.text_offset')
+    throw new ResumeError(
+      `resume.text_offset must be an integer from 0 to ${text.length}, the length of the text resume.token_ids produced`,
+      'resume.text_offset',
+    )
   }
-  return { decoder, stops, generatedIds: tokenIds.slice(0, count), tokens: count, pending: text.slice(textOffset), finished }
+  return {
+    decoder,
+    stops,
+    generatedIds: tokenIds.slice(0, count),
+    tokens: count,
+    pending: text.slice(textOffset),
+    finished,
+  }
 }

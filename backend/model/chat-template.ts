@@ -24,11 +24,23 @@ export interface ChatRenderOptions {
 export class ChatTemplateError extends Error {}
 
 /** The special-token names transformers passes to templates (`special_tokens_map`). */
-const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const
+const SPECIAL_TOKEN_NAMES = [
+  'bos_token',
+  'eos_token',
+  'unk_token',
+  'sep_token',
+  'pad_token',
+  'cls_token',
+  'mask_token',
+] as const
 
 /** A token as tokenizer_config.json writes it: a string or an AddedToken `{content}`. */
 const tokenString = (value: unknown): string | undefined =>
-  typeof value === 'string' ? value : typeof (value as { content?: unknown } | null)?.content === 'string' ? (value as { content: string }).content : undefined
+  typeof value === 'string'
+    ? value
+    : typeof (value as { content?: unknown } | null)?.content === 'string'
+      ? (value as { content: string }).content
+      : undefined
 
 /**
  * A model's chat template, rendered as transformers' `apply_chat_template` renders it: the
@@ -52,7 +64,9 @@ export class ChatTemplate {
   /** The folder's template, or null when tokenizer_config.json has none. Throws on a template that does not parse. */
   static fromTokenizerConfig(config: Record<string, unknown>): ChatTemplate | null {
     const source = config.chat_template
-    const named: [string, unknown][] = Array.isArray(source) ? source.map((t: { name?: unknown; template?: unknown }) => [String(t?.name), t?.template]) : [['default', source]]
+    const named: [string, unknown][] = Array.isArray(source)
+      ? source.map((t: { name?: unknown; template?: unknown }) => [String(t?.name), t?.template])
+      : [['default', source]]
     const templates = new Map<string, Template>()
     for (const [name, text] of named) {
       if (typeof text !== 'string') continue
@@ -64,7 +78,10 @@ export class ChatTemplate {
     }
     if (templates.size === 0) return null
     // transformers needs "default" among several named templates; refused at load, not per request.
-    if (templates.size > 1 && !templates.has('default')) throw new Error(`tokenizer_config.json has chat templates ${[...templates.keys()].join(', ')} but none named "default"`)
+    if (templates.size > 1 && !templates.has('default'))
+      throw new Error(
+        `tokenizer_config.json has chat templates ${[...templates.keys()].join(', ')} but none named "default"`,
+      )
     const variables: Record<string, unknown> = {}
     for (const name of SPECIAL_TOKEN_NAMES) {
       const token = tokenString(config[name])
@@ -73,15 +90,24 @@ export class ChatTemplate {
     // transformers also exposes the extra named special tokens (Gemma 3: boi_token, image_token).
     const extra = config.extra_special_tokens
     if (extra && typeof extra === 'object' && !Array.isArray(extra)) {
-      for (const [name, value] of Object.entries(extra)) if (tokenString(value) !== undefined) variables[name] = tokenString(value)
+      for (const [name, value] of Object.entries(extra))
+        if (tokenString(value) !== undefined) variables[name] = tokenString(value)
     }
-    if (Array.isArray(config.additional_special_tokens)) variables.additional_special_tokens = config.additional_special_tokens.map(tokenString).filter((t) => t !== undefined)
-    return new ChatTemplate(templates, variables, named.map(([, text]) => (typeof text === 'string' ? text : '')).join('\n'))
+    if (Array.isArray(config.additional_special_tokens))
+      variables.additional_special_tokens = config.additional_special_tokens
+        .map(tokenString)
+        .filter((t) => t !== undefined)
+    return new ChatTemplate(
+      templates,
+      variables,
+      named.map(([, text]) => (typeof text === 'string' ? text : '')).join('\n'),
+    )
   }
 
   render(messages: ChatMessage[], options: ChatRenderOptions = {}): string {
     const tools = options.tools && options.tools.length > 0 ? options.tools : null
-    const template = (tools && this.templates.get('tool_use')) || this.templates.get('default') || [...this.templates.values()][0]
+    const template =
+      (tools && this.templates.get('tool_use')) || this.templates.get('default') || [...this.templates.values()][0]
     const variables = {
       ...this.variables,
       messages,
@@ -133,7 +159,20 @@ function range(start: number, stop?: number, step = 1): number[] {
 }
 
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday']
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+]
 const pad = (n: number, width = 2) => String(n).padStart(width, '0')
 
 /**
@@ -142,7 +181,10 @@ const pad = (n: number, width = 2) => String(n).padStart(width, '0')
  * strftime_now uses the process locale's month names and knows fewer directives.
  */
 export function strftime(date: Date, format: string): string {
-  const dayOfYear = Math.floor((Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) - Date.UTC(date.getFullYear(), 0, 1)) / 86_400_000) + 1
+  const dayOfYear =
+    Math.floor(
+      (Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()) - Date.UTC(date.getFullYear(), 0, 1)) / 86_400_000,
+    ) + 1
   const hour12 = date.getHours() % 12 || 12
   const fields: Record<string, () => string> = {
     a: () => DAYS[date.getDay()].slice(0, 3),

@@ -22,7 +22,18 @@ export const AUTO_ORDER: Record<'cpu' | 'cuda', FileVariant[]> = {
 }
 
 /** Architectures (config.json model_type / genai type) whose decoder exports the runner drives. */
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma', 'gemma2', 'gemma3_text', 'gemma3', 'phi3', 'gpt2'] as const
+export const SUPPORTED_MODEL_TYPES = [
+  'llama',
+  'mistral',
+  'qwen2',
+  'qwen3',
+  'gemma',
+  'gemma2',
+  'gemma3_text',
+  'gemma3',
+  'phi3',
+  'gpt2',
+] as const
 
 export interface ModelFolder {
   id: string
@@ -51,7 +62,9 @@ export class ModelFolderError extends Error {
 const GENAI_CONFIG = 'genai_config.json'
 
 function fileNames(variant: FileVariant): string[] {
-  return variant === 'fp32' ? ['model.onnx', 'decoder_model_merged.onnx'] : [`model_${variant}.onnx`, `decoder_model_merged_${variant}.onnx`]
+  return variant === 'fp32'
+    ? ['model.onnx', 'decoder_model_merged.onnx']
+    : [`model_${variant}.onnx`, `decoder_model_merged_${variant}.onnx`]
 }
 
 const holdsModel = (dir: string) => existsSync(join(dir, 'config.json')) || existsSync(join(dir, GENAI_CONFIG))
@@ -59,13 +72,15 @@ const holdsModel = (dir: string) => existsSync(join(dir, 'config.json')) || exis
 /** Lists the model folders under `dir`: the folder itself if it holds a model, else its children that do. */
 export function findModelFolders(dir: string): string[] {
   const root = resolve(dir)
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new ModelFolderError(`MODEL_DIR ${root}: no such folder`)
+  if (!existsSync(root) || !statSync(root).isDirectory())
+    throw new ModelFolderError(`MODEL_DIR ${root}: no such folder`)
   if (holdsModel(root)) return [root]
   const children = readdirSync(root, { withFileTypes: true })
     .filter((e) => e.isDirectory() && holdsModel(join(root, e.name)))
     .map((e) => join(root, e.name))
     .sort()
-  if (children.length === 0) throw new ModelFolderError(`MODEL_DIR ${root}: no config.json or ${GENAI_CONFIG} in it or in any subfolder`)
+  if (children.length === 0)
+    throw new ModelFolderError(`MODEL_DIR ${root}: no config.json or ${GENAI_CONFIG} in it or in any subfolder`)
   return children
 }
 
@@ -93,14 +108,24 @@ export function loadModelFolder(dir: string, options: LoadOptions = {}): ModelFo
     const source = config.model_type !== undefined ? 'config.json model_type' : `${GENAI_CONFIG} model.type`
     fail(`unsupported architecture ${source} "${modelType}" (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`)
   }
-  const contextLength = firstNumber(genai?.model.context_length, config.max_position_embeddings, config.n_positions, config.n_ctx, generation.max_length, tokenizerConfig.model_max_length)
-  if (!contextLength || contextLength < 2) fail('config.json gives no context length (max_position_embeddings or n_positions)')
+  const contextLength = firstNumber(
+    genai?.model.context_length,
+    config.max_position_embeddings,
+    config.n_positions,
+    config.n_ctx,
+    generation.max_length,
+    tokenizerConfig.model_max_length,
+  )
+  if (!contextLength || contextLength < 2)
+    fail('config.json gives no context length (max_position_embeddings or n_positions)')
 
   const eos = genai?.model.eos_token_id ?? generation.eos_token_id ?? config.eos_token_id
   const eosTokenIds = (Array.isArray(eos) ? eos : eos === undefined || eos === null ? [] : [eos]).map(Number)
   if (eosTokenIds.some((t) => !Number.isInteger(t) || t < 0)) fail('eos_token_id must be a token id or a list of them')
 
-  const picked = genai ? genaiFile(root, genai.model.decoder.filename, options.variant ?? 'auto', fail) : pickOnnxFile(root, options.variant ?? 'auto', options.device ?? 'cpu', fail)
+  const picked = genai
+    ? genaiFile(root, genai.model.decoder.filename, options.variant ?? 'auto', fail)
+    : pickOnnxFile(root, options.variant ?? 'auto', options.device ?? 'cpu', fail)
   const decoder = genai?.model.decoder
   return {
     id: options.id ?? basename(root),
@@ -113,7 +138,12 @@ export function loadModelFolder(dir: string, options: LoadOptions = {}): ModelFo
     tokenizerJson,
     tokenizerConfig,
     io: genai ? genaiIoNames(genai) : OPTIMUM_IO_NAMES,
-    expected: decoder && { layers: decoder.num_hidden_layers, kvHeads: decoder.num_key_value_heads, headDim: decoder.head_size, vocabSize: genai.model.vocab_size },
+    expected: decoder && {
+      layers: decoder.num_hidden_layers,
+      kvHeads: decoder.num_key_value_heads,
+      headDim: decoder.head_size,
+      vocabSize: genai.model.vocab_size,
+    },
   }
 }
 
@@ -122,15 +152,29 @@ export function relativeOnnxPath(folder: ModelFolder): string {
   return relative(folder.dir, folder.onnxPath)
 }
 
-function genaiFile(root: string, filename: string, wanted: ModelVariant, fail: (what: string) => never): { onnxPath: string; variant: 'genai' } {
-  if (wanted !== 'auto') fail(`MODEL_VARIANT=${wanted} does not apply: a ${GENAI_CONFIG} folder holds one model file (${filename}); use MODEL_VARIANT=auto`)
+function genaiFile(
+  root: string,
+  filename: string,
+  wanted: ModelVariant,
+  fail: (what: string) => never,
+): { onnxPath: string; variant: 'genai' } {
+  if (wanted !== 'auto')
+    fail(
+      `MODEL_VARIANT=${wanted} does not apply: a ${GENAI_CONFIG} folder holds one model file (${filename}); use MODEL_VARIANT=auto`,
+    )
   const onnxPath = resolve(root, filename)
-  if (relative(root, onnxPath).startsWith('..')) fail(`${GENAI_CONFIG} decoder.filename "${filename}" points outside the folder`)
+  if (relative(root, onnxPath).startsWith('..'))
+    fail(`${GENAI_CONFIG} decoder.filename "${filename}" points outside the folder`)
   if (!existsSync(onnxPath)) fail(`${GENAI_CONFIG} names decoder file ${filename}, which does not exist`)
   return { onnxPath, variant: 'genai' }
 }
 
-export function pickOnnxFile(root: string, wanted: ModelVariant, device: 'cpu' | 'cuda', fail: (what: string) => never): { onnxPath: string; variant: FileVariant } {
+export function pickOnnxFile(
+  root: string,
+  wanted: ModelVariant,
+  device: 'cpu' | 'cuda',
+  fail: (what: string) => never,
+): { onnxPath: string; variant: FileVariant } {
   const order = wanted === 'auto' ? AUTO_ORDER[device] : [wanted]
   for (const variant of order) {
     for (const sub of ['onnx', '.']) {
@@ -153,7 +197,12 @@ function attempt<T>(run: () => T, fail: (what: string) => never): T {
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: model folders' JSON files are free-form; callers check each field
-export function readJson(root: string, name: string, fail: (what: string) => never, required: boolean): Record<string, any> | undefined {
+export function readJson(
+  root: string,
+  name: string,
+  fail: (what: string) => never,
+  required: boolean,
+): Record<string, any> | undefined {
   const path = join(root, name)
   if (!existsSync(path)) return required ? fail(`missing ${name}`) : undefined
   try {

@@ -45,7 +45,16 @@ export class InPlaceKv {
     cache.reserveColumns(Math.max(cache.maxLength(), past + n))
     const ids = BigInt64Array.from(Array.from(tokens, BigInt))
     const positions = BigInt64Array.from({ length: n }, (_, i) => BigInt(past + i))
-    const out = await this.run(cache, ids, new BigInt64Array(past + n).fill(1n), positions, [1, n], (l) => cache.rowView(l, row), 1, logitPositions)
+    const out = await this.run(
+      cache,
+      ids,
+      new BigInt64Array(past + n).fill(1n),
+      positions,
+      [1, n],
+      (l) => cache.rowView(l, row),
+      1,
+      logitPositions,
+    )
     cache.lengths[row] = past + n
     return out
   }
@@ -63,7 +72,16 @@ export class InPlaceKv {
       positions[r] = BigInt(cache.lengths[r])
       mask.fill(1n, r * total, r * total + cache.lengths[r] + 1)
     }
-    const logits = await this.run(cache, ids, mask, positions, [n, 1], (l) => cache.pastView(l), n, Array.from({ length: n }, (_, r) => r))
+    const logits = await this.run(
+      cache,
+      ids,
+      mask,
+      positions,
+      [n, 1],
+      (l) => cache.pastView(l),
+      n,
+      Array.from({ length: n }, (_, r) => r),
+    )
     for (let r = 0; r < n; r++) cache.lengths[r]++
     return logits
   }
@@ -84,7 +102,8 @@ export class InPlaceKv {
       [io.attentionMask]: new ort.Tensor('int64', mask, [batch, mask.length / batch]),
     }
     if (shape.hasPositionIds) feeds[io.positionIds] = new ort.Tensor('int64', positions, dims)
-    if (this.logitRows) feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
+    if (this.logitRows)
+      feeds[this.logitRows] = new ort.Tensor('int64', BigInt64Array.from(logitRows, BigInt), [logitRows.length])
     const fetches: Record<string, ort.Tensor | null> = { [io.logits]: null }
     const type = shape.kvFloat16 ? 'float16' : 'float32'
     const kvDims = [batch, shape.kvHeads, cache.columns, shape.headDim]

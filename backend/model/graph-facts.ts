@@ -13,7 +13,11 @@ export interface GraphFacts {
   parameters: number
 }
 
-const FLOAT_NAMES: Record<number, string> = { [DataType.FLOAT]: 'float32', [DataType.FLOAT16]: 'float16', [DataType.BFLOAT16]: 'bfloat16' }
+const FLOAT_NAMES: Record<number, string> = {
+  [DataType.FLOAT]: 'float32',
+  [DataType.FLOAT16]: 'float16',
+  [DataType.BFLOAT16]: 'bfloat16',
+}
 
 export function readGraphFacts(model: onnxProto.onnx.ModelProto, presentKey: (layer: number) => string): GraphFacts {
   const graph = model.graph
@@ -59,7 +63,8 @@ function countParameters(
     for (const side of node.input?.slice(2) ?? []) packed.set(side, 0) // scales, zero points
   }
   let total = 0
-  for (const t of initializers) total += packed.get(t.name ?? '') ?? (t.dims ?? []).reduce((n: number, d) => n * Number(d), 1)
+  for (const t of initializers)
+    total += packed.get(t.name ?? '') ?? (t.dims ?? []).reduce((n: number, d) => n * Number(d), 1)
   return total
 }
 

@@ -33,7 +33,8 @@ export function quantizeActivationsPerRow(model: onnxProto.onnx.ModelProto): num
     constants.push({ name, dims: [], dataType, rawData: bytes })
     return name
   }
-  const float = (name: string, value: number) => constant(`switchyard_rows_${name}`, DataType.FLOAT, new Uint8Array(Float32Array.of(value).buffer))
+  const float = (name: string, value: number) =>
+    constant(`switchyard_rows_${name}`, DataType.FLOAT, new Uint8Array(Float32Array.of(value).buffer))
   const c = {
     levels: float('127', 127),
     tiny: float('tiny', 1e-30),
@@ -43,7 +44,8 @@ export function quantizeActivationsPerRow(model: onnxProto.onnx.ModelProto): num
     zero: constant('switchyard_rows_zero_point', DataType.UINT8, Uint8Array.of(128)),
   }
   // ReduceMax takes axes as a 1-D input from opset 18, as an attribute before.
-  const axes = opset >= 18 ? constant('switchyard_rows_axes', DataType.INT64, new Uint8Array(BigInt64Array.of(-1n).buffer)) : ''
+  const axes =
+    opset >= 18 ? constant('switchyard_rows_axes', DataType.INT64, new Uint8Array(BigInt64Array.of(-1n).buffer)) : ''
   if (axes) constants[constants.length - 1].dims = [1]
 
   let replaced = 0
@@ -53,12 +55,20 @@ export function quantizeActivationsPerRow(model: onnxProto.onnx.ModelProto): num
     const x = node.input![0]
     const [q, scale, zeroPoint] = node.output
     const name = (step: string) => `${node.name || x}_rows_${step}`
-    const op = (opType: string, input: string[], output: string, attribute: onnxProto.onnx.IAttributeProto[] = []): Node => ({ name: `${output}_node`, opType, input, output: [output], attribute })
+    const op = (
+      opType: string,
+      input: string[],
+      output: string,
+      attribute: onnxProto.onnx.IAttributeProto[] = [],
+    ): Node => ({ name: `${output}_node`, opType, input, output: [output], attribute })
     const int = (key: string, i: number) => ({ name: key, type: onnx.AttributeProto.AttributeType.INT, i })
     const reduce =
       opset >= 18
         ? op('ReduceMax', [name('abs'), axes], name('absmax'), [int('keepdims', 1)])
-        : op('ReduceMax', [name('abs')], name('absmax'), [int('keepdims', 1), { name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [-1] }])
+        : op('ReduceMax', [name('abs')], name('absmax'), [
+            int('keepdims', 1),
+            { name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [-1] },
+          ])
     return [
       op('Abs', [x], name('abs')),
       reduce,

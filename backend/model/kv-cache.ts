@@ -67,7 +67,8 @@ export class KvCache {
   /** Makes room for `needed` columns in every row; shrinks when long rows have left. */
   reserveColumns(needed: number): void {
     if (needed > this.columns) this.resize(this.rowCapacity, roundUp(needed, this.growColumns))
-    else if (this.columns - needed > 2 * this.growColumns) this.resize(this.rowCapacity, roundUp(needed, this.growColumns))
+    else if (this.columns - needed > 2 * this.growColumns)
+      this.resize(this.rowCapacity, roundUp(needed, this.growColumns))
   }
 
   /** Longest row, in tokens. */
@@ -81,7 +82,16 @@ export class KvCache {
    * Writes `count` columns from a [batch, heads, srcColumns, headDim] tensor (row `srcRow`,
    * starting at column `srcColumn`) to the end of cache row `row`, for one layer.
    */
-  append(layer: number, row: number, key: KvArray, value: KvArray, srcRow: number, srcColumns: number, srcColumn: number, count: number): void {
+  append(
+    layer: number,
+    row: number,
+    key: KvArray,
+    value: KvArray,
+    srcRow: number,
+    srcColumns: number,
+    srcColumn: number,
+    count: number,
+  ): void {
     const d = this.headDim
     const at = this.lengths[row]
     const dstBase = row * this.rowSize
@@ -114,7 +124,10 @@ export class KvCache {
   /** Row `row` of one layer as a [1, heads, columns, headDim] view (the in-place GQA path prefills rows alone). */
   rowView(layer: number, row: number): { key: KvArray; value: KvArray } {
     const size = this.rowSize
-    return { key: this.keys[layer].subarray(row * size, (row + 1) * size), value: this.values[layer].subarray(row * size, (row + 1) * size) }
+    return {
+      key: this.keys[layer].subarray(row * size, (row + 1) * size),
+      value: this.values[layer].subarray(row * size, (row + 1) * size),
+    }
   }
 
   private resize(rowCapacity: number, columns: number): void {
@@ -128,8 +141,8 @@ export class KvCache {
       if (this.keys[l] && copyColumns > 0) {
         for (let r = 0; r < this.rows; r++) {
           for (let h = 0; h < this.heads; h++) {
-            const src = ((r * this.heads + h) * oldColumns) * this.headDim
-            const dst = ((r * this.heads + h) * columns) * this.headDim
+            const src = (r * this.heads + h) * oldColumns * this.headDim
+            const dst = (r * this.heads + h) * columns * this.headDim
             const n = copyColumns * this.headDim
             key.set(this.keys[l].subarray(src, src + n), dst)
             value.set(this.values[l].subarray(src, src + n), dst)

@@ -11,7 +11,9 @@ const { onnx } = onnxProto
  * output, the name of its new-rows output; null when the graph is not of that shape (the runner
  * then falls back to fetching `present.*`).
  */
-export function exposeNewKvRows(model: onnxProto.onnx.ModelProto): { model: Uint8Array; newRows: Map<string, string>; external: string[] } | null {
+export function exposeNewKvRows(
+  model: onnxProto.onnx.ModelProto,
+): { model: Uint8Array; newRows: Map<string, string>; external: string[] } | null {
   const graph = model.graph
   if (!graph) return null
   const producer = new Map<string, onnxProto.onnx.INodeProto>()
@@ -28,13 +30,19 @@ export function exposeNewKvRows(model: onnxProto.onnx.ModelProto): { model: Uint
     while (node?.opType === 'Identity') node = producer.get(node.input![0])
     const axis = node?.attribute?.find((a) => a.name === 'axis')?.i
     const axisValue = axis === undefined || axis === null ? undefined : Number(axis)
-    if (node?.opType !== 'Concat' || node.input?.length !== 2 || node.input[0] !== pastName || (axisValue !== 2 && axisValue !== -2)) {
+    if (
+      node?.opType !== 'Concat' ||
+      node.input?.length !== 2 ||
+      node.input[0] !== pastName ||
+      (axisValue !== 2 && axisValue !== -2)
+    ) {
       return null
     }
     newRows.set(name, node.input[1])
     // Same type as present.*, but its own name for the sequence dim (it is not total_sequence_length).
     const dims = output.type?.tensorType?.shape?.dim ?? []
-    const shape = dims.length === 4 ? { dim: [dims[0], dims[1], { dimParam: 'new_sequence_length' }, dims[3]] } : undefined
+    const shape =
+      dims.length === 4 ? { dim: [dims[0], dims[1], { dimParam: 'new_sequence_length' }, dims[3]] } : undefined
     added.push({ name: node.input[1], type: { tensorType: { elemType: output.type?.tensorType?.elemType, shape } } })
   }
   if (newRows.size === 0) return null

@@ -39,22 +39,33 @@ type Log = (message: string) => void
 export type GraphKind = 'decoder' | 'encoder'
 
 /** Creates the onnxruntime session on the configured device; `auto` tries CUDA, then CPU. */
-export async function createSession(onnxPath: string, options: ExecutionOptions, log: Log, io?: IoNames, kind: GraphKind = 'decoder'): Promise<LoadedSession> {
+export async function createSession(
+  onnxPath: string,
+  options: ExecutionOptions,
+  log: Log,
+  io?: IoNames,
+  kind: GraphKind = 'decoder',
+): Promise<LoadedSession> {
   const { source, newRows, logitRows, parameters, facts, cleanup } = prepareModel(onnxPath, log, io, kind)
   // auto: look for the CUDA provider first, so its absence is one line, not onnxruntime's loader error.
   const noCuda = options.device === 'auto' ? missingCudaProvider() : null
   if (noCuda) log(`CUDA unavailable: ${noCuda}; running on CPU`)
-  const devices: ('cpu' | 'cuda')[] = options.device === 'auto' ? (noCuda ? ['cpu'] : ['cuda', 'cpu']) : [options.device]
+  const devices: ('cpu' | 'cuda')[] =
+    options.device === 'auto' ? (noCuda ? ['cpu'] : ['cuda', 'cpu']) : [options.device]
   let lastError: unknown
   for (const device of devices) {
     try {
       const settings = sessionOptions(device, options)
-      const session = typeof source === 'string' ? await ort.InferenceSession.create(source, settings) : await ort.InferenceSession.create(source, settings)
+      const session =
+        typeof source === 'string'
+          ? await ort.InferenceSession.create(source, settings)
+          : await ort.InferenceSession.create(source, settings)
       cleanup()
       return { session, device, newRows, logitRows, parameters, facts }
     } catch (error) {
       lastError = error
-      if (options.device === 'auto' && device === 'cuda') log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
+      if (options.device === 'auto' && device === 'cuda')
+        log(`CUDA execution provider unavailable (${firstLine(error)}); falling back to CPU`)
     }
   }
   cleanup()
@@ -104,25 +115,39 @@ function prepareModel(onnxPath: string, log: Log, io: IoNames | undefined, kind:
   // The LM head runs on the sampled rows only (logit-rows.ts); gathered before the 8-bit rewrite, which then quantizes those rows.
   const decoder = kind === 'decoder'
   const logitRows = decoder && gatherLogitRows(model, io?.logits) ? LOGIT_ROWS_INPUT : null
-  if (decoder && !logitRows) log(`${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`)
+  if (decoder && !logitRows)
+    log(
+      `${onnxPath}: the LM head's input was not found (merged decoder or unknown layout); logits are computed for every prompt position`,
+    )
   // 8-bit dynamic quantization becomes per row, so batch rows stay independent (int8-rows.ts).
   const requantized = quantizeActivationsPerRow(model) > 0
   // GroupQueryAttention graphs need no KV rewrite: the runner binds past and present to one buffer.
   const newRowsRewrite = !decoder || facts.groupQueryAttention ? null : exposeNewKvRows(model)
-  if (!newRowsRewrite && !requantized && !logitRows) return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
+  if (!newRowsRewrite && !requantized && !logitRows)
+    return { source: onnxPath, newRows: null, logitRows, parameters, facts, cleanup }
   const rewritten = newRowsRewrite ?? { model: encodeModel(model), newRows: null, external: externalFiles(model) }
-  if (rewritten.external.length === 0) return { source: rewritten.model, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup }
+  if (rewritten.external.length === 0)
+    return { source: rewritten.model, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup }
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-model-'))
   try {
     for (const file of rewritten.external) linkSync(resolve(dirname(onnxPath), file), join(dir, file))
   } catch (error) {
     rmSync(dir, { recursive: true, force: true })
-    log(`cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as stored (no KV fast path, no per-row 8-bit rewrite, logits for every position)`)
+    log(
+      `cannot link the external weights of ${onnxPath} into ${tmpdir()} (${firstLine(error)}); serving the graph as stored (no KV fast path, no per-row 8-bit rewrite, logits for every position)`,
+    )
     return { source: onnxPath, newRows: null, logitRows: null, parameters, facts, cleanup }
   }
   const path = join(dir, 'model.onnx')
   writeFileSync(path, rewritten.model)
-  return { source: path, newRows: rewritten.newRows, logitRows, parameters, facts, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
+  return {
+    source: path,
+    newRows: rewritten.newRows,
+    logitRows,
+    parameters,
+    facts,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  }
 }
 
 function firstLine(error: unknown): string {

@@ -107,7 +107,13 @@ export class SequenceSampler {
     for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids[n++] = i
     ids = ids.subarray(0, n)
     if (topK > 0 && topK < n) {
-      ids = selectBest(ids.length, topK, (a, b) => logits[ids[a]] > logits[ids[b]] || (logits[ids[a]] === logits[ids[b]] && a < b)).map((i) => ids[i]).sort()
+      ids = selectBest(
+        ids.length,
+        topK,
+        (a, b) => logits[ids[a]] > logits[ids[b]] || (logits[ids[a]] === logits[ids[b]] && a < b),
+      )
+        .map((i) => ids[i])
+        .sort()
       n = ids.length
     }
     const probs = new Float64Array(n)
@@ -228,7 +234,11 @@ export function argmax(row: Float32Array): number {
 }
 
 /** Log-probability of `token` under one row of raw logits, and the row's `top` best alternatives. */
-export function scoreToken(row: Float32Array, token: number, top: number): { logprob: number; top: { token: number; logprob: number }[] } {
+export function scoreToken(
+  row: Float32Array,
+  token: number,
+  top: number,
+): { logprob: number; top: { token: number; logprob: number }[] } {
   const lse = logSumExp(row)
   return { logprob: row[token] - lse, top: topLogprobs(row, lse, top) }
 }

@@ -42,10 +42,24 @@ const limitsSchema = z.strictObject({
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
 const noControlChars = /^[^\x00-\x1f\x7f\p{Cs}]+$/u
 const createKeySchema = z.strictObject({
-  tenant: z.string().trim().min(1).max(128).regex(noControlChars, 'must not contain control characters or lone surrogates'),
-  models: z.array(z.string().min(1).max(256).regex(noControlChars, 'must not contain control characters or lone surrogates')).max(1000).optional(),
+  tenant: z
+    .string()
+    .trim()
+    .min(1)
+    .max(128)
+    .regex(noControlChars, 'must not contain control characters or lone surrogates'),
+  models: z
+    .array(z.string().min(1).max(256).regex(noControlChars, 'must not contain control characters or lone surrogates'))
+    .max(1000)
+    .optional(),
   limits: limitsSchema.optional(),
-  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit').optional(),
+  id: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/,
+      'must be 1-64 characters of A-Z a-z 0-9 _ . : - starting with a letter or digit',
+    )
+    .optional(),
 })
 
 function isConfigured(adminToken: string | undefined): adminToken is string {
@@ -61,9 +75,18 @@ export function requireAdmin(adminToken: string | undefined, logger?: Logger): M
   return async (c, next) => {
     if (!configured) return c.notFound()
     const bearer = parseBearer(c.req.header('authorization'))
-    const ok = typeof bearer === 'string' && isWellFormedCredential(bearer) && (await constantTimeEqual(bearer, adminToken))
+    const ok =
+      typeof bearer === 'string' && isWellFormedCredential(bearer) && (await constantTimeEqual(bearer, adminToken))
     if (!ok) {
-      logger?.warn({ reason: 'admin_not_authorized', detail: bearer === undefined ? 'missing' : 'invalid', method: c.req.method, path: c.req.path }, 'admin authentication failed')
+      logger?.warn(
+        {
+          reason: 'admin_not_authorized',
+          detail: bearer === undefined ? 'missing' : 'invalid',
+          method: c.req.method,
+          path: c.req.path,
+        },
+        'admin authentication failed',
+      )
       return c.json(unauthorizedBody(), 401, { ...UNAUTHORIZED_HEADERS })
     }
     await next()
@@ -71,12 +94,23 @@ export function requireAdmin(adminToken: string | undefined, logger?: Logger): M
 }
 
 function describe(record: ApiKeyRecord) {
-  return { id: record.id, tenant: record.tenant, models: record.models ?? null, limits: record.limits ?? {}, created_at: record.createdAt, revoked: record.revoked === true, source: record.source }
+  return {
+    id: record.id,
+    tenant: record.tenant,
+    models: record.models ?? null,
+    limits: record.limits ?? {},
+    created_at: record.createdAt,
+    revoked: record.revoked === true,
+    source: record.source,
+  }
 }
 
 function storeUnavailable(logger: Logger, operation: string, error: unknown) {
   logger.error({ operation, error: errorMessage(error) }, 'key store unavailable')
-  return errorBody('The key store is temporarily unavailable; retry shortly', { type: 'server_error', code: 'store_unavailable' })
+  return errorBody('The key store is temporarily unavailable; retry shortly', {
+    type: 'server_error',
+    code: 'store_unavailable',
+  })
 }
 
 /** The admin sub-app; mount it with `app.route('/admin', createAdminRoutes(...))`. */
@@ -88,7 +122,11 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
 
   app.post(
     '/keys',
-    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json(errorBody(`Request body larger than ${MAX_BODY_BYTES} bytes`, { code: 'body_too_large' }), 413) }),
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        c.json(errorBody(`Request body larger than ${MAX_BODY_BYTES} bytes`, { code: 'body_too_large' }), 413),
+    }),
     async (c) => {
       let raw: unknown
       try {
@@ -105,7 +143,11 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
       }
       const input = parsed.data
 
-      const keyExists = (where: string) => c.json(errorBody(`A key with id '${input.id}' already exists${where}`, { param: 'id', code: 'key_exists' }), 409)
+      const keyExists = (where: string) =>
+        c.json(
+          errorBody(`A key with id '${input.id}' already exists${where}`, { param: 'id', code: 'key_exists' }),
+          409,
+        )
       // Checked before the store: a config-file id is refused even while the store is down.
       if (input.id !== undefined && isConfigKey(input.id)) return keyExists(" in the gateway's config file")
       let existing: ApiKeyRecord[]
@@ -122,7 +164,14 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
 
       const limits: Limits = { ...input.limits }
       const models = input.models === undefined ? undefined : [...new Set(input.models)]
-      const record: ApiKeyRecord = { id, hash: await hashApiKey(generated.key), tenant: input.tenant, limits, createdAt: new Date().toISOString(), source: 'store' }
+      const record: ApiKeyRecord = {
+        id,
+        hash: await hashApiKey(generated.key),
+        tenant: input.tenant,
+        limits,
+        createdAt: new Date().toISOString(),
+        source: 'store',
+      }
       if (models !== undefined) record.models = models
       try {
         await store.create(record)
@@ -130,7 +179,11 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
         return c.json(storeUnavailable(logger, 'create', error), 503)
       }
       logger.info({ keyId: id, tenant: record.tenant }, 'api key created')
-      return c.json({ id, key: generated.key, tenant: record.tenant, models: models ?? null, limits, created_at: record.createdAt }, 201, { 'cache-control': 'no-store' })
+      return c.json(
+        { id, key: generated.key, tenant: record.tenant, models: models ?? null, limits, created_at: record.createdAt },
+        201,
+        { 'cache-control': 'no-store' },
+      )
     },
   )
 
@@ -157,7 +210,9 @@ export function createAdminRoutes(options: AdminRoutesOptions): Hono {
       logger.info({ keyId: id }, 'api key revoked')
     }
     if (isConfigKey(id)) {
-      const also = revoked ? ` (a key-store key with the same id, made before ids were unique across sources, was revoked)` : ''
+      const also = revoked
+        ? ` (a key-store key with the same id, made before ids were unique across sources, was revoked)`
+        : ''
       const message = `Key '${id}' is defined in the gateway's config file and cannot be revoked through the admin API; remove it from the config file and reload the gateway${also}`
       return c.json(errorBody(message, { param: 'id', code: 'config_key' }), 409)
     }

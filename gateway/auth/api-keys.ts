@@ -94,14 +94,21 @@ export interface KeyCacheOptions {
  * a key checked within `cache.ttlSeconds` is accepted, a revoked one refused, and anything
  * else is the store's error.
  */
-export function createKeyLookup(options: { configKeys: ApiKeyRecord[]; store: KeyStore; cache?: KeyCacheOptions; now?: () => number }): KeyLookup {
+export function createKeyLookup(options: {
+  configKeys: ApiKeyRecord[]
+  store: KeyStore
+  cache?: KeyCacheOptions
+  now?: () => number
+}): KeyLookup {
   const byHash = new Map<string, ApiKeyRecord>()
   const ids = new Set<string>()
   for (const [index, record] of options.configKeys.entries()) {
     const hash = typeof record.hash === 'string' ? record.hash.toLowerCase() : ''
-    if (!HEX_SHA256.test(hash)) throw new Error(`config key #${index} (${record.id}): hash must be a hex SHA-256 of the key, not the key itself`)
+    if (!HEX_SHA256.test(hash))
+      throw new Error(`config key #${index} (${record.id}): hash must be a hex SHA-256 of the key, not the key itself`)
     if (typeof record.id !== 'string' || record.id === '') throw new Error(`config key #${index}: id is required`)
-    if (typeof record.tenant !== 'string' || record.tenant === '') throw new Error(`config key ${record.id}: tenant is required`)
+    if (typeof record.tenant !== 'string' || record.tenant === '')
+      throw new Error(`config key ${record.id}: tenant is required`)
     if (ids.has(record.id)) throw new Error(`config key ${record.id}: duplicate id`)
     if (byHash.has(hash)) throw new Error(`config key ${record.id}: duplicate hash`)
     ids.add(record.id)

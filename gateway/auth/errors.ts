@@ -38,7 +38,11 @@ export type AuthReason =
   | 'admin_not_authorized'
 
 /** Reasons that mean "we could not check", not "the credential is bad". */
-const UNAVAILABLE: ReadonlySet<AuthReason> = new Set<AuthReason>(['jwks_unavailable', 'store_unavailable', 'internal_error'])
+const UNAVAILABLE: ReadonlySet<AuthReason> = new Set<AuthReason>([
+  'jwks_unavailable',
+  'store_unavailable',
+  'internal_error',
+])
 
 export class AuthError extends Error {
   readonly reason: AuthReason
@@ -46,7 +50,10 @@ export class AuthError extends Error {
   readonly detail?: string
 
   constructor(reason: AuthReason, options: { detail?: string; cause?: unknown } = {}) {
-    super(options.detail ? `${reason}: ${options.detail}` : reason, options.cause === undefined ? undefined : { cause: options.cause })
+    super(
+      options.detail ? `${reason}: ${options.detail}` : reason,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    )
     this.name = 'AuthError'
     this.reason = reason
     this.detail = options.detail
@@ -66,10 +73,16 @@ export function unauthorizedBody(): OpenAIErrorBody {
   return errorBody(INVALID_CREDENTIALS_MESSAGE, { code: 'invalid_api_key' })
 }
 
-export const UNAUTHORIZED_HEADERS: Readonly<Record<string, string>> = { 'www-authenticate': 'Bearer', 'cache-control': 'no-store' }
+export const UNAUTHORIZED_HEADERS: Readonly<Record<string, string>> = {
+  'www-authenticate': 'Bearer',
+  'cache-control': 'no-store',
+}
 
 export function unavailableBody(): OpenAIErrorBody {
-  return errorBody('Authentication is temporarily unavailable; retry shortly', { type: 'server_error', code: 'auth_unavailable' })
+  return errorBody('Authentication is temporarily unavailable; retry shortly', {
+    type: 'server_error',
+    code: 'auth_unavailable',
+  })
 }
 
 /**

@@ -6,7 +6,17 @@
  * refused when the verifier is built, so an attacker cannot pick an algorithm that turns a
  * public key into an HMAC secret (alg confusion) or skips the signature.
  */
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWK, type JWTHeaderParameters, type JWTPayload, type FlattenedJWSInput, type JWTVerifyOptions } from 'jose'
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  jwtVerify,
+  type JWK,
+  type JWTHeaderParameters,
+  type JWTPayload,
+  type FlattenedJWSInput,
+  type JWTVerifyOptions,
+} from 'jose'
 import type { Limits, Principal } from '../types.ts'
 import { AuthError, isWellFormedCredential } from './errors.ts'
 import { errorMessage } from '../../lib/error-message.ts'
@@ -15,7 +25,19 @@ export { AuthError, type AuthReason } from './errors.ts'
 export type { JWK } from 'jose'
 
 /** Asymmetric JWS algorithms a verifier may be configured with. */
-export const SUPPORTED_JWT_ALGORITHMS: readonly string[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
+export const SUPPORTED_JWT_ALGORITHMS: readonly string[] = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+]
 
 /** JWK members that only private or symmetric keys have. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'] as const
@@ -75,11 +97,14 @@ function isLoopback(hostname: string): boolean {
 }
 
 function validateAlgorithms(algorithms: unknown): string[] {
-  if (!Array.isArray(algorithms) || algorithms.length === 0) throw new Error('jwt: algorithms must be a non-empty allow-list')
+  if (!Array.isArray(algorithms) || algorithms.length === 0)
+    throw new Error('jwt: algorithms must be a non-empty allow-list')
   for (const alg of algorithms) {
     if (typeof alg !== 'string') throw new Error('jwt: algorithms must be strings')
-    if (alg.toLowerCase() === 'none' || /^HS/i.test(alg)) throw new Error(`jwt: algorithm ${alg} is not allowed (only asymmetric algorithms can be used with public keys)`)
-    if (!SUPPORTED_JWT_ALGORITHMS.includes(alg)) throw new Error(`jwt: unsupported algorithm ${alg}; use one of ${SUPPORTED_JWT_ALGORITHMS.join(', ')}`)
+    if (alg.toLowerCase() === 'none' || /^HS/i.test(alg))
+      throw new Error(`jwt: algorithm ${alg} is not allowed (only asymmetric algorithms can be used with public keys)`)
+    if (!SUPPORTED_JWT_ALGORITHMS.includes(alg))
+      throw new Error(`jwt: unsupported algorithm ${alg}; use one of ${SUPPORTED_JWT_ALGORITHMS.join(', ')}`)
   }
   return [...new Set(algorithms as string[])]
 }
@@ -90,14 +115,17 @@ function validateStaticKeys(keys: JWK[], algorithms: string[]): JWK[] {
   return keys.map((jwk, index) => {
     const where = `jwt: keys[${index}]`
     if (typeof jwk !== 'object' || jwk === null) throw new Error(`${where} is not a JWK`)
-    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP') throw new Error(`${where}: kty must be RSA, EC or OKP`)
+    if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP')
+      throw new Error(`${where}: kty must be RSA, EC or OKP`)
     for (const member of PRIVATE_MEMBERS) {
-      if (member in jwk) throw new Error(`${where} contains private key material (${member}); configure public keys only`)
+      if (member in jwk)
+        throw new Error(`${where} contains private key material (${member}); configure public keys only`)
     }
     if (typeof jwk.kid !== 'string' || jwk.kid === '') throw new Error(`${where}: kid is required`)
     if (kids.has(jwk.kid)) throw new Error(`${where}: duplicate kid ${jwk.kid}`)
     kids.add(jwk.kid)
-    if (typeof jwk.alg !== 'string' || !algorithms.includes(jwk.alg)) throw new Error(`${where}: alg is required and must be one of the allowed algorithms`)
+    if (typeof jwk.alg !== 'string' || !algorithms.includes(jwk.alg))
+      throw new Error(`${where}: alg is required and must be one of the allowed algorithms`)
     if (jwk.use !== undefined && jwk.use !== 'sig') throw new Error(`${where}: use must be sig`)
     return { ...jwk }
   })
@@ -105,11 +133,18 @@ function validateStaticKeys(keys: JWK[], algorithms: string[]): JWK[] {
 
 /** Key-resolution errors that are the token's fault; anything else from a remote JWKS means it is unreachable or broken. */
 function isTokenKeyError(error: unknown): boolean {
-  return error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported
+  return (
+    error instanceof errors.JWKSNoMatchingKey ||
+    error instanceof errors.JWKSMultipleMatchingKeys ||
+    error instanceof errors.JOSENotSupported
+  )
 }
 
 function remoteResolver(url: URL, options: JwtVerifierOptions): KeyResolver {
-  const jwks = createRemoteJWKSet(url, { timeoutDuration: options.jwksTimeoutMs ?? 5000, cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000 })
+  const jwks = createRemoteJWKSet(url, {
+    timeoutDuration: options.jwksTimeoutMs ?? 5000,
+    cacheMaxAge: options.jwksCacheMaxAgeMs ?? 600_000,
+  })
   return async (header, token) => {
     try {
       return await jwks(header, token)
@@ -132,8 +167,10 @@ function toAuthError(error: unknown): AuthError {
     if (error.claim === 'aud') return new AuthError('jwt_wrong_audience')
     return new AuthError('jwt_invalid', { detail: error.claim })
   }
-  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return new AuthError('jwt_alg_not_allowed')
-  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return new AuthError('jwt_unknown_key')
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported)
+    return new AuthError('jwt_alg_not_allowed')
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys)
+    return new AuthError('jwt_unknown_key')
   if (error instanceof errors.JWSSignatureVerificationFailed) return new AuthError('jwt_bad_signature')
   if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return new AuthError('jwt_malformed')
   return new AuthError('jwt_invalid', { detail: error instanceof Error ? error.name : undefined, cause: error })
@@ -146,7 +183,8 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 function readModels(payload: JWTPayload, claim: string): string[] | undefined {
   const value = payload[claim]
   if (value === undefined) return undefined
-  if (!Array.isArray(value) || !value.every((m) => typeof m === 'string' && m !== '')) throw new AuthError('jwt_bad_claim', { detail: claim })
+  if (!Array.isArray(value) || !value.every((m) => typeof m === 'string' && m !== ''))
+    throw new AuthError('jwt_bad_claim', { detail: claim })
   return [...(value as string[])]
 }
 
@@ -158,7 +196,8 @@ function readLimits(payload: JWTPayload, claim: string): Limits | undefined {
   for (const field of LIMIT_FIELDS) {
     const v = value[field]
     if (v === undefined) continue
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new AuthError('jwt_bad_claim', { detail: `${claim}.${field}` })
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      throw new AuthError('jwt_bad_claim', { detail: `${claim}.${field}` })
     limits[field] = v
   }
   return limits
@@ -167,12 +206,19 @@ function readLimits(payload: JWTPayload, claim: string): Limits | undefined {
 /** Builds a verifier; throws at start-up on an unsafe or incomplete configuration. */
 export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
   const algorithms = validateAlgorithms(options.algorithms)
-  if ((options.jwksUrl === undefined) === (options.keys === undefined)) throw new Error('jwt: configure exactly one of jwksUrl and keys')
+  if ((options.jwksUrl === undefined) === (options.keys === undefined))
+    throw new Error('jwt: configure exactly one of jwksUrl and keys')
   const tolerance = options.clockToleranceSeconds ?? 0
-  if (!Number.isFinite(tolerance) || tolerance < 0) throw new Error('jwt: clockToleranceSeconds must be a non-negative number')
+  if (!Number.isFinite(tolerance) || tolerance < 0)
+    throw new Error('jwt: clockToleranceSeconds must be a non-negative number')
   const maxLifetime = options.maxLifetimeSeconds
-  if (maxLifetime !== undefined && !(Number.isFinite(maxLifetime) && maxLifetime > 0)) throw new Error('jwt: maxLifetimeSeconds must be a positive number')
-  const claimNames = { tenant: options.claims?.tenant ?? 'tenant', models: options.claims?.models, limits: options.claims?.limits }
+  if (maxLifetime !== undefined && !(Number.isFinite(maxLifetime) && maxLifetime > 0))
+    throw new Error('jwt: maxLifetimeSeconds must be a positive number')
+  const claimNames = {
+    tenant: options.claims?.tenant ?? 'tenant',
+    models: options.claims?.models,
+    limits: options.claims?.limits,
+  }
 
   let resolver: KeyResolver
   if (options.jwksUrl !== undefined) {
@@ -182,7 +228,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
     } catch {
       throw new Error('jwt: jwksUrl is not a valid URL')
     }
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) throw new Error('jwt: jwksUrl must use https (plain http only on a loopback host)')
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname)))
+      throw new Error('jwt: jwksUrl must use https (plain http only on a loopback host)')
     resolver = remoteResolver(url, options)
   } else {
     const local = createLocalJWKSet({ keys: validateStaticKeys(options.keys!, algorithms) })
@@ -232,7 +279,8 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
 
   return {
     async verify(token: string): Promise<Principal> {
-      if (typeof token !== 'string' || !isWellFormedCredential(token) || token.split('.').length !== 3) throw new AuthError('jwt_malformed')
+      if (typeof token !== 'string' || !isWellFormedCredential(token) || token.split('.').length !== 3)
+        throw new AuthError('jwt_malformed')
       let payload: JWTPayload
       try {
         payload = await verifyWithKeys(token)
@@ -243,10 +291,16 @@ export function createJwtVerifier(options: JwtVerifierOptions): JwtVerifier {
       if (typeof payload.sub !== 'string' || payload.sub === '') throw new AuthError('jwt_bad_claim', { detail: 'sub' })
       const tenant = payload[claimNames.tenant]
       if (tenant === undefined) throw new AuthError('jwt_missing_claim', { detail: claimNames.tenant })
-      if (typeof tenant !== 'string' || tenant === '') throw new AuthError('jwt_bad_claim', { detail: claimNames.tenant })
+      if (typeof tenant !== 'string' || tenant === '')
+        throw new AuthError('jwt_bad_claim', { detail: claimNames.tenant })
       const models = claimNames.models === undefined ? undefined : readModels(payload, claimNames.models)
       const limits = claimNames.limits === undefined ? undefined : readLimits(payload, claimNames.limits)
-      const principal: Principal = { id: payload.sub, tenant, limits: mergeLimits(options.defaultLimits, limits), via: 'jwt' }
+      const principal: Principal = {
+        id: payload.sub,
+        tenant,
+        limits: mergeLimits(options.defaultLimits, limits),
+        via: 'jwt',
+      }
       if (models !== undefined) principal.models = models
       return principal
     },

@@ -11,7 +11,15 @@ import { HTTPException } from 'hono/http-exception'
 import type { ApiKeyRecord, Limits, Logger, Principal } from '../types.ts'
 import { hashApiKey, type KeyLookup } from './api-keys.ts'
 import { gatewayError } from '../pipeline/errors.ts'
-import { AuthError, isWellFormedCredential, MODEL_NOT_ALLOWED_MESSAGE, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody, unavailableBody } from './errors.ts'
+import {
+  AuthError,
+  isWellFormedCredential,
+  MODEL_NOT_ALLOWED_MESSAGE,
+  parseBearer,
+  UNAUTHORIZED_HEADERS,
+  unauthorizedBody,
+  unavailableBody,
+} from './errors.ts'
 import { mergeLimits, type JwtVerifier } from './jwt.ts'
 import { createLogLimiter } from '../observability/log-limiter.ts'
 import { errorMessage } from '../../lib/error-message.ts'
@@ -55,7 +63,13 @@ function readCredential(c: Context, jwtEnabled: boolean): Credential | null {
 }
 
 function principalFromKey(record: ApiKeyRecord, defaultLimits: Limits): Principal {
-  const principal: Principal = { id: record.id, tenant: record.tenant, limits: mergeLimits(defaultLimits, record.limits), via: 'api_key', source: record.source }
+  const principal: Principal = {
+    id: record.id,
+    tenant: record.tenant,
+    limits: mergeLimits(defaultLimits, record.limits),
+    via: 'api_key',
+    source: record.source,
+  }
   if (record.models !== undefined) principal.models = [...record.models]
   return principal
 }
@@ -86,7 +100,10 @@ export function authenticate(options: AuthenticateOptions): MiddlewareHandler {
       via = credential.kind
       principal = await resolve(credential, options)
     } catch (error) {
-      const authError = error instanceof AuthError ? error : new AuthError('internal_error', { detail: errorMessage(error), cause: error })
+      const authError =
+        error instanceof AuthError
+          ? error
+          : new AuthError('internal_error', { detail: errorMessage(error), cause: error })
       const fields = { reason: authError.reason, detail: authError.detail, via, method: c.req.method, path: c.req.path }
       if (authError.unavailable) {
         log('error', `auth:${authError.reason}`, fields, 'authentication unavailable')
@@ -114,7 +131,11 @@ export function modelAccessDenied(principal: Principal, model: string | undefine
   if (canUseModel(principal, model)) return null
   // Like auth's other answers: type invalid_request_error and no-store (not gatewayError's 403 defaults).
   const headers = { 'content-type': 'application/json; charset=UTF-8', 'cache-control': 'no-store' }
-  return gatewayError(403, MODEL_NOT_ALLOWED_MESSAGE, 'model_not_allowed', { param: 'model', type: 'invalid_request_error', headers }).getResponse()
+  return gatewayError(403, MODEL_NOT_ALLOWED_MESSAGE, 'model_not_allowed', {
+    param: 'model',
+    type: 'invalid_request_error',
+    headers,
+  }).getResponse()
 }
 
 /**

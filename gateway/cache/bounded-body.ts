@@ -1,4 +1,6 @@
-export type BoundedRead = { complete: true; bytes: Uint8Array<ArrayBuffer> } | { complete: false; body: ReadableStream<Uint8Array> }
+export type BoundedRead =
+  | { complete: true; bytes: Uint8Array<ArrayBuffer> }
+  | { complete: false; body: ReadableStream<Uint8Array> }
 
 /**
  * Reads a body into memory up to `limit` bytes. A larger body is not read any further: the

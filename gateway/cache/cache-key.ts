@@ -27,13 +27,17 @@ const CHOICE_FIELDS = ['n', 'best_of', 'num_return_sequences'] as const
 export function isDeterministic(body: Record<string, unknown>): boolean {
   const seeded = typeof body.seed === 'number' && Number.isFinite(body.seed)
   if (seeded) return true
-  const choices = Math.max(1, ...CHOICE_FIELDS.map((field) => (typeof body[field] === 'number' ? (body[field] as number) : 1)))
+  const choices = Math.max(
+    1,
+    ...CHOICE_FIELDS.map((field) => (typeof body[field] === 'number' ? (body[field] as number) : 1)),
+  )
   return choices <= 1 && body.temperature === 0
 }
 
 /** JSON with object keys sorted at every depth, so key order never changes the cache key. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? 'null' : canonicalJson(item))).join(',')}]`
+  if (Array.isArray(value))
+    return `[${value.map((item) => (item === undefined ? 'null' : canonicalJson(item))).join(',')}]`
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined)
     entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -55,8 +59,19 @@ export interface CacheKeyParts {
  * JSON entry are separate), the variant, and the body without the fields that do not matter.
  */
 export function normalizedRequest(parts: CacheKeyParts): string {
-  const body = Object.fromEntries(Object.entries(parts.body).filter(([k]) => !IGNORED_FIELDS.has(k)).map(([k, v]) => [k, ORDERED_FIELDS.has(k) ? JSON.stringify(v) : v]))
-  return canonicalJson({ format: KEY_FORMAT, route: parts.route, tenant: parts.tenant, stream: parts.body.stream === true, variant: parts.variant ?? '', body })
+  const body = Object.fromEntries(
+    Object.entries(parts.body)
+      .filter(([k]) => !IGNORED_FIELDS.has(k))
+      .map(([k, v]) => [k, ORDERED_FIELDS.has(k) ? JSON.stringify(v) : v]),
+  )
+  return canonicalJson({
+    format: KEY_FORMAT,
+    route: parts.route,
+    tenant: parts.tenant,
+    stream: parts.body.stream === true,
+    variant: parts.variant ?? '',
+    body,
+  })
 }
 
 /** `sy:cache:` + hex SHA-256 of the normalized request (Web Crypto: runs on Workers too). */

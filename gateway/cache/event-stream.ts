@@ -12,7 +12,9 @@ export function encodeEvent(data: string): string {
 }
 
 /** An error event in OpenAI's shape, sent to followers when the shared upstream stream broke. */
-export const BROKEN_STREAM_EVENT = JSON.stringify(errorBody('The upstream stream broke', { type: 'server_error', code: 'upstream_error' }))
+export const BROKEN_STREAM_EVENT = JSON.stringify(
+  errorBody('The upstream stream broke', { type: 'server_error', code: 'upstream_error' }),
+)
 
 /** True for an event whose payload is a JSON object with an `error` field. */
 export function isErrorEvent(data: string): boolean {

@@ -31,7 +31,10 @@ export function withIdentity(data: string, identity: FreshIdentity): string {
 }
 
 /** A live event stream (a shared flight's) with every event given the new identity. */
-export function eventStreamWithIdentity(body: ReadableStream<Uint8Array>, identity: FreshIdentity): ReadableStream<Uint8Array> {
+export function eventStreamWithIdentity(
+  body: ReadableStream<Uint8Array>,
+  identity: FreshIdentity,
+): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder()
   let pending: string[] = []
   const parse = createEventParser((data) => pending.push(encodeEvent(withIdentity(data, identity))))

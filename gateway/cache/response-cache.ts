@@ -83,16 +83,27 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
       metrics.cache('bypass')
       return withCacheHeader(await forward(), 'BYPASS')
     }
-    const key = await cacheKey({ route: request.route, tenant: request.tenant, body: request.body, variant: request.variant })
+    const key = await cacheKey({
+      route: request.route,
+      tenant: request.tenant,
+      body: request.body,
+      variant: request.variant,
+    })
     if (!noCache) {
       const entry = await lookup(key)
       if (entry) {
         metrics.cache('hit')
         const identity = freshIdentity()
-        return entry.kind === 'json' ? cachedResponse(withIdentity(entry.body, identity), JSON_TYPE, false) : cachedResponse(replayEvents(entry.events.map((e) => withIdentity(e, identity))), SSE_TYPE, false)
+        return entry.kind === 'json'
+          ? cachedResponse(withIdentity(entry.body, identity), JSON_TYPE, false)
+          : cachedResponse(replayEvents(entry.events.map((e) => withIdentity(e, identity))), SSE_TYPE, false)
       }
       const followed = new Set<Flight>()
-      for (let flight = inFlight.get(key); flight && !followed.has(flight) && followed.size < MAX_LEADERS_FOLLOWED; flight = inFlight.get(key)) {
+      for (
+        let flight = inFlight.get(key);
+        flight && !followed.has(flight) && followed.size < MAX_LEADERS_FOLLOWED;
+        flight = inFlight.get(key)
+      ) {
         followed.add(flight)
         const response = await follow(flight)
         if (response) {
@@ -114,7 +125,12 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
     return events ? cachedResponse(eventStreamWithIdentity(events, identity), SSE_TYPE, true) : null
   }
 
-  async function miss(key: string, noStore: boolean, forward: () => Promise<Response>, waitUntil: CacheRequest['waitUntil']): Promise<Response> {
+  async function miss(
+    key: string,
+    noStore: boolean,
+    forward: () => Promise<Response>,
+    waitUntil: CacheRequest['waitUntil'],
+  ): Promise<Response> {
     metrics.cache('miss')
     // A response that may not be stored is not shared with other requests either.
     const flight = noStore ? null : startFlight(key)
@@ -204,7 +220,11 @@ export function createResponseCache(options: ResponseCacheOptions): ResponseCach
 }
 
 /** The upstream response with its status and headers, plus `x-cache` (and optionally a new body). */
-function withCacheHeader(response: Response, value: 'HIT' | 'MISS' | 'BYPASS', body: BodyInit | null = response.body): Response {
+function withCacheHeader(
+  response: Response,
+  value: 'HIT' | 'MISS' | 'BYPASS',
+  body: BodyInit | null = response.body,
+): Response {
   const headers = new Headers(response.headers)
   headers.set('x-cache', value)
   return new Response(body, { status: response.status, statusText: response.statusText, headers })

@@ -176,7 +176,8 @@ export class SharedStream {
             controller.enqueue(encoder.encode(batch))
             return
           }
-          if (this.state === 'failed' && !this.sawError) controller.enqueue(encoder.encode(encodeEvent(BROKEN_STREAM_EVENT)))
+          if (this.state === 'failed' && !this.sawError)
+            controller.enqueue(encoder.encode(encodeEvent(BROKEN_STREAM_EVENT)))
           leave()
           controller.close()
         },

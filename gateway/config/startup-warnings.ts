@@ -11,10 +11,14 @@ export function startupWarnings(config: GatewayConfig): string[] {
   const warnings: string[] = []
   const adminToken = config.env.ADMIN_TOKEN
   if (config.auth.apiKeys.length === 0 && !config.auth.jwt && !adminToken) {
-    warnings.push('no authentication is configured (no auth.apiKeys, auth.jwt or ADMIN_TOKEN to create keys with): every API request will be answered 401')
+    warnings.push(
+      'no authentication is configured (no auth.apiKeys, auth.jwt or ADMIN_TOKEN to create keys with): every API request will be answered 401',
+    )
   }
   if (adminToken && adminToken.length < RECOMMENDED_ADMIN_TOKEN_LENGTH) {
-    warnings.push(`ADMIN_TOKEN is shorter than ${RECOMMENDED_ADMIN_TOKEN_LENGTH} characters; use a longer random one (e.g. openssl rand -base64 32)`)
+    warnings.push(
+      `ADMIN_TOKEN is shorter than ${RECOMMENDED_ADMIN_TOKEN_LENGTH} characters; use a longer random one (e.g. openssl rand -base64 32)`,
+    )
   }
   return warnings
 }

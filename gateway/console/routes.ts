@@ -76,7 +76,8 @@ export function createConsole(options: ConsoleOptions): { routes: Hono; metrics:
 
   routes.use('*', securityHeaders)
   routes.get('/', (c) => c.html(PAGE_HTML))
-  for (const [path, asset] of Object.entries(assets)) routes.get(path, (c) => c.body(asset.body, 200, { 'content-type': asset.type }))
+  for (const [path, asset] of Object.entries(assets))
+    routes.get(path, (c) => c.body(asset.body, 200, { 'content-type': asset.type }))
 
   routes.use('/api/*', requireAdmin(options.adminToken, options.logger))
   routes.get('/api/snapshot', (c) =>

@@ -12,7 +12,15 @@ export const STEPS = 60
 const STEP_MS = STEP_SECONDS * 1000
 
 /** Client-facing traffic; the console's own polling, /status, /metrics and load balancer probes are not counted. */
-const API_ROUTES = new Set(['/v1/completions', '/v1/chat/completions', '/generate', '/v1/models', '/v1/embeddings', '/predict', '/models'])
+const API_ROUTES = new Set([
+  '/v1/completions',
+  '/v1/chat/completions',
+  '/generate',
+  '/v1/models',
+  '/v1/embeddings',
+  '/predict',
+  '/models',
+])
 /** Routes whose latency is charted: listing models is not comparable with generating text. */
 const GENERATION_ROUTES = new Set(['/v1/completions', '/v1/chat/completions', '/generate'])
 
@@ -62,7 +70,20 @@ interface Step {
 }
 
 function emptyStep(index: number): Step {
-  return { index, requests: 0, clientErrors: 0, serverErrors: 0, promptTokens: 0, completionTokens: 0, cacheHits: 0, cacheMisses: 0, latencyCount: 0, latency: new Uint32Array(BUCKETS), firstByteCount: 0, firstByte: new Uint32Array(BUCKETS) }
+  return {
+    index,
+    requests: 0,
+    clientErrors: 0,
+    serverErrors: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    cacheHits: 0,
+    cacheMisses: 0,
+    latencyCount: 0,
+    latency: new Uint32Array(BUCKETS),
+    firstByteCount: 0,
+    firstByte: new Uint32Array(BUCKETS),
+  }
 }
 
 /** A step nothing was recorded in (read only). */
@@ -155,7 +176,19 @@ export class ConsoleStats {
       const at = index * STEP_MS
       const end = at + STEP_MS
       if (end <= this.startedAt) {
-        points.push({ at, requestsPerSecond: null, clientErrorsPerSecond: null, serverErrorsPerSecond: null, promptTokensPerSecond: null, completionTokensPerSecond: null, cacheHitRate: null, latencyP50Ms: null, latencyP95Ms: null, latencyP99Ms: null, firstByteP50Ms: null })
+        points.push({
+          at,
+          requestsPerSecond: null,
+          clientErrorsPerSecond: null,
+          serverErrorsPerSecond: null,
+          promptTokensPerSecond: null,
+          completionTokensPerSecond: null,
+          cacheHitRate: null,
+          latencyP50Ms: null,
+          latencyP95Ms: null,
+          latencyP99Ms: null,
+          firstByteP50Ms: null,
+        })
         continue
       }
       const slot = this.steps[slotOf(index)]

@@ -19,7 +19,13 @@ export interface CounterState {
  */
 export type AdmissionOutcome =
   | { allowed: true; requests?: LimitState; tokens?: LimitState; tokenWindow?: number }
-  | { allowed: false; refusedBy: 'requests' | 'concurrency' | 'tokens'; retryAfterSeconds: number; requests?: LimitState; tokens?: LimitState }
+  | {
+      allowed: false
+      refusedBy: 'requests' | 'concurrency' | 'tokens'
+      retryAfterSeconds: number
+      requests?: LimitState
+      tokens?: LimitState
+    }
 
 export const TOKEN_WINDOW_MS = 60_000
 const TOKENS = 'tokens'
@@ -69,11 +75,26 @@ export class LimitCounters {
     const requestName = requestWindow(requestMs)
     const requestLive = want.requests ? this.liveWindow(requestName, now) : undefined
     const tokenLive = want.tokens ? this.liveWindow(TOKENS, now) : undefined
-    const requests = want.requests && (requestLive ? stateOf(want.requests.limit, requestLive.used, requestLive.resetAt - now) : fresh(want.requests.limit))
-    const tokens = want.tokens && (tokenLive ? stateOf(want.tokens.perMinute, tokenLive.used, tokenLive.resetAt - now) : fresh(want.tokens.perMinute))
-    const refuse = (refusedBy: 'requests' | 'concurrency' | 'tokens', msLeft: number): AdmissionOutcome => ({ allowed: false, refusedBy, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens })
+    const requests =
+      want.requests &&
+      (requestLive
+        ? stateOf(want.requests.limit, requestLive.used, requestLive.resetAt - now)
+        : fresh(want.requests.limit))
+    const tokens =
+      want.tokens &&
+      (tokenLive
+        ? stateOf(want.tokens.perMinute, tokenLive.used, tokenLive.resetAt - now)
+        : fresh(want.tokens.perMinute))
+    const refuse = (refusedBy: 'requests' | 'concurrency' | 'tokens', msLeft: number): AdmissionOutcome => ({
+      allowed: false,
+      refusedBy,
+      retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)),
+      requests,
+      tokens,
+    })
 
-    if (want.requests && requestLive && requestLive.used + 1 > want.requests.limit) return refuse('requests', requestLive.resetAt - now)
+    if (want.requests && requestLive && requestLive.used + 1 > want.requests.limit)
+      return refuse('requests', requestLive.resetAt - now)
     if (want.maxConcurrent !== undefined) {
       this.pruneSlots(now)
       // A slot frees when its request ends, at the latest when it expires: that is the retry time promised.
@@ -81,7 +102,8 @@ export class LimitCounters {
     }
     const cost = want.tokens ? Math.ceil(want.tokens.cost) : 0
     if (want.tokens && cost > want.tokens.perMinute) return refuse('tokens', TOKEN_WINDOW_MS)
-    if (want.tokens && cost > 0 && tokenLive && tokenLive.used + cost > want.tokens.perMinute) return refuse('tokens', tokenLive.resetAt - now)
+    if (want.tokens && cost > 0 && tokenLive && tokenLive.used + cost > want.tokens.perMinute)
+      return refuse('tokens', tokenLive.resetAt - now)
 
     const granted: Extract<AdmissionOutcome, { allowed: true }> = { allowed: true, requests, tokens }
     if (want.requests) {
@@ -176,14 +198,22 @@ export function stateOf(limit: number, used: number, msLeft: number): LimitState
 const fresh = (limit: number): LimitState => ({ limit, remaining: limit, resetSeconds: 0 })
 
 function refusal(limit: number, used: number, msLeft: number): Decision {
-  return { allowed: false, state: stateOf(limit, used, msLeft), retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)) }
+  return {
+    allowed: false,
+    state: stateOf(limit, used, msLeft),
+    retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)),
+  }
 }
 
 /**
  * The Admission a store hands back: a grant's settle runs at most once (a second call must not
  * free someone else's slot) and refunds what was reserved but not used.
  */
-export function toAdmission(outcome: AdmissionOutcome, want: AdmissionRequest, settle: (refund: number, tokenWindow: number | undefined) => Promise<void>): Admission {
+export function toAdmission(
+  outcome: AdmissionOutcome,
+  want: AdmissionRequest,
+  settle: (refund: number, tokenWindow: number | undefined) => Promise<void>,
+): Admission {
   if (!outcome.allowed) return outcome
   const reserved = outcome.tokenWindow === undefined ? 0 : Math.ceil(want.tokens!.cost)
   let settled: Promise<void> | undefined
@@ -191,12 +221,15 @@ export function toAdmission(outcome: AdmissionOutcome, want: AdmissionRequest, s
     allowed: true,
     requests: outcome.requests,
     tokens: outcome.tokens,
-    settle: (usedTokens) => (settled ??= settle(Math.max(0, reserved - Math.max(0, Math.floor(usedTokens))), outcome.tokenWindow)),
+    settle: (usedTokens) =>
+      (settled ??= settle(Math.max(0, reserved - Math.max(0, Math.floor(usedTokens))), outcome.tokenWindow)),
   }
 }
 
 /** Admission from counters in this process: for a single gateway, and while Redis is unreachable. */
-export function createMemoryAdmission(options: { slotTtlMs?: number } = {}): (key: string, want: AdmissionRequest) => Promise<Admission> {
+export function createMemoryAdmission(
+  options: { slotTtlMs?: number } = {},
+): (key: string, want: AdmissionRequest) => Promise<Admission> {
   const slotTtlMs = options.slotTtlMs ?? 10 * 60_000
   const counters = new Map<string, LimitCounters>()
   let calls = 0
@@ -209,6 +242,8 @@ export function createMemoryAdmission(options: { slotTtlMs?: number } = {}): (ke
     if (!own) counters.set(key, (own = new LimitCounters()))
     const slotId = want.maxConcurrent === undefined ? undefined : String(++slots)
     const outcome = own.admit(want, slotId ?? '', slotTtlMs, now)
-    return toAdmission(outcome, want, async (refund, tokenWindow) => (counters.get(key) ?? own).settle(slotId, refund, tokenWindow, Date.now()))
+    return toAdmission(outcome, want, async (refund, tokenWindow) =>
+      (counters.get(key) ?? own).settle(slotId, refund, tokenWindow, Date.now()),
+    )
   }
 }

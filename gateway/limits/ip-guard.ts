@@ -30,11 +30,18 @@ export function ipGuard(options: IpGuardOptions): MiddlewareHandler {
   const refuse = (retryAfterSeconds: number) => {
     metrics.rateLimited({ limit: 'ip' })
     metrics.ipGuard?.('refused', blockedUntil.size)
-    return gatewayError(429, 'Too many failed authentications from this address; retry after the reset', 'rate_limit_exceeded', { headers: { 'retry-after': String(retryAfterSeconds) } })
+    return gatewayError(
+      429,
+      'Too many failed authentications from this address; retry after the reset',
+      'rate_limit_exceeded',
+      { headers: { 'retry-after': String(retryAfterSeconds) } },
+    )
   }
   const block = (ip: string, seconds: number) => {
     const now = Date.now()
-    if (blockedUntil.size >= MAX_BLOCKED) for (const [address, until] of blockedUntil) if (until <= now || blockedUntil.size >= MAX_BLOCKED) blockedUntil.delete(address)
+    if (blockedUntil.size >= MAX_BLOCKED)
+      for (const [address, until] of blockedUntil)
+        if (until <= now || blockedUntil.size >= MAX_BLOCKED) blockedUntil.delete(address)
     // Deleted first so the map's order stays oldest first.
     blockedUntil.delete(ip)
     blockedUntil.set(ip, now + seconds * 1000)
@@ -82,5 +89,8 @@ export function ipGuard(options: IpGuardOptions): MiddlewareHandler {
 function hasWellFormedCredential(c: Context): boolean {
   const bearer = parseBearer(c.req.header('authorization'))
   const apiKey = c.req.header('x-api-key')?.trim()
-  return (typeof bearer === 'string' && isWellFormedCredential(bearer)) || (apiKey !== undefined && isWellFormedCredential(apiKey))
+  return (
+    (typeof bearer === 'string' && isWellFormedCredential(bearer)) ||
+    (apiKey !== undefined && isWellFormedCredential(apiKey))
+  )
 }

@@ -1,6 +1,14 @@
 import type { MiddlewareHandler } from 'hono'
 import { gatewayError } from '../pipeline/errors.ts'
-import type { Admission, AdmissionRequest, GatewayMetrics, Limits, Logger, Principal, RateLimitStore } from '../types.ts'
+import type {
+  Admission,
+  AdmissionRequest,
+  GatewayMetrics,
+  Limits,
+  Logger,
+  Principal,
+  RateLimitStore,
+} from '../types.ts'
 import { createLogLimiter } from '../observability/log-limiter.ts'
 import { rateLimitHeaders } from './headers.ts'
 import { errorMessage } from '../../lib/error-message.ts'
@@ -29,7 +37,8 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
     const limits = principal.limits === undefined ? options.defaults : { ...options.defaults, ...principal.limits }
     const reserved = request ? request.promptTokenBound + request.maxCompletionTokens : 0
     const want: AdmissionRequest = {}
-    if (limits.requestsPerWindow) want.requests = { limit: limits.requestsPerWindow, windowSeconds: limits.requestWindowSeconds ?? 60 }
+    if (limits.requestsPerWindow)
+      want.requests = { limit: limits.requestsPerWindow, windowSeconds: limits.requestWindowSeconds ?? 60 }
     if (limits.maxConcurrent) want.maxConcurrent = limits.maxConcurrent
     if (limits.tokensPerMinute && request) want.tokens = { cost: reserved, perMinute: limits.tokensPerMinute }
     if (!want.requests && !want.maxConcurrent && !want.tokens) return next()
@@ -39,7 +48,12 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
       admission = await store.admit(limitKey(principal), want)
     } catch (error) {
       // The stores fall back to memory themselves; anything that still fails lets the request through.
-      log('warn', 'admit', { operation: 'admit', error: errorMessage(error) }, 'rate limit store failed; request allowed')
+      log(
+        'warn',
+        'admit',
+        { operation: 'admit', error: errorMessage(error) },
+        'rate limit store failed; request allowed',
+      )
     }
     if (!admission) return next()
     const headers = rateLimitHeaders({ requests: admission.requests, tokens: admission.tokens })
@@ -49,15 +63,30 @@ export function keyRateLimits(options: Options): MiddlewareHandler {
         admission.refusedBy === 'requests'
           ? ['Rate limit reached for requests; retry after the reset', 'rate_limit_exceeded']
           : admission.refusedBy === 'concurrency'
-            ? [`Too many requests in flight for this key (at most ${limits.maxConcurrent})`, 'concurrency_limit_exceeded']
-            : [`Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`, 'rate_limit_exceeded']
-      throw gatewayError(429, message[0], message[1], { headers: { ...headers, 'retry-after': String(admission.retryAfterSeconds) } })
+            ? [
+                `Too many requests in flight for this key (at most ${limits.maxConcurrent})`,
+                'concurrency_limit_exceeded',
+              ]
+            : [
+                `Rate limit reached for tokens: this request may use up to ${reserved} tokens and ${admission.tokens?.remaining ?? 0} of ${limits.tokensPerMinute} per minute remain`,
+                'rate_limit_exceeded',
+              ]
+      throw gatewayError(429, message[0], message[1], {
+        headers: { ...headers, 'retry-after': String(admission.retryAfterSeconds) },
+      })
     }
     Object.assign(lifecycle.headers, headers)
     const settle = admission.settle
     lifecycle.onEnd((record) => {
       // A client that left mid-answer is charged its reservation: the backend worked for it.
-      const used = record.cache === 'HIT' ? 0 : record.usage ? record.usage.promptTokens + record.usage.completionTokens : record.status === 200 || record.outcome === 'client_closed' ? reserved : 0
+      const used =
+        record.cache === 'HIT'
+          ? 0
+          : record.usage
+            ? record.usage.promptTokens + record.usage.completionTokens
+            : record.status === 200 || record.outcome === 'client_closed'
+              ? reserved
+              : 0
       return settle(used)
     })
     await next()

@@ -7,7 +7,10 @@ export type Admit = (key: string, want: AdmissionRequest) => Promise<Admission>
 
 /** Counters in this process: for a single gateway instance. */
 export function createMemoryRateLimits(): RateLimitStore {
-  return createRateLimitStore((points, duration) => new RateLimiterMemory({ keyPrefix: 'requests', points, duration }), createMemoryAdmission())
+  return createRateLimitStore(
+    (points, duration) => new RateLimiterMemory({ keyPrefix: 'requests', points, duration }),
+    createMemoryAdmission(),
+  )
 }
 
 /** A store from a request limiter per (limit, window) and an admission for per-key limits (memory here, Redis on Node). */

@@ -55,7 +55,10 @@ export interface RunningGateway {
  * Wires the Node parts (pino, prom-client, Redis or memory stores, the undici upstream, TLS)
  * around the runtime-neutral app and starts listening.
  */
-export async function startNodeGateway(config: GatewayConfig, options: { logger?: Logger } = {}): Promise<RunningGateway> {
+export async function startNodeGateway(
+  config: GatewayConfig,
+  options: { logger?: Logger } = {},
+): Promise<RunningGateway> {
   const env = config.env
   const pinoLogger = createLogger({ service: 'switchyard-gateway', level: env.LOG_LEVEL, format: env.LOG_FORMAT })
   const logger: Logger = options.logger ?? {
@@ -68,15 +71,31 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
 
   const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
   const redis = redisWanted
-    ? createRedis({ url: env.REDIS_URL, sentinels: env.REDIS_SENTINELS, sentinelName: env.REDIS_SENTINEL_NAME, clusterNodes: env.REDIS_CLUSTER_NODES }, { logger, metrics })
+    ? createRedis(
+        {
+          url: env.REDIS_URL,
+          sentinels: env.REDIS_SENTINELS,
+          sentinelName: env.REDIS_SENTINEL_NAME,
+          clusterNodes: env.REDIS_CLUSTER_NODES,
+        },
+        { logger, metrics },
+      )
     : null
   if (!redis) logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
   // Bounded: a Redis that is down at start-up is logged by the client and served around.
   else await waitForReady(redis, REDIS_STARTUP_WAIT_MS)
   const upstream = createNodeUpstream()
-  const backendToken = env.BACKEND_SIGNING_KEY_FILE ? createBackendTokenSigner({ privateJwk: await loadPrivateJwk(env.BACKEND_SIGNING_KEY_FILE) }) : undefined
-  if (!backendToken) logger.warn({}, 'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)')
-  const backendHeaders = backendToken ? async () => ({ authorization: `Bearer ${await backendToken.token()}` }) : undefined
+  const backendToken = env.BACKEND_SIGNING_KEY_FILE
+    ? createBackendTokenSigner({ privateJwk: await loadPrivateJwk(env.BACKEND_SIGNING_KEY_FILE) })
+    : undefined
+  if (!backendToken)
+    logger.warn(
+      {},
+      'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)',
+    )
+  const backendHeaders = backendToken
+    ? async () => ({ authorization: `Bearer ${await backendToken.token()}` })
+    : undefined
   const router = new Router(config.routing, { metrics: metrics.routing, logger, upstream, headers: backendHeaders })
   let routing = config.routing
   const discovery = startDnsDiscovery({
@@ -103,7 +122,10 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     // The response's close event (cheap) rather than an AbortSignal listener (costly on Node).
     watchClient: (c, onGone) => {
       // HTTP/1 and HTTP/2 (TLS) responses alike.
-      const { incoming, outgoing } = c.env as { incoming: { socket?: { destroyed: boolean } }; outgoing: EventEmitter & { writableEnded: boolean } }
+      const { incoming, outgoing } = c.env as {
+        incoming: { socket?: { destroyed: boolean } }
+        outgoing: EventEmitter & { writableEnded: boolean }
+      }
       if (incoming.socket?.destroyed) onGone()
       const closed = () => {
         if (!outgoing.writableEnded) onGone()
@@ -120,14 +142,20 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     try {
       next = loadGatewayConfig()
     } catch (error) {
-      logger.error({ reason, error: errorMessage(error) }, 'configuration reload rejected; the running configuration stays')
+      logger.error(
+        { reason, error: errorMessage(error) },
+        'configuration reload rejected; the running configuration stays',
+      )
       return
     }
     routing = next.routing
     router.update(next.routing)
     void discovery.refresh()
     app = createGatewayApp({ ...deps, config: next })
-    logger.info({ reason, regions: next.routing.regions.map((r) => r.name), nodes: router.nodes().length }, 'configuration reloaded')
+    logger.info(
+      { reason, regions: next.routing.regions.map((r) => r.name), nodes: router.nodes().length },
+      'configuration reloaded',
+    )
   })
 
   /** Stops the background work started above (start-up failed). */
@@ -137,7 +165,10 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
     router.close()
     redis?.disconnect()
   }
-  const tls = env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) } : null
+  const tls =
+    env.TLS_CERT_FILE && env.TLS_KEY_FILE
+      ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) }
+      : null
   const server: ServerType = await new Promise((resolve, reject) => {
     const s = serve(
       {
@@ -145,7 +176,9 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
         hostname: env.HOST,
         port: env.PORT,
         // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
-        ...(tls ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } } : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
+        ...(tls
+          ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } }
+          : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
       },
       () => {
         s.off('error', failed)
@@ -189,7 +222,18 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       s.once('error', failed)
     })
   }
-  logger.info({ host: env.HOST, port, tls: Boolean(tls), region: config.routing.region, nodes: router.nodes().map((n) => `${n.region}/${n.id}`), redis: Boolean(redis), metricsPort: env.METRICS_PORT || undefined }, 'gateway listening')
+  logger.info(
+    {
+      host: env.HOST,
+      port,
+      tls: Boolean(tls),
+      region: config.routing.region,
+      nodes: router.nodes().map((n) => `${n.region}/${n.id}`),
+      redis: Boolean(redis),
+      metricsPort: env.METRICS_PORT || undefined,
+    },
+    'gateway listening',
+  )
   return {
     port,
     metricsPort: env.METRICS_PORT || undefined,
@@ -201,7 +245,11 @@ export async function startNodeGateway(config: GatewayConfig, options: { logger?
       // Requests still in flight may need a retry or a stream continuation: the router (breakers,
       // health checks) stays up until the server has finished them (see server-drain.ts).
       const { cutConnections } = await serverDrain.drain(config.server.drainTimeoutMs)
-      if (cutConnections > 0) logger.warn({ cutConnections, drainTimeoutMs: config.server.drainTimeoutMs }, 'drain timeout reached: connections still busy were closed')
+      if (cutConnections > 0)
+        logger.warn(
+          { cutConnections, drainTimeoutMs: config.server.drainTimeoutMs },
+          'drain timeout reached: connections still busy were closed',
+        )
       router.close()
       metricsServer?.close()
       redis?.disconnect()

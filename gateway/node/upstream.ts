@@ -7,17 +7,33 @@ import type { ByteStream, UpstreamFetch, UpstreamResponse } from '../upstream/up
  * the proxy's CPU). The answer is a plain object over undici's body: JSON is read as text, and an
  * event stream is read through the body's async iterator, with no Web stream machinery.
  */
-export function createNodeUpstream(options: { connections?: number; connectTimeoutMs?: number } = {}): UpstreamFetch & { close(): Promise<void> } {
+export function createNodeUpstream(
+  options: { connections?: number; connectTimeoutMs?: number } = {},
+): UpstreamFetch & { close(): Promise<void> } {
   const pools = new Map<string, Pool>()
   const poolFor = (origin: string) => {
     let pool = pools.get(origin)
-    if (!pool) pools.set(origin, (pool = new Pool(origin, { connections: options.connections ?? 128, connect: { timeout: options.connectTimeoutMs ?? 2000 }, keepAliveTimeout: 30_000 })))
+    if (!pool)
+      pools.set(
+        origin,
+        (pool = new Pool(origin, {
+          connections: options.connections ?? 128,
+          connect: { timeout: options.connectTimeoutMs ?? 2000 },
+          keepAliveTimeout: 30_000,
+        })),
+      )
     return pool
   }
   const upstream = async ({ url, method, headers, body, cancel }: Parameters<UpstreamFetch>[0]) => {
     // Origin and path without a URL object: the path starts at the first "/" after "scheme://".
     const slash = url.indexOf('/', url.indexOf('://') + 3)
-    const response = await poolFor(slash < 0 ? url : url.slice(0, slash)).request({ path: slash < 0 ? '/' : url.slice(slash), method, headers, body, signal: cancel })
+    const response = await poolFor(slash < 0 ? url : url.slice(0, slash)).request({
+      path: slash < 0 ? '/' : url.slice(slash),
+      method,
+      headers,
+      body,
+      signal: cancel,
+    })
     const raw = response.headers
     const answer: UpstreamResponse = {
       status: response.statusCode,
@@ -45,5 +61,7 @@ export function createNodeUpstream(options: { connections?: number; connectTimeo
     }
     return answer
   }
-  return Object.assign(upstream, { close: async () => void (await Promise.all([...pools.values()].map((pool) => pool.close()))) })
+  return Object.assign(upstream, {
+    close: async () => void (await Promise.all([...pools.values()].map((pool) => pool.close()))),
+  })
 }

@@ -16,6 +16,7 @@ export function requestId(): MiddlewareHandler {
     c.set('lifecycle', lifecycle)
     await next()
     // Responses made elsewhere (errors, cache hits) get the request's headers here.
-    if (c.res !== lifecycle.response) for (const name in lifecycle.headers) c.res.headers.set(name, lifecycle.headers[name])
+    if (c.res !== lifecycle.response)
+      for (const name in lifecycle.headers) c.res.headers.set(name, lifecycle.headers[name])
   }
 }

@@ -9,7 +9,10 @@ import { errorResponse } from './errors.ts'
  */
 export function bodyLimit(options: { maxBytes: number }): MiddlewareHandler {
   // The unread rest of an oversized body would poison a kept-alive connection: close it.
-  const tooLarge = () => errorResponse(413, `The request body is larger than ${options.maxBytes} bytes`, 'request_too_large', { connection: 'close' })
+  const tooLarge = () =>
+    errorResponse(413, `The request body is larger than ${options.maxBytes} bytes`, 'request_too_large', {
+      connection: 'close',
+    })
   const streaming = streamingBodyLimit({ maxSize: options.maxBytes, onError: tooLarge })
   return async (c, next) => {
     const length = c.req.header('content-length')
@@ -22,11 +25,13 @@ export function bodyLimit(options: { maxBytes: number }): MiddlewareHandler {
         })
       } catch (error) {
         // A chunked body that breaks off or is malformed fails while it is read: the client's doing, not a 5xx.
-        if (reading) return errorResponse(400, 'The request body could not be read', 'invalid_body', { connection: 'close' })
+        if (reading)
+          return errorResponse(400, 'The request body could not be read', 'invalid_body', { connection: 'close' })
         throw error
       }
     }
-    if (!/^\d+$/.test(length)) return errorResponse(400, 'Content-Length is not a number', 'invalid_content_length', { connection: 'close' })
+    if (!/^\d+$/.test(length))
+      return errorResponse(400, 'Content-Length is not a number', 'invalid_content_length', { connection: 'close' })
     if (Number(length) > options.maxBytes) return tooLarge()
     await next()
   }

@@ -3,10 +3,17 @@
  * trusted proxy; then the right-most address that is not itself a trusted proxy is the
  * client (entries further left could have been written by the client).
  */
-export function clientIp(peer: string | undefined, forwardedFor: string | undefined, trustedProxies: ReadonlySet<string>): string {
+export function clientIp(
+  peer: string | undefined,
+  forwardedFor: string | undefined,
+  trustedProxies: ReadonlySet<string>,
+): string {
   const direct = normalize(peer ?? '') || 'unknown'
   if (!forwardedFor || !trustedProxies.has(direct)) return direct
-  const hops = forwardedFor.split(',').map((h) => normalize(h.trim())).filter(Boolean)
+  const hops = forwardedFor
+    .split(',')
+    .map((h) => normalize(h.trim()))
+    .filter(Boolean)
   for (let i = hops.length - 1; i >= 0; i--) if (!trustedProxies.has(hops[i])) return hops[i]
   return hops[0] ?? direct
 }

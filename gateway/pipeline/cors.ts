@@ -2,7 +2,21 @@ import type { MiddlewareHandler } from 'hono'
 import { cors as honoCors } from 'hono/cors'
 
 /** Response headers a browser client may read (request id, limits, routing, cache). */
-const EXPOSED_HEADERS = ['x-request-id', 'retry-after', 'x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests', 'x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens', 'x-cache', 'x-switchyard-region', 'x-switchyard-backend', 'x-switchyard-attempts', 'x-switchyard-model-version']
+const EXPOSED_HEADERS = [
+  'x-request-id',
+  'retry-after',
+  'x-ratelimit-limit-requests',
+  'x-ratelimit-remaining-requests',
+  'x-ratelimit-reset-requests',
+  'x-ratelimit-limit-tokens',
+  'x-ratelimit-remaining-tokens',
+  'x-ratelimit-reset-tokens',
+  'x-cache',
+  'x-switchyard-region',
+  'x-switchyard-backend',
+  'x-switchyard-attempts',
+  'x-switchyard-model-version',
+]
 
 /**
  * CORS for browser clients, off unless origins are configured. Preflights (OPTIONS) are answered

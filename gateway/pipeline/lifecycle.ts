@@ -51,7 +51,12 @@ export class RequestLifecycle {
    * its last byte or the client leaving. A stream that calls `endStream` itself
    * (`endsItself`) is not wrapped: one Web stream less per request.
    */
-  respond(body: string | ReadableStream<Uint8Array> | null, status: number, headers: Record<string, string>, options: { endsItself?: boolean } = {}): Response {
+  respond(
+    body: string | ReadableStream<Uint8Array> | null,
+    status: number,
+    headers: Record<string, string>,
+    options: { endsItself?: boolean } = {},
+  ): Response {
     Object.assign(headers, this.headers)
     this.streaming = body instanceof ReadableStream
     if (body instanceof ReadableStream && !options.endsItself) body = observeStream(body, { onEnd: this.endStream })

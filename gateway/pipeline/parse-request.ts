@@ -1,9 +1,18 @@
 import type { MiddlewareHandler } from 'hono'
 import type { z } from 'zod'
 import { readJsonBody } from '../../openai/body.ts'
-import { PREDICT_DEFAULT_NEW_TOKENS, embeddingRequestSchema, predictRequestSchema } from '../../openai/encoder-requests.ts'
+import {
+  PREDICT_DEFAULT_NEW_TOKENS,
+  embeddingRequestSchema,
+  predictRequestSchema,
+} from '../../openai/encoder-requests.ts'
 import { ApiError } from '../../openai/errors.ts'
-import { chatRequestSchema, COMPLETIONS_DEFAULT_MAX_TOKENS, completionRequestSchema, generateRequestSchema } from '../../openai/requests.ts'
+import {
+  chatRequestSchema,
+  COMPLETIONS_DEFAULT_MAX_TOKENS,
+  completionRequestSchema,
+  generateRequestSchema,
+} from '../../openai/requests.ts'
 import { gatewayError } from './errors.ts'
 
 export type ApiRoute = 'completions' | 'chat' | 'generate' | 'embeddings' | 'predict'
@@ -35,7 +44,13 @@ declare module 'hono' {
   }
 }
 
-const schemas: Record<ApiRoute, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema, embeddings: embeddingRequestSchema, predict: predictRequestSchema }
+const schemas: Record<ApiRoute, z.ZodType> = {
+  completions: completionRequestSchema,
+  chat: chatRequestSchema,
+  generate: generateRequestSchema,
+  embeddings: embeddingRequestSchema,
+  predict: predictRequestSchema,
+}
 /** Routes that only read their input (no completion, no max_tokens): embeddings and /predict. */
 const isEncoderRoute = (route: ApiRoute) => route === 'embeddings' || route === 'predict'
 const encoder = new TextEncoder()
@@ -47,40 +62,71 @@ const TEMPLATE_TOKENS_PER_MESSAGE = 16
  * (openai/: one definition for both sides), bounds the prompt, and works out the most tokens
  * the request can use, so every request's token reservation is bounded.
  */
-export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: number; maxGrammarChars: number; defaultMaxTokens: number; contextLength?: (model: string | undefined) => number | undefined }): MiddlewareHandler {
+export function parseApiRequest(
+  route: ApiRoute,
+  options: {
+    maxPromptChars: number
+    maxGrammarChars: number
+    defaultMaxTokens: number
+    contextLength?: (model: string | undefined) => number | undefined
+  },
+): MiddlewareHandler {
   return async (c, next) => {
     let read: Awaited<ReturnType<typeof readJsonBody>>
     try {
       read = await readJsonBody(c.req, schemas[route])
     } catch (error) {
       // The gateway answers with its own HTTPException; the status, message, code and param are the backend's.
-      if (error instanceof ApiError) throw gatewayError(error.status as 400 | 415, error.message, error.code ?? 'invalid_value', { param: error.param })
+      if (error instanceof ApiError)
+        throw gatewayError(error.status as 400 | 415, error.message, error.code ?? 'invalid_value', {
+          param: error.param,
+        })
       throw error
     }
     const body = read.data as ValidatedBody
     const json = read.json
     const object = json as Record<string, unknown>
     // Continuations are the gateway's own business (mid-stream failover).
-    if ('resume' in object) throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })
+    if ('resume' in object)
+      throw gatewayError(400, 'resume is not accepted from clients', 'unsupported_parameter', { param: 'resume' })
     const { chars, bytes, tokenIds, messages } = measurePrompt(route, body)
-    if (chars > options.maxPromptChars) throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', { param: promptParam[route] })
+    if (chars > options.maxPromptChars)
+      throw gatewayError(400, `The prompt is longer than ${options.maxPromptChars} characters`, 'prompt_too_large', {
+        param: promptParam[route],
+      })
     const format = measureOutputFormat(body)
     if (format.chars > options.maxGrammarChars) {
-      throw gatewayError(400, `The output format (${format.fields.join(', ')}) is ${format.chars} characters long; at most ${options.maxGrammarChars} are accepted`, 'grammar_too_large', { param: format.fields[0] })
+      throw gatewayError(
+        400,
+        `The output format (${format.fields.join(', ')}) is ${format.chars} characters long; at most ${options.maxGrammarChars} are accepted`,
+        'grammar_too_large',
+        { param: format.fields[0] },
+      )
     }
 
-    const choices = route === 'generate' ? body.num_return_sequences : isEncoderRoute(route) ? 1 : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
+    const choices =
+      route === 'generate'
+        ? body.num_return_sequences
+        : isEncoderRoute(route)
+          ? 1
+          : (body.n ?? 1) * (Array.isArray(body.prompt) && typeof body.prompt[0] !== 'number' ? body.prompt.length : 1)
     let maxTokens: number
     if (route === 'generate') maxTokens = body.max_length
     // Tokens per minute count an encoder request's input only; /predict may generate (text-generation).
     else if (route === 'embeddings') maxTokens = 0
-    else if (route === 'predict') maxTokens = body.task === 'text-generation' ? (body.max_new_tokens ?? PREDICT_DEFAULT_NEW_TOKENS) : 0
+    else if (route === 'predict')
+      maxTokens = body.task === 'text-generation' ? (body.max_new_tokens ?? PREDICT_DEFAULT_NEW_TOKENS) : 0
     else {
       // Completions keep the API's own default (16, as on the backend). Chat's default is the rest of
       // the context window, so the body goes on without one (the backend fills it, as OpenAI and
       // vLLM do) and the reservation is the model's window as the nodes report it, or
       // defaultMaxTokens while no node has.
-      maxTokens = body.max_completion_tokens ?? body.max_tokens ?? (route === 'completions' ? COMPLETIONS_DEFAULT_MAX_TOKENS : (options.contextLength?.(body.model) ?? options.defaultMaxTokens))
+      maxTokens =
+        body.max_completion_tokens ??
+        body.max_tokens ??
+        (route === 'completions'
+          ? COMPLETIONS_DEFAULT_MAX_TOKENS
+          : (options.contextLength?.(body.model) ?? options.defaultMaxTokens))
     }
     const stream = (route === 'completions' || route === 'chat') && body.stream === true
     const clientIncludeUsage = body.stream_options?.include_usage === true
@@ -102,14 +148,27 @@ export function parseApiRequest(route: ApiRoute, options: { maxPromptChars: numb
   }
 }
 
-const promptParam: Record<ApiRoute, string> = { completions: 'prompt', chat: 'messages', generate: 'prompt', embeddings: 'input', predict: 'text' }
+const promptParam: Record<ApiRoute, string> = {
+  completions: 'prompt',
+  chat: 'messages',
+  generate: 'prompt',
+  embeddings: 'input',
+  predict: 'text',
+}
 
 /** Fields that carry an output format or tools (see backend/api/structured and tools). */
 /** A body its route's schema accepted: each route reads the fields that schema guarantees. */
 // biome-ignore lint/suspicious/noExplicitAny: the union of the routes' request types, read per route
 type ValidatedBody = Record<string, any>
 
-const OUTPUT_FORMAT_FIELDS = ['tools', 'response_format', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar'] as const
+const OUTPUT_FORMAT_FIELDS = [
+  'tools',
+  'response_format',
+  'guided_json',
+  'guided_regex',
+  'guided_choice',
+  'guided_grammar',
+] as const
 
 /** The JSON text of the request's tools and output format: its size bound and its share of the prompt. */
 function measureOutputFormat(body: ValidatedBody) {

@@ -39,7 +39,11 @@ export class Attempts {
    * for the first), or null when out of nodes, tries, budget or time. `scope` 'node' counts
    * against retry.maxAttempts; a stream's continuations are bounded by stream.maxResumes.
    */
-  async next(previousOutcome: AttemptOutcome | undefined, previous: BackendNode | undefined, scope: 'node' | 'stream'): Promise<BackendNode | null> {
+  async next(
+    previousOutcome: AttemptOutcome | undefined,
+    previous: BackendNode | undefined,
+    scope: 'node' | 'stream',
+  ): Promise<BackendNode | null> {
     const { router, metrics } = this.options
     const retry = router.config.retry
     if (scope === 'node' && this.count >= retry.maxAttempts) return null
@@ -51,7 +55,10 @@ export class Attempts {
         return null
       }
       metrics.retry(previousOutcome)
-      metrics.failover({ reason: previousOutcome, scope: scope === 'stream' ? 'stream' : previous && previous.region !== node.region ? 'region' : 'node' })
+      metrics.failover({
+        reason: previousOutcome,
+        scope: scope === 'stream' ? 'stream' : previous && previous.region !== node.region ? 'region' : 'node',
+      })
       const backoff = Math.min(retry.backoffMaxMs, retry.backoffBaseMs * 2 ** (this.count - 1)) * Math.random()
       if (performance.now() + backoff >= this.options.deadline) return null
       await new Promise((r) => setTimeout(r, backoff))

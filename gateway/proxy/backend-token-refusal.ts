@@ -14,7 +14,10 @@ export function tokenRefusalLog(logger: Logger, signs: boolean): (node: BackendN
     if (told.size < 1000) told.add(node.url)
     const fix = signs
       ? "the node's GATEWAY_VERIFY_KEYS_FILE does not hold the public key of the gateway's signing key: add it (npm run keys:backend writes both)"
-      : 'the gateway has no signing key: set BACKEND_SIGNING_KEY_FILE (Workers: the BACKEND_SIGNING_KEY secret) to the private key whose public key is in the node\'s GATEWAY_VERIFY_KEYS_FILE'
-    logger.error({ node: node.id, region: node.region, url: node.url }, `gateway misconfigured: backend node refuses the gateway's token; ${fix}`)
+      : "the gateway has no signing key: set BACKEND_SIGNING_KEY_FILE (Workers: the BACKEND_SIGNING_KEY secret) to the private key whose public key is in the node's GATEWAY_VERIFY_KEYS_FILE"
+    logger.error(
+      { node: node.id, region: node.region, url: node.url },
+      `gateway misconfigured: backend node refuses the gateway's token; ${fix}`,
+    )
   }
 }

@@ -32,13 +32,19 @@ export interface BackendSigningJwk extends JWK {
  * `alg` may be left out (the curve decides it); if present it must match. Throws one line.
  */
 export function parsePrivateJwk(value: unknown): BackendSigningJwk {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('the signing key is not a JWK object')
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new Error('the signing key is not a JWK object')
   const jwk = value as JWK
-  if (typeof jwk.kid !== 'string' || jwk.kid === '') throw new Error('the signing key has no "kid" (backends find the public key by it)')
-  const alg = (Object.keys(KEY_TYPES) as SigningAlgorithm[]).find((a) => KEY_TYPES[a].kty === jwk.kty && KEY_TYPES[a].crv === jwk.crv)
+  if (typeof jwk.kid !== 'string' || jwk.kid === '')
+    throw new Error('the signing key has no "kid" (backends find the public key by it)')
+  const alg = (Object.keys(KEY_TYPES) as SigningAlgorithm[]).find(
+    (a) => KEY_TYPES[a].kty === jwk.kty && KEY_TYPES[a].crv === jwk.crv,
+  )
   if (!alg) throw new Error(`signing key "${jwk.kid}": must be an EC P-256 or OKP Ed25519 key`)
-  if (jwk.alg !== undefined && jwk.alg !== alg) throw new Error(`signing key "${jwk.kid}": alg ${jwk.alg} does not fit ${jwk.kty} ${jwk.crv} (use ${alg})`)
-  if (typeof jwk.d !== 'string' || jwk.d === '') throw new Error(`signing key "${jwk.kid}" is a public key: the private key ("d") is needed to sign`)
+  if (jwk.alg !== undefined && jwk.alg !== alg)
+    throw new Error(`signing key "${jwk.kid}": alg ${jwk.alg} does not fit ${jwk.kty} ${jwk.crv} (use ${alg})`)
+  if (typeof jwk.d !== 'string' || jwk.d === '')
+    throw new Error(`signing key "${jwk.kid}" is a public key: the private key ("d") is needed to sign`)
   return { ...jwk, kid: jwk.kid, alg }
 }
 
@@ -62,7 +68,9 @@ export function createBackendTokenSigner(options: BackendTokenSignerOptions): Ba
   const jwk = parsePrivateJwk(options.privateJwk)
   const lifetime = options.lifetimeSeconds ?? 60
   if (!Number.isInteger(lifetime) || lifetime < MIN_LIFETIME_SECONDS || lifetime > MAX_LIFETIME_SECONDS) {
-    throw new Error(`lifetimeSeconds must be an integer from ${MIN_LIFETIME_SECONDS} to ${MAX_LIFETIME_SECONDS} (backends refuse longer-lived tokens)`)
+    throw new Error(
+      `lifetimeSeconds must be an integer from ${MIN_LIFETIME_SECONDS} to ${MAX_LIFETIME_SECONDS} (backends refuse longer-lived tokens)`,
+    )
   }
   const issuer = options.issuer ?? 'switchyard-gateway'
   const audience = options.audience ?? 'switchyard-backend'

@@ -26,7 +26,10 @@ export class AttemptFailed extends Error {
 
 /** A failure of the stream's current node, after its first byte. */
 export class StreamBroken extends Error {
-  constructor(readonly reason: Extract<AttemptOutcome, 'connect_error' | 'server_error' | 'stall'>, message: string) {
+  constructor(
+    readonly reason: Extract<AttemptOutcome, 'connect_error' | 'server_error' | 'stall'>,
+    message: string,
+  ) {
     super(message)
     this.name = 'StreamBroken'
   }

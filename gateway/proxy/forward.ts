@@ -83,7 +83,11 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
 
   try {
     const body = options.body === undefined ? undefined : JSON.stringify(options.body)
-    for (let node = await attempts.next(undefined, undefined, 'node'); node; node = await attempts.afterFailure('node')) {
+    for (
+      let node = await attempts.next(undefined, undefined, 'node');
+      node;
+      node = await attempts.afterFailure('node')
+    ) {
       let answer: TryAnswer
       try {
         answer = await tryNode(tries, node, body)
@@ -94,24 +98,43 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
           lifecycle.record.outcome = 'client_closed'
           return { kind: 'body', status: 499, body: null, headers: {} }
         }
-        const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
+        const outcome: AttemptOutcome =
+          error instanceof NodeBusyError
+            ? 'overloaded'
+            : error instanceof AttemptFailed
+              ? error.outcome
+              : (error as { code?: string }).code === 'EOPENBREAKER'
+                ? 'breaker_open'
+                : 'connect_error'
         metrics.attempt({ ...node.labels, outcome })
         if (outcome !== 'overloaded') attempts.last = { node, outcome }
         continue
       }
       const { response, text } = answer
-      metrics.attempt({ ...node.labels, outcome: response.status < 400 ? 'ok' : response.status === 504 ? 'timeout' : 'client_error' })
+      metrics.attempt({
+        ...node.labels,
+        outcome: response.status < 400 ? 'ok' : response.status === 504 ? 'timeout' : 'client_error',
+      })
       lifecycle.record.firstByteAt ??= performance.now()
       lifecycle.record.backend = node.id
       lifecycle.record.region = node.region
-      const out: Record<string, string> = { 'x-switchyard-region': node.region, 'x-switchyard-backend': node.id, 'x-switchyard-attempts': String(attempts.count) }
+      const out: Record<string, string> = {
+        'x-switchyard-region': node.region,
+        'x-switchyard-backend': node.id,
+        'x-switchyard-attempts': String(attempts.count),
+      }
       for (const name of ANSWER_HEADERS) {
         const value = response.headers.get(name)
         if (value) out[name] = value
       }
       if (text !== undefined) {
         lifecycle.record.usage = answer.usage
-        return { kind: 'body', status: response.status, body: response.status === 204 || response.status === 304 ? null : text, headers: out }
+        return {
+          kind: 'body',
+          status: response.status,
+          body: response.status === 204 || response.status === 304 ? null : text,
+          headers: out,
+        }
       }
       answer.clear()
       return { kind: 'stream', status: 200, body: relayStream(response, node), headers: out }
@@ -120,16 +143,42 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
     // No node could answer.
     const { last } = attempts
     if (last?.outcome === 'overloaded' && last.response) {
-      return { kind: 'body', status: 503, body: last.response.text, headers: { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', 'x-switchyard-attempts': String(attempts.count) } }
+      return {
+        kind: 'body',
+        status: 503,
+        body: last.response.text,
+        headers: {
+          'content-type': 'application/json',
+          'retry-after': last.response.retryAfter ?? '1',
+          'x-switchyard-attempts': String(attempts.count),
+        },
+      }
     }
     if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
-      throw gatewayError(404, `The model ${options.model} is not served in the regions this request may use`, 'model_not_found', { param: 'model' })
+      throw gatewayError(
+        404,
+        `The model ${options.model} is not served in the regions this request may use`,
+        'model_not_found',
+        { param: 'model' },
+      )
     }
-    if (tries.tokenRefused) throw gatewayError(500, 'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.', 'gateway_misconfigured')
+    if (tries.tokenRefused)
+      throw gatewayError(
+        500,
+        'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.',
+        'gateway_misconfigured',
+      )
     if (last?.outcome === 'timeout') {
-      throw gatewayError(504, 'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)', 'timeout', { headers: { 'x-switchyard-attempts': String(attempts.count) } })
+      throw gatewayError(
+        504,
+        'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)',
+        'timeout',
+        { headers: { 'x-switchyard-attempts': String(attempts.count) } },
+      )
     }
-    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', { headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts.count) } })
+    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', {
+      headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts.count) },
+    })
   } finally {
     stopWatching()
   }
@@ -151,8 +200,15 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
         current.reportLateFailure(failure)
         metrics.attempt({ ...current.labels, outcome: failure.reason })
         if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
-        const continued = JSON.stringify({ ...options.body, resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset } })
-        for (let node = await attempts.next(failure.reason, current, 'stream'); node; node = await attempts.afterFailure('stream', failure.reason)) {
+        const continued = JSON.stringify({
+          ...options.body,
+          resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset },
+        })
+        for (
+          let node = await attempts.next(failure.reason, current, 'stream');
+          node;
+          node = await attempts.afterFailure('stream', failure.reason)
+        ) {
           try {
             const answer = await tryNode(tries, node, continued)
             answer.clear()
@@ -168,7 +224,12 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
             return answer.response.body
           } catch (error) {
             if (error instanceof ClientGoneError) return null
-            const outcome: AttemptOutcome = error instanceof NodeBusyError ? 'overloaded' : error instanceof AttemptFailed ? error.outcome : 'breaker_open'
+            const outcome: AttemptOutcome =
+              error instanceof NodeBusyError
+                ? 'overloaded'
+                : error instanceof AttemptFailed
+                  ? error.outcome
+                  : 'breaker_open'
             metrics.attempt({ ...node.labels, outcome })
             attempts.last = { node, outcome }
             if (performance.now() >= options.deadline) return null
@@ -210,12 +271,23 @@ function tryNode(tries: TryContext, node: BackendNode, body: string | undefined)
     const timer = setTimeout(() => cancel.cancel(), timeoutMs)
     tries.inFlight = cancel
     try {
-      const response = await options.upstream({ url: node.url + options.path, method: options.method, headers, body, cancel })
-      if (isEventStream(response) && response.status === 200) return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
+      const response = await options.upstream({
+        url: node.url + options.path,
+        method: options.method,
+        headers,
+        body,
+        cancel,
+      })
+      if (isEventStream(response) && response.status === 200)
+        return { response, text: undefined, usage: undefined, clear: () => clearTimeout(timer) }
       const text = await response.text()
       clearTimeout(timer)
       if (response.status === 503) {
-        tries.attempts.last = { node, outcome: 'overloaded', response: { status: 503, text, retryAfter: response.headers.get('retry-after') } }
+        tries.attempts.last = {
+          node,
+          outcome: 'overloaded',
+          response: { status: 503, text, retryAfter: response.headers.get('retry-after') },
+        }
         throw new NodeBusyError('busy')
       }
       // 504 is the request's own deadline passing at the backend, not a broken node: another
@@ -246,7 +318,8 @@ function tryNode(tries: TryContext, node: BackendNode, body: string | undefined)
   })
 }
 
-const isEventStream = (response: UpstreamResponse) => response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
+const isEventStream = (response: UpstreamResponse) =>
+  response.headers.get('content-type')?.startsWith('text/event-stream') ?? false
 
 /** The backend's 401 for a request without a valid gateway token (backend/api/gateway-auth.ts). */
 function refusesGatewayToken(text: string): boolean {

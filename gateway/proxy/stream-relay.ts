@@ -55,7 +55,11 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
     const left = options.deadline - performance.now()
     const stalled = new Promise<never>((_, reject) => {
       if (left <= options.stallTimeoutMs) timer = setTimeout(() => reject(new DeadlineReached()), Math.max(0, left))
-      else timer = setTimeout(() => reject(new StreamBroken('stall', `no event for ${options.stallTimeoutMs} ms`)), options.stallTimeoutMs)
+      else
+        timer = setTimeout(
+          () => reject(new StreamBroken('stall', `no event for ${options.stallTimeoutMs} ms`)),
+          options.stallTimeoutMs,
+        )
     })
     try {
       return await Promise.race([reader.read(), stalled])
@@ -93,11 +97,18 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
       return DONE_EVENT
     }
     const progress = chunks.progress
-    const next = await options.resume({ tokenIds: [...progress.tokenIds], textOffset: progress.textOffset }, failure).catch(() => null)
+    const next = await options
+      .resume({ tokenIds: [...progress.tokenIds], textOffset: progress.textOffset }, failure)
+      .catch(() => null)
     if (!next) {
       options.onGiveUp(failure)
       chunks.finished = true
-      return errorEvent(errorBody('The backend serving this stream failed and no other node could continue it', { type: 'server_error', code: 'stream_interrupted' }))
+      return errorEvent(
+        errorBody('The backend serving this stream failed and no other node could continue it', {
+          type: 'server_error',
+          code: 'stream_interrupted',
+        }),
+      )
     }
     reader = next.getReader()
     chunks.resumed = true
@@ -144,7 +155,9 @@ export function relayEventStream(options: StreamRelayOptions): ReadableStream<Ui
               await reader.cancel().catch(() => {})
               options.onGiveUp(new StreamBroken('stall', 'deadline'))
               chunks.finished = true
-              out += errorEvent(errorBody('The request took longer than the gateway allows', { type: 'server_error', code: 'timeout' }))
+              out += errorEvent(
+                errorBody('The request took longer than the gateway allows', { type: 'server_error', code: 'timeout' }),
+              )
             } else failure = error instanceof StreamBroken ? error : new StreamBroken('server_error', String(error))
           }
           if (failure) {

@@ -14,6 +14,7 @@ export function usageOf(body: unknown): Usage | undefined {
   if (typeof body !== 'object' || body === null) return undefined
   const answer = body as { usage?: ReceivedUsage | null; input_tokens?: number; output_tokens?: number }
   if (answer.usage) return usageFrom(answer.usage)
-  if (typeof answer.input_tokens === 'number') return { promptTokens: answer.input_tokens, completionTokens: answer.output_tokens ?? 0 }
+  if (typeof answer.input_tokens === 'number')
+    return { promptTokens: answer.input_tokens, completionTokens: answer.output_tokens ?? 0 }
   return undefined
 }

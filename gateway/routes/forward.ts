@@ -6,7 +6,10 @@ import type { RoutingMetrics } from '../types.ts'
 import type { UpstreamFetch } from '../upstream/upstream.ts'
 
 /** What a route decides about its backend call; the rest is the gateway's. */
-export type BackendCall = Omit<ForwardOptions, 'upstream' | 'router' | 'metrics' | 'regions' | 'deadline' | 'backendHeaders' | 'onTokenRefused'>
+export type BackendCall = Omit<
+  ForwardOptions,
+  'upstream' | 'router' | 'metrics' | 'regions' | 'deadline' | 'backendHeaders' | 'onTokenRefused'
+>
 
 /** Forwards the request to a backend node; the proxy's result becomes the Response here. */
 export type Forward = (c: Context, call: BackendCall) => Promise<Response>
@@ -25,9 +28,22 @@ export interface ForwardDeps {
 export function createForward(deps: ForwardDeps): Forward {
   return async (c, call) => {
     const lifecycle = c.get('lifecycle')
-    const client = { lifecycle, header: (name: string) => c.req.header(name), watch: (onGone: () => void) => (deps.watchClient ?? watchRequestSignal)(c, onGone) }
+    const client = {
+      lifecycle,
+      header: (name: string) => c.req.header(name),
+      watch: (onGone: () => void) => (deps.watchClient ?? watchRequestSignal)(c, onGone),
+    }
     const deadline = lifecycle.record.startedAt + deps.requestTimeoutMs
-    const result: ForwardResult = await forwardToBackend(client, { upstream: deps.upstream, router: deps.router, metrics: deps.metrics, regions: c.get('regionOrder'), deadline, backendHeaders: deps.backendHeaders, onTokenRefused: deps.onTokenRefused, ...call })
+    const result: ForwardResult = await forwardToBackend(client, {
+      upstream: deps.upstream,
+      router: deps.router,
+      metrics: deps.metrics,
+      regions: c.get('regionOrder'),
+      deadline,
+      backendHeaders: deps.backendHeaders,
+      onTokenRefused: deps.onTokenRefused,
+      ...call,
+    })
     return lifecycle.respond(result.body, result.status, result.headers, { endsItself: result.kind === 'stream' })
   }
 }

@@ -54,7 +54,8 @@ export function generationHandler(deps: GenerationDeps): (route: ApiRoute, path:
         model: served?.model,
         stream: { keepUsageEvent: request.clientIncludeUsage, keepTokenIds: request.clientTokenIds, resumable },
       })
-      if (served && lifecycle.record.region) metrics.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
+      if (served && lifecycle.record.region)
+        metrics.served({ model: served.alias ?? served.model, version: served.model, region: lifecycle.record.region })
       if (served?.alias) response.headers.set('x-switchyard-model-version', served.model)
       return response
     }
@@ -62,7 +63,17 @@ export function generationHandler(deps: GenerationDeps): (route: ApiRoute, path:
     const variant = `${request.clientIncludeUsage ? 'usage' : ''}${request.clientTokenIds ? ':ids' : ''}`
     // Encoder answers depend only on the input (no sampling): cached whatever the body says about temperature.
     const deterministic = route === 'embeddings' || route === 'predict' ? true : undefined
-    const response = await cache.handle({ route: path, tenant: c.get('principal').tenant, body: request.json, variant, deterministic, cacheControl: c.req.header('cache-control') }, forward)
+    const response = await cache.handle(
+      {
+        route: path,
+        tenant: c.get('principal').tenant,
+        body: request.json,
+        variant,
+        deterministic,
+        cacheControl: c.req.header('cache-control'),
+      },
+      forward,
+    )
     lifecycle.record.cache = (response.headers.get('x-cache') as 'HIT' | 'MISS' | 'BYPASS' | null) ?? undefined
     return response
   }

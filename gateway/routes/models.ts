@@ -13,7 +13,8 @@ const MODEL_ID = /^(?!\.{1,2}(\/|$))[\w.:-]+(\/(?!\.{1,2}(\/|$))[\w.:-]+)*$/
  * whoever asks, as any path that climbs out of the API does.
  */
 export const modelIdPath: MiddlewareHandler = async (c, next) => {
-  if (!MODEL_ID.test(c.req.param('id') ?? '')) return errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found')
+  if (!MODEL_ID.test(c.req.param('id') ?? ''))
+    return errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found')
   await next()
 }
 
@@ -22,11 +23,15 @@ export const modelIdPath: MiddlewareHandler = async (c, next) => {
  * in /v1/models, and 404 model_not_found for a model this key may not use (as for one that does
  * not exist, so a key cannot probe for other tenants' models).
  */
-export function retrieveModel(options: { aliases: RoutingConfig['aliases']; forward: (c: Context, id: string) => Promise<Response> }): Handler {
+export function retrieveModel(options: {
+  aliases: RoutingConfig['aliases']
+  forward: (c: Context, id: string) => Promise<Response>
+}): Handler {
   return async (c) => {
     const id = c.req.param('id')!
     const allowed = c.get('principal').models
-    const notFound = () => gatewayError(404, `The model '${id}' does not exist`, 'model_not_found', { param: 'model' }).getResponse()
+    const notFound = () =>
+      gatewayError(404, `The model '${id}' does not exist`, 'model_not_found', { param: 'model' }).getResponse()
     if (allowed && !allowed.includes(id)) return notFound()
     if (Object.hasOwn(options.aliases, id)) return c.json({ id, object: 'model', owned_by: 'switchyard', created: 0 })
     const response = await options.forward(c, id)
@@ -51,7 +56,11 @@ export function listTaskModels(options: { forward: Forward }): Handler {
  * GET /v1/models: the backend's list (its context lengths learned on the way) merged with the
  * aliases. Aliases are models too; a key limited to some models sees only those.
  */
-export function listModels(options: { aliases: RoutingConfig['aliases']; contexts: ModelContextLengths; forward: Forward }): Handler {
+export function listModels(options: {
+  aliases: RoutingConfig['aliases']
+  contexts: ModelContextLengths
+  forward: Forward
+}): Handler {
   return async (c) => {
     const response = await options.forward(c, { path: '/v1/models', method: 'GET' })
     if (response.status !== 200) return response
@@ -60,6 +69,9 @@ export function listModels(options: { aliases: RoutingConfig['aliases']; context
     const aliases = Object.keys(options.aliases).filter((name) => !list.data.some((m) => m.id === name))
     const data = [...list.data, ...aliases.map((id) => ({ id, object: 'model', owned_by: 'switchyard', created: 0 }))]
     const allowed = c.get('principal').models
-    return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, { 'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '', 'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '' })
+    return c.json({ ...list, data: allowed ? data.filter((m) => allowed.includes(m.id)) : data }, 200, {
+      'x-switchyard-region': response.headers.get('x-switchyard-region') ?? '',
+      'x-switchyard-backend': response.headers.get('x-switchyard-backend') ?? '',
+    })
   }
 }

@@ -11,7 +11,12 @@ export interface ResolvedModel {
  * Public model names that stand for weighted versions (canary, A/B). Sticky aliases hash the
  * caller id, so one key keeps getting one version while the weights stay the same.
  */
-export function resolveModel(aliases: RoutingConfig['aliases'], model: string | undefined, callerId: string, random: () => number = Math.random): ResolvedModel | undefined {
+export function resolveModel(
+  aliases: RoutingConfig['aliases'],
+  model: string | undefined,
+  callerId: string,
+  random: () => number = Math.random,
+): ResolvedModel | undefined {
   if (model === undefined) return undefined
   // Own keys only: a model named "constructor" or "__proto__" must not find Object.prototype's members.
   const alias = Object.hasOwn(aliases, model) ? aliases[model] : undefined

@@ -137,7 +137,8 @@ export class BackendNode {
       this.record(true, Date.now() - started)
       return result
     } catch (error) {
-      if (!notTheNodes(error) && (error as { code?: string }).code !== 'EOPENBREAKER') this.record(false, Date.now() - started)
+      if (!notTheNodes(error) && (error as { code?: string }).code !== 'EOPENBREAKER')
+        this.record(false, Date.now() - started)
       throw error
     } finally {
       this.setInFlight(-1)
@@ -175,9 +176,18 @@ export class BackendNode {
   recentStats(): { requests: number; errorRate: number; p50Ms: number | null; p99Ms: number | null } {
     const since = Date.now() - RECENT_WINDOW_MS
     const recent = this.recent.filter((r) => r.at >= since)
-    const latencies = recent.filter((r) => r.ok).map((r) => r.ms).sort((a, b) => a - b)
-    const pick = (q: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : null)
-    return { requests: recent.length, errorRate: recent.length ? recent.filter((r) => !r.ok).length / recent.length : 0, p50Ms: pick(0.5), p99Ms: pick(0.99) }
+    const latencies = recent
+      .filter((r) => r.ok)
+      .map((r) => r.ms)
+      .sort((a, b) => a - b)
+    const pick = (q: number) =>
+      latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] : null
+    return {
+      requests: recent.length,
+      errorRate: recent.length ? recent.filter((r) => !r.ok).length / recent.length : 0,
+      p50Ms: pick(0.5),
+      p99Ms: pick(0.99),
+    }
   }
 
   shutdown(): void {
@@ -230,7 +240,10 @@ export class BackendNode {
     this.consecutiveFailures++
     if (!this.ejected && this.consecutiveFailures >= this.settings.outlier.consecutiveFailures) {
       this.ejected = true
-      this.hooks.logger.warn({ ...this.labels, failures: this.consecutiveFailures }, 'node ejected after consecutive failures; back when a health check passes')
+      this.hooks.logger.warn(
+        { ...this.labels, failures: this.consecutiveFailures },
+        'node ejected after consecutive failures; back when a health check passes',
+      )
     }
   }
 

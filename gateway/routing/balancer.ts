@@ -6,9 +6,16 @@ import type { BackendNode } from './backend-node.ts'
  * weight (two weighted random picks, the less loaded wins). Cheap, and it avoids the herd that
  * "always the least loaded" causes when many gateways share stale load figures.
  */
-export function pickNode(nodes: readonly BackendNode[], model: string | undefined, exclude: ReadonlySet<BackendNode>, options: { panic?: boolean; random?: () => number } = {}): BackendNode | undefined {
+export function pickNode(
+  nodes: readonly BackendNode[],
+  model: string | undefined,
+  exclude: ReadonlySet<BackendNode>,
+  options: { panic?: boolean; random?: () => number } = {},
+): BackendNode | undefined {
   const random = options.random ?? Math.random
-  const candidates = nodes.filter((n) => (options.panic ? n.breakerAllows : n.usable) && n.serves(model) && !exclude.has(n))
+  const candidates = nodes.filter(
+    (n) => (options.panic ? n.breakerAllows : n.usable) && n.serves(model) && !exclude.has(n),
+  )
   if (candidates.length <= 1) return candidates[0]
   const first = weightedPick(candidates, random)
   const rest = candidates.filter((n) => n !== first)

@@ -43,7 +43,10 @@ export function startDnsDiscovery(options: {
         try {
           next.set(name, (await options.lookup(name)).sort())
         } catch (error) {
-          options.logger.warn({ name, error: errorMessage(error) }, 'DNS lookup for backend nodes failed; keeping the last addresses')
+          options.logger.warn(
+            { name, error: errorMessage(error) },
+            'DNS lookup for backend nodes failed; keeping the last addresses',
+          )
           next.set(name, current.get(name) ?? [])
         }
       }),

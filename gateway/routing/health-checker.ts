@@ -24,7 +24,13 @@ export interface HealthChecks {
  * without (Workers, where a timer dies with the request that set it) nothing runs until
  * checkIfDue is called.
  */
-export function startHealthChecks(options: { nodes: () => readonly BackendNode[]; upstream: UpstreamFetch; settings: () => HealthCheckSettings; headers?: () => Promise<Record<string, string>>; timers?: boolean }): HealthChecks {
+export function startHealthChecks(options: {
+  nodes: () => readonly BackendNode[]
+  upstream: UpstreamFetch
+  settings: () => HealthCheckSettings
+  headers?: () => Promise<Record<string, string>>
+  timers?: boolean
+}): HealthChecks {
   let timer: ReturnType<typeof setTimeout> | undefined
   let stopped = false
   let dueAt = 0
@@ -35,7 +41,12 @@ export function startHealthChecks(options: { nodes: () => readonly BackendNode[]
     const cancel = new Cancellation()
     const giveUp = setTimeout(() => cancel.cancel(), timeoutMs)
     try {
-      const response = await options.upstream({ url: `${node.url}/ready`, method: 'GET', headers: (await options.headers?.()) ?? {}, cancel })
+      const response = await options.upstream({
+        url: `${node.url}/ready`,
+        method: 'GET',
+        headers: (await options.headers?.()) ?? {},
+        cancel,
+      })
       await response.text().catch(() => '')
       node.checked(response.status === 200, response.status === 200 ? undefined : `status ${response.status}`)
     } catch {

@@ -23,7 +23,13 @@ export interface ModelContextLengths {
  * reservation. A lookup runs in the background when a model is unknown (at most one at a time,
  * one per `retryMs`), so no request waits for it.
  */
-export function createModelContextLengths(options: { router: Router; upstream: UpstreamFetch; headers?: () => Promise<Record<string, string>>; timeoutMs?: number; retryMs?: number }): ModelContextLengths {
+export function createModelContextLengths(options: {
+  router: Router
+  upstream: UpstreamFetch
+  headers?: () => Promise<Record<string, string>>
+  timeoutMs?: number
+  retryMs?: number
+}): ModelContextLengths {
   const lengths = new Map<string, number>()
   const retryMs = options.retryMs ?? 10_000
   let running: Promise<void> | undefined
@@ -40,7 +46,12 @@ export function createModelContextLengths(options: { router: Router; upstream: U
     const cancel = new Cancellation()
     const giveUp = setTimeout(() => cancel.cancel(), options.timeoutMs ?? 2_000)
     try {
-      const response = await options.upstream({ url: `${url}/v1/models`, method: 'GET', headers: (await options.headers?.()) ?? {}, cancel })
+      const response = await options.upstream({
+        url: `${url}/v1/models`,
+        method: 'GET',
+        headers: (await options.headers?.()) ?? {},
+        cancel,
+      })
       const text = await response.text()
       if (response.status !== 200) return
       const list = JSON.parse(text) as { data?: unknown }
@@ -53,7 +64,12 @@ export function createModelContextLengths(options: { router: Router; upstream: U
   }
   const refresh = () => {
     lastTry = Date.now()
-    running ??= Promise.all(options.router.nodes().filter((n) => n.usable).map((n) => askOne(n.url))).then(() => {
+    running ??= Promise.all(
+      options.router
+        .nodes()
+        .filter((n) => n.usable)
+        .map((n) => askOne(n.url)),
+    ).then(() => {
       running = undefined
     })
     return running
@@ -71,7 +87,11 @@ export function createModelContextLengths(options: { router: Router; upstream: U
 }
 
 /** The context window behind a public model name: an alias's largest version, once every version is known. */
-export function contextOfPublicModel(contexts: ModelContextLengths, aliases: RoutingConfig['aliases'], model: string | undefined): number | undefined {
+export function contextOfPublicModel(
+  contexts: ModelContextLengths,
+  aliases: RoutingConfig['aliases'],
+  model: string | undefined,
+): number | undefined {
   if (model === undefined) return undefined
   const alias = Object.hasOwn(aliases, model) ? aliases[model] : undefined
   const lengths = (alias ? alias.versions.map((v) => v.model) : [model]).map((id) => contexts.get(id))

@@ -9,7 +9,10 @@ export class RetryBudget {
   private bucketStart = 0
   private current = 0
 
-  constructor(private readonly settings: { budgetRatio: number; budgetMinPerSecond: number; budgetWindowSeconds: number }, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly settings: { budgetRatio: number; budgetMinPerSecond: number; budgetWindowSeconds: number },
+    private readonly now: () => number = Date.now,
+  ) {
     this.requests = new Array(settings.budgetWindowSeconds).fill(0)
     this.retries = new Array(settings.budgetWindowSeconds).fill(0)
   }
@@ -23,7 +26,9 @@ export class RetryBudget {
   tryRetry(): boolean {
     this.advance()
     const sum = (a: number[]) => a.reduce((x, y) => x + y, 0)
-    const allowed = this.settings.budgetRatio * sum(this.requests) + this.settings.budgetMinPerSecond * this.settings.budgetWindowSeconds
+    const allowed =
+      this.settings.budgetRatio * sum(this.requests) +
+      this.settings.budgetMinPerSecond * this.settings.budgetWindowSeconds
     if (sum(this.retries) + 1 > allowed) return false
     this.retries[this.current]++
     return true
@@ -31,7 +36,11 @@ export class RetryBudget {
 
   snapshot(): { requests: number; retries: number; windowSeconds: number } {
     this.advance()
-    return { requests: this.requests.reduce((a, b) => a + b, 0), retries: this.retries.reduce((a, b) => a + b, 0), windowSeconds: this.settings.budgetWindowSeconds }
+    return {
+      requests: this.requests.reduce((a, b) => a + b, 0),
+      retries: this.retries.reduce((a, b) => a + b, 0),
+      windowSeconds: this.settings.budgetWindowSeconds,
+    }
   }
 
   /** Moves to the current one-second bucket, clearing the buckets that fell out of the window. */

@@ -40,11 +40,20 @@ export class Router {
   private discovered: ResolvedNames = new Map()
   private readonly checks: HealthChecks
 
-  constructor(settings: RoutingConfig, private readonly hooks: RouterHooks) {
+  constructor(
+    settings: RoutingConfig,
+    private readonly hooks: RouterHooks,
+  ) {
     this.settings = settings
     this.budget = new RetryBudget(settings.retry)
     this.build(settings, new Map())
-    this.checks = startHealthChecks({ nodes: () => this.nodes(), upstream: hooks.upstream, settings: () => this.settings.healthCheck, headers: hooks.headers, timers: hooks.timers })
+    this.checks = startHealthChecks({
+      nodes: () => this.nodes(),
+      upstream: hooks.upstream,
+      settings: () => this.settings.healthCheck,
+      headers: hooks.headers,
+      timers: hooks.timers,
+    })
   }
 
   /**
@@ -89,7 +98,11 @@ export class Router {
    * nodes), it tries those nodes anyway rather than refuse everything ("panic mode", as Envoy
    * does); open breakers are still respected.
    */
-  pick(order: readonly string[], model: string | undefined, exclude: ReadonlySet<BackendNode>): BackendNode | undefined {
+  pick(
+    order: readonly string[],
+    model: string | undefined,
+    exclude: ReadonlySet<BackendNode>,
+  ): BackendNode | undefined {
     for (const panic of [false, true]) {
       for (const name of order) {
         const region = this.regions.get(name)
@@ -107,8 +120,11 @@ export class Router {
 
   update(settings: RoutingConfig): void {
     const old = new Map(this.nodes().map((n) => [n.id, n]))
-    if (JSON.stringify(settings.retry) !== JSON.stringify(this.settings.retry)) this.budget = new RetryBudget(settings.retry)
-    const sameBreaker = JSON.stringify([settings.breaker, settings.outlier, settings.healthCheck]) === JSON.stringify([this.settings.breaker, this.settings.outlier, this.settings.healthCheck])
+    if (JSON.stringify(settings.retry) !== JSON.stringify(this.settings.retry))
+      this.budget = new RetryBudget(settings.retry)
+    const sameBreaker =
+      JSON.stringify([settings.breaker, settings.outlier, settings.healthCheck]) ===
+      JSON.stringify([this.settings.breaker, this.settings.outlier, this.settings.healthCheck])
     this.settings = settings
     this.build(settings, sameBreaker ? old : new Map())
     const current = new Map(this.nodes().map((n) => [n.id, n]))
@@ -131,7 +147,11 @@ export class Router {
   status() {
     return {
       region: this.settings.region,
-      retryBudget: { ...this.budget.snapshot(), ratio: this.settings.retry.budgetRatio, minPerSecond: this.settings.retry.budgetMinPerSecond },
+      retryBudget: {
+        ...this.budget.snapshot(),
+        ratio: this.settings.retry.budgetRatio,
+        minPerSecond: this.settings.retry.budgetMinPerSecond,
+      },
       regions: [...this.regions.values()].map((r) => ({
         name: r.name,
         fallback: r.fallback,
@@ -163,7 +183,12 @@ export class Router {
       const nodes = expandNodes(region.nodes, this.discovered).map((n) => {
         const models = n.models ? new Set(n.models) : null
         const kept = reusable.get(n.id)
-        const same = kept && kept.url === n.url && kept.region === region.name && kept.weight === n.weight && JSON.stringify(kept.models && [...kept.models]) === JSON.stringify(n.models ?? null)
+        const same =
+          kept &&
+          kept.url === n.url &&
+          kept.region === region.name &&
+          kept.weight === n.weight &&
+          JSON.stringify(kept.models && [...kept.models]) === JSON.stringify(n.models ?? null)
         return same ? kept : new BackendNode(n.id, region.name, n.url, n.weight, models, settings, this.hooks)
       })
       regions.set(region.name, { name: region.name, fallback: region.fallback, nodes })

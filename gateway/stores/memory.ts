@@ -38,7 +38,9 @@ export class MemoryKeyStore implements KeyStore {
 }
 
 export function sortByCreation(records: ApiKeyRecord[]): ApiKeyRecord[] {
-  return records.sort((a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  return records.sort((a, b) =>
+    a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
+  )
 }
 
 export interface MemoryCacheOptions {

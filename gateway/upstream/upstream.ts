@@ -84,4 +84,9 @@ export interface UpstreamResponse {
 export type UpstreamFetch = (request: UpstreamRequest) => Promise<UpstreamResponse>
 
 export const fetchUpstream: UpstreamFetch = (request) =>
-  fetch(request.url, { method: request.method, headers: request.headers, body: request.body, signal: request.cancel && toAbortSignal(request.cancel) })
+  fetch(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body: request.body,
+    signal: request.cancel && toAbortSignal(request.cancel),
+  })

@@ -45,9 +45,13 @@ export interface WorkerSettings {
  * Synchronous, so the first requests of an isolate never wait on each other's promises.
  */
 export function readWorkerSettings(env: WorkerEnv): WorkerSettings {
-  const vars = Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === 'string'))
-  for (const [name, instead] of Object.entries(NODE_ONLY)) if (vars[name]) throw new ConfigError(`${name} is not used by the Workers gateway: ${instead}`)
-  for (const name of ['RATE_LIMITER', 'API_KEY_INDEX', 'API_KEYS'] as const) if (!env[name]) throw new ConfigError(`the ${name} Durable Object binding is missing (see wrangler.toml)`)
+  const vars = Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => typeof entry[1] === 'string'),
+  )
+  for (const [name, instead] of Object.entries(NODE_ONLY))
+    if (vars[name]) throw new ConfigError(`${name} is not used by the Workers gateway: ${instead}`)
+  for (const name of ['RATE_LIMITER', 'API_KEY_INDEX', 'API_KEYS'] as const)
+    if (!env[name]) throw new ConfigError(`the ${name} Durable Object binding is missing (see wrangler.toml)`)
 
   let file: unknown = {}
   if (vars.GATEWAY_CONFIG_JSON) {
@@ -59,7 +63,10 @@ export function readWorkerSettings(env: WorkerEnv): WorkerSettings {
   }
   const config = parseGatewayConfig(file, vars)
   for (const region of config.routing.regions) {
-    if (region.nodes.some((n) => 'dns' in n)) throw new ConfigError(`routing region ${region.name}: nodes found by DNS need the Node gateway; list the nodes by url`)
+    if (region.nodes.some((n) => 'dns' in n))
+      throw new ConfigError(
+        `routing region ${region.name}: nodes found by DNS need the Node gateway; list the nodes by url`,
+      )
   }
   return { config, signingKey: vars.BACKEND_SIGNING_KEY ? signingKey(vars.BACKEND_SIGNING_KEY) : undefined }
 }
@@ -68,6 +75,8 @@ function signingKey(text: string): BackendSigningJwk {
   try {
     return parsePrivateJwk(JSON.parse(text))
   } catch (error) {
-    throw new ConfigError(`BACKEND_SIGNING_KEY: ${error instanceof SyntaxError ? 'not valid JSON' : errorMessage(error)}`)
+    throw new ConfigError(
+      `BACKEND_SIGNING_KEY: ${error instanceof SyntaxError ? 'not valid JSON' : errorMessage(error)}`,
+    )
   }
 }

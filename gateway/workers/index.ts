@@ -43,8 +43,13 @@ function build(env: WorkerEnv): Gateway {
   const logger = createConsoleLogger(config.env.LOG_LEVEL)
   const metrics = createWorkersMetrics(env.METRICS)
   const signer = signingKey ? createBackendTokenSigner({ privateJwk: signingKey }) : undefined
-  if (!signer) logger.warn({}, 'no BACKEND_SIGNING_KEY: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)')
-  if (!env.RESPONSE_CACHE && config.cache.enabled) logger.warn({}, 'no RESPONSE_CACHE binding: the response cache is per isolate, in memory')
+  if (!signer)
+    logger.warn(
+      {},
+      'no BACKEND_SIGNING_KEY: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)',
+    )
+  if (!env.RESPONSE_CACHE && config.cache.enabled)
+    logger.warn({}, 'no RESPONSE_CACHE binding: the response cache is per isolate, in memory')
   const router = new Router(config.routing, {
     metrics: metrics.routing,
     logger,
@@ -90,7 +95,10 @@ function gatewayFor(env: WorkerEnv): Gateway | { error: string } {
     return build(env)
   } catch (error) {
     const message = error instanceof ConfigError ? error.message : String((error as Error)?.stack ?? error)
-    createConsoleLogger('info').error({ error: message }, 'gateway configuration invalid; every request gets 500 until it is fixed')
+    createConsoleLogger('info').error(
+      { error: message },
+      'gateway configuration invalid; every request gets 500 until it is fixed',
+    )
     return { error: message }
   }
 }
@@ -99,7 +107,8 @@ export default {
   async fetch(request: Request, env: WorkerEnv, ctx: ExecutionContext): Promise<Response> {
     const gateway = (built ??= gatewayFor(env))
     // The reason is in the log; clients learn only that the gateway is misconfigured.
-    if ('error' in gateway) return errorResponse(500, 'The gateway is misconfigured; see its logs', 'gateway_misconfigured')
+    if ('error' in gateway)
+      return errorResponse(500, 'The gateway is misconfigured; see its logs', 'gateway_misconfigured')
     return withRequestContext(ctx, () => {
       const checks = gateway.router.maintain()
       if (checks) ctx.waitUntil(checks)

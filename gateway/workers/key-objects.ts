@@ -48,7 +48,8 @@ export class ApiKeyIndexObject extends DurableObject<unknown, DurableObjectState
   constructor(ctx: DurableObjectState, env: unknown) {
     super(ctx, env)
     void ctx.blockConcurrencyWhile(async () => {
-      for (const record of (await ctx.storage.list<ApiKeyRecord>({ prefix: INDEX_PREFIX })).values()) this.records.set(record.id, record)
+      for (const record of (await ctx.storage.list<ApiKeyRecord>({ prefix: INDEX_PREFIX })).values())
+        this.records.set(record.id, record)
     })
   }
 

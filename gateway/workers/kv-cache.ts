@@ -31,7 +31,12 @@ export class KvCacheStore implements CacheStore {
     if (ttlSeconds <= 0) return
     const expiresAt = this.now() + ttlSeconds * 1000
     // Written after the response is on its way: the request stays alive until KV has it.
-    await keepAlive(this.kv.put(this.name(key), value, { expirationTtl: Math.max(KV_MIN_TTL_SECONDS, Math.ceil(ttlSeconds)), metadata: { expiresAt } }))
+    await keepAlive(
+      this.kv.put(this.name(key), value, {
+        expirationTtl: Math.max(KV_MIN_TTL_SECONDS, Math.ceil(ttlSeconds)),
+        metadata: { expiresAt },
+      }),
+    )
   }
 
   private name(key: string): string {

@@ -11,7 +11,13 @@ const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60,
 export function createConsoleLogger(level: GatewayEnv['LOG_LEVEL']): Logger {
   const threshold = LEVELS[level]
   const line = (name: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string) =>
-    JSON.stringify({ level: name, time: new Date().toISOString(), service: 'switchyard-gateway', ...fields, msg: message })
+    JSON.stringify({
+      level: name,
+      time: new Date().toISOString(),
+      service: 'switchyard-gateway',
+      ...fields,
+      msg: message,
+    })
   return {
     info: (fields, message) => {
       if (LEVELS.info >= threshold) console.log(line('info', fields, message))

@@ -41,7 +41,8 @@ export function createWorkersMetrics(dataset: AnalyticsEngineDataset | undefined
         const node = `${region}/${backend}`
         const changed = healthy.get(node) !== isHealthy
         healthy.set(node, isHealthy)
-        if (!ok || changed) write('health_check', [region, backend, ok ? 'pass' : 'fail', isHealthy ? 'healthy' : 'unhealthy'])
+        if (!ok || changed)
+          write('health_check', [region, backend, ok ? 'pass' : 'fail', isHealthy ? 'healthy' : 'unhealthy'])
       },
       retryBudgetExhausted: () => write('retry_budget_exhausted', []),
       inFlight: () => {},

@@ -26,7 +26,10 @@ export interface DurableObjectRateLimitOptions {
  * admission is one call to its object, and the keys of different callers never contend.
  * Settles (slot release, refund) happen after the response and keep the request alive until done.
  */
-export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<RateLimiterRpc>, options: DurableObjectRateLimitOptions = {}): RateLimitStore {
+export function createDurableObjectRateLimits(
+  namespace: DurableObjectNamespace<RateLimiterRpc>,
+  options: DurableObjectRateLimitOptions = {},
+): RateLimitStore {
   const slotTtlMs = options.slotTtlMs ?? 15_000
   // A stub is cheap and belongs to the request that made it, so each call makes its own.
   const counters = (name: string) => namespace.get(namespace.idFromName(name))
@@ -42,7 +45,10 @@ export function createDurableObjectRateLimits(namespace: DurableObjectNamespace<
       const outcome = await counters(key).admit(want, slotId ?? '', slotTtlMs)
       // The renewals run on the request's timers: when workerd ends the request without the
       // settle below (its client left and the abort came too late), they stop with it.
-      const lease = outcome.allowed && slotId !== undefined ? renewEvery(slotTtlMs / 3, () => counters(key).renew(slotId, slotTtlMs)) : undefined
+      const lease =
+        outcome.allowed && slotId !== undefined
+          ? renewEvery(slotTtlMs / 3, () => counters(key).renew(slotId, slotTtlMs))
+          : undefined
       return toAdmission(outcome, want, async (refund, tokenWindow) => {
         if (lease !== undefined) clearInterval(lease)
         if (slotId !== undefined || refund > 0) await keepAlive(counters(key).settle(slotId, refund, tokenWindow))

@@ -35,12 +35,21 @@ const OUT = resolve(REPO_ROOT, process.env.BENCH_OUT ?? 'docs/bench')
 const MODEL_DIR = resolve(REPO_ROOT, 'models/bench-minilm-l6')
 /** The batcher's settings as a backend node would read them (ENCODER_* variables, else their defaults). */
 const CONFIG = loadBackendConfig()
-const BATCHING = { windowMs: CONFIG.ENCODER_BATCH_WINDOW_MS, maxBatchTokens: CONFIG.ENCODER_MAX_BATCH_TOKENS, maxBatchSize: CONFIG.ENCODER_MAX_BATCH_SIZE }
+const BATCHING = {
+  windowMs: CONFIG.ENCODER_BATCH_WINDOW_MS,
+  maxBatchTokens: CONFIG.ENCODER_MAX_BATCH_TOKENS,
+  maxBatchSize: CONFIG.ENCODER_MAX_BATCH_SIZE,
+}
 const TARGET_AT_16 = 3
 /** Embeddings per run at least (more when the concurrency is higher): enough work to time, little enough for a shared machine. */
 const baseEmbeddings = (tokens: number) => Math.max(4, Math.round((tokens <= 32 ? 128 : 24) * (QUICK ? 0.5 : 1)))
 
-for (const [name, values] of Object.entries({ BENCH_THREADS: [THREADS], BENCH_REPEAT: [REPEAT], BENCH_LEVELS: LEVELS, BENCH_LENGTHS: LENGTHS })) {
+for (const [name, values] of Object.entries({
+  BENCH_THREADS: [THREADS],
+  BENCH_REPEAT: [REPEAT],
+  BENCH_LEVELS: LEVELS,
+  BENCH_LENGTHS: LENGTHS,
+})) {
   if (values.some((v) => !Number.isInteger(v) || v < 1)) throw new Error(`${name} must be positive integers`)
 }
 
@@ -50,8 +59,12 @@ type Embed = (text: string) => Promise<Float32Array>
 /** Texts of exactly `tokens` tokens with [CLS] and [SEP] (one vocabulary word per token), all different. */
 function textsOf(tokenizer: EncoderTokenizer, tokens: number, count: number): string[] {
   const words = 'the of and to in is it you that he was for on are with as his they be at one have this from'.split(' ')
-  const texts = Array.from({ length: count }, (_, i) => Array.from({ length: tokens - 2 }, (_, j) => words[(i * 7 + j * (1 + (i % 5))) % words.length]).join(' '))
-  for (const text of texts.slice(0, 3)) if (tokenizer.encode(text, 512).length !== tokens) throw new Error(`a ${tokens}-token bench text has ${tokenizer.encode(text, 512).length} tokens`)
+  const texts = Array.from({ length: count }, (_, i) =>
+    Array.from({ length: tokens - 2 }, (_, j) => words[(i * 7 + j * (1 + (i % 5))) % words.length]).join(' '),
+  )
+  for (const text of texts.slice(0, 3))
+    if (tokenizer.encode(text, 512).length !== tokens)
+      throw new Error(`a ${tokens}-token bench text has ${tokenizer.encode(text, 512).length} tokens`)
   return texts
 }
 
@@ -71,7 +84,8 @@ async function measure(embed: Embed, texts: string[], concurrency: number): Prom
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
-const cosine = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + v * b[i], 0) / Math.hypot(...a) / Math.hypot(...b)
+const cosine = (a: Float32Array, b: Float32Array) =>
+  a.reduce((s, v, i) => s + v * b[i], 0) / Math.hypot(...a) / Math.hypot(...b)
 
 async function main(): Promise<void> {
   if (!existsSync(resolve(MODEL_DIR, 'onnx/model.onnx'))) {
@@ -93,14 +107,20 @@ async function main(): Promise<void> {
   env.allowRemoteModels = false
   env.allowLocalModels = true
   env.localModelPath = `${dirname(MODEL_DIR)}/`
-  const extractor = await pipeline('feature-extraction', basename(MODEL_DIR), { device: 'cpu', dtype: 'fp32', session_options: { intraOpNumThreads: THREADS, interOpNumThreads: 1 } } as never)
-  const theirs: Embed = async (text) => (await extractor(text, { pooling: 'mean', normalize: true })).data as Float32Array
+  const extractor = await pipeline('feature-extraction', basename(MODEL_DIR), {
+    device: 'cpu',
+    dtype: 'fp32',
+    session_options: { intraOpNumThreads: THREADS, interOpNumThreads: 1 },
+  } as never)
+  const theirs: Embed = async (text) =>
+    (await extractor(text, { pooling: 'mean', normalize: true })).data as Float32Array
   const sides: Record<Side, Embed> = { switchyard: ours, 'transformers.js': theirs }
 
   // Same files, same pooling: the two must agree before their speeds mean anything.
   for (const text of ['hello world', textsOf(tokenizer, 256, 1)[0]]) {
     const similarity = cosine(await ours(text), await theirs(text))
-    if (!(similarity > 0.9999)) throw new Error(`the two sides disagree on "${text.slice(0, 40)}": cosine ${similarity}`)
+    if (!(similarity > 0.9999))
+      throw new Error(`the two sides disagree on "${text.slice(0, 40)}": cosine ${similarity}`)
   }
 
   const points: { tokens: number; concurrency: number; embeddings: number; runs: Record<Side, number[]> }[] = []
@@ -115,7 +135,9 @@ async function main(): Promise<void> {
         for (const side of order) runs[side].push(await measure(sides[side], texts, concurrency))
       }
       points.push({ tokens, concurrency, embeddings: texts.length, runs })
-      console.log(`${tokens} tokens × ${concurrency} concurrent: ours ${median(runs.switchyard).toFixed(1)}/s, transformers.js ${median(runs['transformers.js']).toFixed(1)}/s, ratio ${(median(runs.switchyard) / median(runs['transformers.js'])).toFixed(2)}`)
+      console.log(
+        `${tokens} tokens × ${concurrency} concurrent: ours ${median(runs.switchyard).toFixed(1)}/s, transformers.js ${median(runs['transformers.js']).toFixed(1)}/s, ratio ${(median(runs.switchyard) / median(runs['transformers.js'])).toFixed(2)}`,
+      )
     }
   }
   await engine.close()
@@ -123,12 +145,30 @@ async function main(): Promise<void> {
   report(points)
 }
 
-function report(points: { tokens: number; concurrency: number; embeddings: number; runs: Record<Side, number[]> }[]): void {
-  const command = `${Object.entries({ BENCH_THREADS: process.env.BENCH_THREADS, BENCH_REPEAT: process.env.BENCH_REPEAT, BENCH_QUICK: process.env.BENCH_QUICK, BENCH_LEVELS: process.env.BENCH_LEVELS, BENCH_LENGTHS: process.env.BENCH_LENGTHS, ENCODER_BATCH_WINDOW_MS: process.env.ENCODER_BATCH_WINDOW_MS, ENCODER_MAX_BATCH_TOKENS: process.env.ENCODER_MAX_BATCH_TOKENS, ENCODER_MAX_BATCH_SIZE: process.env.ENCODER_MAX_BATCH_SIZE })
+function report(
+  points: { tokens: number; concurrency: number; embeddings: number; runs: Record<Side, number[]> }[],
+): void {
+  const command = `${Object.entries({
+    BENCH_THREADS: process.env.BENCH_THREADS,
+    BENCH_REPEAT: process.env.BENCH_REPEAT,
+    BENCH_QUICK: process.env.BENCH_QUICK,
+    BENCH_LEVELS: process.env.BENCH_LEVELS,
+    BENCH_LENGTHS: process.env.BENCH_LENGTHS,
+    ENCODER_BATCH_WINDOW_MS: process.env.ENCODER_BATCH_WINDOW_MS,
+    ENCODER_MAX_BATCH_TOKENS: process.env.ENCODER_MAX_BATCH_TOKENS,
+    ENCODER_MAX_BATCH_SIZE: process.env.ENCODER_MAX_BATCH_SIZE,
+  })
     .filter(([, v]) => v)
     .map(([k, v]) => `${k}=${v} `)
     .join('')}npm run bench:embeddings`
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, kernel: release(), loadavg: loadavg(), node: process.version, ...transformersVersions() }
+  const machine = {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model,
+    kernel: release(),
+    loadavg: loadavg(),
+    node: process.version,
+    ...transformersVersions(),
+  }
   const rows = points.map((p) => {
     const ours = median(p.runs.switchyard)
     const theirs = median(p.runs['transformers.js'])
@@ -136,9 +176,22 @@ function report(points: { tokens: number; concurrency: number; embeddings: numbe
   })
   const at16 = rows.filter((r) => r.concurrency === 16)
   mkdirSync(OUT, { recursive: true })
-  writeFileSync(resolve(OUT, 'embeddings.json'), `${JSON.stringify({ date: new Date().toISOString(), command, threads: THREADS, repeat: REPEAT, quick: QUICK, machine, targetAt16: TARGET_AT_16, rows }, null, 2)}\n`)
-  const table = rows.map((r) => `| ${r.tokens} | ${r.concurrency} | ${r.embeddings} | ${r.ours.toFixed(1)} | ${r.theirs.toFixed(1)} | ${r.ratio.toFixed(2)}x |`).join('\n')
-  const verdict = at16.map((r) => `${r.tokens} tokens: ${r.ratio.toFixed(2)}x (${r.ratio >= TARGET_AT_16 ? 'meets' : 'misses'} the ${TARGET_AT_16}x target)`).join('; ')
+  writeFileSync(
+    resolve(OUT, 'embeddings.json'),
+    `${JSON.stringify({ date: new Date().toISOString(), command, threads: THREADS, repeat: REPEAT, quick: QUICK, machine, targetAt16: TARGET_AT_16, rows }, null, 2)}\n`,
+  )
+  const table = rows
+    .map(
+      (r) =>
+        `| ${r.tokens} | ${r.concurrency} | ${r.embeddings} | ${r.ours.toFixed(1)} | ${r.theirs.toFixed(1)} | ${r.ratio.toFixed(2)}x |`,
+    )
+    .join('\n')
+  const verdict = at16
+    .map(
+      (r) =>
+        `${r.tokens} tokens: ${r.ratio.toFixed(2)}x (${r.ratio >= TARGET_AT_16 ? 'meets' : 'misses'} the ${TARGET_AT_16}x target)`,
+    )
+    .join('; ')
   const md = `# Embeddings benchmark
 
 \`${command}\` (${new Date().toISOString()}; ${THREADS} intra-op thread(s), median of ${REPEAT} run(s) per point;

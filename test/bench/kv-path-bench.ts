@@ -31,12 +31,25 @@ try {
     const dir = join(scratch, style)
     await buildRandomLlama({ dir, preset, seed: 1, style })
     const folder = loadModelFolder(dir)
-    runners.set(style, await ModelRunner.load(folder.onnxPath, { device: 'cpu', cudaDeviceId: 0, cpuThreads: threads, graphOptimization: 'all' }, () => {}, folder))
+    runners.set(
+      style,
+      await ModelRunner.load(
+        folder.onnxPath,
+        { device: 'cpu', cudaDeviceId: 0, cpuThreads: threads, graphOptimization: 'all' },
+        () => {},
+        folder,
+      ),
+    )
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-  console.log(`preset ${preset}, prompt ${promptLength} tokens, ${steps} decode steps, ${rounds} rounds, ${threads} thread(s)`)
+  console.log(
+    `preset ${preset}, prompt ${promptLength} tokens, ${steps} decode steps, ${rounds} rounds, ${threads} thread(s)`,
+  )
   for (const batch of batches) {
-    const times = new Map<GraphStyle, number[]>([['optimum', []], ['genai', []]])
+    const times = new Map<GraphStyle, number[]>([
+      ['optimum', []],
+      ['genai', []],
+    ])
     for (let round = 0; round < rounds; round++) {
       for (const [style, runner] of runners) {
         const prompt = Array.from({ length: promptLength }, (_, i) => 3 + ((i * 7) % 500))
@@ -49,7 +62,9 @@ try {
       }
     }
     const [concat, inPlace] = [median(times.get('optimum')!), median(times.get('genai')!)]
-    console.log(`batch ${batch}: new-rows ${concat.toFixed(2)} ms/step, in-place ${inPlace.toFixed(2)} ms/step, in-place / new-rows ${(inPlace / concat).toFixed(2)}`)
+    console.log(
+      `batch ${batch}: new-rows ${concat.toFixed(2)} ms/step, in-place ${inPlace.toFixed(2)} ms/step, in-place / new-rows ${(inPlace / concat).toFixed(2)}`,
+    )
   }
   for (const runner of runners.values()) await runner.dispose()
 } finally {

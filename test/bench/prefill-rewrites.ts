@@ -24,7 +24,12 @@ const variants: Record<string, (model: ReturnType<typeof decodeModel>) => void> 
     exposeNewKvRows(m)
   },
 }
-const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential' }
+const options: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  executionMode: 'sequential',
+}
 const sessions: Record<string, ort.InferenceSession> = {}
 for (const [name, rewrite] of Object.entries(variants)) {
   const model = decodeModel(readFileSync(path))
@@ -44,15 +49,30 @@ for (let round = 0; round < rounds; round++) {
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', ids, [1, length]),
       attention_mask: new ort.Tensor('int64', new BigInt64Array(length).fill(1n), [1, length]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length }, (_, i) => BigInt(i)), [1, length]),
+      position_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length }, (_, i) => BigInt(i)),
+        [1, length],
+      ),
     }
-    if (session.inputNames.includes(LOGIT_ROWS_INPUT)) feeds[LOGIT_ROWS_INPUT] = new ort.Tensor('int64', BigInt64Array.of(BigInt(length - 1)), [1])
-    for (let l = 0; l < layers; l++) for (const kind of ['key', 'value']) feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, headDim])
+    if (session.inputNames.includes(LOGIT_ROWS_INPUT))
+      feeds[LOGIT_ROWS_INPUT] = new ort.Tensor('int64', BigInt64Array.of(BigInt(length - 1)), [1])
+    for (let l = 0; l < layers; l++)
+      for (const kind of ['key', 'value'])
+        feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, heads, 0, headDim])
     const started = performance.now()
     await session.run(feeds)
     times[name].push(performance.now() - started)
   }
-  console.log(`round ${round + 1}: ${Object.entries(times).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} ms`).join(', ')}`)
+  console.log(
+    `round ${round + 1}: ${Object.entries(times)
+      .map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)} ms`)
+      .join(', ')}`,
+  )
 }
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]
-console.log(`median of ${rounds} (${length} tokens, ${path}): ${Object.entries(times).map(([k, v]) => `${k} ${median(v).toFixed(0)} ms`).join(', ')}`)
+console.log(
+  `median of ${rounds} (${length} tokens, ${path}): ${Object.entries(times)
+    .map(([k, v]) => `${k} ${median(v).toFixed(0)} ms`)
+    .join(', ')}`,
+)

@@ -18,7 +18,10 @@ if (process.env.MODE === 'hono') {
   app.all('*', async (c) => {
     const answer = await upstream.request({ path: c.req.path, method: 'POST', headers, body: await c.req.text() })
     const type = answer.headers['content-type']
-    if (isStream(type)) return c.body(Readable.toWeb(answer.body) as ReadableStream, answer.statusCode as 200, { 'content-type': String(type) })
+    if (isStream(type))
+      return c.body(Readable.toWeb(answer.body) as ReadableStream, answer.statusCode as 200, {
+        'content-type': String(type),
+      })
     return c.body(await answer.body.text(), answer.statusCode as 200, headers)
   })
   serve({ fetch: app.fetch, port, hostname: '127.0.0.1' })

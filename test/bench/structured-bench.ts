@@ -20,7 +20,9 @@ import { startServedModel } from '../helpers/served-model.ts'
  *   BENCH_OUT=docs/bench/structured.json (written with every figure)
  */
 const env = (name: string, fallback: string) => process.env[name] ?? fallback
-const PRESETS = env('BENCH_PRESETS', '15m,100m').split(',').map((s) => s.trim()) as PresetName[]
+const PRESETS = env('BENCH_PRESETS', '15m,100m')
+  .split(',')
+  .map((s) => s.trim()) as PresetName[]
 const STREAMS = env('BENCH_STREAMS', '1,16').split(',').map(Number)
 const TOKENS = Number(env('BENCH_TOKENS', '128'))
 const REPS = Number(env('BENCH_REPS', '3'))
@@ -37,7 +39,17 @@ const schemaFor = (salt: string): GrammarSpec => ({
   schema: JSON.stringify({
     type: 'array',
     minItems: 1000,
-    items: { type: 'object', properties: { id: { type: 'integer' }, [`name${salt}`]: { type: 'string', maxLength: 12 }, ok: { type: 'boolean' }, kind: { enum: ['a', 'b', 'c'] } }, required: ['id', `name${salt}`, 'ok', 'kind'], additionalProperties: false },
+    items: {
+      type: 'object',
+      properties: {
+        id: { type: 'integer' },
+        [`name${salt}`]: { type: 'string', maxLength: 12 },
+        ok: { type: 'boolean' },
+        kind: { enum: ['a', 'b', 'c'] },
+      },
+      required: ['id', `name${salt}`, 'ok', 'kind'],
+      additionalProperties: false,
+    },
   }),
 })
 /**
@@ -46,10 +58,21 @@ const schemaFor = (salt: string): GrammarSpec => ({
  * grammar that leaves a few hundred candidates then looks several times *faster* than free
  * text (BENCH_TEMPERATURE=1 shows it); that measures the sampler, not the grammar.
  */
-const sampling: SamplingParams = { temperature: Number(env('BENCH_TEMPERATURE', '0')), topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 1, logprobs: -1 }
+const sampling: SamplingParams = {
+  temperature: Number(env('BENCH_TEMPERATURE', '0')),
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 1,
+  logprobs: -1,
+}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const started = performance.now()
-const log = (message: string) => console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`)
+const log = (message: string) =>
+  console.log(`[${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}`)
 
 async function modelFor(preset: PresetName): Promise<ServedModel> {
   const dir = resolve(REPO_ROOT, '.cache/models', preset)
@@ -66,7 +89,13 @@ async function modelFor(preset: PresetName): Promise<ServedModel> {
  * tokens are often invalid UTF-8, which makes free text far dearer to decode than JSON and
  * would credit the grammar with the decoder's cost. Returns aggregate tokens/s and the first token's delay.
  */
-async function run(model: ServedModel, prompt: number[], streams: number, grammar?: GrammarSpec, maxTokens = TOKENS): Promise<{ tokensPerSecond: number; ttftMs: number; tokens: number }> {
+async function run(
+  model: ServedModel,
+  prompt: number[],
+  streams: number,
+  grammar?: GrammarSpec,
+  maxTokens = TOKENS,
+): Promise<{ tokensPerSecond: number; ttftMs: number; tokens: number }> {
   const start = performance.now()
   if (grammar) {
     const compiled = await model.engine.compileGrammar(grammar)
@@ -77,11 +106,14 @@ async function run(model: ServedModel, prompt: number[], streams: number, gramma
   await new Promise<void>((resolve, reject) => {
     let finished = 0
     for (let i = 0; i < streams; i++) {
-      model.engine.submit({ promptIds: prompt, maxTokens, sampling: { ...sampling, seed: i }, eosTokenIds: [], grammar }, (event) => {
-        if (event.token !== undefined && tokens++ === 0) ttftMs = performance.now() - start
-        if (event.finish === 'error') reject(new Error(event.message))
-        else if (event.finish && ++finished === streams) resolve()
-      })
+      model.engine.submit(
+        { promptIds: prompt, maxTokens, sampling: { ...sampling, seed: i }, eosTokenIds: [], grammar },
+        (event) => {
+          if (event.token !== undefined && tokens++ === 0) ttftMs = performance.now() - start
+          if (event.finish === 'error') reject(new Error(event.message))
+          else if (event.finish && ++finished === streams) resolve()
+        },
+      )
     }
   })
   return { tokensPerSecond: tokens / ((performance.now() - start) / 1000), ttftMs, tokens }
@@ -93,7 +125,11 @@ async function run(model: ServedModel, prompt: number[], streams: number, gramma
  * token, over `steps` tokens of the benchmark's schema, picking allowed tokens pseudo-randomly.
  */
 async function maskCostPerToken(model: ServedModel, steps = 300): Promise<number> {
-  const vocabulary = grammarVocabulary(model.folder.tokenizerJson, model.engine.info.shape.vocabSize, model.folder.eosTokenIds)
+  const vocabulary = grammarVocabulary(
+    model.folder.tokenizerJson,
+    model.engine.info.shape.vocabSize,
+    model.folder.eosTokenIds,
+  )
   const cache = new GrammarCache(vocabulary, 2)
   await cache.warm()
   const constraint = await cache.constraint(schemaFor(''))
@@ -124,7 +160,9 @@ interface PresetResult {
 async function benchPreset(preset: PresetName): Promise<PresetResult> {
   const model = await modelFor(preset)
   const prompt = model.tokenizer.encode('Once upon a time')
-  log(`${preset}: ${model.engine.info.parameters.toLocaleString('en')} parameters, vocabulary ${model.engine.info.shape.vocabSize}`)
+  log(
+    `${preset}: ${model.engine.info.parameters.toLocaleString('en')} parameters, vocabulary ${model.engine.info.shape.vocabSize}`,
+  )
   try {
     const grammar = schemaFor('')
     await run(model, prompt, 2, grammar) // warm-up: JIT, onnxruntime, the grammar cached
@@ -138,9 +176,16 @@ async function benchPreset(preset: PresetName): Promise<PresetResult> {
         free.push((await run(model, prompt, streams)).tokensPerSecond)
         constrained.push((await run(model, prompt, streams, grammar)).tokensPerSecond)
       }
-      const row = { streams, unconstrained: median(free), constrained: median(constrained), ratio: median(constrained) / median(free) }
+      const row = {
+        streams,
+        unconstrained: median(free),
+        constrained: median(constrained),
+        ratio: median(constrained) / median(free),
+      }
       throughput.push(row)
-      log(`${preset}, ${streams} stream(s): unconstrained ${row.unconstrained.toFixed(1)} tok/s, JSON schema ${row.constrained.toFixed(1)} tok/s (${(row.ratio * 100).toFixed(1)}%)`)
+      log(
+        `${preset}, ${streams} stream(s): unconstrained ${row.unconstrained.toFixed(1)} tok/s, JSON schema ${row.constrained.toFixed(1)} tok/s (${(row.ratio * 100).toFixed(1)}%)`,
+      )
     }
     const cold: number[] = []
     const cached: number[] = []
@@ -155,10 +200,19 @@ async function benchPreset(preset: PresetName): Promise<PresetResult> {
       cached.push((await runFirstToken(model, prompt, fresh)).ttftMs)
       free.push((await runFirstToken(model, prompt)).ttftMs)
     }
-    const ttft = { unconstrainedMs: median(free), coldMs: median(cold), cachedMs: median(cached), coldCompileMs: median(compile) }
-    log(`${preset} time to first token: unconstrained ${ttft.unconstrainedMs.toFixed(1)} ms, schema cold ${ttft.coldMs.toFixed(1)} ms (compile alone ${ttft.coldCompileMs.toFixed(1)} ms), cached ${ttft.cachedMs.toFixed(1)} ms`)
+    const ttft = {
+      unconstrainedMs: median(free),
+      coldMs: median(cold),
+      cachedMs: median(cached),
+      coldCompileMs: median(compile),
+    }
+    log(
+      `${preset} time to first token: unconstrained ${ttft.unconstrainedMs.toFixed(1)} ms, schema cold ${ttft.coldMs.toFixed(1)} ms (compile alone ${ttft.coldCompileMs.toFixed(1)} ms), cached ${ttft.cachedMs.toFixed(1)} ms`,
+    )
     const maskMsPerToken = await maskCostPerToken(model)
-    log(`${preset}: grammar work per constrained token (mask + accept, measured alone): ${maskMsPerToken.toFixed(3)} ms`)
+    log(
+      `${preset}: grammar work per constrained token (mask + accept, measured alone): ${maskMsPerToken.toFixed(3)} ms`,
+    )
     return { preset, parameters: model.engine.info.parameters, maskMsPerToken, throughput, ttft }
   } finally {
     await model.engine.close()
@@ -167,13 +221,21 @@ async function benchPreset(preset: PresetName): Promise<PresetResult> {
 
 const runFirstToken = (model: ServedModel, prompt: number[], grammar?: GrammarSpec) => run(model, prompt, 1, grammar, 1)
 
-log(`structured-output benchmark: presets ${PRESETS.join(', ')}, streams ${STREAMS.join(', ')}, temperature ${sampling.temperature}, ${TOKENS} tokens per stream, ${REPS} reps (medians), ${cpus().length} cores, load ${loadavg()[0].toFixed(1)}`)
+log(
+  `structured-output benchmark: presets ${PRESETS.join(', ')}, streams ${STREAMS.join(', ')}, temperature ${sampling.temperature}, ${TOKENS} tokens per stream, ${REPS} reps (medians), ${cpus().length} cores, load ${loadavg()[0].toFixed(1)}`,
+)
 const results: PresetResult[] = []
 for (const preset of PRESETS) results.push(await benchPreset(preset))
 for (const r of results) {
   const at16 = r.throughput.find((t) => t.streams === 16)
-  if (at16) log(`${r.preset}: constrained keeps ${(at16.ratio * 100).toFixed(1)}% of unconstrained tokens/s at 16 streams (target ≥ ${TARGET_AT_16 * 100}%): ${at16.ratio >= TARGET_AT_16 ? 'met' : 'NOT met'}`)
+  if (at16)
+    log(
+      `${r.preset}: constrained keeps ${(at16.ratio * 100).toFixed(1)}% of unconstrained tokens/s at 16 streams (target ≥ ${TARGET_AT_16 * 100}%): ${at16.ratio >= TARGET_AT_16 ? 'met' : 'NOT met'}`,
+    )
 }
 mkdirSync(resolve(OUT, '..'), { recursive: true })
-writeFileSync(OUT, `${JSON.stringify({ date: new Date().toISOString(), temperature: sampling.temperature, tokensPerStream: TOKENS, reps: REPS, ttftReps: TTFT_REPS, loadAverage: loadavg()[0], cores: cpus().length, results }, null, 2)}\n`)
+writeFileSync(
+  OUT,
+  `${JSON.stringify({ date: new Date().toISOString(), temperature: sampling.temperature, tokensPerStream: TOKENS, reps: REPS, ttftReps: TTFT_REPS, loadAverage: loadavg()[0], cores: cpus().length, results }, null, 2)}\n`,
+)
 log(`figures written to ${relative(REPO_ROOT, OUT)}`)

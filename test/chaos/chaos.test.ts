@@ -35,16 +35,30 @@ const reports: ScenarioReport[] = []
 const started = Date.now()
 
 /** Runs `act` under the load as one phase, then checks the phase's answers against the targets. */
-async function scenario(name: string, what: string, expected: Expected[], act: (notes: string[]) => Promise<void>): Promise<ScenarioReport> {
+async function scenario(
+  name: string,
+  what: string,
+  expected: Expected[],
+  act: (notes: string[]) => Promise<void>,
+): Promise<ScenarioReport> {
   const counters = await cluster.counters()
   const stats = driver.phase(name)
   const notes: string[] = []
   await act(notes)
   driver.phase(BETWEEN)
   await driver.settle(stats)
-  const report: ScenarioReport = { name, what, stats, gateway: counterDelta(counters, await cluster.counters()), expected, notes }
+  const report: ScenarioReport = {
+    name,
+    what,
+    stats,
+    gateway: counterDelta(counters, await cluster.counters()),
+    expected,
+    notes,
+  }
   reports.push(report)
-  console.log(`${name}: sent ${stats.sent}, ok ${stats.ok}, failed ${stats.failed} ${JSON.stringify(stats.failures)}; ${notes.join('; ')}`)
+  console.log(
+    `${name}: sent ${stats.sent}, ok ${stats.ok}, failed ${stats.failed} ${JSON.stringify(stats.failures)}; ${notes.join('; ')}`,
+  )
   assert.ok(stats.sent > RATE, 'the load ran through the scenario')
   assert.deepEqual(unexplained(stats, expected), [], 'every failure is explained')
   assert.equal(stats.nonStreamFailed, 0, 'no non-streaming request failed while a healthy node served the model')
@@ -52,7 +66,8 @@ async function scenario(name: string, what: string, expected: Expected[], act: (
   return report
 }
 
-const activeSequences = async (url: string) => ((await (await fetch(`${url}/model/info`)).json()) as { models: { active: number }[] }).models[0].active
+const activeSequences = async (url: string) =>
+  ((await (await fetch(`${url}/model/info`)).json()) as { models: { active: number }[] }).models[0].active
 /**
  * Waits until a single-choice stream of the load is running on a backend, so that the fault hits
  * work in flight (stories260K is fast: at this load a node is often idle); returns the node's
@@ -62,7 +77,10 @@ async function busy(id: string): Promise<number> {
   await until(`a stream running on ${id}`, () => driver.streamsOn(id) > 0, 15_000)
   return activeSequences(cluster.backends[id].url)
 }
-const storeUp = async (url: string) => /^switchyard_gateway_store_up 1/m.test(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text())
+const storeUp = async (url: string) =>
+  /^switchyard_gateway_store_up 1/m.test(
+    await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text(),
+  )
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`
 const sequences = (n: number) => `${n} sequence${n === 1 ? '' : 's'}`
 
@@ -89,51 +107,80 @@ describe('chaos under steady load', () => {
   })
 
   test('kill -9 a backend node and restart it on the same port', async () => {
-    const report = await scenario('kill -9 backend, restart', 'SIGKILL to eu-1 while a stream of the load runs on it, then a new process on its port; the same for us-2 once eu-1 is back in rotation.', [MULTI_CHOICE_CUT], async (notes) => {
-      for (const id of ['eu-1', 'us-2']) {
-        await sleep(1000)
-        const running = await busy(id)
-        cluster.backends[id].child.kill('SIGKILL')
-        const killed = Date.now()
-        await cluster.replaceBackend(id)
-        notes.push(`${id} killed while generating ${sequences(running)}, among them a single-choice stream of the load; its replacement was back in both gateways' rotation ${seconds(Date.now() - killed)} later.`)
-        await sleep(1000)
-      }
-    })
+    const report = await scenario(
+      'kill -9 backend, restart',
+      'SIGKILL to eu-1 while a stream of the load runs on it, then a new process on its port; the same for us-2 once eu-1 is back in rotation.',
+      [MULTI_CHOICE_CUT],
+      async (notes) => {
+        for (const id of ['eu-1', 'us-2']) {
+          await sleep(1000)
+          const running = await busy(id)
+          cluster.backends[id].child.kill('SIGKILL')
+          const killed = Date.now()
+          await cluster.replaceBackend(id)
+          notes.push(
+            `${id} killed while generating ${sequences(running)}, among them a single-choice stream of the load; its replacement was back in both gateways' rotation ${seconds(Date.now() - killed)} later.`,
+          )
+          await sleep(1000)
+        }
+      },
+    )
     assert.ok(report.gateway.streamFailovers > 0, 'streams in flight on the killed nodes were continued elsewhere')
   })
 
   test('kill Redis and restart it', async () => {
-    await scenario('kill Redis, restart', 'SIGKILL to redis-server for 4 s, then a new one on its port (empty: no persistence).', [], async (notes) => {
-      await sleep(1500)
-      cluster.redis.child.kill('SIGKILL')
-      const killed = Date.now()
-      for (const url of cluster.urls) await until('the gateway to see Redis down', async () => !(await storeUp(url)))
-      notes.push(`Both gateways reported \`switchyard_gateway_store_up 0\` (in-memory limits) within ${seconds(Date.now() - killed)}.`)
-      await sleep(4000)
-      await cluster.redis.restart()
-      const restarted = Date.now()
-      for (const url of cluster.urls) await until('the gateway back on Redis', () => storeUp(url))
-      notes.push(`Redis down ${seconds(restarted - killed)}; both gateways back on Redis (\`store_up 1\`) ${seconds(Date.now() - restarted)} after its restart.`)
-      await sleep(1500)
-    })
+    await scenario(
+      'kill Redis, restart',
+      'SIGKILL to redis-server for 4 s, then a new one on its port (empty: no persistence).',
+      [],
+      async (notes) => {
+        await sleep(1500)
+        cluster.redis.child.kill('SIGKILL')
+        const killed = Date.now()
+        for (const url of cluster.urls) await until('the gateway to see Redis down', async () => !(await storeUp(url)))
+        notes.push(
+          `Both gateways reported \`switchyard_gateway_store_up 0\` (in-memory limits) within ${seconds(Date.now() - killed)}.`,
+        )
+        await sleep(4000)
+        await cluster.redis.restart()
+        const restarted = Date.now()
+        for (const url of cluster.urls) await until('the gateway back on Redis', () => storeUp(url))
+        notes.push(
+          `Redis down ${seconds(restarted - killed)}; both gateways back on Redis (\`store_up 1\`) ${seconds(Date.now() - restarted)} after its restart.`,
+        )
+        await sleep(1500)
+      },
+    )
   })
 
   test('a node that accepts connections and never answers', async () => {
     const hang = await startFakeNode('hang')
     let hangTimeouts = 0
     try {
-      const report = await scenario('node never answers', 'A node that accepts connections and never answers (not even `/ready`) added to region eu with weight 2 by a config reload, for 6 s, then removed by another.', [], async (notes) => {
-        await cluster.setExtraNodes([{ id: 'eu-hang', url: hang.url, weight: 2 }])
-        await sleep(6000)
-        const states = await Promise.all(cluster.gateways.map((g) => cluster.node(g, 'eu-hang')))
-        assert.ok(states.every((s) => s && !s.usable), 'both gateways took the hanging node out of rotation')
-        // Read before the node leaves: its series go with it (issue 16, stale per-node metrics).
-        hangTimeouts = await cluster.nodeCounter('eu-hang', 'timeout')
-        notes.push(`It accepted ${hang.state.connections} connections (health checks included); after 6 s both gateways had it out of rotation (${states.map((s) => `healthy ${s!.healthy}, breaker ${s!.breaker}`).join('; ')}). Requests sent to it waited \`perTryTimeoutMs\` (${ROUTING.retry.perTryTimeoutMs} ms) and were retried on another node.`)
-        await cluster.setExtraNodes([])
-      })
-      assert.ok(hangTimeouts > 0 && report.gateway.retries > 0, 'requests were sent to the hanging node, timed out and were retried')
+      const report = await scenario(
+        'node never answers',
+        'A node that accepts connections and never answers (not even `/ready`) added to region eu with weight 2 by a config reload, for 6 s, then removed by another.',
+        [],
+        async (notes) => {
+          await cluster.setExtraNodes([{ id: 'eu-hang', url: hang.url, weight: 2 }])
+          await sleep(6000)
+          const states = await Promise.all(cluster.gateways.map((g) => cluster.node(g, 'eu-hang')))
+          assert.ok(
+            states.every((s) => s && !s.usable),
+            'both gateways took the hanging node out of rotation',
+          )
+          // Read before the node leaves: its series go with it (issue 16, stale per-node metrics).
+          hangTimeouts = await cluster.nodeCounter('eu-hang', 'timeout')
+          notes.push(
+            `It accepted ${hang.state.connections} connections (health checks included); after 6 s both gateways had it out of rotation (${states.map((s) => `healthy ${s!.healthy}, breaker ${s!.breaker}`).join('; ')}). Requests sent to it waited \`perTryTimeoutMs\` (${ROUTING.retry.perTryTimeoutMs} ms) and were retried on another node.`,
+          )
+          await cluster.setExtraNodes([])
+        },
+      )
+      assert.ok(
+        hangTimeouts > 0 && report.gateway.retries > 0,
+        'requests were sent to the hanging node, timed out and were retried',
+      )
     } finally {
       await hang.stop()
     }
@@ -142,13 +189,20 @@ describe('chaos under steady load', () => {
   test('a node that answers malformed JSON and broken event streams', async () => {
     const faulty = await startFaultyNode('malformed', cluster.backends['us-2'].url)
     try {
-      await scenario('malformed JSON, broken streams', 'A node in front of us-2 that passes its health checks but damages answers: JSON bodies cut in half (status 200), streams cut in the middle of an event, given a garbage event, or ended without `[DONE]`; added to region eu with weight 2 for 6 s.', [MULTI_CHOICE_CUT], async (notes) => {
-        await cluster.setExtraNodes([{ id: 'eu-malformed', url: faulty.url, weight: 2 }])
-        await sleep(6000)
-        await cluster.setExtraNodes([])
-        notes.push(`It took ${faulty.state.generations} generations and damaged them: ${JSON.stringify(faulty.state.faults)}.`)
-        assert.ok(Object.keys(faulty.state.faults).length === 4, 'every kind of damage happened')
-      })
+      await scenario(
+        'malformed JSON, broken streams',
+        'A node in front of us-2 that passes its health checks but damages answers: JSON bodies cut in half (status 200), streams cut in the middle of an event, given a garbage event, or ended without `[DONE]`; added to region eu with weight 2 for 6 s.',
+        [MULTI_CHOICE_CUT],
+        async (notes) => {
+          await cluster.setExtraNodes([{ id: 'eu-malformed', url: faulty.url, weight: 2 }])
+          await sleep(6000)
+          await cluster.setExtraNodes([])
+          notes.push(
+            `It took ${faulty.state.generations} generations and damaged them: ${JSON.stringify(faulty.state.faults)}.`,
+          )
+          assert.ok(Object.keys(faulty.state.faults).length === 4, 'every kind of damage happened')
+        },
+      )
     } finally {
       await faulty.stop()
     }
@@ -157,64 +211,94 @@ describe('chaos under steady load', () => {
   test('a slow node', async () => {
     const slow = await startFaultyNode('slow', cluster.backends['us-2'].url, { jsonDelayMs: 5000, eventDelayMs: 4000 })
     try {
-      await scenario('slow node', `A node in front of us-2 that holds JSON answers 5 s (\`perTryTimeoutMs\` is ${ROUTING.retry.perTryTimeoutMs} ms) and, after 3 events, sends one stream event every 4 s (\`stallTimeoutMs\` is ${ROUTING.stream.stallTimeoutMs} ms); region eu, weight 2, for 7 s.`, [MULTI_CHOICE_CUT], async (notes) => {
-        await cluster.setExtraNodes([{ id: 'eu-slow', url: slow.url, weight: 2 }])
-        await sleep(7000)
-        await cluster.setExtraNodes([])
-        notes.push(`It took ${slow.state.generations} generations: ${JSON.stringify(slow.state.faults)} (delayed JSON answers timed out and were retried; trickling streams were found stalled and continued on another node).`)
-        assert.ok(slow.state.faults.delayed_json > 0 && slow.state.faults.trickle > 0, 'both kinds of slowness happened')
-      })
+      await scenario(
+        'slow node',
+        `A node in front of us-2 that holds JSON answers 5 s (\`perTryTimeoutMs\` is ${ROUTING.retry.perTryTimeoutMs} ms) and, after 3 events, sends one stream event every 4 s (\`stallTimeoutMs\` is ${ROUTING.stream.stallTimeoutMs} ms); region eu, weight 2, for 7 s.`,
+        [MULTI_CHOICE_CUT],
+        async (notes) => {
+          await cluster.setExtraNodes([{ id: 'eu-slow', url: slow.url, weight: 2 }])
+          await sleep(7000)
+          await cluster.setExtraNodes([])
+          notes.push(
+            `It took ${slow.state.generations} generations: ${JSON.stringify(slow.state.faults)} (delayed JSON answers timed out and were retried; trickling streams were found stalled and continued on another node).`,
+          )
+          assert.ok(
+            slow.state.faults.delayed_json > 0 && slow.state.faults.trickle > 0,
+            'both kinds of slowness happened',
+          )
+        },
+      )
     } finally {
       await slow.stop()
     }
   })
 
   test('rolling restart of the backend nodes (SIGTERM, drain, replacement)', async () => {
-    const report = await scenario('rolling restart: backends', 'Each of the four backends in turn, while a stream of the load runs on it: SIGTERM (drain), wait for its exit, start a replacement on its port, wait until both gateways use it. The gateways learn of the drain from their health checks (`/ready` 503 twice, about 1 s here); tries sent to the node before that got 503 `draining` or, once it had exited, a refused connection, and went to another node before any byte reached the client. (In Kubernetes the `preStop` sleep of the backend pods covers that second.)', [], async (notes) => {
-      for (const id of NODE_IDS) {
-        const backend = cluster.backends[id]
-        const running = await busy(id)
-        const signalled = Date.now()
-        const exited = backend.stop('SIGTERM')
-        let notReadyAfter: number | undefined
-        while (backend.child.exitCode === null && notReadyAfter === undefined) {
-          if ((await fetch(`${backend.url}/ready`).then((r) => r.status, () => 0)) === 503) notReadyAfter = Date.now() - signalled
-          else await sleep(5)
+    const report = await scenario(
+      'rolling restart: backends',
+      'Each of the four backends in turn, while a stream of the load runs on it: SIGTERM (drain), wait for its exit, start a replacement on its port, wait until both gateways use it. The gateways learn of the drain from their health checks (`/ready` 503 twice, about 1 s here); tries sent to the node before that got 503 `draining` or, once it had exited, a refused connection, and went to another node before any byte reached the client. (In Kubernetes the `preStop` sleep of the backend pods covers that second.)',
+      [],
+      async (notes) => {
+        for (const id of NODE_IDS) {
+          const backend = cluster.backends[id]
+          const running = await busy(id)
+          const signalled = Date.now()
+          const exited = backend.stop('SIGTERM')
+          let notReadyAfter: number | undefined
+          while (backend.child.exitCode === null && notReadyAfter === undefined) {
+            if (
+              (await fetch(`${backend.url}/ready`).then(
+                (r) => r.status,
+                () => 0,
+              )) === 503
+            )
+              notReadyAfter = Date.now() - signalled
+            else await sleep(5)
+          }
+          const code = await exited
+          const exitAfter = Date.now() - signalled
+          assert.equal(code, 0, `${id} exited 0 after draining`)
+          assert.ok(notReadyAfter !== undefined, `${id} answered /ready 503 while draining`)
+          await cluster.replaceBackend(id)
+          notes.push(
+            `${id}: generating ${sequences(running)} at SIGTERM, among them a single-choice stream of the load; \`/ready\` 503 after ${notReadyAfter} ms; exit code 0 after ${exitAfter} ms; replacement in rotation ${seconds(Date.now() - signalled)} after SIGTERM.`,
+          )
         }
-        const code = await exited
-        const exitAfter = Date.now() - signalled
-        assert.equal(code, 0, `${id} exited 0 after draining`)
-        assert.ok(notReadyAfter !== undefined, `${id} answered /ready 503 while draining`)
-        await cluster.replaceBackend(id)
-        notes.push(`${id}: generating ${sequences(running)} at SIGTERM, among them a single-choice stream of the load; \`/ready\` 503 after ${notReadyAfter} ms; exit code 0 after ${exitAfter} ms; replacement in rotation ${seconds(Date.now() - signalled)} after SIGTERM.`)
-      }
-    })
+      },
+    )
     assert.equal(report.stats.failed, 0, 'no request lost in a rolling restart')
   })
 
   test('rolling restart of the gateways behind a balancer', async () => {
-    const report = await scenario('rolling restart: gateways', 'Each gateway in turn: three long streams (440 tokens) sent through it, then out of the balancer, SIGTERM 100 ms later, wait for its exit, a new one on its port, back in the balancer. The 100 ms stand for the `preStop` sleep (infra/k8s/base/gateway.yaml) during which endpoints forget a terminating pod; the gateway does not flip its own `/ready` on SIGTERM. Between its last answer and its exit, the gateway waits for its keep-alive connections to close: `server.close()` closes the idle ones at once, but one that finishes its response afterwards stays open until the client or a keep-alive timeout closes it.', [], async (notes) => {
-      for (const index of [0, 1]) {
-        const gateway = cluster.gateways[index]
-        // Long streams through it, so that work is surely in flight at SIGTERM.
-        for (const request of longStreams) void driver.sendVia(gateway.url, request)
-        await sleep(20)
-        const atRemoval = driver.inFlightAt(gateway.url)
-        driver.rotation = cluster.urls.filter((u) => u !== gateway.url)
-        await sleep(100)
-        const inFlight = driver.inFlightAt(gateway.url)
-        const signalled = Date.now()
-        const exited = gateway.stop('SIGTERM')
-        await until('its last answer', () => driver.inFlightAt(gateway.url) === 0)
-        const lastAnswer = Date.now() - signalled
-        const code = await exited
-        assert.equal(code, 0, 'the gateway exited 0')
-        notes.push(`gateway ${index + 1}: ${atRemoval} requests in flight through it when it left the balancer, ${inFlight} still at SIGTERM, all answered, the last ${lastAnswer} ms after SIGTERM; exit code 0 after ${Date.now() - signalled} ms.`)
-        await cluster.replaceGateway(index)
-        driver.rotation = cluster.urls
-        await sleep(1500)
-      }
-    })
+    const report = await scenario(
+      'rolling restart: gateways',
+      'Each gateway in turn: three long streams (440 tokens) sent through it, then out of the balancer, SIGTERM 100 ms later, wait for its exit, a new one on its port, back in the balancer. The 100 ms stand for the `preStop` sleep (infra/k8s/base/gateway.yaml) during which endpoints forget a terminating pod; the gateway does not flip its own `/ready` on SIGTERM. Between its last answer and its exit, the gateway waits for its keep-alive connections to close: `server.close()` closes the idle ones at once, but one that finishes its response afterwards stays open until the client or a keep-alive timeout closes it.',
+      [],
+      async (notes) => {
+        for (const index of [0, 1]) {
+          const gateway = cluster.gateways[index]
+          // Long streams through it, so that work is surely in flight at SIGTERM.
+          for (const request of longStreams) void driver.sendVia(gateway.url, request)
+          await sleep(20)
+          const atRemoval = driver.inFlightAt(gateway.url)
+          driver.rotation = cluster.urls.filter((u) => u !== gateway.url)
+          await sleep(100)
+          const inFlight = driver.inFlightAt(gateway.url)
+          const signalled = Date.now()
+          const exited = gateway.stop('SIGTERM')
+          await until('its last answer', () => driver.inFlightAt(gateway.url) === 0)
+          const lastAnswer = Date.now() - signalled
+          const code = await exited
+          assert.equal(code, 0, 'the gateway exited 0')
+          notes.push(
+            `gateway ${index + 1}: ${atRemoval} requests in flight through it when it left the balancer, ${inFlight} still at SIGTERM, all answered, the last ${lastAnswer} ms after SIGTERM; exit code 0 after ${Date.now() - signalled} ms.`,
+          )
+          await cluster.replaceGateway(index)
+          driver.rotation = cluster.urls
+          await sleep(1500)
+        }
+      },
+    )
     assert.equal(report.stats.failed, 0, 'no request lost in a rolling restart')
   })
 
@@ -222,13 +306,22 @@ describe('chaos under steady load', () => {
     const stats = driver.phase(BETWEEN)
     await sleep(1000)
     await driver.stop()
-    reports.push({ name: BETWEEN, what: 'Requests sent while the test waited for a scenario’s answers and checked them (nothing broken on purpose).', stats, gateway: {}, expected: [], notes: [] })
+    reports.push({
+      name: BETWEEN,
+      what: 'Requests sent while the test waited for a scenario’s answers and checked them (nothing broken on purpose).',
+      stats,
+      gateway: {},
+      expected: [],
+      notes: [],
+    })
     assert.deepEqual(unexplained(stats, []), [])
   })
 })
 
 function reportResults(): void {
-  const all = reports.every((r) => unexplained(r.stats, r.expected).length === 0 && r.stats.nonStreamFailed === 0 && r.stats.mismatches === 0)
+  const all = reports.every(
+    (r) => unexplained(r.stats, r.expected).length === 0 && r.stats.nonStreamFailed === 0 && r.stats.mismatches === 0,
+  )
   const table = renderTable(reports)
   console.log(`\n${table}\n`)
   const doc = `# Chaos test

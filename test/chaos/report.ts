@@ -23,7 +23,8 @@ export interface ScenarioReport {
 export function explained(stats: PhaseStats, expected: Expected[]): number {
   let n = 0
   for (const [kind, failure] of Object.entries(stats.failures)) {
-    for (const [label, count] of Object.entries(failure.byLabel)) if (expected.some((e) => e.kind === kind && e.labels.includes(label))) n += count
+    for (const [label, count] of Object.entries(failure.byLabel))
+      if (expected.some((e) => e.kind === kind && e.labels.includes(label))) n += count
   }
   return n
 }
@@ -33,7 +34,8 @@ export function unexplained(stats: PhaseStats, expected: Expected[]): string[] {
   const out: string[] = []
   for (const [kind, failure] of Object.entries(stats.failures)) {
     for (const [label, count] of Object.entries(failure.byLabel)) {
-      if (!expected.some((e) => e.kind === kind && e.labels.includes(label))) out.push(`${count} × ${kind} (${label}); e.g. ${failure.example}`)
+      if (!expected.some((e) => e.kind === kind && e.labels.includes(label)))
+        out.push(`${count} × ${kind} (${label}); e.g. ${failure.example}`)
     }
   }
   return out
@@ -51,7 +53,9 @@ export function renderTable(reports: ScenarioReport[]): string {
     return `| ${r.name} | ${s.sent} | ${s.ok} | ${s.failed} | ${explained(s, r.expected)} | ${s.nonStreamFailed} | ${s.mismatches} | ${s.streams} | ${quantile(s.latencies, 0.5)} / ${quantile(s.latencies, 0.99)} | ${g.retries ?? '–'} | ${g.streamFailovers ?? '–'} | ${g.breakerOpens ?? '–'} |`
   })
   const total = (pick: (s: PhaseStats) => number) => reports.reduce((n, r) => n + pick(r.stats), 0)
-  rows.push(`| **all** | ${total((s) => s.sent)} | ${total((s) => s.ok)} | ${total((s) => s.failed)} | ${reports.reduce((n, r) => n + explained(r.stats, r.expected), 0)} | ${total((s) => s.nonStreamFailed)} | ${total((s) => s.mismatches)} | ${total((s) => s.streams)} | | | | |`)
+  rows.push(
+    `| **all** | ${total((s) => s.sent)} | ${total((s) => s.ok)} | ${total((s) => s.failed)} | ${reports.reduce((n, r) => n + explained(r.stats, r.expected), 0)} | ${total((s) => s.nonStreamFailed)} | ${total((s) => s.mismatches)} | ${total((s) => s.streams)} | | | | |`,
+  )
   return [
     '| scenario | sent | ok | failed | explained | non-stream failed | text mismatches | streams sent | ok latency p50 / p99 (ms) | gateway retries | stream failovers | breaker opens |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -65,10 +69,25 @@ export function renderDetails(reports: ScenarioReport[]): string {
       const lines = [`### ${r.name}`, '', r.what, '']
       for (const note of r.notes) lines.push(`- ${note}`)
       const g = r.gateway
-      const tries = [['timed out', g.timeouts], ['connection failed', g.connectErrors], ['5xx or malformed', g.serverErrors], ['stalled stream', g.stalls], ['busy (503)', g.busy]].filter(([, n]) => n)
-      if (tries.length) lines.push(`- Failed tries at backend nodes, as the gateways counted them: ${tries.map(([what, n]) => `${n} ${what}`).join(', ')}${g.budgetExhausted ? `; ${g.budgetExhausted} retries refused by the retry budget` : ''}.`)
-      if (r.stats.balancerRetries) lines.push(`- The balancer re-sent ${r.stats.balancerRetries} requests to the other gateway after a refused connection (the request never reached a gateway).`)
-      if (r.stats.retriedByGateway) lines.push(`- ${r.stats.retriedByGateway} answers needed more than one try at the gateway (\`x-switchyard-attempts\` > 1).`)
+      const tries = [
+        ['timed out', g.timeouts],
+        ['connection failed', g.connectErrors],
+        ['5xx or malformed', g.serverErrors],
+        ['stalled stream', g.stalls],
+        ['busy (503)', g.busy],
+      ].filter(([, n]) => n)
+      if (tries.length)
+        lines.push(
+          `- Failed tries at backend nodes, as the gateways counted them: ${tries.map(([what, n]) => `${n} ${what}`).join(', ')}${g.budgetExhausted ? `; ${g.budgetExhausted} retries refused by the retry budget` : ''}.`,
+        )
+      if (r.stats.balancerRetries)
+        lines.push(
+          `- The balancer re-sent ${r.stats.balancerRetries} requests to the other gateway after a refused connection (the request never reached a gateway).`,
+        )
+      if (r.stats.retriedByGateway)
+        lines.push(
+          `- ${r.stats.retriedByGateway} answers needed more than one try at the gateway (\`x-switchyard-attempts\` > 1).`,
+        )
       for (const [kind, failure] of Object.entries(r.stats.failures)) {
         for (const [label, count] of Object.entries(failure.byLabel)) {
           const why = r.expected.find((e) => e.kind === kind && e.labels.includes(label))?.why

@@ -3,7 +3,10 @@ import { type Browser, chromium, type Page } from 'playwright-core'
 
 /** Debian's Chromium, headless (playwright-core brings no browser of its own here). */
 export function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  })
 }
 
 /** A page whose console errors and uncaught exceptions are collected into the returned list. */
@@ -26,7 +29,10 @@ export async function signIn(page: Page, baseUrl: string, adminToken: string): P
  * Streams a greedy completion from the playground and returns what the page showed. `lengths`
  * is the text's length after every change of the output, to see that it arrived in pieces.
  */
-export async function streamFromPlayground(page: Page, options: { apiKey: string; region?: string; prompt: string; maxTokens: number }) {
+export async function streamFromPlayground(
+  page: Page,
+  options: { apiKey: string; region?: string; prompt: string; maxTokens: number },
+) {
   await page.getByLabel('API key').fill(options.apiKey)
   await page.getByLabel('API key').press('Tab') // 'change' loads the models the key may use
   await page.locator('#model option[value="stories260K"]').waitFor({ state: 'attached', timeout: 5000 })
@@ -40,10 +46,20 @@ export async function streamFromPlayground(page: Page, options: { apiKey: string
     const output = document.getElementById('completion')!
     const lengths: number[] = []
     ;(window as unknown as { lengths: number[] }).lengths = lengths
-    new MutationObserver(() => lengths.push(output.textContent!.length)).observe(output, { childList: true, characterData: true, subtree: true })
+    new MutationObserver(() => lengths.push(output.textContent!.length)).observe(output, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    })
   })
   await page.getByRole('button', { name: 'Send' }).click()
-  await page.waitForFunction(() => document.getElementById('fact-usage')!.textContent !== '–' && !(document.getElementById('send') as HTMLButtonElement).disabled, undefined, { timeout: 10_000 })
+  await page.waitForFunction(
+    () =>
+      document.getElementById('fact-usage')!.textContent !== '–' &&
+      !(document.getElementById('send') as HTMLButtonElement).disabled,
+    undefined,
+    { timeout: 10_000 },
+  )
   const fact = async (id: string) => (await page.locator(`#fact-${id}`).textContent())!
   const usage = /^(\d+) prompt \+ (\d+) completion = (\d+) tokens$/.exec(await fact('usage'))
   assert.ok(usage, 'usage is shown')
@@ -59,11 +75,22 @@ export async function streamFromPlayground(page: Page, options: { apiKey: string
 }
 
 /** The checks every streamed playground answer must pass. */
-export function assertStreamed(result: Awaited<ReturnType<typeof streamFromPlayground>>, expectedStart: string, maxTokens: number): void {
+export function assertStreamed(
+  result: Awaited<ReturnType<typeof streamFromPlayground>>,
+  expectedStart: string,
+  maxTokens: number,
+): void {
   assert.equal(result.error, '')
-  assert.ok(result.text.startsWith(expectedStart), `greedy text starts with the reference continuation: ${JSON.stringify(result.text.slice(0, 200))}`)
+  assert.ok(
+    result.text.startsWith(expectedStart),
+    `greedy text starts with the reference continuation: ${JSON.stringify(result.text.slice(0, 200))}`,
+  )
   assert.ok(new Set(result.lengths).size >= 3, `text arrived in pieces: ${JSON.stringify(result.lengths)}`)
-  assert.deepEqual(result.lengths, [...result.lengths].sort((x, y) => x - y), 'the text only grows')
+  assert.deepEqual(
+    result.lengths,
+    [...result.lengths].sort((x, y) => x - y),
+    'the text only grows',
+  )
   assert.equal(result.usage.prompt + result.usage.completion, result.usage.total)
   assert.ok(result.usage.completion > 0 && result.usage.completion <= maxTokens)
   assert.match(result.finish, /^(stop|length)$/)

@@ -31,20 +31,54 @@ describe('operator console on Workers', () => {
     const config = {
       auth: { apiKeys: [{ id: 'console', tenant: 'ops', hash: createHash('sha256').update(KEY).digest('hex') }] },
       cache: { enabled: false },
-      routing: { regions: [{ name: 'edge', nodes: [{ id: 'w-1', url: backend.url }] }], healthCheck: { intervalMs: 200 } },
+      routing: {
+        regions: [{ name: 'edge', nodes: [{ id: 'w-1', url: backend.url }] }],
+        healthCheck: { intervalMs: 200 },
+      },
     }
     const [port, inspectorPort] = [await freePort(), await freePort()]
     wrangler = spawn(
       process.execPath,
-      [resolve(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), 'dev', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort), '--persist-to', state, '--show-interactive-dev-session=false', '--var', `ADMIN_TOKEN:${ADMIN_TOKEN}`, '--var', `GATEWAY_CONFIG_JSON:${JSON.stringify(config)}`],
+      [
+        resolve(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'),
+        'dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--inspector-port',
+        String(inspectorPort),
+        '--persist-to',
+        state,
+        '--show-interactive-dev-session=false',
+        '--var',
+        `ADMIN_TOKEN:${ADMIN_TOKEN}`,
+        '--var',
+        `GATEWAY_CONFIG_JSON:${JSON.stringify(config)}`,
+      ],
       // Its own process group, so stopping it stops the workerd it starts too.
-      { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_ERROR_REPORTS: 'false' } },
+      {
+        cwd: REPO_ROOT,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          WRANGLER_SEND_METRICS: 'false',
+          CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+          WRANGLER_SEND_ERROR_REPORTS: 'false',
+        },
+      },
     )
     wrangler.stdout!.on('data', (d) => (output += d))
     wrangler.stderr!.on('data', (d) => (output += d))
     url = `http://127.0.0.1:${port}`
     const deadline = Date.now() + 30_000
-    while (!(await fetch(`${url}/health`).then((r) => r.ok, () => false))) {
+    while (
+      !(await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      ))
+    ) {
       if (wrangler.exitCode !== null || Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${output}`)
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -65,7 +99,10 @@ describe('operator console on Workers', () => {
     assert.equal((await fetch(`${url}/console/api/snapshot`)).status, 401)
     const { page, problems } = await consolePage(browser)
     await signIn(page, url, ADMIN_TOKEN)
-    await page.getByRole('table', { name: 'edge', exact: true }).locator('tr[data-node="w-1"][data-state="healthy"]').waitFor({ timeout: 5000 })
+    await page
+      .getByRole('table', { name: 'edge', exact: true })
+      .locator('tr[data-node="w-1"][data-state="healthy"]')
+      .waitFor({ timeout: 5000 })
     const streamed = await streamFromPlayground(page, { apiKey: KEY, prompt: 'Once upon a time', maxTokens: 100 })
     assertStreamed(streamed, referenceContinuation(), 100)
     assert.equal(streamed.region, 'edge')

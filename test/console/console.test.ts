@@ -26,15 +26,36 @@ describe('operator console', () => {
   let trafficOn = true
 
   before(async () => {
-    const [a, b, c] = await Promise.all([startBackend(), startBackend(), startBackend(), launchChromium().then((launched) => (browser = launched))])
+    const [a, b, c] = await Promise.all([
+      startBackend(),
+      startBackend(),
+      startBackend(),
+      launchChromium().then((launched) => (browser = launched)),
+    ])
     Object.assign(backends, { 'eu-1': a, 'eu-2': b, 'us-1': c })
     gateway = await startGateway({
-      auth: { apiKeys: [{ id: 'console', tenant: 'ops', hash: createHash('sha256').update(KEY).digest('hex'), limits: { requestsPerWindow: 100_000, tokensPerMinute: 100_000_000, maxConcurrent: 1000 } }] },
+      auth: {
+        apiKeys: [
+          {
+            id: 'console',
+            tenant: 'ops',
+            hash: createHash('sha256').update(KEY).digest('hex'),
+            limits: { requestsPerWindow: 100_000, tokensPerMinute: 100_000_000, maxConcurrent: 1000 },
+          },
+        ],
+      },
       cache: { enabled: false },
       routing: {
         region: 'eu',
         regions: [
-          { name: 'eu', fallback: ['us'], nodes: [{ id: 'eu-1', url: a.url }, { id: 'eu-2', url: b.url }] },
+          {
+            name: 'eu',
+            fallback: ['us'],
+            nodes: [
+              { id: 'eu-1', url: a.url },
+              { id: 'eu-2', url: b.url },
+            ],
+          },
           { name: 'us', fallback: ['eu'], nodes: [{ id: 'us-1', url: c.url }] },
         ],
         healthCheck: { intervalMs: 200, timeoutMs: 1000, unhealthyAfter: 2, healthyAfter: 1 },
@@ -44,8 +65,16 @@ describe('operator console', () => {
     // tenth request is invalid (a 400) so the error line is exercised too.
     traffic = (async () => {
       for (let i = 0; trafficOn; i++) {
-        const body = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 24 + (i % 5) * 8, temperature: i % 10 === 9 ? 7 : 0.8 }
-        await postJson(`${gateway.url}/v1/completions`, body, { authorization: `Bearer ${KEY}` }).then((r) => r.text(), () => '')
+        const body = {
+          model: 'stories260K',
+          prompt: 'Once upon a time',
+          max_tokens: 24 + (i % 5) * 8,
+          temperature: i % 10 === 9 ? 7 : 0.8,
+        }
+        await postJson(`${gateway.url}/v1/completions`, body, { authorization: `Bearer ${KEY}` }).then(
+          (r) => r.text(),
+          () => '',
+        )
         await sleep(60)
       }
     })()
@@ -73,9 +102,13 @@ describe('operator console', () => {
     await signIn(page, gateway.url, ADMIN_TOKEN)
 
     // Every node of both regions, healthy, under its region's heading.
-    for (const [region, ids] of [['eu', ['eu-1', 'eu-2']], ['us', ['us-1']]] as const) {
+    for (const [region, ids] of [
+      ['eu', ['eu-1', 'eu-2']],
+      ['us', ['us-1']],
+    ] as const) {
       const table = page.getByRole('table', { name: region, exact: true })
-      for (const id of ids) await table.locator(`tr[data-node="${id}"][data-state="healthy"]`).waitFor({ timeout: 5000 })
+      for (const id of ids)
+        await table.locator(`tr[data-node="${id}"][data-state="healthy"]`).waitFor({ timeout: 5000 })
     }
     assert.equal(await page.locator('#tile-healthy').textContent(), '3 of 3')
 
@@ -88,17 +121,30 @@ describe('operator console', () => {
     assert.equal(await page.locator('tr[data-node="eu-1"]').getAttribute('data-state'), 'healthy')
 
     // The playground, asked for region us: greedy, so the text must be the model's known continuation.
-    const streamed = await streamFromPlayground(page, { apiKey: KEY, region: 'us', prompt: 'Once upon a time', maxTokens: 200 })
+    const streamed = await streamFromPlayground(page, {
+      apiKey: KEY,
+      region: 'us',
+      prompt: 'Once upon a time',
+      maxTokens: 200,
+    })
     assertStreamed(streamed, referenceContinuation(), 200)
     assert.equal(streamed.region, 'us')
     assert.equal(streamed.node, 'us-1')
 
     // The requests chart draws the background traffic as a line once three 5-second steps have finished.
-    await page.waitForFunction(() => {
-      const line = document.querySelector('#chart-requests .s1 .line')
-      const ys = line?.getAttribute('points')?.split(' ').map((p) => Number(p.split(',')[1])) ?? []
-      return ys.length >= 3 && Math.max(...ys.slice(-3)) < 146 // the last three steps above the zero line (y = 146)
-    }, undefined, { timeout: 20_000 })
+    await page.waitForFunction(
+      () => {
+        const line = document.querySelector('#chart-requests .s1 .line')
+        const ys =
+          line
+            ?.getAttribute('points')
+            ?.split(' ')
+            .map((p) => Number(p.split(',')[1])) ?? []
+        return ys.length >= 3 && Math.max(...ys.slice(-3)) < 146 // the last three steps above the zero line (y = 146)
+      },
+      undefined,
+      { timeout: 20_000 },
+    )
     assert.match((await page.locator('#chart-latency .legend-value').first().textContent())!, /\d+ ms|s$/)
 
     mkdirSync(resolve(REPO_ROOT, 'test-artifacts'), { recursive: true })

@@ -14,7 +14,14 @@ import { MemoryCacheStore, MemoryKeyStore } from '../../gateway/stores/memory.ts
 const ADMIN = 'console-admin-token-0123456789'
 const KEY = 'sy-console-routes-test-key-000000000'
 const quiet = { info() {}, warn() {}, error() {} }
-const completion = JSON.stringify({ id: 'c', object: 'text_completion', created: 0, model: 'm', choices: [{ index: 0, text: ' hi', finish_reason: 'length' }], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } })
+const completion = JSON.stringify({
+  id: 'c',
+  object: 'text_completion',
+  created: 0,
+  model: 'm',
+  choices: [{ index: 0, text: ' hi', finish_reason: 'length' }],
+  usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 },
+})
 const upstream: UpstreamFetch = async (request) => {
   const body = request.url.endsWith('/ready') ? '{"status":"ready"}' : completion
   return new Response(body, { status: 200, headers: { 'content-type': 'application/json' } })
@@ -31,7 +38,17 @@ function gateway(env: Record<string, string>) {
   )
   const metrics = createPromMetrics({ defaultMetrics: false })
   const router = new Router(config.routing, { metrics: metrics.routing, logger: quiet, upstream })
-  const app = createGatewayApp({ config, logger: quiet, metrics, keyStore: new MemoryKeyStore(), rateLimits: createMemoryRateLimits(), cacheStore: new MemoryCacheStore(), upstream, router, peerAddress: () => '127.0.0.1' })
+  const app = createGatewayApp({
+    config,
+    logger: quiet,
+    metrics,
+    keyStore: new MemoryKeyStore(),
+    rateLimits: createMemoryRateLimits(),
+    cacheStore: new MemoryCacheStore(),
+    upstream,
+    router,
+    peerAddress: () => '127.0.0.1',
+  })
   return { app, router }
 }
 
@@ -49,12 +66,19 @@ describe('console routes', () => {
     assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'no inline script')
     assert.doesNotMatch(html, /\sstyle=|<style/, 'no inline style')
     const csp = page.headers.get('content-security-policy')!
-    for (const directive of ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]) assert.ok(csp.includes(directive), directive)
+    for (const directive of ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"])
+      assert.ok(csp.includes(directive), directive)
     assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*/)
     assert.equal(page.headers.get('x-frame-options'), 'DENY')
     assert.equal(page.headers.get('cache-control'), 'no-store')
     assert.equal(page.headers.get('x-content-type-options'), 'nosniff')
-    for (const [path, type] of [['/console/app.js', 'text/javascript'], ['/console/charts.js', 'text/javascript'], ['/console/playground.js', 'text/javascript'], ['/console/style.css', 'text/css'], ['/console/icon.svg', 'image/svg+xml']]) {
+    for (const [path, type] of [
+      ['/console/app.js', 'text/javascript'],
+      ['/console/charts.js', 'text/javascript'],
+      ['/console/playground.js', 'text/javascript'],
+      ['/console/style.css', 'text/css'],
+      ['/console/icon.svg', 'image/svg+xml'],
+    ]) {
       const asset = await app.request(path)
       assert.equal(asset.status, 200, path)
       assert.ok(asset.headers.get('content-type')!.startsWith(type), path)
@@ -64,7 +88,12 @@ describe('console routes', () => {
   })
 
   test('/console/api/* answers 401 without the admin token, with a wrong one, and with an API key', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong-token-wrong-token-00' }, { authorization: `Bearer ${KEY}` }, { authorization: ADMIN }] as Record<string, string>[]) {
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong-token-wrong-token-00' },
+      { authorization: `Bearer ${KEY}` },
+      { authorization: ADMIN },
+    ] as Record<string, string>[]) {
       for (const path of ['/console/api/snapshot', '/console/api/other']) {
         const response = await app.request(path, { headers })
         assert.equal(response.status, 401, `${path} ${JSON.stringify(headers)}`)
@@ -74,12 +103,26 @@ describe('console routes', () => {
   })
 
   test('the snapshot has the router status and counts client requests, not the console polling it', async () => {
-    const snapshot = async () => (await (await app.request('/console/api/snapshot', { headers: admin })).json()) as { regionHeader: string; stepSeconds: number; series: unknown[]; status: { regions: { name: string; nodes: { id: string; url: string }[] }[] }; totals: { requests: number; promptTokens: number; completionTokens: number } }
+    const snapshot = async () =>
+      (await (await app.request('/console/api/snapshot', { headers: admin })).json()) as {
+        regionHeader: string
+        stepSeconds: number
+        series: unknown[]
+        status: { regions: { name: string; nodes: { id: string; url: string }[] }[] }
+        totals: { requests: number; promptTokens: number; completionTokens: number }
+      }
     const before = await snapshot()
     assert.equal(before.regionHeader, 'x-switchyard-region')
     assert.equal(before.series.length, 60)
-    assert.deepEqual(before.status.regions.map((r) => [r.name, r.nodes.map((n) => n.id)]), [['eu', ['eu-1']]])
-    const response = await app.request('/v1/completions', { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', prompt: 'x', max_tokens: 5 }) })
+    assert.deepEqual(
+      before.status.regions.map((r) => [r.name, r.nodes.map((n) => n.id)]),
+      [['eu', ['eu-1']]],
+    )
+    const response = await app.request('/v1/completions', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', prompt: 'x', max_tokens: 5 }),
+    })
     assert.equal(response.status, 200)
     await response.text()
     for (let i = 0; i < 3; i++) await snapshot()

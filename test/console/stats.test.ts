@@ -28,7 +28,13 @@ describe('ConsoleStats', () => {
     assert.equal(last.serverErrorsPerSecond, 1 / STEP_SECONDS)
     assert.equal(last.promptTokensPerSecond, 10)
     assert.equal(last.completionTokensPerSecond, 80)
-    assert.deepEqual(stats.totalsSinceStart(), { since: new Date(time.now - STEP_MS).toISOString(), requests: 12, serverErrors: 1, promptTokens: 50, completionTokens: 400 })
+    assert.deepEqual(stats.totalsSinceStart(), {
+      since: new Date(time.now - STEP_MS).toISOString(),
+      requests: 12,
+      serverErrors: 1,
+      promptTokens: 50,
+      completionTokens: 400,
+    })
   })
 
   test('steps before the process started have no data; the step it started in is as long as it ran', () => {
@@ -46,7 +52,8 @@ describe('ConsoleStats', () => {
 
   test('only client traffic counts: /status, /metrics, the console and unmatched routes do not', () => {
     const { time, stats } = clock()
-    for (const route of ['/status', '/metrics', '/console/api/snapshot', '/console', 'unmatched', '/health']) stats.request(route, 200, 0.001)
+    for (const route of ['/status', '/metrics', '/console/api/snapshot', '/console', 'unmatched', '/health'])
+      stats.request(route, 200, 0.001)
     stats.request('/v1/models', 200, 0.01)
     time.now += STEP_MS
     const last = stats.series().at(-1)!
@@ -63,7 +70,8 @@ describe('ConsoleStats', () => {
     stats.firstByte('/v1/models', 60)
     time.now += STEP_MS
     const last = stats.series().at(-1)!
-    const near = (actual: number | null, expected: number) => assert.ok(actual !== null && Math.abs(actual - expected) / expected <= 0.05, `${actual} ≈ ${expected}`)
+    const near = (actual: number | null, expected: number) =>
+      assert.ok(actual !== null && Math.abs(actual - expected) / expected <= 0.05, `${actual} ≈ ${expected}`)
     near(last.latencyP50Ms, 50)
     near(last.latencyP95Ms, 95)
     near(last.latencyP99Ms, 99)
@@ -98,7 +106,14 @@ describe('ConsoleStats', () => {
     stats.request('/v1/completions', 200, 0.01) // writes into the ring slot the first step used
     time.now += STEP_MS
     assert.equal(stats.series().at(-1)!.requestsPerSecond, 1 / STEP_SECONDS)
-    assert.deepEqual(stats.series().map((p) => p.at).slice(-2), [time.now - 2 * STEP_MS, time.now - STEP_MS], 'points are consecutive steps')
+    assert.deepEqual(
+      stats
+        .series()
+        .map((p) => p.at)
+        .slice(-2),
+      [time.now - 2 * STEP_MS, time.now - STEP_MS],
+      'points are consecutive steps',
+    )
   })
 })
 
@@ -127,7 +142,14 @@ describe('teeMetrics', () => {
     tee.storeUp(false)
     assert.equal((await tee.render())?.body, 'rendered')
     assert.equal(tee.routing, noopRoutingMetrics)
-    assert.deepEqual(calls, ['request /v1/completions 200', 'firstByte /v1/completions', 'tokens completion 7', 'cache miss', 'rateLimited tokens', 'storeUp false'])
+    assert.deepEqual(calls, [
+      'request /v1/completions 200',
+      'firstByte /v1/completions',
+      'tokens completion 7',
+      'cache miss',
+      'rateLimited tokens',
+      'storeUp false',
+    ])
     assert.equal(stats.totalsSinceStart().requests, 1)
     assert.equal(stats.totalsSinceStart().completionTokens, 7)
   })

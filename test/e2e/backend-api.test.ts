@@ -46,14 +46,24 @@ interface ChatCompletion {
   id: string
   object: string
   model: string
-  choices: { index: number; message: { role: string; content: string }; logprobs: { content: ChatTokenLogprob[] } | null; finish_reason: string }[]
+  choices: {
+    index: number
+    message: { role: string; content: string }
+    logprobs: { content: ChatTokenLogprob[] } | null
+    finish_reason: string
+  }[]
   usage: Usage
 }
 interface ChatChunk {
   id: string
   object: string
   model: string
-  choices: { index: number; delta: { role?: string; content?: string }; logprobs: unknown; finish_reason: string | null }[]
+  choices: {
+    index: number
+    delta: { role?: string; content?: string }
+    logprobs: unknown
+    finish_reason: string | null
+  }[]
   usage?: Usage
 }
 interface GenerateResponse {
@@ -86,7 +96,12 @@ async function post<T>(path: string, body: object): Promise<T> {
 }
 
 const complete = (body: object) => post<Completion>('/v1/completions', { model: MODEL, ...body })
-const chat = (body: object) => post<ChatCompletion>('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'Tell me a story.' }], ...body })
+const chat = (body: object) =>
+  post<ChatCompletion>('/v1/chat/completions', {
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Tell me a story.' }],
+    ...body,
+  })
 
 /** POSTs a streaming request; returns its events, checking the SSE framing and the final [DONE]. */
 async function stream<T>(path: string, body: object): Promise<T[]> {
@@ -103,13 +118,16 @@ async function stream<T>(path: string, body: object): Promise<T[]> {
 /** Concatenated text of a completions stream, per choice index. */
 function streamedTexts(events: Completion[]): Map<number, string> {
   const texts = new Map<number, string>()
-  for (const event of events) for (const choice of event.choices) texts.set(choice.index, (texts.get(choice.index) ?? '') + choice.text)
+  for (const event of events)
+    for (const choice of event.choices) texts.set(choice.index, (texts.get(choice.index) ?? '') + choice.text)
   return texts
 }
 
 function streamedChat(events: ChatChunk[]): Map<number, string> {
   const texts = new Map<number, string>()
-  for (const event of events) for (const choice of event.choices) texts.set(choice.index, (texts.get(choice.index) ?? '') + (choice.delta.content ?? ''))
+  for (const event of events)
+    for (const choice of event.choices)
+      texts.set(choice.index, (texts.get(choice.index) ?? '') + (choice.delta.content ?? ''))
   return texts
 }
 
@@ -120,10 +138,14 @@ const beforeStop = (stop: string) => {
 }
 
 /** True when `text` ends with a non-empty proper prefix of `stop` (a partly leaked stop string). */
-const endsWithPartial = (text: string, stop: string) => Array.from({ length: stop.length - 1 }, (_, i) => stop.slice(0, i + 1)).some((p) => text.endsWith(p))
+const endsWithPartial = (text: string, stop: string) =>
+  Array.from({ length: stop.length - 1 }, (_, i) => stop.slice(0, i + 1)).some((p) => text.endsWith(p))
 
 test('the reference continuation parsed from SOURCE.txt looks right', () => {
-  assert.ok(REFERENCE.startsWith(', there was a little girl named Lily. She loved to play outside in the park.'), REFERENCE)
+  assert.ok(
+    REFERENCE.startsWith(', there was a little girl named Lily. She loved to play outside in the park.'),
+    REFERENCE,
+  )
   assert.ok(REFERENCE.endsWith('too high.\nLily'), JSON.stringify(REFERENCE))
   assert.ok(!REFERENCE.includes('\\n') && !REFERENCE.includes('  '))
 })
@@ -142,7 +164,11 @@ describe('POST /v1/completions', () => {
     assert.ok(choice.text.length >= REFERENCE.length, `64 tokens cover the reference: ${JSON.stringify(choice.text)}`)
     assert.equal(choice.text.slice(0, REFERENCE.length), REFERENCE)
     assert.equal(choice.finish_reason, 'length')
-    assert.deepEqual(body.usage, { prompt_tokens: PROMPT_TOKENS, completion_tokens: 64, total_tokens: PROMPT_TOKENS + 64 })
+    assert.deepEqual(body.usage, {
+      prompt_tokens: PROMPT_TOKENS,
+      completion_tokens: 64,
+      total_tokens: PROMPT_TOKENS + 64,
+    })
   })
 
   test('max_tokens: finish_reason "length", completion_tokens == max_tokens, usage sums', async () => {
@@ -150,7 +176,11 @@ describe('POST /v1/completions', () => {
       const body = await complete({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 })
       assert.equal(body.choices[0].finish_reason, 'length')
       assert.ok(REFERENCE.startsWith(body.choices[0].text))
-      assert.deepEqual(body.usage, { prompt_tokens: PROMPT_TOKENS, completion_tokens: maxTokens, total_tokens: PROMPT_TOKENS + maxTokens })
+      assert.deepEqual(body.usage, {
+        prompt_tokens: PROMPT_TOKENS,
+        completion_tokens: maxTokens,
+        total_tokens: PROMPT_TOKENS + maxTokens,
+      })
     }
     // Without max_tokens the OpenAI default of 16 applies.
     const byDefault = await complete({ prompt: PROMPT, temperature: 0 })
@@ -160,10 +190,19 @@ describe('POST /v1/completions', () => {
 
   test('streaming: chunks concatenate to the non-streamed text; include_usage adds a usage chunk', async () => {
     const plain = await complete({ prompt: PROMPT, max_tokens: 40, temperature: 0 })
-    const events = await stream<Completion>('/v1/completions', { prompt: PROMPT, max_tokens: 40, temperature: 0, stream_options: { include_usage: true } })
+    const events = await stream<Completion>('/v1/completions', {
+      prompt: PROMPT,
+      max_tokens: 40,
+      temperature: 0,
+      stream_options: { include_usage: true },
+    })
     const usageChunk = events.at(-1)!
     assert.deepEqual(usageChunk.choices, [])
-    assert.deepEqual(usageChunk.usage, { prompt_tokens: PROMPT_TOKENS, completion_tokens: 40, total_tokens: PROMPT_TOKENS + 40 })
+    assert.deepEqual(usageChunk.usage, {
+      prompt_tokens: PROMPT_TOKENS,
+      completion_tokens: 40,
+      total_tokens: PROMPT_TOKENS + 40,
+    })
     const chunks = events.slice(0, -1)
     assert.ok(chunks.length > 1, 'text arrives in several chunks')
     for (const chunk of chunks) {
@@ -184,7 +223,10 @@ describe('POST /v1/completions', () => {
   test('streaming without include_usage has no usage chunk', async () => {
     const events = await stream<Completion>('/v1/completions', { prompt: PROMPT, max_tokens: 5, temperature: 0 })
     assert.ok(events.every((e) => e.choices.length === 1 && e.usage === undefined))
-    assert.equal(streamedTexts(events).get(0), (await complete({ prompt: PROMPT, max_tokens: 5, temperature: 0 })).choices[0].text)
+    assert.equal(
+      streamedTexts(events).get(0),
+      (await complete({ prompt: PROMPT, max_tokens: 5, temperature: 0 })).choices[0].text,
+    )
   })
 
   test('same seed gives the same text; different seeds give different texts', async () => {
@@ -202,11 +244,17 @@ describe('POST /v1/completions', () => {
   test('n=3 with a seed: choices 0..2, reproducible, choice i uses seed + i', async () => {
     const request = { prompt: PROMPT, max_tokens: 16, temperature: 1, seed: 7, n: 3 }
     const first = await complete(request)
-    assert.deepEqual(first.choices.map((c) => c.index), [0, 1, 2])
+    assert.deepEqual(
+      first.choices.map((c) => c.index),
+      [0, 1, 2],
+    )
     const texts = first.choices.map((c) => c.text)
     assert.ok(new Set(texts).size > 1, `the choices differ: ${JSON.stringify(texts)}`)
     const again = await complete(request)
-    assert.deepEqual(again.choices.map((c) => c.text), texts)
+    assert.deepEqual(
+      again.choices.map((c) => c.text),
+      texts,
+    )
     const completionTokens = first.choices.length * 16
     assert.ok(first.usage!.completion_tokens <= completionTokens && first.usage!.completion_tokens > 0)
     assert.equal(first.usage!.prompt_tokens, PROMPT_TOKENS, 'the prompt counts once, not n times')
@@ -216,7 +264,10 @@ describe('POST /v1/completions', () => {
     // Streamed n=3 interleaves the same three texts.
     const events = await stream<Completion>('/v1/completions', request)
     const streamed = streamedTexts(events)
-    assert.deepEqual([0, 1, 2].map((i) => streamed.get(i)), texts)
+    assert.deepEqual(
+      [0, 1, 2].map((i) => streamed.get(i)),
+      texts,
+    )
   })
 
   test('stop (string and list): text ends right before the stop string, finish_reason "stop"', async () => {
@@ -235,7 +286,12 @@ describe('POST /v1/completions', () => {
   test('stop in streaming mode: never emitted, not even in part', async () => {
     for (const stop of ['Lily', ['Lily', 'zzzz'], 'girl named', ' Lily.']) {
       const stops = Array.isArray(stop) ? stop : [stop]
-      const events = await stream<Completion>('/v1/completions', { prompt: PROMPT, max_tokens: 40, temperature: 0, stop })
+      const events = await stream<Completion>('/v1/completions', {
+        prompt: PROMPT,
+        max_tokens: 40,
+        temperature: 0,
+        stop,
+      })
       const text = streamedTexts(events).get(0)!
       assert.equal(text, beforeStop(stops[0]), `stop ${JSON.stringify(stop)}`)
       for (const s of stops) {
@@ -248,7 +304,12 @@ describe('POST /v1/completions', () => {
       assert.ok(events.slice(0, -1).every((e) => e.choices[0].finish_reason === null))
     }
     // A stop string whose prefix is generated but which never completes is released at the end.
-    const events = await stream<Completion>('/v1/completions', { prompt: PROMPT, max_tokens: 9, temperature: 0, stop: 'little boy' })
+    const events = await stream<Completion>('/v1/completions', {
+      prompt: PROMPT,
+      max_tokens: 9,
+      temperature: 0,
+      stop: 'little boy',
+    })
     const text = streamedTexts(events).get(0)!
     assert.equal(text, (await complete({ prompt: PROMPT, max_tokens: 9, temperature: 0 })).choices[0].text)
     assert.ok(text.includes('little girl'), JSON.stringify(text))
@@ -294,7 +355,12 @@ describe('POST /v1/completions', () => {
   })
 
   test('streamed logprobs carry one entry per token', async () => {
-    const events = await stream<Completion>('/v1/completions', { prompt: PROMPT, max_tokens: 6, temperature: 0, logprobs: 1 })
+    const events = await stream<Completion>('/v1/completions', {
+      prompt: PROMPT,
+      max_tokens: 6,
+      temperature: 0,
+      logprobs: 1,
+    })
     const tokens = events.flatMap((e) => e.choices[0].logprobs?.token_logprobs ?? [])
     assert.equal(tokens.length, 6)
     const plain = await complete({ prompt: PROMPT, max_tokens: 6, temperature: 0, logprobs: 1 })
@@ -303,13 +369,23 @@ describe('POST /v1/completions', () => {
 
   test('batch prompts with n=2 give prompts × n choices, index = prompt × n + i', async () => {
     const body = await complete({ prompt: [PROMPT, 'Lily'], n: 2, max_tokens: 5, temperature: 0 })
-    assert.deepEqual(body.choices.map((c) => c.index), [0, 1, 2, 3])
+    assert.deepEqual(
+      body.choices.map((c) => c.index),
+      [0, 1, 2, 3],
+    )
     const greedy = (await complete({ prompt: PROMPT, max_tokens: 5, temperature: 0 })).choices[0].text
     const lily = (await complete({ prompt: 'Lily', max_tokens: 5, temperature: 0 })).choices[0].text
-    assert.deepEqual(body.choices.map((c) => c.text), [greedy, greedy, lily, lily])
+    assert.deepEqual(
+      body.choices.map((c) => c.text),
+      [greedy, greedy, lily, lily],
+    )
     assert.ok(REFERENCE.startsWith(greedy))
     // "Lily" is [1, 317]: prompt tokens add up over the prompts.
-    assert.deepEqual(body.usage, { prompt_tokens: PROMPT_TOKENS + 2, completion_tokens: 20, total_tokens: PROMPT_TOKENS + 2 + 20 })
+    assert.deepEqual(body.usage, {
+      prompt_tokens: PROMPT_TOKENS + 2,
+      completion_tokens: 20,
+      total_tokens: PROMPT_TOKENS + 2 + 20,
+    })
   })
 
   test('token-id prompts: [1, 403, 407] continues like the text "Once upon"; lists of id lists batch', async () => {
@@ -319,8 +395,18 @@ describe('POST /v1/completions', () => {
     assert.equal(ids.usage!.prompt_tokens, 3)
     assert.equal(ids.choices[0].text, text.choices[0].text)
     assert.match(ids.choices[0].text, /^ a time/)
-    const batch = await complete({ prompt: [[1, 403, 407, 261, 378], [1, 403, 407]], max_tokens: 6, temperature: 0 })
-    assert.deepEqual(batch.choices.map((c) => c.index), [0, 1])
+    const batch = await complete({
+      prompt: [
+        [1, 403, 407, 261, 378],
+        [1, 403, 407],
+      ],
+      max_tokens: 6,
+      temperature: 0,
+    })
+    assert.deepEqual(
+      batch.choices.map((c) => c.index),
+      [0, 1],
+    )
     assert.ok(REFERENCE.startsWith(batch.choices[0].text))
     assert.equal(batch.choices[1].text, text.choices[0].text)
     assert.equal(batch.usage!.prompt_tokens, 8)
@@ -357,7 +443,12 @@ describe('POST /v1/chat/completions', () => {
 
   test('streaming: first delta has role assistant; deltas concatenate to the non-streamed text; usage chunk', async () => {
     const plain = await chat({ max_tokens: 30, temperature: 0 })
-    const events = await stream<ChatChunk>('/v1/chat/completions', { messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 30, temperature: 0, stream_options: { include_usage: true } })
+    const events = await stream<ChatChunk>('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Tell me a story.' }],
+      max_tokens: 30,
+      temperature: 0,
+      stream_options: { include_usage: true },
+    })
     assert.equal(events[0].choices[0].delta.role, 'assistant')
     assert.equal(events[0].choices[0].index, 0)
     const usageChunk = events.at(-1)!
@@ -370,7 +461,10 @@ describe('POST /v1/chat/completions', () => {
       assert.match(chunk.id, /^chatcmpl-/)
       assert.equal(chunk.choices.length, 1)
     }
-    assert.ok(chunks.slice(1).every((c) => c.choices[0].delta.role === undefined), 'role only in the first delta')
+    assert.ok(
+      chunks.slice(1).every((c) => c.choices[0].delta.role === undefined),
+      'role only in the first delta',
+    )
     assert.equal(streamedChat(chunks).get(0), plain.choices[0].message.content)
     assert.equal(chunks.at(-1)!.choices[0].finish_reason, 'length')
     assert.equal(chunks.filter((c) => c.choices[0].finish_reason !== null).length, 1)
@@ -379,13 +473,26 @@ describe('POST /v1/chat/completions', () => {
   test('seeded chat sampling is reproducible; n=3 gives indices 0..2', async () => {
     const request = { max_tokens: 12, temperature: 1, seed: 42, n: 3 }
     const first = await chat(request)
-    assert.deepEqual(first.choices.map((c) => c.index), [0, 1, 2])
+    assert.deepEqual(
+      first.choices.map((c) => c.index),
+      [0, 1, 2],
+    )
     const again = await chat(request)
-    assert.deepEqual(again.choices.map((c) => c.message.content), first.choices.map((c) => c.message.content))
-    const events = await stream<ChatChunk>('/v1/chat/completions', { messages: [{ role: 'user', content: 'Tell me a story.' }], ...request })
+    assert.deepEqual(
+      again.choices.map((c) => c.message.content),
+      first.choices.map((c) => c.message.content),
+    )
+    const events = await stream<ChatChunk>('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Tell me a story.' }],
+      ...request,
+    })
     const streamed = streamedChat(events)
-    assert.deepEqual([0, 1, 2].map((i) => streamed.get(i)), first.choices.map((c) => c.message.content))
-    for (const i of [0, 1, 2]) assert.equal(events.find((e) => e.choices[0].index === i)!.choices[0].delta.role, 'assistant')
+    assert.deepEqual(
+      [0, 1, 2].map((i) => streamed.get(i)),
+      first.choices.map((c) => c.message.content),
+    )
+    for (const i of [0, 1, 2])
+      assert.equal(events.find((e) => e.choices[0].index === i)!.choices[0].delta.role, 'assistant')
   })
 
   test('stop in chat, streamed and not', async () => {
@@ -397,7 +504,12 @@ describe('POST /v1/chat/completions', () => {
     const body = await chat({ max_tokens: 30, temperature: 0, stop: [stop] })
     assert.equal(body.choices[0].message.content, expected)
     assert.equal(body.choices[0].finish_reason, 'stop')
-    const events = await stream<ChatChunk>('/v1/chat/completions', { messages: [{ role: 'user', content: 'Tell me a story.' }], max_tokens: 30, temperature: 0, stop })
+    const events = await stream<ChatChunk>('/v1/chat/completions', {
+      messages: [{ role: 'user', content: 'Tell me a story.' }],
+      max_tokens: 30,
+      temperature: 0,
+      stop,
+    })
     assert.equal(streamedChat(events).get(0), expected)
     assert.equal(events.at(-1)!.choices[0].finish_reason, 'stop')
   })
@@ -439,7 +551,10 @@ describe('operations routes', () => {
   test('GET /v1/models lists stories260K', async () => {
     const response = await fetch(`${backend.url}/v1/models`)
     assert.equal(response.status, 200)
-    const body = (await response.json()) as { object: string; data: { id: string; object: string; owned_by: string; created: number; max_model_len: number }[] }
+    const body = (await response.json()) as {
+      object: string
+      data: { id: string; object: string; owned_by: string; created: number; max_model_len: number }[]
+    }
     assert.equal(body.object, 'list')
     const model = body.data.find((m) => m.id === MODEL)
     assert.ok(model, JSON.stringify(body))
@@ -452,7 +567,10 @@ describe('operations routes', () => {
   test('GET /model/info: name, parameters, device cpu, status ready', async () => {
     const response = await fetch(`${backend.url}/model/info`)
     assert.equal(response.status, 200)
-    const body = (await response.json()) as { status: string; models: { name: string; parameters: number; device: string; context_length: number; random_weights: boolean }[] }
+    const body = (await response.json()) as {
+      status: string
+      models: { name: string; parameters: number; device: string; context_length: number; random_weights: boolean }[]
+    }
     assert.equal(body.status, 'ready')
     assert.equal(body.models.length, 1)
     const [model] = body.models
@@ -504,7 +622,10 @@ describe('POST /generate', () => {
     assert.equal(body.input_tokens, PROMPT_TOKENS)
     assert.equal(body.output_tokens, 20)
     // The same text as /v1/completions.
-    assert.equal(body.generated_text, (await complete({ prompt: PROMPT, max_tokens: 20, temperature: 0 })).choices[0].text)
+    assert.equal(
+      body.generated_text,
+      (await complete({ prompt: PROMPT, max_tokens: 20, temperature: 0 })).choices[0].text,
+    )
   })
 
   test('num_return_sequences: 2 gives lists; a seed makes them reproducible', async () => {
@@ -521,13 +642,23 @@ describe('POST /generate', () => {
 
   test('return_full_text prepends the prompt', async () => {
     const plain = await post<GenerateResponse>('/generate', { prompt: PROMPT, max_length: 10, temperature: 0 })
-    const full = await post<GenerateResponse>('/generate', { prompt: PROMPT, max_length: 10, temperature: 0, return_full_text: true })
+    const full = await post<GenerateResponse>('/generate', {
+      prompt: PROMPT,
+      max_length: 10,
+      temperature: 0,
+      return_full_text: true,
+    })
     assert.equal(full.generated_text, PROMPT + plain.generated_text)
     assert.ok((PROMPT + REFERENCE).startsWith(full.generated_text as string))
   })
 
   test('stop ends the text before the stop string', async () => {
-    const body = await post<GenerateResponse>('/generate', { prompt: PROMPT, max_length: 30, temperature: 0, stop: 'Lily' })
+    const body = await post<GenerateResponse>('/generate', {
+      prompt: PROMPT,
+      max_length: 30,
+      temperature: 0,
+      stop: 'Lily',
+    })
     assert.equal(body.generated_text, beforeStop('Lily'))
     assert.equal(body.finish_reason, 'stop')
   })
@@ -540,7 +671,14 @@ describe('the official openai client', () => {
     assert.ok(REFERENCE.startsWith(text) && text.length > 0, text)
     assert.equal(completion.choices[0].finish_reason, 'length')
     assert.equal(completion.usage?.prompt_tokens, PROMPT_TOKENS)
-    const stream = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 30, temperature: 0, stream: true, stream_options: { include_usage: true } })
+    const stream = await client.completions.create({
+      model: MODEL,
+      prompt: PROMPT,
+      max_tokens: 30,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    })
     let streamed = ''
     let usage: OpenAI.CompletionUsage | undefined
     for await (const chunk of stream) {
@@ -561,7 +699,13 @@ describe('the official openai client', () => {
     assert.equal(message.role, 'assistant')
     assert.equal(typeof message.content, 'string')
     assert.equal(completion.usage?.completion_tokens, 20)
-    const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 20, temperature: 0, stream: true })
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      max_tokens: 20,
+      temperature: 0,
+      stream: true,
+    })
     let streamed = ''
     let role: string | undefined
     let finish: string | null = null
@@ -584,20 +728,29 @@ describe('the official openai client', () => {
   })
 
   test('an unknown model surfaces as OpenAI.NotFoundError (404, model_not_found); a bad value as BadRequestError', async () => {
-    await assert.rejects(client.completions.create({ model: 'no-such-model', prompt: PROMPT, max_tokens: 2 }), (error: unknown) => {
-      assert.ok(error instanceof OpenAI.NotFoundError, String(error))
-      assert.equal(error.status, 404)
-      assert.equal(error.code, 'model_not_found')
-      assert.equal(error.param, 'model')
-      assert.match(error.message, /no-such-model/)
-      return true
-    })
-    await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }), OpenAI.NotFoundError)
-    await assert.rejects(client.completions.create({ model: MODEL, prompt: PROMPT, temperature: 5 }), (error: unknown) => {
-      assert.ok(error instanceof OpenAI.BadRequestError, String(error))
-      assert.equal(error.status, 400)
-      assert.equal(error.param, 'temperature')
-      return true
-    })
+    await assert.rejects(
+      client.completions.create({ model: 'no-such-model', prompt: PROMPT, max_tokens: 2 }),
+      (error: unknown) => {
+        assert.ok(error instanceof OpenAI.NotFoundError, String(error))
+        assert.equal(error.status, 404)
+        assert.equal(error.code, 'model_not_found')
+        assert.equal(error.param, 'model')
+        assert.match(error.message, /no-such-model/)
+        return true
+      },
+    )
+    await assert.rejects(
+      client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+      OpenAI.NotFoundError,
+    )
+    await assert.rejects(
+      client.completions.create({ model: MODEL, prompt: PROMPT, temperature: 5 }),
+      (error: unknown) => {
+        assert.ok(error instanceof OpenAI.BadRequestError, String(error))
+        assert.equal(error.status, 400)
+        assert.equal(error.param, 'temperature')
+        return true
+      },
+    )
   })
 })

@@ -25,7 +25,8 @@ const MODELS = {
 
 let backend: BackendProcess
 before(async () => {
-  for (const [name, options] of Object.entries(MODELS)) await buildRandomLlama({ dir: join(scratch, 'models', name), preset: 'tiny', seed: 21, ...options })
+  for (const [name, options] of Object.entries(MODELS))
+    await buildRandomLlama({ dir: join(scratch, 'models', name), preset: 'tiny', seed: 21, ...options })
   backend = await startBackend({ MODEL_DIR: join(scratch, 'models') }, { timeoutMs: 60_000 })
 })
 after(async () => {
@@ -41,7 +42,12 @@ interface Streamed {
 }
 
 async function stream(body: Record<string, unknown>): Promise<Streamed> {
-  const response = await postJson(`${backend.url}/v1/completions`, { prompt: 'Once upon a time', ...body, stream: true, return_token_ids: true })
+  const response = await postJson(`${backend.url}/v1/completions`, {
+    prompt: 'Once upon a time',
+    ...body,
+    stream: true,
+    return_token_ids: true,
+  })
   assert.equal(response.status, 200, await response.clone().text())
   const pieces: Streamed['pieces'] = []
   let finish: string | null = null
@@ -58,7 +64,15 @@ async function stream(body: Record<string, unknown>): Promise<Streamed> {
 describe('a node serving every builder style', () => {
   test('/model/info names the file, the real weight and KV element types and the KV path', async () => {
     const info = (await (await fetch(`${backend.url}/model/info`)).json()) as { models: Record<string, unknown>[] }
-    const pick = (m: Record<string, unknown>) => [m.variant, m.file, m.weight_type, m.kv_type, m.kv_path, m.kv_fast_path, m.model_type]
+    const pick = (m: Record<string, unknown>) => [
+      m.variant,
+      m.file,
+      m.weight_type,
+      m.kv_type,
+      m.kv_path,
+      m.kv_fast_path,
+      m.model_type,
+    ]
     const byName = Object.fromEntries(info.models.map((m) => [m.name, pick(m)]))
     assert.deepEqual(byName, {
       'genai-gqa-fp16': ['genai', 'model.onnx', 'float16', 'float16', 'in-place', true, 'llama'],
@@ -67,7 +81,10 @@ describe('a node serving every builder style', () => {
       'optimum-int8': ['int8', 'onnx/model_int8.onnx', 'int8', 'float32', 'new-rows', true, 'qwen3'],
     })
     const log = backend.output()
-    assert.match(log, /"file":"[^"]*genai-gqa-fp16\/model\.onnx","variant":"genai","weightType":"float16","kvType":"float16"/)
+    assert.match(
+      log,
+      /"file":"[^"]*genai-gqa-fp16\/model\.onnx","variant":"genai","weightType":"float16","kvType":"float16"/,
+    )
     assert.doesNotMatch(log, /Once upon a time/, 'prompt text is never logged')
   })
 
@@ -77,7 +94,9 @@ describe('a node serving every builder style', () => {
     // difference, so a seeded draw may differ after a resume there (docs/models.md). Greedy holds.
     const eightBit = MODELS[model as keyof typeof MODELS].weights === 'int8'
     test(`${model}: greedy${eightBit ? '' : ' and seeded'} streams resume exactly after any cut`, async () => {
-      for (const sampling of eightBit ? [{ temperature: 0 }] : [{ temperature: 0 }, { temperature: 1, top_k: 50, seed: 3 }]) {
+      for (const sampling of eightBit
+        ? [{ temperature: 0 }]
+        : [{ temperature: 0 }, { temperature: 1, top_k: 50, seed: 3 }]) {
         const body = { model, max_tokens: 24, ...sampling }
         const reference = await stream(body)
         assert.equal(reference.ids.length, 24)
@@ -106,12 +125,25 @@ describe('folders the node cannot serve', () => {
     const { onnx } = onnxProto
     const path = join(input, 'onnx', 'model.onnx')
     const model = onnx.ModelProto.decode(readFileSync(path))
-    model.graph!.input!.push(onnx.ValueInfoProto.create({ name: 'token_type_ids', type: { tensorType: { elemType: 7, shape: { dim: [{ dimParam: 'batch_size' }, { dimParam: 'sequence_length' }] } } } }))
+    model.graph!.input!.push(
+      onnx.ValueInfoProto.create({
+        name: 'token_type_ids',
+        type: {
+          tensorType: { elemType: 7, shape: { dim: [{ dimParam: 'batch_size' }, { dimParam: 'sequence_length' }] } },
+        },
+      }),
+    )
     writeFileSync(path, onnx.ModelProto.encode(model).finish())
 
     const cases: [string, RegExp][] = [
-      [family, /^switchyard backend: model folder \S+bad-family: unsupported architecture config\.json model_type "falcon" \(supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, phi3, gpt2\)$/m],
-      [input, /^switchyard backend: model bad-input \(\S+bad-input\/onnx\/model\.onnx\): unsupported ONNX graph: input "token_type_ids" is not one Switchyard can feed/m],
+      [
+        family,
+        /^switchyard backend: model folder \S+bad-family: unsupported architecture config\.json model_type "falcon" \(supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, gemma3, phi3, gpt2\)$/m,
+      ],
+      [
+        input,
+        /^switchyard backend: model bad-input \(\S+bad-input\/onnx\/model\.onnx\): unsupported ONNX graph: input "token_type_ids" is not one Switchyard can feed/m,
+      ],
     ]
     for (const [dir, message] of cases) {
       const { code, output } = await runBackendToExit({ MODEL_DIR: dir }, 60_000)

@@ -15,17 +15,32 @@ const WEDGE_PRELOAD = resolve(REPO_ROOT, 'test/helpers/wedge-engine.mjs')
 
 const json = async (url: string) => {
   const response = await fetch(url)
-  return { status: response.status, body: (await response.json()) as { status: string; stall_timeout_ms?: number; stalled?: { model: string; ms_since_progress: number }[] } }
+  return {
+    status: response.status,
+    body: (await response.json()) as {
+      status: string
+      stall_timeout_ms?: number
+      stalled?: { model: string; ms_since_progress: number }[]
+    },
+  }
 }
 
 test('an idle engine stays live; a wedged engine fails /live and /ready after the stall timeout, /health does not notice', async () => {
-  const backend = await startBackend({ ENGINE_STALL_TIMEOUT_MS: String(STALL_TIMEOUT_MS), NODE_OPTIONS: `--import=${WEDGE_PRELOAD}` })
+  const backend = await startBackend({
+    ENGINE_STALL_TIMEOUT_MS: String(STALL_TIMEOUT_MS),
+    NODE_OPTIONS: `--import=${WEDGE_PRELOAD}`,
+  })
   try {
     // Idle for longer than the stall timeout: still live.
     await new Promise((r) => setTimeout(r, STALL_TIMEOUT_MS * 2))
     assert.deepEqual(await json(`${backend.url}/live`), { status: 200, body: { status: 'ok' } })
     // Working: every step is progress.
-    const answer = await postJson(`${backend.url}/v1/completions`, { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 200, ignore_eos: true })
+    const answer = await postJson(`${backend.url}/v1/completions`, {
+      model: 'stories260K',
+      prompt: 'Once upon a time',
+      max_tokens: 200,
+      ignore_eos: true,
+    })
     assert.equal(answer.status, 200)
     await answer.json()
     assert.equal((await json(`${backend.url}/live`)).status, 200)
@@ -41,8 +56,12 @@ test('an idle engine stays live; a wedged engine fails /live and /ready after th
     assert.equal(live.body.stall_timeout_ms, STALL_TIMEOUT_MS)
     assert.equal(live.body.stalled?.[0]?.model, 'stories260K')
     assert.ok(live.body.stalled[0].ms_since_progress > STALL_TIMEOUT_MS)
-    assert.equal((await json(`${backend.url}/ready`)).status, 503, 'and leaves the gateways\' rotation')
-    assert.deepEqual(await json(`${backend.url}/health`), { status: 200, body: { status: 'ok' } }, 'the main thread still answers')
+    assert.equal((await json(`${backend.url}/ready`)).status, 503, "and leaves the gateways' rotation")
+    assert.deepEqual(
+      await json(`${backend.url}/health`),
+      { status: 200, body: { status: 'ok' } },
+      'the main thread still answers',
+    )
   } finally {
     await backend.stop('SIGKILL')
   }

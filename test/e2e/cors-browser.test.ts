@@ -14,20 +14,36 @@ const KEY = 'sy-cors-browser-key-0123456789abcdef'
 
 /** A page server: its origin is what the gateway allows or not. */
 async function pageServer(): Promise<{ server: Server; origin: string }> {
-  const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>client</title>'))
+  const server = createServer((_req, res) =>
+    res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>client</title>'),
+  )
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, origin: `http://127.0.0.1:${(server.address() as { port: number }).port}` }
 }
 
 /** Runs in the page: a streamed chat completion with fetch, as a browser SDK would send it. */
-async function streamChat(args: { url: string; key: string }): Promise<{ ok: true; status: number; text: string; requestId: string | null } | { ok: false; error: string }> {
+async function streamChat(args: {
+  url: string
+  key: string
+}): Promise<{ ok: true; status: number; text: string; requestId: string | null } | { ok: false; error: string }> {
   try {
     const response = await fetch(`${args.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${args.key}`, 'content-type': 'application/json', 'x-stainless-lang': 'js' },
-      body: JSON.stringify({ model: 'stories260K', messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 12, temperature: 0, stream: true }),
+      body: JSON.stringify({
+        model: 'stories260K',
+        messages: [{ role: 'user', content: 'Once upon a time' }],
+        max_tokens: 12,
+        temperature: 0,
+        stream: true,
+      }),
     })
-    return { ok: true, status: response.status, text: await response.text(), requestId: response.headers.get('x-request-id') }
+    return {
+      ok: true,
+      status: response.status,
+      text: await response.text(),
+      requestId: response.headers.get('x-request-id'),
+    }
   } catch (error) {
     return { ok: false, error: String(error) }
   }
@@ -41,7 +57,12 @@ describe('CORS in Chromium', () => {
   let other: Awaited<ReturnType<typeof pageServer>>
 
   before(async () => {
-    ;[backend, browser, allowed, other] = await Promise.all([startBackend(), launchChromium(), pageServer(), pageServer()])
+    ;[backend, browser, allowed, other] = await Promise.all([
+      startBackend(),
+      launchChromium(),
+      pageServer(),
+      pageServer(),
+    ])
     gateway = await startGateway({
       backend: { url: backend.url },
       auth: { apiKeys: [{ id: 'browser', tenant: 'web', hash: createHash('sha256').update(KEY).digest('hex') }] },

@@ -19,7 +19,12 @@ const KEY = 'sy-first-run-key-0123456789abcdef'
 const TIGHT_KEY = 'sy-first-run-tight-key-0123456789'
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 const auth = (key = KEY) => ({ authorization: `Bearer ${key}` })
-const chat = (extra: object = {}) => ({ model: 'stories260K', messages: [{ role: 'user', content: 'Tell me a story' }], temperature: 0, ...extra })
+const chat = (extra: object = {}) => ({
+  model: 'stories260K',
+  messages: [{ role: 'user', content: 'Tell me a story' }],
+  temperature: 0,
+  ...extra,
+})
 const ORIGIN = 'http://app.example'
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-first-run-'))
 
@@ -52,12 +57,19 @@ after(async () => {
 describe('chat without max_tokens (the README SDK example)', () => {
   test('a stream without max_tokens, and one with max_tokens: null, get the rest of the window', async () => {
     for (const extra of [{}, { max_tokens: null }]) {
-      const response = await postJson(`${gateway.url}/v1/chat/completions`, chat({ stream: true, stream_options: { include_usage: true }, ...extra }), auth())
+      const response = await postJson(
+        `${gateway.url}/v1/chat/completions`,
+        chat({ stream: true, stream_options: { include_usage: true }, ...extra }),
+        auth(),
+      )
       assert.equal(response.status, 200, JSON.stringify(extra))
       const events = await readSse(response)
       assert.equal(events.at(-1), '[DONE]')
       const usage = (events.at(-2) as { usage: { completion_tokens: number } }).usage
-      assert.ok(usage.completion_tokens > 4, `completion_tokens ${usage.completion_tokens}: the gateway capped the answer`)
+      assert.ok(
+        usage.completion_tokens > 4,
+        `completion_tokens ${usage.completion_tokens}: the gateway capped the answer`,
+      )
     }
   })
 
@@ -72,16 +84,28 @@ describe('chat without max_tokens (the README SDK example)', () => {
     const reserved = Number(/up to (\d+) tokens/.exec(body.error.message)?.[1])
     assert.ok(reserved >= 512, `reserved ${reserved}: the window (512), not defaultMaxTokens (4)`)
     // With max_tokens the request fits the same budget.
-    assert.equal((await postJson(`${gateway.url}/v1/chat/completions`, chat({ max_tokens: 8 }), auth(TIGHT_KEY))).status, 200)
+    assert.equal(
+      (await postJson(`${gateway.url}/v1/chat/completions`, chat({ max_tokens: 8 }), auth(TIGHT_KEY))).status,
+      200,
+    )
   })
 })
 
 describe('conformance', () => {
   test('GET /v1/models/{id} on the gateway and the backend; 404 model_not_found for others', async () => {
-    for (const [url, headers] of [[gateway.url, auth()], [backend.url, {}]] as const) {
+    for (const [url, headers] of [
+      [gateway.url, auth()],
+      [backend.url, {}],
+    ] as const) {
       const found = await fetch(`${url}/v1/models/stories260K`, { headers })
       assert.equal(found.status, 200)
-      assert.deepEqual(Object.keys((await found.json()) as object).sort(), ['created', 'id', 'max_model_len', 'object', 'owned_by'])
+      assert.deepEqual(Object.keys((await found.json()) as object).sort(), [
+        'created',
+        'id',
+        'max_model_len',
+        'object',
+        'owned_by',
+      ])
       const missing = await fetch(`${url}/v1/models/no-such/model`, { headers })
       assert.equal(missing.status, 404)
       assert.equal(((await missing.json()) as ErrorBody).error.code, 'model_not_found')
@@ -96,12 +120,21 @@ describe('conformance', () => {
   test('validation messages name the field and what it allows, on the gateway and the backend alike', async () => {
     const cases: [object, string][] = [
       [chat({ temperature: 5 }), "Invalid value for 'temperature': expected a number at most 2, but got 5."],
-      [chat({ messages: [{ role: 'bot', content: 'x' }] }), `Invalid value for 'messages[0].role': expected one of "system", "developer", "user", "assistant", "tool", but got "bot".`],
-      [chat({ messages: [{ role: 'user', content: 5 }] }), "Invalid type for 'messages[0].content': expected a string or an array, but got an integer instead."],
+      [
+        chat({ messages: [{ role: 'bot', content: 'x' }] }),
+        `Invalid value for 'messages[0].role': expected one of "system", "developer", "user", "assistant", "tool", but got "bot".`,
+      ],
+      [
+        chat({ messages: [{ role: 'user', content: 5 }] }),
+        "Invalid type for 'messages[0].content': expected a string or an array, but got an integer instead.",
+      ],
       [{ messages: [{ role: 'user', content: 'x' }] }, "Missing required parameter: 'model'."],
     ]
     for (const [body, message] of cases) {
-      for (const [url, headers] of [[gateway.url, auth()], [backend.url, {}]] as const) {
+      for (const [url, headers] of [
+        [gateway.url, auth()],
+        [backend.url, {}],
+      ] as const) {
         const response = await postJson(`${url}/v1/chat/completions`, body, headers)
         assert.equal(response.status, 400)
         const error = ((await response.json()) as ErrorBody).error
@@ -112,7 +145,15 @@ describe('conformance', () => {
   })
 
   test('CORS: a preflight is answered before authentication, for allowed origins only', async () => {
-    const preflight = (origin: string) => fetch(`${gateway.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,x-stainless-os' } })
+    const preflight = (origin: string) =>
+      fetch(`${gateway.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type,x-stainless-os',
+        },
+      })
     const allowed = await preflight(ORIGIN)
     assert.equal(allowed.status, 204)
     assert.equal(allowed.headers.get('access-control-allow-origin'), ORIGIN)
@@ -124,15 +165,24 @@ describe('conformance', () => {
     const refused = await postJson(`${gateway.url}/v1/chat/completions`, chat(), { origin: ORIGIN })
     assert.equal(refused.status, 401)
     assert.equal(refused.headers.get('access-control-allow-origin'), ORIGIN)
-    const ok = await postJson(`${gateway.url}/v1/chat/completions`, chat({ max_tokens: 2 }), { ...auth(), origin: ORIGIN })
+    const ok = await postJson(`${gateway.url}/v1/chat/completions`, chat({ max_tokens: 2 }), {
+      ...auth(),
+      origin: ORIGIN,
+    })
     assert.equal(ok.status, 200)
     assert.match(ok.headers.get('access-control-expose-headers')!, /x-request-id/)
   })
 
   test('CORS is off by default: a preflight is a 404 as before, with no CORS headers', async () => {
-    const plain = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [{ id: 'main', tenant: 'a', hash: sha(KEY) }] } })
+    const plain = await startGateway({
+      backend: { url: backend.url },
+      auth: { apiKeys: [{ id: 'main', tenant: 'a', hash: sha(KEY) }] },
+    })
     try {
-      const response = await fetch(`${plain.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'POST' } })
+      const response = await fetch(`${plain.url}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: { origin: ORIGIN, 'access-control-request-method': 'POST' },
+      })
       assert.equal(response.headers.get('access-control-allow-origin'), null)
       assert.notEqual(response.status, 204)
     } finally {
@@ -154,12 +204,25 @@ describe('errors that name the right party', () => {
 
   before(async () => {
     const { privateKey, publicKey } = await generateKeyPair('EdDSA', { extractable: true })
-    writeFileSync(join(scratch, 'verify.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'EdDSA', use: 'sig' }] }))
-    writeFileSync(join(scratch, 'signing.json'), JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'k', alg: 'EdDSA' }))
+    writeFileSync(
+      join(scratch, 'verify.json'),
+      JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k', alg: 'EdDSA', use: 'sig' }] }),
+    )
+    writeFileSync(
+      join(scratch, 'signing.json'),
+      JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'k', alg: 'EdDSA' }),
+    )
     // Every generation passes its deadline at once: the node's 504 timeout.
-    guarded = await startBackend({ GATEWAY_VERIFY_KEYS_FILE: join(scratch, 'verify.json'), REQUEST_TIMEOUT_MS: '1', MAX_BATCH_SIZE: '1' })
+    guarded = await startBackend({
+      GATEWAY_VERIFY_KEYS_FILE: join(scratch, 'verify.json'),
+      REQUEST_TIMEOUT_MS: '1',
+      MAX_BATCH_SIZE: '1',
+    })
     const config = { backend: { url: guarded.url }, auth: { apiKeys: [{ id: 'main', tenant: 'a', hash: sha(KEY) }] } }
-    ;[unsigned, signed] = await Promise.all([startGateway(config), startGateway(config, { BACKEND_SIGNING_KEY_FILE: join(scratch, 'signing.json') })])
+    ;[unsigned, signed] = await Promise.all([
+      startGateway(config),
+      startGateway(config, { BACKEND_SIGNING_KEY_FILE: join(scratch, 'signing.json') }),
+    ])
   })
   after(async () => {
     await Promise.all([unsigned?.stop(), signed?.stop()])
@@ -175,7 +238,10 @@ describe('errors that name the right party', () => {
     }
     const models = await fetch(`${unsigned.url}/v1/models`, { headers: auth() })
     assert.equal(((await models.json()) as ErrorBody).error.code, 'gateway_misconfigured')
-    const lines = unsigned.output().split('\n').filter((l) => l.includes('gateway misconfigured'))
+    const lines = unsigned
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('gateway misconfigured'))
     assert.equal(lines.length, 1, unsigned.output())
     assert.match(lines[0], /BACKEND_SIGNING_KEY_FILE/)
   })
@@ -202,9 +268,15 @@ describe('start-up problems in one line', () => {
   after(() => new Promise<void>((resolve) => holder.close(() => resolve())))
 
   /** Runs an entry to its exit; its output and exit code. */
-  async function runToExit(entry: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  async function runToExit(
+    entry: string,
+    env: Record<string, string>,
+  ): Promise<{ code: number | null; output: string }> {
     const run = spawnEntry(entry, { LOG_LEVEL: 'info', ...env })
-    const exited = await Promise.race([new Promise<number | null>((resolve) => run.child.once('exit', resolve)), new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))])
+    const exited = await Promise.race([
+      new Promise<number | null>((resolve) => run.child.once('exit', resolve)),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000)),
+    ])
     if (exited === 'hung') await run.stop('SIGKILL')
     return { code: exited === 'hung' ? null : exited, output: run.output() }
   }
@@ -215,23 +287,44 @@ describe('start-up problems in one line', () => {
   }
 
   test('gateway: a port in use exits 2 naming the port and PORT', async () => {
-    const { code, output } = await runToExit('gateway/node/index.ts', { BACKEND_URL: backend.url, HOST: '127.0.0.1', PORT: String(heldPort), ADMIN_TOKEN: 'a-long-enough-admin-token-0123456789' })
+    const { code, output } = await runToExit('gateway/node/index.ts', {
+      BACKEND_URL: backend.url,
+      HOST: '127.0.0.1',
+      PORT: String(heldPort),
+      ADMIN_TOKEN: 'a-long-enough-admin-token-0123456789',
+    })
     assert.equal(code, 2)
     oneLine(output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT to another port`))
   })
 
   test('backend: a port in use exits 2 naming the port and PORT', async () => {
-    const { code, output } = await runToExit('backend/node.ts', { MODEL_DIR: STORIES_DIR, DEVICE: 'cpu', HOST: '127.0.0.1', PORT: String(heldPort) })
+    const { code, output } = await runToExit('backend/node.ts', {
+      MODEL_DIR: STORIES_DIR,
+      DEVICE: 'cpu',
+      HOST: '127.0.0.1',
+      PORT: String(heldPort),
+    })
     assert.equal(code, 2)
     oneLine(output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT to another port`))
   })
 
   test('npm start: a port in use exits 2 naming BACKEND_PORT or PORT, before starting anything', async () => {
     const free = await freePort()
-    const backendHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(heldPort), PORT: String(free) })
+    const backendHeld = await runToExit('scripts/start.ts', {
+      MODEL_DIR: STORIES_DIR,
+      BACKEND_PORT: String(heldPort),
+      PORT: String(free),
+    })
     assert.equal(backendHeld.code, 2)
-    oneLine(backendHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set BACKEND_PORT`))
-    const gatewayHeld = await runToExit('scripts/start.ts', { MODEL_DIR: STORIES_DIR, BACKEND_PORT: String(free), PORT: String(heldPort) })
+    oneLine(
+      backendHeld.output,
+      new RegExp(`port ${heldPort} is already in use; stop what holds it or set BACKEND_PORT`),
+    )
+    const gatewayHeld = await runToExit('scripts/start.ts', {
+      MODEL_DIR: STORIES_DIR,
+      BACKEND_PORT: String(free),
+      PORT: String(heldPort),
+    })
     assert.equal(gatewayHeld.code, 2)
     oneLine(gatewayHeld.output, new RegExp(`port ${heldPort} is already in use; stop what holds it or set PORT`))
   })

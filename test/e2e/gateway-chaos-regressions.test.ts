@@ -13,7 +13,11 @@ const backends: Record<string, BackendProcess> = {}
 const config = (nodes: object[]) => ({
   auth: { apiKeys: [{ id: 'k', tenant: 't', hash: createHash('sha256').update(KEY).digest('hex') }] },
   cache: { enabled: false },
-  routing: { regions: [{ name: 'eu', nodes }], breaker: { volumeThreshold: 1000 }, outlier: { consecutiveFailures: 1000 } },
+  routing: {
+    regions: [{ name: 'eu', nodes }],
+    breaker: { volumeThreshold: 1000 },
+    outlier: { consecutiveFailures: 1000 },
+  },
 })
 before(async () => {
   const [a, b] = await Promise.all([startBackend(), startBackend()])
@@ -25,7 +29,12 @@ after(async () => {
 
 test('a 200 whose JSON body is cut short is a failed try: retried on another node, never passed on', async () => {
   const faulty = await startFaultyNode('malformed', backends.a.url)
-  const gateway = await startGateway(config([{ id: 'faulty', url: faulty.url, weight: 1000 }, { id: 'good', url: backends.b.url, weight: 1 }]))
+  const gateway = await startGateway(
+    config([
+      { id: 'faulty', url: faulty.url, weight: 1000 },
+      { id: 'good', url: backends.b.url, weight: 1 },
+    ]),
+  )
   try {
     const body = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 24, temperature: 0 }
     const reference = await (await postJson(`${backends.b.url}/v1/completions`, body)).json()
@@ -45,9 +54,25 @@ test('a 200 whose JSON body is cut short is a failed try: retried on another nod
 
 test('a gateway draining on SIGTERM still continues a stream whose node dies, then exits 0', async () => {
   // The router (breakers) was shut before the requests in flight were finished.
-  const gateway = await startGateway(config([{ id: 'a', url: backends.a.url }, { id: 'b', url: backends.b.url }]))
-  const body = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 400, ignore_eos: true, temperature: 0, stream: true }
-  const reference = ((await (await postJson(`${backends.a.url}/v1/completions`, { ...body, stream: false })).json()) as { choices: { text: string }[] }).choices[0].text
+  const gateway = await startGateway(
+    config([
+      { id: 'a', url: backends.a.url },
+      { id: 'b', url: backends.b.url },
+    ]),
+  )
+  const body = {
+    model: 'stories260K',
+    prompt: 'Once upon a time',
+    max_tokens: 400,
+    ignore_eos: true,
+    temperature: 0,
+    stream: true,
+  }
+  const reference = (
+    (await (await postJson(`${backends.a.url}/v1/completions`, { ...body, stream: false })).json()) as {
+      choices: { text: string }[]
+    }
+  ).choices[0].text
   const response = await postJson(`${gateway.url}/v1/completions`, body, auth)
   const serving = backends[response.headers.get('x-switchyard-backend')!]
   const reader = response.body!.getReader()
@@ -57,9 +82,15 @@ test('a gateway draining on SIGTERM still continues a stream whose node dies, th
   await new Promise((r) => setTimeout(r, 50))
   serving.child.kill('SIGKILL')
   for (let r = await reader.read(); !r.done; r = await reader.read()) raw += decoder.decode(r.value, { stream: true })
-  const events = raw.trim().split('\n\n').map((e) => e.slice(6))
+  const events = raw
+    .trim()
+    .split('\n\n')
+    .map((e) => e.slice(6))
   assert.equal(events.at(-1), '[DONE]', 'the stream was continued on the other node')
-  const text = events.slice(0, -1).map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('')
+  const text = events
+    .slice(0, -1)
+    .map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+    .join('')
   assert.equal(text, reference)
   assert.equal(await exited, 0)
 })
@@ -67,11 +98,21 @@ test('a gateway draining on SIGTERM still continues a stream whose node dies, th
 test('a gateway stopping on SIGTERM closes keep-alive connections as they go idle instead of waiting them out', async () => {
   // Node's server.close() waits for kept-alive connections to time out (seconds) unless they are closed.
   // Both nodes are listed: the test above kills one of them.
-  const gateway = await startGateway(config([{ id: 'a', url: backends.a.url }, { id: 'b', url: backends.b.url }]))
+  const gateway = await startGateway(
+    config([
+      { id: 'a', url: backends.a.url },
+      { id: 'b', url: backends.b.url },
+    ]),
+  )
   const agent = new Agent({ keepAliveTimeout: 60_000 })
   try {
     // A request in flight at SIGTERM: its connection becomes idle only after the answer.
-    const inFlight = undiciFetch(`${gateway.url}/v1/completions`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 300, ignore_eos: true }) })
+    const inFlight = undiciFetch(`${gateway.url}/v1/completions`, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 300, ignore_eos: true }),
+    })
     await new Promise((r) => setTimeout(r, 30))
     const exited = gateway.stop('SIGTERM')
     const answer = await inFlight

@@ -47,8 +47,15 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     const viaGateway = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEY, maxRetries: 0 })
     const direct = new OpenAI({ baseURL: `${backend.url}/v1`, apiKey: 'unused', maxRetries: 0 })
     const input = ['hello world', 'the movie was good']
-    for (const extra of [{ encoding_format: 'float' as const }, {}, { dimensions: 8, encoding_format: 'float' as const }]) {
-      const [a, b] = await Promise.all([viaGateway.embeddings.create({ model: 'embed', input, ...extra }), direct.embeddings.create({ model: 'embed', input, ...extra })])
+    for (const extra of [
+      { encoding_format: 'float' as const },
+      {},
+      { dimensions: 8, encoding_format: 'float' as const },
+    ]) {
+      const [a, b] = await Promise.all([
+        viaGateway.embeddings.create({ model: 'embed', input, ...extra }),
+        direct.embeddings.create({ model: 'embed', input, ...extra }),
+      ])
       assert.deepEqual(a.data, b.data)
       assert.deepEqual(a.usage, b.usage)
     }
@@ -61,25 +68,51 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     assert.deepEqual([first.status, second.status], [200, 200])
     assert.deepEqual([first.headers.get('x-cache'), second.headers.get('x-cache')], ['MISS', 'HIT'])
     assert.deepEqual(await second.json(), await first.json())
-    const bypass = await postJson(`${gateway.url}/v1/embeddings`, body, { ...auth(), 'cache-control': 'no-cache, no-store' })
+    const bypass = await postJson(`${gateway.url}/v1/embeddings`, body, {
+      ...auth(),
+      'cache-control': 'no-cache, no-store',
+    })
     assert.equal(bypass.headers.get('x-cache'), 'BYPASS')
   })
 
   test('/predict and GET /models pass through in the seed’s shapes; model access applies', async () => {
-    const predicted = await postJson(`${gateway.url}/predict`, { text: 'I love this movie', task: 'sentiment-analysis', model_name: 'sentiment' }, auth())
+    const predicted = await postJson(
+      `${gateway.url}/predict`,
+      { text: 'I love this movie', task: 'sentiment-analysis', model_name: 'sentiment' },
+      auth(),
+    )
     assert.equal(predicted.status, 200)
     const body = await predicted.json()
     assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
     assert.ok(SENTIMENT_LABELS.includes(body.result[0].label))
     const models = await (await fetch(`${gateway.url}/models`, { headers: auth() })).json()
-    assert.deepEqual(models.models.map((m: { name: string }) => m.name), ['embed', 'sentiment', 'gen'])
+    assert.deepEqual(
+      models.models.map((m: { name: string }) => m.name),
+      ['embed', 'sentiment', 'gen'],
+    )
     // A key limited to `embed` sees only it, may embed with it, and may not use the classifier.
     const limited = await (await fetch(`${gateway.url}/models`, { headers: auth(EMBED_ONLY_KEY) })).json()
     assert.deepEqual(limited.models, [{ name: 'embed', tasks: ['feature-extraction'] }])
-    assert.equal((await postJson(`${gateway.url}/v1/embeddings`, { model: 'embed', input: 'x' }, auth(EMBED_ONLY_KEY))).status, 200)
-    assert.equal((await postJson(`${gateway.url}/predict`, { text: 'x', task: 'sentiment-analysis', model_name: 'sentiment' }, auth(EMBED_ONLY_KEY))).status, 403)
+    assert.equal(
+      (await postJson(`${gateway.url}/v1/embeddings`, { model: 'embed', input: 'x' }, auth(EMBED_ONLY_KEY))).status,
+      200,
+    )
+    assert.equal(
+      (
+        await postJson(
+          `${gateway.url}/predict`,
+          { text: 'x', task: 'sentiment-analysis', model_name: 'sentiment' },
+          auth(EMBED_ONLY_KEY),
+        )
+      ).status,
+      403,
+    )
     // Without model_name the backend would choose: a limited key must name its model.
-    assert.equal((await postJson(`${gateway.url}/predict`, { text: 'x', task: 'feature-extraction' }, auth(EMBED_ONLY_KEY))).status, 403)
+    assert.equal(
+      (await postJson(`${gateway.url}/predict`, { text: 'x', task: 'feature-extraction' }, auth(EMBED_ONLY_KEY)))
+        .status,
+      403,
+    )
   })
 
   test('401 without a key; bad input is refused by the gateway with a 4xx', async () => {
@@ -99,7 +132,10 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
       assert.equal(JSON.parse(text).error.param?.split('.')[0], param, text)
     }
     // Errors only the backend can know (the model's dimensions, unknown task) come back as its 4xx.
-    assert.equal((await postJson(`${gateway.url}/v1/embeddings`, { model: 'embed', input: 'x', dimensions: 65 }, auth())).status, 400)
+    assert.equal(
+      (await postJson(`${gateway.url}/v1/embeddings`, { model: 'embed', input: 'x', dimensions: 65 }, auth())).status,
+      400,
+    )
     assert.equal((await postJson(`${gateway.url}/predict`, { text: 'x', task: 'summarization' }, auth())).status, 400)
   })
 
@@ -109,7 +145,15 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
       auth: { apiKeys: [{ id: 'test', tenant: 'acme', hash: sha(KEY) }] },
       routing: {
         region: 'eu',
-        regions: [{ name: 'eu', nodes: [{ id: 'dead', url: dead }, { id: 'live', url: backend.url }] }],
+        regions: [
+          {
+            name: 'eu',
+            nodes: [
+              { id: 'dead', url: dead },
+              { id: 'live', url: backend.url },
+            ],
+          },
+        ],
         retry: { maxAttempts: 3, perTryTimeoutMs: 30_000, budgetRatio: 0.5, budgetMinPerSecond: 10 },
       },
     })
@@ -135,7 +179,10 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     let admitted = 0
     let refused: Response | undefined
     for (let i = 0; i < 20 && !refused; i++) {
-      const response = await postJson(`${gateway.url}/v1/embeddings`, body, { ...auth(METERED_KEY), 'cache-control': 'no-cache, no-store' })
+      const response = await postJson(`${gateway.url}/v1/embeddings`, body, {
+        ...auth(METERED_KEY),
+        'cache-control': 'no-cache, no-store',
+      })
       if (response.status === 429) refused = response
       else {
         assert.equal(response.status, 200)

@@ -13,7 +13,14 @@ import { startRedis } from '../helpers/redis-server.ts'
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 const key = (name: string) => `sy-limits-test-${name}`
 const auth = (name: string) => ({ authorization: `Bearer ${key(name)}` })
-const request = (extra: object = {}) => ({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 20, temperature: 0.7, seed: 1, ...extra })
+const request = (extra: object = {}) => ({
+  model: 'stories260K',
+  prompt: 'Once upon a time',
+  max_tokens: 20,
+  temperature: 0.7,
+  seed: 1,
+  ...extra,
+})
 
 let backend: BackendProcess
 before(async () => {
@@ -26,13 +33,28 @@ const apiKey = (name: string, limits: object) => ({ id: name, tenant: 'acme', ha
 describe('gateway rate limits (real Redis)', () => {
   test('50 concurrent requests never overshoot a tokens-per-minute budget; unused tokens are refunded', async () => {
     const redis = await startRedis()
-    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('tpm', { tokensPerMinute: 700 })] }, cache: { enabled: false } }, { REDIS_URL: redis.url })
+    const gateway = await startGateway(
+      {
+        backend: { url: backend.url },
+        auth: { apiKeys: [apiKey('tpm', { tokensPerMinute: 700 })] },
+        cache: { enabled: false },
+      },
+      { REDIS_URL: redis.url },
+    )
     try {
       const results = await Promise.all(
         Array.from({ length: 50 }, async (_, i) => {
-          const r = await postJson(`${gateway.url}/v1/completions`, request({ seed: i, max_tokens: 40, ignore_eos: true }), auth('tpm'))
+          const r = await postJson(
+            `${gateway.url}/v1/completions`,
+            request({ seed: i, max_tokens: 40, ignore_eos: true }),
+            auth('tpm'),
+          )
           const body = (await r.json()) as { usage?: { total_tokens: number } }
-          return { status: r.status, used: body.usage?.total_tokens ?? 0, remaining: r.headers.get('x-ratelimit-remaining-tokens') }
+          return {
+            status: r.status,
+            used: body.usage?.total_tokens ?? 0,
+            remaining: r.headers.get('x-ratelimit-remaining-tokens'),
+          }
         }),
       )
       const granted = results.filter((r) => r.status === 200)
@@ -52,32 +74,58 @@ describe('gateway rate limits (real Redis)', () => {
   })
 
   test('requests per window and concurrency limits answer 429 with Retry-After', async () => {
-    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('rpm', { requestsPerWindow: 3, requestWindowSeconds: 60 }), apiKey('conc', { maxConcurrent: 2 })] } })
+    const gateway = await startGateway({
+      backend: { url: backend.url },
+      auth: {
+        apiKeys: [
+          apiKey('rpm', { requestsPerWindow: 3, requestWindowSeconds: 60 }),
+          apiKey('conc', { maxConcurrent: 2 }),
+        ],
+      },
+    })
     try {
       const statuses = []
-      for (let i = 0; i < 4; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('rpm'))).status)
+      for (let i = 0; i < 4; i++)
+        statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('rpm'))).status)
       assert.deepEqual(statuses, [200, 200, 200, 429])
       const limited = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('rpm'))
       assert.ok(Number(limited.headers.get('retry-after')) >= 1)
       assert.equal(limited.headers.get('x-ratelimit-remaining-requests'), '0')
       assert.equal(((await limited.json()) as { error: { type: string } }).error.type, 'rate_limit_error')
 
-      const streams = await Promise.all([1, 2].map(() => postJson(`${gateway.url}/v1/completions`, request({ stream: true, max_tokens: 400, ignore_eos: true }), auth('conc'))))
+      const streams = await Promise.all(
+        [1, 2].map(() =>
+          postJson(
+            `${gateway.url}/v1/completions`,
+            request({ stream: true, max_tokens: 400, ignore_eos: true }),
+            auth('conc'),
+          ),
+        ),
+      )
       const third = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('conc'))
       assert.equal(third.status, 429)
       assert.equal(((await third.json()) as { error: { code: string } }).error.code, 'concurrency_limit_exceeded')
       await Promise.all(streams.map((s) => s.text()))
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('conc'))).status, 200)
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('conc'))).status,
+        200,
+      )
     } finally {
       await gateway.stop()
     }
   })
 
   test('spoofed X-Forwarded-For from an untrusted peer does not escape the per-IP limit', async () => {
-    const gateway = await startGateway({ backend: { url: backend.url }, limits: { perIp: { requestsPerWindow: 4, requestWindowSeconds: 60 } } })
+    const gateway = await startGateway({
+      backend: { url: backend.url },
+      limits: { perIp: { requestsPerWindow: 4, requestWindowSeconds: 60 } },
+    })
     try {
       const statuses = []
-      for (let i = 0; i < 6; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request(), { 'x-forwarded-for': `10.0.0.${i}` })).status)
+      for (let i = 0; i < 6; i++)
+        statuses.push(
+          (await postJson(`${gateway.url}/v1/completions`, request(), { 'x-forwarded-for': `10.0.0.${i}` })).status,
+        )
       assert.deepEqual(statuses, [401, 401, 401, 401, 429, 429])
     } finally {
       await gateway.stop()
@@ -86,13 +134,29 @@ describe('gateway rate limits (real Redis)', () => {
 
   test('Redis killed mid-test: requests keep succeeding on in-memory limits, and Redis is used again when it returns', async () => {
     const redis = await startRedis()
-    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('chaos', { requestsPerWindow: 1000, tokensPerMinute: 100_000 })] } }, { REDIS_URL: redis.url })
-    const metric = async () => (await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()).match(/^switchyard_gateway_store_up (\d)$/m)![1]
+    const gateway = await startGateway(
+      {
+        backend: { url: backend.url },
+        auth: { apiKeys: [apiKey('chaos', { requestsPerWindow: 1000, tokensPerMinute: 100_000 })] },
+      },
+      { REDIS_URL: redis.url },
+    )
+    const metric = async () =>
+      (
+        await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+      ).match(/^switchyard_gateway_store_up (\d)$/m)![1]
     try {
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('chaos'))).status, 200)
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('chaos'))).status,
+        200,
+      )
       await redis.stop()
       for (let i = 0; i < 10; i++) {
-        const r = await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2, temperature: 0 }), auth('chaos'))
+        const r = await postJson(
+          `${gateway.url}/v1/completions`,
+          request({ max_tokens: 2, temperature: 0 }),
+          auth('chaos'),
+        )
         assert.equal(r.status, 200, await r.text())
         assert.ok(r.headers.get('x-ratelimit-remaining-requests'))
       }
@@ -105,10 +169,20 @@ describe('gateway rate limits (real Redis)', () => {
         if (up === '0') await new Promise((r) => setTimeout(r, 100))
       }
       assert.equal(up, '1')
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('chaos'))).status, 200)
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('chaos'))).status,
+        200,
+      )
       const keys = execFileSync('redis-cli', ['-p', String(redis.port), '--scan']).toString()
       assert.match(keys, /chaos/, 'limit counters are back in Redis')
-      assert.equal(gateway.output().split('\n').filter((l) => /redis.*(down|unavailable|lost)/i.test(l)).length <= 2, true, 'the outage is logged once, not per request')
+      assert.equal(
+        gateway
+          .output()
+          .split('\n')
+          .filter((l) => /redis.*(down|unavailable|lost)/i.test(l)).length <= 2,
+        true,
+        'the outage is logged once, not per request',
+      )
     } finally {
       await gateway.stop()
       await redis.stop()
@@ -118,38 +192,75 @@ describe('gateway rate limits (real Redis)', () => {
   test('issue 16: key isolation, the per-IP guard behind a NAT, and admin-API keys through a Redis stall', async () => {
     const redis = await startRedis()
     const gateway = await startGateway(
-      { backend: { url: backend.url }, auth: { apiKeys: [apiKey('lim2', { requestsPerWindow: 1000 })] }, limits: { perIp: { requestsPerWindow: 20, requestWindowSeconds: 60 } }, cache: { enabled: false } },
+      {
+        backend: { url: backend.url },
+        auth: { apiKeys: [apiKey('lim2', { requestsPerWindow: 1000 })] },
+        limits: { perIp: { requestsPerWindow: 20, requestWindowSeconds: 60 } },
+        cache: { enabled: false },
+      },
       { REDIS_URL: redis.url },
     )
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }
     const metrics = async () => (await fetch(`${gateway.url}/metrics`, { headers: admin })).text()
     try {
       // Key isolation: a config-file id is taken for the admin API, and cannot be revoked there.
-      const taken = await fetch(`${gateway.url}/admin/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ tenant: 'other', id: 'lim2' }) })
+      const taken = await fetch(`${gateway.url}/admin/keys`, {
+        method: 'POST',
+        headers: admin,
+        body: JSON.stringify({ tenant: 'other', id: 'lim2' }),
+      })
       assert.equal(taken.status, 409)
       assert.equal(((await taken.json()) as { error: { code: string } }).error.code, 'key_exists')
       const del = await fetch(`${gateway.url}/admin/keys/lim2`, { method: 'DELETE', headers: admin })
       assert.equal(del.status, 409)
       assert.match(((await del.json()) as { error: { message: string } }).error.message, /config file/)
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status, 200)
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status,
+        200,
+      )
 
       // A key made through the admin API, used once (verified in Redis).
-      const created = (await (await fetch(`${gateway.url}/admin/keys`, { method: 'POST', headers: admin, body: JSON.stringify({ tenant: 'acme' }) })).json()) as { key: string; id: string }
+      const created = (await (
+        await fetch(`${gateway.url}/admin/keys`, {
+          method: 'POST',
+          headers: admin,
+          body: JSON.stringify({ tenant: 'acme' }),
+        })
+      ).json()) as { key: string; id: string }
       const stored = { authorization: `Bearer ${created.key}` }
       assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status, 200)
-      const counters = execFileSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*api_key*']).toString()
+      const counters = execFileSync('redis-cli', [
+        '-p',
+        String(redis.port),
+        '--scan',
+        '--pattern',
+        '*api_key*',
+      ]).toString()
       assert.match(counters, /\{api_key:config:lim2\}/)
       assert.match(counters, new RegExp(`\\{api_key:store:${created.id}\\}`))
 
       // Per-IP guard: a flood of wrong keys from this address, then valid keys from the same address.
       const flood: number[] = []
-      for (let i = 0; i < 60; i++) flood.push((await postJson(`${gateway.url}/v1/completions`, request(), { authorization: `Bearer sy-wrong-${i}` })).status)
+      for (let i = 0; i < 60; i++)
+        flood.push(
+          (await postJson(`${gateway.url}/v1/completions`, request(), { authorization: `Bearer sy-wrong-${i}` }))
+            .status,
+        )
       // 20 failures allowed, then 429 (a 503 only if a key lookup timed out on a loaded machine).
-      assert.ok(flood.every((s) => s === 401 || s === 429 || s === 503), JSON.stringify(flood))
+      assert.ok(
+        flood.every((s) => s === 401 || s === 429 || s === 503),
+        JSON.stringify(flood),
+      )
       assert.equal(flood.slice(0, 20).filter((s) => s === 429).length, 0, JSON.stringify(flood))
       assert.deepEqual(flood.slice(-20), Array(20).fill(429), JSON.stringify(flood))
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request(), { authorization: 'Bearer sy-wrong-again' })).status, 429)
-      assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status, 200)
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request(), { authorization: 'Bearer sy-wrong-again' })).status,
+        429,
+      )
+      assert.equal(
+        (await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), auth('lim2'))).status,
+        200,
+      )
       assert.equal((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status, 200)
       const text = await metrics()
       assert.match(text, /^switchyard_gateway_ip_guard_blocked_addresses 1$/m)
@@ -160,13 +271,25 @@ describe('gateway rate limits (real Redis)', () => {
       redis.child.kill('SIGSTOP')
       const statuses: number[] = []
       try {
-        for (let i = 0; i < 4; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status)
-        for (let i = 0; i < 3; i++) statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), { authorization: 'Bearer sy-never-verified' })).status)
+        for (let i = 0; i < 4; i++)
+          statuses.push((await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), stored)).status)
+        for (let i = 0; i < 3; i++)
+          statuses.push(
+            (
+              await postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 1 }), {
+                authorization: 'Bearer sy-never-verified',
+              })
+            ).status,
+          )
       } finally {
         redis.child.kill('SIGCONT')
       }
       assert.deepEqual(statuses, [...Array(4).fill(200), ...Array(3).fill(503)])
-      const outageLines = gateway.output().split('\n').slice(linesBefore).filter((l) => l.includes('authentication unavailable'))
+      const outageLines = gateway
+        .output()
+        .split('\n')
+        .slice(linesBefore)
+        .filter((l) => l.includes('authentication unavailable'))
       // One line (none if a lookup timed out moments before, in the same 10 s interval), not one per 503.
       assert.ok(outageLines.length <= 1, `one line for the outage, not one per request: ${outageLines.length}`)
     } finally {
@@ -178,8 +301,20 @@ describe('gateway rate limits (real Redis)', () => {
 
   test('issue 16: Redis stopped (SIGSTOP) for 1 s under 4 clients: no slot of the key is left held in Redis', async () => {
     const redis = await startRedis()
-    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('conc8', { maxConcurrent: 8 })] }, cache: { enabled: false } }, { REDIS_URL: redis.url })
-    const slots = () => Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', 'sy:{api_key:config:conc8}:slots']).toString().trim())
+    const gateway = await startGateway(
+      {
+        backend: { url: backend.url },
+        auth: { apiKeys: [apiKey('conc8', { maxConcurrent: 8 })] },
+        cache: { enabled: false },
+      },
+      { REDIS_URL: redis.url },
+    )
+    const slots = () =>
+      Number(
+        execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', 'sy:{api_key:config:conc8}:slots'])
+          .toString()
+          .trim(),
+      )
     try {
       let running = true
       const statuses: number[] = []
@@ -199,10 +334,17 @@ describe('gateway rate limits (real Redis)', () => {
       await new Promise((r) => setTimeout(r, 200))
       running = false
       await Promise.all(clients)
-      assert.ok(statuses.every((s) => s === 200), `only 200s: ${[...new Set(statuses)]}`)
+      assert.ok(
+        statuses.every((s) => s === 200),
+        `only 200s: ${[...new Set(statuses)]}`,
+      )
       while (slots() !== 0 && Date.now() - continued < 2000) await new Promise((r) => setTimeout(r, 50))
       assert.equal(slots(), 0, 'within 2 s of SIGCONT nothing is held: nothing is in flight')
-      const burst = await Promise.all(Array.from({ length: 8 }, () => postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8')).then((r) => r.status)))
+      const burst = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          postJson(`${gateway.url}/v1/completions`, request({ max_tokens: 2 }), auth('conc8')).then((r) => r.status),
+        ),
+      )
       assert.deepEqual(burst, Array(8).fill(200))
     } finally {
       redis.child.kill('SIGCONT')
@@ -213,12 +355,42 @@ describe('gateway rate limits (real Redis)', () => {
 
   test('HTTPS with a test certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
-    const gateway = await startGateway({ backend: { url: backend.url }, auth: { apiKeys: [apiKey('tls', {})] } }, { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') })
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        '/CN=localhost',
+        '-days',
+        '1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    )
+    const gateway = await startGateway(
+      { backend: { url: backend.url }, auth: { apiKeys: [apiKey('tls', {})] } },
+      { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') },
+    )
     try {
       assert.match(gateway.url, /^https:/)
       const dispatcher = new Agent({ connect: { ca: readFileSync(join(dir, 'cert.pem')) } })
-      const r = await undiciFetch(`${gateway.url}/v1/completions`, { method: 'POST', dispatcher, headers: { 'content-type': 'application/json', ...auth('tls') }, body: JSON.stringify(request({ max_tokens: 3 })) })
+      const r = await undiciFetch(`${gateway.url}/v1/completions`, {
+        method: 'POST',
+        dispatcher,
+        headers: { 'content-type': 'application/json', ...auth('tls') },
+        body: JSON.stringify(request({ max_tokens: 3 })),
+      })
       assert.equal(r.status, 200)
       assert.equal(((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens, 3)
       await assert.rejects(undiciFetch(`${gateway.url}/health`), 'an untrusted certificate is refused by default')

@@ -19,12 +19,23 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 10
 test('a node removed by a config reload loses its per-node series in /metrics', async () => {
   // 'fail' answers /ready 200 (healthy); 'hang' never answers (its checks time out).
   const [kept, dying] = await Promise.all([startFakeNode('fail'), startFakeNode('hang')])
-  const routing = (nodes: object[]) => ({ routing: { regions: [{ name: 'eu', nodes }], healthCheck: { intervalMs: 200, jitter: 0, timeoutMs: 100, unhealthyAfter: 1 } } })
-  const both = routing([{ id: 'kept', url: kept.url }, { id: 'dying', url: dying.url }])
+  const routing = (nodes: object[]) => ({
+    routing: {
+      regions: [{ name: 'eu', nodes }],
+      healthCheck: { intervalMs: 200, jitter: 0, timeoutMs: 100, unhealthyAfter: 1 },
+    },
+  })
+  const both = routing([
+    { id: 'kept', url: kept.url },
+    { id: 'dying', url: dying.url },
+  ])
   const gateway = await startGateway(both)
-  const metrics = async () => (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
+  const metrics = async () =>
+    (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
   try {
-    await until('the dying node is unhealthy', async () => /switchyard_gateway_backend_healthy\{region="eu",backend="dying"\} 0/.test(await metrics()))
+    await until('the dying node is unhealthy', async () =>
+      /switchyard_gateway_backend_healthy\{region="eu",backend="dying"\} 0/.test(await metrics()),
+    )
     writeFileSync(gateway.configPath, JSON.stringify(routing([{ id: 'kept', url: kept.url }])))
     gateway.child.kill('SIGHUP')
     await until('reload', async () => /configuration reloaded/.test(gateway.output()))

@@ -22,7 +22,14 @@ let backend: BackendProcess
 const config = (server: object = {}, url = backend.url) => ({
   auth: { apiKeys: [{ id: 'k', tenant: 't', hash: createHash('sha256').update(KEY).digest('hex') }] },
   cache: { enabled: false },
-  limits: { defaults: { requestsPerWindow: 1_000_000, requestWindowSeconds: 60, tokensPerMinute: 100_000_000, maxConcurrent: 64 } },
+  limits: {
+    defaults: {
+      requestsPerWindow: 1_000_000,
+      requestWindowSeconds: 60,
+      tokensPerMinute: 100_000_000,
+      maxConcurrent: 64,
+    },
+  },
   server: { drainTimeoutMs: DRAIN_TIMEOUT_MS, ...server },
   backend: { url },
 })
@@ -39,7 +46,29 @@ function certificate() {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
   const cert = join(dir, 'cert.pem')
   const key = join(dir, 'key.pem')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', key, '-out', cert, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-subj',
+      '/CN=localhost',
+      '-days',
+      '1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  )
   return { cert, key }
 }
 
@@ -58,11 +87,25 @@ const plain: Transport = { request, agent: () => new Agent({ keepAlive: true, ma
 function complete(port: number, agent: Agent, body: object, transport: Transport = plain): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const payload = JSON.stringify(body)
-    const req = transport.request({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }))
-      res.on('error', reject)
-    })
+    const req = transport.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/v1/completions',
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${KEY}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+        },
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }))
+        res.on('error', reject)
+      },
+    )
     req.on('error', reject)
     req.end(payload)
   })
@@ -84,7 +127,12 @@ async function sigtermUnderLoad(gateway: GatewayProcess, clients: number, transp
     try {
       while (!(exited && refused > 0)) {
         try {
-          const answer = await complete(gateway.port, agent, { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4 }, transport)
+          const answer = await complete(
+            gateway.port,
+            agent,
+            { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 4 },
+            transport,
+          )
           statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1)
           if (stopping && answer.connection === 'close') closeAnswers++
           assert.ok(!stopping || answer.status === 200 || answer.status === 503, `status ${answer.status}`)
@@ -111,10 +159,20 @@ async function sigtermUnderLoad(gateway: GatewayProcess, clients: number, transp
   return { errors, statuses, closeAnswers, code, exitMs }
 }
 
-function assertCleanShutdown(t: TestContext, gateway: GatewayProcess, result: Awaited<ReturnType<typeof sigtermUnderLoad>>) {
+function assertCleanShutdown(
+  t: TestContext,
+  gateway: GatewayProcess,
+  result: Awaited<ReturnType<typeof sigtermUnderLoad>>,
+) {
   // The figures of docs/gateway-lifecycle.md.
-  t.diagnostic(`shutdown: ${JSON.stringify({ clientErrors: result.errors, answers: Object.fromEntries(result.statuses), connectionCloseAnswers: result.closeAnswers, exitMsAfterSigterm: result.exitMs })}`)
-  assert.deepEqual(result.errors, [], `client errors other than connection refused (answers: ${JSON.stringify([...result.statuses])})`)
+  t.diagnostic(
+    `shutdown: ${JSON.stringify({ clientErrors: result.errors, answers: Object.fromEntries(result.statuses), connectionCloseAnswers: result.closeAnswers, exitMsAfterSigterm: result.exitMs })}`,
+  )
+  assert.deepEqual(
+    result.errors,
+    [],
+    `client errors other than connection refused (answers: ${JSON.stringify([...result.statuses])})`,
+  )
   assert.equal(result.code, 0)
   assert.ok(result.closeAnswers > 0, 'answers after SIGTERM said Connection: close')
   assert.ok(result.exitMs < DRAIN_TIMEOUT_MS, `exited ${result.exitMs} ms after SIGTERM, not at the drain timeout`)
@@ -130,7 +188,10 @@ test('the same over TLS with HTTP/1.1 keep-alive clients', async (t) => {
   const tls = certificate()
   const gateway = await startGateway(config(), { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key })
   const ca = readFileSync(tls.cert)
-  const overTls: Transport = { request: httpsRequest as unknown as typeof request, agent: () => new HttpsAgent({ keepAlive: true, maxSockets: 1, ca }) }
+  const overTls: Transport = {
+    request: httpsRequest as unknown as typeof request,
+    agent: () => new HttpsAgent({ keepAlive: true, maxSockets: 1, ca }),
+  }
   assertCleanShutdown(t, gateway, await sigtermUnderLoad(gateway, 4, overTls))
 })
 
@@ -140,7 +201,9 @@ test('a request still running at the drain timeout is cut, said in the log, and 
   const gateway = await startGateway(config({ drainTimeoutMs: 300 }, hanging.url))
   const agent = new Agent({ keepAlive: true })
   try {
-    const long = complete(gateway.port, agent, { model: 'stories260K', prompt: 'Once', max_tokens: 4 }).catch((error: Error) => error)
+    const long = complete(gateway.port, agent, { model: 'stories260K', prompt: 'Once', max_tokens: 4 }).catch(
+      (error: Error) => error,
+    )
     await new Promise((r) => setTimeout(r, 200))
     assert.equal(await gateway.stop('SIGTERM'), 0)
     assert.ok((await long) instanceof Error, 'the stream was cut')
@@ -158,8 +221,21 @@ test('over TLS: an HTTP/2 session with a request in flight gets GOAWAY, its answ
   const session = connect(gateway.url, { ca: readFileSync(tls.cert) })
   try {
     const goaway = once(session, 'goaway')
-    const stream = session.request({ ':method': 'POST', ':path': '/v1/completions', authorization: `Bearer ${KEY}`, 'content-type': 'application/json' })
-    stream.end(JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 200, ignore_eos: true, stream: true }))
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/v1/completions',
+      authorization: `Bearer ${KEY}`,
+      'content-type': 'application/json',
+    })
+    stream.end(
+      JSON.stringify({
+        model: 'stories260K',
+        prompt: 'Once upon a time',
+        max_tokens: 200,
+        ignore_eos: true,
+        stream: true,
+      }),
+    )
     const [headers] = (await once(stream, 'response')) as [Record<string, string | number>]
     assert.equal(headers[':status'], 200)
     const exited = gateway.stop('SIGTERM')

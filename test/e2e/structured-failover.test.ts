@@ -13,7 +13,17 @@ import { ADMIN_TOKEN, type GatewayProcess, startGateway } from '../helpers/gatew
  */
 const KEY = 'sy-test-key-for-structured-failover'
 const auth = { authorization: `Bearer ${KEY}` }
-const schema = { type: 'array', items: { type: 'object', properties: { n: { type: 'integer', minimum: 0, maximum: 999 }, w: { type: 'string', maxLength: 6 } }, required: ['n', 'w'], additionalProperties: false }, minItems: 12, maxItems: 12 }
+const schema = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: { n: { type: 'integer', minimum: 0, maximum: 999 }, w: { type: 'string', maxLength: 6 } },
+    required: ['n', 'w'],
+    additionalProperties: false,
+  },
+  minItems: 12,
+  maxItems: 12,
+}
 const backends: Record<string, BackendProcess> = {}
 let gateway: GatewayProcess
 
@@ -23,7 +33,11 @@ before(async () => {
   gateway = await startGateway({
     auth: { apiKeys: [{ id: 'failover', tenant: 'acme', hash: createHash('sha256').update(KEY).digest('hex') }] },
     cache: { enabled: false },
-    routing: { regions: [{ name: 'eu', nodes: Object.entries(backends).map(([id, b]) => ({ id, url: b.url })) }], region: 'eu', retry: { maxAttempts: 3, perTryTimeoutMs: 30_000, budgetRatio: 0.5, budgetMinPerSecond: 10 } },
+    routing: {
+      regions: [{ name: 'eu', nodes: Object.entries(backends).map(([id, b]) => ({ id, url: b.url })) }],
+      region: 'eu',
+      retry: { maxAttempts: 3, perTryTimeoutMs: 30_000, budgetRatio: 0.5, budgetMinPerSecond: 10 },
+    },
   })
 })
 after(async () => {
@@ -34,18 +48,37 @@ after(async () => {
 test('a constrained stream whose node dies mid-stream completes, valid and identical (greedy and seeded)', async () => {
   const validate = new Ajv({ strict: false }).compile(schema)
   const streamFailovers = async () => {
-    const metrics = await (await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text()
-    return [...metrics.matchAll(/^switchyard_gateway_failovers_total\{[^}]*scope="stream"[^}]*\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0)
+    const metrics = await (
+      await fetch(`${gateway.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    ).text()
+    return [...metrics.matchAll(/^switchyard_gateway_failovers_total\{[^}]*scope="stream"[^}]*\} (\d+)/gm)].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    )
   }
   for (const [round, params] of [{ temperature: 0 }, { temperature: 0.9, seed: 11 }].entries()) {
-    const body = { model: 'stories260K', prompt: 'Once upon a time', max_tokens: 400, guided_json: schema, stream: true, ...params }
-    const reference = ((await (await postJson(`${gateway.url}/v1/completions`, { ...body, stream: false }, auth)).json()) as { choices: { text: string }[] }).choices[0].text
+    const body = {
+      model: 'stories260K',
+      prompt: 'Once upon a time',
+      max_tokens: 400,
+      guided_json: schema,
+      stream: true,
+      ...params,
+    }
+    const reference = (
+      (await (await postJson(`${gateway.url}/v1/completions`, { ...body, stream: false }, auth)).json()) as {
+        choices: { text: string }[]
+      }
+    ).choices[0].text
     assert.ok(validate(JSON.parse(reference)), reference)
     const response = await postJson(`${gateway.url}/v1/completions`, body, auth)
     assert.equal(response.status, 200)
     const { serving, events } = await readStreamKillingItsNode(response, (node) => backends[node].child.kill('SIGKILL'))
     assert.equal(events.at(-1), '[DONE]')
-    const text = events.slice(0, -1).map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('')
+    const text = events
+      .slice(0, -1)
+      .map((e) => (JSON.parse(e) as { choices: { text: string }[] }).choices[0]?.text ?? '')
+      .join('')
     assert.equal(text, reference)
     assert.equal(await streamFailovers(), round + 1, 'the stream was continued on the other node')
     backends[serving] = await startBackend({ PORT: String(backends[serving].port) })

@@ -21,8 +21,12 @@ before(async () => {
 })
 
 function fivexx(metrics: string): Map<string, number> {
-  const lines = metrics.split('\n').filter((line) => line.startsWith('switchyard_backend_requests_total{') && /status="5\d\d"/.test(line))
-  return new Map(lines.map((line) => [line.slice(0, line.lastIndexOf(' ')), Number(line.slice(line.lastIndexOf(' ') + 1))]))
+  const lines = metrics
+    .split('\n')
+    .filter((line) => line.startsWith('switchyard_backend_requests_total{') && /status="5\d\d"/.test(line))
+  return new Map(
+    lines.map((line) => [line.slice(0, line.lastIndexOf(' ')), Number(line.slice(line.lastIndexOf(' ') + 1))]),
+  )
 }
 after(async () => {
   await backend?.stop()
@@ -41,7 +45,9 @@ for (const route of ROUTES) {
     })
 
     test('junk gets a 4xx in OpenAI shape', async (t) => {
-      await fuzz(t, `backend POST ${PATHS[route]} junk`, junkCase(route, { gateway: false }), (c) => checkJunk(backend.url, route, c))
+      await fuzz(t, `backend POST ${PATHS[route]} junk`, junkCase(route, { gateway: false }), (c) =>
+        checkJunk(backend.url, route, c),
+      )
     })
   })
 }
@@ -50,7 +56,11 @@ for (const route of ROUTES) {
 const GET_ROUTES: Record<string, (json: any) => void> = {
   '/health': (json) => assert.deepEqual(json, { status: 'ok' }),
   '/ready': (json) => assert.deepEqual(json, { status: 'ready' }),
-  '/v1/models': (json) => assert.deepEqual(json.data.map((m: { id: string }) => m.id), [MODEL]),
+  '/v1/models': (json) =>
+    assert.deepEqual(
+      json.data.map((m: { id: string }) => m.id),
+      [MODEL],
+    ),
   '/model/info': (json) => assert.equal(json.models[0].name, MODEL),
 }
 
@@ -77,7 +87,12 @@ describe('backend after the fuzz', () => {
   test('the process is alive, healthy, and counted no 5xx', async (t) => {
     assert.equal(backend.child.exitCode, null, 'still running')
     assert.equal((await send(`${backend.url}/health`)).status, 200)
-    const completion = await send(`${backend.url}/v1/completions`, { headers: { 'content-type': 'application/json' }, body: new TextEncoder().encode(JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4, temperature: 0 })) })
+    const completion = await send(`${backend.url}/v1/completions`, {
+      headers: { 'content-type': 'application/json' },
+      body: new TextEncoder().encode(
+        JSON.stringify({ model: MODEL, prompt: 'Once upon a time', max_tokens: 4, temperature: 0 }),
+      ),
+    })
     assert.equal(completion.status, 200)
     const after = fivexx((await send(`${backend.url}/metrics`)).text)
     const added = [...after].filter(([series, n]) => n > (fivexxBefore.get(series) ?? 0))

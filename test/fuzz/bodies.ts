@@ -17,8 +17,16 @@ export const VOCAB = 512
 export const MAX_BODY_BYTES = 65_536
 
 export type Route = 'completions' | 'chat' | 'generate'
-export const PATHS: Record<Route, string> = { completions: '/v1/completions', chat: '/v1/chat/completions', generate: '/generate' }
-export const SCHEMAS: Record<Route, z.ZodType> = { completions: completionRequestSchema, chat: chatRequestSchema, generate: generateRequestSchema }
+export const PATHS: Record<Route, string> = {
+  completions: '/v1/completions',
+  chat: '/v1/chat/completions',
+  generate: '/generate',
+}
+export const SCHEMAS: Record<Route, z.ZodType> = {
+  completions: completionRequestSchema,
+  chat: chatRequestSchema,
+  generate: generateRequestSchema,
+}
 
 export interface BodyCase {
   /** What kind of case this is, for per-kind counts. */
@@ -46,12 +54,24 @@ const bytes = (text: string) => encoder.encode(text)
 /** Makes fast-check print a case as its kind and the start of its body, not as a byte array. */
 function printable<T extends BodyCase>(c: T): T {
   const preview = new TextDecoder().decode(c.body.subarray(0, 300))
-  return Object.assign(c, { [fc.toStringMethod]: () => `${c.kind}${c.detail ? ` [${c.detail}]` : ''} (${c.body.length} bytes, ${c.contentType ?? 'no content type'}${c.chunked ? ', chunked' : ''}): ${JSON.stringify(preview)}` })
+  return Object.assign(c, {
+    [fc.toStringMethod]: () =>
+      `${c.kind}${c.detail ? ` [${c.detail}]` : ''} (${c.body.length} bytes, ${c.contentType ?? 'no content type'}${c.chunked ? ', chunked' : ''}): ${JSON.stringify(preview)}`,
+  })
 }
 const JSON_TYPE = 'application/json'
 
 /** Names that are not fields of any schema but are properties of every object (prototype pollution). */
-const PROTOTYPE_KEYS = ['__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'isPrototypeOf']
+const PROTOTYPE_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'valueOf',
+  '__defineGetter__',
+  'isPrototypeOf',
+]
 
 const tokenId = fc.integer({ min: 0, max: VOCAB - 1 })
 const fewTokens = fc.integer({ min: 1, max: 8 })
@@ -83,10 +103,22 @@ const tweaks: Record<Route, Tweak> = {
 
 /** Output formats stories260K serves (one per body: two contradict); invalid ones are fuzzed in structured.test.ts. */
 const structuredTweak = (path: string): fc.Arbitrary<unknown> | undefined => {
-  if (path === 'response_format') return fc.constantFrom(undefined, null, { type: 'text' }, { type: 'json_object' }, { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer' } } } } })
-  if (path === 'guided_json' || path === 'guided_regex' || path === 'guided_choice' || path === 'guided_grammar') return fc.constant(undefined)
+  if (path === 'response_format')
+    return fc.constantFrom(
+      undefined,
+      null,
+      { type: 'text' },
+      { type: 'json_object' },
+      {
+        type: 'json_schema',
+        json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer' } } } },
+      },
+    )
+  if (path === 'guided_json' || path === 'guided_regex' || path === 'guided_choice' || path === 'guided_grammar')
+    return fc.constant(undefined)
   // stories260K's has no chat template, so no tool support: tools are fuzzed in structured.test.ts.
-  if (path === 'tools' || path === 'parallel_tool_calls' || path === 'messages[].tool_calls') return fc.constantFrom(undefined, null)
+  if (path === 'tools' || path === 'parallel_tool_calls' || path === 'messages[].tool_calls')
+    return fc.constantFrom(undefined, null)
   if (path === 'tool_choice') return fc.constantFrom(undefined, null, 'none')
   return undefined
 }
@@ -118,12 +150,24 @@ const utf8Length = (text: string) => encoder.encode(text).length
  */
 export function fitsContext(route: Route, body: Record<string, any>): boolean {
   if (route === 'chat') {
-    const prompt = (body.messages as any[]).reduce((sum, m) => sum + 12 + (typeof m.content === 'string' ? utf8Length(m.content) : (m.content ?? []).reduce((s: number, p: any) => s + utf8Length(p.text), 0)), 8)
+    const prompt = (body.messages as any[]).reduce(
+      (sum, m) =>
+        sum +
+        12 +
+        (typeof m.content === 'string'
+          ? utf8Length(m.content)
+          : (m.content ?? []).reduce((s: number, p: any) => s + utf8Length(p.text), 0)),
+      8,
+    )
     return prompt + (body.max_completion_tokens ?? body.max_tokens) <= CONTEXT
   }
   const max = route === 'generate' ? (body.max_length ?? 50) : (body.max_tokens ?? 16)
   const prompts = typeof body.prompt === 'string' ? [body.prompt] : body.prompt
-  const longest = Math.max(...(prompts as unknown[]).map((p) => (typeof p === 'string' ? utf8Length(p) + 2 : typeof p === 'number' ? prompts.length : (p as number[]).length)))
+  const longest = Math.max(
+    ...(prompts as unknown[]).map((p) =>
+      typeof p === 'string' ? utf8Length(p) + 2 : typeof p === 'number' ? prompts.length : (p as number[]).length,
+    ),
+  )
   return longest + max <= CONTEXT
 }
 
@@ -131,7 +175,9 @@ export const schemaOf = (route: Route) => jsonSchemaOf(SCHEMAS[route])
 
 /** Schema-derived bodies that must be served. */
 export function validBodyObject(route: Route): fc.Arbitrary<Record<string, unknown>> {
-  return (arbitraryFor(schemaOf(route), tweaks[route]) as fc.Arbitrary<Record<string, unknown>>).map((b) => fixUp(route, b)).filter((b) => fitsContext(route, b))
+  return (arbitraryFor(schemaOf(route), tweaks[route]) as fc.Arbitrary<Record<string, unknown>>)
+    .map((b) => fixUp(route, b))
+    .filter((b) => fitsContext(route, b))
 }
 
 const jsonText = (body: unknown) => JSON.stringify(body)
@@ -142,20 +188,39 @@ const jsonText = (body: unknown) => JSON.stringify(body)
  */
 export function validCase(route: Route): fc.Arbitrary<BodyCase> {
   const known = schemaOf(route).properties ?? {}
-  const unknownKey = fc.oneof(fc.constantFrom(...PROTOTYPE_KEYS, '', ' ', 'MODEL', 'metadata', '$where', 'parallel_tool_calls'), oddString(1, 8)).filter((k) => !Object.hasOwn(known, k))
+  const unknownKey = fc
+    .oneof(
+      fc.constantFrom(...PROTOTYPE_KEYS, '', ' ', 'MODEL', 'metadata', '$where', 'parallel_tool_calls'),
+      oddString(1, 8),
+    )
+    .filter((k) => !Object.hasOwn(known, k))
   const extra = fc.array(fc.tuple(unknownKey, fc.jsonValue({ maxDepth: 3 })), { maxLength: 3 })
   const duplicate = fc.option(fc.tuple(fc.nat(), fc.constantFrom('junk', -1, null, [], { x: 1 }, 1e308)), { freq: 3 })
-  const contentType = fc.constantFrom(JSON_TYPE, 'application/json; charset=utf-8', 'Application/JSON', 'application/vnd.api+json', 'application/json;charset=UTF-8;foo=bar')
+  const contentType = fc.constantFrom(
+    JSON_TYPE,
+    'application/json; charset=utf-8',
+    'Application/JSON',
+    'application/vnd.api+json',
+    'application/json;charset=UTF-8;foo=bar',
+  )
   // RFC 8259 lets a parser ignore one leading byte order mark; both servers do.
   const bom = fc.oneof({ weight: 9, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constant('\ufeff') })
-  return fc.tuple(validBodyObject(route), extra, duplicate, contentType, fc.boolean(), bom).map(([body, extras, dup, type, chunked, prefix]) => {
-    const members = extras.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`)
-    const keys = Object.keys(body).filter((k) => body[k] !== undefined)
-    if (dup && keys.length > 0) members.push(`${JSON.stringify(keys[dup[0] % keys.length])}:${jsonText(dup[1])}`)
-    const text = members.length > 0 ? `{${members.join(',')},${jsonText(body).slice(1)}` : jsonText(body)
-    const kind = [members.length > 0 ? 'valid, extra members' : 'valid', prefix ? 'BOM' : '', chunked ? 'chunked' : ''].filter(Boolean).join(', ')
-    return printable({ kind, body: bytes(prefix + text), contentType: type, chunked })
-  })
+  return fc
+    .tuple(validBodyObject(route), extra, duplicate, contentType, fc.boolean(), bom)
+    .map(([body, extras, dup, type, chunked, prefix]) => {
+      const members = extras.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`)
+      const keys = Object.keys(body).filter((k) => body[k] !== undefined)
+      if (dup && keys.length > 0) members.push(`${JSON.stringify(keys[dup[0] % keys.length])}:${jsonText(dup[1])}`)
+      const text = members.length > 0 ? `{${members.join(',')},${jsonText(body).slice(1)}` : jsonText(body)
+      const kind = [
+        members.length > 0 ? 'valid, extra members' : 'valid',
+        prefix ? 'BOM' : '',
+        chunked ? 'chunked' : '',
+      ]
+        .filter(Boolean)
+        .join(', ')
+      return printable({ kind, body: bytes(prefix + text), contentType: type, chunked })
+    })
 }
 
 /** Valid JSON text with invalid UTF-8 bytes inside a string: decoded (WHATWG) to U+FFFD, so still valid. */
@@ -164,7 +229,12 @@ export function invalidUtf8InStringCase(route: Route): fc.Arbitrary<BodyCase> {
   return fc.tuple(validBodyObject(route), bad).map(([body, junk]) => {
     const marker = '\u0001MARK\u0001'
     // Completions echo the prompt back, so the replacement character can be seen in the answer.
-    const field = route === 'chat' ? { messages: [{ role: 'user', content: marker }] } : route === 'completions' ? { prompt: marker, echo: true, stream: false } : { prompt: marker }
+    const field =
+      route === 'chat'
+        ? { messages: [{ role: 'user', content: marker }] }
+        : route === 'completions'
+          ? { prompt: marker, echo: true, stream: false }
+          : { prompt: marker }
     const text = jsonText({ ...body, ...field })
     const escaped = JSON.stringify(marker).slice(1, -1)
     const at = text.indexOf(escaped)
@@ -180,17 +250,32 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
   const schema = schemaOf(route)
   const zod = SCHEMAS[route]
   const properties = Object.entries(schema.properties ?? {}) as [string, JsonSchema][]
-  const json = (kind: string, text: string, rest: Partial<JunkCase> & { status: number[] }): JunkCase => printable({ kind, body: bytes(text), contentType: JSON_TYPE, ...rest })
+  const json = (kind: string, text: string, rest: Partial<JunkCase> & { status: number[] }): JunkCase =>
+    printable({ kind, body: bytes(text), contentType: JSON_TYPE, ...rest })
 
   const wrongField = fc
     .tuple(validBodyObject(route), fc.constantFrom(...properties))
     .chain(([body, [name, s]]) => junkFor(s).map((value) => ({ body: { ...body, [name]: value }, name })))
     .filter(({ body }) => !zod.safeParse(body).success)
-    .map(({ body, name }) => json('wrong type or range', jsonText(body), { status: [400], codes: ['invalid_value'], param: name, detail: name }))
+    .map(({ body, name }) =>
+      json('wrong type or range', jsonText(body), {
+        status: [400],
+        codes: ['invalid_value'],
+        param: name,
+        detail: name,
+      }),
+    )
 
   const missing = fc
     .tuple(validBodyObject(route), fc.constantFrom(...(schema.required ?? [])))
-    .map(([body, name]) => json('missing required field', jsonText(Object.fromEntries(Object.entries(body).filter(([k]) => k !== name))), { status: [400], codes: ['invalid_value'], param: name, detail: name }))
+    .map(([body, name]) =>
+      json('missing required field', jsonText(Object.fromEntries(Object.entries(body).filter(([k]) => k !== name))), {
+        status: [400],
+        codes: ['invalid_value'],
+        param: name,
+        detail: name,
+      }),
+    )
 
   const notObject = fc
     .oneof(
@@ -200,26 +285,56 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
     .map((v) => json('not an object', jsonText(v), { status: [400], codes: ['invalid_value'] }))
 
   const deep = fc
-    .tuple(validBodyObject(route), fc.integer({ min: MAX_BODY_DEPTH, max: 9_000 }), fc.constantFrom('[', '{"a":'), fc.constantFrom('x-extra', 'prompt', 'messages', 'stop'))
+    .tuple(
+      validBodyObject(route),
+      fc.integer({ min: MAX_BODY_DEPTH, max: 9_000 }),
+      fc.constantFrom('[', '{"a":'),
+      fc.constantFrom('x-extra', 'prompt', 'messages', 'stop'),
+    )
     .map(([body, depth, open, field]) => {
       const close = open === '[' ? ']' : '}'
       const nested = `${open.repeat(depth)}1${close.repeat(depth)}`
       // Last, so JSON.parse keeps it over the body's own member of that name.
-      return json('nested too deep', `${jsonText(body).slice(0, -1)},${JSON.stringify(field)}:${nested}}`, { status: [400], codes: ['invalid_json'], detail: `${depth + 1} levels in ${field}` })
+      return json('nested too deep', `${jsonText(body).slice(0, -1)},${JSON.stringify(field)}:${nested}}`, {
+        status: [400],
+        codes: ['invalid_json'],
+        detail: `${depth + 1} levels in ${field}`,
+      })
     })
 
   // Fields reachable only through the prototype chain must not count as present.
   const prototypeKeys = fc.oneof(
-    fc.tuple(validBodyObject(route), fc.constantFrom('__proto__', 'constructor')).map(([body, key]) =>
-      json('fields only under __proto__ or constructor', key === '__proto__' ? `{"__proto__":${jsonText(body)}}` : jsonText({ constructor: { prototype: body } }), { status: [400], codes: ['invalid_value'], detail: key }),
-    ),
-    fc.tuple(validBodyObject(route), fc.constantFrom(...PROTOTYPE_KEYS)).map(([body, model]) => json('model named after a prototype member', jsonText({ ...body, model }), { status: [404], codes: ['model_not_found'], param: 'model', detail: model })),
+    fc
+      .tuple(validBodyObject(route), fc.constantFrom('__proto__', 'constructor'))
+      .map(([body, key]) =>
+        json(
+          'fields only under __proto__ or constructor',
+          key === '__proto__' ? `{"__proto__":${jsonText(body)}}` : jsonText({ constructor: { prototype: body } }),
+          { status: [400], codes: ['invalid_value'], detail: key },
+        ),
+      ),
+    fc
+      .tuple(validBodyObject(route), fc.constantFrom(...PROTOTYPE_KEYS))
+      .map(([body, model]) =>
+        json('model named after a prototype member', jsonText({ ...body, model }), {
+          status: [404],
+          codes: ['model_not_found'],
+          param: 'model',
+          detail: model,
+        }),
+      ),
   )
 
   const unknownModel = fc
     .tuple(validBodyObject(route), oddString(1, 24))
     .filter(([, model]) => model !== MODEL && model.length <= 256)
-    .map(([body, model]) => json('unknown model', jsonText({ ...body, model }), { status: [404], codes: ['model_not_found'], param: 'model' }))
+    .map(([body, model]) =>
+      json('unknown model', jsonText({ ...body, model }), {
+        status: [404],
+        codes: ['model_not_found'],
+        param: 'model',
+      }),
+    )
 
   const notJson = fc.oneof(
     fc.tuple(validText(route), fc.nat()).map(([text, cut]) => text.slice(0, cut % text.length)),
@@ -229,7 +344,19 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
     validText(route).map((text) => `/* comment */${text}`),
     // A byte order mark is ignored only at the very start.
     validText(route).map((text) => `{\ufeff${text.slice(1)}`),
-    fc.constantFrom('', ' ', 'NaN', 'undefined', '{"model": NaN}', '{model: 1}', '{"a":1}{"b":2}', '\u0000', '[', '{"prompt": "x', 'true false'),
+    fc.constantFrom(
+      '',
+      ' ',
+      'NaN',
+      'undefined',
+      '{"model": NaN}',
+      '{model: 1}',
+      '{"a":1}{"b":2}',
+      '\u0000',
+      '[',
+      '{"prompt": "x',
+      'true false',
+    ),
     fc.string({ unit: 'binary', maxLength: 64 }),
   )
   const notJsonCases = notJson
@@ -245,45 +372,132 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
 
   // Invalid UTF-8 between JSON tokens decodes to U+FFFD, which is not JSON; a UTF-16 body is not UTF-8.
   const badBytes = fc.oneof(
-    fc.tuple(validText(route), fc.constantFrom([0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80, 0x80])).map(([text, junk]) => new Uint8Array([0x7b, ...junk, ...bytes(text.slice(1))])),
+    fc
+      .tuple(validText(route), fc.constantFrom([0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80, 0x80]))
+      .map(([text, junk]) => new Uint8Array([0x7b, ...junk, ...bytes(text.slice(1))])),
     validText(route).map((text) => new Uint8Array([0xff, 0xfe, ...Buffer.from(text, 'utf16le')])),
   )
-  const badBytesCases = badBytes.map((body) => printable<JunkCase>({ kind: 'invalid UTF-8 outside strings', body, contentType: JSON_TYPE, status: [400], codes: ['invalid_json'] }))
+  const badBytesCases = badBytes.map((body) =>
+    printable<JunkCase>({
+      kind: 'invalid UTF-8 outside strings',
+      body,
+      contentType: JSON_TYPE,
+      status: [400],
+      codes: ['invalid_json'],
+    }),
+  )
 
   const notJsonType = fc.oneof(
-    fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'text/json', 'json', 'application/javascript', 'application/jsonp', '*/*', ''),
+    fc.constantFrom(
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/xml',
+      'text/json',
+      'json',
+      'application/javascript',
+      'application/jsonp',
+      '*/*',
+      '',
+    ),
     fc.string({ unit: 'grapheme-ascii', maxLength: 32 }).filter((t) => !/json/i.test(t) && /^[\x20-\x7e]*$/.test(t)),
   )
   const wrongType = fc
     .tuple(validText(route), fc.option(notJsonType, { freq: 4 }))
-    .map(([text, type]) => printable<JunkCase>({ kind: 'not a JSON content type', body: bytes(text), contentType: type ?? null, status: [415], codes: ['unsupported_media_type'] }))
+    .map(([text, type]) =>
+      printable<JunkCase>({
+        kind: 'not a JSON content type',
+        body: bytes(text),
+        contentType: type ?? null,
+        status: [415],
+        codes: ['unsupported_media_type'],
+      }),
+    )
 
   const oversized = fc
     .tuple(validBodyObject(route), fc.integer({ min: MAX_BODY_BYTES + 1, max: MAX_BODY_BYTES + 40_000 }), fc.boolean())
-    .map(([body, size, chunked]) => json('over the body limit', jsonText({ ...body, padding: 'p'.repeat(size) }), { status: [413], codes: ['request_too_large'], chunked }))
+    .map(([body, size, chunked]) =>
+      json('over the body limit', jsonText({ ...body, padding: 'p'.repeat(size) }), {
+        status: [413],
+        codes: ['request_too_large'],
+        chunked,
+      }),
+    )
 
   const overContext = fc
     .tuple(validBodyObject(route), fc.integer({ min: CONTEXT, max: 1_000_000 }))
-    .map(([body, max]) => json('over the context window', jsonText({ ...body, [route === 'generate' ? 'max_length' : route === 'chat' ? 'max_completion_tokens' : 'max_tokens']: max }), { status: [400], codes: ['context_length_exceeded'] }))
+    .map(([body, max]) =>
+      json(
+        'over the context window',
+        jsonText({
+          ...body,
+          [route === 'generate' ? 'max_length' : route === 'chat' ? 'max_completion_tokens' : 'max_tokens']: max,
+        }),
+        { status: [400], codes: ['context_length_exceeded'] },
+      ),
+    )
 
-  const kinds = [wrongField, missing, notObject, deep, prototypeKeys, unknownModel, notJsonCases, badBytesCases, wrongType, oversized, overContext]
+  const kinds = [
+    wrongField,
+    missing,
+    notObject,
+    deep,
+    prototypeKeys,
+    unknownModel,
+    notJsonCases,
+    badBytesCases,
+    wrongType,
+    oversized,
+    overContext,
+  ]
   if (route === 'completions') {
     kinds.push(
       fc
-        .tuple(validBodyObject(route), fc.constantFrom({ logit_bias: { '5': 1 } }, { suffix: 'The end.' }, { best_of: 3, n: 2 }))
-        .map(([body, extra]) => json('refused parameter', jsonText({ ...body, ...extra }), { status: [400], codes: ['unsupported_parameter'] })),
+        .tuple(
+          validBodyObject(route),
+          fc.constantFrom({ logit_bias: { '5': 1 } }, { suffix: 'The end.' }, { best_of: 3, n: 2 }),
+        )
+        .map(([body, extra]) =>
+          json('refused parameter', jsonText({ ...body, ...extra }), {
+            status: [400],
+            codes: ['unsupported_parameter'],
+          }),
+        ),
     )
   }
   if (route === 'chat') {
     kinds.push(
       fc
-        .tuple(validBodyObject(route), fc.constantFrom({ logit_bias: { '5': -100 } }, { tools: [{ type: 'function', function: { name: 'f' } }] }, { response_format: { type: 'json_object' }, guided_regex: 'a' }))
-        .map(([body, extra]) => json('refused parameter', jsonText({ ...body, ...extra }), { status: [400], codes: ['unsupported_parameter', 'invalid_value', 'tools_unsupported'] })),
+        .tuple(
+          validBodyObject(route),
+          fc.constantFrom(
+            { logit_bias: { '5': -100 } },
+            { tools: [{ type: 'function', function: { name: 'f' } }] },
+            { response_format: { type: 'json_object' }, guided_regex: 'a' },
+          ),
+        )
+        .map(([body, extra]) =>
+          json('refused parameter', jsonText({ ...body, ...extra }), {
+            status: [400],
+            codes: ['unsupported_parameter', 'invalid_value', 'tools_unsupported'],
+          }),
+        ),
     )
   }
   if (options.gateway && route !== 'generate') {
     kinds.push(
-      validBodyObject(route).map((body) => json('resume from a client', jsonText({ ...body, n: 1, prompt: route === 'completions' ? 'x' : undefined, resume: { token_ids: [1], text_offset: 0 } }), { status: [400], codes: ['unsupported_parameter'], param: 'resume' })),
+      validBodyObject(route).map((body) =>
+        json(
+          'resume from a client',
+          jsonText({
+            ...body,
+            n: 1,
+            prompt: route === 'completions' ? 'x' : undefined,
+            resume: { token_ids: [1], text_offset: 0 },
+          }),
+          { status: [400], codes: ['unsupported_parameter'], param: 'resume' },
+        ),
+      ),
     )
   }
   return fc.oneof(...kinds)

@@ -17,12 +17,22 @@ import { arbitraryFor, jsonSchemaOf, junkFor, oddString, type Tweak } from './sc
  * gets a 5xx or hangs.
  */
 const MODELS = fc.constantFrom('embed', 'sentiment', 'gen', 'missing')
-const tokenIds = fc.array(fc.oneof(fc.integer({ min: 0, max: 1100 }), fc.constantFrom(101, 102)), { minLength: 1, maxLength: 40 })
+const tokenIds = fc.array(fc.oneof(fc.integer({ min: 0, max: 1100 }), fc.constantFrom(101, 102)), {
+  minLength: 1,
+  maxLength: 40,
+})
 const text = fc.oneof(oddString(1, 60), fc.constantFrom('hello world', 'word '.repeat(200)))
 const tweaks: Record<'embeddings' | 'predict', Tweak> = {
   embeddings: (path) => {
-    if (path === 'model') return fc.oneof({ weight: 3, arbitrary: fc.constant('embed') }, { weight: 1, arbitrary: MODELS })
-    if (path === 'input') return fc.oneof(text, fc.array(text, { minLength: 1, maxLength: 4 }), tokenIds, fc.array(tokenIds, { minLength: 1, maxLength: 4 }))
+    if (path === 'model')
+      return fc.oneof({ weight: 3, arbitrary: fc.constant('embed') }, { weight: 1, arbitrary: MODELS })
+    if (path === 'input')
+      return fc.oneof(
+        text,
+        fc.array(text, { minLength: 1, maxLength: 4 }),
+        tokenIds,
+        fc.array(tokenIds, { minLength: 1, maxLength: 4 }),
+      )
     if (path === 'dimensions') return fc.integer({ min: 1, max: 80 })
     if (path === 'truncate_prompt_tokens') return fc.oneof(fc.constant(-1), fc.integer({ min: 1, max: 200 }))
     return undefined
@@ -37,14 +47,21 @@ const tweaks: Record<'embeddings' | 'predict', Tweak> = {
     return undefined
   },
 }
-const ROUTES = { embeddings: { path: '/v1/embeddings', schema: embeddingRequestSchema }, predict: { path: '/predict', schema: predictRequestSchema } } as const
+const ROUTES = {
+  embeddings: { path: '/v1/embeddings', schema: embeddingRequestSchema },
+  predict: { path: '/predict', schema: predictRequestSchema },
+} as const
 
 function assertServedShape(route: keyof typeof ROUTES, answer: Answer): void {
   const body = JSON.parse(answer.text)
   if (route === 'embeddings') {
     assert.equal(body.object, 'list')
     assert.ok(body.data.length >= 1 && body.usage.prompt_tokens >= 1)
-    for (const item of body.data) assert.ok(typeof item.embedding === 'string' || item.embedding.every((v: unknown) => typeof v === 'number' && Number.isFinite(v)))
+    for (const item of body.data)
+      assert.ok(
+        typeof item.embedding === 'string' ||
+          item.embedding.every((v: unknown) => typeof v === 'number' && Number.isFinite(v)),
+      )
   } else {
     assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
     assert.ok(Array.isArray(body.result))
@@ -66,7 +83,11 @@ describe('fuzz: encoder routes of a backend node', () => {
   for (const route of ['embeddings', 'predict'] as const) {
     const { path, schema } = ROUTES[route]
     const jsonSchema = jsonSchemaOf(schema)
-    const post = (body: unknown) => send(`${backend.url}${path}`, { body: new TextEncoder().encode(JSON.stringify(body)), headers: { 'content-type': 'application/json' } })
+    const post = (body: unknown) =>
+      send(`${backend.url}${path}`, {
+        body: new TextEncoder().encode(JSON.stringify(body)),
+        headers: { 'content-type': 'application/json' },
+      })
 
     test(`POST ${path}: schema-shaped bodies get 200 in shape or a 4xx in OpenAI's shape`, async (t) => {
       await fuzz(t, `POST ${path} valid-ish`, arbitraryFor(jsonSchema, tweaks[route]), async (body) => {
@@ -82,8 +103,13 @@ describe('fuzz: encoder routes of a backend node', () => {
     test(`POST ${path}: junk in one field gets a 4xx naming it`, async (t) => {
       const fields = Object.keys(jsonSchema.properties ?? {})
       const junk = fc
-        .tuple(arbitraryFor(jsonSchema, tweaks[route]) as fc.Arbitrary<Record<string, unknown>>, fc.constantFrom(...fields))
-        .chain(([body, field]) => junkFor(jsonSchema.properties![field]).map((value) => ({ ...body, [field]: value, field })))
+        .tuple(
+          arbitraryFor(jsonSchema, tweaks[route]) as fc.Arbitrary<Record<string, unknown>>,
+          fc.constantFrom(...fields),
+        )
+        .chain(([body, field]) =>
+          junkFor(jsonSchema.properties![field]).map((value) => ({ ...body, [field]: value, field })),
+        )
         .filter(({ field, ...body }) => !(schema as z.ZodType).safeParse(body).success && field !== undefined)
       await fuzz(t, `POST ${path} junk`, junk, async ({ field, ...body }) => {
         assertOpenAiError(await post(body), { status: [400], param: field })

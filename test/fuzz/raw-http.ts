@@ -16,7 +16,11 @@ export interface RawExchange {
  * answer until the server closes the connection, a short grace after the last bytes of an
  * answer (a kept-alive connection stays open), or `waitMs` without any answer.
  */
-export function rawExchange(port: number, request: string | Uint8Array | (string | Uint8Array)[], options: { waitMs?: number; host?: string; localAddress?: string } = {}): Promise<RawExchange> {
+export function rawExchange(
+  port: number,
+  request: string | Uint8Array | (string | Uint8Array)[],
+  options: { waitMs?: number; host?: string; localAddress?: string } = {},
+): Promise<RawExchange> {
   const parts = Array.isArray(request) ? request : [request]
   return new Promise((resolve) => {
     const started = performance.now()
@@ -43,7 +47,9 @@ export function rawExchange(port: number, request: string | Uint8Array | (string
     socket.on('error', () => {})
     // One write: a server that refuses the start of a request closes at once, and bytes written
     // after that would make it reset the connection, which can discard its answer.
-    socket.on('connect', () => socket.write(Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : part)))))
+    socket.on('connect', () =>
+      socket.write(Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : part)))),
+    )
   })
 }
 

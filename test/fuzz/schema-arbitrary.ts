@@ -52,11 +52,35 @@ export const oddUnit: fc.Arbitrary<string> = fc.oneof(
   { weight: 3, arbitrary: fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }) },
   {
     weight: 3,
-    arbitrary: fc.constantFrom('\u0000', '\n', '\r\n', '\t', '\u007f', '\ud800', '\udfff', '\u200d', '\u202e', '\ufeff', '\u2028', '\u0301', '\ufffd', '👩‍👩‍👧', '🦄', '</s>', '<s>', '<unk>', '\\', '"', '{', 'data: [DONE]\n\n'),
+    arbitrary: fc.constantFrom(
+      '\u0000',
+      '\n',
+      '\r\n',
+      '\t',
+      '\u007f',
+      '\ud800',
+      '\udfff',
+      '\u200d',
+      '\u202e',
+      '\ufeff',
+      '\u2028',
+      '\u0301',
+      '\ufffd',
+      '👩‍👩‍👧',
+      '🦄',
+      '</s>',
+      '<s>',
+      '<unk>',
+      '\\',
+      '"',
+      '{',
+      'data: [DONE]\n\n',
+    ),
   },
 )
 
-export const oddString = (minLength = 0, maxLength = MAX_STRING_UNITS) => fc.string({ unit: oddUnit, minLength, maxLength: Math.max(minLength, maxLength) })
+export const oddString = (minLength = 0, maxLength = MAX_STRING_UNITS) =>
+  fc.string({ unit: oddUnit, minLength, maxLength: Math.max(minLength, maxLength) })
 
 /** Integers over the schema's whole range, boundaries included (fc.integer stops at 32 bits). */
 function integerIn(min: number, max: number): fc.Arbitrary<number> {
@@ -70,7 +94,8 @@ export function arbitraryFor(schema: JsonSchema, tweak: Tweak, path = ''): fc.Ar
   if (schema.anyOf) return fc.oneof(...schema.anyOf.map((s) => arbitraryFor(s, tweak, path)))
   if ('const' in schema) return fc.constant(schema.const)
   if (schema.enum) return fc.constantFrom(...schema.enum)
-  if (Array.isArray(schema.type)) return fc.oneof(...schema.type.map((type) => arbitraryFor({ ...schema, type }, tweak, path)))
+  if (Array.isArray(schema.type))
+    return fc.oneof(...schema.type.map((type) => arbitraryFor({ ...schema, type }, tweak, path)))
   switch (schema.type) {
     case 'null':
       return fc.constant(null)
@@ -81,7 +106,14 @@ export function arbitraryFor(schema: JsonSchema, tweak: Tweak, path = ''): fc.Ar
     case 'number': {
       const min = schema.exclusiveMinimum ?? schema.minimum ?? -1e308
       const max = schema.exclusiveMaximum ?? schema.maximum ?? 1e308
-      return fc.double({ min, max, minExcluded: schema.exclusiveMinimum !== undefined, maxExcluded: schema.exclusiveMaximum !== undefined, noNaN: true, noDefaultInfinity: true })
+      return fc.double({
+        min,
+        max,
+        minExcluded: schema.exclusiveMinimum !== undefined,
+        maxExcluded: schema.exclusiveMaximum !== undefined,
+        noNaN: true,
+        noDefaultInfinity: true,
+      })
     }
     case 'string':
       return oddString(schema.minLength ?? 0, Math.min(schema.maxLength ?? MAX_STRING_UNITS, MAX_STRING_UNITS))
@@ -89,14 +121,23 @@ export function arbitraryFor(schema: JsonSchema, tweak: Tweak, path = ''): fc.Ar
       const min = schema.minItems ?? 0
       const max = Math.min(schema.maxItems ?? MAX_ITEMS, MAX_ITEMS)
       if (max === 0) return fc.constant([])
-      return fc.array(arbitraryFor(schema.items ?? {}, tweak, `${path}[]`), { minLength: min, maxLength: Math.max(min, max) })
+      return fc.array(arbitraryFor(schema.items ?? {}, tweak, `${path}[]`), {
+        minLength: min,
+        maxLength: Math.max(min, max),
+      })
     }
     case 'object': {
       if (schema.properties) {
-        const fields = Object.fromEntries(Object.entries(schema.properties).map(([name, s]) => [name, arbitraryFor(s, tweak, path ? `${path}.${name}` : name)]))
+        const fields = Object.fromEntries(
+          Object.entries(schema.properties).map(([name, s]) => [
+            name,
+            arbitraryFor(s, tweak, path ? `${path}.${name}` : name),
+          ]),
+        )
         return fc.record(fields, { requiredKeys: schema.required ?? [] })
       }
-      if (typeof schema.additionalProperties === 'object') return fc.dictionary(oddString(), arbitraryFor(schema.additionalProperties, tweak, `${path}{}`), { maxKeys: 3 })
+      if (typeof schema.additionalProperties === 'object')
+        return fc.dictionary(oddString(), arbitraryFor(schema.additionalProperties, tweak, `${path}{}`), { maxKeys: 3 })
       return fc.constant({})
     }
     default:
@@ -121,12 +162,30 @@ export function junkFor(schema: JsonSchema): fc.Arbitrary<unknown> {
     }
     if (s.type === 'string' && s.maxLength !== undefined) outOfRange.push('x'.repeat(s.maxLength + 1))
     if (s.type === 'string' && s.minLength) outOfRange.push('')
-    if (s.type === 'array' && s.maxItems !== undefined) outOfRange.push(Array.from({ length: s.maxItems + 1 }, () => (s.items?.type === 'integer' ? 1 : 'a')))
+    if (s.type === 'array' && s.maxItems !== undefined)
+      outOfRange.push(Array.from({ length: s.maxItems + 1 }, () => (s.items?.type === 'integer' ? 1 : 'a')))
     if (s.type === 'array' && s.minItems) outOfRange.push([])
   }
-  const nanIsh = fc.constantFrom('NaN', 'Infinity', '-Infinity', '1e400', '0x10', '1_000', '', ' ', 'null', 'true', '٣', '½', '1.5', '-0')
+  const nanIsh = fc.constantFrom(
+    'NaN',
+    'Infinity',
+    '-Infinity',
+    '1e400',
+    '0x10',
+    '1_000',
+    '',
+    ' ',
+    'null',
+    'true',
+    '٣',
+    '½',
+    '1.5',
+    '-0',
+  )
   const others = fc.oneof(
-    fc.constantFrom(1e308, -1e308, Number.MAX_SAFE_INTEGER + 2, -1, 0.5, true, false, [], {}, [null], { $gt: 0 }, [[[[]]]]),
+    fc.constantFrom(1e308, -1e308, Number.MAX_SAFE_INTEGER + 2, -1, 0.5, true, false, [], {}, [null], { $gt: 0 }, [
+      [[[]]],
+    ]),
     nanIsh,
     fc.jsonValue({ maxDepth: 2 }),
   )

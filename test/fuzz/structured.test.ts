@@ -20,7 +20,16 @@ before(async () => {
   gateway = await startGateway({
     backend: { url: backend.url },
     server: { maxGrammarChars: MAX_GRAMMAR_CHARS },
-    auth: { apiKeys: [{ id: 'fuzz', tenant: 'fuzz', hash: createHash('sha256').update(KEY).digest('hex'), limits: { requestsPerWindow: 1e9, tokensPerMinute: 1e12, maxConcurrent: 64 } }] },
+    auth: {
+      apiKeys: [
+        {
+          id: 'fuzz',
+          tenant: 'fuzz',
+          hash: createHash('sha256').update(KEY).digest('hex'),
+          limits: { requestsPerWindow: 1e9, tokensPerMinute: 1e12, maxConcurrent: 64 },
+        },
+      ],
+    },
     limits: { perIp: { requestsPerWindow: 1e9, requestWindowSeconds: 60 } },
   })
 })
@@ -34,7 +43,10 @@ for (const target of ['backend', 'gateway'] as const) {
     test('are served or refused with a 400, never a 5xx', async (t) => {
       const base = () => (target === 'backend' ? backend.url : gateway.url)
       await fuzz(t, `${target} structured fields`, structuredBody, async (c) => {
-        const answer = await send(`${base()}${PATHS[c.route]}`, { body: new TextEncoder().encode(JSON.stringify(c.body)), headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` } })
+        const answer = await send(`${base()}${PATHS[c.route]}`, {
+          body: new TextEncoder().encode(JSON.stringify(c.body)),
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+        })
         if (answer.status === 200) return `${c.kind}: served`
         const { code } = assertOpenAiError(answer, { status: [400], codes: STRUCTURED_CODES })
         if (c.kind === 'huge schema') assert.equal(code, 'grammar_too_large')
@@ -47,7 +59,12 @@ for (const target of ['backend', 'gateway'] as const) {
 describe('after the structured fuzz', () => {
   test('the backend is alive and still generates constrained output', async () => {
     assert.equal(backend.child.exitCode, null)
-    const answer = await send(`${backend.url}/v1/completions`, { headers: { 'content-type': 'application/json' }, body: new TextEncoder().encode(JSON.stringify({ model: 'stories260K', prompt: 'x', max_tokens: 8, guided_choice: ['yes', 'no'] })) })
+    const answer = await send(`${backend.url}/v1/completions`, {
+      headers: { 'content-type': 'application/json' },
+      body: new TextEncoder().encode(
+        JSON.stringify({ model: 'stories260K', prompt: 'x', max_tokens: 8, guided_choice: ['yes', 'no'] }),
+      ),
+    })
     assert.equal(answer.status, 200, answer.text)
     assert.ok(['yes', 'no'].includes(JSON.parse(answer.text).choices[0].text))
   })

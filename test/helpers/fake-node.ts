@@ -27,8 +27,11 @@ export async function startFakeNode(mode: FakeNodeMode, target?: string) {
       return
     }
     req.resume()
-    if (req.url === '/ready' || req.url === '/health') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
-    res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":{"message":"boom","type":"server_error","param":null,"code":"internal_error"}}')
+    if (req.url === '/ready' || req.url === '/health')
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
+    res
+      .writeHead(500, { 'content-type': 'application/json' })
+      .end('{"error":{"message":"boom","type":"server_error","param":null,"code":"internal_error"}}')
   })
   server.on('connection', () => state.connections++)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

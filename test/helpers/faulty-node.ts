@@ -60,7 +60,12 @@ export async function startFaultyNode(mode: FaultMode, target: string, options: 
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': half.length }).end(half)
       } else {
         count('delayed_json')
-        setTimeout(() => res.destroyed || res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body), options.jsonDelayMs ?? 5000)
+        setTimeout(
+          () =>
+            res.destroyed ||
+            res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body),
+          options.jsonDelayMs ?? 5000,
+        )
       }
     })
   }
@@ -88,7 +93,8 @@ export async function startFaultyNode(mode: FaultMode, target: string, options: 
             faulted = true
             count(fault)
             answer.destroy()
-            if (fault === 'cut_mid_event') res.write(`${event.slice(0, Math.ceil(event.length / 2))}`, () => res.destroy())
+            if (fault === 'cut_mid_event')
+              res.write(`${event.slice(0, Math.ceil(event.length / 2))}`, () => res.destroy())
             else if (fault === 'garbage_event') res.end('data: {"choices": [{"text": "garbage\n\n')
             else res.end()
             return

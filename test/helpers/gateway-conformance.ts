@@ -7,31 +7,67 @@ import assert from 'node:assert/strict'
 import OpenAI from 'openai'
 import { postJson, readSse } from './backend-process.ts'
 
-export const greedy = (extra: object = {}) => ({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 20, temperature: 0, ...extra })
+export const greedy = (extra: object = {}) => ({
+  model: 'stories260K',
+  prompt: 'Once upon a time',
+  max_tokens: 20,
+  temperature: 0,
+  ...extra,
+})
 export const bearer = (key: string) => ({ authorization: `Bearer ${key}` })
 const base = (url: string) => new URL(url).origin
 
 /** The official openai client, streaming and not, completions and chat; the model list. */
 export async function checkOpenAiClient(url: string, key: string): Promise<void> {
   const client = new OpenAI({ apiKey: key, baseURL: `${base(url)}/v1` })
-  const plain = await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 30, temperature: 0 })
+  const plain = await client.completions.create({
+    model: 'stories260K',
+    prompt: 'Once upon a time',
+    max_tokens: 30,
+    temperature: 0,
+  })
   let streamed = ''
-  for await (const chunk of await client.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 30, temperature: 0, stream: true })) streamed += chunk.choices[0]?.text ?? ''
+  for await (const chunk of await client.completions.create({
+    model: 'stories260K',
+    prompt: 'Once upon a time',
+    max_tokens: 30,
+    temperature: 0,
+    stream: true,
+  }))
+    streamed += chunk.choices[0]?.text ?? ''
   assert.ok(plain.choices[0].text.startsWith(', there was a little girl named Lily'))
   assert.equal(streamed, plain.choices[0].text)
-  const chat = await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 10, temperature: 0 })
+  const chat = await client.chat.completions.create({
+    model: 'stories260K',
+    messages: [{ role: 'user', content: 'Hi' }],
+    max_tokens: 10,
+    temperature: 0,
+  })
   let chatStreamed = ''
-  for await (const chunk of await client.chat.completions.create({ model: 'stories260K', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 10, temperature: 0, stream: true })) chatStreamed += chunk.choices[0]?.delta?.content ?? ''
+  for await (const chunk of await client.chat.completions.create({
+    model: 'stories260K',
+    messages: [{ role: 'user', content: 'Hi' }],
+    max_tokens: 10,
+    temperature: 0,
+    stream: true,
+  }))
+    chatStreamed += chunk.choices[0]?.delta?.content ?? ''
   assert.equal(chatStreamed, chat.choices[0].message.content)
   const models = await client.models.list()
-  assert.deepEqual(models.data.map((m) => m.id), ['stories260K'])
+  assert.deepEqual(
+    models.data.map((m) => m.id),
+    ['stories260K'],
+  )
 }
 
 /** 401 alike for missing, unknown or malformed credentials; 403 for a model the key may not use. */
 export async function checkAuthentication(url: string, keys: { key: string; limitedKey: string }): Promise<void> {
   const endpoint = `${base(url)}/v1/completions`
   const bodies = []
-  for (const headers of [{}, bearer('sy-unknown'), { authorization: 'Basic abc' }, { 'x-api-key': 'nope' }] as Record<string, string>[]) {
+  for (const headers of [{}, bearer('sy-unknown'), { authorization: 'Basic abc' }, { 'x-api-key': 'nope' }] as Record<
+    string,
+    string
+  >[]) {
     const r = await postJson(endpoint, greedy(), headers)
     assert.equal(r.status, 401)
     bodies.push(await r.text())
@@ -55,7 +91,8 @@ export async function checkAdminKeys(urls: string[], adminToken: string): Promis
   const listed = await (await fetch(`${first}/admin/keys`, { headers: admin })).text()
   assert.ok(listed.includes(id) && !listed.includes(key))
   assert.equal((await fetch(`${last}/admin/keys/${id}`, { method: 'DELETE', headers: admin })).status, 200)
-  for (const url of [first, last]) assert.equal((await postJson(`${url}/v1/completions`, greedy({ max_tokens: 1 }), bearer(key))).status, 401)
+  for (const url of [first, last])
+    assert.equal((await postJson(`${url}/v1/completions`, greedy({ max_tokens: 1 }), bearer(key))).status, 401)
 }
 
 /** The cache: HIT for a repeated greedy request (on any instance), BYPASS when sampled, MISS with no-cache; a stream is replayed as SSE. */
@@ -89,7 +126,11 @@ export async function checkCache(urls: string[], key: string): Promise<void> {
   const hit = await untilHit(() => postJson(`${first}/v1/completions`, streamBody, bearer(key)))
   assert.match(hit.headers.get('content-type')!, /text\/event-stream/)
   const hitEvents = await readSse(hit)
-  const text = (events: unknown[]) => events.filter((e) => typeof e === 'object').map((e) => (e as { choices: { text: string }[] }).choices[0]?.text ?? '').join('')
+  const text = (events: unknown[]) =>
+    events
+      .filter((e) => typeof e === 'object')
+      .map((e) => (e as { choices: { text: string }[] }).choices[0]?.text ?? '')
+      .join('')
   assert.equal(text(hitEvents), text(missEvents))
   assert.equal(text(hitEvents), firstText)
   assert.equal(hitEvents.at(-1), '[DONE]')

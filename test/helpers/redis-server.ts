@@ -32,7 +32,11 @@ export async function startRedis(args: string[] = [], fixedPort?: number): Promi
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-redis-'))
   let child!: ChildProcess
   const launch = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
     let output = ''
     child.stdout!.on('data', (d) => (output += d))
     const deadline = Date.now() + 10_000

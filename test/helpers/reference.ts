@@ -11,8 +11,5 @@ export function referenceContinuation(): string {
   const marker = source.indexOf('continuation identical to run.c:')
   const start = source.indexOf('"', marker) + 1
   const end = source.indexOf('"', start)
-  return source
-    .slice(start, end)
-    .replace(/\n\s+/g, ' ')
-    .replace(/\\n/g, '\n')
+  return source.slice(start, end).replace(/\n\s+/g, ' ').replace(/\\n/g, '\n')
 }

@@ -17,7 +17,11 @@ import { errorMessage } from '../../lib/error-message.ts'
 
 const WRANGLER = resolve(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js')
 /** No account, no telemetry, no network: the build must work offline. */
-const OFFLINE = { WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_ERROR_REPORTS: 'false' }
+const OFFLINE = {
+  WRANGLER_SEND_METRICS: 'false',
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  WRANGLER_SEND_ERROR_REPORTS: 'false',
+}
 
 export interface WorkerBuild {
   scriptPath: string
@@ -32,14 +36,24 @@ export interface WorkerBuild {
 /** `wrangler deploy --dry-run --outdir <tmp>`: the bundle a deploy would upload. */
 export async function buildWorker(): Promise<WorkerBuild> {
   const outdir = mkdtempSync(join(tmpdir(), 'switchyard-worker-'))
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [WRANGLER, 'deploy', '--dry-run', '--outdir', outdir], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, ...OFFLINE, WRANGLER_LOG_PATH: join(outdir, 'logs') },
-  })
+  const { stdout, stderr } = await promisify(execFile)(
+    process.execPath,
+    [WRANGLER, 'deploy', '--dry-run', '--outdir', outdir],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...OFFLINE, WRANGLER_LOG_PATH: join(outdir, 'logs') },
+    },
+  )
   // wrangler names the bundle after the entry (gateway/workers/index.ts).
   const scriptPath = join(outdir, 'index.js')
   const code = readFileSync(scriptPath)
-  return { scriptPath, bytes: code.byteLength, gzipBytes: gzipSync(code).byteLength, output: stdout + stderr, remove: () => rmSync(outdir, { recursive: true, force: true }) }
+  return {
+    scriptPath,
+    bytes: code.byteLength,
+    gzipBytes: gzipSync(code).byteLength,
+    output: stdout + stderr,
+    remove: () => rmSync(outdir, { recursive: true, force: true }),
+  }
 }
 
 export interface RunningWorker {
@@ -58,7 +72,11 @@ export interface RunningWorker {
  * compatibility date and flags), `config` as GATEWAY_CONFIG_JSON and ADMIN_TOKEN set; `vars`
  * adds or overrides vars and secrets. Storage is in memory: every run starts empty.
  */
-export async function startWorker(build: WorkerBuild, config: object, vars: Record<string, string> = {}): Promise<RunningWorker> {
+export async function startWorker(
+  build: WorkerBuild,
+  config: object,
+  vars: Record<string, string> = {},
+): Promise<RunningWorker> {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(resolve(REPO_ROOT, 'wrangler.toml'))
   let output = ''
   const mf = new Miniflare({
@@ -108,10 +126,12 @@ function plainResults(remote: unknown): RemoteNamespace {
     get(id) {
       const stub = namespace.get(id)
       return new Proxy({} as RemoteStub, {
-        get: (_, method: string) => async (...args: unknown[]) => {
-          const result = await stub[method](...args)
-          return result !== null && typeof result === 'object' ? JSON.parse(JSON.stringify(result)) : result
-        },
+        get:
+          (_, method: string) =>
+          async (...args: unknown[]) => {
+            const result = await stub[method](...args)
+            return result !== null && typeof result === 'object' ? JSON.parse(JSON.stringify(result)) : result
+          },
       })
     },
   }

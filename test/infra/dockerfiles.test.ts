@@ -13,7 +13,10 @@ const pkg = readJson('package.json') as { scripts: Record<string, string> }
 
 /** The instructions of the final stage (after the last FROM), continuation lines joined. */
 function finalStage(text: string): string[] {
-  const instructions = text.replace(/\\\n/g, ' ').split('\n').filter((l) => l.trim() && !l.trimStart().startsWith('#'))
+  const instructions = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .filter((l) => l.trim() && !l.trimStart().startsWith('#'))
   const last = instructions.map((l) => /^FROM\s/i.test(l)).lastIndexOf(true)
   return instructions.slice(last)
 }
@@ -23,12 +26,17 @@ describe('Dockerfiles', () => {
   for (const file of [GATEWAY, BACKEND]) {
     test(`${file}: no lint problems`, () => {
       const problems = validate(readText(file))
-      assert.deepEqual(problems.map((p) => `${p.range.start.line + 1}: ${p.message}`), [])
+      assert.deepEqual(
+        problems.map((p) => `${p.range.start.line + 1}: ${p.message}`),
+        [],
+      )
     })
   }
 
   test('the linter really reports problems', () => {
-    assert.ok(validate('FROM node:20-bookworm-slim\nEXPOSE eighty\nHEALTHCHECK --interval=1parsec CMD true\n').length >= 2)
+    assert.ok(
+      validate('FROM node:20-bookworm-slim\nEXPOSE eighty\nHEALTHCHECK --interval=1parsec CMD true\n').length >= 2,
+    )
   })
 
   test('gateway image: slim Node 20, npm ci, bundle, production deps, non-root, /health', () => {
@@ -50,22 +58,33 @@ describe('Dockerfiles', () => {
     assert.match(text, /^ARG RUNTIME_IMAGE=nvidia\/cuda:12\.[\d.]+-cudnn-runtime-ubuntu\d+\.\d+$/m)
     assert.match(text, /^ARG ONNXRUNTIME_NODE_INSTALL=cuda12$/m)
     // onnxruntime-node's install script reads ONNXRUNTIME_NODE_INSTALL before npm's config (.npmrc says skip).
-    assert.match(readText('node_modules/onnxruntime-node/script/install-utils.js'), /process\.env\.ONNXRUNTIME_NODE_INSTALL \|\| process\.env\.npm_config_onnxruntime_node_install/)
+    assert.match(
+      readText('node_modules/onnxruntime-node/script/install-utils.js'),
+      /process\.env\.ONNXRUNTIME_NODE_INSTALL \|\| process\.env\.npm_config_onnxruntime_node_install/,
+    )
     assert.match(text, /ONNXRUNTIME_NODE_INSTALL="\$\{ONNXRUNTIME_NODE_INSTALL\}" npm ci --omit=dev/)
     const stage = finalStage(text)
     assert.deepEqual(instruction(stage, 'USER'), ['USER 10001:10001'])
     assert.match(instruction(stage, 'HEALTHCHECK')[0], /\/live'/)
-    assert.equal(`CMD ${JSON.stringify(pkg.scripts.backend.split(' '))}`.replaceAll(',', ', '), instruction(stage, 'CMD')[0])
+    assert.equal(
+      `CMD ${JSON.stringify(pkg.scripts.backend.split(' '))}`.replaceAll(',', ', '),
+      instruction(stage, 'CMD')[0],
+    )
     assert.deepEqual(instruction(stage, 'EXPOSE'), ['EXPOSE 8000'])
     assert.ok(stage.some((l) => /^ENV .*MODEL_DIR=\/models/.test(l)))
   })
 
   test('.dockerignore sends only what the images copy, and no secrets', () => {
-    const rules = readText('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+    const rules = readText('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'))
     assert.equal(rules[0], '*', 'an allow-list')
     const allowed = new Set(rules.slice(1).map((r) => r.replace(/^!/, '').replace(/\/$/, '')))
     for (const file of [GATEWAY, BACKEND]) {
-      for (const line of readText(file).split('\n').filter((l) => /^COPY /.test(l) && !l.includes('--from='))) {
+      for (const line of readText(file)
+        .split('\n')
+        .filter((l) => /^COPY /.test(l) && !l.includes('--from='))) {
         const sources = line.split(/\s+/).slice(1, -1)
         for (const source of sources) {
           assert.ok(allowed.has(source.replace(/\/$/, '')), `${file} copies ${source}, which .dockerignore leaves out`)
@@ -73,6 +92,7 @@ describe('Dockerfiles', () => {
         }
       }
     }
-    for (const secret of ['.env', 'secrets', 'models', 'node_modules', '.git']) assert.ok(!allowed.has(secret), `${secret} must not reach the builder`)
+    for (const secret of ['.env', 'secrets', 'models', 'node_modules', '.git'])
+      assert.ok(!allowed.has(secret), `${secret} must not reach the builder`)
   })
 })

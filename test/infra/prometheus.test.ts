@@ -16,9 +16,24 @@ const RULE_TESTS = 'infra/prometheus/rules/switchyard.rules.test.yml'
 const PROMETHEUS_RULE = 'infra/k8s/base/prometheus-rule.yaml'
 const DASHBOARD = 'infra/grafana/dashboards/switchyard.json'
 
-type Rule = { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
+type Rule = {
+  alert?: string
+  record?: string
+  expr: string
+  for?: string
+  labels?: Record<string, string>
+  annotations?: Record<string, string>
+}
 type Groups = { groups: { name: string; rules: Rule[] }[] }
-type Panel = { id: number; type: string; title: string; datasource?: { uid: string }; targets?: { expr: string; refId: string }[]; panels?: Panel[]; gridPos: { x: number; w: number } }
+type Panel = {
+  id: number
+  type: string
+  title: string
+  datasource?: { uid: string }
+  targets?: { expr: string; refId: string }[]
+  panels?: Panel[]
+  gridPos: { x: number; w: number }
+}
 
 let tmp: string
 before(() => {
@@ -32,7 +47,10 @@ const alerts = () => (readYaml(RULES) as Groups).groups.flatMap((g) => g.rules)
 /** Every metric name the code registers (prom-client `name: '...'`), histograms with their series. */
 function exportedMetrics(): Set<string> {
   const names = new Set(['up'])
-  const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? walk(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+    )
   for (const file of [...walk(repoPath('backend')), ...walk(repoPath('gateway'))]) {
     for (const [, name] of readFileSync(file, 'utf8').matchAll(/name: '(switchyard_[a-z0-9_]+)'/g)) {
       for (const suffix of ['', '_bucket', '_sum', '_count']) names.add(name + suffix)
@@ -40,7 +58,8 @@ function exportedMetrics(): Set<string> {
   }
   return names
 }
-const metricsIn = (expr: string) => [...expr.replace(/"[^"]*"/g, '""').matchAll(/\b(switchyard_[a-z0-9_]+|up)\b/g)].map((m) => m[1])
+const metricsIn = (expr: string) =>
+  [...expr.replace(/"[^"]*"/g, '""').matchAll(/\b(switchyard_[a-z0-9_]+|up)\b/g)].map((m) => m[1])
 
 /** Grafana's variables, replaced by values Prometheus accepts, so promtool can parse the query. */
 const grafanaToPromql = (expr: string) =>
@@ -58,7 +77,10 @@ function dashboardPanels(): Panel[] {
 /** Each expression as a recording rule: `promtool check rules` parses and type-checks it. */
 function checkExpressions(exprs: { name: string; expr: string }[]) {
   const file = join(tmp, `exprs-${Math.random().toString(36).slice(2)}.yml`)
-  writeFileSync(file, stringify({ groups: [{ name: 'dashboard', rules: exprs.map((e) => ({ record: e.name, expr: e.expr })) }] }))
+  writeFileSync(
+    file,
+    stringify({ groups: [{ name: 'dashboard', rules: exprs.map((e) => ({ record: e.name, expr: e.expr })) }] }),
+  )
   return run('promtool', ['check', 'rules', file])
 }
 
@@ -78,19 +100,36 @@ describe('Prometheus and Grafana', () => {
   })
 
   test('every alert has a test where it fires, and stays silent on the healthy stack', () => {
-    const tests = (readYaml(RULE_TESTS) as { tests: { name: string; alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[] }).tests
+    const tests = (
+      readYaml(RULE_TESTS) as {
+        tests: { name: string; alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[]
+      }
+    ).tests
     const healthy = tests.find((t) => t.name === 'a healthy stack fires nothing')
     assert.ok(healthy, 'a healthy-stack test')
     for (const rule of alerts()) {
       assert.ok(rule.alert, 'alerting rules only')
       assert.ok(['warning', 'critical'].includes(rule.labels?.severity ?? ''), `${rule.alert}: severity`)
       assert.ok(rule.annotations?.summary && rule.annotations.description, `${rule.alert}: summary and description`)
-      const fires = tests.some((t) => t.alert_rule_test?.some((a) => a.alertname === rule.alert && a.exp_alerts.length > 0))
+      const fires = tests.some((t) =>
+        t.alert_rule_test?.some((a) => a.alertname === rule.alert && a.exp_alerts.length > 0),
+      )
       assert.ok(fires, `${rule.alert} has no test where it fires`)
-      assert.ok(healthy.alert_rule_test?.some((a) => a.alertname === rule.alert && a.exp_alerts.length === 0), `${rule.alert} is not checked on the healthy stack`)
+      assert.ok(
+        healthy.alert_rule_test?.some((a) => a.alertname === rule.alert && a.exp_alerts.length === 0),
+        `${rule.alert} is not checked on the healthy stack`,
+      )
     }
     const names = alerts().map((r) => r.alert)
-    for (const wanted of ['SwitchyardBackendDown', 'SwitchyardBreakerOpen', 'SwitchyardHighErrorRate', 'SwitchyardHighLatencyP99', 'SwitchyardQueueSaturated', 'SwitchyardRedisDown', 'SwitchyardRetryBudgetExhausted']) {
+    for (const wanted of [
+      'SwitchyardBackendDown',
+      'SwitchyardBreakerOpen',
+      'SwitchyardHighErrorRate',
+      'SwitchyardHighLatencyP99',
+      'SwitchyardQueueSaturated',
+      'SwitchyardRedisDown',
+      'SwitchyardRetryBudgetExhausted',
+    ]) {
       assert.ok(names.includes(wanted), `alert ${wanted}`)
     }
   })
@@ -99,31 +138,59 @@ describe('Prometheus and Grafana', () => {
     const rules = readYaml(RULES) as Groups
     const current = readYaml(PROMETHEUS_RULE) as { kind: string; spec: Groups }
     if (process.env.UPDATE_PROMETHEUS_RULE === '1') {
-      const header = readText(PROMETHEUS_RULE).split('\n').filter((l) => l.startsWith('#'))
-      const body = stringify({ apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: { name: 'switchyard' }, spec: { groups: rules.groups } }, { lineWidth: 0 })
+      const header = readText(PROMETHEUS_RULE)
+        .split('\n')
+        .filter((l) => l.startsWith('#'))
+      const body = stringify(
+        {
+          apiVersion: 'monitoring.coreos.com/v1',
+          kind: 'PrometheusRule',
+          metadata: { name: 'switchyard' },
+          spec: { groups: rules.groups },
+        },
+        { lineWidth: 0 },
+      )
       writeFileSync(repoPath(PROMETHEUS_RULE), `${header.join('\n')}\n${body}`)
       return
     }
     assert.equal(current.kind, 'PrometheusRule')
-    assert.deepEqual(current.spec.groups, rules.groups, `${PROMETHEUS_RULE} differs from ${RULES}: run UPDATE_PROMETHEUS_RULE=1 node --import tsx --test test/infra/prometheus.test.ts`)
+    assert.deepEqual(
+      current.spec.groups,
+      rules.groups,
+      `${PROMETHEUS_RULE} differs from ${RULES}: run UPDATE_PROMETHEUS_RULE=1 node --import tsx --test test/infra/prometheus.test.ts`,
+    )
   })
 
   test('rules and dashboard use only metrics the code exports', () => {
     const known = exportedMetrics()
-    const used = [...alerts().map((r) => r.expr), ...dashboardPanels().flatMap((p) => (p.targets ?? []).map((t) => t.expr))]
-    for (const expr of used) for (const name of metricsIn(expr)) assert.ok(known.has(name), `${name} is not a metric of backend/ or gateway/ (in: ${expr})`)
+    const used = [
+      ...alerts().map((r) => r.expr),
+      ...dashboardPanels().flatMap((p) => (p.targets ?? []).map((t) => t.expr)),
+    ]
+    for (const expr of used)
+      for (const name of metricsIn(expr))
+        assert.ok(known.has(name), `${name} is not a metric of backend/ or gateway/ (in: ${expr})`)
   })
 
   test('every dashboard query is valid PromQL (promtool)', () => {
-    const exprs = dashboardPanels().flatMap((p) => (p.targets ?? []).map((t) => ({ name: `dashboard:panel_${p.id}_${t.refId}`, expr: grafanaToPromql(t.expr) })))
+    const exprs = dashboardPanels().flatMap((p) =>
+      (p.targets ?? []).map((t) => ({ name: `dashboard:panel_${p.id}_${t.refId}`, expr: grafanaToPromql(t.expr) })),
+    )
     assert.ok(exprs.length >= 20, `${exprs.length} queries`)
     for (const { expr } of exprs) assert.doesNotMatch(expr, /\$/, `a Grafana variable is left: ${expr}`)
     assertOk(checkExpressions(exprs), 'promtool check rules on the dashboard queries')
   })
 
   test('the PromQL check really refuses a bad query', () => {
-    assert.notEqual(checkExpressions([{ name: 'dashboard:bad', expr: 'sum by (le) (rate(switchyard_gateway_requests_total[5m])' }]).status, 0)
-    assert.notEqual(checkExpressions([{ name: 'dashboard:bad', expr: 'rate(switchyard_backend_queue_depth)' }]).status, 0)
+    assert.notEqual(
+      checkExpressions([{ name: 'dashboard:bad', expr: 'sum by (le) (rate(switchyard_gateway_requests_total[5m])' }])
+        .status,
+      0,
+    )
+    assert.notEqual(
+      checkExpressions([{ name: 'dashboard:bad', expr: 'rate(switchyard_backend_queue_depth)' }]).status,
+      0,
+    )
   })
 
   test('dashboard: the panels the operators need, on the data source variable, laid out on the grid', () => {
@@ -132,8 +199,20 @@ describe('Prometheus and Grafana', () => {
     assert.ok(dashboard.templating.list.some((v) => v.name === 'datasource' && v.type === 'datasource'))
     const panels = dashboardPanels()
     assert.equal(new Set(panels.map((p) => p.id)).size, panels.length, 'unique panel ids')
-    const queries = panels.flatMap((p) => p.targets ?? []).map((t) => t.expr).join('\n')
-    for (const metric of ['switchyard_gateway_requests_total', 'switchyard_gateway_request_duration_seconds_bucket', 'switchyard_backend_time_to_first_token_seconds_bucket', 'switchyard_gateway_tokens_total', 'switchyard_gateway_cache_total', 'switchyard_gateway_breaker_state', 'switchyard_backend_queue_depth', 'switchyard_gateway_backend_in_flight']) {
+    const queries = panels
+      .flatMap((p) => p.targets ?? [])
+      .map((t) => t.expr)
+      .join('\n')
+    for (const metric of [
+      'switchyard_gateway_requests_total',
+      'switchyard_gateway_request_duration_seconds_bucket',
+      'switchyard_backend_time_to_first_token_seconds_bucket',
+      'switchyard_gateway_tokens_total',
+      'switchyard_gateway_cache_total',
+      'switchyard_gateway_breaker_state',
+      'switchyard_backend_queue_depth',
+      'switchyard_gateway_backend_in_flight',
+    ]) {
       assert.ok(queries.includes(metric), `the dashboard shows ${metric}`)
     }
     assert.match(queries, /histogram_quantile\(0\.5,/)
@@ -141,12 +220,18 @@ describe('Prometheus and Grafana', () => {
     for (const p of panels) {
       assert.ok(p.gridPos.x + p.gridPos.w <= 24, `panel ${p.title} fits the 24-column grid`)
       // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
-      if (p.type !== 'row') assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.title} uses the data source variable`)
+      if (p.type !== 'row')
+        assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.title} uses the data source variable`)
     }
   })
 
   test('Grafana provisioning points at the compose Prometheus', () => {
-    const datasources = parse(readText('infra/grafana/provisioning/datasources/prometheus.yml')) as { datasources: { type: string; url: string }[] }
-    assert.deepEqual(datasources.datasources.map((d) => [d.type, d.url]), [['prometheus', 'http://prometheus:9090']])
+    const datasources = parse(readText('infra/grafana/provisioning/datasources/prometheus.yml')) as {
+      datasources: { type: string; url: string }[]
+    }
+    assert.deepEqual(
+      datasources.datasources.map((d) => [d.type, d.url]),
+      [['prometheus', 'http://prometheus:9090']],
+    )
   })
 })

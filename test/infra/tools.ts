@@ -14,8 +14,19 @@ export interface Run {
 }
 
 /** Runs a command in the repository root; never throws on a non-zero exit. */
-export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Run {
-  const result = spawnSync(command, args, { cwd: options.cwd ?? REPO_ROOT, env: options.env ?? process.env, input: options.input, encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20 })
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {},
+): Run {
+  const result = spawnSync(command, args, {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: options.env ?? process.env,
+    input: options.input,
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 64 << 20,
+  })
   if (result.error) throw result.error
   return { status: result.status, stdout: result.stdout, stderr: result.stderr }
 }
@@ -48,7 +59,14 @@ export function yamlDocuments(text: string): K8sObject[] {
 }
 
 /** A Kubernetes object, loosely typed: tests look into it field by field. */
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; spec?: any; data?: Record<string, string>; stringData?: Record<string, string> }
+export type K8sObject = {
+  apiVersion: string
+  kind: string
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> }
+  spec?: any
+  data?: Record<string, string>
+  stringData?: Record<string, string>
+}
 
 /** Seconds from a compose or Prometheus duration such as 45s, 2m, 1m30s. */
 export function durationSeconds(text: string): number {

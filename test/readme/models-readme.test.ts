@@ -12,7 +12,9 @@ import { ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, 
 
 const run = promisify(execFile)
 const blocks = readmeBlocks()
-const block = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
+const block = (prefix: string) =>
+  blocks.find((b) => b.text.startsWith(prefix)) ??
+  assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
 
 let clone: { root: string; dir: string }
 const children: ChildProcess[] = []
@@ -27,7 +29,11 @@ after(() => {
 /** `VAR=… npm run backend` from the README, on a free port instead of 8000; resolves once /ready is 200. */
 async function startBackendCommand(command: string): Promise<string> {
   const port = await freePort()
-  const env: Record<string, string> = { ...process.env, LOG_LEVEL: 'warn', npm_config_update_notifier: 'false' } as Record<string, string>
+  const env: Record<string, string> = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    npm_config_update_notifier: 'false',
+  } as Record<string, string>
   const words = command.split(' ')
   while (/^\w+=/.test(words[0])) {
     const [name, value] = words.shift()!.split('=')
@@ -36,7 +42,12 @@ async function startBackendCommand(command: string): Promise<string> {
   env.PORT = String(port)
   // Its own process group: npm passes no signal on to the node it started, a terminal's Ctrl-C
   // reaches the whole group, and so does stop() here.
-  const child = spawn(words[0], words.slice(1), { cwd: clone.dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const child = spawn(words[0], words.slice(1), {
+    cwd: clone.dir,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
   children.push(child)
   let output = ''
   child.stdout!.on('data', (d) => (output += d))
@@ -46,7 +57,10 @@ async function startBackendCommand(command: string): Promise<string> {
   for (;;) {
     if (child.exitCode !== null) assert.fail(`${command} exited with ${child.exitCode}:\n${output}`)
     if (Date.now() > deadline) assert.fail(`${command} was not ready in time:\n${output}`)
-    const ready = await fetch(`${url}/ready`).then((r) => r.status === 200, () => false)
+    const ready = await fetch(`${url}/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    )
     if (ready) return `127.0.0.1:${port}`
     await new Promise((r) => setTimeout(r, 200))
   }
@@ -69,7 +83,13 @@ describe('README model examples, on a fresh clone', () => {
     for (const build of builds) await run('bash', ['-c', build], { cwd: clone.dir, timeout: 120_000 })
     const host = await startBackendCommand(commands.find((c) => c.includes('npm run backend'))!)
     try {
-      const embeddings = JSON.parse((await run('bash', ['-c', commands.find((c) => c.startsWith('curl'))!.replace('localhost:8000', host)], { timeout: 30_000 })).stdout)
+      const embeddings = JSON.parse(
+        (
+          await run('bash', ['-c', commands.find((c) => c.startsWith('curl'))!.replace('localhost:8000', host)], {
+            timeout: 30_000,
+          })
+        ).stdout,
+      )
       assert.equal(embeddings.data.length, 2)
       assert.equal(embeddings.data[0].embedding.length, 8)
       const norm = Math.hypot(...embeddings.data[0].embedding)

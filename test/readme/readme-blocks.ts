@@ -16,7 +16,9 @@ export interface Block {
 
 /** README.md, then every docs/*.md page (sorted): the documentation whose code blocks are run. */
 export function docFiles(root = REPO_ROOT): string[] {
-  const pages = readdirSync(resolve(root, 'docs')).filter((f) => f.endsWith('.md')).sort()
+  const pages = readdirSync(resolve(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
   return ['README.md', ...pages.map((f) => `docs/${f}`)]
 }
 
@@ -52,7 +54,9 @@ export function readmeBlocks(files = docFiles()): Block[] {
 export function freshClone(): { root: string; dir: string } {
   const root = mkdtempSync(join(tmpdir(), 'switchyard-readme-'))
   const dir = join(root, 'switchyard')
-  const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean)
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' })
+    .split('\0')
+    .filter(Boolean)
   for (const file of files) {
     const target = join(dir, file)
     mkdirSync(dirname(target), { recursive: true })

@@ -7,7 +7,16 @@ import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { freePort } from '../helpers/redis-server.ts'
-import { type Block, ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, STRUCTURED_BLOCK, STYLES_BLOCK } from './readme-blocks.ts'
+import {
+  type Block,
+  ENCODER_BLOCK,
+  freshClone,
+  PREDICT_BLOCK,
+  readmeBlocks,
+  shellCommands,
+  STRUCTURED_BLOCK,
+  STYLES_BLOCK,
+} from './readme-blocks.ts'
 
 // Every code block of the README and of docs/*.md is either run here, on a fresh clone's state
 // with real processes, or listed with the reason it cannot run in CI; a new block that is
@@ -15,22 +24,43 @@ import { type Block, ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, she
 
 const run = promisify(execFile)
 const blocks = readmeBlocks()
-const first = (prefix: string) => blocks.find((b) => b.text.startsWith(prefix)) ?? assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
+const first = (prefix: string) =>
+  blocks.find((b) => b.text.startsWith(prefix)) ??
+  assert.fail(`neither the README nor docs/ has a block starting with ${JSON.stringify(prefix)}`)
 
 /** Blocks not run, and why. Each entry matches one block by its start. */
 const NOT_RUN: [string, string][] = [
   ['npm test', 'the whole suite: this test is part of it'],
   ['HTTP (Hono on @hono/node-server)', 'a diagram'],
   ['request id → access log', 'a diagram'],
-  ['npm run dev:worker', 'wrangler deploy and secrets need a Cloudflare account; the Worker build itself is run by test/workers'],
+  [
+    'npm run dev:worker',
+    'wrangler deploy and secrets need a Cloudflare account; the Worker build itself is run by test/workers',
+  ],
   ['config.json  generation_config.json', 'a folder layout'],
   ['pip install "optimum[onnxruntime]"', 'needs Python, Hugging Face and the internet'],
   ['backend/   api/ engine/', 'a folder layout'],
   [' client ──(1)──▶ gateway', 'a diagram (docs/SECURITY.md)'],
-  ['node --import tsx --test test/security/', 'the security and fuzz tests themselves: run by the e2e tier (docs/SECURITY.md)'],
+  [
+    'node --import tsx --test test/security/',
+    'the security and fuzz tests themselves: run by the e2e tier (docs/SECURITY.md)',
+  ],
 ]
 /** Blocks run below, or by models-readme.test.ts and structured-readme.test.ts (by their start). */
-const RUN = [ENCODER_BLOCK, PREDICT_BLOCK, STYLES_BLOCK, 'npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npx tsx backend/model/builder/cli.ts', '{\n  "backend"', '{\n  "routing"', '{ "backend"', STRUCTURED_BLOCK]
+const RUN = [
+  ENCODER_BLOCK,
+  PREDICT_BLOCK,
+  STYLES_BLOCK,
+  'npm ci',
+  'MODEL_DIR=../shared/models/stories260K npm start',
+  'curl -N http://127.0.0.1:8080/v1/completions',
+  "import OpenAI from 'openai'",
+  'npx tsx backend/model/builder/cli.ts',
+  '{\n  "backend"',
+  '{\n  "routing"',
+  '{ "backend"',
+  STRUCTURED_BLOCK,
+]
 
 let clone: { root: string; dir: string }
 before(() => {
@@ -43,15 +73,32 @@ after(() => {
 })
 
 test('every code block of the README and docs/ is run here or listed with the reason it is not', () => {
-  const known = (b: Block) => [...RUN, ...NOT_RUN.map(([start]) => start)].filter((start) => b.text.startsWith(start)).length
-  for (const block of blocks) assert.equal(known(block), 1, `${block.file}:${block.line}: a block this test neither runs nor lists:\n${block.text}`)
+  const known = (b: Block) =>
+    [...RUN, ...NOT_RUN.map(([start]) => start)].filter((start) => b.text.startsWith(start)).length
+  for (const block of blocks)
+    assert.equal(
+      known(block),
+      1,
+      `${block.file}:${block.line}: a block this test neither runs nor lists:\n${block.text}`,
+    )
 })
 
 /** `npm start` (or another command) in the clone, until it prints that it runs. */
 async function startEmbedded(command: string, env: Record<string, string>) {
   const [gatewayPort, backendPort] = [await freePort(), await freePort()]
   const [program, ...args] = command.split(' ')
-  const child = spawn(program, args, { cwd: clone.dir, env: { ...process.env, ...env, PORT: String(gatewayPort), BACKEND_PORT: String(backendPort), LOG_LEVEL: 'info', npm_config_update_notifier: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(program, args, {
+    cwd: clone.dir,
+    env: {
+      ...process.env,
+      ...env,
+      PORT: String(gatewayPort),
+      BACKEND_PORT: String(backendPort),
+      LOG_LEVEL: 'info',
+      npm_config_update_notifier: 'false',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let output = ''
   child.stdout!.on('data', (d) => (output += d))
   child.stderr!.on('data', (d) => (output += d))
@@ -66,7 +113,8 @@ async function startEmbedded(command: string, env: Record<string, string>) {
   }
   await new Promise((r) => setTimeout(r, 100))
   const key = /Demo API key[^:]*: (sy-\S+)/.exec(output)?.[1] ?? assert.fail(output)
-  const printedCurl = /^ {2}(curl -N [\s\S]*?stream":true}')$/m.exec(output)?.[1] ?? assert.fail(`no curl command printed:\n${output}`)
+  const printedCurl =
+    /^ {2}(curl -N [\s\S]*?stream":true}')$/m.exec(output)?.[1] ?? assert.fail(`no curl command printed:\n${output}`)
   return { child, key, gatewayPort, printedCurl, output: () => output }
 }
 
@@ -77,7 +125,10 @@ function processesInClone(): { pid: number; args: string }[] {
     if (!/^\d+$/.test(entry)) continue
     try {
       if (readlinkSync(`/proc/${entry}/cwd`) !== clone.dir) continue
-      found.push({ pid: Number(entry), args: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim() })
+      found.push({
+        pid: Number(entry),
+        args: readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim(),
+      })
     } catch {
       // Gone meanwhile, or not ours to read.
     }
@@ -93,14 +144,21 @@ async function untilNoProcessInClone(timeoutMs: number): Promise<void> {
   }
 }
 
-const exited = (child: ChildProcess) => (child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => child.once('exit', () => r())))
+const exited = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((r) => child.once('exit', () => r()))
 
 /** The README's SDK example, saved as chat.mjs in the clone as the README says, run with KEY set. */
 async function runSdkExample(port: number, key: string, model?: string): Promise<string> {
   let code = first("import OpenAI from 'openai'").text.replace('127.0.0.1:8080', `127.0.0.1:${port}`)
   if (model) code = code.replace("model: 'random-tiny'", `model: '${model}'`)
   writeFileSync(join(clone.dir, 'chat.mjs'), code)
-  const { stdout } = await run('node', ['chat.mjs'], { cwd: clone.dir, env: { ...process.env, KEY: key }, timeout: 60_000 })
+  const { stdout } = await run('node', ['chat.mjs'], {
+    cwd: clone.dir,
+    env: { ...process.env, KEY: key },
+    timeout: 60_000,
+  })
   return stdout
 }
 
@@ -115,7 +173,10 @@ describe('Quick start, on a fresh clone', () => {
       assert.match(started.output(), /RANDOM WEIGHTS/)
       const env = { ...process.env, KEY: started.key }
       const [curl] = shellCommands(first('curl -N http://127.0.0.1:8080/v1/completions').text)
-      const fromReadme = await run('bash', ['-c', curl.replace('127.0.0.1:8080', `127.0.0.1:${started.gatewayPort}`)], { env, timeout: 30_000 })
+      const fromReadme = await run('bash', ['-c', curl.replace('127.0.0.1:8080', `127.0.0.1:${started.gatewayPort}`)], {
+        env,
+        timeout: 30_000,
+      })
       assert.match(fromReadme.stdout, /"text_completion"[\s\S]*data: \[DONE\]/)
       const printed = await run('bash', ['-c', started.printedCurl], { timeout: 30_000 })
       assert.match(printed.stdout, /"chat\.completion\.chunk"[\s\S]*data: \[DONE\]/)
@@ -143,7 +204,9 @@ describe('Quick start, on a fresh clone', () => {
       const text = await runSdkExample(started.gatewayPort, started.key, 'stories260K')
       assert.ok(text.length > 0)
       // SIGKILL runs no handler: the backend notices its launcher's IPC channel close, and leaves.
-      const launcher = processesInClone().find((p) => p.args.includes('scripts/start.ts')) ?? assert.fail(JSON.stringify(processesInClone()))
+      const launcher =
+        processesInClone().find((p) => p.args.includes('scripts/start.ts')) ??
+        assert.fail(JSON.stringify(processesInClone()))
       process.kill(launcher.pid, 'SIGKILL')
       await exited(started.child)
       await untilNoProcessInClone(15_000)
@@ -160,7 +223,9 @@ describe('other commands the README gives', () => {
     // The 15m and 100m presets are the same code at 63 MB and 400 MB: not written here.
     const { stdout } = await run('bash', ['-c', tiny], { cwd: clone.dir, timeout: 60_000 })
     const count = Number(/([\d,]+) parameters/.exec(stdout)![1].replaceAll(',', ''))
-    const stated = Number(/--preset tiny.*# ~([\d.]+)M parameters/.exec(first('npx tsx backend/model/builder/cli.ts').text)![1])
+    const stated = Number(
+      /--preset tiny.*# ~([\d.]+)M parameters/.exec(first('npx tsx backend/model/builder/cli.ts').text)![1],
+    )
     assert.equal(Math.round(count / 10_000) / 100, stated, `the README says ~${stated}M, the builder made ${count}`)
   })
 
@@ -172,20 +237,37 @@ describe('other commands the README gives', () => {
 
   test('npm run build, then node dist/gateway.mjs (beside node_modules) starts', async () => {
     await run('npm', ['run', 'build'], { cwd: clone.dir, timeout: 120_000 })
-    const child = spawn('node', ['dist/gateway.mjs'], { cwd: clone.dir, env: { ...process.env, BACKEND_URL: 'http://127.0.0.1:9', PORT: '0', ADMIN_TOKEN: 'an-admin-token-for-the-readme-test' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('node', ['dist/gateway.mjs'], {
+      cwd: clone.dir,
+      env: {
+        ...process.env,
+        BACKEND_URL: 'http://127.0.0.1:9',
+        PORT: '0',
+        ADMIN_TOKEN: 'an-admin-token-for-the-readme-test',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let output = ''
     child.stdout!.on('data', (d) => (output += d))
     child.stderr!.on('data', (d) => (output += d))
     const deadline = Date.now() + 20_000
-    while (!output.includes('gateway listening') && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    while (!output.includes('gateway listening') && child.exitCode === null && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50))
     child.kill('SIGTERM')
     await exited(child)
     assert.match(output, /gateway listening/)
     assert.equal(child.exitCode, 0, output)
   })
 
-  test('the README\'s blocks moved to docs/ only: the quick start stays in the README', () => {
-    for (const start of ['npm ci', 'MODEL_DIR=../shared/models/stories260K npm start', 'curl -N http://127.0.0.1:8080/v1/completions', "import OpenAI from 'openai'", 'npm test']) assert.equal(first(start).file, 'README.md', start)
+  test("the README's blocks moved to docs/ only: the quick start stays in the README", () => {
+    for (const start of [
+      'npm ci',
+      'MODEL_DIR=../shared/models/stories260K npm start',
+      'curl -N http://127.0.0.1:8080/v1/completions',
+      "import OpenAI from 'openai'",
+      'npm test',
+    ])
+      assert.equal(first(start).file, 'README.md', start)
     // The 19 blocks of the README before the split, wherever they are now (the other pages add theirs).
     assert.ok(blocks.filter((b) => !['docs/SECURITY.md', 'docs/testing.md'].includes(b.file)).length >= 19)
   })

@@ -14,10 +14,16 @@ before(async () => {
 after(() => backend?.stop())
 
 test('the structured-outputs curl examples answer a schema-valid object and one of the choices', async () => {
-  const block = readmeBlocks().find((b) => b.text.startsWith(STRUCTURED_BLOCK)) ?? assert.fail('no structured-outputs block in the README or docs/')
-  const commands = block.text.split(/\n(?=curl )/).map((command) => command.replaceAll('localhost:8000', backend.url.replace('http://', '')))
+  const block =
+    readmeBlocks().find((b) => b.text.startsWith(STRUCTURED_BLOCK)) ??
+    assert.fail('no structured-outputs block in the README or docs/')
+  const commands = block.text
+    .split(/\n(?=curl )/)
+    .map((command) => command.replaceAll('localhost:8000', backend.url.replace('http://', '')))
   assert.equal(commands.length, 2)
-  const [chat, choice] = await Promise.all(commands.map(async (command) => JSON.parse((await run('bash', ['-c', command], { timeout: 30_000 })).stdout)))
+  const [chat, choice] = await Promise.all(
+    commands.map(async (command) => JSON.parse((await run('bash', ['-c', command], { timeout: 30_000 })).stdout)),
+  )
   const hero = JSON.parse(chat.choices[0].message.content)
   assert.equal(typeof hero.name, 'string')
   assert.ok(Number.isInteger(hero.age) && hero.age >= 1 && hero.age <= 99)

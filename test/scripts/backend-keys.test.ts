@@ -13,13 +13,18 @@ const scratch = mkdtempSync(join(tmpdir(), 'switchyard-backend-keys-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))
 
 function run(...args: string[]) {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'scripts/backend-keys.ts'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' })
+  const result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', resolve(REPO_ROOT, 'scripts/backend-keys.ts'), ...args],
+    { cwd: REPO_ROOT, encoding: 'utf8' },
+  )
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
 const signingFile = (dir: string) => join(dir, 'gateway-signing-key.json')
 const verifyFile = (dir: string) => join(dir, 'gateway-verify-keys.json')
-const kidsIn = (dir: string) => (JSON.parse(readFileSync(verifyFile(dir), 'utf8')) as { keys: { kid: string }[] }).keys.map((k) => k.kid)
+const kidsIn = (dir: string) =>
+  (JSON.parse(readFileSync(verifyFile(dir), 'utf8')) as { keys: { kid: string }[] }).keys.map((k) => k.kid)
 
 /** A token from the signing key in `dir`, checked against the verify keys in `dir`. */
 async function signsAndVerifies(dir: string) {

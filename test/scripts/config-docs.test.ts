@@ -11,7 +11,8 @@ import { REPO_ROOT } from '../helpers/paths.ts'
 // this is the CI check that they are not stale.
 const script = resolve(REPO_ROOT, 'scripts/config-docs.ts')
 const docs = resolve(REPO_ROOT, 'docs/configuration.md')
-const check = (file: string) => spawnSync(process.execPath, ['--import', 'tsx', script, '--check', file], { cwd: REPO_ROOT, encoding: 'utf8' })
+const check = (file: string) =>
+  spawnSync(process.execPath, ['--import', 'tsx', script, '--check', file], { cwd: REPO_ROOT, encoding: 'utf8' })
 
 test('docs/configuration.md is up to date with the schemas (npm run docs:config --check)', () => {
   const result = check(docs)
@@ -22,7 +23,10 @@ test('--check fails on a stale table and names the command that fixes it; writin
   const dir = mkdtempSync(join(tmpdir(), 'config-docs-'))
   try {
     const file = join(dir, 'configuration.md')
-    writeFileSync(file, readFileSync(docs, 'utf8').replace('| `PORT` | integer | `8080` |', '| `PORT` | integer | `9090` |'))
+    writeFileSync(
+      file,
+      readFileSync(docs, 'utf8').replace('| `PORT` | integer | `8080` |', '| `PORT` | integer | `9090` |'),
+    )
     const stale = check(file)
     assert.equal(stale.status, 1)
     assert.match(stale.stderr, /npm run docs:config/)
@@ -34,8 +38,15 @@ test('--check fails on a stale table and names the command that fixes it; writin
   }
 })
 
-test('every gateway config key and both services\' variables have a row', () => {
+test("every gateway config key and both services' variables have a row", () => {
   const text = readFileSync(docs, 'utf8')
-  for (const name of ['`server.cors.allowedOrigins`', '`routing.retry.maxAttempts`', '`auth.keyCache.ttlSeconds`', '`ENCODER_MAX_QUEUE`', '`REDIS_SENTINEL_NAME`']) assert.ok(text.includes(`| ${name} |`), name)
+  for (const name of [
+    '`server.cors.allowedOrigins`',
+    '`routing.retry.maxAttempts`',
+    '`auth.keyCache.ttlSeconds`',
+    '`ENCODER_MAX_QUEUE`',
+    '`REDIS_SENTINEL_NAME`',
+  ])
+    assert.ok(text.includes(`| ${name} |`), name)
   assert.throws(() => renderConfigDocs('no markers here'), /markers/)
 })

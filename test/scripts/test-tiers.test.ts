@@ -28,7 +28,13 @@ describe('tiers', () => {
   })
 
   test('plan keeps every file exactly once, tiers in order, other last', () => {
-    const files = ['test/zzz/x.test.ts', 'test/chaos/c.test.ts', 'test/gateway/a.test.ts', 'test/e2e/b.test.ts', 'test/top.test.ts']
+    const files = [
+      'test/zzz/x.test.ts',
+      'test/chaos/c.test.ts',
+      'test/gateway/a.test.ts',
+      'test/e2e/b.test.ts',
+      'test/top.test.ts',
+    ]
     const planned = plan(files)
     assert.deepEqual(
       planned.map((p) => [p.tier.name, p.files]),
@@ -42,7 +48,18 @@ describe('tiers', () => {
   })
 
   test('counts come from the last closing lines; cancelled counts as failed', () => {
-    const tap = ['# tests 99', 'ok 1 - a', '# Subtest: b', '# tests 4', '# suites 1', '# pass 2', '# fail 1', '# cancelled 1', '# skipped 0', '# todo 0'].join('\n')
+    const tap = [
+      '# tests 99',
+      'ok 1 - a',
+      '# Subtest: b',
+      '# tests 4',
+      '# suites 1',
+      '# pass 2',
+      '# fail 1',
+      '# cancelled 1',
+      '# skipped 0',
+      '# todo 0',
+    ].join('\n')
     assert.deepEqual(summaryOf(tap), { tests: 4, passed: 2, failed: 2, skipped: 0 })
     assert.deepEqual(summaryOf(''), { tests: 0, passed: 0, failed: 0, skipped: 0 })
   })
@@ -58,7 +75,12 @@ describe('the runner on a scratch tree', () => {
   }
   write('test/gateway/fast.test.ts', "test('passes', () => {})\ntest('is skipped', { skip: true }, () => {})")
   write('test/brand-new/slow.test.ts', "test('passes too', () => {})")
-  const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'scripts/test.ts'), ...args], { cwd: REPO_ROOT, env: { ...process.env, TEST_ROOT: root }, encoding: 'utf8' })
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', resolve(REPO_ROOT, 'scripts/test.ts'), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, TEST_ROOT: root },
+      encoding: 'utf8',
+    })
 
   test('every tier runs, each prints node’s closing lines and its time, and the last line sums them', () => {
     const result = run([])
@@ -88,7 +110,13 @@ describe('the runner on a scratch tree', () => {
   })
 
   test('--typecheck runs the type check first; a type error stops the run before any test', () => {
-    writeFileSync(join(root, 'tsconfig.json'), JSON.stringify({ compilerOptions: { module: 'NodeNext', strict: true, noEmit: true, types: ['node'] }, include: ['test'] }))
+    writeFileSync(
+      join(root, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: { module: 'NodeNext', strict: true, noEmit: true, types: ['node'] },
+        include: ['test'],
+      }),
+    )
     const clean = run(['--typecheck', 'unit'])
     assert.equal(clean.status, 0, clean.stdout + clean.stderr)
     assert.match(clean.stdout, /## type check: ok in \d+\.\d s/)
@@ -102,6 +130,27 @@ describe('the runner on a scratch tree', () => {
     } finally {
       rmSync(join(root, 'test/gateway/typo.test.ts'))
       rmSync(join(root, 'tsconfig.json'))
+    }
+  })
+
+  test('--lint runs Biome first; a lint error stops the run before the type check and any test', () => {
+    writeFileSync(join(root, 'biome.json'), JSON.stringify({ linter: { rules: { suspicious: { noDebugger: 'error' } } } }))
+    try {
+      const clean = run(['--lint', 'unit'])
+      assert.equal(clean.status, 0, clean.stdout + clean.stderr)
+      assert.match(clean.stdout, /## lint: ok in \d+\.\d s/)
+      write('test/gateway/debugger.test.ts', 'debugger\n')
+      try {
+        const broken = run(['--lint', '--typecheck'])
+        assert.equal(broken.status, 1)
+        assert.match(broken.stdout, /## lint: failed/)
+        assert.doesNotMatch(broken.stdout, /## type check|## tier/)
+        assert.match(broken.stdout.trimEnd().split('\n').at(-1)!, /^lint failed/)
+      } finally {
+        rmSync(join(root, 'test/gateway/debugger.test.ts'))
+      }
+    } finally {
+      rmSync(join(root, 'biome.json'))
     }
   })
 

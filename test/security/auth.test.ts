@@ -24,22 +24,46 @@ const AUDIENCE = 'switchyard-gateway'
 const API_KEY = 'sy-security-test-key-alice-0000000000'
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 const now = () => Math.floor(Date.now() / 1000)
-const b64 = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
-const greedy = (extra: object = {}) => ({ model: MODEL, prompt: 'Once upon a time', max_tokens: 2, temperature: 0, ...extra })
+const b64 = (value: unknown) =>
+  Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+const greedy = (extra: object = {}) => ({
+  model: MODEL,
+  prompt: 'Once upon a time',
+  max_tokens: 2,
+  temperature: 0,
+  ...extra,
+})
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 /** An attacker's own keys. */
 const evilRsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const evilEc = generateKeyPairSync('ec', { namedCurve: 'P-256' })
-const publicJwk = (key: KeyObject, kid: string, alg: string) => ({ ...key.export({ format: 'jwk' }), kid, alg, use: 'sig' })
+const publicJwk = (key: KeyObject, kid: string, alg: string) => ({
+  ...key.export({ format: 'jwk' }),
+  kid,
+  alg,
+  use: 'sig',
+})
 
 type Signer = (input: Buffer) => Buffer
 const signers = {
-  RS256: (key: KeyObject): Signer => (input) => cryptoSign('sha256', input, key),
-  PS256: (key: KeyObject): Signer => (input) => cryptoSign('sha256', input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
-  ES256: (key: KeyObject): Signer => (input) => cryptoSign('sha256', input, { key, dsaEncoding: 'ieee-p1363' }),
-  HS: (bits: 256 | 384 | 512, secret: string | Buffer): Signer => (input) => createHmac(`sha${bits}`, secret).update(input).digest(),
+  RS256:
+    (key: KeyObject): Signer =>
+    (input) =>
+      cryptoSign('sha256', input, key),
+  PS256:
+    (key: KeyObject): Signer =>
+    (input) =>
+      cryptoSign('sha256', input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }),
+  ES256:
+    (key: KeyObject): Signer =>
+    (input) =>
+      cryptoSign('sha256', input, { key, dsaEncoding: 'ieee-p1363' }),
+  HS:
+    (bits: 256 | 384 | 512, secret: string | Buffer): Signer =>
+    (input) =>
+      createHmac(`sha${bits}`, secret).update(input).digest(),
   none: (): Signer => () => Buffer.alloc(0),
 }
 
@@ -49,9 +73,19 @@ function jwt(header: Record<string, unknown>, payload: Record<string, unknown>, 
   return `${input}.${signer(Buffer.from(input)).toString('base64url')}`
 }
 
-const claims = (extra: Record<string, unknown> = {}) => ({ sub: 'user-1', tenant: 'acme', iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, ...extra })
-const rsToken = (payload = claims(), header: Record<string, unknown> = {}) => jwt({ alg: 'RS256', typ: 'JWT', kid: 'rsa-1', ...header }, payload, signers.RS256(rsa.privateKey))
-const esToken = (payload = claims(), header: Record<string, unknown> = {}) => jwt({ alg: 'ES256', typ: 'JWT', kid: 'ec-1', ...header }, payload, signers.ES256(ec.privateKey))
+const claims = (extra: Record<string, unknown> = {}) => ({
+  sub: 'user-1',
+  tenant: 'acme',
+  iss: ISSUER,
+  aud: AUDIENCE,
+  iat: now(),
+  exp: now() + 300,
+  ...extra,
+})
+const rsToken = (payload = claims(), header: Record<string, unknown> = {}) =>
+  jwt({ alg: 'RS256', typ: 'JWT', kid: 'rsa-1', ...header }, payload, signers.RS256(rsa.privateKey))
+const esToken = (payload = claims(), header: Record<string, unknown> = {}) =>
+  jwt({ alg: 'ES256', typ: 'JWT', kid: 'ec-1', ...header }, payload, signers.ES256(ec.privateKey))
 
 let backend: BackendProcess
 let redis: RedisServer
@@ -64,7 +98,9 @@ let lureUrl: string
 before(async () => {
   lure = createServer((_req, res) => {
     lureHits++
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [publicJwk(evilRsa.publicKey, 'rsa-1', 'RS256')] }))
+    res
+      .writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ keys: [publicJwk(evilRsa.publicKey, 'rsa-1', 'RS256')] }))
   })
   await new Promise<void>((resolve) => lure.listen(0, '127.0.0.1', resolve))
   lureUrl = `http://127.0.0.1:${(lure.address() as AddressInfo).port}/jwks.json`
@@ -73,7 +109,14 @@ before(async () => {
     {
       backend: { url: backend.url },
       auth: {
-        apiKeys: [{ id: 'alice', tenant: 'acme', hash: sha(API_KEY), limits: { requestsPerWindow: 2, requestWindowSeconds: 60 } }],
+        apiKeys: [
+          {
+            id: 'alice',
+            tenant: 'acme',
+            hash: sha(API_KEY),
+            limits: { requestsPerWindow: 2, requestWindowSeconds: 60 },
+          },
+        ],
         jwt: {
           keys: [publicJwk(rsa.publicKey, 'rsa-1', 'RS256'), publicJwk(ec.publicKey, 'ec-1', 'ES256')],
           algorithms: ['RS256', 'ES256'],
@@ -95,7 +138,8 @@ after(async () => {
 })
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
-const complete = (headers: Record<string, string>, body: object = greedy()) => postJson(`${gateway.url}/v1/completions`, body, headers)
+const complete = (headers: Record<string, string>, body: object = greedy()) =>
+  postJson(`${gateway.url}/v1/completions`, body, headers)
 
 describe('JWT through a running gateway (static keys)', () => {
   test('well-formed RS256 and ES256 tokens are accepted, in either header (the control case)', async () => {
@@ -118,27 +162,67 @@ describe('JWT through a running gateway (static keys)', () => {
 
     const forged: [string, string][] = [
       // alg none in its spellings, with and without a signature.
-      ...['none', 'None', 'NONE', 'nOnE'].map((alg): [string, string] => [`alg ${alg}`, jwt({ alg, typ: 'JWT', kid: 'rsa-1' }, claims(), signers.none())]),
+      ...['none', 'None', 'NONE', 'nOnE'].map((alg): [string, string] => [
+        `alg ${alg}`,
+        jwt({ alg, typ: 'JWT', kid: 'rsa-1' }, claims(), signers.none()),
+      ]),
       ['alg none with a signature', `${jwt({ alg: 'none', kid: 'rsa-1' }, claims(), signers.none())}c2ln`],
       // Key confusion: HMAC with the public key (in the forms a verifier might hold it) as the secret.
       ...([256, 384, 512] as const).flatMap((bits): [string, string][] => [
-        [`HS${bits} keyed with the RSA public key (PEM)`, jwt({ alg: `HS${bits}`, kid: 'rsa-1' }, claims(), signers.HS(bits, rsaPem))],
-        [`HS${bits} keyed with the EC public key (PEM)`, jwt({ alg: `HS${bits}`, kid: 'ec-1' }, claims(), signers.HS(bits, ecPem))],
+        [
+          `HS${bits} keyed with the RSA public key (PEM)`,
+          jwt({ alg: `HS${bits}`, kid: 'rsa-1' }, claims(), signers.HS(bits, rsaPem)),
+        ],
+        [
+          `HS${bits} keyed with the EC public key (PEM)`,
+          jwt({ alg: `HS${bits}`, kid: 'ec-1' }, claims(), signers.HS(bits, ecPem)),
+        ],
       ]),
-      ['HS256 keyed with the RSA public JWK', jwt({ alg: 'HS256', kid: 'rsa-1' }, claims(), signers.HS(256, rsaJwkText))],
+      [
+        'HS256 keyed with the RSA public JWK',
+        jwt({ alg: 'HS256', kid: 'rsa-1' }, claims(), signers.HS(256, rsaJwkText)),
+      ],
       ['HS256 keyed with the EC public JWK', jwt({ alg: 'HS256', kid: 'ec-1' }, claims(), signers.HS(256, ecJwkText))],
-      ['HS256 keyed with the RSA modulus', jwt({ alg: 'HS256', kid: 'rsa-1' }, claims(), signers.HS(256, Buffer.from(String(publicJwk(rsa.publicKey, 'rsa-1', 'RS256').n), 'base64url')))],
+      [
+        'HS256 keyed with the RSA modulus',
+        jwt(
+          { alg: 'HS256', kid: 'rsa-1' },
+          claims(),
+          signers.HS(256, Buffer.from(String(publicJwk(rsa.publicKey, 'rsa-1', 'RS256').n), 'base64url')),
+        ),
+      ],
       // Algorithms outside the allow-list, even with the right private key.
       ['PS256 with the real RSA key', jwt({ alg: 'PS256', kid: 'rsa-1' }, claims(), signers.PS256(rsa.privateKey))],
-      ['RS256 header on an ES256 signature', jwt({ alg: 'RS256', kid: 'ec-1' }, claims(), signers.ES256(ec.privateKey))],
+      [
+        'RS256 header on an ES256 signature',
+        jwt({ alg: 'RS256', kid: 'ec-1' }, claims(), signers.ES256(ec.privateKey)),
+      ],
       ['ES256 header with the RSA key id', jwt({ alg: 'ES256', kid: 'rsa-1' }, claims(), signers.ES256(ec.privateKey))],
       // Keys the token brings along must never be trusted (or fetched).
-      ['embedded jwk of the attacker', jwt({ alg: 'RS256', jwk: evilJwk }, claims(), signers.RS256(evilRsa.privateKey))],
-      ['embedded jwk with a known kid', jwt({ alg: 'RS256', kid: 'rsa-1', jwk: evilJwk }, claims(), signers.RS256(evilRsa.privateKey))],
-      ['jku pointing at the attacker', jwt({ alg: 'RS256', kid: 'rsa-1', jku: lureUrl }, claims(), signers.RS256(evilRsa.privateKey))],
-      ['x5u pointing at the attacker', jwt({ alg: 'RS256', kid: 'rsa-1', x5u: lureUrl }, claims(), signers.RS256(evilRsa.privateKey))],
-      ['an attacker EC key under the real kid', jwt({ alg: 'ES256', kid: 'ec-1' }, claims(), signers.ES256(evilEc.privateKey))],
-      ['an attacker RSA key under the real kid', jwt({ alg: 'RS256', kid: 'rsa-1' }, claims(), signers.RS256(evilRsa.privateKey))],
+      [
+        'embedded jwk of the attacker',
+        jwt({ alg: 'RS256', jwk: evilJwk }, claims(), signers.RS256(evilRsa.privateKey)),
+      ],
+      [
+        'embedded jwk with a known kid',
+        jwt({ alg: 'RS256', kid: 'rsa-1', jwk: evilJwk }, claims(), signers.RS256(evilRsa.privateKey)),
+      ],
+      [
+        'jku pointing at the attacker',
+        jwt({ alg: 'RS256', kid: 'rsa-1', jku: lureUrl }, claims(), signers.RS256(evilRsa.privateKey)),
+      ],
+      [
+        'x5u pointing at the attacker',
+        jwt({ alg: 'RS256', kid: 'rsa-1', x5u: lureUrl }, claims(), signers.RS256(evilRsa.privateKey)),
+      ],
+      [
+        'an attacker EC key under the real kid',
+        jwt({ alg: 'ES256', kid: 'ec-1' }, claims(), signers.ES256(evilEc.privateKey)),
+      ],
+      [
+        'an attacker RSA key under the real kid',
+        jwt({ alg: 'RS256', kid: 'rsa-1' }, claims(), signers.RS256(evilRsa.privateKey)),
+      ],
       ['unknown critical header', rsToken(claims(), { crit: ['x-must-understand'], 'x-must-understand': true })],
       // Tampering.
       ['payload widened after signing', widened],
@@ -179,13 +263,28 @@ describe('JWT through a running gateway (static keys)', () => {
         bodies.add(text)
       }
     }
-    assert.deepEqual([...bodies].map((b) => JSON.parse(b)), [{ error: { message: 'Invalid or missing credentials', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }])
+    assert.deepEqual(
+      [...bodies].map((b) => JSON.parse(b)),
+      [
+        {
+          error: {
+            message: 'Invalid or missing credentials',
+            type: 'invalid_request_error',
+            param: null,
+            code: 'invalid_api_key',
+          },
+        },
+      ],
+    )
     assert.equal(lureHits, 0, 'the gateway never fetched a key from a URL a token named')
     // Neither tokens nor their signatures reach the log.
     const log = gateway.output()
     for (const [name, token] of forged) {
       const signature = token.split('.')[2] ?? ''
-      assert.ok(!log.includes(token) && (signature.length < 16 || !log.includes(signature)), `${name}: the token is not logged`)
+      assert.ok(
+        !log.includes(token) && (signature.length < 16 || !log.includes(signature)),
+        `${name}: the token is not logged`,
+      )
     }
   })
 
@@ -195,7 +294,10 @@ describe('JWT through a running gateway (static keys)', () => {
     assert.equal(refused.status, 403)
     assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'model_not_allowed')
     for (const path of ['/v1/chat/completions', '/generate']) {
-      const body = path === '/generate' ? { model: MODEL, prompt: 'x', max_length: 1 } : { model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }
+      const body =
+        path === '/generate'
+          ? { model: MODEL, prompt: 'x', max_length: 1 }
+          : { model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }
       assert.equal((await postJson(`${gateway.url}${path}`, body, limited)).status, 403, path)
     }
     // /generate without a model would use the backend's first model: a restricted token may not.
@@ -207,8 +309,18 @@ describe('JWT through a running gateway (static keys)', () => {
 
   test('a JWT is not an admin credential', async () => {
     const token = rsToken(claims({ sub: 'admin', admin: true }))
-    for (const [method, path] of [['GET', '/admin/keys'], ['POST', '/admin/keys'], ['DELETE', '/admin/keys/alice'], ['GET', '/status'], ['GET', '/metrics']]) {
-      const response = await fetch(`${gateway.url}${path}`, { method, headers: { ...bearer(token), 'content-type': 'application/json' }, body: method === 'POST' ? '{"tenant":"x"}' : undefined })
+    for (const [method, path] of [
+      ['GET', '/admin/keys'],
+      ['POST', '/admin/keys'],
+      ['DELETE', '/admin/keys/alice'],
+      ['GET', '/status'],
+      ['GET', '/metrics'],
+    ]) {
+      const response = await fetch(`${gateway.url}${path}`, {
+        method,
+        headers: { ...bearer(token), 'content-type': 'application/json' },
+        body: method === 'POST' ? '{"tenant":"x"}' : undefined,
+      })
       assert.equal(response.status, 401, `${method} ${path}`)
     }
   })
@@ -227,13 +339,19 @@ describe('JWT through a running gateway (static keys)', () => {
 
   test('a revoked key is refused at once, even for a response the cache holds', async () => {
     const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
-    const created = (await (await postJson(`${gateway.url}/admin/keys`, { tenant: 'revoke-test' }, admin)).json()) as { id: string; key: string }
+    const created = (await (await postJson(`${gateway.url}/admin/keys`, { tenant: 'revoke-test' }, admin)).json()) as {
+      id: string
+      key: string
+    }
     const body = greedy({ prompt: 'A story to cache', max_tokens: 3 })
     const first = await complete({ authorization: `Bearer ${created.key}` }, body)
     assert.equal(first.status, 200)
     const again = await complete({ authorization: `Bearer ${created.key}` }, body)
     assert.equal(again.headers.get('x-cache'), 'HIT', 'the answer is cached')
-    assert.equal((await fetch(`${gateway.url}/admin/keys/${created.id}`, { method: 'DELETE', headers: admin })).status, 200)
+    assert.equal(
+      (await fetch(`${gateway.url}/admin/keys/${created.id}`, { method: 'DELETE', headers: admin })).status,
+      200,
+    )
     const revoked = await complete({ authorization: `Bearer ${created.key}` }, body)
     assert.equal(revoked.status, 401, 'authentication comes before the cache')
     assert.equal(revoked.headers.get('x-cache'), null)
@@ -248,10 +366,22 @@ describe('client credentials never reach the backends', () => {
   before(async () => {
     // A stand-in node that records what the gateway sends it and answers like a backend.
     capture = createServer((req, res) => {
-      if (req.url === '/ready' || req.url === '/health') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
+      if (req.url === '/ready' || req.url === '/health')
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
       seen.push(req.headers)
       req.resume()
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'cmpl-1', object: 'text_completion', created: 1, model: MODEL, choices: [{ index: 0, text: 'x', logprobs: null, finish_reason: 'length' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }))
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(
+          JSON.stringify({
+            id: 'cmpl-1',
+            object: 'text_completion',
+            created: 1,
+            model: MODEL,
+            choices: [{ index: 0, text: 'x', logprobs: null, finish_reason: 'length' }],
+            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+          }),
+        )
     })
     await new Promise<void>((resolve) => capture.listen(0, '127.0.0.1', resolve))
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-security-'))
@@ -259,7 +389,11 @@ describe('client credentials never reach the backends', () => {
     const { privateKey } = generateKeyPairSync('ed25519')
     writeFileSync(signingKey, JSON.stringify({ ...privateKey.export({ format: 'jwk' }), kid: 'gw-1', alg: 'EdDSA' }))
     fronted = await startGateway(
-      { backend: { url: `http://127.0.0.1:${(capture.address() as AddressInfo).port}` }, auth: { apiKeys: [{ id: 'alice', tenant: 'acme', hash: sha(API_KEY) }] }, cache: { enabled: false } },
+      {
+        backend: { url: `http://127.0.0.1:${(capture.address() as AddressInfo).port}` },
+        auth: { apiKeys: [{ id: 'alice', tenant: 'acme', hash: sha(API_KEY) }] },
+        cache: { enabled: false },
+      },
       { BACKEND_SIGNING_KEY_FILE: signingKey },
     )
   })

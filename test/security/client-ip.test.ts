@@ -21,7 +21,13 @@ let redis: RedisServer
 let gateway: GatewayProcess
 before(async () => {
   ;[backend, redis] = await Promise.all([startBackend(), startRedis()])
-  gateway = await startGateway({ backend: { url: backend.url }, limits: { trustedProxies: [PROXY], perIp: { requestsPerWindow: 3, requestWindowSeconds: 60 } } }, { REDIS_URL: redis.url })
+  gateway = await startGateway(
+    {
+      backend: { url: backend.url },
+      limits: { trustedProxies: [PROXY], perIp: { requestsPerWindow: 3, requestWindowSeconds: 60 } },
+    },
+    { REDIS_URL: redis.url },
+  )
 })
 after(async () => {
   await gateway?.stop()
@@ -34,16 +40,24 @@ function attempt(xff: string | string[] | undefined, from = PROXY): Promise<numb
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | string[]> = { 'content-type': 'application/json' }
     if (xff !== undefined) headers['x-forwarded-for'] = xff
-    const req = request(`${gateway.url}/v1/completions`, { method: 'POST', headers, localAddress: from, agent: false }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode!))
-    })
+    const req = request(
+      `${gateway.url}/v1/completions`,
+      { method: 'POST', headers, localAddress: from, agent: false },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode!))
+      },
+    )
     req.on('error', reject)
     req.end('{"model":"stories260K","prompt":"x","max_tokens":1}')
   })
 }
 
-async function statuses(count: number, xff: (i: number) => string | string[] | undefined, from = PROXY): Promise<number[]> {
+async function statuses(
+  count: number,
+  xff: (i: number) => string | string[] | undefined,
+  from = PROXY,
+): Promise<number[]> {
   const out = []
   for (let i = 0; i < count; i++) out.push(await attempt(xff(i), from))
   return out
@@ -70,9 +84,13 @@ describe('client address behind a trusted proxy', () => {
     const junk = ['not-an-ip', '<script>alert(1)</script>', `${'9'.repeat(4000)}`, 'ip:admin', '1.2.3.4:80', '', ' , ,']
     for (const value of junk) assert.ok([401, 429].includes(await attempt(`${value}, 203.0.113.40`)))
     assert.equal(await attempt('203.0.113.40'), 429, 'the garbage was skipped and 203.0.113.40 counted')
-    const keys = execFileSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*ip:*']).toString().trim().split('\n')
+    const keys = execFileSync('redis-cli', ['-p', String(redis.port), '--scan', '--pattern', '*ip:*'])
+      .toString()
+      .trim()
+      .split('\n')
     assert.ok(keys.length > 0)
-    for (const key of keys) assert.match(key.slice(key.lastIndexOf('ip:') + 3), /^[0-9a-fA-F:.]+$/, `an IP-shaped limiter key: ${key}`)
+    for (const key of keys)
+      assert.match(key.slice(key.lastIndexOf('ip:') + 3), /^[0-9a-fA-F:.]+$/, `an IP-shaped limiter key: ${key}`)
   })
 })
 

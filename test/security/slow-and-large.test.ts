@@ -33,7 +33,9 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 const config = (backendUrl: string) => ({
   backend: { url: backendUrl },
   server: { maxBodyBytes: MAX_BODY, headersTimeoutMs: HEADERS_TIMEOUT_MS, receiveTimeoutMs: RECEIVE_TIMEOUT_MS },
-  auth: { apiKeys: [{ id: 'slow', tenant: 'slow', hash: sha(KEY), limits: { requestsPerWindow: 1e9, maxConcurrent: 1000 } }] },
+  auth: {
+    apiKeys: [{ id: 'slow', tenant: 'slow', hash: sha(KEY), limits: { requestsPerWindow: 1e9, maxConcurrent: 1000 } }],
+  },
   cache: { enabled: false },
 })
 
@@ -63,7 +65,9 @@ interface Trickle {
 
 /** Opens a connection (TLS if asked), writes `head`, then one byte of `drip` every `everyMs` until the server closes it. */
 function trickle(port: number, head: string, drip: string, everyMs: number, tls = false): Trickle {
-  const socket: Socket = tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : connect(port, '127.0.0.1')
+  const socket: Socket = tls
+    ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+    : connect(port, '127.0.0.1')
   const started = performance.now()
   let closedAt: number | null = null
   let answer = ''
@@ -121,7 +125,9 @@ async function assertAllCut(connections: Trickle[], limitMs: number, what: strin
 
 describe('slow clients are cut off', () => {
   test(`headers sent a byte at a time (slowloris) are cut after headersTimeoutMs (${HEADERS_TIMEOUT_MS} ms)`, async () => {
-    const connections = Array.from({ length: 50 }, () => trickle(gateway.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n', 'X-Slow: aaaaaaaaaaaaaaaaaaaa\r\n', 50))
+    const connections = Array.from({ length: 50 }, () =>
+      trickle(gateway.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n', 'X-Slow: aaaaaaaaaaaaaaaaaaaa\r\n', 50),
+    )
     await assertAllCut(connections, HEADERS_TIMEOUT_MS + SWEEP_MS + SLACK_MS, 'slow header blocks')
   })
 
@@ -138,19 +144,50 @@ describe('slow clients are cut off', () => {
   })
 })
 
-describe('slow clients over the gateway\'s own TLS (HTTP/1.1)', () => {
+describe("slow clients over the gateway's own TLS (HTTP/1.1)", () => {
   let tlsGateway: GatewayProcess
   before(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' })
-    tlsGateway = await startGateway(config(backend.url), { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') })
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-subj',
+        '/CN=localhost',
+        '-days',
+        '1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    )
+    tlsGateway = await startGateway(config(backend.url), {
+      TLS_CERT_FILE: join(dir, 'cert.pem'),
+      TLS_KEY_FILE: join(dir, 'key.pem'),
+    })
   })
   after(async () => {
     await tlsGateway?.stop()
   })
 
   test('slow headers and slow bodies are cut as on plain HTTP', async () => {
-    const headers = Array.from({ length: 20 }, () => trickle(tlsGateway.port, 'POST /v1/completions HTTP/1.1\r\nHost: x\r\n', 'X-Slow: aaaaaaaaaaaaaaaaaaaa\r\n', 50, true))
+    const headers = Array.from({ length: 20 }, () =>
+      trickle(
+        tlsGateway.port,
+        'POST /v1/completions HTTP/1.1\r\nHost: x\r\n',
+        'X-Slow: aaaaaaaaaaaaaaaaaaaa\r\n',
+        50,
+        true,
+      ),
+    )
     const head = `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n`
     const bodies = Array.from({ length: 20 }, () => trickle(tlsGateway.port, head, BODY, 100, true))
     await assertAllCut(headers, HEADERS_TIMEOUT_MS + SWEEP_MS + SLACK_MS, 'slow header blocks over TLS')
@@ -170,13 +207,28 @@ describe('oversized uploads', () => {
     const uploads: Promise<void>[] = []
     const megabyte = Buffer.alloc(1 << 20, 0x61)
     // Declared oversized: refused from the header alone, before any of it is read.
-    for (let i = 0; i < 100; i++) uploads.push(upload(`POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${10 << 20}\r\n\r\n`, Array.from({ length: 10 }, () => megabyte)))
+    for (let i = 0; i < 100; i++)
+      uploads.push(
+        upload(
+          `POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${10 << 20}\r\n\r\n`,
+          Array.from({ length: 10 }, () => megabyte),
+        ),
+      )
     // Chunked without a length: counted as it streams and cut at the limit.
     const chunked = Buffer.concat([Buffer.from(`10000\r\n`), Buffer.alloc(0x10000, 0x62), Buffer.from('\r\n')])
-    for (let i = 0; i < 150; i++) uploads.push(upload(`POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n`, Array.from({ length: 32 }, () => chunked)))
+    for (let i = 0; i < 150; i++)
+      uploads.push(
+        upload(
+          `POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Transfer-Encoding: chunked\r\n\r\n`,
+          Array.from({ length: 32 }, () => chunked),
+        ),
+      )
     // Just under the limit, then stalled: buffered until the receive timeout cuts them.
     const almost = Buffer.alloc(MAX_BODY - 100, 0x63)
-    for (let i = 0; i < 150; i++) uploads.push(upload(`POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${MAX_BODY}\r\n\r\n`, [almost]))
+    for (let i = 0; i < 150; i++)
+      uploads.push(
+        upload(`POST /v1/completions HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: ${MAX_BODY}\r\n\r\n`, [almost]),
+      )
 
     await assertServesQuickly()
     await Promise.all(uploads)
@@ -185,8 +237,13 @@ describe('oversized uploads', () => {
     const grown = peak - baseline
     // 400 connections × at most 64 KiB of body each is 25 MiB; buffering the uploads whole would
     // be over 2 GiB. The allowance covers sockets, parsers and garbage not yet collected.
-    assert.ok(grown < 160 * (1 << 20), `RSS grew by ${(grown / (1 << 20)).toFixed(1)} MiB (from ${(baseline / (1 << 20)).toFixed(1)} MiB)`)
-    t.diagnostic(`RSS ${(baseline / (1 << 20)).toFixed(1)} MiB before, peak ${(peak / (1 << 20)).toFixed(1)} MiB during 400 oversized or stalled uploads`)
+    assert.ok(
+      grown < 160 * (1 << 20),
+      `RSS grew by ${(grown / (1 << 20)).toFixed(1)} MiB (from ${(baseline / (1 << 20)).toFixed(1)} MiB)`,
+    )
+    t.diagnostic(
+      `RSS ${(baseline / (1 << 20)).toFixed(1)} MiB before, peak ${(peak / (1 << 20)).toFixed(1)} MiB during 400 oversized or stalled uploads`,
+    )
   })
 })
 
@@ -207,7 +264,8 @@ function upload(head: string, chunks: Buffer[]): Promise<void> {
     socket.on('close', () => {
       clearTimeout(timer)
       const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]
-      if (status !== undefined && status !== '413' && status !== '408') reject(new Error(`expected 413 or 408, got ${answer.slice(0, 200)}`))
+      if (status !== undefined && status !== '413' && status !== '408')
+        reject(new Error(`expected 413 or 408, got ${answer.slice(0, 200)}`))
       else resolve()
     })
     socket.write(head)
@@ -228,16 +286,21 @@ describe('long responses are not cut by the receive timeout', () => {
     // A node that streams one event every 400 ms for 3.2 s: well past the receive timeout.
     slowNode = createServer((req, res) => {
       req.resume()
-      if (req.url === '/ready') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
+      if (req.url === '/ready')
+        return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
       res.writeHead(200, { 'content-type': 'text/event-stream' })
       let sent = 0
       const timer = setInterval(() => {
         const last = ++sent === 8
         const choice = { index: 0, text: 'a', logprobs: null, finish_reason: last ? 'length' : null, token_ids: [5] }
-        res.write(`data: ${JSON.stringify({ id: 'cmpl-slow', object: 'text_completion', created: 1, model: 'stories260K', choices: [choice] })}\n\n`)
+        res.write(
+          `data: ${JSON.stringify({ id: 'cmpl-slow', object: 'text_completion', created: 1, model: 'stories260K', choices: [choice] })}\n\n`,
+        )
         if (last) {
           clearInterval(timer)
-          res.write(`data: ${JSON.stringify({ id: 'cmpl-slow', object: 'text_completion', created: 1, model: 'stories260K', choices: [], usage: { prompt_tokens: 1, completion_tokens: 8, total_tokens: 9 } })}\n\ndata: [DONE]\n\n`)
+          res.write(
+            `data: ${JSON.stringify({ id: 'cmpl-slow', object: 'text_completion', created: 1, model: 'stories260K', choices: [], usage: { prompt_tokens: 1, completion_tokens: 8, total_tokens: 9 } })}\n\ndata: [DONE]\n\n`,
+          )
           res.end()
         }
       }, 400)
@@ -254,11 +317,18 @@ describe('long responses are not cut by the receive timeout', () => {
 
   test('a stream lasting longer than receiveTimeoutMs reaches [DONE]', async () => {
     const started = performance.now()
-    const response = await postJson(`${streaming.url}/v1/completions`, { ...JSON.parse(BODY), stream: true, max_tokens: 8 }, { authorization: `Bearer ${KEY}` })
+    const response = await postJson(
+      `${streaming.url}/v1/completions`,
+      { ...JSON.parse(BODY), stream: true, max_tokens: 8 },
+      { authorization: `Bearer ${KEY}` },
+    )
     assert.equal(response.status, 200)
     const text = await response.text()
     const took = performance.now() - started
-    assert.ok(took > RECEIVE_TIMEOUT_MS + SWEEP_MS + 500, `the stream ran past the receive timeout (${Math.round(took)} ms)`)
+    assert.ok(
+      took > RECEIVE_TIMEOUT_MS + SWEEP_MS + 500,
+      `the stream ran past the receive timeout (${Math.round(took)} ms)`,
+    )
     assert.ok(text.trimEnd().endsWith('data: [DONE]'), text.slice(-200))
     assert.equal((text.match(/"text":"a"/g) ?? []).length, 8)
   })

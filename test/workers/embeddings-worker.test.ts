@@ -21,7 +21,10 @@ describe('Workers build: embeddings and the task API', () => {
   before(async () => {
     dir = await buildEncoderModelDir()
     ;[build, backend] = await Promise.all([buildWorker(), startBackend({ MODEL_DIR: dir })])
-    worker = await startWorker(build, { backend: { url: backend.url }, auth: { apiKeys: [{ id: 'main', tenant: 'acme', hash: sha(KEY) }] } })
+    worker = await startWorker(build, {
+      backend: { url: backend.url },
+      auth: { apiKeys: [{ id: 'main', tenant: 'acme', hash: sha(KEY) }] },
+    })
   })
   after(async () => {
     await worker?.stop()
@@ -34,7 +37,10 @@ describe('Workers build: embeddings and the task API', () => {
     const viaWorker = new OpenAI({ baseURL: `${worker.url}/v1`, apiKey: KEY, maxRetries: 0 })
     const direct = new OpenAI({ baseURL: `${backend.url}/v1`, apiKey: 'unused', maxRetries: 0 })
     for (const extra of [{ encoding_format: 'float' as const }, { dimensions: 8 }]) {
-      const [a, b] = await Promise.all([viaWorker.embeddings.create({ model: 'embed', input: ['hello world', 'hi'], ...extra }), direct.embeddings.create({ model: 'embed', input: ['hello world', 'hi'], ...extra })])
+      const [a, b] = await Promise.all([
+        viaWorker.embeddings.create({ model: 'embed', input: ['hello world', 'hi'], ...extra }),
+        direct.embeddings.create({ model: 'embed', input: ['hello world', 'hi'], ...extra }),
+      ])
       assert.deepEqual(a.data, b.data)
     }
   })
@@ -56,13 +62,20 @@ describe('Workers build: embeddings and the task API', () => {
   })
 
   test('/predict, GET /models and a bad request', async () => {
-    const predicted = await postJson(`${worker.url}/predict`, { text: 'I love this movie', task: 'sentiment-analysis' }, auth)
+    const predicted = await postJson(
+      `${worker.url}/predict`,
+      { text: 'I love this movie', task: 'sentiment-analysis' },
+      auth,
+    )
     assert.equal(predicted.status, 200)
     const body = await predicted.json()
     assert.ok(SENTIMENT_LABELS.includes(body.result[0].label))
     assert.match(body.model_version, /^sentiment@/)
     const models = await (await fetch(`${worker.url}/models`, { headers: auth })).json()
-    assert.deepEqual(models.models.map((m: { name: string }) => m.name), ['embed', 'sentiment', 'gen'])
+    assert.deepEqual(
+      models.models.map((m: { name: string }) => m.name),
+      ['embed', 'sentiment', 'gen'],
+    )
     const bad = await postJson(`${worker.url}/v1/embeddings`, { model: 'embed', input: [] }, auth)
     assert.equal(bad.status, 400)
     assert.equal((await bad.json()).error.param?.split('.')[0], 'input')

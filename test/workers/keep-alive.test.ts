@@ -17,9 +17,29 @@ let url: string
 
 before(async () => {
   const scriptPath = join(dir, 'worker.js')
-  await build({ entryPoints: [resolve(import.meta.dirname, 'fixtures/keep-alive-worker.ts')], bundle: true, format: 'esm', platform: 'neutral', external: ['cloudflare:workers', 'node:*'], outfile: scriptPath, logLevel: 'silent' })
-  const { compatibilityDate, compatibilityFlags } = unstable_getMiniflareWorkerOptions(resolve(REPO_ROOT, 'wrangler.toml')).workerOptions
-  mf = new Miniflare({ modules: true, scriptPath, modulesRoot: dir, compatibilityDate, compatibilityFlags, cf: false, host: '127.0.0.1', port: 0, durableObjects: { COUNTER: 'SlowCounter' } })
+  await build({
+    entryPoints: [resolve(import.meta.dirname, 'fixtures/keep-alive-worker.ts')],
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    external: ['cloudflare:workers', 'node:*'],
+    outfile: scriptPath,
+    logLevel: 'silent',
+  })
+  const { compatibilityDate, compatibilityFlags } = unstable_getMiniflareWorkerOptions(
+    resolve(REPO_ROOT, 'wrangler.toml'),
+  ).workerOptions
+  mf = new Miniflare({
+    modules: true,
+    scriptPath,
+    modulesRoot: dir,
+    compatibilityDate,
+    compatibilityFlags,
+    cf: false,
+    host: '127.0.0.1',
+    port: 0,
+    durableObjects: { COUNTER: 'SlowCounter' },
+  })
   url = (await mf.ready).origin
 })
 after(async () => {

@@ -62,7 +62,12 @@ describe('RateLimitStore on RateLimiterObject', () => {
 
 describe('KeyStore on ApiKeyObject and ApiKeyIndexObject', () => {
   let prefixes = 0
-  const store = async () => new DurableObjectKeyStore(await worker.namespace<DurableObjectNamespace<ApiKeyIndexRpc>>('API_KEY_INDEX'), await worker.namespace<DurableObjectNamespace<ApiKeyRpc>>('API_KEYS'), { prefix: `t${++prefixes}:` })
+  const store = async () =>
+    new DurableObjectKeyStore(
+      await worker.namespace<DurableObjectNamespace<ApiKeyIndexRpc>>('API_KEY_INDEX'),
+      await worker.namespace<DurableObjectNamespace<ApiKeyRpc>>('API_KEYS'),
+      { prefix: `t${++prefixes}:` },
+    )
   // A fresh namespace per test, so the contract's list() sees only its own keys.
   keyStoreContract(store)
 
@@ -71,7 +76,10 @@ describe('KeyStore on ApiKeyObject and ApiKeyIndexObject', () => {
     const record = keyRecord()
     await keys.create(record)
     await assert.rejects(keys.create({ ...keyRecord(), hash: record.hash }), /duplicate API key hash/)
-    assert.deepEqual((await keys.list()).map((r) => r.id), [record.id])
+    assert.deepEqual(
+      (await keys.list()).map((r) => r.id),
+      [record.id],
+    )
   })
 
   it('a failed create leaves the hash free: a duplicate id does not keep the new key alive', async () => {

@@ -36,7 +36,12 @@ const hermes: ToolCallFormat = {
   trigger: '<tool_call>',
   parallel: true,
   separator: '\n',
-  tag: (tool) => ({ type: 'tag', begin: `<tool_call>\n{"name": ${JSON.stringify(tool.name)}, "arguments": `, content: { type: 'json_schema', json_schema: argumentsSchema(tool) }, end: '}\n</tool_call>' }),
+  tag: (tool) => ({
+    type: 'tag',
+    begin: `<tool_call>\n{"name": ${JSON.stringify(tool.name)}, "arguments": `,
+    content: { type: 'json_schema', json_schema: argumentsSchema(tool) },
+    end: '}\n</tool_call>',
+  }),
   parse(text) {
     const calls: ParsedToolCall[] = []
     const outside: string[] = []
@@ -64,7 +69,12 @@ const llama3Json: ToolCallFormat = {
   // Llama 3.1's template renders one call per assistant message.
   parallel: false,
   separator: '; ',
-  tag: (tool) => ({ type: 'tag', begin: `{"name": ${JSON.stringify(tool.name)}, "parameters": `, content: { type: 'json_schema', json_schema: argumentsSchema(tool) }, end: '}' }),
+  tag: (tool) => ({
+    type: 'tag',
+    begin: `{"name": ${JSON.stringify(tool.name)}, "parameters": `,
+    content: { type: 'json_schema', json_schema: argumentsSchema(tool) },
+    end: '}',
+  }),
   parse(text) {
     const body = text.replace(/^\s*(<\|python_tag\|>)?/, '')
     const start = body.indexOf('{"name"')
@@ -96,14 +106,25 @@ export function toolFormatOf(templateSource: string): ToolCallFormat | undefined
  * exactly one without parallel calls); "auto" lets the model answer in text, and makes any call
  * it starts valid.
  */
-export function toolGrammar(format: ToolCallFormat, tools: FunctionTool[], choice: 'auto' | 'required' | { name: string }, parallel: boolean): GrammarSpec {
+export function toolGrammar(
+  format: ToolCallFormat,
+  tools: FunctionTool[],
+  choice: 'auto' | 'required' | { name: string },
+  parallel: boolean,
+): GrammarSpec {
   const chosen = typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools
   const tags = chosen.map((tool) => format.tag(tool))
   const stopAfterFirst = !(parallel && format.parallel)
   const structure =
     choice === 'auto'
       ? { type: 'triggered_tags', triggers: [format.trigger], tags, stop_after_first: stopAfterFirst }
-      : { type: 'tags_with_separator', tags, separator: format.separator, at_least_one: true, stop_after_first: stopAfterFirst }
+      : {
+          type: 'tags_with_separator',
+          tags,
+          separator: format.separator,
+          at_least_one: true,
+          stop_after_first: stopAfterFirst,
+        }
   return { type: 'structural_tag', tag: JSON.stringify({ type: 'structural_tag', format: structure }) }
 }
 
@@ -111,7 +132,8 @@ function callOf(json: string, argumentsKey: 'arguments' | 'parameters'): ParsedT
   try {
     const value = JSON.parse(json)
     const args = value?.[argumentsKey] ?? value?.arguments ?? value?.parameters
-    if (typeof value?.name !== 'string' || args === null || typeof args !== 'object' || Array.isArray(args)) return undefined
+    if (typeof value?.name !== 'string' || args === null || typeof args !== 'object' || Array.isArray(args))
+      return undefined
     return { name: value.name, arguments: JSON.stringify(args) }
   } catch {
     return undefined

@@ -13,15 +13,32 @@ import { DataType, bytesOf, inlineTensor } from './onnx-writer.ts'
 import { buildWordPieceTokenizerFiles } from './wordpiece-tokenizer.ts'
 
 /** What a preset or the CLI chooses. */
-export type EncoderSize = Pick<BertShape, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'vocabSize' | 'maxPositions'>
+export type EncoderSize = Pick<
+  BertShape,
+  'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'vocabSize' | 'maxPositions'
+>
 
 export type EncoderPresetName = 'tiny-encoder' | 'minilm-l6'
 
 export const ENCODER_PRESETS: Record<EncoderPresetName, EncoderSize> = {
   // ~0.3M parameters: fast enough for unit tests.
-  'tiny-encoder': { hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, vocabSize: 1024, maxPositions: 128 },
+  'tiny-encoder': {
+    hiddenSize: 64,
+    intermediateSize: 128,
+    numLayers: 2,
+    numHeads: 4,
+    vocabSize: 1024,
+    maxPositions: 128,
+  },
   // all-MiniLM-L6-v2's shape, ~22.7M parameters.
-  'minilm-l6': { hiddenSize: 384, intermediateSize: 1536, numLayers: 6, numHeads: 12, vocabSize: 30522, maxPositions: 512 },
+  'minilm-l6': {
+    hiddenSize: 384,
+    intermediateSize: 1536,
+    numLayers: 6,
+    numHeads: 12,
+    vocabSize: 30522,
+    maxPositions: 512,
+  },
 }
 
 export type Pooling = 'mean' | 'cls' | 'lasttoken' | 'max'
@@ -42,23 +59,44 @@ export interface EncoderBuildOptions {
   tokenTypes?: boolean
 }
 
-export function resolveEncoderShape(options: Pick<EncoderBuildOptions, 'preset' | 'size' | 'labels' | 'tokenTypes'>): BertShape {
+export function resolveEncoderShape(
+  options: Pick<EncoderBuildOptions, 'preset' | 'size' | 'labels' | 'tokenTypes'>,
+): BertShape {
   const size = { ...ENCODER_PRESETS[options.preset ?? 'tiny-encoder'], ...options.size }
   for (const [key, value] of Object.entries(size)) {
     if (!Number.isInteger(value) || value <= 0) throw new Error(`${key} must be a positive integer, got ${value}`)
   }
-  if (size.hiddenSize % size.numHeads !== 0) throw new Error(`hidden size ${size.hiddenSize} must split into ${size.numHeads} equal heads`)
+  if (size.hiddenSize % size.numHeads !== 0)
+    throw new Error(`hidden size ${size.hiddenSize} must split into ${size.numHeads} equal heads`)
   if (options.labels && options.labels.length < 2) throw new Error('a classification model needs at least 2 labels')
-  return { ...size, typeVocabSize: options.tokenTypes === false ? 0 : 2, layerNormEps: 1e-12, numLabels: options.labels?.length }
+  return {
+    ...size,
+    typeVocabSize: options.tokenTypes === false ? 0 : 2,
+    layerNormEps: 1e-12,
+    numLabels: options.labels?.length,
+  }
 }
 
 export async function buildRandomEncoder(options: EncoderBuildOptions): Promise<{ dir: string; parameters: number }> {
   const { dir, seed = 0, labels } = options
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`seed must be an integer in 0..2^32-1, got ${seed}`)
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new Error(`seed must be an integer in 0..2^32-1, got ${seed}`)
   const shape = resolveEncoderShape(options)
-  if (existsSync(dir) && readdirSync(dir).length > 0 && !options.force) throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
+  if (existsSync(dir) && readdirSync(dir).length > 0 && !options.force)
+    throw new Error(`${dir} is not empty (pass force / --force to overwrite)`)
   const specs = bertWeightSpecs(shape)
-  const weights = specs.map((spec) => inlineTensor({ name: spec.name, dims: spec.dims, dataType: DataType.FLOAT, bytes: bytesOf(spec.init === 'zeros' ? new Float32Array(spec.dims.reduce((a, b) => a * b, 1)) : initWeight({ ...spec, init: spec.init }, seed)) }))
+  const weights = specs.map((spec) =>
+    inlineTensor({
+      name: spec.name,
+      dims: spec.dims,
+      dataType: DataType.FLOAT,
+      bytes: bytesOf(
+        spec.init === 'zeros'
+          ? new Float32Array(spec.dims.reduce((a, b) => a * b, 1))
+          : initWeight({ ...spec, init: spec.init }, seed),
+      ),
+    }),
+  )
   await mkdir(join(dir, 'onnx'), { recursive: true })
   await writeFile(join(dir, 'onnx', 'model.onnx'), buildBertModel(shape, weights))
 
@@ -72,12 +110,18 @@ export async function buildRandomEncoder(options: EncoderBuildOptions): Promise<
   return { dir, parameters: countParameters(specs) }
 }
 
-async function writeSentenceTransformersFiles(dir: string, shape: BertShape, pooling: Pooling, normalize: boolean): Promise<void> {
+async function writeSentenceTransformersFiles(
+  dir: string,
+  shape: BertShape,
+  pooling: Pooling,
+  normalize: boolean,
+): Promise<void> {
   const modules = [
     { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
     { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
   ]
-  if (normalize) modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' })
+  if (normalize)
+    modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' })
   await writeJson(join(dir, 'modules.json'), modules)
   await mkdir(join(dir, '1_Pooling'), { recursive: true })
   await writeJson(join(dir, '1_Pooling', 'config.json'), {

@@ -10,7 +10,14 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type onnxProto from 'onnx-proto'
 import { genaiConfig } from './genai-config.ts'
-import { buildLlamaModel, countParameters, llamaWeightSpecs, type GraphStyle, type LlamaShape, type WeightSpec } from './llama-graph.ts'
+import {
+  buildLlamaModel,
+  countParameters,
+  llamaWeightSpecs,
+  type GraphStyle,
+  type LlamaShape,
+  type WeightSpec,
+} from './llama-graph.ts'
 import { externalTensor, inlineTensor, type RawTensor } from './onnx-writer.ts'
 import { floatWeight, isHalf, projectionWeights, type WeightFormat } from './quantize.ts'
 import { buildTokenizerFiles } from './tokenizer.ts'
@@ -31,14 +38,54 @@ export type PresetName = 'tiny' | '15m' | '100m' | 'smollm2-135m' | 'llama-3.2-1
 
 export const PRESETS: Record<PresetName, ModelSize> = {
   // ~0.66M parameters: fast enough for unit tests.
-  tiny: { hiddenSize: 128, intermediateSize: 256, numLayers: 4, numHeads: 8, numKvHeads: 4, vocabSize: 512, contextLength: 512 },
+  tiny: {
+    hiddenSize: 128,
+    intermediateSize: 256,
+    numLayers: 4,
+    numHeads: 8,
+    numKvHeads: 4,
+    vocabSize: 512,
+    contextLength: 512,
+  },
   // ~15.7M parameters.
-  '15m': { hiddenSize: 384, intermediateSize: 1024, numLayers: 8, numHeads: 6, numKvHeads: 2, vocabSize: 8192, contextLength: 1024 },
+  '15m': {
+    hiddenSize: 384,
+    intermediateSize: 1024,
+    numLayers: 8,
+    numHeads: 6,
+    numKvHeads: 2,
+    vocabSize: 8192,
+    contextLength: 1024,
+  },
   // ~100.1M parameters (Llama-style 32k vocabulary, tied embeddings).
-  '100m': { hiddenSize: 768, intermediateSize: 2048, numLayers: 12, numHeads: 12, numKvHeads: 4, vocabSize: 32000, contextLength: 2048 },
+  '100m': {
+    hiddenSize: 768,
+    intermediateSize: 2048,
+    numLayers: 12,
+    numHeads: 12,
+    numKvHeads: 4,
+    vocabSize: 32000,
+    contextLength: 2048,
+  },
   // The shapes of SmolLM2-135M and Llama-3.2-1B (context cut to 2048), for benchmarks.
-  'smollm2-135m': { hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3, vocabSize: 49152, contextLength: 2048 },
-  'llama-3.2-1b': { hiddenSize: 2048, intermediateSize: 8192, numLayers: 16, numHeads: 32, numKvHeads: 8, vocabSize: 128256, contextLength: 2048 },
+  'smollm2-135m': {
+    hiddenSize: 576,
+    intermediateSize: 1536,
+    numLayers: 30,
+    numHeads: 9,
+    numKvHeads: 3,
+    vocabSize: 49152,
+    contextLength: 2048,
+  },
+  'llama-3.2-1b': {
+    hiddenSize: 2048,
+    intermediateSize: 8192,
+    numLayers: 16,
+    numHeads: 32,
+    numKvHeads: 8,
+    vocabSize: 128256,
+    contextLength: 2048,
+  },
 }
 
 /** The ONNX file each weight format is published as in an Optimum / transformers.js folder. */
@@ -117,7 +164,11 @@ export function resolveShape(preset: PresetName = 'tiny', overrides: Partial<Mod
   }
   const headDim = size.headDim ?? size.hiddenSize / size.numHeads
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) {
-    throw new Error(size.headDim === undefined ? `hidden size ${size.hiddenSize} must split into ${size.numHeads} heads of even size` : `head dim must be even, got ${headDim}`)
+    throw new Error(
+      size.headDim === undefined
+        ? `hidden size ${size.hiddenSize} must split into ${size.numHeads} heads of even size`
+        : `head dim must be even, got ${headDim}`,
+    )
   }
   if (size.numHeads % size.numKvHeads !== 0) {
     throw new Error(`${size.numHeads} heads cannot be grouped over ${size.numKvHeads} kv heads`)
@@ -129,7 +180,8 @@ export function resolveShape(preset: PresetName = 'tiny', overrides: Partial<Mod
 export async function buildRandomLlama(options: BuildOptions): Promise<BuiltModel> {
   const { dir, seed = 0, force = false, style = 'optimum', weights: format = 'fp32' } = options
   // The PRNG takes 32-bit seeds; larger ones would silently collide.
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new Error(`seed must be an integer in 0..2^32-1, got ${seed}`)
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new Error(`seed must be an integer in 0..2^32-1, got ${seed}`)
   const shape = { ...resolveShape(options.preset, options.size), tieWordEmbeddings: options.tieWordEmbeddings ?? true }
   const specs = llamaWeightSpecs(shape)
   const parameters = countParameters(specs)
@@ -140,7 +192,8 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   }
   const onnxDir = style === 'genai' ? dir : join(dir, 'onnx')
   const fileName = OPTIMUM_FILE_NAMES[format]
-  const onnxName = style === 'genai' ? 'model.onnx' : options.merged ? fileName.replace(/^model/, 'decoder_model_merged') : fileName
+  const onnxName =
+    style === 'genai' ? 'model.onnx' : options.merged ? fileName.replace(/^model/, 'decoder_model_merged') : fileName
   const dataName = style === 'genai' ? `${onnxName}.data` : `${onnxName}_data`
   await mkdir(onnxDir, { recursive: true })
   // Stale side files from an earlier external-data build would otherwise linger.
@@ -150,11 +203,20 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
   const initializers = external
     ? writeExternalWeights(onnxDir, dataName, specs, tensors, options.shardBytes ?? Infinity)
     : specs.flatMap((spec) => tensors(spec).map(inlineTensor))
-  await writeFile(join(onnxDir, onnxName), buildLlamaModel(shape, initializers, { style, weights: format, positionIds: options.positionIds, merged: options.merged }))
+  await writeFile(
+    join(onnxDir, onnxName),
+    buildLlamaModel(shape, initializers, {
+      style,
+      weights: format,
+      positionIds: options.positionIds,
+      merged: options.merged,
+    }),
+  )
 
   const { tokenizer, tokenizerConfig, specialTokensMap } = buildTokenizerFiles(shape.vocabSize, shape.contextLength)
   const modelType = options.modelType ?? 'llama'
-  if (style === 'optimum' || options.hfConfig !== false) await writeJson(join(dir, 'config.json'), modelConfig(shape, seed, external, modelType, format))
+  if (style === 'optimum' || options.hfConfig !== false)
+    await writeJson(join(dir, 'config.json'), modelConfig(shape, seed, external, modelType, format))
   if (style === 'genai') await writeJson(join(dir, 'genai_config.json'), genaiConfig(shape, modelType, onnxName))
   await writeJson(join(dir, 'generation_config.json'), {
     bos_token_id: 1,
@@ -172,7 +234,11 @@ export async function buildRandomLlama(options: BuildOptions): Promise<BuiltMode
 function weightBytes(specs: WeightSpec[], format: WeightFormat): number {
   const floatBytes = isHalf(format) ? 2 : 4
   const projectionBytes = { fp32: 4, fp16: 2, q4: 0.625, q4f16: 0.5625, int8: 1, uint8: 1 }[format]
-  return specs.reduce((sum, spec) => sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes), 0)
+  return specs.reduce(
+    (sum, spec) =>
+      sum + spec.dims.reduce((a, b) => a * b, 1) * (spec.init === 'projection' ? projectionBytes : floatBytes),
+    0,
+  )
 }
 
 /** A weight's tensors in `format`: projections quantized, embeddings and norms as floats. */

@@ -2,7 +2,8 @@
 
 export function parseInteger(flag: string, text: string): number {
   const value = Number(text)
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`--${flag} must be a non-negative integer, got "${text}"`)
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new Error(`--${flag} must be a non-negative integer, got "${text}"`)
   return value
 }
 

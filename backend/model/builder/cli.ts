@@ -27,8 +27,9 @@ const STYLES: readonly GraphStyle[] = ['optimum', 'genai']
 const USAGE =
   `usage: cli.ts --preset ${Object.keys(PRESETS).join('|')} --out DIR [--seed N] [--force] [--style ${STYLES.join('|')}] ` +
   `[--weights ${WEIGHT_FORMATS.join('|')}] [--untied] [--model-type NAME] [--no-hf-config] [--no-position-ids] [--position-ids] [--merged] [--external-data] [--shard-mb N] ` +
-  Object.keys(SIZE_FLAGS).map((flag) => `[--${flag} N]`).join(' ')
-
+  Object.keys(SIZE_FLAGS)
+    .map((flag) => `[--${flag} N]`)
+    .join(' ')
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
   if (!values.out) throw new Error(`--out is required\n${USAGE}`)
   if (!(values.preset! in PRESETS)) throw new Error(`unknown preset "${values.preset}"\n${USAGE}`)
   if (!STYLES.includes(values.style as GraphStyle)) throw new Error(`unknown style "${values.style}"\n${USAGE}`)
-  if (!WEIGHT_FORMATS.includes(values.weights as WeightFormat)) throw new Error(`unknown weights "${values.weights}"\n${USAGE}`)
+  if (!WEIGHT_FORMATS.includes(values.weights as WeightFormat))
+    throw new Error(`unknown weights "${values.weights}"\n${USAGE}`)
 
   const size = sizeFromFlags<ModelSize>(SIZE_FLAGS, values)
 
@@ -70,7 +72,8 @@ async function main(): Promise<void> {
     seed: parseInteger('seed', values.seed!),
     force: values.force,
     externalData: values['external-data'],
-    shardBytes: values['shard-mb'] === undefined ? undefined : parseInteger('shard-mb', values['shard-mb']) * 1024 * 1024,
+    shardBytes:
+      values['shard-mb'] === undefined ? undefined : parseInteger('shard-mb', values['shard-mb']) * 1024 * 1024,
     style: values.style as GraphStyle,
     weights: values.weights as WeightFormat,
     tieWordEmbeddings: !values.untied,

@@ -6,7 +6,13 @@
 //   --vocab 30522 --max-positions 512
 import { parseArgs } from 'node:util'
 import { parseInteger, sizeFromFlags } from './cli-flags.ts'
-import { ENCODER_PRESETS, type EncoderPresetName, type EncoderSize, type Pooling, buildRandomEncoder } from './build-encoder.ts'
+import {
+  ENCODER_PRESETS,
+  type EncoderPresetName,
+  type EncoderSize,
+  type Pooling,
+  buildRandomEncoder,
+} from './build-encoder.ts'
 
 const SIZE_FLAGS: Record<string, keyof EncoderSize> = {
   hidden: 'hiddenSize',
@@ -34,7 +40,8 @@ async function main(): Promise<void> {
     strict: true,
   })
   if (!values.out) throw new Error('--out is required')
-  if (!(values.preset! in ENCODER_PRESETS)) throw new Error(`unknown preset "${values.preset}" (${Object.keys(ENCODER_PRESETS).join(', ')})`)
+  if (!(values.preset! in ENCODER_PRESETS))
+    throw new Error(`unknown preset "${values.preset}" (${Object.keys(ENCODER_PRESETS).join(', ')})`)
   if (!POOLINGS.includes(values.pooling as Pooling)) throw new Error(`--pooling must be one of ${POOLINGS.join(', ')}`)
   const size = sizeFromFlags<EncoderSize>(SIZE_FLAGS, values)
   const { dir, parameters } = await buildRandomEncoder({
@@ -43,7 +50,10 @@ async function main(): Promise<void> {
     size,
     seed: parseInteger('seed', values.seed!),
     force: values.force,
-    labels: values.labels?.split(',').map((l) => l.trim()).filter(Boolean),
+    labels: values.labels
+      ?.split(',')
+      .map((l) => l.trim())
+      .filter(Boolean),
     pooling: values.pooling as Pooling,
     normalize: !values['no-normalize'],
     tokenTypes: !values['no-token-types'],

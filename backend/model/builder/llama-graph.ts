@@ -94,7 +94,11 @@ export function countParameters(specs: Pick<WeightSpec, 'dims'>[]): number {
  * Encodes the whole model. `weights` holds one tensor per llamaWeightSpecs() entry
  * (inline or external data); small constants are added inline.
  */
-export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], options: GraphOptions = { style: 'optimum', weights: 'fp32' }): Uint8Array {
+export function buildLlamaModel(
+  shape: LlamaShape,
+  weights: TensorProto[],
+  options: GraphOptions = { style: 'optimum', weights: 'fp32' },
+): Uint8Array {
   const floatType = isHalf(options.weights) ? DataType.FLOAT16 : DataType.FLOAT
   const g = new GraphBuilder(floatType)
   for (const weight of weights) g.initializer(weight)
@@ -109,13 +113,27 @@ export function buildLlamaModel(shape: LlamaShape, weights: TensorProto[], optio
       const output = outputs.map((o) => ({ ...o, name: `${prefix}/${o.name}` }))
       return { graph: { name: prefix, node: b.nodes, initializer: b.initializers, output } }
     }
-    g.opMulti('If', ['use_cache_branch'], outputs.length, { then_branch: branch('with_past'), else_branch: branch('without_past') }, outputs.map((o) => o.name!))
+    g.opMulti(
+      'If',
+      ['use_cache_branch'],
+      outputs.length,
+      { then_branch: branch('with_past'), else_branch: branch('without_past') },
+      outputs.map((o) => o.name!),
+    )
     inputs.push(valueInfo('use_cache_branch', DataType.BOOL, [1]))
   } else decoderBody(g, shape, options, (name) => name)
-  return encodeModel({ graphName: 'llama', builder: g, inputs, outputs, opset: OPSET, producer: 'switchyard-model-builder' })
+  return encodeModel({
+    graphName: 'llama',
+    builder: g,
+    inputs,
+    outputs,
+    opset: OPSET,
+    producer: 'switchyard-model-builder',
+  })
 }
 
-const hasPositionIds = (options: GraphOptions) => (options.style === 'genai' ? options.positionIds === true : options.positionIds !== false)
+const hasPositionIds = (options: GraphOptions) =>
+  options.style === 'genai' ? options.positionIds === true : options.positionIds !== false
 
 /** The decoder's nodes; `out` names its outputs (logits, present.N.key|value). */
 function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, out: (name: string) => string): void {
@@ -123,7 +141,13 @@ function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, 
   const attend: Attend =
     options.style === 'genai'
       ? groupQueryAttention(g, shape, out, hasPositionIds(options) ? rotaryCosSin(g, shape, 'position_ids') : undefined)
-      : standardAttention(g, shape, rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'), attentionBias(g), out)
+      : standardAttention(
+          g,
+          shape,
+          rotaryCosSin(g, shape, options.positionIds === false ? positionsFromMask(g) : 'position_ids'),
+          attentionBias(g),
+          out,
+        )
 
   const quantization: Quantization = { format: options.weights, q4AccuracyLevel: options.style === 'genai' ? 4 : 0 }
   let residual = hidden
@@ -134,7 +158,12 @@ function decoderBody(g: GraphBuilder, shape: LlamaShape, options: GraphOptions, 
     // Tied head: ORT constant-folds this Transpose once at session load.
     g.op('MatMul', [normed, g.op('Transpose', ['model.embed_tokens.weight'], { perm: [1, 0] })], {}, out('logits'))
   } else {
-    g.op('Identity', [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)], {}, out('logits'))
+    g.op(
+      'Identity',
+      [projection(g, normed, 'lm_head', shape.hiddenSize, shape.vocabSize, quantization)],
+      {},
+      out('logits'),
+    )
   }
 }
 
@@ -170,25 +199,58 @@ type Attend = (layer: number, query: string, key: string, value: string) => stri
  * total_sequence_length = mask width, both int32; rows are right-padded. Rotary inside the op
  * (positions follow from seqlens_k), or, given `rope`, applied to query and key before it.
  */
-function groupQueryAttention(g: GraphBuilder, shape: LlamaShape, out: (name: string) => string, rope?: RopeInputs): Attend {
+function groupQueryAttention(
+  g: GraphBuilder,
+  shape: LlamaShape,
+  out: (name: string) => string,
+  rope?: RopeInputs,
+): Attend {
   const maskSum = g.op('ReduceSum', ['attention_mask', g.int64([1])], { keepdims: 0 })
   const seqlensK = g.op('Cast', [g.op('Sub', [maskSum, g.int64([1], [])])], { to: DataType.INT32 })
   const width = g.op('Gather', [g.op('Shape', ['attention_mask']), g.int64([1], [])], { axis: 0 })
   const totalLength = g.op('Cast', [width], { to: DataType.INT32 })
-  const past = (layer: number) => [`past_key_values.${layer}.key`, `past_key_values.${layer}.value`, seqlensK, totalLength]
-  const attributes = { num_heads: shape.numHeads, kv_num_heads: shape.numKvHeads, rotary_interleaved: 0, scale: { float: 1 / Math.sqrt(shape.headDim) } }
+  const past = (layer: number) => [
+    `past_key_values.${layer}.key`,
+    `past_key_values.${layer}.value`,
+    seqlensK,
+    totalLength,
+  ]
+  const attributes = {
+    num_heads: shape.numHeads,
+    kv_num_heads: shape.numKvHeads,
+    rotary_interleaved: 0,
+    scale: { float: 1 / Math.sqrt(shape.headDim) },
+  }
   const outputs = (layer: number) => [`/attn_${layer}_out`, out(`present.${layer}.key`), out(`present.${layer}.value`)]
   if (rope) {
     // rope tables are [batch, 1, seq, head_dim]; [batch, seq, heads, head_dim] needs [batch, seq, 1, head_dim].
-    const perSeq = { cos: g.op('Transpose', [rope.cos], { perm: [0, 2, 1, 3] }), sin: g.op('Transpose', [rope.sin], { perm: [0, 2, 1, 3] }) }
+    const perSeq = {
+      cos: g.op('Transpose', [rope.cos], { perm: [0, 2, 1, 3] }),
+      sin: g.op('Transpose', [rope.sin], { perm: [0, 2, 1, 3] }),
+    }
     const rotate = (x: string, heads: number) =>
-      g.op('Reshape', [applyRope(g, g.op('Reshape', [x, g.int64([0, 0, heads, shape.headDim])]), perSeq), g.int64([0, 0, heads * shape.headDim])])
+      g.op('Reshape', [
+        applyRope(g, g.op('Reshape', [x, g.int64([0, 0, heads, shape.headDim])]), perSeq),
+        g.int64([0, 0, heads * shape.headDim]),
+      ])
     return (layer, query, key, value) =>
-      g.msOp('GroupQueryAttention', [rotate(query, shape.numHeads), rotate(key, shape.numKvHeads), value, ...past(layer)], 3, { ...attributes, do_rotary: 0 }, outputs(layer))[0]
+      g.msOp(
+        'GroupQueryAttention',
+        [rotate(query, shape.numHeads), rotate(key, shape.numKvHeads), value, ...past(layer)],
+        3,
+        { ...attributes, do_rotary: 0 },
+        outputs(layer),
+      )[0]
   }
   const { cos, sin } = rotaryCache(g, shape)
   return (layer, query, key, value) =>
-    g.msOp('GroupQueryAttention', [query, key, value, ...past(layer), cos, sin], 3, { ...attributes, do_rotary: 1 }, outputs(layer))[0]
+    g.msOp(
+      'GroupQueryAttention',
+      [query, key, value, ...past(layer), cos, sin],
+      3,
+      { ...attributes, do_rotary: 1 },
+      outputs(layer),
+    )[0]
 }
 
 /** cos / sin tables [context, head_dim / 2] for GroupQueryAttention's do_rotary. */
@@ -207,7 +269,13 @@ function rotaryCache(g: GraphBuilder, shape: LlamaShape): { cos: string; sin: st
 }
 
 /** Standard ops: rotary, present = Concat(past, new rows), grouped heads, masked softmax. */
-function standardAttention(g: GraphBuilder, shape: LlamaShape, rope: RopeInputs, bias: string, out: (name: string) => string): Attend {
+function standardAttention(
+  g: GraphBuilder,
+  shape: LlamaShape,
+  rope: RopeInputs,
+  bias: string,
+  out: (name: string) => string,
+): Attend {
   const { numHeads, numKvHeads, headDim } = shape
   return (layer, q, k, v) => {
     const query = applyRope(g, splitHeads(g, q, numHeads, headDim), rope)
@@ -241,7 +309,10 @@ interface RopeInputs {
 function rotaryCosSin(g: GraphBuilder, shape: LlamaShape, positionIds: string): RopeInputs {
   const { headDim, ropeTheta } = shape
   // HF layout: the same frequencies repeated for both halves (rotate_half convention).
-  const inverseFrequencies = Array.from({ length: headDim }, (_, i) => 1 / ropeTheta ** ((2 * (i % (headDim / 2))) / headDim))
+  const inverseFrequencies = Array.from(
+    { length: headDim },
+    (_, i) => 1 / ropeTheta ** ((2 * (i % (headDim / 2))) / headDim),
+  )
   const positions = g.op('Unsqueeze', [g.op('Cast', [positionIds], { to: g.floatType }), g.int64([2])])
   const angles = g.op('Mul', [positions, g.float(inverseFrequencies)])
   const table = (op: 'Cos' | 'Sin') => g.op('Unsqueeze', [g.op(op, [angles]), g.int64([1])])
@@ -320,13 +391,28 @@ function mlp(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: nu
   return projection(g, activated, `${prefix}.down_proj`, ff, h, format)
 }
 
-function decoderLayer(g: GraphBuilder, shape: LlamaShape, format: Quantization, layer: number, hidden: string, attend: Attend): string {
+function decoderLayer(
+  g: GraphBuilder,
+  shape: LlamaShape,
+  format: Quantization,
+  layer: number,
+  hidden: string,
+  attend: Attend,
+): string {
   const prefix = `model.layers.${layer}`
   const { hiddenSize: h, numHeads, numKvHeads, headDim } = shape
   const x = rmsNorm(g, hidden, `${prefix}.input_layernorm.weight`, shape.rmsNormEps)
   const project = (name: string, outDim: number) => projection(g, x, `${prefix}.self_attn.${name}`, h, outDim, format)
-  const context = attend(layer, project('q_proj', numHeads * headDim), project('k_proj', numKvHeads * headDim), project('v_proj', numKvHeads * headDim))
-  const afterAttn = g.op('Add', [hidden, projection(g, context, `${prefix}.self_attn.o_proj`, numHeads * headDim, h, format)])
+  const context = attend(
+    layer,
+    project('q_proj', numHeads * headDim),
+    project('k_proj', numKvHeads * headDim),
+    project('v_proj', numKvHeads * headDim),
+  )
+  const afterAttn = g.op('Add', [
+    hidden,
+    projection(g, context, `${prefix}.self_attn.o_proj`, numHeads * headDim, h, format),
+  ])
   const mlpIn = rmsNorm(g, afterAttn, `${prefix}.post_attention_layernorm.weight`, shape.rmsNormEps)
   return g.op('Add', [afterAttn, mlp(g, shape, format, layer, mlpIn)])
 }

@@ -122,7 +122,14 @@ export class GraphBuilder {
     return this.opMulti(opType, inputs, 1, attributes, output ? [output] : undefined)[0]
   }
 
-  opMulti(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[], domain?: string): string[] {
+  opMulti(
+    opType: string,
+    inputs: string[],
+    outputCount: number,
+    attributes: Attributes = {},
+    outputs?: string[],
+    domain?: string,
+  ): string[] {
     const name = `${this.prefix}/${opType}_${this.count++}`
     const names = outputs ?? Array.from({ length: outputCount }, (_, i) => `${name}_out${i}`)
     const attribute = Object.entries(attributes).map(([key, value]) =>
@@ -139,7 +146,13 @@ export class GraphBuilder {
   }
 
   /** A com.microsoft contrib op (MatMulNBits, GroupQueryAttention). */
-  msOp(opType: string, inputs: string[], outputCount: number, attributes: Attributes = {}, outputs?: string[]): string[] {
+  msOp(
+    opType: string,
+    inputs: string[],
+    outputCount: number,
+    attributes: Attributes = {},
+    outputs?: string[],
+  ): string[] {
     return this.opMulti(opType, inputs, outputCount, attributes, outputs, MS_DOMAIN)
   }
 

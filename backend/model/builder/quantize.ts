@@ -40,7 +40,13 @@ export function floatWeight(name: string, dims: number[], data: Float32Array, fo
 }
 
 /** The tensors that hold projection `prefix` ([K, N] row-major weights) in `format`. */
-export function projectionWeights(prefix: string, k: number, n: number, data: Float32Array, format: WeightFormat): RawTensor[] {
+export function projectionWeights(
+  prefix: string,
+  k: number,
+  n: number,
+  data: Float32Array,
+  format: WeightFormat,
+): RawTensor[] {
   switch (format) {
     case 'fp32':
     case 'fp16':
@@ -55,7 +61,14 @@ export function projectionWeights(prefix: string, k: number, n: number, data: Fl
 }
 
 /** Emits x @ W for projection `prefix` in the graph; returns the output name. */
-export function projection(g: GraphBuilder, x: string, prefix: string, k: number, n: number, { format, q4AccuracyLevel }: Quantization): string {
+export function projection(
+  g: GraphBuilder,
+  x: string,
+  prefix: string,
+  k: number,
+  n: number,
+  { format, q4AccuracyLevel }: Quantization,
+): string {
   switch (format) {
     case 'fp32':
     case 'fp16':
@@ -101,13 +114,19 @@ function quantize4(prefix: string, k: number, n: number, data: Float32Array, hal
         packed[at] |= i & 1 ? q << 4 : q
       }
       // Padding past K keeps the zero point (8), i.e. a zero weight.
-      for (let i = end - start; i < Q4_BLOCK_SIZE; i++) packed[(col * blocks + b) * blob + (i >> 1)] |= i & 1 ? 8 << 4 : 8
+      for (let i = end - start; i < Q4_BLOCK_SIZE; i++)
+        packed[(col * blocks + b) * blob + (i >> 1)] |= i & 1 ? 8 << 4 : 8
     }
   }
   return [
     { name: `${prefix}.weight_Q4`, dims: [n, blocks, blob], dataType: DataType.UINT8, bytes: packed },
     halfScales
-      ? { name: `${prefix}.weight_scales`, dims: [n * blocks], dataType: DataType.FLOAT16, bytes: bytesOf(toHalf(scales)) }
+      ? {
+          name: `${prefix}.weight_scales`,
+          dims: [n * blocks],
+          dataType: DataType.FLOAT16,
+          bytes: bytesOf(toHalf(scales)),
+        }
       : { name: `${prefix}.weight_scales`, dims: [n * blocks], dataType: DataType.FLOAT, bytes: bytesOf(scales) },
   ]
 }
@@ -124,6 +143,11 @@ function quantize8(prefix: string, k: number, n: number, data: Float32Array, uns
   return [
     { name: `${prefix}.weight_quantized`, dims: [k, n], dataType: type, bytes: bytesOf(values) },
     { name: `${prefix}.weight_scale`, dims: [], dataType: DataType.FLOAT, bytes: bytesOf(Float32Array.of(scale)) },
-    { name: `${prefix}.weight_zero_point`, dims: [], dataType: type, bytes: unsigned ? Uint8Array.of(zero) : bytesOf(Int8Array.of(0)) },
+    {
+      name: `${prefix}.weight_zero_point`,
+      dims: [],
+      dataType: type,
+      bytes: unsigned ? Uint8Array.of(zero) : bytesOf(Int8Array.of(0)),
+    },
   ]
 }

@@ -8,14 +8,40 @@ const SPECIAL_TOKENS = ['<unk>', '<s>', '</s>']
 
 /** English letter frequencies (percent), used to order filler tokens from plausible to odd. */
 const LETTER_FREQUENCY: Record<string, number> = {
-  e: 12.7, t: 9.1, a: 8.2, o: 7.5, i: 7.0, n: 6.7, s: 6.3, h: 6.1, r: 6.0, d: 4.3, l: 4.0, c: 2.8, u: 2.8,
-  m: 2.4, w: 2.4, f: 2.2, g: 2.0, y: 2.0, p: 1.9, b: 1.5, v: 1.0, k: 0.8, j: 0.15, x: 0.15, q: 0.1, z: 0.07,
+  e: 12.7,
+  t: 9.1,
+  a: 8.2,
+  o: 7.5,
+  i: 7.0,
+  n: 6.7,
+  s: 6.3,
+  h: 6.1,
+  r: 6.0,
+  d: 4.3,
+  l: 4.0,
+  c: 2.8,
+  u: 2.8,
+  m: 2.4,
+  w: 2.4,
+  f: 2.2,
+  g: 2.0,
+  y: 2.0,
+  p: 1.9,
+  b: 1.5,
+  v: 1.0,
+  k: 0.8,
+  j: 0.15,
+  x: 0.15,
+  q: 0.1,
+  z: 0.07,
   [SPACE]: 18,
 }
 const LOWERCASE = Object.keys(LETTER_FREQUENCY).filter((c) => c !== SPACE)
 
 const COMMON_BIGRAMS =
-  'th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic ne ea ra ce'.split(' ')
+  'th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic ne ea ra ce'.split(
+    ' ',
+  )
 
 const COMMON_WORDS = (
   'the of and to a in is it you that he was for on are with as I his they be at one have this from or had by ' +

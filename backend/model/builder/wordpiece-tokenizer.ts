@@ -21,7 +21,8 @@ const SUFFIXES = 'ing ed er ly tion es ent ion est ness ful ous s'.split(' ')
 
 /** Exactly vocabSize tokens; ids are positions. */
 export function buildWordPieceVocabulary(vocabSize: number): string[] {
-  if (!Number.isInteger(vocabSize) || vocabSize < MIN_WORDPIECE_VOCAB) throw new Error(`vocab size must be an integer of at least ${MIN_WORDPIECE_VOCAB}`)
+  if (!Number.isInteger(vocabSize) || vocabSize < MIN_WORDPIECE_VOCAB)
+    throw new Error(`vocab size must be an integer of at least ${MIN_WORDPIECE_VOCAB}`)
   const tokens: string[] = [SPECIAL.pad]
   for (let i = 1; i < 100; i++) tokens.push(`[unused${i - 1}]`)
   tokens.push(SPECIAL.unk, SPECIAL.cls, SPECIAL.sep, SPECIAL.mask)
@@ -59,7 +60,15 @@ export interface WordPieceFiles {
 export function buildWordPieceTokenizerFiles(vocabSize: number, maxLength: number): WordPieceFiles {
   const tokens = buildWordPieceVocabulary(vocabSize)
   const vocab = Object.fromEntries(tokens.map((token, id) => [token, id]))
-  const special = (content: string) => ({ id: vocab[content], content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })
+  const special = (content: string) => ({
+    id: vocab[content],
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  })
   const sequence = (id: 'A' | 'B', typeId: number) => ({ Sequence: { id, type_id: typeId } })
   const token = (id: string, typeId: number) => ({ SpecialToken: { id, type_id: typeId } })
   const tokenizer = {
@@ -67,16 +76,30 @@ export function buildWordPieceTokenizerFiles(vocabSize: number, maxLength: numbe
     truncation: null,
     padding: null,
     added_tokens: [SPECIAL.pad, SPECIAL.unk, SPECIAL.cls, SPECIAL.sep, SPECIAL.mask].map(special),
-    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true },
+    normalizer: {
+      type: 'BertNormalizer',
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase: true,
+    },
     pre_tokenizer: { type: 'BertPreTokenizer' },
     post_processor: {
       type: 'TemplateProcessing',
       single: [token(SPECIAL.cls, 0), sequence('A', 0), token(SPECIAL.sep, 0)],
       pair: [token(SPECIAL.cls, 0), sequence('A', 0), token(SPECIAL.sep, 0), sequence('B', 1), token(SPECIAL.sep, 1)],
-      special_tokens: Object.fromEntries([SPECIAL.cls, SPECIAL.sep].map((t) => [t, { id: t, ids: [vocab[t]], tokens: [t] }])),
+      special_tokens: Object.fromEntries(
+        [SPECIAL.cls, SPECIAL.sep].map((t) => [t, { id: t, ids: [vocab[t]], tokens: [t] }]),
+      ),
     },
     decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
-    model: { type: 'WordPiece', unk_token: SPECIAL.unk, continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+    model: {
+      type: 'WordPiece',
+      unk_token: SPECIAL.unk,
+      continuing_subword_prefix: '##',
+      max_input_chars_per_word: 100,
+      vocab,
+    },
   }
   const tokenizerConfig = {
     tokenizer_class: 'BertTokenizer',
@@ -91,6 +114,12 @@ export function buildWordPieceTokenizerFiles(vocabSize: number, maxLength: numbe
     strip_accents: null,
     tokenize_chinese_chars: true,
   }
-  const specialTokensMap = { cls_token: SPECIAL.cls, sep_token: SPECIAL.sep, pad_token: SPECIAL.pad, unk_token: SPECIAL.unk, mask_token: SPECIAL.mask }
+  const specialTokensMap = {
+    cls_token: SPECIAL.cls,
+    sep_token: SPECIAL.sep,
+    pad_token: SPECIAL.pad,
+    unk_token: SPECIAL.unk,
+    mask_token: SPECIAL.mask,
+  }
   return { tokenizer, tokenizerConfig, specialTokensMap, vocabTxt: `${tokens.join('\n')}\n` }
 }

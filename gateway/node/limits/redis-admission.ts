@@ -33,7 +33,10 @@ export interface RedisAdmissionOptions {
  * freed its slot before the next one asks. A caller's keys share a hash tag ({key}) so the
  * scripts work on Redis Cluster.
  */
-export function createRedisAdmission(redis: RedisClient, options: RedisAdmissionOptions): (key: string, want: AdmissionRequest) => Promise<Admission> {
+export function createRedisAdmission(
+  redis: RedisClient,
+  options: RedisAdmissionOptions,
+): (key: string, want: AdmissionRequest) => Promise<Admission> {
   const { prefix, slotTtlMs, fallback, onFallback } = options
   // Slot ids only need to be unique among this caller's slots: instance id + counter.
   const instance = randomBytes(6).toString('base64url')
@@ -128,7 +131,15 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     let sent = false
     try {
       if (!isReady(redis)) throw new Error('redis not ready')
-      const args: (string | number)[] = [want.requests?.limit ?? 0, requestMs, want.maxConcurrent ?? -1, slotTtlMs, want.tokens?.perMinute ?? 0, TOKEN_WINDOW_MS, await clock.deadline()]
+      const args: (string | number)[] = [
+        want.requests?.limit ?? 0,
+        requestMs,
+        want.maxConcurrent ?? -1,
+        slotTtlMs,
+        want.tokens?.perMinute ?? 0,
+        TOKEN_WINDOW_MS,
+        await clock.deadline(),
+      ]
       for (const pending of batch) args.push(pending.slotId, pending.cost)
       const sentAt = performance.now()
       sent = true
@@ -148,21 +159,39 @@ export function createRedisAdmission(redis: RedisClient, options: RedisAdmission
     }
     const firstSlotMsLeft = reply[2]
     batch.forEach((pending, i) => {
-      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(3 + i * 6, 9 + i * 6)
+      const [refused, requestsUsed, requestsMsLeft, tokensUsed, tokensMsLeft, tokenWindow] = reply.slice(
+        3 + i * 6,
+        9 + i * 6,
+      )
       const { cost, slotId } = pending
       const requests = want.requests && stateOf(want.requests.limit, requestsUsed, requestsMsLeft)
       const tokens = want.tokens && stateOf(want.tokens.perMinute, tokensUsed, tokensMsLeft)
       let outcome: AdmissionOutcome
-      if (refused === 0) outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
+      if (refused === 0)
+        outcome = { allowed: true, requests, tokens, tokenWindow: cost > 0 && want.tokens ? tokenWindow : undefined }
       else {
-        const msLeft = refused === 1 ? requestsMsLeft : refused === 2 ? firstSlotMsLeft : cost > want.tokens!.perMinute || tokensMsLeft <= 0 ? TOKEN_WINDOW_MS : tokensMsLeft
-        outcome = { allowed: false, refusedBy: REFUSED_BY[refused]!, retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)), requests, tokens }
+        const msLeft =
+          refused === 1
+            ? requestsMsLeft
+            : refused === 2
+              ? firstSlotMsLeft
+              : cost > want.tokens!.perMinute || tokensMsLeft <= 0
+                ? TOKEN_WINDOW_MS
+                : tokensMsLeft
+        outcome = {
+          allowed: false,
+          refusedBy: REFUSED_BY[refused]!,
+          retryAfterSeconds: Math.max(1, Math.ceil(msLeft / 1000)),
+          requests,
+          tokens,
+        }
       }
       pending.resolve(
         toAdmission(outcome, want, (refund, window) => {
           if (slotId === '' && (refund <= 0 || window === undefined)) return Promise.resolve()
           let settle = settling.get(key)
-          if (!settle) settling.set(key, (settle = { keys: [keys[1], keys[2]], slotIds: [], refunds: new Map(), done: [] }))
+          if (!settle)
+            settling.set(key, (settle = { keys: [keys[1], keys[2]], slotIds: [], refunds: new Map(), done: [] }))
           if (slotId !== '') settle.slotIds.push(slotId)
           if (refund > 0 && window !== undefined) settle.refunds.set(window, (settle.refunds.get(window) ?? 0) + refund)
           const done = new Promise<void>((resolve) => settle.done.push(resolve))

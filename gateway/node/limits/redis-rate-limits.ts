@@ -43,7 +43,12 @@ export function createRedisRateLimits(redis: RedisClient, options: RedisRateLimi
       insuranceLimiter: new InsuranceLimiter({ keyPrefix: 'requests', points, duration }, onFallback),
     })
   const slotTtlMs = options.slotTtlMs ?? 10 * 60_000
-  const admit = createRedisAdmission(redis, { prefix, slotTtlMs, fallback: createMemoryAdmission({ slotTtlMs }), onFallback })
+  const admit = createRedisAdmission(redis, {
+    prefix,
+    slotTtlMs,
+    fallback: createMemoryAdmission({ slotTtlMs }),
+    onFallback,
+  })
   return createRateLimitStore(makeLimiter, admit)
 }
 

@@ -88,7 +88,11 @@ export function createRedis(options: RedisConnectionOptions, hooks: StoreHooks):
       clusterRetryStrategy: backoff,
       // Without this a restarted node stays disconnected until a MOVED error refreshes the topology.
       clusterNodeRetryStrategy: backoff,
-      redisOptions: { maxRetriesPerRequest: failFast.maxRetriesPerRequest, commandTimeout, connectTimeout: failFast.connectTimeout },
+      redisOptions: {
+        maxRetriesPerRequest: failFast.maxRetriesPerRequest,
+        commandTimeout,
+        connectTimeout: failFast.connectTimeout,
+      },
     })
   } else if (options.sentinels?.length) {
     if (!options.sentinelName) throw new Error('createRedis: sentinelName is required with sentinels')

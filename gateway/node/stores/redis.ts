@@ -54,7 +54,11 @@ export class RedisKeyStore implements KeyStore {
 
   /** Throws when the id, or the hash of a live key, is already taken. */
   async create(record: ApiKeyRecord): Promise<void> {
-    await CREATE_KEY.run(this.redis, [this.idKey(record.id), this.hashKey(record.hash), this.idsKey()], [JSON.stringify(record), record.id, record.revoked ? '0' : '1'])
+    await CREATE_KEY.run(
+      this.redis,
+      [this.idKey(record.id), this.hashKey(record.hash), this.idsKey()],
+      [JSON.stringify(record), record.id, record.revoked ? '0' : '1'],
+    )
   }
 
   /** All keys, revoked ones included (revoked: true), oldest first. */
@@ -62,7 +66,9 @@ export class RedisKeyStore implements KeyStore {
     const ids = await this.redis.smembers(this.idsKey())
     if (ids.length === 0) return []
     const records = await this.redis.mget(ids.map((id) => this.idKey(id)))
-    return sortByCreation(records.filter((json): json is string => json !== null).map((json) => JSON.parse(json) as ApiKeyRecord))
+    return sortByCreation(
+      records.filter((json): json is string => json !== null).map((json) => JSON.parse(json) as ApiKeyRecord),
+    )
   }
 
   /** False when there is no such key or it was already revoked. */
@@ -71,7 +77,11 @@ export class RedisKeyStore implements KeyStore {
     if (!json) return false
     const record = JSON.parse(json) as ApiKeyRecord
     if (record.revoked) return false
-    const revoked = await REVOKE_KEY.run(this.redis, [this.idKey(id), this.hashKey(record.hash)], [JSON.stringify({ ...record, revoked: true })])
+    const revoked = await REVOKE_KEY.run(
+      this.redis,
+      [this.idKey(id), this.hashKey(record.hash)],
+      [JSON.stringify({ ...record, revoked: true })],
+    )
     return revoked === 1
   }
 

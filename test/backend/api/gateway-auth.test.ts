@@ -48,7 +48,16 @@ before(async () => {
   keys = await parseVerifyKeys(jwksText(ed, ec))
 })
 
-type SignOptions = { alg?: string; kid?: string | null; key?: CryptoKey | Uint8Array; iat?: number | null; exp?: number | null; nbf?: number; iss?: string; aud?: string }
+type SignOptions = {
+  alg?: string
+  kid?: string | null
+  key?: CryptoKey | Uint8Array
+  iat?: number | null
+  exp?: number | null
+  nbf?: number
+  iss?: string
+  aud?: string
+}
 
 /** A token that passes every check unless an option breaks one. */
 function sign(o: SignOptions = {}): Promise<string> {
@@ -118,8 +127,13 @@ describe('gateway token verifier', () => {
   })
 
   test('HS256 signed with the public key as the secret (key confusion) is refused', async () => {
-    const secrets = [new TextEncoder().encode(ed.spki), Buffer.from(ed.publicJwk.x!, 'base64url'), new TextEncoder().encode(JSON.stringify(ed.publicJwk))]
-    for (const secret of secrets) await refused(await sign({ alg: 'HS256', key: new Uint8Array(secret) }), 'alg_not_allowed')
+    const secrets = [
+      new TextEncoder().encode(ed.spki),
+      Buffer.from(ed.publicJwk.x!, 'base64url'),
+      new TextEncoder().encode(JSON.stringify(ed.publicJwk)),
+    ]
+    for (const secret of secrets)
+      await refused(await sign({ alg: 'HS256', key: new Uint8Array(secret) }), 'alg_not_allowed')
   })
 
   test('other asymmetric algorithms are refused', async () => {
@@ -153,7 +167,10 @@ describe('verify keys file', () => {
       ['[]', /JWKS object/],
       ['{"keys":[]}', /empty/],
       [JSON.stringify({ keys: [{ ...ed.publicJwk, kid: undefined }] }), /keys\[0\]: "kid" is required/],
-      [JSON.stringify({ keys: [ed.publicJwk, { ...ec.publicJwk, kid: 'ed-1' }] }), /keys\[1\]: kid "ed-1" appears twice/],
+      [
+        JSON.stringify({ keys: [ed.publicJwk, { ...ec.publicJwk, kid: 'ed-1' }] }),
+        /keys\[1\]: kid "ed-1" appears twice/,
+      ],
       [JSON.stringify({ keys: [{ ...ed.publicJwk, alg: undefined }] }), /"alg" must be one of EdDSA, ES256/],
       [JSON.stringify({ keys: [{ ...ed.publicJwk, alg: 'RS256' }] }), /"alg" must be one of/],
       [JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 's', alg: 'HS256' }] }), /"alg" must be one of/],
@@ -176,7 +193,10 @@ describe('verify keys file', () => {
     const path = join(scratch, 'reload.json')
     writeFileSync(path, jwksText(ed))
     const errors: string[] = []
-    const file = await openVerifyKeyFile(path, { checkIntervalMs: 0, onReloadError: (error, kept) => errors.push(`${error.message} / kept ${kept.kids}`) })
+    const file = await openVerifyKeyFile(path, {
+      checkIntervalMs: 0,
+      onReloadError: (error, kept) => errors.push(`${error.message} / kept ${kept.kids}`),
+    })
     const check = createGatewayTokenVerifier({ keys: file.current, audience: AUDIENCE })
     const oldToken = await sign()
     const newToken = await sign({ alg: 'ES256' })
@@ -203,7 +223,11 @@ describe('verify keys file', () => {
     writeFileSync(path, jwksText(ed))
     const reloads: string[][] = []
     let failures = 0
-    const file = await openVerifyKeyFile(path, { checkIntervalMs: 10, onReload: (k) => reloads.push(k.kids), onReloadError: () => failures++ })
+    const file = await openVerifyKeyFile(path, {
+      checkIntervalMs: 10,
+      onReload: (k) => reloads.push(k.kids),
+      onReloadError: () => failures++,
+    })
     try {
       await new Promise((r) => setTimeout(r, 60))
       assert.equal(reloads.length, 0, 'an unchanged file is not re-read')
@@ -239,20 +263,55 @@ describe('gateway auth middleware on the backend app', () => {
     gatewayAuth: gatewayAuth({ keys: () => keys, audience: AUDIENCE, onRefused: (reason) => refusals.push(reason) }),
   })
   const request = (path: string, authorization?: string, init: RequestInit = {}) =>
-    app.request(path, { ...init, headers: { ...(authorization === undefined ? {} : { authorization }), ...(init.headers as Record<string, string>) } })
-  const completion = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'none', prompt: 'hi' }) }
+    app.request(path, {
+      ...init,
+      headers: {
+        ...(authorization === undefined ? {} : { authorization }),
+        ...(init.headers as Record<string, string>),
+      },
+    })
+  const completion = {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'none', prompt: 'hi' }),
+  }
 
   test('refuses every kind of bad credential with the same 401 body', async () => {
     const expired = await sign({ iat: now() - 120, exp: now() - 60 })
-    const credentials = [undefined, '', 'Basic dXNlcjpwYXNz', 'Bearer', 'Bearer garbage', `Bearer ${expired}`, `Bearer ${await sign({ aud: 'x' })}`, `bearer ${'a'.repeat(5000)}.b.c`]
+    const credentials = [
+      undefined,
+      '',
+      'Basic dXNlcjpwYXNz',
+      'Bearer',
+      'Bearer garbage',
+      `Bearer ${expired}`,
+      `Bearer ${await sign({ aud: 'x' })}`,
+      `bearer ${'a'.repeat(5000)}.b.c`,
+    ]
     refusals.length = 0
     for (const authorization of credentials) {
       const response = await request('/v1/completions', authorization, completion)
       assert.equal(response.status, 401, String(authorization))
       assert.equal(response.headers.get('www-authenticate'), 'Bearer realm="switchyard-backend"')
-      assert.deepEqual(await response.json(), { error: { message: 'Invalid or missing gateway token', type: 'authentication_error', param: null, code: 'invalid_gateway_token' } })
+      assert.deepEqual(await response.json(), {
+        error: {
+          message: 'Invalid or missing gateway token',
+          type: 'authentication_error',
+          param: null,
+          code: 'invalid_gateway_token',
+        },
+      })
     }
-    assert.deepEqual(refusals, ['missing_token', 'malformed', 'malformed', 'malformed', 'malformed', 'expired', 'wrong_audience', 'malformed'])
+    assert.deepEqual(refusals, [
+      'missing_token',
+      'malformed',
+      'malformed',
+      'malformed',
+      'malformed',
+      'expired',
+      'wrong_audience',
+      'malformed',
+    ])
   })
 
   test('a valid token reaches the routes', async () => {
@@ -267,7 +326,8 @@ describe('gateway auth middleware on the backend app', () => {
 
   test('/health, /live, /ready and /metrics need no token; every other path does', async () => {
     for (const path of ['/health', '/live', '/ready', '/metrics']) assert.equal((await request(path)).status, 200, path)
-    for (const path of ['/model/info', '/v1/models', '/health/', '/nowhere', '/metrics/../v1/models']) assert.equal((await request(path)).status, 401, path)
+    for (const path of ['/model/info', '/v1/models', '/health/', '/nowhere', '/metrics/../v1/models'])
+      assert.equal((await request(path)).status, 401, path)
   })
 
   test('refusals are counted in the request metrics', async () => {

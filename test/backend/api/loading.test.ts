@@ -24,10 +24,19 @@ test('a node still loading answers generations 503 loading with Retry-After, not
     ['/v1/chat/completions', { model: 'stories260K', messages: [{ role: 'user', content: 'hi' }] }],
     ['/generate', { prompt: 'hi' }],
   ] as const) {
-    const response = await app.request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const response = await app.request(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
     assert.equal(response.status, 503, path)
     assert.equal(response.headers.get('retry-after'), '2')
-    assert.deepEqual(((await response.json()) as { error: { type: string; code: string } }).error, { message: 'The server is still loading its models; retry on another node', type: 'server_error', param: null, code: 'loading' })
+    assert.deepEqual(((await response.json()) as { error: { type: string; code: string } }).error, {
+      message: 'The server is still loading its models; retry on another node',
+      type: 'server_error',
+      param: null,
+      code: 'loading',
+    })
   }
   assert.equal((await app.request('/ready')).status, 503)
   assert.equal((await app.request('/health')).status, 200)

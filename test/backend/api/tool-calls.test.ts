@@ -15,11 +15,33 @@ import { tokenizerPackageDir } from '../../helpers/tool-model.ts'
  * rendering tools and a tool-result round trip, parsing both call formats, streaming, and the
  * call grammar accepting exactly the calls that match a function's schema.
  */
-const weather = { type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'], additionalProperties: false } } }
+const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Weather in a city',
+    parameters: {
+      type: 'object',
+      properties: { city: { type: 'string' }, days: { type: 'integer', minimum: 1, maximum: 7 } },
+      required: ['city', 'days'],
+      additionalProperties: false,
+    },
+  },
+}
 const history = [
   { role: 'user', content: 'Weather in Paris?' },
   // The API renders an assistant turn without content as '' (chat-tools.ts), as templates expect a string.
-  { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', type: 'function' as const, function: { name: 'get_weather', arguments: { city: 'Paris', days: 2 } } }] },
+  {
+    role: 'assistant',
+    content: '',
+    tool_calls: [
+      {
+        id: 'call_1',
+        type: 'function' as const,
+        function: { name: 'get_weather', arguments: { city: 'Paris', days: 2 } },
+      },
+    ],
+  },
   { role: 'tool', content: '{"temperature": 21}', tool_call_id: 'call_1' },
 ]
 
@@ -36,16 +58,23 @@ const LLAMA31_STYLE_TEMPLATE = [
   '{%- if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{%- endif %}',
 ].join('')
 
-const readJson = (family: 'qwen3' | 'llama3', file: string) => JSON.parse(readFileSync(join(tokenizerPackageDir(family), file), 'utf8'))
+const readJson = (family: 'qwen3' | 'llama3', file: string) =>
+  JSON.parse(readFileSync(join(tokenizerPackageDir(family), file), 'utf8'))
 let qwen: TextTokenizer
 let llama: TextTokenizer
 let llama31: TextTokenizer
-const text = (tokenizer: TextTokenizer, ids: number[]) => (tokenizer as unknown as { tokenizer: { decode(ids: number[], o: object): string } }).tokenizer.decode(ids, { skip_special_tokens: false })
+const text = (tokenizer: TextTokenizer, ids: number[]) =>
+  (tokenizer as unknown as { tokenizer: { decode(ids: number[], o: object): string } }).tokenizer.decode(ids, {
+    skip_special_tokens: false,
+  })
 
 before(() => {
   qwen = new TextTokenizer(readJson('qwen3', 'tokenizer.json'), readJson('qwen3', 'tokenizer_config.json'))
   llama = new TextTokenizer(readJson('llama3', 'tokenizer.json'), readJson('llama3', 'tokenizer_config.json'))
-  llama31 = new TextTokenizer(readJson('llama3', 'tokenizer.json'), { ...readJson('llama3', 'tokenizer_config.json'), chat_template: LLAMA31_STYLE_TEMPLATE })
+  llama31 = new TextTokenizer(readJson('llama3', 'tokenizer.json'), {
+    ...readJson('llama3', 'tokenizer_config.json'),
+    chat_template: LLAMA31_STYLE_TEMPLATE,
+  })
 })
 
 describe('tool-call formats from real chat templates', () => {
@@ -58,7 +87,10 @@ describe('tool-call formats from real chat templates', () => {
   test('Qwen3 renders tools, the assistant call and the tool result into the prompt', () => {
     const prompt = text(qwen, qwen.encodeChat(history, { tools: [weather] }))
     assert.match(prompt, /<tools>\n\{"type": "function", "function": \{"name": "get_weather"/)
-    assert.match(prompt, /<\|im_start\|>assistant\n<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "Paris", "days": 2\}\}\n<\/tool_call><\|im_end\|>/)
+    assert.match(
+      prompt,
+      /<\|im_start\|>assistant\n<tool_call>\n\{"name": "get_weather", "arguments": \{"city": "Paris", "days": 2\}\}\n<\/tool_call><\|im_end\|>/,
+    )
     assert.match(prompt, /<tool_response>\n\{"temperature": 21\}\n<\/tool_response>/)
     assert.ok(prompt.endsWith('<|im_start|>assistant\n'))
   })
@@ -72,27 +104,47 @@ describe('tool-call formats from real chat templates', () => {
 
   test('parsing: Hermes calls with text around them, Llama JSON calls, and plain answers', () => {
     const hermes = toolFormatOf(qwen.templateSource)!
-    assert.deepEqual(hermes.parse('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 1}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 3}}\n</tool_call>'), {
-      content: 'Let me check.',
-      calls: [
-        { name: 'get_weather', arguments: '{"city":"Oslo","days":1}' },
-        { name: 'get_weather', arguments: '{"city":"Rome","days":3}' },
-      ],
-    })
+    assert.deepEqual(
+      hermes.parse(
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 1}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome", "days": 3}}\n</tool_call>',
+      ),
+      {
+        content: 'Let me check.',
+        calls: [
+          { name: 'get_weather', arguments: '{"city":"Oslo","days":1}' },
+          { name: 'get_weather', arguments: '{"city":"Rome","days":3}' },
+        ],
+      },
+    )
     assert.deepEqual(hermes.parse('No tools needed.'), { content: 'No tools needed.', calls: [] })
-    assert.deepEqual(hermes.parse('<tool_call>\n{"name": "get_weather", "argu'), { content: '<tool_call>\n{"name": "get_weather", "argu', calls: [] })
+    assert.deepEqual(hermes.parse('<tool_call>\n{"name": "get_weather", "argu'), {
+      content: '<tool_call>\n{"name": "get_weather", "argu',
+      calls: [],
+    })
     const json = toolFormatOf(llama31.templateSource)!
-    assert.deepEqual(json.parse('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Oslo", "days": 1}}'), { content: null, calls: [{ name: 'get_weather', arguments: '{"city":"Oslo","days":1}' }] })
+    assert.deepEqual(json.parse('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Oslo", "days": 1}}'), {
+      content: null,
+      calls: [{ name: 'get_weather', arguments: '{"city":"Oslo","days":1}' }],
+    })
     assert.deepEqual(json.parse('It is sunny.'), { content: 'It is sunny.', calls: [] })
   })
 
   test('a stream releases text up to the call, holds a possible trigger, and yields the calls at the end', () => {
     const hermes = toolFormatOf(qwen.templateSource)!
     const stream = new ToolCallStream(hermes)
-    const pieces = ['Sure', ', checking <', 'tool', '_call>\n{"name": "get_weather", ', '"arguments": {"city": "Oslo", "days": 1}}\n</tool_call>']
+    const pieces = [
+      'Sure',
+      ', checking <',
+      'tool',
+      '_call>\n{"name": "get_weather", ',
+      '"arguments": {"city": "Oslo", "days": 1}}\n</tool_call>',
+    ]
     const out = pieces.map((p) => stream.push(p))
     assert.deepEqual(out, ['Sure', ', checking ', '', '', ''])
-    assert.deepEqual(stream.finish(), { content: '', calls: [{ name: 'get_weather', arguments: '{"city":"Oslo","days":1}' }] })
+    assert.deepEqual(stream.finish(), {
+      content: '',
+      calls: [{ name: 'get_weather', arguments: '{"city":"Oslo","days":1}' }],
+    })
     const plain = new ToolCallStream(hermes)
     assert.equal(plain.push('a <'), 'a ')
     assert.equal(plain.push(' b'), '< b')
@@ -106,10 +158,16 @@ describe('tool-call grammars on real vocabularies', () => {
   for (const family of ['qwen3', 'llama3'] as const) {
     test(`${family}: the forced call grammar accepts a valid call and refuses others`, async () => {
       const tokenizer = family === 'qwen3' ? qwen : llama31
-      const format: ToolCallFormat = family === 'qwen3' ? toolFormatOf(qwen.templateSource)! : toolFormatOf(llama31.templateSource)!
+      const format: ToolCallFormat =
+        family === 'qwen3' ? toolFormatOf(qwen.templateSource)! : toolFormatOf(llama31.templateSource)!
       const stop = family === 'qwen3' ? [151645] : [128009]
       const cache = new GrammarCache(grammarVocabulary(readJson(family, 'tokenizer.json'), 0, stop), 4)
-      const spec = toolGrammar(format, [{ name: 'get_weather', parameters: weather.function.parameters }], 'required', false)
+      const spec = toolGrammar(
+        format,
+        [{ name: 'get_weather', parameters: weather.function.parameters }],
+        'required',
+        false,
+      )
       const accepts = async (answer: string) => {
         const constraint = await cache.constraint(spec)
         try {
@@ -123,7 +181,10 @@ describe('tool-call grammars on real vocabularies', () => {
           constraint.dispose()
         }
       }
-      const good = family === 'qwen3' ? '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}\n</tool_call>' : '{"name": "get_weather", "parameters": {"city": "Oslo", "days": 3}}'
+      const good =
+        family === 'qwen3'
+          ? '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}\n</tool_call>'
+          : '{"name": "get_weather", "parameters": {"city": "Oslo", "days": 3}}'
       assert.equal(await accepts(good), true)
       const { calls } = format.parse(good)
       assert.ok(ajv.validate(weather.function.parameters, JSON.parse(calls[0].arguments)))

@@ -13,7 +13,13 @@ import { buildRandomEncoder } from '../../../backend/model/builder/build-encoder
 import { STORIES_DIR } from '../../helpers/paths.ts'
 
 const execution = { device: 'cpu' as const, cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' as const }
-const TEXTS = ['hello world', 'the movie was good', 'a', 'once upon a time there was a little friend who could play all day', 'numbers 1 2 3 and, punctuation!']
+const TEXTS = [
+  'hello world',
+  'the movie was good',
+  'a',
+  'once upon a time there was a little friend who could play all day',
+  'numbers 1 2 3 and, punctuation!',
+]
 
 /** Largest absolute difference between two vectors. */
 function maxDiff(a: Float32Array, b: Float32Array): number {
@@ -39,7 +45,10 @@ describe('encoder models', () => {
     assert.equal(isEncoderFolder(classify), true)
     assert.equal(isEncoderFolder(STORIES_DIR), false)
     const folder = loadEncoderFolder(embed)
-    assert.deepEqual([folder.task, folder.pooling, folder.normalize, folder.maxLength, folder.vocabSize], ['feature-extraction', 'mean', true, 128, 1024])
+    assert.deepEqual(
+      [folder.task, folder.pooling, folder.normalize, folder.maxLength, folder.vocabSize],
+      ['feature-extraction', 'mean', true, 128, 1024],
+    )
     const classifier = loadEncoderFolder(classify)
     assert.deepEqual([classifier.task, classifier.labels], ['text-classification', ['NEGATIVE', 'POSITIVE', 'NEUTRAL']])
   })
@@ -48,7 +57,10 @@ describe('encoder models', () => {
     const cls = join(dir, 'cls')
     await buildRandomEncoder({ dir: cls, pooling: 'cls', normalize: false })
     assert.deepEqual([loadEncoderFolder(cls).pooling, loadEncoderFolder(cls).normalize], ['cls', false])
-    writeFileSync(join(cls, '1_Pooling', 'config.json'), JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }))
+    writeFileSync(
+      join(cls, '1_Pooling', 'config.json'),
+      JSON.stringify({ pooling_mode_cls_token: true, pooling_mode_mean_tokens: true }),
+    )
     assert.throws(() => loadEncoderFolder(cls), /exactly one of/)
   })
 
@@ -56,7 +68,10 @@ describe('encoder models', () => {
     const roberta = join(dir, 'roberta')
     await buildRandomEncoder({ dir: roberta, size: { maxPositions: 130 }, tokenTypes: false })
     const config = JSON.parse(readFileSync(join(roberta, 'config.json'), 'utf8'))
-    writeFileSync(join(roberta, 'config.json'), JSON.stringify({ ...config, model_type: 'roberta', architectures: ['XLMRobertaModel'], pad_token_id: 1 }))
+    writeFileSync(
+      join(roberta, 'config.json'),
+      JSON.stringify({ ...config, model_type: 'roberta', architectures: ['XLMRobertaModel'], pad_token_id: 1 }),
+    )
     rmSync(join(roberta, 'sentence_bert_config.json'))
     writeFileSync(join(roberta, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 1e30 }))
     const folder = loadEncoderFolder(roberta)
@@ -96,9 +111,13 @@ describe('encoder models', () => {
       const batched = await runner.run(rows)
       for (const [i, row] of rows.entries()) {
         const [single] = await runner.run([row])
-        assert.ok(maxDiff(single, batched[i]) < 1e-5, `row ${i} of ${folder.id} differs by ${maxDiff(single, batched[i])}`)
+        assert.ok(
+          maxDiff(single, batched[i]) < 1e-5,
+          `row ${i} of ${folder.id} differs by ${maxDiff(single, batched[i])}`,
+        )
       }
-      if (folder.task === 'text-classification') for (const p of batched) assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-5)
+      if (folder.task === 'text-classification')
+        for (const p of batched) assert.ok(Math.abs(p.reduce((a, b) => a + b, 0) - 1) < 1e-5)
       else for (const v of batched) assert.ok(Math.abs(Math.hypot(...v) - 1) < 1e-5)
       // Different inputs, different vectors: the graph does use its input.
       assert.ok(maxDiff(batched[0], batched[1]) > 1e-3)
@@ -108,20 +127,37 @@ describe('encoder models', () => {
 
   test('runner: a classifier needs a logits output; an embedding model one of token or sentence embeddings', async () => {
     const folder = loadEncoderFolder(embed)
-    await assert.rejects(EncoderRunner.load(folder.onnxPath, execution, { ...runnerOptionsOf(folder), output: 'probabilities' }, () => {}), /no logits output \(it has last_hidden_state\)/)
+    await assert.rejects(
+      EncoderRunner.load(folder.onnxPath, execution, { ...runnerOptionsOf(folder), output: 'probabilities' }, () => {}),
+      /no logits output \(it has last_hidden_state\)/,
+    )
     const classifier = loadEncoderFolder(classify)
-    await assert.rejects(EncoderRunner.load(classifier.onnxPath, execution, { ...runnerOptionsOf(classifier), output: 'embedding' }, () => {}), /no sentence_embedding or last_hidden_state or token_embeddings output/)
+    await assert.rejects(
+      EncoderRunner.load(
+        classifier.onnxPath,
+        execution,
+        { ...runnerOptionsOf(classifier), output: 'embedding' },
+        () => {},
+      ),
+      /no sentence_embedding or last_hidden_state or token_embeddings output/,
+    )
   })
 
   test('dynamic batcher: concurrent inputs share forward passes within the token budget', async () => {
     const batches: number[][] = []
-    const batcher = new DynamicBatcher(async (rows) => {
-      batches.push(rows.map((r) => r.length))
-      return rows.map((r) => Float32Array.of(r.length))
-    }, { windowMs: 5, maxBatchTokens: 12, maxBatchSize: 3 })
+    const batcher = new DynamicBatcher(
+      async (rows) => {
+        batches.push(rows.map((r) => r.length))
+        return rows.map((r) => Float32Array.of(r.length))
+      },
+      { windowMs: 5, maxBatchTokens: 12, maxBatchSize: 3 },
+    )
     const lengths = [2, 3, 4, 4, 10, 1]
     const results = await Promise.all(lengths.map((n) => batcher.add(Array(n).fill(1))))
-    assert.deepEqual(results.map((r) => r[0]), lengths)
+    assert.deepEqual(
+      results.map((r) => r[0]),
+      lengths,
+    )
     // Padded size rows × longest stays within 12 tokens and 3 rows; a 10-token input runs with at most one other.
     assert.deepEqual(batches, [[2, 3, 4], [4], [10], [1]])
   })
@@ -132,7 +168,13 @@ describe('encoder models', () => {
     const rows = TEXTS.map((t) => tokenizer.encode(t, folder.maxLength))
     const batchRows: number[] = []
     const engine = await EncoderEngine.start(
-      { onnxPath: folder.onnxPath, execution, runner: runnerOptionsOf(folder), batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 }, stallTimeoutMs: 60_000 },
+      {
+        onnxPath: folder.onnxPath,
+        execution,
+        runner: runnerOptionsOf(folder),
+        batching: { windowMs: 20, maxBatchTokens: 16384, maxBatchSize: 64 },
+        stallTimeoutMs: 60_000,
+      },
       { onBatch: (stats) => batchRows.push(stats.rows) },
     )
     try {

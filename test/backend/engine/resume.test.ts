@@ -2,7 +2,12 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Engine } from '../../../backend/engine/engine.ts'
 import { replayResume, ResumeError, type ResumePoint } from '../../../backend/engine/resume.ts'
-import { generateText, type ServedModel, type TextChunk, type TextRequest } from '../../../backend/engine/text-generation.ts'
+import {
+  generateText,
+  type ServedModel,
+  type TextChunk,
+  type TextRequest,
+} from '../../../backend/engine/text-generation.ts'
 import { loadModelFolder } from '../../../backend/model/folder.ts'
 import { TextTokenizer } from '../../../backend/model/tokenizer.ts'
 import type { SequenceRequest, TokenEvent } from '../../../backend/scheduler/types.ts'
@@ -44,16 +49,34 @@ function scriptedModel(): ServedModel {
   return { id: 'scripted', folder, tokenizer, engine: engine as unknown as Engine, created: 0 }
 }
 
-const sampling = { temperature: 0, topK: 0, topP: 1, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, logprobs: -1 }
+const sampling = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  logprobs: -1,
+}
 
-async function run(model: ServedModel, request: Omit<TextRequest, 'prompts' | 'n' | 'sampling'>, point?: ResumePoint): Promise<TextChunk[]> {
+async function run(
+  model: ServedModel,
+  request: Omit<TextRequest, 'prompts' | 'n' | 'sampling'>,
+  point?: ResumePoint,
+): Promise<TextChunk[]> {
   const resume = point && replayResume(model, { prompt: PROMPT, ...request }, point)
   const chunks: TextChunk[] = []
-  for await (const chunk of generateText(model, { prompts: [PROMPT], n: 1, sampling, ...request, resume }, 8)) chunks.push(chunk)
+  for await (const chunk of generateText(model, { prompts: [PROMPT], n: 1, sampling, ...request, resume }, 8))
+    chunks.push(chunk)
   return chunks
 }
 
-const joined = (chunks: TextChunk[]) => ({ text: chunks.map((c) => c.text).join(''), ids: chunks.flatMap((c) => c.tokenIds), finish: chunks.at(-1)?.finishReason })
+const joined = (chunks: TextChunk[]) => ({
+  text: chunks.map((c) => c.text).join(''),
+  ids: chunks.flatMap((c) => c.tokenIds),
+  finish: chunks.at(-1)?.finishReason,
+})
 
 describe('resuming a choice from its token ids and delivered text', () => {
   for (const [name, request] of [
@@ -83,14 +106,18 @@ describe('resuming a choice from its token ids and delivered text', () => {
     const held = reference.findIndex((c) => c.tokenIds.length > 0 && c.text === '')
     assert.ok(held > 0, 'a byte token carried no text')
     const received = joined(reference.slice(0, held + 1))
-    const resumed = joined(await run(model, { maxTokens: 100, stop: [] }, { tokenIds: received.ids, textOffset: received.text.length }))
+    const resumed = joined(
+      await run(model, { maxTokens: 100, stop: [] }, { tokenIds: received.ids, textOffset: received.text.length }),
+    )
     assert.equal(received.text + resumed.text, joined(reference).text)
   })
 
   test('text the client did not receive is sent first', async () => {
     const model = scriptedModel()
     const full = joined(await run(model, { maxTokens: 100, stop: [] }))
-    const resumed = joined(await run(model, { maxTokens: 100, stop: [] }, { tokenIds: SCRIPT.slice(0, 6), textOffset: 3 }))
+    const resumed = joined(
+      await run(model, { maxTokens: 100, stop: [] }, { tokenIds: SCRIPT.slice(0, 6), textOffset: 3 }),
+    )
     assert.equal(full.text.slice(0, 3) + resumed.text, full.text)
     assert.deepEqual(resumed.ids, SCRIPT.slice(6, -1))
   })
@@ -114,7 +141,11 @@ describe('resuming a choice from its token ids and delivered text', () => {
     assert.equal(refused({ tokenIds: SCRIPT.slice(0, 3), textOffset: text.length + 1 }), 'resume.text_offset')
     assert.equal(refused({ tokenIds: SCRIPT.slice(0, 3), textOffset: text.length }), null)
     // Already past the stop: the finished choice, counted up to the token that completed it.
-    const done = replayResume(model, { prompt: PROMPT, maxTokens: 100, stop: ['END'] }, { tokenIds: SCRIPT, textOffset: 0 })
+    const done = replayResume(
+      model,
+      { prompt: PROMPT, maxTokens: 100, stop: ['END'] },
+      { tokenIds: SCRIPT, textOffset: 0 },
+    )
     assert.equal(done.finished, 'stop')
     assert.equal(done.pending, ' Tom saw a café 🐱 and said ')
     assert.equal(done.tokens, SCRIPT.indexOf(tokenizer.encode('D', false).at(-1)!) + 1)

@@ -9,9 +9,28 @@ import { startServedModel } from '../../helpers/served-model.ts'
 /** Constrained decoding together with seeds, n > 1, stop sequences, logprobs and resume (stories260K, real engine). */
 const schema: GrammarSpec = {
   type: 'json_schema',
-  schema: JSON.stringify({ type: 'object', properties: { hero: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 1, maximum: 99 }, tags: { type: 'array', items: { enum: ['brave', 'kind', 'sad'] }, maxItems: 3 } }, required: ['hero', 'age', 'tags'], additionalProperties: false }),
+  schema: JSON.stringify({
+    type: 'object',
+    properties: {
+      hero: { type: 'string', maxLength: 12 },
+      age: { type: 'integer', minimum: 1, maximum: 99 },
+      tags: { type: 'array', items: { enum: ['brave', 'kind', 'sad'] }, maxItems: 3 },
+    },
+    required: ['hero', 'age', 'tags'],
+    additionalProperties: false,
+  }),
 }
-const sampling = (extra: Partial<TextRequest['sampling']> = {}) => ({ temperature: 1, topP: 0.95, topK: 40, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, logprobs: -1, ...extra })
+const sampling = (extra: Partial<TextRequest['sampling']> = {}) => ({
+  temperature: 1,
+  topP: 0.95,
+  topK: 40,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+  logprobs: -1,
+  ...extra,
+})
 
 let model: ServedModel
 let prompt: number[]
@@ -30,8 +49,20 @@ interface Choice {
 }
 
 async function run(request: Partial<TextRequest>): Promise<Choice[]> {
-  const full: TextRequest = { prompts: [prompt], n: 1, maxTokens: 80, stop: [], sampling: sampling(), grammar: schema, ...request }
-  const choices: Choice[] = Array.from({ length: full.prompts.length * full.n }, () => ({ text: '', ids: [], logprobs: 0 }))
+  const full: TextRequest = {
+    prompts: [prompt],
+    n: 1,
+    maxTokens: 80,
+    stop: [],
+    sampling: sampling(),
+    grammar: schema,
+    ...request,
+  }
+  const choices: Choice[] = Array.from({ length: full.prompts.length * full.n }, () => ({
+    text: '',
+    ids: [],
+    logprobs: 0,
+  }))
   for await (const chunk of generateText(model, full, 1024)) {
     const choice = choices[chunk.index]
     choice.text += chunk.text
@@ -75,14 +106,21 @@ describe('constrained decoding with the other generation features', () => {
     assert.equal(choice.ids.length, 4)
   })
 
-  for (const [name, params] of [['greedy', sampling({ temperature: 0 })], ['seeded', sampling({ seed: 77 })]] as const) {
+  for (const [name, params] of [
+    ['greedy', sampling({ temperature: 0 })],
+    ['seeded', sampling({ seed: 77 })],
+  ] as const) {
     test(`resume replays the ids through the matcher: the continued ${name} stream is identical`, async () => {
       const request = { prompts: [prompt], n: 1, maxTokens: 80, stop: [], sampling: params, grammar: schema }
       const [whole] = await run(request)
       assert.equal(whole.finish, 'stop')
       const cut = Math.floor(whole.ids.length / 2)
       const delivered = model.tokenizer.decode(whole.ids.slice(0, cut)).length - 2
-      const resumed = replayResume(model, { prompt, maxTokens: 80, stop: [] }, { tokenIds: whole.ids.slice(0, cut), textOffset: delivered })
+      const resumed = replayResume(
+        model,
+        { prompt, maxTokens: 80, stop: [] },
+        { tokenIds: whole.ids.slice(0, cut), textOffset: delivered },
+      )
       const [rest] = await run({ ...request, resume: resumed })
       assert.equal(whole.text.slice(0, delivered) + rest.text, whole.text)
       assert.deepEqual(whole.ids.slice(cut), rest.ids)
@@ -92,6 +130,9 @@ describe('constrained decoding with the other generation features', () => {
   test('resume ids the grammar does not allow end the choice with an error naming them', async () => {
     const bad = model.tokenizer.encode('hello', false)
     const resumed = replayResume(model, { prompt, maxTokens: 80, stop: [] }, { tokenIds: bad, textOffset: 0 })
-    await assert.rejects(run({ resume: resumed, sampling: sampling({ seed: 1 }) }), /do not follow the requested format/)
+    await assert.rejects(
+      run({ resume: resumed, sampling: sampling({ seed: 1 }) }),
+      /do not follow the requested format/,
+    )
   })
 })

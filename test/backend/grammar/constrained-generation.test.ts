@@ -20,26 +20,76 @@ const SCHEMAS: Record<string, object> = {
   nested: {
     type: 'object',
     properties: {
-      user: { type: 'object', properties: { id: { type: 'integer', minimum: 1, maximum: 9999 }, active: { type: 'boolean' } }, required: ['id', 'active'], additionalProperties: false },
+      user: {
+        type: 'object',
+        properties: { id: { type: 'integer', minimum: 1, maximum: 9999 }, active: { type: 'boolean' } },
+        required: ['id', 'active'],
+        additionalProperties: false,
+      },
       note: { type: 'null' },
     },
     required: ['user', 'note'],
     additionalProperties: false,
   },
   boundedArray: { type: 'array', items: { type: 'integer', minimum: -50, maximum: 50 }, minItems: 1, maxItems: 4 },
-  enums: { type: 'object', properties: { color: { enum: ['red', 'green', 'blue'] }, size: { const: 'XL' } }, required: ['color', 'size'], additionalProperties: false },
+  enums: {
+    type: 'object',
+    properties: { color: { enum: ['red', 'green', 'blue'] }, size: { const: 'XL' } },
+    required: ['color', 'size'],
+    additionalProperties: false,
+  },
   // xgrammar 0.1.27 bounds integers exactly but not fractional numbers (it let -10.2 through minimum -10): see the README.
-  numbers: { type: 'object', properties: { x: { type: 'number' }, n: { type: 'integer', minimum: 0, maximum: 100 } }, required: ['x', 'n'], additionalProperties: false },
-  pattern: { type: 'object', properties: { code: { type: 'string', pattern: '^[A-Z]{2}-[0-9]{3}$' }, tag: { type: 'string', minLength: 1, maxLength: 6 } }, required: ['code', 'tag'], additionalProperties: false },
-  anyOf: { type: 'array', items: { anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'string', maxLength: 3 }, { type: 'boolean' }] }, minItems: 2, maxItems: 3 },
+  numbers: {
+    type: 'object',
+    properties: { x: { type: 'number' }, n: { type: 'integer', minimum: 0, maximum: 100 } },
+    required: ['x', 'n'],
+    additionalProperties: false,
+  },
+  pattern: {
+    type: 'object',
+    properties: {
+      code: { type: 'string', pattern: '^[A-Z]{2}-[0-9]{3}$' },
+      tag: { type: 'string', minLength: 1, maxLength: 6 },
+    },
+    required: ['code', 'tag'],
+    additionalProperties: false,
+  },
+  anyOf: {
+    type: 'array',
+    items: {
+      anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'string', maxLength: 3 }, { type: 'boolean' }],
+    },
+    minItems: 2,
+    maxItems: 3,
+  },
 }
 
 const ajv = new Ajv({ strict: false })
 
-async function generateAll(model: ServedModel, spec: GrammarSpec, prompt: number[], count: number, maxTokens: number): Promise<{ text: string; finish: string }[]> {
-  const sampling = { temperature: 1, topP: 1, topK: 0, minP: 0, presencePenalty: 0, frequencyPenalty: 0, repetitionPenalty: 1, seed: 7, logprobs: -1 }
+async function generateAll(
+  model: ServedModel,
+  spec: GrammarSpec,
+  prompt: number[],
+  count: number,
+  maxTokens: number,
+): Promise<{ text: string; finish: string }[]> {
+  const sampling = {
+    temperature: 1,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    repetitionPenalty: 1,
+    seed: 7,
+    logprobs: -1,
+  }
   const results = Array.from({ length: count }, () => ({ text: '', finish: '' }))
-  const chunks: AsyncGenerator<TextChunk> = generateText(model, { prompts: [prompt], n: count, maxTokens, stop: [], sampling, grammar: spec }, 1024)
+  const chunks: AsyncGenerator<TextChunk> = generateText(
+    model,
+    { prompts: [prompt], n: count, maxTokens, stop: [], sampling, grammar: spec },
+    1024,
+  )
   for await (const chunk of chunks) {
     results[chunk.index].text += chunk.text
     if (chunk.finishReason) results[chunk.index].finish = chunk.finishReason

@@ -15,7 +15,8 @@ after(() => rmSync(scratch, { recursive: true, force: true }))
 function modelCopy(name: string, onnxName = 'onnx/model.onnx'): string {
   const dir = join(scratch, name)
   mkdirSync(join(dir, 'onnx'), { recursive: true })
-  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) cpSync(join(STORIES_DIR, f), join(dir, f))
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+    cpSync(join(STORIES_DIR, f), join(dir, f))
   symlinkSync(join(STORIES_DIR, 'onnx/model.onnx'), join(dir, onnxName))
   return dir
 }
@@ -36,7 +37,10 @@ describe('model folders', () => {
     const q = loadModelFolder(modelCopy('quant', 'onnx/model_quantized.onnx'))
     assert.equal(q.variant, 'quantized')
     assert.equal(loadModelFolder(modelCopy('half', 'onnx/model_fp16.onnx'), { device: 'cuda' }).variant, 'fp16')
-    assert.match(loadModelFolder(modelCopy('merged', 'onnx/decoder_model_merged.onnx')).onnxPath, /decoder_model_merged\.onnx$/)
+    assert.match(
+      loadModelFolder(modelCopy('merged', 'onnx/decoder_model_merged.onnx')).onnxPath,
+      /decoder_model_merged\.onnx$/,
+    )
     assert.throws(() => loadModelFolder(modelCopy('only-fp32'), { variant: 'fp16' }), /no ONNX file for variant fp16/)
   })
 
@@ -45,7 +49,10 @@ describe('model folders', () => {
     mkdirSync(parent)
     cpSync(modelCopy('m-a'), join(parent, 'a'), { recursive: true, dereference: false })
     cpSync(modelCopy('m-b'), join(parent, 'b'), { recursive: true, dereference: false })
-    assert.deepEqual(findModelFolders(parent).map((d) => d.split('/').pop()), ['a', 'b'])
+    assert.deepEqual(
+      findModelFolders(parent).map((d) => d.split('/').pop()),
+      ['a', 'b'],
+    )
     const empty = join(scratch, 'empty')
     mkdirSync(empty)
     assert.throws(() => findModelFolders(empty), /no config\.json or genai_config\.json in it or in any subfolder/)
@@ -58,7 +65,10 @@ describe('model folders', () => {
     const badJson = modelCopy('bad-json')
     writeFileSync(join(badJson, 'config.json'), '{ not json')
     const gptj = modelCopy('gptj')
-    writeFileSync(join(gptj, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(STORIES_DIR, 'config.json'), 'utf8')), model_type: 'gptj' }))
+    writeFileSync(
+      join(gptj, 'config.json'),
+      JSON.stringify({ ...JSON.parse(readFileSync(join(STORIES_DIR, 'config.json'), 'utf8')), model_type: 'gptj' }),
+    )
     const noOnnx = modelCopy('no-onnx')
     rmSync(join(noOnnx, 'onnx/model.onnx'))
     const cases: [string, RegExp][] = [
@@ -68,7 +78,11 @@ describe('model folders', () => {
       [noOnnx, /no-onnx: no ONNX file for variant auto/],
     ]
     for (const [dir, message] of cases) {
-      assert.throws(() => loadModelFolder(dir), (error: Error) => error instanceof ModelFolderError && message.test(error.message) && !error.message.includes('\n'))
+      assert.throws(
+        () => loadModelFolder(dir),
+        (error: Error) =>
+          error instanceof ModelFolderError && message.test(error.message) && !error.message.includes('\n'),
+      )
     }
   })
 })
@@ -80,17 +94,24 @@ describe('file variants', () => {
   test('MODEL_VARIANT picks each transformers.js file name, in onnx/ or at the root, merged or not', () => {
     for (const variant of variants) {
       const plain = loadModelFolder(modelCopy(`v-${variant}`, `onnx/${fileOf(variant)}`), { variant })
-      assert.deepEqual([plain.variant, plain.onnxPath.split('/').slice(-2).join('/')], [variant, `onnx/${fileOf(variant)}`])
+      assert.deepEqual(
+        [plain.variant, plain.onnxPath.split('/').slice(-2).join('/')],
+        [variant, `onnx/${fileOf(variant)}`],
+      )
       const merged = variant === 'fp32' ? 'decoder_model_merged.onnx' : `decoder_model_merged_${variant}.onnx`
       const root = loadModelFolder(modelCopy(`m-${variant}`, merged), { variant })
       assert.deepEqual([root.variant, root.onnxPath.split('/').pop()], [variant, merged])
     }
-    assert.throws(() => loadModelFolder(modelCopy('only-fp32-b'), { variant: 'q4' }), /no ONNX file for variant q4 \(looked for model_q4\.onnx, decoder_model_merged_q4\.onnx/)
+    assert.throws(
+      () => loadModelFolder(modelCopy('only-fp32-b'), { variant: 'q4' }),
+      /no ONNX file for variant q4 \(looked for model_q4\.onnx, decoder_model_merged_q4\.onnx/,
+    )
   })
 
   test('auto prefers fp32, then 8-bit, then 4-bit, then fp16 on CPU, and fp16 first on CUDA', () => {
     const dir = modelCopy('auto', 'onnx/model_fp16.onnx')
-    for (const name of ['model_q4.onnx', 'model_int8.onnx', 'model_q4f16.onnx']) symlinkSync(join(STORIES_DIR, 'onnx/model.onnx'), join(dir, 'onnx', name))
+    for (const name of ['model_q4.onnx', 'model_int8.onnx', 'model_q4f16.onnx'])
+      symlinkSync(join(STORIES_DIR, 'onnx/model.onnx'), join(dir, 'onnx', name))
     assert.equal(loadModelFolder(dir).variant, 'int8')
     assert.equal(loadModelFolder(dir, { device: 'cuda' }).variant, 'fp16')
     rmSync(join(dir, 'onnx/model_int8.onnx'))
@@ -110,7 +131,9 @@ describe('file variants', () => {
 describe('onnxruntime-genai model-builder folders', () => {
   const genai = (name: string, options: Partial<BuildOptions> = {}) => {
     const dir = join(scratch, name)
-    return buildRandomLlama({ dir, preset: 'tiny', seed: 5, style: 'genai', hfConfig: false, ...options }).then(() => dir)
+    return buildRandomLlama({ dir, preset: 'tiny', seed: 5, style: 'genai', hfConfig: false, ...options }).then(
+      () => dir,
+    )
   }
   const editConfig = (dir: string, edit: (config: any) => void) => {
     const config = JSON.parse(readFileSync(join(dir, 'genai_config.json'), 'utf8'))
@@ -157,15 +180,38 @@ describe('onnxruntime-genai model-builder folders', () => {
       return copy
     }
     const cases: [string, RegExp][] = [
-      [broken('g-no-head', (c) => delete c.model.decoder.head_size), /g-no-head: genai_config\.json: model\.decoder\.head_size: /],
-      [broken('g-pattern', (c) => (c.model.decoder.outputs.present_key_names = 'present.key')), /g-pattern: genai_config\.json: model\.decoder\.outputs\.present_key_names: must contain %d/],
-      [broken('g-file', (c) => (c.model.decoder.filename = 'decoder.onnx')), /g-file: genai_config\.json names decoder file decoder\.onnx, which does not exist$/],
-      [broken('g-outside', (c) => (c.model.decoder.filename = '../genai-base/model.onnx')), /g-outside: genai_config\.json decoder\.filename "\.\.\/genai-base\/model\.onnx" points outside the folder$/],
-      [broken('g-whisper', (c) => (c.model.type = 'whisper')), /g-whisper: unsupported architecture genai_config\.json model\.type "whisper" \(supported: /],
+      [
+        broken('g-no-head', (c) => delete c.model.decoder.head_size),
+        /g-no-head: genai_config\.json: model\.decoder\.head_size: /,
+      ],
+      [
+        broken('g-pattern', (c) => (c.model.decoder.outputs.present_key_names = 'present.key')),
+        /g-pattern: genai_config\.json: model\.decoder\.outputs\.present_key_names: must contain %d/,
+      ],
+      [
+        broken('g-file', (c) => (c.model.decoder.filename = 'decoder.onnx')),
+        /g-file: genai_config\.json names decoder file decoder\.onnx, which does not exist$/,
+      ],
+      [
+        broken('g-outside', (c) => (c.model.decoder.filename = '../genai-base/model.onnx')),
+        /g-outside: genai_config\.json decoder\.filename "\.\.\/genai-base\/model\.onnx" points outside the folder$/,
+      ],
+      [
+        broken('g-whisper', (c) => (c.model.type = 'whisper')),
+        /g-whisper: unsupported architecture genai_config\.json model\.type "whisper" \(supported: /,
+      ],
     ]
     for (const [folder, message] of cases) {
-      assert.throws(() => loadModelFolder(folder), (error: Error) => error instanceof ModelFolderError && message.test(error.message) && !error.message.includes('\n'), folder)
+      assert.throws(
+        () => loadModelFolder(folder),
+        (error: Error) =>
+          error instanceof ModelFolderError && message.test(error.message) && !error.message.includes('\n'),
+        folder,
+      )
     }
-    assert.throws(() => loadModelFolder(dir, { variant: 'q4' }), /MODEL_VARIANT=q4 does not apply: a genai_config\.json folder holds one model file \(model\.onnx\)/)
+    assert.throws(
+      () => loadModelFolder(dir, { variant: 'q4' }),
+      /MODEL_VARIANT=q4 does not apply: a genai_config\.json folder holds one model file \(model\.onnx\)/,
+    )
   })
 })

@@ -32,33 +32,53 @@ function stream(tokenizer: TextTokenizer, promptIds: number[], ids: number[]): S
 }
 
 /** Tokens whose own bytes are not whole characters: decoded alone they read as U+FFFD. */
-const splitTokens = (tokenizer: TextTokenizer, ids: number[]) => ids.filter((id) => tokenizer.decode([id]).includes('\uFFFD')).length
+const splitTokens = (tokenizer: TextTokenizer, ids: number[]) =>
+  ids.filter((id) => tokenizer.decode([id]).includes('\uFFFD')).length
 
 describe('incremental detokenization with real tokenizers', () => {
   for (const family of TOKENIZER_FAMILIES) {
     test(`${family}: characters split across tokens never stream as U+FFFD; deltas add up to the full decode`, () => {
       const tokenizer = tokenizerOf(family)
       const ids = tokenizer.encode(HARD_TEXT, false)
-      assert.ok(splitTokens(tokenizer, ids) >= 3, `${family} must split some characters across tokens for this test to mean anything`)
+      assert.ok(
+        splitTokens(tokenizer, ids) >= 3,
+        `${family} must split some characters across tokens for this test to mean anything`,
+      )
       const full = tokenizer.decode(ids)
       assert.ok(!full.includes('\uFFFD'))
-      for (const promptIds of [[], tokenizer.encode('Say it:', true), tokenizer.encodeChat([{ role: 'user', content: 'Say it' }])]) {
+      for (const promptIds of [
+        [],
+        tokenizer.encode('Say it:', true),
+        tokenizer.encodeChat([{ role: 'user', content: 'Say it' }]),
+      ]) {
         const { deltas, text } = stream(tokenizer, promptIds, ids)
         assert.equal(text, full)
-        assert.ok(deltas.every((d) => !d.includes('\uFFFD')), JSON.stringify(deltas.filter((d) => d.includes('\uFFFD'))))
+        assert.ok(
+          deltas.every((d) => !d.includes('\uFFFD')),
+          JSON.stringify(deltas.filter((d) => d.includes('\uFFFD'))),
+        )
       }
     })
 
     test(`${family}: random text and random token ids stream exactly`, () => {
       const tokenizer = tokenizerOf(family)
       fc.assert(
-        fc.property(fc.string({ unit: fc.oneof(fc.constantFrom(...'👩‍👧🎉🇯🇵🏽龘𠜎한é\u0301\u0308 a.'), fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 })), maxLength: 24 }), (text) => {
-          const ids = tokenizer.encode(text, false)
-          const streamed = stream(tokenizer, [], ids)
-          assert.equal(streamed.text, tokenizer.decode(ids))
-          // Valid text never needs U+FFFD, whatever the split.
-          if (!text.includes('\uFFFD')) assert.ok(!streamed.text.includes('\uFFFD'))
-        }),
+        fc.property(
+          fc.string({
+            unit: fc.oneof(
+              fc.constantFrom(...'👩‍👧🎉🇯🇵🏽龘𠜎한é\u0301\u0308 a.'),
+              fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+            ),
+            maxLength: 24,
+          }),
+          (text) => {
+            const ids = tokenizer.encode(text, false)
+            const streamed = stream(tokenizer, [], ids)
+            assert.equal(streamed.text, tokenizer.decode(ids))
+            // Valid text never needs U+FFFD, whatever the split.
+            if (!text.includes('\uFFFD')) assert.ok(!streamed.text.includes('\uFFFD'))
+          },
+        ),
         { numRuns: 60, seed: 14 },
       )
       // What a random-weight model does: any ids, invalid byte sequences included. Only the

@@ -5,7 +5,16 @@ import { SequenceSampler, type SamplingParams, argmax } from '../../../backend/s
 import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
 
 const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({
-  temperature: 1, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 7, logprobs: -1, ...over,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 7,
+  logprobs: -1,
+  ...over,
 })
 const logits = () => Float32Array.from([0.1, 2.5, 1.0, 2.4, -3, 0])
 
@@ -15,8 +24,14 @@ describe('prng', () => {
     const b = createRandom(123)
     const c = createRandom(124)
     const xs = Array.from({ length: 100 }, () => a())
-    assert.deepEqual(xs, Array.from({ length: 100 }, () => b()))
-    assert.notDeepEqual(xs, Array.from({ length: 100 }, () => c()))
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 100 }, () => b()),
+    )
+    assert.notDeepEqual(
+      xs,
+      Array.from({ length: 100 }, () => c()),
+    )
     assert.ok(xs.every((x) => x >= 0 && x < 1))
     // Seeds above 2^32 are distinct too.
     assert.notEqual(createRandom(2 ** 40 + 1)(), createRandom(1)())
@@ -38,7 +53,8 @@ describe('SequenceSampler', () => {
 
   test('min_p drops tokens far below the best', () => {
     const seen = new Set<number>()
-    for (let seed = 0; seed < 200; seed++) seen.add(new SequenceSampler(params({ minP: 0.5, seed }), []).sample(logits()).token)
+    for (let seed = 0; seed < 200; seed++)
+      seen.add(new SequenceSampler(params({ minP: 0.5, seed }), []).sample(logits()).token)
     assert.deepEqual([...seen].sort(), [1, 3])
   })
 
@@ -76,7 +92,8 @@ describe('SequenceSampler', () => {
 
   test('replaying the first k tokens leaves the sampler where sampling them left it (PRNG and penalties)', () => {
     // Logits that change with the position, so every draw and every penalty shows in the output.
-    const row = (position: number) => Float32Array.from({ length: 24 }, (_, i) => Math.sin(i * 1.7 + position * 0.3) * 3)
+    const row = (position: number) =>
+      Float32Array.from({ length: 24 }, (_, i) => Math.sin(i * 1.7 + position * 0.3) * 3)
     const configs: Partial<SamplingParams>[] = [
       { temperature: 0, repetitionPenalty: 1.3 },
       { temperature: 0.9, topP: 0.9, frequencyPenalty: 0.5 },
@@ -105,7 +122,10 @@ describe('SequenceSampler', () => {
     const row = logits()
     const lse = Math.log(row.reduce((s, v) => s + Math.exp(v), 0))
     assert.ok(Math.abs(result.logprob! - (2.5 - lse)) < 1e-5)
-    assert.deepEqual(result.top!.map((t) => t.token), [1, 3])
+    assert.deepEqual(
+      result.top!.map((t) => t.token),
+      [1, 3],
+    )
   })
 })
 
@@ -158,14 +178,22 @@ describe('filters as selections (no vocabulary sort)', () => {
     for (let trial = 0; trial < 40; trial++) {
       // Coarse logits make ties common, so the tie rule is exercised.
       const row = Float32Array.from({ length: 60 }, () => Math.round(random() * 8) / 2)
-      const filters = { topK: trial % 3 === 0 ? 1 + (trial % 17) : 0, topP: trial % 2 ? 0.3 + random() * 0.6 : 1, minP: trial % 5 === 0 ? 0.2 : 0 }
+      const filters = {
+        topK: trial % 3 === 0 ? 1 + (trial % 17) : 0,
+        topP: trial % 2 ? 0.3 + random() * 0.6 : 1,
+        minP: trial % 5 === 0 ? 0.2 : 0,
+      }
       const expected = reference(row, filters.topK, filters.topP, filters.minP)
       const seen = new Set<number>()
-      for (let seed = 0; seed < 400; seed++) seen.add(new SequenceSampler(params({ ...filters, seed }), []).sample(row.slice()).token)
-      for (const token of seen) assert.ok(expected.has(token), `trial ${trial}: token ${token} is outside the filtered set`)
+      for (let seed = 0; seed < 400; seed++)
+        seen.add(new SequenceSampler(params({ ...filters, seed }), []).sample(row.slice()).token)
+      for (const token of seen)
+        assert.ok(expected.has(token), `trial ${trial}: token ${token} is outside the filtered set`)
       // Every kept token of non-negligible weight shows up in 400 draws.
       const total = [...expected].reduce((sum, i) => sum + Math.exp(row[i]), 0)
-      for (const token of expected) if (Math.exp(row[token]) / total > 0.03) assert.ok(seen.has(token), `trial ${trial}: token ${token} was never drawn`)
+      for (const token of expected)
+        if (Math.exp(row[token]) / total > 0.03)
+          assert.ok(seen.has(token), `trial ${trial}: token ${token} was never drawn`)
     }
   })
 })

@@ -10,8 +10,23 @@ import { STORIES_DIR, STORIES_ONNX } from '../../helpers/paths.ts'
 
 const folder = loadModelFolder(STORIES_DIR)
 const tokenizer = new TextTokenizer(folder.tokenizerJson, folder.tokenizerConfig)
-const greedy: SamplingParams = { temperature: 0, topK: 0, topP: 1, minP: 0, repetitionPenalty: 1, presencePenalty: 0, frequencyPenalty: 0, seed: 0, logprobs: -1 }
-const options: SchedulerOptions = { maxBatchSize: 64, maxTokensInFlight: 1 << 20, maxPrefillTokens: 4096, contextLength: 512 }
+const greedy: SamplingParams = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  seed: 0,
+  logprobs: -1,
+}
+const options: SchedulerOptions = {
+  maxBatchSize: 64,
+  maxTokensInFlight: 1 << 20,
+  maxPrefillTokens: 4096,
+  contextLength: 512,
+}
 
 /** Runs a scheduler in-process over the real runner and collects every sequence's events. */
 function harness(runner: ModelRunner, opts: Partial<SchedulerOptions> = {}) {
@@ -38,19 +53,43 @@ function harness(runner: ModelRunner, opts: Partial<SchedulerOptions> = {}) {
   return { scheduler, run, tokens, steps }
 }
 
-const prompts = ['Once upon a time', 'Tom had a', 'The little bird', 'One day', 'Sam and Mia went to the park and', 'A big', 'She', 'The dog ran'].map((t) => tokenizer.encode(t))
+const prompts = [
+  'Once upon a time',
+  'Tom had a',
+  'The little bird',
+  'One day',
+  'Sam and Mia went to the park and',
+  'A big',
+  'She',
+  'The dog ran',
+].map((t) => tokenizer.encode(t))
 
 describe('Scheduler (continuous batching) on stories260K', () => {
   let runner: ModelRunner
   before(async () => {
-    runner = await ModelRunner.load(STORIES_ONNX, { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' }, () => {})
+    runner = await ModelRunner.load(
+      STORIES_ONNX,
+      { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' },
+      () => {},
+    )
   })
   after(async () => runner.dispose())
 
   test('a request gets the same tokens alone or alongside 15 others (greedy and seeded)', async () => {
     const h = harness(runner)
-    const seeded = (i: number): SamplingParams => ({ ...greedy, temperature: 0.9, topP: 0.95, topK: 40, seed: 1000 + i })
-    const requests = Array.from({ length: 16 }, (_, i) => ({ promptIds: prompts[i % prompts.length], maxTokens: 24 + (i % 5) * 7, sampling: i % 2 ? seeded(i) : greedy, eosTokenIds: [] }))
+    const seeded = (i: number): SamplingParams => ({
+      ...greedy,
+      temperature: 0.9,
+      topP: 0.95,
+      topK: 40,
+      seed: 1000 + i,
+    })
+    const requests = Array.from({ length: 16 }, (_, i) => ({
+      promptIds: prompts[i % prompts.length],
+      maxTokens: 24 + (i % 5) * 7,
+      sampling: i % 2 ? seeded(i) : greedy,
+      eosTokenIds: [],
+    }))
     const alone: number[][] = []
     for (const r of requests) alone.push(h.tokens(await h.run(r).done))
     const together = await Promise.all(requests.map((r) => h.run(r).done))
@@ -94,7 +133,12 @@ describe('Scheduler (continuous batching) on stories260K', () => {
 
   test('EOS ends a sequence with stop and is not emitted; max_tokens ends it with length', async () => {
     const h = harness(runner)
-    const events = await h.run({ promptIds: prompts[0], maxTokens: 400, sampling: greedy, eosTokenIds: folder.eosTokenIds }).done
+    const events = await h.run({
+      promptIds: prompts[0],
+      maxTokens: 400,
+      sampling: greedy,
+      eosTokenIds: folder.eosTokenIds,
+    }).done
     assert.equal(events.at(-1)!.finish, 'stop')
     assert.ok(!h.tokens(events).some((t) => folder.eosTokenIds.includes(t)))
     const capped = await h.run({ promptIds: prompts[0], maxTokens: 3, sampling: greedy, eosTokenIds: [] }).done
@@ -114,7 +158,10 @@ describe('Scheduler (continuous batching) on stories260K', () => {
     assert.equal(events.at(-1)!.finish, 'abort')
     // The abort was applied at the next boundary: at most one more step ran with it.
     const after = h.steps.slice(stepAtAbort + 1)
-    assert.ok(after.every((s) => s.running <= 1), JSON.stringify(after.slice(0, 3)))
+    assert.ok(
+      after.every((s) => s.running <= 1),
+      JSON.stringify(after.slice(0, 3)),
+    )
     assert.equal(h.tokens(await other.done).length, 100)
     assert.equal(runner.cache.rows, 0)
     await h.scheduler.stop()
@@ -122,12 +169,25 @@ describe('Scheduler (continuous batching) on stories260K', () => {
 
   test('a sequence past its deadline ends with timeout; batch size and the prefill budget are respected', async () => {
     const h = harness(runner, { maxBatchSize: 3, maxPrefillTokens: 16 })
-    const late = await h.run({ promptIds: prompts[0], maxTokens: 400, sampling: greedy, eosTokenIds: [], deadline: Date.now() + 20 }).done
+    const late = await h.run({
+      promptIds: prompts[0],
+      maxTokens: 400,
+      sampling: greedy,
+      eosTokenIds: [],
+      deadline: Date.now() + 20,
+    }).done
     assert.equal(late.at(-1)!.finish, 'timeout')
-    const all = await Promise.all(Array.from({ length: 8 }, (_, i) => h.run({ promptIds: prompts[i], maxTokens: 10, sampling: greedy, eosTokenIds: [] }).done))
+    const all = await Promise.all(
+      Array.from(
+        { length: 8 },
+        (_, i) => h.run({ promptIds: prompts[i], maxTokens: 10, sampling: greedy, eosTokenIds: [] }).done,
+      ),
+    )
     assert.ok(all.every((e) => h.tokens(e).length === 10))
     assert.ok(h.steps.every((s) => s.running <= 3 && s.batchSize <= 3))
-    assert.ok(h.steps.every((s) => s.prefillTokens <= 16 || s.prefillTokens === Math.max(...prompts.map((p) => p.length))))
+    assert.ok(
+      h.steps.every((s) => s.prefillTokens <= 16 || s.prefillTokens === Math.max(...prompts.map((p) => p.length))),
+    )
     await h.scheduler.stop()
   })
 })
@@ -135,11 +195,17 @@ describe('Scheduler (continuous batching) on stories260K', () => {
 describe('Scheduler: chunked prefill and prompt logprobs (stories260K)', () => {
   let runner: ModelRunner
   before(async () => {
-    runner = await ModelRunner.load(STORIES_ONNX, { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' }, () => {})
+    runner = await ModelRunner.load(
+      STORIES_ONNX,
+      { device: 'cpu', cudaDeviceId: 0, cpuThreads: 1, graphOptimization: 'all' },
+      () => {},
+    )
   })
   after(async () => runner.dispose())
 
-  const story = tokenizer.encode('Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park and she ran to get it.')
+  const story = tokenizer.encode(
+    'Once upon a time, there was a little girl named Lily. She loved to play outside in the sun. One day, she saw a big red ball in the park and she ran to get it.',
+  )
   const seeded: SamplingParams = { ...greedy, temperature: 0.8, topK: 40, seed: 11 }
 
   test('a prompt prefilled in chunks gives the same tokens as in one pass (greedy and seeded)', async () => {
@@ -160,7 +226,9 @@ describe('Scheduler: chunked prefill and prompt logprobs (stories260K)', () => {
 
   test('running streams keep producing a token every step while a long prompt is admitted', async () => {
     const h = harness(runner, { maxPrefillTokens: 8 })
-    const streams = [prompts[0], prompts[1], prompts[2]].map((promptIds) => h.run({ promptIds, maxTokens: 120, sampling: greedy, eosTokenIds: [] }))
+    const streams = [prompts[0], prompts[1], prompts[2]].map((promptIds) =>
+      h.run({ promptIds, maxTokens: 120, sampling: greedy, eosTokenIds: [] }),
+    )
     while (!h.steps.some((s) => s.batchSize === 3)) await new Promise((r) => setTimeout(r, 1))
     const from = h.steps.length
     const long = h.run({ promptIds: story, maxTokens: 5, sampling: greedy, eosTokenIds: [] })
@@ -173,11 +241,20 @@ describe('Scheduler: chunked prefill and prompt logprobs (stories260K)', () => {
     const after = h.steps.slice(from)
     const chunks = after.flatMap((s, i) => (s.prefillTokens > 0 ? [i] : []))
     assert.equal(chunks.length, Math.ceil(story.length / 8))
-    assert.ok(chunks.every((i) => after[i].prefillTokens <= 8 && after[i + 1].batchSize >= 3), JSON.stringify(after.slice(0, 4)))
+    assert.ok(
+      chunks.every((i) => after[i].prefillTokens <= 8 && after[i + 1].batchSize >= 3),
+      JSON.stringify(after.slice(0, 4)),
+    )
   })
 
   test('prompt logprobs: first token null, one per prompt token, the same chunked or not; max_tokens 0 only scores', async () => {
-    const request = { promptIds: story, maxTokens: 0, sampling: { ...greedy, logprobs: 2 }, eosTokenIds: [], promptLogprobs: true }
+    const request = {
+      promptIds: story,
+      maxTokens: 0,
+      sampling: { ...greedy, logprobs: 2 },
+      eosTokenIds: [],
+      promptLogprobs: true,
+    }
     const whole = harness(runner)
     const events = await whole.run(request).done
     await whole.scheduler.stop()
@@ -185,12 +262,15 @@ describe('Scheduler: chunked prefill and prompt logprobs (stories260K)', () => {
     assert.equal(events.at(-1)!.finish, 'length')
     const prompt = events.find((e) => e.prompt)!.prompt!
     assert.equal(prompt.length, story.length)
-    assert.deepEqual(prompt.map((p) => p.token), story)
+    assert.deepEqual(
+      prompt.map((p) => p.token),
+      story,
+    )
     assert.equal(prompt[0].logprob, null)
     assert.ok(prompt.slice(1).every((p) => p.logprob! < 0 && p.top!.length === 2 && p.top![0].logprob >= p.logprob!))
 
     const h = harness(runner, { maxPrefillTokens: 7 })
-    const chunked = (await h.run({ ...request, maxTokens: 3 }).done)
+    const chunked = await h.run({ ...request, maxTokens: 3 }).done
     await h.scheduler.stop()
     assert.equal(h.tokens(chunked).length, 3)
     const chunkedPrompt = chunked.find((e) => e.prompt)!.prompt!

@@ -6,9 +6,20 @@ import { buildApp, DEFAULT_LIMITS, hexSha256, MemoryKeyStore, UNAUTHORIZED_BODY 
 
 const ADMIN_TOKEN = 'admin-token-0123456789-abcdefghij'
 const admin = { authorization: `Bearer ${ADMIN_TOKEN}` }
-const json = (body: unknown, headers: Record<string, string> = admin) => ({ method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) })
+const json = (body: unknown, headers: Record<string, string> = admin) => ({
+  method: 'POST',
+  headers: { ...headers, 'content-type': 'application/json' },
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+})
 
-type Created = { id: string; key: string; tenant: string; models: string[] | null; limits: Record<string, number>; created_at: string }
+type Created = {
+  id: string
+  key: string
+  tenant: string
+  models: string[] | null
+  limits: Record<string, number>
+  created_at: string
+}
 type ErrorBody = { error: { message: string; type: string; param: string | null; code: string | null } }
 
 describe('admin API: access', () => {
@@ -57,7 +68,10 @@ describe('admin API: access', () => {
   test('an API key is not an admin credential', async () => {
     const { app } = buildApp({ adminToken: ADMIN_TOKEN })
     const created = (await (await app.request('/admin/keys', json({ tenant: 'acme' }))).json()) as Created
-    assert.equal((await app.request('/admin/keys', { headers: { authorization: `Bearer ${created.key}` } })).status, 401)
+    assert.equal(
+      (await app.request('/admin/keys', { headers: { authorization: `Bearer ${created.key}` } })).status,
+      401,
+    )
   })
 })
 
@@ -66,7 +80,10 @@ describe('admin API: key lifecycle', () => {
     const store = new MemoryKeyStore()
     const { app, logger } = buildApp({ adminToken: ADMIN_TOKEN, store })
 
-    const res = await app.request('/admin/keys', json({ tenant: 'acme', models: ['small', 'small', 'large'], limits: { maxConcurrent: 2 } }))
+    const res = await app.request(
+      '/admin/keys',
+      json({ tenant: 'acme', models: ['small', 'small', 'large'], limits: { maxConcurrent: 2 } }),
+    )
     assert.equal(res.status, 201)
     assert.equal(res.headers.get('cache-control'), 'no-store')
     const created = (await res.json()) as Created
@@ -85,7 +102,14 @@ describe('admin API: key lifecycle', () => {
 
     const who = await app.request('/v1/whoami', { headers: { authorization: `Bearer ${created.key}` } })
     assert.equal(who.status, 200)
-    assert.deepEqual(await who.json(), { id: created.id, tenant: 'acme', models: ['small', 'large'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key', source: 'store' } satisfies Principal)
+    assert.deepEqual(await who.json(), {
+      id: created.id,
+      tenant: 'acme',
+      models: ['small', 'large'],
+      limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 },
+      via: 'api_key',
+      source: 'store',
+    } satisfies Principal)
 
     const list = await app.request('/admin/keys', { headers: admin })
     assert.equal(list.status, 200)
@@ -94,7 +118,17 @@ describe('admin API: key lifecycle', () => {
     assert.ok(!listText.includes(stored.hash))
     const listed = JSON.parse(listText) as { object: string; data: Record<string, unknown>[] }
     assert.equal(listed.object, 'list')
-    assert.deepEqual(listed.data, [{ id: created.id, tenant: 'acme', models: ['small', 'large'], limits: { maxConcurrent: 2 }, created_at: created.created_at, revoked: false, source: 'store' }])
+    assert.deepEqual(listed.data, [
+      {
+        id: created.id,
+        tenant: 'acme',
+        models: ['small', 'large'],
+        limits: { maxConcurrent: 2 },
+        created_at: created.created_at,
+        revoked: false,
+        source: 'store',
+      },
+    ])
     for (const entry of listed.data) {
       assert.ok(!('hash' in entry) && !('key' in entry))
     }
@@ -129,7 +163,20 @@ describe('admin API: key lifecycle', () => {
   test('ids are unique across sources: a config-file id is a 409 on create, and a config key cannot be revoked here', async () => {
     const configKey = 'sy-config-key-lim2'
     const store = new MemoryKeyStore()
-    const { app } = buildApp({ adminToken: ADMIN_TOKEN, store, configKeys: [{ id: 'lim2', hash: await hexSha256(configKey), tenant: 'ops', limits: {}, createdAt: 'config', source: 'config' }] })
+    const { app } = buildApp({
+      adminToken: ADMIN_TOKEN,
+      store,
+      configKeys: [
+        {
+          id: 'lim2',
+          hash: await hexSha256(configKey),
+          tenant: 'ops',
+          limits: {},
+          createdAt: 'config',
+          source: 'config',
+        },
+      ],
+    })
     const create = await app.request('/admin/keys', json({ tenant: 'other-tenant', id: 'lim2' }))
     assert.equal(create.status, 409)
     const createError = ((await create.json()) as ErrorBody).error
@@ -152,7 +199,14 @@ describe('admin API: key lifecycle', () => {
 
     // A store key that got the id before ids were unique across sources is revoked, and the answer says so.
     const legacyKey = 'sy-legacy-store-key-lim2'
-    await store.create({ id: 'lim2', hash: await hexSha256(legacyKey), tenant: 'other-tenant', limits: {}, createdAt: 'earlier', source: 'store' })
+    await store.create({
+      id: 'lim2',
+      hash: await hexSha256(legacyKey),
+      tenant: 'other-tenant',
+      limits: {},
+      createdAt: 'earlier',
+      source: 'store',
+    })
     assert.equal((await app.request('/v1/whoami', { headers: { authorization: `Bearer ${legacyKey}` } })).status, 200)
     const legacy = await app.request('/admin/keys/lim2', { method: 'DELETE', headers: admin })
     assert.equal(legacy.status, 409)
@@ -165,7 +219,9 @@ describe('admin API: key lifecycle', () => {
     const { app } = buildApp({ adminToken: ADMIN_TOKEN })
     const res = await app.request('/admin/keys/key_deadbeef', { method: 'DELETE', headers: admin })
     assert.equal(res.status, 404)
-    assert.deepEqual(await res.json(), { error: { message: 'No such API key', type: 'invalid_request_error', param: 'id', code: 'key_not_found' } })
+    assert.deepEqual(await res.json(), {
+      error: { message: 'No such API key', type: 'invalid_request_error', param: 'id', code: 'key_not_found' },
+    })
   })
 
   test('bad input is a 400 in OpenAI shape naming the parameter, never a 5xx', async () => {
@@ -204,7 +260,10 @@ describe('admin API: key lifecycle', () => {
     }
     assert.equal((store as MemoryKeyStore).records.size, 0)
 
-    const huge = await app.request('/admin/keys', json({ tenant: 'acme', models: Array.from({ length: 5000 }, (_, i) => `model-${i}-${'x'.repeat(10)}`) }))
+    const huge = await app.request(
+      '/admin/keys',
+      json({ tenant: 'acme', models: Array.from({ length: 5000 }, (_, i) => `model-${i}-${'x'.repeat(10)}`) }),
+    )
     assert.equal(huge.status, 413)
     assert.equal(((await huge.json()) as ErrorBody).error.code, 'body_too_large')
   })

@@ -1,11 +1,25 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, test } from 'node:test'
-import { API_KEY_PREFIX, constantTimeEqual, createKeyLookup, generateApiKey, hashApiKey } from '../../../gateway/auth/api-keys.ts'
+import {
+  API_KEY_PREFIX,
+  constantTimeEqual,
+  createKeyLookup,
+  generateApiKey,
+  hashApiKey,
+} from '../../../gateway/auth/api-keys.ts'
 import type { ApiKeyRecord } from '../../../gateway/types.ts'
 import { MemoryKeyStore } from './helpers.ts'
 
-const record = (id: string, hash: string, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({ id, hash, tenant: `tenant-${id}`, limits: {}, createdAt: '2024-01-01T00:00:00.000Z', source: 'store', ...extra })
+const record = (id: string, hash: string, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
+  id,
+  hash,
+  tenant: `tenant-${id}`,
+  limits: {},
+  createdAt: '2024-01-01T00:00:00.000Z',
+  source: 'store',
+  ...extra,
+})
 
 describe('api keys', () => {
   test('generateApiKey: sy- + 32 bytes of base64url, key_<8 hex> id, all distinct', () => {
@@ -75,14 +89,20 @@ describe('createKeyLookup', () => {
 
   test('ignores a record from a misbehaving store whose hash does not match', async () => {
     const wrong = record('wrong', await hashApiKey('sy-a'))
-    const lookup = createKeyLookup({ configKeys: [], store: { findByHash: async () => wrong, create: async () => {}, list: async () => [], revoke: async () => false } })
+    const lookup = createKeyLookup({
+      configKeys: [],
+      store: { findByHash: async () => wrong, create: async () => {}, list: async () => [], revoke: async () => false },
+    })
     assert.equal(await lookup.findByHash(await hashApiKey('sy-b')), null)
   })
 
   test('revoked config keys are refused; upper-case config hashes are normalised', async () => {
     const a = await hashApiKey('sy-a')
     const b = await hashApiKey('sy-b')
-    const lookup = createKeyLookup({ configKeys: [record('a', a.toUpperCase()), record('b', b, { revoked: true })], store: new MemoryKeyStore() })
+    const lookup = createKeyLookup({
+      configKeys: [record('a', a.toUpperCase()), record('b', b, { revoked: true })],
+      store: new MemoryKeyStore(),
+    })
     assert.equal((await lookup.findByHash(a))?.id, 'a')
     assert.equal(await lookup.findByHash(b), null)
   })

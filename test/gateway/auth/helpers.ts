@@ -19,7 +19,8 @@ export class MemoryKeyStore implements KeyStore {
   async findByHash(hash: string): Promise<ApiKeyRecord | null> {
     this.findCalls++
     this.check()
-    for (const record of this.records.values()) if (record.hash === hash && !record.revoked) return structuredClone(record)
+    for (const record of this.records.values())
+      if (record.hash === hash && !record.revoked) return structuredClone(record)
     return null
   }
   async create(record: ApiKeyRecord): Promise<void> {
@@ -64,29 +65,73 @@ export class RecordingLogger implements Logger {
   }
 }
 
-export const DEFAULT_LIMITS: Limits = { requestsPerWindow: 100, requestWindowSeconds: 60, tokensPerMinute: 10_000, maxConcurrent: 8 }
+export const DEFAULT_LIMITS: Limits = {
+  requestsPerWindow: 100,
+  requestWindowSeconds: 60,
+  tokensPerMinute: 10_000,
+  maxConcurrent: 8,
+}
 
 /**
  * `/v1/whoami` returns the principal; `/v1/use/:model` also checks model access;
  * `/admin/*` is the admin API; `/metrics` sits behind requireAdmin.
  */
-export function buildApp(options: { store?: KeyStore; configKeys?: ApiKeyRecord[]; jwt?: JwtVerifier; adminToken?: string; defaultLimits?: Limits; logIntervalMs?: number; keyCache?: KeyCacheOptions; now?: () => number } = {}) {
+export function buildApp(
+  options: {
+    store?: KeyStore
+    configKeys?: ApiKeyRecord[]
+    jwt?: JwtVerifier
+    adminToken?: string
+    defaultLimits?: Limits
+    logIntervalMs?: number
+    keyCache?: KeyCacheOptions
+    now?: () => number
+  } = {},
+) {
   const store = options.store ?? new MemoryKeyStore()
   const logger = new RecordingLogger()
-  const lookup = createKeyLookup({ configKeys: options.configKeys ?? [], store, cache: options.keyCache, now: options.now })
+  const lookup = createKeyLookup({
+    configKeys: options.configKeys ?? [],
+    store,
+    cache: options.keyCache,
+    now: options.now,
+  })
   const app = new Hono()
   app.get('/metrics', requireAdmin(options.adminToken, logger), (c) => c.text('metrics 1\n'))
-  app.route('/admin', createAdminRoutes({ adminToken: options.adminToken, store, logger, isConfigKey: lookup.isConfigKey, onRevoked: lookup.forget }))
-  app.use('/v1/*', authenticate({ lookup, jwt: options.jwt, defaultLimits: options.defaultLimits ?? DEFAULT_LIMITS, logger, logIntervalMs: options.logIntervalMs ?? 0 }))
+  app.route(
+    '/admin',
+    createAdminRoutes({
+      adminToken: options.adminToken,
+      store,
+      logger,
+      isConfigKey: lookup.isConfigKey,
+      onRevoked: lookup.forget,
+    }),
+  )
+  app.use(
+    '/v1/*',
+    authenticate({
+      lookup,
+      jwt: options.jwt,
+      defaultLimits: options.defaultLimits ?? DEFAULT_LIMITS,
+      logger,
+      logIntervalMs: options.logIntervalMs ?? 0,
+    }),
+  )
   app.get('/v1/whoami', (c) => c.json(c.get('principal')))
   app.get('/v1/use/:model', (c) => {
     requireModelAccess(c.get('principal'), c.req.param('model'))
     return c.json({ ok: true, model: c.req.param('model') })
   })
-  app.notFound((c) => c.json({ error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' } }, 404))
+  app.notFound((c) =>
+    c.json({ error: { message: 'Not found', type: 'invalid_request_error', param: null, code: 'not_found' } }, 404),
+  )
   app.onError((error, c) => {
     if (error instanceof HTTPException) return error.getResponse()
-    return c.json({ error: { message: 'Internal server error', type: 'server_error', param: null, code: 'internal_error' } }, 500)
+    return c.json(
+      { error: { message: 'Internal server error', type: 'server_error', param: null, code: 'internal_error' } },
+      500,
+    )
   })
   return { app, store, logger }
 }
@@ -96,4 +141,11 @@ export async function hexSha256(value: string): Promise<string> {
   return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('')
 }
 
-export const UNAUTHORIZED_BODY = { error: { message: 'Invalid or missing credentials', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }
+export const UNAUTHORIZED_BODY = {
+  error: {
+    message: 'Invalid or missing credentials',
+    type: 'invalid_request_error',
+    param: null,
+    code: 'invalid_api_key',
+  },
+}

@@ -2,8 +2,23 @@ import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { CompactSign, exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
-import { AuthError, createJwtVerifier, type AuthReason, type JwtVerifier, type JwtVerifierOptions } from '../../../gateway/auth/jwt.ts'
+import {
+  CompactSign,
+  exportJWK,
+  exportSPKI,
+  generateKeyPair,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTPayload,
+} from 'jose'
+import {
+  AuthError,
+  createJwtVerifier,
+  type AuthReason,
+  type JwtVerifier,
+  type JwtVerifierOptions,
+} from '../../../gateway/auth/jwt.ts'
 import { gatewayFileSchema } from '../../../gateway/config/schema.ts'
 import type { Principal } from '../../../gateway/types.ts'
 import { buildApp, DEFAULT_LIMITS, UNAUTHORIZED_BODY } from './helpers.ts'
@@ -20,10 +35,24 @@ let stranger: Pair
 
 async function pair(alg: 'RS256' | 'ES256', kid: string): Promise<Pair> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
-  return { privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' }, spki: await exportSPKI(publicKey) }
+  return {
+    privateKey,
+    publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' },
+    spki: await exportSPKI(publicKey),
+  }
 }
 
-type SignOptions = { alg?: string; kid?: string | null; key?: CryptoKey | Uint8Array; sub?: string | null; exp?: number | null; nbf?: number; iat?: number | null; iss?: string | null; aud?: string | null }
+type SignOptions = {
+  alg?: string
+  kid?: string | null
+  key?: CryptoKey | Uint8Array
+  sub?: string | null
+  exp?: number | null
+  nbf?: number
+  iat?: number | null
+  iss?: string | null
+  aud?: string | null
+}
 
 /** A token that passes every check unless an option breaks one. */
 async function sign(claims: JWTPayload = {}, o: SignOptions = {}): Promise<string> {
@@ -97,16 +126,35 @@ describe('createJwtVerifier: configuration', () => {
 describe('JWT verification (static keys)', () => {
   test('valid RS256 and ES256 tokens map claims to the principal', async () => {
     const v = verifier()
-    const rs = await v.verify(await sign({ models: ['small', 'large'], limits: { requestsPerWindow: 7, maxConcurrent: 1 } }))
-    assert.deepEqual(rs, { id: 'user-1', tenant: 'acme', models: ['small', 'large'], limits: { ...DEFAULT_LIMITS, requestsPerWindow: 7, maxConcurrent: 1 }, via: 'jwt' } satisfies Principal)
+    const rs = await v.verify(
+      await sign({ models: ['small', 'large'], limits: { requestsPerWindow: 7, maxConcurrent: 1 } }),
+    )
+    assert.deepEqual(rs, {
+      id: 'user-1',
+      tenant: 'acme',
+      models: ['small', 'large'],
+      limits: { ...DEFAULT_LIMITS, requestsPerWindow: 7, maxConcurrent: 1 },
+      via: 'jwt',
+    } satisfies Principal)
     const es = await v.verify(await sign({ tenant: 'globex' }, { alg: 'ES256', sub: 'svc-9' }))
     assert.deepEqual(es, { id: 'svc-9', tenant: 'globex', limits: DEFAULT_LIMITS, via: 'jwt' } satisfies Principal)
   })
 
   test('custom claim names; a token without kid still finds its single matching key', async () => {
-    const v = verifier({ claims: { tenant: 'org', models: 'https://switchyard/models', limits: 'https://switchyard/limits' } })
-    const token = await sign({ org: 'initech', 'https://switchyard/models': ['m'], 'https://switchyard/limits': { tokensPerMinute: 50 } }, { kid: null, alg: 'ES256' })
-    assert.deepEqual(await v.verify(token), { id: 'user-1', tenant: 'initech', models: ['m'], limits: { ...DEFAULT_LIMITS, tokensPerMinute: 50 }, via: 'jwt' })
+    const v = verifier({
+      claims: { tenant: 'org', models: 'https://switchyard/models', limits: 'https://switchyard/limits' },
+    })
+    const token = await sign(
+      { org: 'initech', 'https://switchyard/models': ['m'], 'https://switchyard/limits': { tokensPerMinute: 50 } },
+      { kid: null, alg: 'ES256' },
+    )
+    assert.deepEqual(await v.verify(token), {
+      id: 'user-1',
+      tenant: 'initech',
+      models: ['m'],
+      limits: { ...DEFAULT_LIMITS, tokensPerMinute: 50 },
+      via: 'jwt',
+    })
   })
 
   test('several candidate keys and no kid: each is tried', async () => {
@@ -124,9 +172,17 @@ describe('JWT verification (static keys)', () => {
   })
 
   test('HS256 signed with the RSA public key as the secret (key confusion) is refused', async () => {
-    const secrets = [new TextEncoder().encode(rsa.spki), Buffer.from(rsa.publicJwk.n!, 'base64url'), new TextEncoder().encode(JSON.stringify(rsa.publicJwk))]
+    const secrets = [
+      new TextEncoder().encode(rsa.spki),
+      Buffer.from(rsa.publicJwk.n!, 'base64url'),
+      new TextEncoder().encode(JSON.stringify(rsa.publicJwk)),
+    ]
     for (const secret of secrets) {
-      await rejectsWith(verifier(), await sign({}, { alg: 'HS256', key: new Uint8Array(secret) }), 'jwt_alg_not_allowed')
+      await rejectsWith(
+        verifier(),
+        await sign({}, { alg: 'HS256', key: new Uint8Array(secret) }),
+        'jwt_alg_not_allowed',
+      )
     }
   })
 
@@ -139,9 +195,13 @@ describe('JWT verification (static keys)', () => {
   })
 
   test('expired a few seconds ago is refused under the default tolerance the config gives', async () => {
-    const defaults = gatewayFileSchema.parse({ auth: { jwt: { keys: [rsa.publicJwk], algorithms: ['RS256'] } } }).auth.jwt!
+    const defaults = gatewayFileSchema.parse({ auth: { jwt: { keys: [rsa.publicJwk], algorithms: ['RS256'] } } }).auth
+      .jwt!
     assert.ok(defaults.clockToleranceSeconds <= 5 && defaults.maxLifetimeSeconds <= 86_400, 'the documented defaults')
-    const v = verifier({ clockToleranceSeconds: defaults.clockToleranceSeconds, maxLifetimeSeconds: defaults.maxLifetimeSeconds })
+    const v = verifier({
+      clockToleranceSeconds: defaults.clockToleranceSeconds,
+      maxLifetimeSeconds: defaults.maxLifetimeSeconds,
+    })
     await rejectsWith(v, await sign({}, { exp: now() - 10 }), 'jwt_expired')
     assert.equal((await v.verify(await sign({}, { exp: now() - 2 }))).id, 'user-1')
   })
@@ -149,7 +209,11 @@ describe('JWT verification (static keys)', () => {
   test('iat in the future beyond the clock tolerance is refused', async () => {
     const v = verifier({ clockToleranceSeconds: 5 })
     await rejectsWith(v, await sign({}, { iat: now() + 60 }), 'jwt_issued_in_future')
-    await rejectsWith(v, await sign({}, { iat: now() + 86_400 * 365, exp: now() + 86_400 * 366 }), 'jwt_issued_in_future')
+    await rejectsWith(
+      v,
+      await sign({}, { iat: now() + 86_400 * 365, exp: now() + 86_400 * 366 }),
+      'jwt_issued_in_future',
+    )
     assert.equal((await v.verify(await sign({}, { iat: now() + 2 }))).id, 'user-1')
   })
 
@@ -189,7 +253,10 @@ describe('JWT verification (static keys)', () => {
     const multi = verifier({ issuer: ['https://a', ISSUER], audience: ['x', AUDIENCE] })
     assert.equal((await multi.verify(await sign())).id, 'user-1')
     // Not configured: not checked.
-    assert.equal((await verifier({ issuer: undefined, audience: undefined }).verify(await sign({}, { iss: null, aud: null }))).id, 'user-1')
+    assert.equal(
+      (await verifier({ issuer: undefined, audience: undefined }).verify(await sign({}, { iss: null, aud: null }))).id,
+      'user-1',
+    )
   })
 
   test('missing sub, exp or tenant', async () => {
@@ -228,9 +295,15 @@ describe('JWT verification (static keys)', () => {
     await rejectsWith(v, 'a.b.c', 'jwt_malformed')
     await rejectsWith(v, 'only.two', 'jwt_malformed')
     await rejectsWith(v, `not-json.${b64url({ sub: 'x' })}.sig`, 'jwt_malformed')
-    await rejectsWith(v, `${b64url({ alg: 'RS256', kid: 'rsa-1' })}.${b64url({ sub: 'x' })}.not-a-signature`, 'jwt_bad_signature')
+    await rejectsWith(
+      v,
+      `${b64url({ alg: 'RS256', kid: 'rsa-1' })}.${b64url({ sub: 'x' })}.not-a-signature`,
+      'jwt_bad_signature',
+    )
     // Correctly signed, but the payload is not a JSON object.
-    const notObject = await new CompactSign(new TextEncoder().encode('[1,2]')).setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' }).sign(rsa.privateKey)
+    const notObject = await new CompactSign(new TextEncoder().encode('[1,2]'))
+      .setProtectedHeader({ alg: 'RS256', kid: 'rsa-1' })
+      .sign(rsa.privateKey)
     await rejectsWith(v, notObject, 'jwt_malformed')
   })
 })
@@ -238,7 +311,9 @@ describe('JWT verification (static keys)', () => {
 describe('JWT through the middleware', () => {
   test('a valid token authenticates; every failure is the same 401', async () => {
     const { app, logger } = buildApp({ jwt: verifier() })
-    const ok = await app.request('/v1/whoami', { headers: { authorization: `Bearer ${await sign({ models: ['small'] })}` } })
+    const ok = await app.request('/v1/whoami', {
+      headers: { authorization: `Bearer ${await sign({ models: ['small'] })}` },
+    })
     assert.equal(ok.status, 200)
     assert.equal(((await ok.json()) as Principal).via, 'jwt')
 
@@ -295,11 +370,20 @@ describe('JWT with a remote JWKS (createRemoteJWKSet)', () => {
     keys = [rsa.publicJwk, ec.publicJwk]
     const v = verifier({ keys: undefined, jwksUrl: url })
     const before = requests
-    assert.deepEqual(await v.verify(await sign({ limits: { maxConcurrent: 3 } })), { id: 'user-1', tenant: 'acme', limits: { ...DEFAULT_LIMITS, maxConcurrent: 3 }, via: 'jwt' })
+    assert.deepEqual(await v.verify(await sign({ limits: { maxConcurrent: 3 } })), {
+      id: 'user-1',
+      tenant: 'acme',
+      limits: { ...DEFAULT_LIMITS, maxConcurrent: 3 },
+      via: 'jwt',
+    })
     assert.equal((await v.verify(await sign({}, { alg: 'ES256' }))).tenant, 'acme')
     assert.equal(requests - before, 1, 'the key set is cached')
     await rejectsWith(v, await sign({}, { kid: 'unknown' }), 'jwt_unknown_key')
-    await rejectsWith(v, await sign({}, { alg: 'HS256', key: new TextEncoder().encode(rsa.spki) }), 'jwt_alg_not_allowed')
+    await rejectsWith(
+      v,
+      await sign({}, { alg: 'HS256', key: new TextEncoder().encode(rsa.spki) }),
+      'jwt_alg_not_allowed',
+    )
     await rejectsWith(v, await sign({}, { key: stranger.privateKey }), 'jwt_bad_signature')
   })
 
@@ -311,7 +395,11 @@ describe('JWT with a remote JWKS (createRemoteJWKSet)', () => {
 
     const v = verifier({ keys: undefined, jwksUrl: deadUrl, jwksTimeoutMs: 2000 })
     await rejectsWith(v, await sign(), 'jwks_unavailable')
-    await rejectsWith(verifier({ keys: undefined, jwksUrl: url.replace('jwks.json', 'missing') }), await sign(), 'jwks_unavailable')
+    await rejectsWith(
+      verifier({ keys: undefined, jwksUrl: url.replace('jwks.json', 'missing') }),
+      await sign(),
+      'jwks_unavailable',
+    )
 
     const { app, logger } = buildApp({ jwt: v })
     const res = await app.request('/v1/whoami', { headers: { authorization: `Bearer ${await sign()}` } })

@@ -9,7 +9,14 @@ const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
 async function storedKey(store: MemoryKeyStore) {
   const { key, id } = generateApiKey()
-  await store.create({ id, hash: await hashApiKey(key), tenant: 'acme', limits: {}, createdAt: new Date().toISOString(), source: 'store' })
+  await store.create({
+    id,
+    hash: await hashApiKey(key),
+    tenant: 'acme',
+    limits: {},
+    createdAt: new Date().toISOString(),
+    source: 'store',
+  })
   return { key, id }
 }
 
@@ -17,7 +24,13 @@ async function storedKey(store: MemoryKeyStore) {
 async function setup(ttlSeconds = 120) {
   const store = new MemoryKeyStore()
   let clock = 1_000_000
-  const built = buildApp({ store, adminToken: ADMIN_TOKEN, keyCache: { ttlSeconds, maxEntries: 3 }, now: () => clock, logIntervalMs: 10_000 })
+  const built = buildApp({
+    store,
+    adminToken: ADMIN_TOKEN,
+    keyCache: { ttlSeconds, maxEntries: 3 },
+    now: () => clock,
+    logIntervalMs: 10_000,
+  })
   const status = async (key: string) => (await built.app.request('/v1/whoami', { headers: bearer(key) })).status
   return { ...built, store, status, advance: (ms: number) => (clock += ms) }
 }
@@ -88,9 +101,25 @@ describe('store keys during a key-store outage', () => {
   test('config auth.keyCache: defaults, and bad values refused naming the key', () => {
     const backend = { url: 'http://127.0.0.1:1' }
     assert.deepEqual(parseGatewayConfig({ backend }, {}).auth.keyCache, { ttlSeconds: 120, maxEntries: 10_000 })
-    assert.deepEqual(parseGatewayConfig({ backend, auth: { keyCache: { ttlSeconds: 0 } } }, {}).auth.keyCache, { ttlSeconds: 0, maxEntries: 10_000 })
-    for (const keyCache of [{ ttlSeconds: -1 }, { ttlSeconds: 1.5 }, { ttlSeconds: '60' }, { ttlSeconds: 86_401 }, { maxEntries: 0 }, { maxEntries: 2_000_000 }, { ttl: 60 }, 'on']) {
-      assert.throws(() => parseGatewayConfig({ backend, auth: { keyCache } }, {}), /auth\.keyCache/, JSON.stringify(keyCache))
+    assert.deepEqual(parseGatewayConfig({ backend, auth: { keyCache: { ttlSeconds: 0 } } }, {}).auth.keyCache, {
+      ttlSeconds: 0,
+      maxEntries: 10_000,
+    })
+    for (const keyCache of [
+      { ttlSeconds: -1 },
+      { ttlSeconds: 1.5 },
+      { ttlSeconds: '60' },
+      { ttlSeconds: 86_401 },
+      { maxEntries: 0 },
+      { maxEntries: 2_000_000 },
+      { ttl: 60 },
+      'on',
+    ]) {
+      assert.throws(
+        () => parseGatewayConfig({ backend, auth: { keyCache } }, {}),
+        /auth\.keyCache/,
+        JSON.stringify(keyCache),
+      )
     }
   })
 })

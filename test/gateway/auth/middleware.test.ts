@@ -7,7 +7,15 @@ import { buildApp, DEFAULT_LIMITS, MemoryKeyStore, UNAUTHORIZED_BODY } from './h
 
 async function storedKey(store: MemoryKeyStore, extra: Partial<ApiKeyRecord> = {}) {
   const { key, id } = generateApiKey()
-  await store.create({ id, hash: await hashApiKey(key), tenant: 'acme', limits: {}, createdAt: new Date().toISOString(), source: 'store', ...extra })
+  await store.create({
+    id,
+    hash: await hashApiKey(key),
+    tenant: 'acme',
+    limits: {},
+    createdAt: new Date().toISOString(),
+    source: 'store',
+    ...extra,
+  })
   return { key, id }
 }
 
@@ -30,7 +38,14 @@ describe('authenticate: API keys', () => {
     const res = await app.request('/v1/whoami', { headers: bearer(key) })
     assert.equal(res.status, 200)
     const principal = (await res.json()) as Principal
-    assert.deepEqual(principal, { id, tenant: 'acme', models: ['m1'], limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 }, via: 'api_key', source: 'store' })
+    assert.deepEqual(principal, {
+      id,
+      tenant: 'acme',
+      models: ['m1'],
+      limits: { ...DEFAULT_LIMITS, maxConcurrent: 2 },
+      via: 'api_key',
+      source: 'store',
+    })
     assert.ok(!logger.text().includes(key))
   })
 
@@ -58,11 +73,26 @@ describe('authenticate: API keys', () => {
   test('config keys authenticate, and keep working while the store is down', async () => {
     const store = new MemoryKeyStore()
     const configKey = 'sy-config-key-from-the-operator'
-    const configKeys: ApiKeyRecord[] = [{ id: 'ops', hash: await hashApiKey(configKey), tenant: 'ops', limits: { tokensPerMinute: 1 }, createdAt: 'config', source: 'config' }]
+    const configKeys: ApiKeyRecord[] = [
+      {
+        id: 'ops',
+        hash: await hashApiKey(configKey),
+        tenant: 'ops',
+        limits: { tokensPerMinute: 1 },
+        createdAt: 'config',
+        source: 'config',
+      },
+    ]
     const { app, logger } = buildApp({ store, configKeys })
     const res = await app.request('/v1/whoami', { headers: { 'x-api-key': configKey } })
     assert.equal(res.status, 200)
-    assert.deepEqual(await res.json(), { id: 'ops', tenant: 'ops', limits: { ...DEFAULT_LIMITS, tokensPerMinute: 1 }, via: 'api_key', source: 'config' })
+    assert.deepEqual(await res.json(), {
+      id: 'ops',
+      tenant: 'ops',
+      limits: { ...DEFAULT_LIMITS, tokensPerMinute: 1 },
+      via: 'api_key',
+      source: 'config',
+    })
     assert.equal(store.findCalls, 0)
 
     store.failing = true
@@ -114,7 +144,14 @@ describe('model access: 401 vs 403', () => {
     assert.equal((await app.request('/v1/use/small', { headers: bearer(key) })).status, 200)
     const denied = await app.request('/v1/use/large', { headers: bearer(key) })
     assert.equal(denied.status, 403)
-    assert.deepEqual(await denied.json(), { error: { message: 'This key may not use this model', type: 'invalid_request_error', param: 'model', code: 'model_not_allowed' } })
+    assert.deepEqual(await denied.json(), {
+      error: {
+        message: 'This key may not use this model',
+        type: 'invalid_request_error',
+        param: 'model',
+        code: 'model_not_allowed',
+      },
+    })
     assert.equal(denied.headers.get('www-authenticate'), null)
     await expect401(await app.request('/v1/use/small', { headers: bearer('sy-bad') }))
   })
@@ -125,7 +162,10 @@ describe('model access: 401 vs 403', () => {
     assert.equal(modelAccessDenied(base, 'any'), null)
     const limited = { ...base, models: ['a'] }
     assert.doesNotThrow(() => requireModelAccess(limited, 'a'))
-    assert.throws(() => requireModelAccess(limited, 'b'), (e: { status?: number }) => e.status === 403)
+    assert.throws(
+      () => requireModelAccess(limited, 'b'),
+      (e: { status?: number }) => e.status === 403,
+    )
     assert.equal(modelAccessDenied(limited, 'b')?.status, 403)
     assert.equal(canUseModel({ ...base, models: [] }, 'a'), false)
     assert.equal(canUseModel(limited, undefined), false)

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { readBounded } from '../../../gateway/cache/bounded-body.ts'
 import { cacheKey, canonicalJson, isDeterministic } from '../../../gateway/cache/cache-key.ts'
-import { createEventParser, decodeEntry, encodeEntry, isErrorEvent, replayEvents } from '../../../gateway/cache/event-stream.ts'
+import {
+  createEventParser,
+  decodeEntry,
+  encodeEntry,
+  isErrorEvent,
+  replayEvents,
+} from '../../../gateway/cache/event-stream.ts'
 import { cacheDirectives } from '../../../gateway/cache/response-cache.ts'
 
 const key = (body: Record<string, unknown>, extra: { route?: string; tenant?: string; variant?: string } = {}) =>
@@ -14,19 +20,37 @@ describe('cacheKey', () => {
   })
 
   test('key order does not matter, at any depth', async () => {
-    const a = await key({ model: 'm', prompt: 'hi', temperature: 0, logit_bias: { '1': 2, '3': 4 }, messages: [{ role: 'user', content: 'x' }] })
-    const b = await key({ messages: [{ content: 'x', role: 'user' }], logit_bias: { '3': 4, '1': 2 }, temperature: 0, prompt: 'hi', model: 'm' })
+    const a = await key({
+      model: 'm',
+      prompt: 'hi',
+      temperature: 0,
+      logit_bias: { '1': 2, '3': 4 },
+      messages: [{ role: 'user', content: 'x' }],
+    })
+    const b = await key({
+      messages: [{ content: 'x', role: 'user' }],
+      logit_bias: { '3': 4, '1': 2 },
+      temperature: 0,
+      prompt: 'hi',
+      model: 'm',
+    })
     assert.equal(a, b)
   })
 
   test('array order does matter', async () => {
-    assert.notEqual(await key({ prompt: ['a', 'b'], temperature: 0 }), await key({ prompt: ['b', 'a'], temperature: 0 }))
+    assert.notEqual(
+      await key({ prompt: ['a', 'b'], temperature: 0 }),
+      await key({ prompt: ['b', 'a'], temperature: 0 }),
+    )
   })
 
   test('user and stream_options are ignored', async () => {
     const base = await key({ prompt: 'hi', temperature: 0, stream: true })
     assert.equal(await key({ prompt: 'hi', temperature: 0, stream: true, user: 'alice' }), base)
-    assert.equal(await key({ prompt: 'hi', temperature: 0, stream: true, stream_options: { include_usage: true } }), base)
+    assert.equal(
+      await key({ prompt: 'hi', temperature: 0, stream: true, stream_options: { include_usage: true } }),
+      base,
+    )
   })
 
   test('the stream flag separates entries; stream: false is the same as no stream field', async () => {
@@ -50,7 +74,10 @@ describe('cacheKey', () => {
   })
 
   test('canonicalJson sorts keys and drops undefined like JSON.stringify', () => {
-    assert.equal(canonicalJson({ b: 1, a: [{ d: 2, c: undefined }, null], e: 'x' }), '{"a":[{"d":2},null],"b":1,"e":"x"}')
+    assert.equal(
+      canonicalJson({ b: 1, a: [{ d: 2, c: undefined }, null], e: 'x' }),
+      '{"a":[{"d":2},null],"b":1,"e":"x"}',
+    )
   })
 })
 
@@ -106,7 +133,15 @@ describe('SSE parsing and entries', () => {
   }
 
   test('events split across chunks, CRLF (even split between chunks), multi-line data, comments and other fields', () => {
-    assert.deepEqual(parseAll(['data: {"a":', '1}\n', '\ndata: two\r', '\n\r\n: comment\n\nevent: x\nid: 3\ndata:three\ndata: 3b\n\ndata: [DONE]\n\n']), ['{"a":1}', 'two', 'three\n3b', '[DONE]'])
+    assert.deepEqual(
+      parseAll([
+        'data: {"a":',
+        '1}\n',
+        '\ndata: two\r',
+        '\n\r\n: comment\n\nevent: x\nid: 3\ndata:three\ndata: 3b\n\ndata: [DONE]\n\n',
+      ]),
+      ['{"a":1}', 'two', 'three\n3b', '[DONE]'],
+    )
   })
 
   test('a multi-byte character split between chunks survives', () => {

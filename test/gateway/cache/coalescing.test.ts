@@ -1,8 +1,28 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { chatBody, controlledStream, counted, deferred, jsonResponse, parseSse, readRest, readUntil, request, setup, sse, timedStream, until, withoutIdentity } from './support.ts'
+import {
+  chatBody,
+  controlledStream,
+  counted,
+  deferred,
+  jsonResponse,
+  parseSse,
+  readRest,
+  readUntil,
+  request,
+  setup,
+  sse,
+  timedStream,
+  until,
+  withoutIdentity,
+} from './support.ts'
 
-const chunk = (text: string) => JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, finish_reason: null }] })
+const chunk = (text: string) =>
+  JSON.stringify({
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
+  })
 const EVENTS = [chunk('One'), chunk(' two'), chunk(' three'), chunk(' four'), '[DONE]']
 const streamBody = () => chatBody({ stream: true })
 const N = 20
@@ -13,7 +33,10 @@ describe('response cache: coalescing identical misses', { timeout: 10_000 }, () 
     const release = deferred()
     const forward = counted(async () => {
       await release.promise
-      return jsonResponse({ id: 'cmpl-1', choices: [{ text: 'shared' }] }, { headers: { 'x-request-id': 'req-leader' } })
+      return jsonResponse(
+        { id: 'cmpl-1', choices: [{ text: 'shared' }] },
+        { headers: { 'x-request-id': 'req-leader' } },
+      )
     })
     const pending = Array.from({ length: N }, () => cache.handle(request(chatBody()), forward))
     // Every request gets past its lookup before the upstream answers.
@@ -29,7 +52,9 @@ describe('response cache: coalescing identical misses', { timeout: 10_000 }, () 
     assert.equal(responses.filter((r) => r.headers.get('x-cache') === 'MISS').length, 1)
     const followers = responses.filter((r) => r.headers.get('x-cache') === 'HIT')
     assert.equal(followers.length, N - 1)
-    assert.ok(followers.every((r) => r.headers.get('x-cache-coalesced') === '1' && r.headers.get('x-request-id') === null))
+    assert.ok(
+      followers.every((r) => r.headers.get('x-cache-coalesced') === '1' && r.headers.get('x-request-id') === null),
+    )
     assert.equal(metrics.count('miss'), 1)
     assert.equal(metrics.count('coalesced'), N - 1)
     assert.equal(store.sets, 1)
@@ -228,7 +253,10 @@ describe('response cache: coalescing identical misses', { timeout: 10_000 }, () 
     await until(() => metrics.results.length === 3)
     release.resolve()
     const responses = await Promise.all([noStoreLeader, normal, noCache])
-    assert.deepEqual(responses.map((r) => r.headers.get('x-cache')), ['MISS', 'MISS', 'MISS'])
+    assert.deepEqual(
+      responses.map((r) => r.headers.get('x-cache')),
+      ['MISS', 'MISS', 'MISS'],
+    )
     assert.equal(forward.calls, 3)
     assert.deepEqual(metrics.results, ['miss', 'miss', 'miss'])
   })

@@ -4,7 +4,11 @@ import { cacheKey } from '../../../gateway/cache/cache-key.ts'
 import type { CacheStore } from '../../../gateway/types.ts'
 import { chatBody, counted, jsonResponse, MemoryCacheStore, request, setup } from './support.ts'
 
-const completion = { id: 'cmpl-1', object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: 'hi there' }, finish_reason: 'stop' }] }
+const completion = {
+  id: 'cmpl-1',
+  object: 'chat.completion',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'hi there' }, finish_reason: 'stop' }],
+}
 const upstreamHeaders = { 'x-request-id': 'req-1', 'x-ratelimit-remaining-requests': '9' }
 
 describe('response cache: JSON', { timeout: 10_000 }, () => {
@@ -43,10 +47,21 @@ describe('response cache: JSON', { timeout: 10_000 }, () => {
   test('key order and user do not matter for a hit; tenant does', async () => {
     const { cache } = setup()
     const forward = counted(() => jsonResponse(completion))
-    await (await cache.handle(request({ model: 'tiny', temperature: 0, messages: [{ role: 'user', content: 'hello' }] }), forward)).text()
-    const hit = await cache.handle(request({ messages: [{ content: 'hello', role: 'user' }], temperature: 0, user: 'bob', model: 'tiny' }), forward)
+    await (
+      await cache.handle(
+        request({ model: 'tiny', temperature: 0, messages: [{ role: 'user', content: 'hello' }] }),
+        forward,
+      )
+    ).text()
+    const hit = await cache.handle(
+      request({ messages: [{ content: 'hello', role: 'user' }], temperature: 0, user: 'bob', model: 'tiny' }),
+      forward,
+    )
     assert.equal(hit.headers.get('x-cache'), 'HIT')
-    const otherTenant = await cache.handle(request({ model: 'tiny', temperature: 0, messages: [{ role: 'user', content: 'hello' }] }, { tenant: 'other' }), forward)
+    const otherTenant = await cache.handle(
+      request({ model: 'tiny', temperature: 0, messages: [{ role: 'user', content: 'hello' }] }, { tenant: 'other' }),
+      forward,
+    )
     assert.equal(otherTenant.headers.get('x-cache'), 'MISS')
     assert.equal(forward.calls, 2)
   })
@@ -69,14 +84,22 @@ describe('response cache: JSON', { timeout: 10_000 }, () => {
     const { cache } = setup()
     const forward = counted(() => jsonResponse(completion))
     await (await cache.handle(request(chatBody({ temperature: 0.9, seed: 7 })), forward)).text()
-    assert.equal((await cache.handle(request(chatBody({ temperature: 0.9, seed: 7 })), forward)).headers.get('x-cache'), 'HIT')
-    assert.equal((await cache.handle(request(chatBody({ temperature: 0.9, seed: 8 })), forward)).headers.get('x-cache'), 'MISS')
+    assert.equal(
+      (await cache.handle(request(chatBody({ temperature: 0.9, seed: 7 })), forward)).headers.get('x-cache'),
+      'HIT',
+    )
+    assert.equal(
+      (await cache.handle(request(chatBody({ temperature: 0.9, seed: 8 })), forward)).headers.get('x-cache'),
+      'MISS',
+    )
   })
 
   test('only a 200 is stored', async () => {
     const { cache, store } = setup()
     for (const status of [400, 429, 500, 503]) {
-      const forward = counted(() => jsonResponse({ error: { message: 'no' } }, { status, headers: { 'retry-after': '1' } }))
+      const forward = counted(() =>
+        jsonResponse({ error: { message: 'no' } }, { status, headers: { 'retry-after': '1' } }),
+      )
       for (let i = 0; i < 2; i++) {
         const response = await cache.handle(request(chatBody({ max_tokens: status })), forward)
         assert.equal(response.status, status)
@@ -119,7 +142,10 @@ describe('response cache: JSON', { timeout: 10_000 }, () => {
     await miss.text()
     assert.equal(store.sets, 0)
     assert.equal((await cache.handle(request(chatBody()), forward)).headers.get('x-cache'), 'MISS')
-    assert.equal((await cache.handle(request(chatBody(), { cacheControl: 'no-store' }), forward)).headers.get('x-cache'), 'HIT')
+    assert.equal(
+      (await cache.handle(request(chatBody(), { cacheControl: 'no-store' }), forward)).headers.get('x-cache'),
+      'HIT',
+    )
     assert.equal(forward.calls, 2)
   })
 
@@ -165,7 +191,10 @@ describe('response cache: JSON', { timeout: 10_000 }, () => {
 
   test('a forward that throws rejects the request and leaves nothing in flight', async () => {
     const { cache } = setup()
-    await assert.rejects(cache.handle(request(chatBody()), async () => Promise.reject(new Error('backend down'))), /backend down/)
+    await assert.rejects(
+      cache.handle(request(chatBody()), async () => Promise.reject(new Error('backend down'))),
+      /backend down/,
+    )
     const forward = counted(() => jsonResponse(completion))
     assert.equal((await cache.handle(request(chatBody()), forward)).headers.get('x-cache'), 'MISS')
     assert.equal(forward.calls, 1)
@@ -192,13 +221,17 @@ describe('response cache: store trouble', { timeout: 10_000 }, () => {
     await new Promise((resolve) => setImmediate(resolve))
     assert.ok(logger.warnings.some((w) => w.fields.operation === 'cache_get'))
     assert.ok(logger.warnings.some((w) => w.fields.operation === 'cache_set'))
-    assert.ok(logger.warnings.every((w) => !JSON.stringify(w).includes('hello')), 'no prompt text in logs')
+    assert.ok(
+      logger.warnings.every((w) => !JSON.stringify(w).includes('hello')),
+      'no prompt text in logs',
+    )
   })
 
   test('a store that always returns null just misses', async () => {
     const { cache } = setup({ store: { get: async () => null, set: async () => {} } })
     const forward = counted(() => jsonResponse(completion))
-    for (let i = 0; i < 3; i++) assert.equal((await cache.handle(request(chatBody()), forward)).headers.get('x-cache'), 'MISS')
+    for (let i = 0; i < 3; i++)
+      assert.equal((await cache.handle(request(chatBody()), forward)).headers.get('x-cache'), 'MISS')
     assert.equal(forward.calls, 3)
   })
 
@@ -215,14 +248,22 @@ describe('response cache: store trouble', { timeout: 10_000 }, () => {
 
   test('a store write that never finishes does not hold the response', async () => {
     const { cache } = setup({ store: { get: async () => null, set: () => new Promise(() => {}) } })
-    const response = await cache.handle(request(chatBody()), counted(() => jsonResponse(completion)))
+    const response = await cache.handle(
+      request(chatBody()),
+      counted(() => jsonResponse(completion)),
+    )
     assert.deepEqual(await response.json(), completion)
   })
 
   test('waitUntil receives the background store write', async () => {
     const { cache, store } = setup()
     const pending: Promise<unknown>[] = []
-    await (await cache.handle({ ...request(chatBody()), waitUntil: (p) => void pending.push(p) }, counted(() => jsonResponse(completion)))).text()
+    await (
+      await cache.handle(
+        { ...request(chatBody()), waitUntil: (p) => void pending.push(p) },
+        counted(() => jsonResponse(completion)),
+      )
+    ).text()
     assert.equal(pending.length, 1)
     await Promise.all(pending)
     assert.equal(store.entries.size, 1)

@@ -1,8 +1,25 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { chatBody, controlledStream, counted, jsonResponse, parseSse, readUntil, request, setup, sse, timedStream, withoutIdentity } from './support.ts'
+import {
+  chatBody,
+  controlledStream,
+  counted,
+  jsonResponse,
+  parseSse,
+  readUntil,
+  request,
+  setup,
+  sse,
+  timedStream,
+  withoutIdentity,
+} from './support.ts'
 
-const chunk = (text: string) => JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: text }, finish_reason: null }] })
+const chunk = (text: string) =>
+  JSON.stringify({
+    id: 'chatcmpl-1',
+    object: 'chat.completion.chunk',
+    choices: [{ index: 0, delta: { content: text }, finish_reason: null }],
+  })
 const EVENTS = [chunk('Hel'), chunk('lo'), chunk(' world'), '[DONE]']
 const streamBody = (extra: Record<string, unknown> = {}) => chatBody({ stream: true, ...extra })
 
@@ -26,7 +43,11 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
     // The same events under one id of the HIT's own, with its own creation time.
     assert.equal(withoutIdentity(replayed), withoutIdentity(raw))
     assert.deepEqual(parseSse(withoutIdentity(replayed)), EVENTS.map(withoutIdentity))
-    const ids = new Set(parseSse(replayed).filter((e) => e.startsWith('{')).map((e) => (JSON.parse(e) as { id: string }).id))
+    const ids = new Set(
+      parseSse(replayed)
+        .filter((e) => e.startsWith('{'))
+        .map((e) => (JSON.parse(e) as { id: string }).id),
+    )
     assert.equal(ids.size, 1)
     assert.match([...ids][0], /^chatcmpl-[0-9a-f]{32}$/)
     assert.ok(replayed.endsWith('data: [DONE]\n\n'))
@@ -41,7 +62,10 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
     const json = await cache.handle(request(chatBody({ stream: false })), jsonForward)
     assert.equal(json.headers.get('x-cache'), 'MISS')
     assert.deepEqual(await json.json(), { id: 'x' })
-    assert.equal((await cache.handle(request(streamBody()), streamForward)).headers.get('content-type'), 'text/event-stream')
+    assert.equal(
+      (await cache.handle(request(streamBody()), streamForward)).headers.get('content-type'),
+      'text/event-stream',
+    )
     assert.equal((await cache.handle(request(chatBody()), jsonForward)).headers.get('content-type'), 'application/json')
     assert.equal(streamForward.calls + jsonForward.calls, 2)
   })
@@ -106,7 +130,13 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
 
   test('a non-200 stream response is not stored', async () => {
     const { cache, store } = setup()
-    const forward = counted(() => new Response(sse(['{"error":{"message":"busy"}}']), { status: 503, headers: { 'content-type': 'text/event-stream' } }))
+    const forward = counted(
+      () =>
+        new Response(sse(['{"error":{"message":"busy"}}']), {
+          status: 503,
+          headers: { 'content-type': 'text/event-stream' },
+        }),
+    )
     for (let i = 0; i < 2; i++) {
       const response = await cache.handle(request(streamBody()), forward)
       assert.equal(response.status, 503)
@@ -120,7 +150,8 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
     const { cache, store } = setup({ maxEntryBytes: 200 })
     const events = [...Array.from({ length: 20 }, (_, i) => chunk(`token ${i}`)), '[DONE]']
     const forward = counted(() => timedStream(events.map((e) => sse([e]))))
-    for (let i = 0; i < 2; i++) assert.equal(await (await cache.handle(request(streamBody()), forward)).text(), sse(events))
+    for (let i = 0; i < 2; i++)
+      assert.equal(await (await cache.handle(request(streamBody()), forward)).text(), sse(events))
     assert.equal(forward.calls, 2)
     assert.equal(store.sets, 0)
   })
@@ -147,7 +178,10 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
   test('no-store streams pass through without being stored; no-cache streams are stored', async () => {
     const { cache, store } = setup()
     const forward = counted(() => timedStream([sse(EVENTS)]))
-    assert.equal(await (await cache.handle(request(streamBody(), { cacheControl: 'no-store' }), forward)).text(), sse(EVENTS))
+    assert.equal(
+      await (await cache.handle(request(streamBody(), { cacheControl: 'no-store' }), forward)).text(),
+      sse(EVENTS),
+    )
     assert.equal(store.sets, 0)
     await (await cache.handle(request(streamBody(), { cacheControl: 'no-cache' }), forward)).text()
     assert.equal(store.sets, 1)
@@ -159,6 +193,9 @@ describe('response cache: streams', { timeout: 10_000 }, () => {
     const { cache } = setup()
     const forward = counted(() => timedStream([EVENTS.map((e) => `data: ${e}\r\n\r\n`).join('')]))
     await (await cache.handle(request(streamBody()), forward)).text()
-    assert.equal(withoutIdentity(await (await cache.handle(request(streamBody()), forward)).text()), withoutIdentity(sse(EVENTS)))
+    assert.equal(
+      withoutIdentity(await (await cache.handle(request(streamBody()), forward)).text()),
+      withoutIdentity(sse(EVENTS)),
+    )
   })
 })

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { cacheKey } from '../../../gateway/cache/cache-key.ts'
 
-const key = (body: Record<string, unknown>) => cacheKey({ route: '/v1/chat/completions', tenant: 'acme', body: { model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 0, ...body } })
+const key = (body: Record<string, unknown>) =>
+  cacheKey({
+    route: '/v1/chat/completions',
+    tenant: 'acme',
+    body: { model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 0, ...body },
+  })
 const schema = (maximum: number) => ({ type: 'object', properties: { n: { type: 'integer', maximum } } })
 
 describe('cacheKey covers structured outputs and tools', () => {
@@ -18,7 +23,11 @@ describe('cacheKey covers structured outputs and tools', () => {
       { guided_grammar: 'root ::= "a"' },
       { tools: [{ type: 'function', function: { name: 'f', parameters: schema(1) } }] },
       { tools: [{ type: 'function', function: { name: 'f', parameters: schema(1) } }], tool_choice: 'required' },
-      { tools: [{ type: 'function', function: { name: 'f', parameters: schema(1) } }], tool_choice: 'required', parallel_tool_calls: false },
+      {
+        tools: [{ type: 'function', function: { name: 'f', parameters: schema(1) } }],
+        tool_choice: 'required',
+        parallel_tool_calls: false,
+      },
       { messages: [{ role: 'tool', content: 'x', tool_call_id: 'call_1' }] },
     ]
     const keys = await Promise.all(variants.map(key))
@@ -26,10 +35,16 @@ describe('cacheKey covers structured outputs and tools', () => {
   })
 
   test("the order of a schema's properties changes the key (it is the order the answer writes them in)", async () => {
-    const a = await key({ guided_json: { type: 'object', properties: { a: { type: 'string' }, b: { type: 'integer' } } } })
-    const b = await key({ guided_json: { type: 'object', properties: { b: { type: 'integer' }, a: { type: 'string' } } } })
+    const a = await key({
+      guided_json: { type: 'object', properties: { a: { type: 'string' }, b: { type: 'integer' } } },
+    })
+    const b = await key({
+      guided_json: { type: 'object', properties: { b: { type: 'integer' }, a: { type: 'string' } } },
+    })
     assert.notEqual(a, b)
-    const tools = (properties: object) => ({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties } } }] })
+    const tools = (properties: object) => ({
+      tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties } } }],
+    })
     assert.notEqual(await key(tools({ a: {}, b: {} })), await key(tools({ b: {}, a: {} })))
   })
 })

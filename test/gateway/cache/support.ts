@@ -90,17 +90,26 @@ export function deferred<T = void>(): Deferred<T> {
 
 /** Counts calls to a forward function. */
 export function counted(make: () => Promise<Response> | Response): (() => Promise<Response>) & { calls: number } {
-  const forward = Object.assign(async () => {
-    forward.calls++
-    return make()
-  }, { calls: 0 })
+  const forward = Object.assign(
+    async () => {
+      forward.calls++
+      return make()
+    },
+    { calls: 0 },
+  )
   return forward
 }
 
 export const sse = (events: string[]) => events.map((e) => `data: ${e}\n\n`).join('')
 
-export function jsonResponse(body: unknown, init: { status?: number; headers?: Record<string, string> } = {}): Response {
-  return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status: init.status ?? 200, headers: { 'content-type': 'application/json', ...init.headers } })
+export function jsonResponse(
+  body: unknown,
+  init: { status?: number; headers?: Record<string, string> } = {},
+): Response {
+  return new Response(typeof body === 'string' ? body : JSON.stringify(body), {
+    status: init.status ?? 200,
+    headers: { 'content-type': 'application/json', ...init.headers },
+  })
 }
 
 /**
@@ -115,7 +124,11 @@ export function controlledStream(init: { status?: number; headers?: Record<strin
     cancel: (reason) => cancelled.resolve(reason),
   })
   return {
-    response: () => new Response(body, { status: init.status ?? 200, headers: { 'content-type': 'text/event-stream', ...init.headers } }),
+    response: () =>
+      new Response(body, {
+        status: init.status ?? 200,
+        headers: { 'content-type': 'text/event-stream', ...init.headers },
+      }),
     push: (text: string) => controller.enqueue(encoder.encode(text)),
     close: () => controller.close(),
     fail: (error: Error) => controller.error(error),
@@ -154,7 +167,11 @@ export function parseSse(text: string): string[] {
 }
 
 /** Reads chunks as text until the accumulated text contains `marker`. */
-export async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, marker: string, seen = ''): Promise<string> {
+export async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  marker: string,
+  seen = '',
+): Promise<string> {
   const decoder = new TextDecoder()
   let text = seen
   while (!text.includes(marker)) {
@@ -165,9 +182,18 @@ export async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>,
   return text
 }
 
-export const chatBody = (extra: Record<string, unknown> = {}) => ({ model: 'tiny', messages: [{ role: 'user', content: 'hello' }], temperature: 0, max_tokens: 8, ...extra })
+export const chatBody = (extra: Record<string, unknown> = {}) => ({
+  model: 'tiny',
+  messages: [{ role: 'user', content: 'hello' }],
+  temperature: 0,
+  max_tokens: 8,
+  ...extra,
+})
 
-export const request = (body: Record<string, unknown>, extra: { cacheControl?: string; tenant?: string; route?: string } = {}) => ({
+export const request = (
+  body: Record<string, unknown>,
+  extra: { cacheControl?: string; tenant?: string; route?: string } = {},
+) => ({
   route: extra.route ?? '/v1/chat/completions',
   tenant: extra.tenant ?? 'acme',
   body,
@@ -190,4 +216,5 @@ export async function readRest(reader: ReadableStreamDefaultReader<Uint8Array>):
 }
 
 /** The text with answer ids and creation times blanked: a HIT keeps the content under an identity of its own. */
-export const withoutIdentity = (text: string) => text.replace(/"id":"([A-Za-z]+-)[^"]*"/g, '"id":"$1"').replace(/"created":\d+/g, '"created":0')
+export const withoutIdentity = (text: string) =>
+  text.replace(/"id":"([A-Za-z]+-)[^"]*"/g, '"id":"$1"').replace(/"created":\d+/g, '"created":0')

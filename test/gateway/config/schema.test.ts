@@ -12,7 +12,8 @@ const fixture = JSON.parse(readFileSync(new URL('./schema-defaults.json', import
 
 test('an empty and partial config files parse to the same full defaults as before', () => {
   assert.ok(fixture.cases.length >= 4)
-  for (const { input, output } of fixture.cases) assert.deepEqual(gatewayFileSchema.parse(input), output, JSON.stringify(input))
+  for (const { input, output } of fixture.cases)
+    assert.deepEqual(gatewayFileSchema.parse(input), output, JSON.stringify(input))
 })
 
 test('an empty environment parses to the same defaults as before', () => {

@@ -24,7 +24,10 @@ export const uniqueKey = (name: string) => `${name}:${process.pid}:${++serial}`
  * on one Redis, or the single memory store): concurrent work is spread over all of them.
  */
 /** `slotTtlSeconds`: how long the stores hold a slot nobody releases (10 minutes; 15 s on Workers, a renewed lease). */
-export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSeconds = 600 }: { slotTtlSeconds?: number } = {}) {
+export function rateLimitContract(
+  instances: () => RateLimitStore[],
+  { slotTtlSeconds = 600 }: { slotTtlSeconds?: number } = {},
+) {
   const one = () => instances()[0]
 
   it('hitRequest (the per-IP guard) counts requests in a window and refuses past the limit, with retry-after and reset', async () => {
@@ -42,7 +45,8 @@ export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSe
     assert.equal(refused.allowed, false)
     assert.equal(refused.state.remaining, 0)
     assert.ok(refused.state.resetSeconds > 0 && refused.state.resetSeconds <= 60)
-    if (!refused.allowed) assert.ok(refused.retryAfterSeconds >= 1 && refused.retryAfterSeconds <= 60, String(refused.retryAfterSeconds))
+    if (!refused.allowed)
+      assert.ok(refused.retryAfterSeconds >= 1 && refused.retryAfterSeconds <= 60, String(refused.retryAfterSeconds))
     // Other keys, and the same key under another window, have their own counters.
     assert.equal((await store.hitRequest(uniqueKey('req'), 3, 60)).allowed, true)
   })
@@ -63,7 +67,8 @@ export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSe
     const store = one()
     const key = uniqueKey('adm-req')
     const remaining: number[] = []
-    for (let i = 0; i < 3; i++) remaining.push(granted(await store.admit(key, { requests: { limit: 3, windowSeconds: 60 } })).requests!.remaining)
+    for (let i = 0; i < 3; i++)
+      remaining.push(granted(await store.admit(key, { requests: { limit: 3, windowSeconds: 60 } })).requests!.remaining)
     assert.deepEqual(remaining, [2, 1, 0])
     const refused = await store.admit(key, { requests: { limit: 3, windowSeconds: 60 } })
     assert.equal(refused.allowed, false)
@@ -95,11 +100,16 @@ export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSe
       const key = uniqueKey('tok-race')
       const budget = 1000
       const sizes = Array.from({ length: 50 }, (_, i) => 20 + ((i * 37 + round * 11) % 61)) // 20..80, ~2,500 in all
-      const answers = await Promise.all(sizes.map((cost, i) => stores[i % stores.length].admit(key, { tokens: { cost, perMinute: budget } })))
+      const answers = await Promise.all(
+        sizes.map((cost, i) => stores[i % stores.length].admit(key, { tokens: { cost, perMinute: budget } })),
+      )
       const total = sizes.filter((_, i) => answers[i].allowed).reduce((a, b) => a + b, 0)
       assert.ok(total <= budget, `granted ${total} of ${budget}`)
       assert.ok(total > 0)
-      assert.ok(answers.some((d) => !d.allowed), 'the budget should run out')
+      assert.ok(
+        answers.some((d) => !d.allowed),
+        'the budget should run out',
+      )
       for (const d of answers) if (!d.allowed) assert.ok(d.refusedBy === 'tokens' && d.retryAfterSeconds >= 1)
       // Whatever was refused was never counted: the counter holds exactly the granted tokens.
       assert.equal((await peekTokens(stores[0], key, budget)).remaining, budget - total)
@@ -137,7 +147,11 @@ export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSe
   it('takes all limits or none: a refusal by one leaves the others uncounted', async () => {
     const store = one()
     const key = uniqueKey('all-or-none')
-    const want = (cost: number) => ({ requests: { limit: 2, windowSeconds: 60 }, maxConcurrent: 1, tokens: { cost, perMinute: 100 } })
+    const want = (cost: number) => ({
+      requests: { limit: 2, windowSeconds: 60 },
+      maxConcurrent: 1,
+      tokens: { cost, perMinute: 100 },
+    })
     const refused = await store.admit(key, want(101))
     assert.equal(refused.allowed, false)
     if (!refused.allowed) assert.equal(refused.refusedBy, 'tokens')
@@ -158,11 +172,20 @@ export function rateLimitContract(instances: () => RateLimitStore[], { slotTtlSe
   it('grants at most max concurrency slots to 50 concurrent admissions; a settle frees exactly one', async () => {
     const stores = instances()
     const key = uniqueKey('conc')
-    const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => stores[i % stores.length].admit(key, { maxConcurrent: 5 })))
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => stores[i % stores.length].admit(key, { maxConcurrent: 5 })),
+    )
     const held = answers.filter((g) => g.allowed) as Extract<Admission, { allowed: true }>[]
     assert.equal(held.length, 5)
     // Retry-After is when a slot surely frees: the first held slot's expiry, not a made-up second.
-    for (const refused of answers.filter((g) => !g.allowed)) if (!refused.allowed) assert.ok(refused.refusedBy === 'concurrency' && refused.retryAfterSeconds > slotTtlSeconds * 0.8 && refused.retryAfterSeconds <= slotTtlSeconds, JSON.stringify(refused))
+    for (const refused of answers.filter((g) => !g.allowed))
+      if (!refused.allowed)
+        assert.ok(
+          refused.refusedBy === 'concurrency' &&
+            refused.retryAfterSeconds > slotTtlSeconds * 0.8 &&
+            refused.retryAfterSeconds <= slotTtlSeconds,
+          JSON.stringify(refused),
+        )
     assert.equal((await stores[0].admit(key, { maxConcurrent: 5 })).allowed, false)
 
     await held[0].settle(0)

@@ -25,14 +25,20 @@ describe('formatResetDuration', () => {
 
 describe('rateLimitHeaders', () => {
   it('gives the request and token trios', () => {
-    assert.deepEqual(rateLimitHeaders({ requests: { limit: 60, remaining: 59, resetSeconds: 1 }, tokens: { limit: 150000, remaining: 149984, resetSeconds: 0.006 } }), {
-      'x-ratelimit-limit-requests': '60',
-      'x-ratelimit-remaining-requests': '59',
-      'x-ratelimit-reset-requests': '1s',
-      'x-ratelimit-limit-tokens': '150000',
-      'x-ratelimit-remaining-tokens': '149984',
-      'x-ratelimit-reset-tokens': '6ms',
-    })
+    assert.deepEqual(
+      rateLimitHeaders({
+        requests: { limit: 60, remaining: 59, resetSeconds: 1 },
+        tokens: { limit: 150000, remaining: 149984, resetSeconds: 0.006 },
+      }),
+      {
+        'x-ratelimit-limit-requests': '60',
+        'x-ratelimit-remaining-requests': '59',
+        'x-ratelimit-reset-requests': '1s',
+        'x-ratelimit-limit-tokens': '150000',
+        'x-ratelimit-remaining-tokens': '149984',
+        'x-ratelimit-reset-tokens': '6ms',
+      },
+    )
   })
 
   it('leaves out a limit that did not apply, and never reports a negative remainder', () => {

@@ -14,14 +14,40 @@ const VALID = 'sy-valid-key-behind-the-nat'
 /** The guard in front of the real authentication stage, with a store key and the real Prometheus metrics. */
 async function buildGuarded(limit: number) {
   const store = new MemoryKeyStore()
-  await store.create({ id: 'team', hash: await hexSha256(VALID), tenant: 'acme', limits: {}, createdAt: 'now', source: 'store' })
+  await store.create({
+    id: 'team',
+    hash: await hexSha256(VALID),
+    tenant: 'acme',
+    limits: {},
+    createdAt: 'now',
+    source: 'store',
+  })
   const metrics = createPromMetrics({ defaultMetrics: false })
   const app = new Hono()
-  app.use('/v1/*', ipGuard({ store: createMemoryRateLimits(), limit, windowSeconds: 60, metrics, ip: (c) => c.req.header('x-test-ip') ?? 'none' }))
-  app.use('/v1/*', authenticate({ lookup: createKeyLookup({ configKeys: [], store }), defaultLimits: DEFAULT_LIMITS, logger: new RecordingLogger() }))
+  app.use(
+    '/v1/*',
+    ipGuard({
+      store: createMemoryRateLimits(),
+      limit,
+      windowSeconds: 60,
+      metrics,
+      ip: (c) => c.req.header('x-test-ip') ?? 'none',
+    }),
+  )
+  app.use(
+    '/v1/*',
+    authenticate({
+      lookup: createKeyLookup({ configKeys: [], store }),
+      defaultLimits: DEFAULT_LIMITS,
+      logger: new RecordingLogger(),
+    }),
+  )
   app.get('/v1/whoami', (c) => c.json({ id: c.get('principal').id }))
-  app.onError((error) => (error instanceof HTTPException ? error.getResponse() : new Response('unexpected', { status: 500 })))
-  const get = async (ip: string, headers: Record<string, string> = {}) => app.request('/v1/whoami', { headers: { 'x-test-ip': ip, ...headers } })
+  app.onError((error) =>
+    error instanceof HTTPException ? error.getResponse() : new Response('unexpected', { status: 500 }),
+  )
+  const get = async (ip: string, headers: Record<string, string> = {}) =>
+    app.request('/v1/whoami', { headers: { 'x-test-ip': ip, ...headers } })
   const metric = async (name: string) => {
     const text = await metrics.registry.metrics()
     return Number(text.match(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm'))?.[1] ?? 0)
@@ -64,7 +90,8 @@ describe('per-IP failed-authentication guard', () => {
 
   test('valid keys never count: an address with only valid requests is never blocked', async () => {
     const { get } = await buildGuarded(3)
-    for (let i = 0; i < 50; i++) assert.equal((await get('198.51.100.9', { authorization: `Bearer ${VALID}` })).status, 200)
+    for (let i = 0; i < 50; i++)
+      assert.equal((await get('198.51.100.9', { authorization: `Bearer ${VALID}` })).status, 200)
     assert.deepEqual(await Promise.all([1, 2, 3].map(() => get('198.51.100.9').then((r) => r.status))), [401, 401, 401])
     assert.equal((await get('198.51.100.9')).status, 429)
   })

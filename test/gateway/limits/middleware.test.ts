@@ -2,27 +2,48 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
 import type { RateLimitStore } from '../../../gateway/types.ts'
-import { apiKeyEntry, completionBody, createInProcessGateway, fakeNodes, jsonAnswer, recordingLogger, until } from '../../helpers/in-process-gateway.ts'
+import {
+  apiKeyEntry,
+  completionBody,
+  createInProcessGateway,
+  fakeNodes,
+  jsonAnswer,
+  recordingLogger,
+  until,
+} from '../../helpers/in-process-gateway.ts'
 
 // Per-key and per-IP limits through the whole app in process (memory store): what is refused,
 // with which headers, and that slots and unused tokens come back when a response ends.
 const KEY = 'sy-limits-test-key-0123456789abcdef'
 const auth = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }
 
-function gatewayWith(limits: object, answer: Parameters<typeof fakeNodes>[0] = () => jsonAnswer(200, completionBody()), extra: { keyLimits?: object; rateLimits?: RateLimitStore } = {}) {
+function gatewayWith(
+  limits: object,
+  answer: Parameters<typeof fakeNodes>[0] = () => jsonAnswer(200, completionBody()),
+  extra: { keyLimits?: object; rateLimits?: RateLimitStore } = {},
+) {
   const fake = fakeNodes(answer)
   const { logger, lines } = recordingLogger()
   const gateway = createInProcessGateway({
-    config: { auth: { apiKeys: [apiKeyEntry('k', KEY, extra.keyLimits ? { limits: extra.keyLimits } : {})] }, cache: { enabled: false }, limits },
+    config: {
+      auth: { apiKeys: [apiKeyEntry('k', KEY, extra.keyLimits ? { limits: extra.keyLimits } : {})] },
+      cache: { enabled: false },
+      limits,
+    },
     upstream: fake.upstream,
     logger,
     deps: extra.rateLimits ? { rateLimits: extra.rateLimits } : {},
   })
   const post = (body: object = {}, headers: Record<string, string> = auth) =>
-    gateway.app.request('/v1/completions', { method: 'POST', headers, body: JSON.stringify({ model: 'm', prompt: 'abcd', max_tokens: 10, ...body }) })
+    gateway.app.request('/v1/completions', {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ model: 'm', prompt: 'abcd', max_tokens: 10, ...body }),
+    })
   return { ...fake, gateway, post, lines }
 }
-const errorOf = async (response: Response) => ((await response.json()) as { error: { code: string; message: string; type: string } }).error
+const errorOf = async (response: Response) =>
+  ((await response.json()) as { error: { code: string; message: string; type: string } }).error
 
 describe('per-key limits', () => {
   test('requests per window: the last allowed carries remaining 0, the next is 429 with retry-after', async (t) => {
@@ -50,9 +71,13 @@ describe('per-key limits', () => {
 
   test('concurrency: a second request in flight is refused; the slot comes back when the first ends', async (t) => {
     let release!: () => void
-    const held = new Promise<UpstreamResponse>((resolve) => (release = () => resolve(jsonAnswer(200, completionBody()))))
+    const held = new Promise<UpstreamResponse>(
+      (resolve) => (release = () => resolve(jsonAnswer(200, completionBody()))),
+    )
     let calls = 0
-    const g = gatewayWith({ defaults: { maxConcurrent: 1 } }, () => (calls++ === 0 ? held : jsonAnswer(200, completionBody())))
+    const g = gatewayWith({ defaults: { maxConcurrent: 1 } }, () =>
+      calls++ === 0 ? held : jsonAnswer(200, completionBody()),
+    )
     t.after(() => g.gateway.close())
     const first = g.post()
     await until(() => g.requests.length === 1, 'the first request at the node')
@@ -62,13 +87,18 @@ describe('per-key limits', () => {
     release()
     assert.equal((await first).status, 200)
     // The slot is freed when the request ends, just after its response.
-    await until(() => g.lines.some((l) => l.message === 'request' && l.fields.status === 200), 'the first request ended')
+    await until(
+      () => g.lines.some((l) => l.message === 'request' && l.fields.status === 200),
+      'the first request ended',
+    )
     assert.equal((await g.post()).status, 200)
   })
 
   test('tokens: the reservation (prompt bound + max_tokens × choices) is refused when it does not fit; the unused part is refunded', async (t) => {
     // 'abcd' is at most 4 tokens, plus 16 for template markers: 20; max_tokens 10 × n 2: 20.
-    const g = gatewayWith({ defaults: { tokensPerMinute: 100 } }, () => jsonAnswer(200, completionBody(' hi', { prompt_tokens: 3, completion_tokens: 2 })))
+    const g = gatewayWith({ defaults: { tokensPerMinute: 100 } }, () =>
+      jsonAnswer(200, completionBody(' hi', { prompt_tokens: 3, completion_tokens: 2 })),
+    )
     t.after(() => g.gateway.close())
     const tooBig = await g.post({ max_tokens: 50, n: 2 })
     assert.equal(tooBig.status, 429)
@@ -92,7 +122,11 @@ describe('per-key limits', () => {
     t.after(() => g.gateway.close())
     assert.equal((await g.post()).status, 200)
     assert.equal((await g.post()).status, 200)
-    assert.ok(g.lines.some((l) => l.level === 'warn' && /rate limit store failed/.test(l.message) && l.fields.error === 'store down'))
+    assert.ok(
+      g.lines.some(
+        (l) => l.level === 'warn' && /rate limit store failed/.test(l.message) && l.fields.error === 'store down',
+      ),
+    )
   })
 })
 

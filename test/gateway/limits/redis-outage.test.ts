@@ -123,18 +123,27 @@ describe('Redis admission while Redis hangs (SIGSTOP)', () => {
   })
 
   it('answers every admission of a caller from memory within the command timeout, queued ones included, and uses Redis again after', async () => {
-    const want = { requests: { limit: 1000, windowSeconds: 60 }, maxConcurrent: 100, tokens: { cost: 10, perMinute: 100_000 } }
+    const want = {
+      requests: { limit: 1000, windowSeconds: 60 },
+      maxConcurrent: 100,
+      tokens: { cost: 10, perMinute: 100_000 },
+    }
     granted(await store.admit('hang', want))
     server.child.kill('SIGSTOP')
     try {
       // The first goes out at once and hangs; the rest queue behind it, then go as one call that hangs too.
       const started = performance.now()
-      const answers = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-        await new Promise((r) => setTimeout(r, i * 10))
-        return store.admit('hang', want)
-      }))
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, async (_, i) => {
+          await new Promise((r) => setTimeout(r, i * 10))
+          return store.admit('hang', want)
+        }),
+      )
       const ms = performance.now() - started
-      assert.ok(answers.every((a) => a.allowed), 'the memory fallback admits them')
+      assert.ok(
+        answers.every((a) => a.allowed),
+        'the memory fallback admits them',
+      )
       assert.ok(ms < ANSWERS_WITHIN_MS, `20 admissions took ${ms.toFixed(0)} ms`)
       assert.ok(recorded.storeErrors.includes('admit'), JSON.stringify(recorded.storeErrors))
       for (const answer of answers) if (answer.allowed) await answer.settle(10)
@@ -142,7 +151,9 @@ describe('Redis admission while Redis hangs (SIGSTOP)', () => {
       server.child.kill('SIGCONT')
     }
     // Back: admissions count in Redis again (the one before the hang was the first there).
-    await waitFor(async () => (await store.admit('hang', want)).allowed && Number(await redis.hget('sy:{hang}:req:60s', 'u')) >= 2, 'admissions to count in Redis again')
+    await waitFor(
+      async () => (await store.admit('hang', want)).allowed && Number(await redis.hget('sy:{hang}:req:60s', 'u')) >= 2,
+      'admissions to count in Redis again',
+    )
   })
 })
-

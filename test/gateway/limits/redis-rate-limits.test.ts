@@ -69,9 +69,18 @@ describe('createRedisRateLimits', () => {
   it('namespaces every key under the prefix, with the caller key (an id, not a secret) in a hash tag', async () => {
     const store = createRedisRateLimits(clients[0], { ...recorded.hooks, prefix: 'custom:' })
     await store.hitRequest('ip_abc', 5, 30)
-    const grant = await store.admit('key_abc', { requests: { limit: 5, windowSeconds: 30 }, maxConcurrent: 3, tokens: { cost: 10, perMinute: 100 } })
+    const grant = await store.admit('key_abc', {
+      requests: { limit: 5, windowSeconds: 30 },
+      maxConcurrent: 3,
+      tokens: { cost: 10, perMinute: 100 },
+    })
     const keys = (await clients[0].keys('custom:*')).sort()
-    assert.deepEqual(keys, ['custom:rl:requests:30s:ip_abc', 'custom:{key_abc}:req:30s', 'custom:{key_abc}:slots', 'custom:{key_abc}:tok'])
+    assert.deepEqual(keys, [
+      'custom:rl:requests:30s:ip_abc',
+      'custom:{key_abc}:req:30s',
+      'custom:{key_abc}:slots',
+      'custom:{key_abc}:tok',
+    ])
     if (grant.allowed) await grant.settle(10)
     for (const key of await clients[0].keys('*')) assert.match(key, /^(sy|custom):/)
   })
@@ -84,11 +93,22 @@ describe('createRedisRateLimits', () => {
       return [...stats.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[2]), 0)
     }
     const before = await scriptCalls()
-    const answers = await Promise.all(Array.from({ length: 40 }, () => store.admit(key, { requests: { limit: 30, windowSeconds: 60 }, maxConcurrent: 25, tokens: { cost: 10, perMinute: 1000 } })))
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, () =>
+        store.admit(key, {
+          requests: { limit: 30, windowSeconds: 60 },
+          maxConcurrent: 25,
+          tokens: { cost: 10, perMinute: 1000 },
+        }),
+      ),
+    )
     const grants = answers.filter((a) => a.allowed) as Extract<Admission, { allowed: true }>[]
     // In order: the first 25 take the slots, the rest are refused by concurrency and count nothing.
     assert.equal(grants.length, 25)
-    assert.deepEqual(grants.map((g) => g.requests!.remaining), Array.from({ length: 25 }, (_, i) => 29 - i))
+    assert.deepEqual(
+      grants.map((g) => g.requests!.remaining),
+      Array.from({ length: 25 }, (_, i) => 29 - i),
+    )
     await Promise.all(grants.map((g) => g.settle(4)))
     const calls = (await scriptCalls()) - before
     assert.ok(calls <= 4, `${calls} script calls for 40 admissions and 25 settles`)

@@ -68,12 +68,19 @@ describe('Redis admission when Redis stalls (SIGSTOP) under load', () => {
       await Promise.all(clients)
       assert.equal(inFlight, 0)
       // Within 2 s of SIGCONT: no slot held in Redis, no tokens left reserved.
-      await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'leaked slots to be gone', 2000 - (Date.now() - continued))
+      await waitFor(
+        async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0,
+        'leaked slots to be gone',
+        2000 - (Date.now() - continued),
+      )
       const used = Number((await raw.hget(`sy:{${key}}:tok`, 'u')) ?? 0)
       assert.equal(used, 0, 'no token reservation left behind')
       // And the whole limit can be taken again, from Redis.
       const grants = await Promise.all(Array.from({ length: LIMIT }, () => store.admit(key, { maxConcurrent: LIMIT })))
-      assert.ok(grants.every((g) => g.allowed), 'all 8 slots are free')
+      assert.ok(
+        grants.every((g) => g.allowed),
+        'all 8 slots are free',
+      )
       assert.equal(await raw.zcard(`sy:{${key}}:slots`), LIMIT, 'taken in Redis, not in the memory fallback')
       for (const g of grants) if (g.allowed) await g.settle(0)
     })
@@ -95,7 +102,11 @@ describe('Redis admission when Redis stalls (SIGSTOP) under load', () => {
 
   it('an admission that ran in time but whose reply the client read too late (its event loop was blocked) gives back what it took', async () => {
     const key = uniqueKey('late-reader')
-    const want: AdmissionRequest = { requests: { limit: 100, windowSeconds: 60 }, maxConcurrent: 2, tokens: { cost: 100, perMinute: 1000 } }
+    const want: AdmissionRequest = {
+      requests: { limit: 100, windowSeconds: 60 },
+      maxConcurrent: 2,
+      tokens: { cost: 100, perMinute: 1000 },
+    }
     const warm = await store.admit(key, want)
     assert.ok(warm.allowed)
     await warm.settle(0)
@@ -108,7 +119,11 @@ describe('Redis admission when Redis stalls (SIGSTOP) under load', () => {
     assert.ok(recorded.storeErrors.includes('admit'))
     await waitFor(async () => (await raw.zcard(`sy:{${key}}:slots`)) === 0, 'the undo to release the slot', 2000)
     assert.equal(Number(await raw.hget(`sy:{${key}}:tok`, 'u')), 0, 'its tokens given back')
-    assert.equal(Number(await raw.hget(`sy:{${key}}:req:60s`, 'u')), 1, 'its request given back (only the warm-up one counts)')
+    assert.equal(
+      Number(await raw.hget(`sy:{${key}}:req:60s`, 'u')),
+      1,
+      'its request given back (only the warm-up one counts)',
+    )
     if (answer.allowed) await answer.settle(0)
   })
 

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { apiKeyEntry, completionBody, createInProcessGateway, eventStreamAnswer, fakeNodes, jsonAnswer, recordingLogger, until } from '../../helpers/in-process-gateway.ts'
+import {
+  apiKeyEntry,
+  completionBody,
+  createInProcessGateway,
+  eventStreamAnswer,
+  fakeNodes,
+  jsonAnswer,
+  recordingLogger,
+  until,
+} from '../../helpers/in-process-gateway.ts'
 
 // The access log and request metrics, through the whole app in process: one line per request,
 // written when the request really ends (a stream's last byte, or its client leaving), with ids,
@@ -8,15 +17,39 @@ import { apiKeyEntry, completionBody, createInProcessGateway, eventStreamAnswer,
 const KEY = 'sy-access-log-test-key-0123456789ab'
 const PROMPT = 'a secret prompt about Zanzibar'
 const auth = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }
-const chunk = (text: string, finish: string | null = null) => ({ id: 'c', object: 'text_completion', created: 1, model: 'm', choices: [{ index: 0, text, finish_reason: finish }] })
-const usage = { id: 'c', object: 'text_completion', created: 1, model: 'm', choices: [], usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 } }
+const chunk = (text: string, finish: string | null = null) => ({
+  id: 'c',
+  object: 'text_completion',
+  created: 1,
+  model: 'm',
+  choices: [{ index: 0, text, finish_reason: finish }],
+})
+const usage = {
+  id: 'c',
+  object: 'text_completion',
+  created: 1,
+  model: 'm',
+  choices: [],
+  usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9 },
+}
 
 function gatewayWith(answer: Parameters<typeof fakeNodes>[0], afterResponse?: (run: () => void) => void) {
   const fake = fakeNodes(answer)
   const { logger, lines } = recordingLogger()
-  const gateway = createInProcessGateway({ config: { auth: { apiKeys: [apiKeyEntry('key-a', KEY)] }, cache: { enabled: false } }, upstream: fake.upstream, logger, deps: afterResponse ? { afterResponse } : {} })
+  const gateway = createInProcessGateway({
+    config: { auth: { apiKeys: [apiKeyEntry('key-a', KEY)] }, cache: { enabled: false } },
+    upstream: fake.upstream,
+    logger,
+    deps: afterResponse ? { afterResponse } : {},
+  })
   const requestLines = () => lines.filter((l) => l.message === 'request')
-  const post = (body: object = {}, init: RequestInit = {}) => gateway.app.request('/v1/completions', { method: 'POST', headers: auth, body: JSON.stringify({ model: 'm', prompt: PROMPT, ...body }), ...init })
+  const post = (body: object = {}, init: RequestInit = {}) =>
+    gateway.app.request('/v1/completions', {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ model: 'm', prompt: PROMPT, ...body }),
+      ...init,
+    })
   const metrics = async () => (await gateway.metrics.render())!.body
   return { gateway, lines, requestLines, post, metrics }
 }
@@ -32,7 +65,20 @@ describe('access log', () => {
     assert.equal(line.level, 'info')
     assert.deepEqual(
       { ...line.fields, durationMs: typeof line.fields.durationMs, firstByteMs: typeof line.fields.firstByteMs },
-      { requestId: response.headers.get('x-request-id'), method: 'POST', route: '/v1/completions', status: 200, keyId: 'key-a', model: 'm', cache: undefined, outcome: 'ok', durationMs: 'number', firstByteMs: 'number', promptTokens: 7, completionTokens: 2 },
+      {
+        requestId: response.headers.get('x-request-id'),
+        method: 'POST',
+        route: '/v1/completions',
+        status: 200,
+        keyId: 'key-a',
+        model: 'm',
+        cache: undefined,
+        outcome: 'ok',
+        durationMs: 'number',
+        firstByteMs: 'number',
+        promptTokens: 7,
+        completionTokens: 2,
+      },
     )
     const text = await g.metrics()
     assert.match(text, /switchyard_gateway_requests_total\{route="\/v1\/completions",status="200",key_id="key-a"\} 1/)
@@ -42,7 +88,10 @@ describe('access log', () => {
   test('refusals and unknown routes are logged too, as anonymous and unmatched', async (t) => {
     const g = gatewayWith(() => jsonAnswer(200, completionBody()))
     t.after(() => g.gateway.close())
-    assert.equal((await g.post({}, { headers: { ...auth, authorization: 'Bearer sy-nope-0123456789abcdef0123456789' } })).status, 401)
+    assert.equal(
+      (await g.post({}, { headers: { ...auth, authorization: 'Bearer sy-nope-0123456789abcdef0123456789' } })).status,
+      401,
+    )
     assert.equal((await g.gateway.app.request('/v2/nothing')).status, 404)
     await until(() => g.requestLines().length === 2, 'two log lines')
     assert.deepEqual(
@@ -52,7 +101,10 @@ describe('access log', () => {
         ['unmatched', 404, undefined],
       ],
     )
-    assert.match(await g.metrics(), /switchyard_gateway_requests_total\{route="unmatched",status="404",key_id="anonymous"\} 1/)
+    assert.match(
+      await g.metrics(),
+      /switchyard_gateway_requests_total\{route="unmatched",status="404",key_id="anonymous"\} 1/,
+    )
   })
 
   test('never a key, a token or prompt text, whatever the outcome', async (t) => {
@@ -67,7 +119,10 @@ describe('access log', () => {
 
   test('a JSON request ends after its response, through afterResponse', async (t) => {
     const deferred: (() => void)[] = []
-    const g = gatewayWith(() => jsonAnswer(200, completionBody()), (run) => void deferred.push(run))
+    const g = gatewayWith(
+      () => jsonAnswer(200, completionBody()),
+      (run) => void deferred.push(run),
+    )
     t.after(() => g.gateway.close())
     assert.equal((await g.post()).status, 200)
     assert.equal(g.requestLines().length, 0, 'not before the runtime runs the end')

@@ -20,7 +20,13 @@ test('one line per cause per interval; the next interval starts with the count o
   const log = createLogLimiter(logger, { intervalMs: 1000, now: () => now })
   for (let i = 0; i < 1000; i++) log('error', 'store', { i }, 'store down')
   for (let i = 0; i < 10; i++) log('warn', 'other', { i }, 'other cause')
-  assert.deepEqual(lines.map((l) => [l.message, l.fields.i]), [['store down', 0], ['other cause', 0]])
+  assert.deepEqual(
+    lines.map((l) => [l.message, l.fields.i]),
+    [
+      ['store down', 0],
+      ['other cause', 0],
+    ],
+  )
   now = 1000
   log('error', 'store', { i: 1000 }, 'store down')
   assert.deepEqual(lines.slice(2), [
@@ -35,7 +41,11 @@ test('the count of the last interval is written when it ends, without another li
   for (let i = 0; i < 5; i++) log('warn', 'flood', {}, 'authentication failed')
   assert.equal(lines.length, 1)
   await new Promise((r) => setTimeout(r, 150))
-  assert.deepEqual(lines[1], { level: 'warn', fields: { cause: 'flood', suppressed: 4, intervalMs: 50 }, message: 'authentication failed (repeated)' })
+  assert.deepEqual(lines[1], {
+    level: 'warn',
+    fields: { cause: 'flood', suppressed: 4, intervalMs: 50 },
+    message: 'authentication failed (repeated)',
+  })
 })
 
 test('bounded: past maxCauses the oldest cause is flushed and forgotten; interval 0 logs every line', () => {
@@ -46,7 +56,10 @@ test('bounded: past maxCauses the oldest cause is flushed and forgotten; interva
   log('info', 'a', {}, 'a')
   log('info', 'b', {}, 'b')
   log('info', 'c', {}, 'c')
-  assert.deepEqual(lines.map((l) => l.message), ['a', 'b', 'a (repeated)', 'c'])
+  assert.deepEqual(
+    lines.map((l) => l.message),
+    ['a', 'b', 'a (repeated)', 'c'],
+  )
   log('info', 'a', {}, 'a')
   assert.equal(lines.at(-1)!.message, 'a', 'a was forgotten, so it is written again')
   const every = recording()

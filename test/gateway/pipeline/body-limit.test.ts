@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, describe, test } from 'node:test'
-import { apiKeyEntry, completionBody, createInProcessGateway, fakeNodes, jsonAnswer } from '../../helpers/in-process-gateway.ts'
+import {
+  apiKeyEntry,
+  completionBody,
+  createInProcessGateway,
+  fakeNodes,
+  jsonAnswer,
+} from '../../helpers/in-process-gateway.ts'
 
 // The request body limit, through the whole app in process: declared lengths are checked
 // before the body is read, chunked bodies as they stream in; nothing over the limit reaches a
@@ -8,7 +14,10 @@ import { apiKeyEntry, completionBody, createInProcessGateway, fakeNodes, jsonAns
 const KEY = 'sy-body-limit-test-key-0123456789ab'
 const MAX = 1024
 const fake = fakeNodes(() => jsonAnswer(200, completionBody()))
-const gateway = createInProcessGateway({ config: { auth: { apiKeys: [apiKeyEntry('k', KEY)] }, cache: { enabled: false }, server: { maxBodyBytes: MAX } }, upstream: fake.upstream })
+const gateway = createInProcessGateway({
+  config: { auth: { apiKeys: [apiKeyEntry('k', KEY)] }, cache: { enabled: false }, server: { maxBodyBytes: MAX } },
+  upstream: fake.upstream,
+})
 after(() => gateway.close())
 
 const headers = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }
@@ -29,7 +38,13 @@ const chunked = (text: string, breakOff = false) => {
     },
   })
 }
-const send = (body: BodyInit, extra: Record<string, string> = {}) => gateway.app.request('/v1/completions', { method: 'POST', headers: { ...headers, ...extra }, body, duplex: 'half' } as RequestInit)
+const send = (body: BodyInit, extra: Record<string, string> = {}) =>
+  gateway.app.request('/v1/completions', {
+    method: 'POST',
+    headers: { ...headers, ...extra },
+    body,
+    duplex: 'half',
+  } as RequestInit)
 
 async function assertError(response: Response, status: number, code: string) {
   assert.equal(response.status, status)
@@ -50,16 +65,19 @@ describe('body limit', () => {
 
   test('a declared Content-Length over the limit is refused without reading the body', async () => {
     let pulled = 0
-    const endless = new ReadableStream<Uint8Array>({ pull: (controller) => {
-      pulled++
-      controller.enqueue(new Uint8Array(512))
-    } })
+    const endless = new ReadableStream<Uint8Array>({
+      pull: (controller) => {
+        pulled++
+        controller.enqueue(new Uint8Array(512))
+      },
+    })
     await assertError(await send(endless, { 'content-length': String(MAX * 100) }), 413, 'request_too_large')
     assert.ok(pulled <= 1, `read ${pulled} chunks`)
   })
 
   test('a Content-Length that is not a number is 400', async () => {
-    for (const length of ['abc', '-5', '1e3', '12 34']) await assertError(await send(bodyOf(100), { 'content-length': length }), 400, 'invalid_content_length')
+    for (const length of ['abc', '-5', '1e3', '12 34'])
+      await assertError(await send(bodyOf(100), { 'content-length': length }), 400, 'invalid_content_length')
   })
 
   test('a chunked body that breaks off is the client’s 400, not a 5xx', async () => {

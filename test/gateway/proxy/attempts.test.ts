@@ -13,9 +13,17 @@ const unused: UpstreamFetch = () => Promise.reject(new Error('no request expecte
 const nodes = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `n${i + 1}`, url: `http://n${i + 1}` }))
 
 function setup(n: number, retry: object = {}) {
-  const routing = parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes: nodes(n) }], retry: { backoffBaseMs: 0, ...retry } } }, {}).routing
+  const routing = parseGatewayConfig(
+    { routing: { regions: [{ name: 'eu', nodes: nodes(n) }], retry: { backoffBaseMs: 0, ...retry } } },
+    {},
+  ).routing
   const counted = { retries: 0, exhausted: 0, failovers: [] as string[] }
-  const metrics = { ...noopRoutingMetrics, retry: () => void counted.retries++, retryBudgetExhausted: () => void counted.exhausted++, failover: (l: { scope: string }) => void counted.failovers.push(l.scope) }
+  const metrics = {
+    ...noopRoutingMetrics,
+    retry: () => void counted.retries++,
+    retryBudgetExhausted: () => void counted.exhausted++,
+    failover: (l: { scope: string }) => void counted.failovers.push(l.scope),
+  }
   const router = new Router(routing, { metrics, logger: quiet, upstream: unused, timers: false })
   const attempts = () => new Attempts({ router, metrics, regions: ['eu'], deadline: performance.now() + 60_000 })
   return { router, attempts, counted }

@@ -30,7 +30,10 @@ describe('backend token signer', () => {
   test('signs tokens the backend verifier accepts, with kid, alg, iss, aud, iat and exp', async () => {
     const keys = await parseVerifyKeys(JSON.stringify({ keys: [edPublic, ecPublic] }))
     const verify = createGatewayTokenVerifier({ keys: () => keys, audience: 'switchyard-backend' })
-    for (const [privateJwk, alg] of [[edPrivate, 'EdDSA'], [ecPrivate, 'ES256']] as const) {
+    for (const [privateJwk, alg] of [
+      [edPrivate, 'EdDSA'],
+      [ecPrivate, 'ES256'],
+    ] as const) {
       const token = await createBackendTokenSigner({ privateJwk, lifetimeSeconds: 90 }).token()
       assert.deepEqual(decodeProtectedHeader(token), { alg, kid: privateJwk.kid, typ: 'JWT' })
       const claims = await verify(token)
@@ -70,7 +73,11 @@ describe('backend token signer', () => {
 
   test('refuses lifetimes the backends would refuse, or too short to cache', () => {
     for (const lifetimeSeconds of [0, 9, 301, 3600, 1.5, Number.NaN]) {
-      assert.throws(() => createBackendTokenSigner({ privateJwk: edPrivate, lifetimeSeconds }), /lifetimeSeconds/, String(lifetimeSeconds))
+      assert.throws(
+        () => createBackendTokenSigner({ privateJwk: edPrivate, lifetimeSeconds }),
+        /lifetimeSeconds/,
+        String(lifetimeSeconds),
+      )
     }
     assert.doesNotThrow(() => createBackendTokenSigner({ privateJwk: edPrivate, lifetimeSeconds: 300 }))
   })

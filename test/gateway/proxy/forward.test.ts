@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { UpstreamRequest, UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
-import { apiKeyEntry, completionBody, createInProcessGateway, eventStreamAnswer, fakeNodes, jsonAnswer, regionOf, until } from '../../helpers/in-process-gateway.ts'
+import {
+  apiKeyEntry,
+  completionBody,
+  createInProcessGateway,
+  eventStreamAnswer,
+  fakeNodes,
+  jsonAnswer,
+  regionOf,
+  until,
+} from '../../helpers/in-process-gateway.ts'
 
 // Failover in the proxy, through the whole app in process (app.request) with fake backend
 // nodes: which nodes are tried, what the client gets, and what the metrics count.
@@ -13,13 +22,26 @@ const body = (extra: object = {}) => JSON.stringify({ model: 'm', prompt: 'Once 
 function gatewayWith(nodes: number, answer: Parameters<typeof fakeNodes>[0], retry: object = {}, stream: object = {}) {
   const fake = fakeNodes(answer)
   const gateway = createInProcessGateway({
-    config: { auth: { apiKeys: [apiKeyEntry('k', KEY)] }, cache: { enabled: false }, routing: { regions: [regionOf(nodes)], retry: { backoffBaseMs: 0, ...retry }, stream, outlier: { consecutiveFailures: 100 } } },
+    config: {
+      auth: { apiKeys: [apiKeyEntry('k', KEY)] },
+      cache: { enabled: false },
+      routing: {
+        regions: [regionOf(nodes)],
+        retry: { backoffBaseMs: 0, ...retry },
+        stream,
+        outlier: { consecutiveFailures: 100 },
+      },
+    },
     upstream: fake.upstream,
   })
-  const post = (path = '/v1/completions', extra: object = {}, init: RequestInit = {}) => gateway.app.request(path, { method: 'POST', headers: auth, body: body(extra), ...init })
+  const post = (path = '/v1/completions', extra: object = {}, init: RequestInit = {}) =>
+    gateway.app.request(path, { method: 'POST', headers: auth, body: body(extra), ...init })
   const metric = async (pattern: RegExp) => {
     const text = (await gateway.metrics.render())!.body
-    return text.split('\n').filter((line) => pattern.test(line)).reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0)
+    return text
+      .split('\n')
+      .filter((line) => pattern.test(line))
+      .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0)
   }
   return { ...fake, gateway, post, metric }
 }
@@ -54,7 +76,9 @@ describe('forwarding: failover before the first byte', () => {
   })
 
   test('a 4xx is the client’s: returned as it is, never retried', async (t) => {
-    const g = gatewayWith(3, () => jsonAnswer(400, { error: { message: 'prompt too long for this model', code: 'context_length_exceeded' } }))
+    const g = gatewayWith(3, () =>
+      jsonAnswer(400, { error: { message: 'prompt too long for this model', code: 'context_length_exceeded' } }),
+    )
     t.after(() => g.gateway.close())
     const response = await g.post()
     assert.equal(response.status, 400)
@@ -65,7 +89,11 @@ describe('forwarding: failover before the first byte', () => {
   test('the backend gets the request id and the passed headers; never the client’s key', async (t) => {
     const g = gatewayWith(1, ok)
     t.after(() => g.gateway.close())
-    await g.post('/v1/completions', {}, { headers: { ...auth, traceparent: '00-abc-def-01', 'x-request-id': 'client-id-1' } })
+    await g.post(
+      '/v1/completions',
+      {},
+      { headers: { ...auth, traceparent: '00-abc-def-01', 'x-request-id': 'client-id-1' } },
+    )
     const [sent] = g.requests
     assert.equal(sent.headers.traceparent, '00-abc-def-01')
     assert.ok(sent.headers['x-request-id'])
@@ -131,7 +159,10 @@ describe('forwarding: failover before the first byte', () => {
   test('a model no node serves is a 404, not a 503', async (t) => {
     const fake = fakeNodes(ok)
     const gateway = createInProcessGateway({
-      config: { auth: { apiKeys: [apiKeyEntry('k', KEY)] }, routing: { regions: [{ name: 'eu', nodes: [{ id: 'n', url: 'http://n.test', models: ['other'] }] }] } },
+      config: {
+        auth: { apiKeys: [apiKeyEntry('k', KEY)] },
+        routing: { regions: [{ name: 'eu', nodes: [{ id: 'n', url: 'http://n.test', models: ['other'] }] }] },
+      },
       upstream: fake.upstream,
     })
     t.after(() => gateway.close())
@@ -158,12 +189,18 @@ describe('forwarding: the client leaving', () => {
     assert.equal(response.status, 499)
     assert.equal(cancel!.aborted, true, 'the backend is told to stop')
     assert.equal(g.requests.length, 1, 'no other node is asked')
-    await until(() => g.gateway.router.status().regions[0].nodes.every((n: { inFlight: number }) => n.inFlight === 0), 'no request left in flight')
+    await until(
+      () => g.gateway.router.status().regions[0].nodes.every((n: { inFlight: number }) => n.inFlight === 0),
+      'no request left in flight',
+    )
   })
 
   test('during a stream: cancelling the response cancels the backend’s stream', async (t) => {
     let upstream: ReturnType<typeof eventStreamAnswer> | undefined
-    const g = gatewayWith(1, (_node, request) => (upstream = eventStreamAnswer([chunk(' Once', [1])], 'hang', request.cancel)))
+    const g = gatewayWith(
+      1,
+      (_node, request) => (upstream = eventStreamAnswer([chunk(' Once', [1])], 'hang', request.cancel)),
+    )
     t.after(() => g.gateway.close())
     const response = await g.post('/v1/completions', { stream: true })
     assert.equal(response.status, 200)
@@ -176,8 +213,21 @@ describe('forwarding: the client leaving', () => {
 })
 
 /** A completions stream chunk, as the backend sends it with return_token_ids. */
-const chunk = (text: string, tokenIds: number[], finish: string | null = null, id = 'cmpl-1') => ({ id, object: 'text_completion', created: 1, model: 'm', choices: [{ index: 0, text, token_ids: tokenIds, finish_reason: finish }] })
-const usageChunk = (id = 'cmpl-1') => ({ id, object: 'text_completion', created: 1, model: 'm', choices: [], usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 } })
+const chunk = (text: string, tokenIds: number[], finish: string | null = null, id = 'cmpl-1') => ({
+  id,
+  object: 'text_completion',
+  created: 1,
+  model: 'm',
+  choices: [{ index: 0, text, token_ids: tokenIds, finish_reason: finish }],
+})
+const usageChunk = (id = 'cmpl-1') => ({
+  id,
+  object: 'text_completion',
+  created: 1,
+  model: 'm',
+  choices: [],
+  usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 },
+})
 const events = (text: string) =>
   text
     .split('\n\n')
@@ -200,9 +250,18 @@ describe('forwarding: streams continued on another node', () => {
     assert.equal(received.at(-1), '[DONE]')
     const chunks = received.slice(0, -1).map((e) => JSON.parse(e))
     assert.equal(chunks.map((c) => c.choices[0].text).join(''), ' Once upon a')
-    assert.ok(chunks.every((c) => c.id === 'cmpl-1'), 'the first node’s id throughout')
-    assert.ok(chunks.every((c) => c.choices[0].token_ids === undefined), 'token ids the client did not ask for are dropped')
-    assert.ok(chunks.every((c) => c.usage === undefined), 'the usage chunk the client did not ask for is dropped')
+    assert.ok(
+      chunks.every((c) => c.id === 'cmpl-1'),
+      'the first node’s id throughout',
+    )
+    assert.ok(
+      chunks.every((c) => c.choices[0].token_ids === undefined),
+      'token ids the client did not ask for are dropped',
+    )
+    assert.ok(
+      chunks.every((c) => c.usage === undefined),
+      'the usage chunk the client did not ask for is dropped',
+    )
     const [first, second] = g.requests
     assert.equal(first.json?.return_token_ids, true, 'the gateway asks for token ids to be able to resume')
     assert.deepEqual(second.json?.resume, { token_ids: [10, 11], text_offset: ' Once upon'.length })
@@ -211,7 +270,10 @@ describe('forwarding: streams continued on another node', () => {
   })
 
   test('when no node can continue, the stream ends with an error event, never a silent [DONE]', async (t) => {
-    const g = gatewayWith(2, inTurn(() => eventStreamAnswer([chunk(' Once', [10])], 'error'), serverError))
+    const g = gatewayWith(
+      2,
+      inTurn(() => eventStreamAnswer([chunk(' Once', [10])], 'error'), serverError),
+    )
     t.after(() => g.gateway.close())
     const response = await g.post('/v1/completions', { stream: true })
     const received = events(await response.text())
@@ -220,7 +282,12 @@ describe('forwarding: streams continued on another node', () => {
   })
 
   test('with resume off a broken stream is not continued', async (t) => {
-    const g = gatewayWith(2, inTurn(() => eventStreamAnswer([chunk(' Once', [10])], 'cut'), ok), {}, { resume: false })
+    const g = gatewayWith(
+      2,
+      inTurn(() => eventStreamAnswer([chunk(' Once', [10])], 'cut'), ok),
+      {},
+      { resume: false },
+    )
     t.after(() => g.gateway.close())
     const received = events(await (await g.post('/v1/completions', { stream: true })).text())
     assert.equal(JSON.parse(received.at(-1)!).error.code, 'stream_interrupted')

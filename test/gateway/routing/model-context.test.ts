@@ -11,7 +11,31 @@ import { noopRoutingMetrics } from '../../../gateway/types.ts'
 // reservation bounded by the window a real node reports).
 const quiet = { info() {}, warn() {}, error() {} }
 const config = (file: object = {}, env: Record<string, string> = {}) =>
-  parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes: [{ id: 'a', url: 'http://a' }, { id: 'b', url: 'http://b' }] }], aliases: { story: { versions: [{ model: 'small', weight: 1 }, { model: 'large', weight: 1 }] } } }, ...file }, env)
+  parseGatewayConfig(
+    {
+      routing: {
+        regions: [
+          {
+            name: 'eu',
+            nodes: [
+              { id: 'a', url: 'http://a' },
+              { id: 'b', url: 'http://b' },
+            ],
+          },
+        ],
+        aliases: {
+          story: {
+            versions: [
+              { model: 'small', weight: 1 },
+              { model: 'large', weight: 1 },
+            ],
+          },
+        },
+      },
+      ...file,
+    },
+    env,
+  )
 
 function models(lists: Record<string, unknown>): { upstream: UpstreamFetch; asked: UpstreamRequest[] } {
   const asked: UpstreamRequest[] = []
@@ -19,21 +43,46 @@ function models(lists: Record<string, unknown>): { upstream: UpstreamFetch; aske
     asked.push(request)
     const body = lists[new URL(request.url).host]
     if (body === undefined) throw new Error('connect ECONNREFUSED')
-    return { status: 200, headers: { get: () => 'application/json' }, body: null, text: async () => JSON.stringify(body) }
+    return {
+      status: 200,
+      headers: { get: () => 'application/json' },
+      body: null,
+      text: async () => JSON.stringify(body),
+    }
   }
   return { upstream, asked }
 }
 
 describe('model context windows learned from the nodes', () => {
   test('unknown at first; one background lookup of every node; the largest window of a model wins', async () => {
-    const { upstream, asked } = models({ a: { data: [{ id: 'small', max_model_len: 512 }, { id: 'large', max_model_len: 2048 }] }, b: { data: [{ id: 'small', max_model_len: 1024 }, { id: 'odd', max_model_len: 'many' }] } })
+    const { upstream, asked } = models({
+      a: {
+        data: [
+          { id: 'small', max_model_len: 512 },
+          { id: 'large', max_model_len: 2048 },
+        ],
+      },
+      b: {
+        data: [
+          { id: 'small', max_model_len: 1024 },
+          { id: 'odd', max_model_len: 'many' },
+        ],
+      },
+    })
     const router = new Router(config().routing, { metrics: noopRoutingMetrics, logger: quiet, upstream, timers: false })
-    const contexts = createModelContextLengths({ router, upstream, headers: async () => ({ authorization: 'Bearer t' }) })
+    const contexts = createModelContextLengths({
+      router,
+      upstream,
+      headers: async () => ({ authorization: 'Bearer t' }),
+    })
     assert.equal(contexts.get('small'), undefined)
     assert.equal(contexts.get('large'), undefined, 'no second lookup while one runs')
     await contexts.refresh()
     // The explicit refresh joined the lookup the first get() started: each node was asked once.
-    assert.deepEqual(asked.map((r) => [r.url, r.headers.authorization]).sort(), [['http://a/v1/models', 'Bearer t'], ['http://b/v1/models', 'Bearer t']])
+    assert.deepEqual(asked.map((r) => [r.url, r.headers.authorization]).sort(), [
+      ['http://a/v1/models', 'Bearer t'],
+      ['http://b/v1/models', 'Bearer t'],
+    ])
     assert.equal(contexts.get('small'), 1024)
     assert.equal(contexts.get('large'), 2048)
     assert.equal(contexts.get('odd'), undefined, 'a window that is not a number is ignored')
@@ -53,7 +102,11 @@ describe('model context windows learned from the nodes', () => {
     assert.equal(asked.length, tries, 'not asked again within retryMs')
     contexts.learn([{ id: 'small', max_model_len: 256 }])
     assert.equal(contexts.get('small'), 256)
-    assert.equal(contextOfPublicModel(contexts, config().routing.aliases, 'story'), undefined, 'one version still unknown')
+    assert.equal(
+      contextOfPublicModel(contexts, config().routing.aliases, 'story'),
+      undefined,
+      'one version still unknown',
+    )
     router.close()
   })
 })
@@ -69,10 +122,22 @@ describe('start-up warnings', () => {
   })
 
   test('backend URLs need a scheme; CORS origins are checked', () => {
-    assert.throws(() => parseGatewayConfig({}, { BACKEND_URL: 'localhost:8000' }), /BACKEND_URL: must be an http:\/\/ or https:\/\/ URL/)
-    assert.throws(() => parseGatewayConfig({ backend: { url: '127.0.0.1:8000' } }, {}), /must be an http:\/\/ or https:\/\/ URL/)
-    assert.throws(() => config({ server: { cors: { allowedOrigins: ['https://app.example.com/path'] } } }), /must be \* or an origin/)
-    assert.deepEqual(config({ server: { cors: { allowedOrigins: ['https://app.example.com', '*'] } } }).server.cors, { allowedOrigins: ['https://app.example.com', '*'], maxAgeSeconds: 600 })
+    assert.throws(
+      () => parseGatewayConfig({}, { BACKEND_URL: 'localhost:8000' }),
+      /BACKEND_URL: must be an http:\/\/ or https:\/\/ URL/,
+    )
+    assert.throws(
+      () => parseGatewayConfig({ backend: { url: '127.0.0.1:8000' } }, {}),
+      /must be an http:\/\/ or https:\/\/ URL/,
+    )
+    assert.throws(
+      () => config({ server: { cors: { allowedOrigins: ['https://app.example.com/path'] } } }),
+      /must be \* or an origin/,
+    )
+    assert.deepEqual(config({ server: { cors: { allowedOrigins: ['https://app.example.com', '*'] } } }).server.cors, {
+      allowedOrigins: ['https://app.example.com', '*'],
+      maxAgeSeconds: 600,
+    })
     assert.deepEqual(config().server.cors, { allowedOrigins: [], maxAgeSeconds: 600 })
   })
 })

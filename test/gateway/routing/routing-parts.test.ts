@@ -10,7 +10,11 @@ import { noopRoutingMetrics } from '../../../gateway/types.ts'
 
 const quiet = { info() {}, warn() {}, error() {} }
 const settings = parseGatewayConfig({}, { BACKEND_URL: 'http://127.0.0.1:1' }).routing
-const node = (id: string, weight = 1, models: string[] | null = null) => new BackendNode(id, 'eu', `http://${id}`, weight, models && new Set(models), settings, { metrics: noopRoutingMetrics, logger: quiet })
+const node = (id: string, weight = 1, models: string[] | null = null) =>
+  new BackendNode(id, 'eu', `http://${id}`, weight, models && new Set(models), settings, {
+    metrics: noopRoutingMetrics,
+    logger: quiet,
+  })
 
 describe('pickNode', () => {
   test('power of two choices prefers the less loaded of two picks, per unit of weight', () => {
@@ -29,7 +33,10 @@ describe('pickNode', () => {
     let sequence = 0
     const values = Array.from({ length: 1000 }, (_, i) => (i * 0.618034) % 1)
     const counts = { a: 0, b: 0 }
-    for (let i = 0; i < 500; i++) counts[pickNode([a, b], undefined, new Set(), { random: () => values[sequence++ % values.length] })!.id as 'a' | 'b']++
+    for (let i = 0; i < 500; i++)
+      counts[
+        pickNode([a, b], undefined, new Set(), { random: () => values[sequence++ % values.length] })!.id as 'a' | 'b'
+      ]++
     assert.ok(counts.a > counts.b * 1.5, JSON.stringify(counts))
   })
 
@@ -41,7 +48,11 @@ describe('pickNode', () => {
     assert.equal(pickNode([a, c], 'm1', new Set([a, c])), undefined)
     c.healthy = false
     assert.equal(pickNode([c], undefined, new Set()), undefined)
-    assert.equal(pickNode([c], undefined, new Set(), { panic: true })!.id, 'c', 'panic mode tries nodes the health checks took out')
+    assert.equal(
+      pickNode([c], undefined, new Set(), { panic: true })!.id,
+      'c',
+      'panic mode tries nodes the health checks took out',
+    )
     for (const n of [a, b, c]) n.shutdown()
   })
 })
@@ -63,12 +74,30 @@ describe('RetryBudget', () => {
 
   test('the floor allows a few retries when traffic is low', () => {
     const budget = new RetryBudget({ budgetRatio: 0, budgetMinPerSecond: 1, budgetWindowSeconds: 3 }, () => 5_000)
-    assert.deepEqual([budget.tryRetry(), budget.tryRetry(), budget.tryRetry(), budget.tryRetry()], [true, true, true, false])
+    assert.deepEqual(
+      [budget.tryRetry(), budget.tryRetry(), budget.tryRetry(), budget.tryRetry()],
+      [true, true, true, false],
+    )
   })
 })
 
 describe('resolveModel', () => {
-  const aliases = { stories: { versions: [{ model: 'v1', weight: 90 }, { model: 'v2', weight: 10 }], sticky: false }, pinned: { versions: [{ model: 'v1', weight: 1 }, { model: 'v2', weight: 1 }], sticky: true } }
+  const aliases = {
+    stories: {
+      versions: [
+        { model: 'v1', weight: 90 },
+        { model: 'v2', weight: 10 },
+      ],
+      sticky: false,
+    },
+    pinned: {
+      versions: [
+        { model: 'v1', weight: 1 },
+        { model: 'v2', weight: 1 },
+      ],
+      sticky: true,
+    },
+  }
   test('weights split traffic between versions; other names pass through', () => {
     let i = 0
     const counts: Record<string, number> = {}
@@ -109,7 +138,10 @@ describe('routing config', () => {
     const bad: [object, RegExp][] = [
       [{ regions: [] }, /routing\.regions/],
       [{ regions: [{ ...regions[0], fallback: ['mars'] }] }, /unknown region mars/],
-      [{ regions: [regions[0], { ...regions[1], nodes: [{ id: 'eu-1', url: 'http://x' }] }] }, /node id eu-1 is used twice/],
+      [
+        { regions: [regions[0], { ...regions[1], nodes: [{ id: 'eu-1', url: 'http://x' }] }] },
+        /node id eu-1 is used twice/,
+      ],
       [{ regions: [regions[1], regions[1]] }, /region us is declared twice/],
       [{ regions, region: 'ap' }, /unknown region ap/],
       [{ regions: [{ name: 'eu', nodes: [{ id: 'a', url: 'not a url' }] }] }, /url/],
@@ -126,22 +158,37 @@ describe('routing config', () => {
 })
 
 describe('DNS discovery', () => {
-  const routingWith = (nodes: object[]) => parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes }], discovery: { intervalMs: 500 } } }, {}).routing
+  const routingWith = (nodes: object[]) =>
+    parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes }], discovery: { intervalMs: 500 } } }, {}).routing
   test('a dns entry becomes one node per address; unresolved gives none', () => {
-    const routing = routingWith([{ id: 'pool', dns: 'backend.svc', port: 8000, models: ['m'] }, { id: 'fixed', url: 'http://10.0.0.9:8000' }])
-    const nodes = expandNodes(routing.regions[0].nodes, new Map([['backend.svc', ['10.0.0.1', 'fd00::2']]]))
-    assert.deepEqual(nodes.map((n) => [n.id, n.url, n.models]), [
-      ['pool-10.0.0.1', 'http://10.0.0.1:8000', ['m']],
-      ['pool-fd00::2', 'http://[fd00::2]:8000', ['m']],
-      ['fixed', 'http://10.0.0.9:8000', undefined],
+    const routing = routingWith([
+      { id: 'pool', dns: 'backend.svc', port: 8000, models: ['m'] },
+      { id: 'fixed', url: 'http://10.0.0.9:8000' },
     ])
-    assert.deepEqual(expandNodes(routing.regions[0].nodes, new Map()).map((n) => n.id), ['fixed'])
+    const nodes = expandNodes(routing.regions[0].nodes, new Map([['backend.svc', ['10.0.0.1', 'fd00::2']]]))
+    assert.deepEqual(
+      nodes.map((n) => [n.id, n.url, n.models]),
+      [
+        ['pool-10.0.0.1', 'http://10.0.0.1:8000', ['m']],
+        ['pool-fd00::2', 'http://[fd00::2]:8000', ['m']],
+        ['fixed', 'http://10.0.0.9:8000', undefined],
+      ],
+    )
+    assert.deepEqual(
+      expandNodes(routing.regions[0].nodes, new Map()).map((n) => n.id),
+      ['fixed'],
+    )
   })
   test('changes are reported; a failed lookup keeps the last addresses', async () => {
     const routing = routingWith([{ id: 'pool', dns: 'backend.svc', port: 8000 }])
     let answer: string[] | Error = ['10.0.0.1']
     const reports: string[][] = []
-    const discovery = startDnsDiscovery({ routing: () => routing, lookup: async () => (answer instanceof Error ? Promise.reject(answer) : answer), onChange: (r) => reports.push([...(r.get('backend.svc') ?? [])]), logger: quiet })
+    const discovery = startDnsDiscovery({
+      routing: () => routing,
+      lookup: async () => (answer instanceof Error ? Promise.reject(answer) : answer),
+      onChange: (r) => reports.push([...(r.get('backend.svc') ?? [])]),
+      logger: quiet,
+    })
     try {
       await discovery.refresh()
       await discovery.refresh()

@@ -9,12 +9,32 @@ import { type BreakerState, noopRoutingMetrics } from '../../../gateway/types.ts
 // Workers mode (timers: false): a timer dies there with the request that set it, so the
 // breakers and health checks must move on only when maintain() is called.
 const quiet = { info() {}, warn() {}, error() {} }
-const routing = (extra: object = {}) => parseGatewayConfig({ routing: { regions: [{ name: 'eu', nodes: [{ id: 'a', url: 'http://a' }, { id: 'b', url: 'http://b' }] }], ...extra } }, {}).routing
+const routing = (extra: object = {}) =>
+  parseGatewayConfig(
+    {
+      routing: {
+        regions: [
+          {
+            name: 'eu',
+            nodes: [
+              { id: 'a', url: 'http://a' },
+              { id: 'b', url: 'http://b' },
+            ],
+          },
+        ],
+        ...extra,
+      },
+    },
+    {},
+  ).routing
 const fail = (node: BackendNode) => node.run(() => Promise.reject(new Error('down'))).catch(() => {})
 
 function recordingNode(settings = routing()) {
   const transitions: BreakerState[] = []
-  const metrics = { ...noopRoutingMetrics, breaker: (_: unknown, state: BreakerState, transition: boolean) => void (transition && transitions.push(state)) }
+  const metrics = {
+    ...noopRoutingMetrics,
+    breaker: (_: unknown, state: BreakerState, transition: boolean) => void (transition && transitions.push(state)),
+  }
   const node = new BackendNode('a', 'eu', 'http://a', 1, null, settings, { metrics, logger: quiet, timers: false })
   return { node, transitions }
 }
@@ -40,7 +60,9 @@ function timersStarted<T>(make: () => T): [T, number] {
 
 describe('BackendNode without timers', () => {
   test('starts no timer; an open breaker half-opens once resetTimeoutMs has passed at a maintain() call, and closes on a good trial', async () => {
-    const [withTimers, started] = timersStarted(() => new BackendNode('t', 'eu', 'http://t', 1, null, routing(), { metrics: noopRoutingMetrics, logger: quiet }))
+    const [withTimers, started] = timersStarted(
+      () => new BackendNode('t', 'eu', 'http://t', 1, null, routing(), { metrics: noopRoutingMetrics, logger: quiet }),
+    )
     withTimers.shutdown()
     assert.ok(started > 0, 'by default the rolling window turns on a timer')
     const [{ node, transitions }, none] = timersStarted(() => recordingNode())
@@ -87,15 +109,21 @@ describe('Router without timers', () => {
     t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
     const checked: string[] = []
     const pending: (() => void)[] = []
-    const answerAll = () => pending.splice(0).forEach((answer) => {
-answer()
-})
+    const answerAll = () =>
+      pending.splice(0).forEach((answer) => {
+        answer()
+      })
     const upstream: UpstreamFetch = async ({ url }) => {
       checked.push(url)
       await new Promise<void>((resolve) => pending.push(resolve))
       return new Response('{"status":"ready"}')
     }
-    const router = new Router(routing({ healthCheck: { intervalMs: 100, jitter: 0 } }), { metrics: noopRoutingMetrics, logger: quiet, upstream, timers: false })
+    const router = new Router(routing({ healthCheck: { intervalMs: 100, jitter: 0 } }), {
+      metrics: noopRoutingMetrics,
+      logger: quiet,
+      upstream,
+      timers: false,
+    })
     await new Promise((r) => setTimeout(r, 150))
     assert.deepEqual(checked, [], 'nothing runs on its own')
     const round = router.maintain()

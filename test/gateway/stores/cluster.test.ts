@@ -12,7 +12,11 @@ import { recordingHooks, untilReady, waitFor } from './support.ts'
 
 /** Runs `redis-cli --cluster create` over the nodes (three masters, no replicas). */
 async function createCluster(ports: number[]): Promise<void> {
-  const child = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(
+    'redis-cli',
+    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
   let output = ''
   child.stdout.on('data', (d) => (output += d))
   child.stderr.on('data', (d) => (output += d))
@@ -29,11 +33,25 @@ describe('Redis Cluster', () => {
     for (let i = 0; i < 3; i++) {
       // The cluster bus defaults to port + 10000, which may be taken or past 65535: pick it too.
       const busPort = await freePort()
-      nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort), '--cluster-node-timeout', '2000']))
+      nodes.push(
+        await startRedis([
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-port',
+          String(busPort),
+          '--cluster-node-timeout',
+          '2000',
+        ]),
+      )
     }
     await createCluster(nodes.map((n) => n.port))
     // A generous command timeout: these tests check placement over slots, and a loaded machine (test files run in parallel) must not push a command onto the in-memory fallback.
-    redis = createRedis({ clusterNodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), commandTimeoutMs: 5_000 }, recorded.hooks)
+    redis = createRedis(
+      { clusterNodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), commandTimeoutMs: 5_000 },
+      recorded.hooks,
+    )
     assert.ok(redis instanceof Cluster)
     await untilReady(redis)
     // Every node must agree the cluster is up before writes to any slot succeed.
@@ -55,8 +73,13 @@ describe('Redis Cluster', () => {
 
   it('rate limits and admissions on keys spread over the slots', async () => {
     const limits: RateLimitStore = createRedisRateLimits(redis, recorded.hooks)
-    const peek = async (key: string) => (await limits.admit(key, { tokens: { cost: 0, perMinute: 1000 } })).tokens!.remaining
-    const want = (cost: number) => ({ requests: { limit: 2, windowSeconds: 60 }, maxConcurrent: 1, tokens: { cost, perMinute: 1000 } })
+    const peek = async (key: string) =>
+      (await limits.admit(key, { tokens: { cost: 0, perMinute: 1000 } })).tokens!.remaining
+    const want = (cost: number) => ({
+      requests: { limit: 2, windowSeconds: 60 },
+      maxConcurrent: 1,
+      tokens: { cost, perMinute: 1000 },
+    })
     const slotsUsed = new Set<number>()
     for (let i = 0; i < 10; i++) {
       const key = `key_${i}`
@@ -84,7 +107,11 @@ describe('Redis Cluster', () => {
 
   it('keeps a caller’s admission keys in a single slot', async () => {
     const limits: RateLimitStore = createRedisRateLimits(redis, recorded.hooks)
-    const grant = await limits.admit('key_one', { requests: { limit: 5, windowSeconds: 30 }, maxConcurrent: 2, tokens: { cost: 10, perMinute: 100 } })
+    const grant = await limits.admit('key_one', {
+      requests: { limit: 5, windowSeconds: 30 },
+      maxConcurrent: 2,
+      tokens: { cost: 10, perMinute: 100 },
+    })
     assert.equal(grant.allowed, true)
     const keys = ['sy:{key_one}:req:30s', 'sy:{key_one}:slots', 'sy:{key_one}:tok']
     const slots = await Promise.all(keys.map((k) => redis.cluster('KEYSLOT', k)))
@@ -98,7 +125,11 @@ describe('Redis Cluster', () => {
     const store = new RedisKeyStore(redis, { prefix: 'one:' })
     const record = keyRecord()
     await store.create(record)
-    const slots = await Promise.all(['one:{keys}:ids', `one:{keys}:id:${record.id}`, `one:{keys}:hash:${record.hash}`].map((k) => redis.cluster('KEYSLOT', k)))
+    const slots = await Promise.all(
+      ['one:{keys}:ids', `one:{keys}:id:${record.id}`, `one:{keys}:hash:${record.hash}`].map((k) =>
+        redis.cluster('KEYSLOT', k),
+      ),
+    )
     assert.equal(new Set(slots).size, 1)
   })
 })

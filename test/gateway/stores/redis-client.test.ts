@@ -40,7 +40,10 @@ describe('createRedis', () => {
     assert.deepEqual(recorded.storeUp, [true])
 
     server.child.kill('SIGKILL')
-    await waitFor(() => recorded.storeErrors.filter((op) => op === 'connection').length >= 5, 'several reconnect errors')
+    await waitFor(
+      () => recorded.storeErrors.filter((op) => op === 'connection').length >= 5,
+      'several reconnect errors',
+    )
     // Commands fail at once instead of queueing while Redis is away.
     const { ms } = await timed(() => assert.rejects(redis.get('x')))
     assert.ok(ms < 1000, `took ${ms} ms`)
@@ -72,6 +75,9 @@ describe('createRedis', () => {
   })
 
   it('needs a master name with sentinels', () => {
-    assert.throws(() => createRedis({ sentinels: [{ host: '127.0.0.1', port: 1 }] }, recordingHooks().hooks), /sentinelName/)
+    assert.throws(
+      () => createRedis({ sentinels: [{ host: '127.0.0.1', port: 1 }] }, recordingHooks().hooks),
+      /sentinelName/,
+    )
   })
 })

@@ -54,7 +54,9 @@ describe('RedisKeyStore', () => {
       await observer.config('RESETSTAT')
       await store.findByHash(record.hash)
       const stats = await observer.info('commandstats')
-      const calls = [...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].filter(([, name]) => name !== 'config' && name !== 'info')
+      const calls = [...stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)].filter(
+        ([, name]) => name !== 'config' && name !== 'info',
+      )
       assert.deepEqual(
         calls.map(([, name, n]) => [name, Number(n)]),
         [['get', 1]],
@@ -153,6 +155,9 @@ describe('RedisCacheStore', () => {
     } finally {
       server.child.kill('SIGCONT')
     }
-    await waitFor(async () => (await new RedisCacheStore(redis, { metrics: recorded.hooks.metrics }).get('kept')) === 'v', 'cache answering after SIGCONT')
+    await waitFor(
+      async () => (await new RedisCacheStore(redis, { metrics: recorded.hooks.metrics }).get('kept')) === 'v',
+      'cache answering after SIGCONT',
+    )
   })
 })

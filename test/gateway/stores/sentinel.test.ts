@@ -25,7 +25,10 @@ describe('Redis through Sentinel', () => {
     // and then only every 10 s: attach the replica first.
     await waitFor(async () => /slave0:.*state=online/.test(await direct.info('replication')), 'replica in sync')
     sentinel = await startSentinel(master.port, 'mymaster')
-    redis = createRedis({ sentinels: [{ host: '127.0.0.1', port: sentinel.port }], sentinelName: 'mymaster', maxBackoffMs: 100 }, recordingHooks().hooks)
+    redis = createRedis(
+      { sentinels: [{ host: '127.0.0.1', port: sentinel.port }], sentinelName: 'mymaster', maxBackoffMs: 100 },
+      recordingHooks().hooks,
+    )
     await untilReady(redis)
   })
   after(async () => {
@@ -83,7 +86,11 @@ describe('Redis through Sentinel', () => {
     master.child.kill('SIGKILL')
     // Sentinel notices after down-after-milliseconds (500 ms), promotes the replica, and the client
     // asks it for the new master on its next reconnect.
-    await waitFor(async () => (await store.findByHash(record.hash).catch(() => null)) !== null, 'the key store on the new master', 20_000).catch((error) => {
+    await waitFor(
+      async () => (await store.findByHash(record.hash).catch(() => null)) !== null,
+      'the key store on the new master',
+      20_000,
+    ).catch((error) => {
       throw new Error(`${error.message}; sentinel said:\n${sentinel.output()}`)
     })
     const promoted = new Redis(replica.port, '127.0.0.1')

@@ -12,7 +12,11 @@ import type { ExecutionContext, KVNamespace } from '../../../gateway/workers/run
 // The Workers parts that need no workerd (their objects run on workerd in test/workers/).
 // LimitCounters (limits/counters.ts) is the logic inside each RateLimiterObject and the memory store.
 describe('LimitCounters', () => {
-  const want = (cost: number) => ({ requests: { limit: 2, windowSeconds: 10 }, maxConcurrent: 1, tokens: { cost, perMinute: 100 } })
+  const want = (cost: number) => ({
+    requests: { limit: 2, windowSeconds: 10 },
+    maxConcurrent: 1,
+    tokens: { cost, perMinute: 100 },
+  })
   /** The token budget at `now`, read with a zero-cost admission. */
   const tokensLeft = (counters: LimitCounters, now: number, perMinute = 1000) => {
     const peek = counters.admit({ tokens: { cost: 0, perMinute } }, '', 0, now)
@@ -24,23 +28,50 @@ describe('LimitCounters', () => {
     const counters = new LimitCounters()
     assert.deepEqual(counters.hit(2, 10_000, 0), { allowed: true, state: { limit: 2, remaining: 1, resetSeconds: 10 } })
     assert.equal(counters.hit(2, 10_000, 1000).allowed, true)
-    assert.deepEqual(counters.hit(2, 10_000, 2500), { allowed: false, state: { limit: 2, remaining: 0, resetSeconds: 7.5 }, retryAfterSeconds: 8 })
-    assert.deepEqual(counters.hit(2, 10_000, 10_000), { allowed: true, state: { limit: 2, remaining: 1, resetSeconds: 10 } })
+    assert.deepEqual(counters.hit(2, 10_000, 2500), {
+      allowed: false,
+      state: { limit: 2, remaining: 0, resetSeconds: 7.5 },
+      retryAfterSeconds: 8,
+    })
+    assert.deepEqual(counters.hit(2, 10_000, 10_000), {
+      allowed: true,
+      state: { limit: 2, remaining: 1, resetSeconds: 10 },
+    })
     // Another window length is another count.
-    assert.deepEqual(counters.hit(2, 5000, 10_000), { allowed: true, state: { limit: 2, remaining: 1, resetSeconds: 5 } })
+    assert.deepEqual(counters.hit(2, 5000, 10_000), {
+      allowed: true,
+      state: { limit: 2, remaining: 1, resetSeconds: 5 },
+    })
   })
 
   test('admit takes requests, a slot and tokens all or nothing; a refusal counts nothing', () => {
     const counters = new LimitCounters()
     const refusedTokens = counters.admit(want(101), 'a', 5000, 0)
-    assert.deepEqual(refusedTokens, { allowed: false, refusedBy: 'tokens', retryAfterSeconds: 60, requests: { limit: 2, remaining: 2, resetSeconds: 0 }, tokens: { limit: 100, remaining: 100, resetSeconds: 0 } })
+    assert.deepEqual(refusedTokens, {
+      allowed: false,
+      refusedBy: 'tokens',
+      retryAfterSeconds: 60,
+      requests: { limit: 2, remaining: 2, resetSeconds: 0 },
+      tokens: { limit: 100, remaining: 100, resetSeconds: 0 },
+    })
     assert.deepEqual(counters.state, { windows: {}, slots: {} })
     assert.equal(counters.dirty, false)
 
-    assert.deepEqual(counters.admit(want(60), 'a', 5000, 0), { allowed: true, requests: { limit: 2, remaining: 1, resetSeconds: 10 }, tokens: { limit: 100, remaining: 40, resetSeconds: 60 }, tokenWindow: 60_000 })
+    assert.deepEqual(counters.admit(want(60), 'a', 5000, 0), {
+      allowed: true,
+      requests: { limit: 2, remaining: 1, resetSeconds: 10 },
+      tokens: { limit: 100, remaining: 40, resetSeconds: 60 },
+      tokenWindow: 60_000,
+    })
     let before = structuredClone(counters.state)
     // The slot is held: refused by concurrency, which takes no request and no tokens; retry when the slot surely frees (its expiry, 4 s on).
-    assert.deepEqual(counters.admit(want(10), 'b', 5000, 1000), { allowed: false, refusedBy: 'concurrency', retryAfterSeconds: 4, requests: { limit: 2, remaining: 1, resetSeconds: 9 }, tokens: { limit: 100, remaining: 40, resetSeconds: 59 } })
+    assert.deepEqual(counters.admit(want(10), 'b', 5000, 1000), {
+      allowed: false,
+      refusedBy: 'concurrency',
+      retryAfterSeconds: 4,
+      requests: { limit: 2, remaining: 1, resetSeconds: 9 },
+      tokens: { limit: 100, remaining: 40, resetSeconds: 59 },
+    })
     assert.deepEqual(counters.state, before)
 
     counters.settle('a', 0, 60_000, 2000)
@@ -55,11 +86,20 @@ describe('LimitCounters', () => {
     counters.settle('d', 0, 60_000, 4000)
     // Requests are checked first: refused by them, with the time to their reset.
     before = structuredClone(counters.state)
-    assert.deepEqual(counters.admit(want(0), 'e', 5000, 4000), { allowed: false, refusedBy: 'requests', retryAfterSeconds: 6, requests: { limit: 2, remaining: 0, resetSeconds: 6 }, tokens: { limit: 100, remaining: 0, resetSeconds: 56 } })
+    assert.deepEqual(counters.admit(want(0), 'e', 5000, 4000), {
+      allowed: false,
+      refusedBy: 'requests',
+      retryAfterSeconds: 6,
+      requests: { limit: 2, remaining: 0, resetSeconds: 6 },
+      tokens: { limit: 100, remaining: 0, resetSeconds: 56 },
+    })
     assert.deepEqual(counters.state, before)
     // Once the request window has passed (the token window has not), a zero-cost admission is granted.
     const next = counters.admit(want(0), 'f', 5000, 10_000)
-    assert.ok(next.allowed && next.requests!.remaining === 1 && next.tokens!.remaining === 0 && next.tokenWindow === undefined, JSON.stringify(next))
+    assert.ok(
+      next.allowed && next.requests!.remaining === 1 && next.tokens!.remaining === 0 && next.tokenWindow === undefined,
+      JSON.stringify(next),
+    )
   })
 
   test('tokens never overshoot the budget; refusals reserve nothing; a zero-cost admission only reads', () => {
@@ -84,7 +124,11 @@ describe('LimitCounters', () => {
     // Reading changes nothing.
     counters.dirty = false
     const stateBefore = structuredClone(counters.state)
-    assert.deepEqual(counters.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0, 200), { allowed: true, requests: undefined, tokens: { limit: 1000, remaining: 1000 - granted, resetSeconds: 59.8 } })
+    assert.deepEqual(counters.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0, 200), {
+      allowed: true,
+      requests: undefined,
+      tokens: { limit: 1000, remaining: 1000 - granted, resetSeconds: 59.8 },
+    })
     assert.deepEqual(counters.state, stateBefore)
     assert.equal(counters.dirty, false)
     // Bigger than the whole budget: refused for a full window, even when the window is empty.
@@ -119,7 +163,11 @@ describe('LimitCounters', () => {
     // After its window has ended nothing is given back, not even into an empty new window.
     counters.settle(undefined, 700, third.tokenWindow, 120_000)
     assert.equal(tokensLeft(counters, 120_000), 1000)
-    assert.deepEqual(counters.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0, 120_000).tokens, { limit: 1000, remaining: 1000, resetSeconds: 0 })
+    assert.deepEqual(counters.admit({ tokens: { cost: 0, perMinute: 1000 } }, '', 0, 120_000).tokens, {
+      limit: 1000,
+      remaining: 1000,
+      resetSeconds: 0,
+    })
   })
 
   test('slots restored from stored state count against the limit until they expire', () => {
@@ -208,7 +256,11 @@ describe('KvCacheStore', () => {
 
   test('the write keeps the request alive', async () => {
     const waited: Promise<unknown>[] = []
-    const ctx = { waitUntil: (p: Promise<unknown>) => void waited.push(p), passThroughOnException() {}, props: {} } as ExecutionContext
+    const ctx = {
+      waitUntil: (p: Promise<unknown>) => void waited.push(p),
+      passThroughOnException() {},
+      props: {},
+    } as ExecutionContext
     await withRequestContext(ctx, () => new KvCacheStore(fakeKv().kv).set('k', 'v', 300))
     assert.equal(waited.length, 1)
   })
@@ -217,8 +269,13 @@ describe('KvCacheStore', () => {
 describe('keepAlive', () => {
   test('hands work to the request it belongs to, across awaits and in stream callbacks; outside a request it only passes through', async () => {
     const waits = { a: 0, b: 0 }
-    const ctx = (name: 'a' | 'b') => ({ waitUntil: () => void waits[name]++, passThroughOnException() {}, props: {} }) as ExecutionContext
-    const body = withRequestContext(ctx('a'), () => new ReadableStream({ pull: (controller) => void keepAlive(Promise.resolve()).then(() => controller.close()) }))
+    const ctx = (name: 'a' | 'b') =>
+      ({ waitUntil: () => void waits[name]++, passThroughOnException() {}, props: {} }) as ExecutionContext
+    const body = withRequestContext(
+      ctx('a'),
+      () =>
+        new ReadableStream({ pull: (controller) => void keepAlive(Promise.resolve()).then(() => controller.close()) }),
+    )
     await withRequestContext(ctx('b'), async () => {
       await new Promise((r) => setTimeout(r, 1))
       await keepAlive(Promise.reject(new Error('failed work is still waited for'))).catch(() => {})
@@ -260,7 +317,10 @@ describe('createConsoleLogger', () => {
     createConsoleLogger('info').warn({ keyId: 'k' }, 'shown')
     assert.equal(log.mock.callCount(), 0)
     const line = JSON.parse(warn.mock.calls[0].arguments[0] as string)
-    assert.deepEqual({ ...line, time: typeof line.time }, { level: 'warn', time: 'string', service: 'switchyard-gateway', keyId: 'k', msg: 'shown' })
+    assert.deepEqual(
+      { ...line, time: typeof line.time },
+      { level: 'warn', time: 'string', service: 'switchyard-gateway', keyId: 'k', msg: 'shown' },
+    )
   })
 })
 
@@ -270,7 +330,9 @@ describe('readWorkerSettings', () => {
   const config = JSON.stringify({ backend: { url: 'http://10.0.0.1:8000' }, cache: { ttlSeconds: 60 } })
 
   test('reads the JSON config and the string vars; bindings are not vars', async () => {
-    const { config: parsed, signingKey } = readWorkerSettings(env({ GATEWAY_CONFIG_JSON: config, ADMIN_TOKEN: 'a-long-enough-admin-token', LOG_LEVEL: 'warn' }))
+    const { config: parsed, signingKey } = readWorkerSettings(
+      env({ GATEWAY_CONFIG_JSON: config, ADMIN_TOKEN: 'a-long-enough-admin-token', LOG_LEVEL: 'warn' }),
+    )
     assert.equal(parsed.routing.regions[0].nodes[0].id, 'default')
     assert.equal(parsed.cache.ttlSeconds, 60)
     assert.deepEqual([parsed.env.ADMIN_TOKEN, parsed.env.LOG_LEVEL], ['a-long-enough-admin-token', 'warn'])
@@ -282,7 +344,14 @@ describe('readWorkerSettings', () => {
       [{ GATEWAY_CONFIG_JSON: '{oops' }, /GATEWAY_CONFIG_JSON: not valid JSON/],
       [{ GATEWAY_CONFIG_JSON: config, REDIS_URL: 'redis://r:6379' }, /REDIS_URL is not used by the Workers gateway/],
       [{ GATEWAY_CONFIG_JSON: config, RATE_LIMITER: undefined }, /RATE_LIMITER Durable Object binding is missing/],
-      [{ GATEWAY_CONFIG_JSON: JSON.stringify({ routing: { regions: [{ name: 'eu', nodes: [{ id: 'p', dns: 'pods.local', port: 80 }] }] } }) }, /nodes found by DNS need the Node gateway/],
+      [
+        {
+          GATEWAY_CONFIG_JSON: JSON.stringify({
+            routing: { regions: [{ name: 'eu', nodes: [{ id: 'p', dns: 'pods.local', port: 80 }] }] },
+          }),
+        },
+        /nodes found by DNS need the Node gateway/,
+      ],
       [{ GATEWAY_CONFIG_JSON: config, BACKEND_SIGNING_KEY: '{' }, /BACKEND_SIGNING_KEY: not valid JSON/],
       [{}, /no backend/],
     ]
@@ -292,9 +361,16 @@ describe('readWorkerSettings', () => {
   test('the signing key secret must be a private EdDSA or ES256 JWK with a kid', async () => {
     const { privateKey, publicKey } = await generateKeyPair('EdDSA', { extractable: true })
     const publicJwk = JSON.stringify({ ...(await exportJWK(publicKey)), kid: 'k1' })
-    assert.throws(() => readWorkerSettings(env({ GATEWAY_CONFIG_JSON: config, BACKEND_SIGNING_KEY: publicJwk })), /BACKEND_SIGNING_KEY: .*private key/)
-    const { signingKey } = readWorkerSettings(env({ GATEWAY_CONFIG_JSON: config, BACKEND_SIGNING_KEY: JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'k1' }) }))
+    assert.throws(
+      () => readWorkerSettings(env({ GATEWAY_CONFIG_JSON: config, BACKEND_SIGNING_KEY: publicJwk })),
+      /BACKEND_SIGNING_KEY: .*private key/,
+    )
+    const { signingKey } = readWorkerSettings(
+      env({
+        GATEWAY_CONFIG_JSON: config,
+        BACKEND_SIGNING_KEY: JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'k1' }),
+      }),
+    )
     assert.deepEqual([signingKey?.kid, signingKey?.alg], ['k1', 'EdDSA'])
   })
 })
-
