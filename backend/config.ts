@@ -10,14 +10,10 @@ const intFrom = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback)
 
 export const backendConfigSchema = z.object({
-  MODEL_DIR: z
-    .string()
-    .min(1)
-    .optional()
-    .meta({
-      description: 'a model folder, or a folder whose subfolders are model folders (each served)',
-      docDefault: '(build `models/random-tiny`)',
-    }),
+  MODEL_DIR: z.string().min(1).optional().meta({
+    description: 'a model folder, or a folder whose subfolders are model folders (each served)',
+    docDefault: '(build `models/random-tiny`)',
+  }),
   MODEL_ID: z
     .string()
     .regex(/^[\w.:\-/]{1,128}$/, 'letters, digits and . _ - : / only')

@@ -1,7 +1,7 @@
-import { type BackendConfig, loadBackendConfig } from './config.ts'
-import { createLogger } from '../lib/logger.ts'
-import { BackendStartError, type BackendNode, startBackendNode } from './server.ts'
 import { errorMessage } from '../lib/error-message.ts'
+import { createLogger } from '../lib/logger.ts'
+import { type BackendConfig, loadBackendConfig } from './config.ts'
+import { type BackendNode, BackendStartError, startBackendNode } from './server.ts'
 
 // Node entry of a backend node: configuration, logging, signals and exit codes around
 // startBackendNode (server.ts).

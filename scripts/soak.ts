@@ -5,10 +5,10 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { exportJWK, generateKeyPair } from 'jose'
 import { Agent } from 'undici'
+import { errorMessage } from '../lib/error-message.ts'
 import { REPO_ROOT, STORIES_DIR } from '../test/helpers/paths.ts'
 import { freePort, startRedis } from '../test/helpers/redis-server.ts'
 import { type Sample, writeSoakReport } from './soak-report.ts'
-import { errorMessage } from '../lib/error-message.ts'
 
 /**
  * npm run soak: SOAK_SECONDS (600) at SOAK_RATE requests/s (50) through the bundled gateway

@@ -1,16 +1,16 @@
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair } from 'jose'
 import { parseGatewayConfig } from '../gateway/config/parse.ts'
-import { createBackendTokenSigner } from '../gateway/proxy/backend-token.ts'
-import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
-import { ListenError, listenError } from '../lib/listen-error.ts'
 import { type RunningGateway, startNodeGateway } from '../gateway/node/server.ts'
+import { loadPrivateJwk } from '../gateway/node/signing-key.ts'
+import { createBackendTokenSigner } from '../gateway/proxy/backend-token.ts'
+import { ListenError, listenError } from '../lib/listen-error.ts'
 
 // `npm start`: one backend node and the gateway in front of it on localhost, in-memory
 // stores, and a demo API key printed once. For trying Switchyard, not for production.

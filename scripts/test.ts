@@ -174,7 +174,10 @@ async function main(argv: string[]): Promise<number> {
   if (argv.includes('--lint')) {
     // Biome: formatting, lint rules and the import boundaries of biome.jsonc.
     const started = performance.now()
-    const biome = spawnSync(join(ROOT, 'node_modules/.bin/biome'), ['ci', '--colors=off', '.'], { cwd: root, stdio: 'inherit' })
+    const biome = spawnSync(join(ROOT, 'node_modules/.bin/biome'), ['ci', '--colors=off', '.'], {
+      cwd: root,
+      stdio: 'inherit',
+    })
     const seconds = (performance.now() - started) / 1000
     console.log(`\n## lint: ${biome.status === 0 ? 'ok' : 'failed'} in ${seconds.toFixed(1)} s`)
     if (biome.status !== 0) {

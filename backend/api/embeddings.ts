@@ -1,10 +1,10 @@
 import type { Context } from 'hono'
-import type { ServedEncoder } from '../encoder/served.ts'
-import { encodeRows, type EncoderApiContext, tokenizeInputs } from './encoding.ts'
 import { readJsonBody } from '../../openai/body.ts'
 import { embeddingRequestSchema } from '../../openai/encoder-requests.ts'
 import { ApiError } from '../../openai/errors.ts'
 import { normalizeL2 } from '../encoder/pooling.ts'
+import type { ServedEncoder } from '../encoder/served.ts'
+import { type EncoderApiContext, encodeRows, tokenizeInputs } from './encoding.ts'
 
 /** POST /v1/embeddings (OpenAI): one pooled vector per input, as floats or base64 little-endian float32. */
 export async function embeddings(c: Context, api: EncoderApiContext): Promise<Response> {

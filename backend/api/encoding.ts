@@ -1,6 +1,6 @@
+import { ApiError } from '../../openai/errors.ts'
 import { EncoderError } from '../encoder/encoder-engine.ts'
 import { InputTooLongError, type ServedEncoder } from '../encoder/served.ts'
-import { ApiError } from '../../openai/errors.ts'
 import type { ApiContext } from './generation.ts'
 
 /** What the encoder routes need from the node around them. */

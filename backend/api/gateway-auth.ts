@@ -12,16 +12,16 @@ import type { MiddlewareHandler } from 'hono'
 import {
   createLocalJWKSet,
   errors,
+  type FlattenedJWSInput,
   importJWK,
-  jwtVerify,
   type JWK,
   type JWTHeaderParameters,
-  type FlattenedJWSInput,
   type JWTPayload,
+  jwtVerify,
 } from 'jose'
+import { errorMessage } from '../../lib/error-message.ts'
 import { ApiError } from '../../openai/errors.ts'
 import { errorResponse } from './errors.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 export const GATEWAY_TOKEN_ISSUER = 'switchyard-gateway'
 /** Tokens living longer than this are refused, whoever signed them: a leaked token is useful for minutes at most. */

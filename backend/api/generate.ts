@@ -1,4 +1,6 @@
 import type { Context } from 'hono'
+import { readJsonBody } from '../../openai/body.ts'
+import { generateRequestSchema } from '../../openai/requests.ts'
 import type { TextRequest } from '../engine/text-generation.ts'
 import {
   type ApiContext,
@@ -8,8 +10,6 @@ import {
   resolveModel,
   startGeneration,
 } from './generation.ts'
-import { readJsonBody } from '../../openai/body.ts'
-import { generateRequestSchema } from '../../openai/requests.ts'
 
 /**
  * POST /generate: the simple API many model servers expose. `max_length` counts new tokens;

@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
 import { streamSSE } from 'hono/streaming'
+import { errorMessage } from '../../lib/error-message.ts'
 import { ApiError, errorEvent } from '../../openai/errors.ts'
 import { DONE_EVENT } from '../../openai/responses.ts'
 import {
@@ -10,7 +11,6 @@ import {
   type TextRequest,
 } from '../engine/text-generation.ts'
 import type { BackendMetrics } from '../metrics.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /** What the API handlers need from the node around them. */
 export interface ApiContext {

@@ -1,6 +1,6 @@
 import type { Context } from 'hono'
-import type { ServedModel } from '../engine/text-generation.ts'
 import type { ServedEncoder } from '../encoder/served.ts'
+import type { ServedModel } from '../engine/text-generation.ts'
 import { type ApiContext, resolveModel } from './generation.ts'
 
 type ModelsContext = ApiContext & { encoders?: Map<string, ServedEncoder> }

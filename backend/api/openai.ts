@@ -1,20 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import type { Context } from 'hono'
-import { ResumeError, type ResumedChoice, replayResume } from '../engine/resume.ts'
-import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
-import type { PromptLogprob } from '../scheduler/types.ts'
+import { readJsonBody } from '../../openai/body.ts'
 import { ApiError } from '../../openai/errors.ts'
 import {
-  type ApiContext,
-  type CollectedChoice,
-  collectChoices,
-  fitMaxTokens,
-  mergeSignals,
-  resolveModel,
-  startGeneration,
-  streamEvents,
-} from './generation.ts'
-import { readJsonBody } from '../../openai/body.ts'
+  COMPLETIONS_DEFAULT_MAX_TOKENS,
+  type CompletionRequest,
+  chatRequestSchema,
+  completionRequestSchema,
+} from '../../openai/requests.ts'
 import type {
   ChatChunkChoice,
   ChatCompletion,
@@ -25,12 +18,19 @@ import type {
   CompletionLogprobs,
   Usage,
 } from '../../openai/responses.ts'
+import { type ResumedChoice, ResumeError, replayResume } from '../engine/resume.ts'
+import type { ServedModel, TextChunk, TextRequest, TokenLogprob } from '../engine/text-generation.ts'
+import type { PromptLogprob } from '../scheduler/types.ts'
 import {
-  COMPLETIONS_DEFAULT_MAX_TOKENS,
-  type CompletionRequest,
-  chatRequestSchema,
-  completionRequestSchema,
-} from '../../openai/requests.ts'
+  type ApiContext,
+  type CollectedChoice,
+  collectChoices,
+  fitMaxTokens,
+  mergeSignals,
+  resolveModel,
+  startGeneration,
+  streamEvents,
+} from './generation.ts'
 import { outputGrammarOf, prepareGrammar } from './structured/output-format.ts'
 import { planChat, toolCallsOf, toolMessage } from './tools/chat-tools.ts'
 import { ToolCallStream } from './tools/tool-stream.ts'

@@ -1,7 +1,4 @@
 import type { Context } from 'hono'
-import { configVersion } from '../encoder/folder.ts'
-import type { TextRequest } from '../engine/text-generation.ts'
-import { encodeRows, type EncoderApiContext, servedTasks, tokenizeInputs } from './encoding.ts'
 import { readJsonBody } from '../../openai/body.ts'
 import {
   PREDICT_DEFAULT_NEW_TOKENS,
@@ -10,6 +7,9 @@ import {
   predictRequestSchema,
 } from '../../openai/encoder-requests.ts'
 import { ApiError } from '../../openai/errors.ts'
+import { configVersion } from '../encoder/folder.ts'
+import type { TextRequest } from '../engine/text-generation.ts'
+import { type EncoderApiContext, encodeRows, servedTasks, tokenizeInputs } from './encoding.ts'
 import { collectChoices, fitMaxTokens, mergeSignals, startGeneration } from './generation.ts'
 
 /**

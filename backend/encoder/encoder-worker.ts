@@ -1,9 +1,9 @@
 import { parentPort, workerData } from 'node:worker_threads'
+import { errorMessage } from '../../lib/error-message.ts'
 import { Heartbeat } from '../engine/heartbeat.ts'
 import { DynamicBatcher } from './batcher.ts'
 import type { EncoderWorkerData, FromEncoderWorker, ToEncoderWorker } from './protocol.ts'
 import { EncoderRunner } from './runner.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 // Forward passes run here, off the main thread, so HTTP and health checks stay responsive while
 // a batch computes; the dynamic batcher lives here too, beside the session it feeds.

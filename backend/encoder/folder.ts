@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { basename, join, resolve } from 'node:path'
-import { ModelFolderError, type ModelVariant, firstNumber, pickOnnxFile, readJson } from '../model/folder.ts'
 import { errorMessage } from '../../lib/error-message.ts'
+import { firstNumber, ModelFolderError, type ModelVariant, pickOnnxFile, readJson } from '../model/folder.ts'
 
 /** Encoder architectures (transformers model_type) served by the encoder engine. */
 export const ENCODER_MODEL_TYPES = [

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node'
-import { type ExecutionOptions, createSession } from '../model/session.ts'
+import { createSession, type ExecutionOptions } from '../model/session.ts'
 import type { EncoderFolder, Pooling } from './folder.ts'
 import { normalizeL2, poolRow, softmax } from './pooling.ts'
 

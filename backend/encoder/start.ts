@@ -1,9 +1,9 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import type { BackendConfig } from '../config.ts'
 import { EncoderEngine, type EncoderEvents } from './encoder-engine.ts'
 import { loadEncoderFolder } from './folder.ts'
 import { runnerOptionsOf } from './runner.ts'
 import { EncoderTokenizer, type ServedEncoder } from './served.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /** Loads an encoder folder and starts its worker (session, warm-up, dynamic batcher). */
 export async function startEncoder(

@@ -1,10 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads'
+import { errorMessage } from '../../lib/error-message.ts'
 import { GrammarAdmission } from '../grammar/admission.ts'
 import { ModelRunner } from '../model/runner.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { Heartbeat } from './heartbeat.ts'
 import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 // The decode loop runs here, off the main thread, so HTTP, health checks and SSE writes stay
 // responsive however long a forward pass takes (onnxruntime-node runs sessions synchronously).

@@ -1,8 +1,8 @@
 import type { Worker } from 'node:worker_threads'
+import type { GrammarSpec } from '../grammar/spec.ts'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 import { Heartbeat, idleBeatIntervalMs } from './heartbeat.ts'
 import { startModelWorker, stopModelWorker } from './model-worker.ts'
-import type { GrammarSpec } from '../grammar/spec.ts'
 import type { CompileResult, EngineInfo, EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
 
 export type EngineEvents = {

@@ -1,8 +1,8 @@
 import type { GrammarSpec } from '../grammar/spec.ts'
 import type { GrammarVocabulary } from '../grammar/vocabulary.ts'
 import type { IoNames } from '../model/genai-config.ts'
-import type { ExecutionOptions } from '../model/session.ts'
 import type { ExpectedShape, KvPath, ModelShape } from '../model/runner.ts'
+import type { ExecutionOptions } from '../model/session.ts'
 import type { SchedulerOptions } from '../scheduler/scheduler.ts'
 import type { SequenceRequest, StepStats, TokenEvent } from '../scheduler/types.ts'
 

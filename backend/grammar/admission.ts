@@ -1,9 +1,9 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import type { CompileResult, FromWorker } from '../engine/protocol.ts'
 import type { SequenceRequest, TokenConstraint } from '../scheduler/types.ts'
 import { GrammarCache } from './compiler.ts'
 import { GrammarError, type GrammarSpec, ResumeMismatch } from './spec.ts'
 import { type GrammarVocabulary, padVocabulary } from './vocabulary.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 interface Admits {
   add(request: SequenceRequest, constraint?: TokenConstraint): void

@@ -1,12 +1,12 @@
 import type { CompiledGrammar, GrammarCompiler, TokenizerInfo } from '@mlc-ai/web-xgrammar'
+import { errorMessage } from '../../lib/error-message.ts'
 import { MatcherConstraint } from './constraint.ts'
 import { controlTokenMask } from './control-tokens.ts'
+import { GrammarError, type GrammarSpec, grammarKey, ResumeMismatch } from './spec.ts'
 import { Utf8ByteGuard } from './utf8-guard.ts'
 import { GrammarValidator } from './validator.ts'
-import { GrammarError, type GrammarSpec, grammarKey, ResumeMismatch } from './spec.ts'
 import type { GrammarVocabulary } from './vocabulary.ts'
 import { loadXGrammar, withXGrammarErrors } from './xgrammar.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * One model's grammar compiler: xgrammar's TokenizerInfo built once from the vocabulary, and

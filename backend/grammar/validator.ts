@@ -1,6 +1,6 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import { GrammarError, type GrammarSpec } from './spec.ts'
 import { freshXGrammar, withXGrammarErrors, type XGrammarModule } from './xgrammar.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /**
  * Checks a grammar by converting it (JSON schema, regex or EBNF to xgrammar's grammar; no

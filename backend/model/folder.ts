@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, relative, resolve } from 'node:path'
-import { OPTIMUM_IO_NAMES, genaiIoNames, parseGenaiConfig, type IoNames } from './genai-config.ts'
 import { errorMessage } from '../../lib/error-message.ts'
+import { genaiIoNames, type IoNames, OPTIMUM_IO_NAMES, parseGenaiConfig } from './genai-config.ts'
 
 /**
  * The ONNX file variants transformers.js publishes (onnx/model_<variant>.onnx; fp32 is plain
@@ -196,13 +196,16 @@ function attempt<T>(run: () => T, fail: (what: string) => never): T {
   }
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: model folders' JSON files are free-form; callers check each field
+/** A model folder's JSON file: free-form, so callers check each field they read. */
+// biome-ignore lint/suspicious/noExplicitAny: see above
+type JsonFile = Record<string, any>
+
 export function readJson(
   root: string,
   name: string,
   fail: (what: string) => never,
   required: boolean,
-): Record<string, any> | undefined {
+): JsonFile | undefined {
   const path = join(root, name)
   if (!existsSync(path)) return required ? fail(`missing ${name}`) : undefined
   try {

@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node'
-import { layerName, type IoNames } from './genai-config.ts'
+import { type IoNames, layerName } from './genai-config.ts'
 import type { KvArray, KvCache } from './kv-cache.ts'
 
 /** What the in-place path needs to know about the graph (a subset of the runner's ModelShape). */

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node'
-import { OPTIMUM_IO_NAMES, layerName, type IoNames } from './genai-config.ts'
+import { type IoNames, layerName, OPTIMUM_IO_NAMES } from './genai-config.ts'
 import { InPlaceKv } from './gqa-kv.ts'
-import { KvCache, type KvArray } from './kv-cache.ts'
+import { type KvArray, KvCache } from './kv-cache.ts'
 import { LOGIT_ROWS_INPUT } from './logit-rows.ts'
 import { createSession, type ExecutionOptions, type LoadedSession } from './session.ts'
 

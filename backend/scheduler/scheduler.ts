@@ -1,3 +1,4 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import { SequenceSampler, scoreToken } from '../sampling/sampler.ts'
 import type {
   FinishReason,
@@ -8,7 +9,6 @@ import type {
   TokenConstraint,
   TokenEvent,
 } from './types.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 export interface SchedulerOptions {
   /** Most sequences decoded together in one forward pass. */

@@ -13,11 +13,11 @@
 import { Hono, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { z } from 'zod'
+import { errorMessage } from '../../lib/error-message.ts'
+import { errorBody } from '../../openai/errors.ts'
 import type { ApiKeyRecord, KeyStore, Limits, Logger } from '../types.ts'
 import { constantTimeEqual, generateApiKey, generateKeyId, hashApiKey } from './api-keys.ts'
-import { errorBody } from '../../openai/errors.ts'
 import { isWellFormedCredential, parseBearer, UNAUTHORIZED_HEADERS, unauthorizedBody } from './errors.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 export interface AdminRoutesOptions {
   adminToken: string | undefined

@@ -10,19 +10,19 @@ import {
   createLocalJWKSet,
   createRemoteJWKSet,
   errors,
-  jwtVerify,
+  type FlattenedJWSInput,
   type JWK,
   type JWTHeaderParameters,
   type JWTPayload,
-  type FlattenedJWSInput,
   type JWTVerifyOptions,
+  jwtVerify,
 } from 'jose'
+import { errorMessage } from '../../lib/error-message.ts'
 import type { Limits, Principal } from '../types.ts'
 import { AuthError, isWellFormedCredential } from './errors.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
-export { AuthError, type AuthReason } from './errors.ts'
 export type { JWK } from 'jose'
+export { AuthError, type AuthReason } from './errors.ts'
 
 /** Asymmetric JWS algorithms a verifier may be configured with. */
 export const SUPPORTED_JWT_ALGORITHMS: readonly string[] = [

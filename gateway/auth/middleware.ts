@@ -8,9 +8,11 @@
  */
 import type { Context, MiddlewareHandler } from 'hono'
 import { HTTPException } from 'hono/http-exception'
+import { errorMessage } from '../../lib/error-message.ts'
+import { createLogLimiter } from '../observability/log-limiter.ts'
+import { gatewayError } from '../pipeline/errors.ts'
 import type { ApiKeyRecord, Limits, Logger, Principal } from '../types.ts'
 import { hashApiKey, type KeyLookup } from './api-keys.ts'
-import { gatewayError } from '../pipeline/errors.ts'
 import {
   AuthError,
   isWellFormedCredential,
@@ -20,9 +22,7 @@ import {
   unauthorizedBody,
   unavailableBody,
 } from './errors.ts'
-import { mergeLimits, type JwtVerifier } from './jwt.ts'
-import { createLogLimiter } from '../observability/log-limiter.ts'
-import { errorMessage } from '../../lib/error-message.ts'
+import { type JwtVerifier, mergeLimits } from './jwt.ts'
 
 declare module 'hono' {
   interface ContextVariableMap {

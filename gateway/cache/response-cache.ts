@@ -1,10 +1,10 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import type { CacheStore, GatewayMetrics, Logger } from '../types.ts'
 import { readBounded } from './bounded-body.ts'
 import { cacheKey, isDeterministic } from './cache-key.ts'
 import { type CacheEntry, decodeEntry, encodeEntry, replayEvents } from './event-stream.ts'
 import { eventStreamWithIdentity, freshIdentity, withIdentity } from './fresh-identity.ts'
 import { SharedStream } from './shared-stream.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 export { cacheKey, isDeterministic } from './cache-key.ts'
 

@@ -1,4 +1,6 @@
 import type { MiddlewareHandler } from 'hono'
+import { errorMessage } from '../../lib/error-message.ts'
+import { createLogLimiter } from '../observability/log-limiter.ts'
 import { gatewayError } from '../pipeline/errors.ts'
 import type {
   Admission,
@@ -9,9 +11,7 @@ import type {
   Principal,
   RateLimitStore,
 } from '../types.ts'
-import { createLogLimiter } from '../observability/log-limiter.ts'
 import { rateLimitHeaders } from './headers.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 interface Options {
   store: RateLimitStore

@@ -1,4 +1,4 @@
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
+import { type RateLimiterAbstract, RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Admission, AdmissionRequest, Decision, LimitState, RateLimitStore } from '../types.ts'
 import { createMemoryAdmission } from './counters.ts'
 

@@ -1,9 +1,9 @@
-import { ConfigError } from '../config/parse.ts'
-import { loadGatewayConfig } from './config/load.ts'
-import type { GatewayConfig } from '../config/schema.ts'
-import { ListenError } from '../../lib/listen-error.ts'
-import { startNodeGateway } from './server.ts'
 import { errorMessage } from '../../lib/error-message.ts'
+import { ListenError } from '../../lib/listen-error.ts'
+import { ConfigError } from '../config/parse.ts'
+import type { GatewayConfig } from '../config/schema.ts'
+import { loadGatewayConfig } from './config/load.ts'
+import { startNodeGateway } from './server.ts'
 
 // Node entry: configuration from GATEWAY_CONFIG and the environment, then serve until a signal.
 let config: GatewayConfig

@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { ATTEMPT_OUTCOMES, BREAKER_STATES, type GatewayMetrics } from '../types.ts'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { boundedLabel } from '../observability/bounded-label.ts'
+import { ATTEMPT_OUTCOMES, BREAKER_STATES, type GatewayMetrics } from '../types.ts'
 
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 

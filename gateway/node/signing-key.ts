@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { importJWK } from 'jose'
-import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.ts'
 import { errorMessage } from '../../lib/error-message.ts'
+import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.ts'
 
 /** Reads a private JWK file (Node only), validates it, and checks that it imports. */
 export async function loadPrivateJwk(path: string): Promise<BackendSigningJwk> {

@@ -2,14 +2,14 @@ import type { MiddlewareHandler } from 'hono'
 import type { z } from 'zod'
 import { readJsonBody } from '../../openai/body.ts'
 import {
-  PREDICT_DEFAULT_NEW_TOKENS,
   embeddingRequestSchema,
+  PREDICT_DEFAULT_NEW_TOKENS,
   predictRequestSchema,
 } from '../../openai/encoder-requests.ts'
 import { ApiError } from '../../openai/errors.ts'
 import {
-  chatRequestSchema,
   COMPLETIONS_DEFAULT_MAX_TOKENS,
+  chatRequestSchema,
   completionRequestSchema,
   generateRequestSchema,
 } from '../../openai/requests.ts'

@@ -7,7 +7,7 @@
  * the key file with `loadPrivateJwk` (node/signing-key.ts); on Workers, pass the key (from a
  * secret) to `parsePrivateJwk` instead.
  */
-import { importJWK, SignJWT, type JWK } from 'jose'
+import { importJWK, type JWK, SignJWT } from 'jose'
 
 /** The algorithms backends accept, each with the one key type it may use. */
 const KEY_TYPES = {

@@ -1,6 +1,6 @@
 import { type ChatDelta, type CompletionChoice, DONE_EVENT, type StreamChunk } from '../../openai/responses.ts'
-import type { Usage } from '../pipeline/lifecycle.ts'
 import { encodeEvent } from '../cache/event-stream.ts'
+import type { Usage } from '../pipeline/lifecycle.ts'
 import { StreamBroken } from './errors.ts'
 import { type ReceivedUsage, usageFrom } from './usage.ts'
 

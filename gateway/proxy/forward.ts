@@ -3,12 +3,12 @@ import type { RequestLifecycle, Usage } from '../pipeline/lifecycle.ts'
 import type { BackendNode } from '../routing/backend-node.ts'
 import type { Router } from '../routing/router.ts'
 import type { AttemptOutcome, RoutingMetrics } from '../types.ts'
+import { Cancellation, type UpstreamFetch, type UpstreamResponse } from '../upstream/upstream.ts'
 import { Attempts } from './attempts.ts'
-import { AttemptFailed, ClientGoneError, NodeBusyError, type StreamBroken } from './errors.ts'
 import type { StreamProgress } from './chunk-rewriter.ts'
+import { AttemptFailed, ClientGoneError, NodeBusyError, type StreamBroken } from './errors.ts'
 import { relayEventStream } from './stream-relay.ts'
 import { usageOf } from './usage.ts'
-import { Cancellation, type UpstreamFetch, type UpstreamResponse } from '../upstream/upstream.ts'
 
 /** Headers passed to the backend as they came: tracing and content negotiation only. */
 const PASSED_HEADERS = ['traceparent', 'tracestate', 'accept']

@@ -1,6 +1,6 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import type { DiscoveredNodes, RoutingConfig, StaticNode } from '../config/schema.ts'
 import type { Logger } from '../types.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /** Addresses found per DNS name. */
 export type ResolvedNames = ReadonlyMap<string, readonly string[]>

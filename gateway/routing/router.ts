@@ -1,6 +1,6 @@
 import type { RoutingConfig } from '../config/schema.ts'
-import type { UpstreamFetch } from '../upstream/upstream.ts'
 import type { Logger, RoutingMetrics } from '../types.ts'
+import type { UpstreamFetch } from '../upstream/upstream.ts'
 import { BackendNode } from './backend-node.ts'
 import { pickNode } from './balancer.ts'
 import { expandNodes, type ResolvedNames } from './discovery.ts'

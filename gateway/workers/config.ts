@@ -1,10 +1,10 @@
+import { errorMessage } from '../../lib/error-message.ts'
 import { ConfigError, parseGatewayConfig } from '../config/parse.ts'
 import type { GatewayConfig } from '../config/schema.ts'
 import { type BackendSigningJwk, parsePrivateJwk } from '../proxy/backend-token.ts'
 import type { ApiKeyIndexRpc, ApiKeyRpc } from './key-store.ts'
 import type { RateLimiterRpc } from './rate-limits.ts'
 import type { AnalyticsEngineDataset, DurableObjectNamespace, KVNamespace } from './runtime.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /** The Worker's bindings (wrangler.toml), vars and secrets. */
 export interface WorkerEnv {

@@ -14,9 +14,9 @@ import {
   loadBaseline,
   packageVersion,
   runTransformers,
-  transformersVersions,
   type StreamRun,
   type ThreadCheck,
+  transformersVersions,
 } from './transformers-baseline.ts'
 
 /**

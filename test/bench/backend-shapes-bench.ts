@@ -1,17 +1,17 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join, relative, resolve } from 'node:path'
+import * as ort from 'onnxruntime-node'
 import { loadBackendConfig } from '../../backend/config.ts'
 import { Engine } from '../../backend/engine/engine.ts'
 import { buildRandomLlama, OPTIMUM_FILE_NAMES, type PresetName } from '../../backend/model/builder/build-model.ts'
 import type { WeightFormat } from '../../backend/model/builder/quantize.ts'
 import { loadModelFolder } from '../../backend/model/folder.ts'
 import { halfToFloat, toFloat32 } from '../../backend/model/runner.ts'
-import * as ort from 'onnxruntime-node'
 import { createRandom } from '../../backend/sampling/prng.ts'
 import type { SamplingParams } from '../../backend/sampling/sampler.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
-import { loadBaseline, runTransformers, type Baseline } from './transformers-baseline.ts'
+import { type Baseline, loadBaseline, runTransformers } from './transformers-baseline.ts'
 
 /**
  * BENCH_SUITE=shapes npm run bench:backend — issue 14's measurements on random-weight models in

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { IncrementalDecoder } from '../../backend/model/incremental-decoder.ts'
 import { TextTokenizer } from '../../backend/model/tokenizer.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
-import { TOKENIZER_FAMILIES, readTokenizerFiles, vocabularySize } from '../helpers/real-tokenizers.ts'
+import { readTokenizerFiles, TOKENIZER_FAMILIES, vocabularySize } from '../helpers/real-tokenizers.ts'
 
 const SEQUENCE_TOKENS = Number(process.env.DETOKENIZE_TOKENS ?? 2000)
 const ROUNDS = 5

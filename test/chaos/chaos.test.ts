@@ -8,9 +8,9 @@ import { startFaultyNode } from '../helpers/faulty-node.ts'
 import { ADMIN_TOKEN } from '../helpers/gateway-process.ts'
 import { LoadDriver, type LoadRequest } from '../helpers/load-driver.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
-import { API_KEY, Cluster, NODE_IDS, ROUTING, counterDelta, until } from './cluster.ts'
-import { type Expected, type ScenarioReport, renderDetails, renderTable, unexplained } from './report.ts'
-import { MULTI_CHOICE_STREAM, buildCatalogue, buildLongStreams } from './requests.ts'
+import { API_KEY, Cluster, counterDelta, NODE_IDS, ROUTING, until } from './cluster.ts'
+import { type Expected, renderDetails, renderTable, type ScenarioReport, unexplained } from './report.ts'
+import { buildCatalogue, buildLongStreams, MULTI_CHOICE_STREAM } from './requests.ts'
 
 // npm run test:chaos. Under a steady load through two gateways (four backend processes in two
 // regions, real Redis), breaks one thing at a time and checks every answer against a reference

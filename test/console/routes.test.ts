@@ -5,9 +5,9 @@ import { createGatewayApp } from '../../gateway/app.ts'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { createMemoryRateLimits } from '../../gateway/limits/rate-limit-store.ts'
 import { createPromMetrics } from '../../gateway/node/prom-metrics.ts'
-import type { UpstreamFetch } from '../../gateway/upstream/upstream.ts'
 import { Router } from '../../gateway/routing/router.ts'
 import { MemoryCacheStore, MemoryKeyStore } from '../../gateway/stores/memory.ts'
+import type { UpstreamFetch } from '../../gateway/upstream/upstream.ts'
 
 // The console routes inside the real app (in process, with a stand-in backend node): who may
 // see what, the headers the page is served with, and that the charts count client traffic only.

@@ -6,7 +6,7 @@ import OpenAI from 'openai'
 import { loadEncoderFolder } from '../../backend/encoder/folder.ts'
 import { EncoderTokenizer } from '../../backend/encoder/served.ts'
 import { type BackendProcess, postJson, runBackendToExit, startBackend } from '../helpers/backend-process.ts'
-import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
+import { buildEncoderModelDir, SENTIMENT_LABELS } from '../helpers/encoder-models.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
 
 /**

@@ -3,9 +3,9 @@ import { createHash } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import { after, before, describe, test } from 'node:test'
 import type { Browser } from 'playwright-core'
+import { launchChromium } from '../console/console-page.ts'
 import { type BackendProcess, startBackend } from '../helpers/backend-process.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
-import { launchChromium } from '../console/console-page.ts'
 
 // Browser clients in headless Chromium: a page on an allowed origin streams a chat completion
 // from the gateway (its preflight passes without credentials); a page on another origin is

@@ -9,8 +9,8 @@ import { exportJWK, generateKeyPair } from 'jose'
 import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 import { spawnEntry } from '../helpers/node-process.ts'
-import { freePort } from '../helpers/redis-server.ts'
 import { STORIES_DIR } from '../helpers/paths.ts'
+import { freePort } from '../helpers/redis-server.ts'
 
 // What a new user meets first, on real processes: chat without max_tokens, errors that name the
 // right party, models.retrieve, CORS preflights, and start-up problems said in one line.

@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
-import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
+import { buildEncoderModelDir, SENTIMENT_LABELS } from '../helpers/encoder-models.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 import { freePort } from '../helpers/redis-server.ts'
 

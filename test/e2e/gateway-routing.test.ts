@@ -6,8 +6,8 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { exportJWK, generateKeyPair } from 'jose'
 import { type BackendProcess, postJson, readSse, startBackend } from '../helpers/backend-process.ts'
-import { startFakeNode } from '../helpers/fake-node.ts'
 import { readStreamKillingItsNode } from '../helpers/failover-stream.ts'
+import { startFakeNode } from '../helpers/fake-node.ts'
 import { ADMIN_TOKEN, type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
 
 // Routing, health, breakers, retries and failover through a real gateway in front of real

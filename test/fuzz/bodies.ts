@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import type { z } from 'zod'
 import { MAX_BODY_DEPTH } from '../../openai/body.ts'
 import { chatRequestSchema, completionRequestSchema, generateRequestSchema } from '../../openai/requests.ts'
-import { arbitraryFor, jsonSchemaOf, type JsonSchema, junkFor, oddString, type Tweak } from './schema-arbitrary.ts'
+import { arbitraryFor, type JsonSchema, jsonSchemaOf, junkFor, oddString, type Tweak } from './schema-arbitrary.ts'
 
 /**
  * Request bodies for the generation endpoints, derived from the request schemas: valid but odd
@@ -266,16 +266,14 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
       }),
     )
 
-  const missing = fc
-    .tuple(validBodyObject(route), fc.constantFrom(...(schema.required ?? [])))
-    .map(([body, name]) =>
-      json('missing required field', jsonText(Object.fromEntries(Object.entries(body).filter(([k]) => k !== name))), {
-        status: [400],
-        codes: ['invalid_value'],
-        param: name,
-        detail: name,
-      }),
-    )
+  const missing = fc.tuple(validBodyObject(route), fc.constantFrom(...(schema.required ?? []))).map(([body, name]) =>
+    json('missing required field', jsonText(Object.fromEntries(Object.entries(body).filter(([k]) => k !== name))), {
+      status: [400],
+      codes: ['invalid_value'],
+      param: name,
+      detail: name,
+    }),
+  )
 
   const notObject = fc
     .oneof(
@@ -313,16 +311,14 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
           { status: [400], codes: ['invalid_value'], detail: key },
         ),
       ),
-    fc
-      .tuple(validBodyObject(route), fc.constantFrom(...PROTOTYPE_KEYS))
-      .map(([body, model]) =>
-        json('model named after a prototype member', jsonText({ ...body, model }), {
-          status: [404],
-          codes: ['model_not_found'],
-          param: 'model',
-          detail: model,
-        }),
-      ),
+    fc.tuple(validBodyObject(route), fc.constantFrom(...PROTOTYPE_KEYS)).map(([body, model]) =>
+      json('model named after a prototype member', jsonText({ ...body, model }), {
+        status: [404],
+        codes: ['model_not_found'],
+        param: 'model',
+        detail: model,
+      }),
+    ),
   )
 
   const unknownModel = fc
@@ -402,17 +398,15 @@ export function junkCase(route: Route, options: { gateway: boolean }): fc.Arbitr
     ),
     fc.string({ unit: 'grapheme-ascii', maxLength: 32 }).filter((t) => !/json/i.test(t) && /^[\x20-\x7e]*$/.test(t)),
   )
-  const wrongType = fc
-    .tuple(validText(route), fc.option(notJsonType, { freq: 4 }))
-    .map(([text, type]) =>
-      printable<JunkCase>({
-        kind: 'not a JSON content type',
-        body: bytes(text),
-        contentType: type ?? null,
-        status: [415],
-        codes: ['unsupported_media_type'],
-      }),
-    )
+  const wrongType = fc.tuple(validText(route), fc.option(notJsonType, { freq: 4 })).map(([text, type]) =>
+    printable<JunkCase>({
+      kind: 'not a JSON content type',
+      body: bytes(text),
+      contentType: type ?? null,
+      status: [415],
+      codes: ['unsupported_media_type'],
+    }),
+  )
 
   const oversized = fc
     .tuple(validBodyObject(route), fc.integer({ min: MAX_BODY_BYTES + 1, max: MAX_BODY_BYTES + 40_000 }), fc.boolean())

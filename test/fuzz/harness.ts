@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
 import fc from 'fast-check'
 import { Agent, fetch as undiciFetch } from 'undici'
-import { MODEL, type Route } from './bodies.ts'
 import { errorMessage } from '../../lib/error-message.ts'
+import { MODEL, type Route } from './bodies.ts'
 
 /**
  * Running fuzz properties against real servers: a fixed seed (FUZZ_SEED) so a failure can be

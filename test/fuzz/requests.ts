@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
+import { errorMessage } from '../../lib/error-message.ts'
 import { type BodyCase, invalidUtf8InStringCase, type JunkCase, PATHS, type Route, validCase } from './bodies.ts'
 import { type Answer, assertOpenAiError, assertServed, send } from './harness.ts'
 import { oddString } from './schema-arbitrary.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 /** The fuzz properties shared by the backend and the gateway suites. */
 

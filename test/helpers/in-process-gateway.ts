@@ -4,10 +4,10 @@ import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import type { GatewayConfig } from '../../gateway/config/schema.ts'
 import { createMemoryRateLimits } from '../../gateway/limits/rate-limit-store.ts'
 import { createPromMetrics } from '../../gateway/node/prom-metrics.ts'
-import type { UpstreamFetch, UpstreamRequest, UpstreamResponse } from '../../gateway/upstream/upstream.ts'
 import { Router } from '../../gateway/routing/router.ts'
 import { MemoryCacheStore, MemoryKeyStore } from '../../gateway/stores/memory.ts'
 import type { Logger } from '../../gateway/types.ts'
+import type { UpstreamFetch, UpstreamRequest, UpstreamResponse } from '../../gateway/upstream/upstream.ts'
 
 /**
  * The gateway's whole Hono app in this process, as the runtime entries build it, with a fake

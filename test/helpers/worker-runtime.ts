@@ -5,15 +5,15 @@
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import type { Readable } from 'node:stream'
 import { dirname, join, resolve } from 'node:path'
+import type { Readable } from 'node:stream'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { Miniflare } from 'miniflare'
 import { unstable_getMiniflareWorkerOptions } from 'wrangler'
+import { errorMessage } from '../../lib/error-message.ts'
 import { ADMIN_TOKEN } from './gateway-process.ts'
 import { REPO_ROOT } from './paths.ts'
-import { errorMessage } from '../../lib/error-message.ts'
 
 const WRANGLER = resolve(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js')
 /** No account, no telemetry, no network: the build must work offline. */

@@ -220,8 +220,9 @@ describe('Prometheus and Grafana', () => {
     for (const p of panels) {
       assert.ok(p.gridPos.x + p.gridPos.w <= 24, `panel ${p.title} fits the 24-column grid`)
       // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a template
+      const grafanaVariable = '${datasource}'
       if (p.type !== 'row')
-        assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.title} uses the data source variable`)
+        assert.equal(p.datasource?.uid, grafanaVariable, `panel ${p.title} uses the data source variable`)
     }
   })
 

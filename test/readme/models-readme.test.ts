@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { rmSync } from 'node:fs'
-import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
+import { promisify } from 'node:util'
 import { freePort } from '../helpers/redis-server.ts'
-import { ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, shellCommands, STYLES_BLOCK } from './readme-blocks.ts'
+import { ENCODER_BLOCK, freshClone, PREDICT_BLOCK, readmeBlocks, STYLES_BLOCK, shellCommands } from './readme-blocks.ts'
 
 // Runs the model examples of the docs (docs/api.md, docs/models.md; once the README's) on a fresh clone's state: the encoder builder, serving the
 // encoders and the embeddings, /predict and /models curls; the builder's graph styles and

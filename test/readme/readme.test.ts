@@ -3,8 +3,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { after, before, describe, test } from 'node:test'
+import { promisify } from 'node:util'
 import { parseGatewayConfig } from '../../gateway/config/parse.ts'
 import { freePort } from '../helpers/redis-server.ts'
 import {
@@ -13,9 +13,9 @@ import {
   freshClone,
   PREDICT_BLOCK,
   readmeBlocks,
-  shellCommands,
   STRUCTURED_BLOCK,
   STYLES_BLOCK,
+  shellCommands,
 } from './readme-blocks.ts'
 
 // Every code block of the README and of docs/*.md is either run here, on a fresh clone's state

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { after, before, test } from 'node:test'
+import { promisify } from 'node:util'
 import { type BackendProcess, startBackend } from '../helpers/backend-process.ts'
 import { readmeBlocks, STRUCTURED_BLOCK } from './readme-blocks.ts'
 

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { createGatewayTokenVerifier, readVerifyKeys } from '../../backend/api/gateway-auth.ts'
-import { createBackendTokenSigner } from '../../gateway/proxy/backend-token.ts'
 import { loadPrivateJwk } from '../../gateway/node/signing-key.ts'
+import { createBackendTokenSigner } from '../../gateway/proxy/backend-token.ts'
 import { REPO_ROOT } from '../helpers/paths.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-backend-keys-'))

@@ -134,7 +134,14 @@ describe('the runner on a scratch tree', () => {
   })
 
   test('--lint runs Biome first; a lint error stops the run before the type check and any test', () => {
-    writeFileSync(join(root, 'biome.json'), JSON.stringify({ linter: { rules: { suspicious: { noDebugger: 'error' } } } }))
+    writeFileSync(
+      join(root, 'biome.json'),
+      JSON.stringify({
+        formatter: { enabled: false },
+        assist: { enabled: false },
+        linter: { rules: { suspicious: { noDebugger: 'error' } } },
+      }),
+    )
     try {
       const clean = run(['--lint', 'unit'])
       assert.equal(clean.status, 0, clean.stdout + clean.stderr)

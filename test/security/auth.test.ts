@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { constants, createHash, createHmac, generateKeyPairSync, type KeyObject, sign as cryptoSign } from 'node:crypto'
+import { constants, createHash, createHmac, sign as cryptoSign, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -370,18 +370,16 @@ describe('client credentials never reach the backends', () => {
         return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}')
       seen.push(req.headers)
       req.resume()
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(
-          JSON.stringify({
-            id: 'cmpl-1',
-            object: 'text_completion',
-            created: 1,
-            model: MODEL,
-            choices: [{ index: 0, text: 'x', logprobs: null, finish_reason: 'length' }],
-            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-          }),
-        )
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          id: 'cmpl-1',
+          object: 'text_completion',
+          created: 1,
+          model: MODEL,
+          choices: [{ index: 0, text: 'x', logprobs: null, finish_reason: 'length' }],
+          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+        }),
+      )
     })
     await new Promise<void>((resolve) => capture.listen(0, '127.0.0.1', resolve))
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-security-'))

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
 import { bearer, greedy } from '../helpers/gateway-conformance.ts'
-import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
+import { buildWorker, type RunningWorker, startWorker, type WorkerBuild } from '../helpers/worker-runtime.ts'
 
 // The Workers build on workerd with clients that leave in the middle of a stream: workerd
 // cancels the request when its client goes, so whatever was left for the stream's end (the

@@ -4,8 +4,8 @@ import { rmSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import OpenAI from 'openai'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
-import { SENTIMENT_LABELS, buildEncoderModelDir } from '../helpers/encoder-models.ts'
-import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
+import { buildEncoderModelDir, SENTIMENT_LABELS } from '../helpers/encoder-models.ts'
+import { buildWorker, type RunningWorker, startWorker, type WorkerBuild } from '../helpers/worker-runtime.ts'
 
 // The Workers build (wrangler's bundle on workerd) serves /v1/embeddings, /predict and GET /models
 // in front of a real backend serving builder-made encoders, with its KV cache on by default.

@@ -17,7 +17,7 @@ import {
   greedy,
 } from '../helpers/gateway-conformance.ts'
 import { ADMIN_TOKEN } from '../helpers/gateway-process.ts'
-import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
+import { buildWorker, type RunningWorker, startWorker, type WorkerBuild } from '../helpers/worker-runtime.ts'
 
 // The Workers build of the gateway (the bundle `wrangler deploy` would upload) on workerd,
 // in front of real backend nodes that accept only requests signed with the Worker's secret

@@ -5,9 +5,9 @@ import type { ApiKeyIndexRpc, ApiKeyRpc } from '../../gateway/workers/key-store.
 import { DurableObjectKeyStore } from '../../gateway/workers/key-store.ts'
 import { createDurableObjectRateLimits, type RateLimiterRpc } from '../../gateway/workers/rate-limits.ts'
 import type { DurableObjectNamespace } from '../../gateway/workers/runtime.ts'
-import { type RunningWorker, type WorkerBuild, buildWorker, startWorker } from '../helpers/worker-runtime.ts'
 import { rateLimitContract, uniqueKey } from '../gateway/limits/contract.ts'
 import { keyRecord, keyStoreContract } from '../gateway/stores/key-store-contract.ts'
+import { buildWorker, type RunningWorker, startWorker, type WorkerBuild } from '../helpers/worker-runtime.ts'
 
 // The Workers stores against their Durable Objects running on workerd (the built Worker under
 // Miniflare), through the same contracts as the memory and Redis stores. The store clients

@@ -1,7 +1,7 @@
-import type { GrammarSpec } from '../../grammar/spec.ts'
-import type { ServedModel } from '../../engine/text-generation.ts'
 import { ApiError } from '../../../openai/errors.ts'
 import type { ChatRequest, GuidedFields } from '../../../openai/requests.ts'
+import type { ServedModel } from '../../engine/text-generation.ts'
+import type { GrammarSpec } from '../../grammar/spec.ts'
 
 /** A grammar to enforce, and the request field it came from (named in errors). */
 export interface OutputGrammar {

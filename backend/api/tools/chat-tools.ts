@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto'
-import type { ServedModel } from '../../engine/text-generation.ts'
-import { type ChatMessage, ChatTemplateError } from '../../model/tokenizer.ts'
 import { ApiError } from '../../../openai/errors.ts'
 import type { ChatRequest } from '../../../openai/requests.ts'
 import type { ChatChoice } from '../../../openai/responses.ts'
+import type { ServedModel } from '../../engine/text-generation.ts'
+import { type ChatMessage, ChatTemplateError } from '../../model/tokenizer.ts'
 import { checkSize, type OutputGrammar, outputGrammarOf, prepareGrammar } from '../structured/output-format.ts'
 import { type ParsedToolCall, type ToolCallFormat, toolFormatOf, toolGrammar } from './tool-formats.ts'
 

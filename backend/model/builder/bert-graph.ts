@@ -3,7 +3,7 @@
 // sequence-classification variant, logits [batch, labels] (BERT pooler on [CLS] + classifier).
 // Opset 14, fp32, standard ops only; post-LayerNorm blocks with exact (erf) GELU, as in BERT.
 import type onnxProto from 'onnx-proto'
-import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
+import { DataType, encodeModel, GraphBuilder, valueInfo } from './onnx-writer.ts'
 
 export interface BertShape {
   hiddenSize: number

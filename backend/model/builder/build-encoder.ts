@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { type BertShape, bertWeightSpecs, buildBertModel } from './bert-graph.ts'
 import { initWeight, writeJson } from './build-model.ts'
 import { countParameters } from './llama-graph.ts'
-import { DataType, bytesOf, inlineTensor } from './onnx-writer.ts'
+import { bytesOf, DataType, inlineTensor } from './onnx-writer.ts'
 import { buildWordPieceTokenizerFiles } from './wordpiece-tokenizer.ts'
 
 /** What a preset or the CLI chooses. */

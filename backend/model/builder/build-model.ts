@@ -13,9 +13,9 @@ import { genaiConfig } from './genai-config.ts'
 import {
   buildLlamaModel,
   countParameters,
-  llamaWeightSpecs,
   type GraphStyle,
   type LlamaShape,
+  llamaWeightSpecs,
   type WeightSpec,
 } from './llama-graph.ts'
 import { externalTensor, inlineTensor, type RawTensor } from './onnx-writer.ts'

@@ -6,7 +6,7 @@
 //   explicit sizes override the preset: --hidden 288 --layers 6 --heads 6 --kv-heads 2
 //   --head-dim 64 --intermediate 768 --vocab 512 --context 512
 import { parseArgs } from 'node:util'
-import { PRESETS, buildRandomLlama, type ModelSize, type PresetName } from './build-model.ts'
+import { buildRandomLlama, type ModelSize, PRESETS, type PresetName } from './build-model.ts'
 import { parseInteger, sizeFromFlags } from './cli-flags.ts'
 import type { GraphStyle } from './llama-graph.ts'
 import { WEIGHT_FORMATS, type WeightFormat } from './quantize.ts'

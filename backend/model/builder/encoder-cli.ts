@@ -5,14 +5,14 @@
 //   explicit sizes override the preset: --hidden 384 --layers 6 --heads 12 --intermediate 1536
 //   --vocab 30522 --max-positions 512
 import { parseArgs } from 'node:util'
-import { parseInteger, sizeFromFlags } from './cli-flags.ts'
 import {
+  buildRandomEncoder,
   ENCODER_PRESETS,
   type EncoderPresetName,
   type EncoderSize,
   type Pooling,
-  buildRandomEncoder,
 } from './build-encoder.ts'
+import { parseInteger, sizeFromFlags } from './cli-flags.ts'
 
 const SIZE_FLAGS: Record<string, keyof EncoderSize> = {
   hidden: 'hiddenSize',

@@ -7,7 +7,7 @@
 //   total_sequence_length computed from attention_mask; past and present may share one buffer.
 // Weights are fp32, fp16 (whole graph in half precision), q4 or int8 / uint8 (see quantize.ts).
 import type onnxProto from 'onnx-proto'
-import { DataType, GraphBuilder, encodeModel, valueInfo } from './onnx-writer.ts'
+import { DataType, encodeModel, GraphBuilder, valueInfo } from './onnx-writer.ts'
 import { isHalf, projection, type Quantization, type WeightFormat } from './quantize.ts'
 
 type TensorProto = onnxProto.onnx.ITensorProto

@@ -8,7 +8,7 @@
 // - int8 / uint8: onnxruntime's dynamic quantization (Optimum `quantize`, transformers.js'
 //   model_int8 / model_uint8 / model_quantized): weights stored as 8-bit with a scale and zero
 //   point, activations quantized at run time by DynamicQuantizeLinear, products by MatMulInteger.
-import { DataType, type GraphBuilder, type RawTensor, bytesOf, toHalf } from './onnx-writer.ts'
+import { bytesOf, DataType, type GraphBuilder, type RawTensor, toHalf } from './onnx-writer.ts'
 
 export type WeightFormat = 'fp32' | 'fp16' | 'q4' | 'q4f16' | 'int8' | 'uint8'
 

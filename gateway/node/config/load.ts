@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
+import { errorMessage } from '../../../lib/error-message.ts'
 import { ConfigError, parseGatewayConfig } from '../../config/parse.ts'
 import type { GatewayConfig } from '../../config/schema.ts'
-import { errorMessage } from '../../../lib/error-message.ts'
 
 // Node only: reads the config file. The Workers entry passes its config object to parseGatewayConfig.
 /** Reads GATEWAY_CONFIG (if set) and the environment (Node entry). */

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
+import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from '../../limits/counters.ts'
+import type { Admission, AdmissionRequest } from '../../types.ts'
 import type { RedisClient } from '../stores/redis-client.ts'
 import { commandTimeoutOf, isReady } from '../stores/redis-client.ts'
 import { createRedisClock } from '../stores/redis-clock.ts'
 import { preloadScripts } from '../stores/redis-script.ts'
-import type { Admission, AdmissionRequest } from '../../types.ts'
-import { type AdmissionOutcome, stateOf, TOKEN_WINDOW_MS, toAdmission } from '../../limits/counters.ts'
 import { ADMIT, SETTLE, UNDO } from './redis-admission-scripts.ts'
 
 /** Most admissions (or slot releases) of one caller in one script call. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Cluster } from 'ioredis'
-import type { RedisClient } from './redis-client.ts'
 import { errorMessage } from '../../../lib/error-message.ts'
+import type { RedisClient } from './redis-client.ts'
 
 export interface RedisScript {
   /** Runs the script (EVALSHA; EVAL once after a server restart emptied its script cache). */

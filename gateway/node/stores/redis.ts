@@ -1,5 +1,5 @@
-import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore } from '../../types.ts'
 import { sortByCreation } from '../../stores/memory.ts'
+import type { ApiKeyRecord, CacheStore, GatewayMetrics, KeyStore } from '../../types.ts'
 import { isReady, type RedisClient } from './redis-client.ts'
 import { defineScript } from './redis-script.ts'
 

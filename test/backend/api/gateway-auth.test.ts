@@ -3,15 +3,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose'
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose'
 import { createBackendApp } from '../../../backend/api/app.ts'
 import {
   createGatewayTokenVerifier,
-  gatewayAuth,
   GatewayTokenError,
+  type GatewayTokenRefusal,
+  gatewayAuth,
   openVerifyKeyFile,
   parseVerifyKeys,
-  type GatewayTokenRefusal,
   type VerifyKeySet,
 } from '../../../backend/api/gateway-auth.ts'
 import { BackendMetrics } from '../../../backend/metrics.ts'

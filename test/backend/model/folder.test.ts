@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { loadBackendConfig } from '../../../backend/config.ts'
-import { buildRandomLlama, type BuildOptions } from '../../../backend/model/builder/build-model.ts'
-import { ModelFolderError, findModelFolders, loadModelFolder, relativeOnnxPath } from '../../../backend/model/folder.ts'
+import { type BuildOptions, buildRandomLlama } from '../../../backend/model/builder/build-model.ts'
+import { findModelFolders, loadModelFolder, ModelFolderError, relativeOnnxPath } from '../../../backend/model/folder.ts'
 import { STORIES_DIR } from '../../helpers/paths.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-folder-'))

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import * as ort from 'onnxruntime-node'
-import { buildRandomLlama, resolveShape, type BuildOptions } from '../../../backend/model/builder/build-model.ts'
+import { type BuildOptions, buildRandomLlama, resolveShape } from '../../../backend/model/builder/build-model.ts'
 import { countParameters, llamaWeightSpecs } from '../../../backend/model/builder/llama-graph.ts'
 import { loadModelFolder } from '../../../backend/model/folder.ts'
-import { ModelRunner, type KvPath } from '../../../backend/model/runner.ts'
+import { type KvPath, ModelRunner } from '../../../backend/model/runner.ts'
 import { argmax } from '../../../backend/sampling/sampler.ts'
 
 /**

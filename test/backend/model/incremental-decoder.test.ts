@@ -7,7 +7,7 @@ import { IncrementalDecoder } from '../../../backend/model/incremental-decoder.t
 import { TextTokenizer } from '../../../backend/model/tokenizer.ts'
 import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
 import { STORIES_DIR } from '../../helpers/paths.ts'
-import { TOKENIZER_FAMILIES, loadRealTokenizer } from '../../helpers/real-tokenizers.ts'
+import { loadRealTokenizer, TOKENIZER_FAMILIES } from '../../helpers/real-tokenizers.ts'
 
 // Each tokenizer is loaded once for the whole file.
 const tokenizerOf = loadRealTokenizer

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { createRandom } from '../../../backend/sampling/prng.ts'
-import { SequenceSampler, type SamplingParams, argmax } from '../../../backend/sampling/sampler.ts'
+import { argmax, type SamplingParams, SequenceSampler } from '../../../backend/sampling/sampler.ts'
 import { StopMatcher } from '../../../backend/sampling/stop-matcher.ts'
 
 const params = (over: Partial<SamplingParams> = {}): SamplingParams => ({

@@ -4,18 +4,18 @@ import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import {
   CompactSign,
+  type CryptoKey,
   exportJWK,
   exportSPKI,
   generateKeyPair,
-  SignJWT,
-  type CryptoKey,
   type JWK,
   type JWTPayload,
+  SignJWT,
 } from 'jose'
 import {
   AuthError,
-  createJwtVerifier,
   type AuthReason,
+  createJwtVerifier,
   type JwtVerifier,
   type JwtVerifierOptions,
 } from '../../../gateway/auth/jwt.ts'

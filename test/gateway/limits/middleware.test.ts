@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
 import type { RateLimitStore } from '../../../gateway/types.ts'
+import type { UpstreamResponse } from '../../../gateway/upstream/upstream.ts'
 import {
   apiKeyEntry,
   completionBody,

@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { createGatewayTokenVerifier, parseVerifyKeys } from '../../../backend/api/gateway-auth.ts'
-import { createBackendTokenSigner, parsePrivateJwk } from '../../../gateway/proxy/backend-token.ts'
 import { loadPrivateJwk } from '../../../gateway/node/signing-key.ts'
+import { createBackendTokenSigner, parsePrivateJwk } from '../../../gateway/proxy/backend-token.ts'
 
 const scratch = mkdtempSync(join(tmpdir(), 'switchyard-backend-token-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
 import { startupWarnings } from '../../../gateway/config/startup-warnings.ts'
-import type { UpstreamFetch, UpstreamRequest } from '../../../gateway/upstream/upstream.ts'
 import { contextOfPublicModel, createModelContextLengths } from '../../../gateway/routing/model-context.ts'
 import { Router } from '../../../gateway/routing/router.ts'
 import { noopRoutingMetrics } from '../../../gateway/types.ts'
+import type { UpstreamFetch, UpstreamRequest } from '../../../gateway/upstream/upstream.ts'
 
 // Unit tests with a stand-in upstream; test/e2e/first-run.test.ts covers the real path (a
 // reservation bounded by the window a real node reports).

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
 import { createPromMetrics } from '../../../gateway/node/prom-metrics.ts'
-import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 import { Router } from '../../../gateway/routing/router.ts'
+import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 
 // Per-node series (healthy, breaker state, in flight, tries, checks) go when the node leaves
 // the topology: a pod gone from DNS, a node taken out of the config. Otherwise an alert on

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseGatewayConfig } from '../../../gateway/config/parse.ts'
-import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 import { BackendNode } from '../../../gateway/routing/backend-node.ts'
 import { Router } from '../../../gateway/routing/router.ts'
 import { type BreakerState, noopRoutingMetrics } from '../../../gateway/types.ts'
+import type { UpstreamFetch } from '../../../gateway/upstream/upstream.ts'
 
 // Workers mode (timers: false): a timer dies there with the request that set it, so the
 // breakers and health checks must move on only when maintain() is called.
