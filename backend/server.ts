@@ -270,7 +270,7 @@ async function loadModels(
     if (folder.randomWeights) {
       log.warn(
         { model: folder.id },
-        'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see README, "Serving a real model") and set MODEL_DIR',
+        'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see docs/models.md, "Serving a real model") and set MODEL_DIR',
       )
     }
   }

@@ -16,7 +16,7 @@ const seed = z
   .nullish()
 
 /**
- * Switchyard's extensions for mid-stream failover (see the README): `return_token_ids` adds the
+ * Switchyard's extensions for mid-stream failover (see docs/api.md): `return_token_ids` adds the
  * sampled ids to every choice; `resume` continues an interrupted choice on another node.
  */
 const resume = z.object({
@@ -149,7 +149,7 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>
 export type GuidedFields = { [K in keyof typeof guided]?: z.infer<(typeof guided)[K]> }
 export type ToolDefinition = z.infer<typeof tool>
 
-/** The simple generation API (see the README for semantics and ranges). */
+/** The simple generation API (see docs/api.md for semantics and ranges). */
 export const generateRequestSchema = z.object({
   prompt: z.string(),
   model: z.string().min(1).max(256).optional(),

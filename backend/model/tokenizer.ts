@@ -6,7 +6,7 @@ export { IncrementalDecoder } from './incremental-decoder.ts'
 
 /**
  * A model's tokenizer.json and chat template. Models without a `chat_template` get a plain
- * "role: content" transcript ending in "assistant:" (documented in the README).
+ * "role: content" transcript ending in "assistant:" (documented in docs/api.md).
  */
 export class TextTokenizer {
   private readonly tokenizer: Tokenizer

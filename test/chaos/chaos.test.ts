@@ -25,7 +25,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const MULTI_CHOICE_CUT: Expected = {
   kind: 'stream_error:stream_interrupted',
   labels: [MULTI_CHOICE_STREAM],
-  why: 'a stream of two choices cannot be continued on another node (a continuation carries the tokens of one choice; README, "Mid-stream failover"), so when its node broke mid-stream the gateway ended it with a `stream_interrupted` error event, never a silent `[DONE]`. The text received before the error event was checked: a prefix of the reference, nothing lost or repeated.',
+  why: 'a stream of two choices cannot be continued on another node (a continuation carries the tokens of one choice; docs/operations.md, "Mid-stream failover"), so when its node broke mid-stream the gateway ended it with a `stream_interrupted` error event, never a silent `[DONE]`. The text received before the error event was checked: a prefix of the reference, nothing lost or repeated.',
 }
 
 let cluster: Cluster

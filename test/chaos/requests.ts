@@ -67,7 +67,7 @@ function templates(prompt: string, seed: number): Omit<LoadRequest, 'reference' 
       stream: false,
       body: { model, prompt, max_length: 48, temperature: 0 },
     },
-    // Several choices cannot be continued on another node (README: mid-stream failover).
+    // Several choices cannot be continued on another node (docs/operations.md: mid-stream failover).
     {
       label: MULTI_CHOICE_STREAM,
       path: '/v1/completions',

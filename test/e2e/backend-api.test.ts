@@ -258,7 +258,7 @@ describe('POST /v1/completions', () => {
     const completionTokens = first.choices.length * 16
     assert.ok(first.usage!.completion_tokens <= completionTokens && first.usage!.completion_tokens > 0)
     assert.equal(first.usage!.prompt_tokens, PROMPT_TOKENS, 'the prompt counts once, not n times')
-    // README: "choice i of n uses seed + i".
+    // docs/api.md: "choice i of n uses seed + i".
     const single = await complete({ ...request, n: 1, seed: 8 })
     assert.equal(single.choices[0].text, texts[1])
     // Streamed n=3 interleaves the same three texts.

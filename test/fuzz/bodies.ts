@@ -126,7 +126,7 @@ const structuredTweak = (path: string): fc.Arbitrary<unknown> | undefined => {
 function commonTweak(path: string): fc.Arbitrary<unknown> | undefined {
   const structured = structuredTweak(path)
   if (structured) return structured
-  // Refused on purpose when set (README: logit_bias non-empty, suffix): only their empty forms are valid.
+  // Refused on purpose when set (docs/api.md: logit_bias non-empty, suffix): only their empty forms are valid.
   if (path === 'logit_bias') return fc.constantFrom(null, {})
   if (path === 'suffix') return fc.constantFrom(null, '')
   // Mid-stream continuation is the gateway's own (refused from clients) and has its own tests.

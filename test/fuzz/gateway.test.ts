@@ -173,7 +173,7 @@ describe('gateway GET /v1/models and /status refusals', () => {
   })
 })
 
-// The admin API's contract (README): tenant 1-128 characters without control characters, models
+// The admin API's contract (docs/architecture.md, Authentication): tenant 1-128 characters without control characters, models
 // a list of names, limits positive integers, id 1-64 of [A-Za-z0-9_.:-] starting with a letter or digit.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what the filter removes
 const CONTROL_CHARACTER = /[\x00-\x1f\x7f]/

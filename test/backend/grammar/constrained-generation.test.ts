@@ -38,7 +38,7 @@ const SCHEMAS: Record<string, object> = {
     required: ['color', 'size'],
     additionalProperties: false,
   },
-  // xgrammar 0.1.27 bounds integers exactly but not fractional numbers (it let -10.2 through minimum -10): see the README.
+  // xgrammar 0.1.27 bounds integers exactly but not fractional numbers (it let -10.2 through minimum -10): see docs/api.md.
   numbers: {
     type: 'object',
     properties: { x: { type: 'number' }, n: { type: 'integer', minimum: 0, maximum: 100 } },
