@@ -4,7 +4,7 @@ import { ApiError } from '../../openai/errors.ts'
 import { relativeOnnxPath } from '../model/folder.ts'
 import { embeddings } from './embeddings.ts'
 import type { EncoderApiContext } from './encoding.ts'
-import { errorResponse } from './errors.ts'
+import { apiErrorResponse } from './errors.ts'
 import { generate } from './generate.ts'
 import type { ApiContext } from './generation.ts'
 import { listModels, retrieveModel } from './models.ts'
@@ -48,7 +48,7 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   const streamingLimit = bodyLimit({
     maxSize: options.maxBodyBytes,
     onError: (c) =>
-      errorResponse(
+      apiErrorResponse(
         c,
         new ApiError(413, `The request body is larger than ${options.maxBodyBytes} bytes`, {
           code: 'request_too_large',
@@ -141,16 +141,16 @@ export function createBackendApp(options: BackendAppOptions): Hono {
   )
 
   app.notFound((c) =>
-    errorResponse(
+    apiErrorResponse(
       c,
       new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, { code: 'not_found' }),
     ),
   )
   app.onError((error, c) => {
-    if (error instanceof ApiError) return errorResponse(c, error)
+    if (error instanceof ApiError) return apiErrorResponse(c, error)
     // Anything else is our fault, not the client's: say so without echoing internals.
     console.error(error)
-    return errorResponse(c, new ApiError(500, 'Internal server error', { code: 'internal_error' }))
+    return apiErrorResponse(c, new ApiError(500, 'Internal server error', { code: 'internal_error' }))
   })
   return app
 }

@@ -3,7 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import type { ApiError } from '../../openai/errors.ts'
 
 /** The Hono response for an ApiError (openai/errors.ts): its status, OpenAI's body and its headers. */
-export function errorResponse(c: Context, error: ApiError): Response {
+export function apiErrorResponse(c: Context, error: ApiError): Response {
   for (const [name, value] of Object.entries(error.headers)) c.header(name, value)
   return c.json(error.body, error.status as ContentfulStatusCode)
 }

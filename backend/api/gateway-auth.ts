@@ -21,7 +21,7 @@ import {
 } from 'jose'
 import { errorMessage } from '../../lib/error-message.ts'
 import { ApiError } from '../../openai/errors.ts'
-import { errorResponse } from './errors.ts'
+import { apiErrorResponse } from './errors.ts'
 
 export const GATEWAY_TOKEN_ISSUER = 'switchyard-gateway'
 /** Tokens living longer than this are refused, whoever signed them: a leaked token is useful for minutes at most. */
@@ -307,7 +307,7 @@ export function gatewayAuth(options: GatewayAuthOptions): MiddlewareHandler {
       await verify(match[1])
     } catch (error) {
       options.onRefused?.(refusalOf(error))
-      return errorResponse(c, UNAUTHORIZED)
+      return apiErrorResponse(c, UNAUTHORIZED)
     }
     return next()
   }

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
-import { createRedisRateLimits } from '../../../gateway/node/limits/redis-rate-limits.ts'
-import { createRedis, type RedisClient } from '../../../gateway/node/stores/redis-client.ts'
-import type { RateLimitStore } from '../../../gateway/types.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { createRedisRateLimits } from '../../../../gateway/node/limits/redis-rate-limits.ts'
+import { createRedis, type RedisClient } from '../../../../gateway/node/stores/redis-client.ts'
+import type { RateLimitStore } from '../../../../gateway/types.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
+import { granted, peekTokens } from '../../limits/contract.ts'
 import { recordingHooks, timed, untilReady, waitFor } from '../stores/support.ts'
-import { granted, peekTokens } from './contract.ts'
 
 // Generous for a loaded machine: "answers" means well under a second, not stalled for the TCP/retry timeouts.
 const ANSWERS_WITHIN_MS = 2000

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
-import { createRedis, isReady } from '../../../gateway/node/stores/redis-client.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { createRedis, isReady } from '../../../../gateway/node/stores/redis-client.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
 import { recordingHooks, timed, untilReady, waitFor } from './support.ts'
 
 describe('createRedis', () => {

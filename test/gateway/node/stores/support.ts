@@ -4,8 +4,8 @@ import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { RedisClient, StoreHooks } from '../../../gateway/node/stores/redis-client.ts'
-import { freePort } from '../../helpers/redis-server.ts'
+import type { RedisClient, StoreHooks } from '../../../../gateway/node/stores/redis-client.ts'
+import { freePort } from '../../../helpers/redis-server.ts'
 
 export type LogEntry = { level: 'info' | 'warn' | 'error'; fields: Record<string, unknown>; message: string }
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createRedisRateLimits } from '../../../gateway/node/limits/redis-rate-limits.ts'
-import { createRedis, type RedisClient } from '../../../gateway/node/stores/redis-client.ts'
-import type { Admission, RateLimitStore } from '../../../gateway/types.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { createRedisRateLimits } from '../../../../gateway/node/limits/redis-rate-limits.ts'
+import { createRedis, type RedisClient } from '../../../../gateway/node/stores/redis-client.ts'
+import type { Admission, RateLimitStore } from '../../../../gateway/types.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
+import { rateLimitContract, uniqueKey } from '../../limits/contract.ts'
 import { recordingHooks, untilReady, waitFor } from '../stores/support.ts'
-import { rateLimitContract, uniqueKey } from './contract.ts'
 
 describe('createRedisRateLimits', () => {
   let server: RedisServer

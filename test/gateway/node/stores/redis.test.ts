@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
-import { RedisCacheStore, RedisKeyStore } from '../../../gateway/node/stores/redis.ts'
-import { createRedis, type RedisClient } from '../../../gateway/node/stores/redis-client.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
-import { keyRecord, keyStoreContract } from './key-store-contract.ts'
+import { RedisCacheStore, RedisKeyStore } from '../../../../gateway/node/stores/redis.ts'
+import { createRedis, type RedisClient } from '../../../../gateway/node/stores/redis-client.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
+import { keyRecord, keyStoreContract } from '../../stores/key-store-contract.ts'
 import { recordingHooks, timed, untilReady, waitFor } from './support.ts'
 
 const COMMAND_TIMEOUT_MS = 300

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
-import { createRedisRateLimits } from '../../../gateway/node/limits/redis-rate-limits.ts'
-import { createRedis, type RedisClient } from '../../../gateway/node/stores/redis-client.ts'
-import type { AdmissionRequest, RateLimitStore } from '../../../gateway/types.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
+import { createRedisRateLimits } from '../../../../gateway/node/limits/redis-rate-limits.ts'
+import { createRedis, type RedisClient } from '../../../../gateway/node/stores/redis-client.ts'
+import type { AdmissionRequest, RateLimitStore } from '../../../../gateway/types.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
+import { uniqueKey } from '../../limits/contract.ts'
 import { recordingHooks, untilReady, waitFor } from '../stores/support.ts'
-import { uniqueKey } from './contract.ts'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const LIMIT = 8

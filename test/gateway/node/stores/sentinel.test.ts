@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
-import { createRedisRateLimits } from '../../../gateway/node/limits/redis-rate-limits.ts'
-import { RedisKeyStore } from '../../../gateway/node/stores/redis.ts'
-import { createRedis, type RedisClient } from '../../../gateway/node/stores/redis-client.ts'
-import { type RedisServer, startRedis } from '../../helpers/redis-server.ts'
-import { keyRecord } from './key-store-contract.ts'
+import { createRedisRateLimits } from '../../../../gateway/node/limits/redis-rate-limits.ts'
+import { RedisKeyStore } from '../../../../gateway/node/stores/redis.ts'
+import { createRedis, type RedisClient } from '../../../../gateway/node/stores/redis-client.ts'
+import { type RedisServer, startRedis } from '../../../helpers/redis-server.ts'
+import { keyRecord } from '../../stores/key-store-contract.ts'
 import { recordingHooks, type SentinelProcess, startSentinel, untilReady, waitFor } from './support.ts'
 
 describe('Redis through Sentinel', () => {
