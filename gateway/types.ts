@@ -76,13 +76,16 @@ export interface AdmissionRequest {
  */
 export type Admission =
   | { allowed: true; requests?: LimitState; tokens?: LimitState; settle(usedTokens: number): Promise<void> }
-  | {
-      allowed: false
-      refusedBy: 'requests' | 'concurrency' | 'tokens'
-      retryAfterSeconds: number
-      requests?: LimitState
-      tokens?: LimitState
-    }
+  | AdmissionRefusal
+
+/** A refused admission: which limit, and when to retry; nothing was counted. */
+export interface AdmissionRefusal {
+  allowed: false
+  refusedBy: 'requests' | 'concurrency' | 'tokens'
+  retryAfterSeconds: number
+  requests?: LimitState
+  tokens?: LimitState
+}
 
 /** Rate-limit counters shared by all gateway instances (Redis, Durable Objects) or local to one (memory). */
 export interface RateLimitStore {

@@ -1,4 +1,4 @@
-import type { Admission, AdmissionRequest, Decision, LimitState } from '../types.ts'
+import type { Admission, AdmissionRefusal, AdmissionRequest, Decision, LimitState } from '../types.ts'
 
 /** One fixed window: it starts with its first use and resets whole at `resetAt` (ms). */
 export interface Window {
@@ -19,13 +19,7 @@ export interface CounterState {
  */
 export type AdmissionOutcome =
   | { allowed: true; requests?: LimitState; tokens?: LimitState; tokenWindow?: number }
-  | {
-      allowed: false
-      refusedBy: 'requests' | 'concurrency' | 'tokens'
-      retryAfterSeconds: number
-      requests?: LimitState
-      tokens?: LimitState
-    }
+  | AdmissionRefusal
 
 export const TOKEN_WINDOW_MS = 60_000
 const TOKENS = 'tokens'
