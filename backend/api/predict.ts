@@ -14,7 +14,8 @@ import { collectChoices, fitMaxTokens, mergeSignals, startGeneration } from './g
 
 /**
  * POST /predict: the seed's task API. {text, task, model_name?} → {result, processing_time,
- * model_version}; result is what the Hugging Face pipeline of that task returns for one text.
+ * model_version, usage}; result is what the Hugging Face pipeline of that task returns for one
+ * text; usage (OpenAI's shape, an addition to the seed's) lets the gateway count real tokens.
  */
 export async function predict(c: Context, api: EncoderApiContext): Promise<Response> {
   const started = performance.now()
@@ -44,12 +45,17 @@ export async function predict(c: Context, api: EncoderApiContext): Promise<Respo
       { param: 'task', code: 'invalid_value' },
     )
 
-  const { result, version } =
+  const { result, version, promptTokens, completionTokens } =
     task === 'text-generation' ? await generate(c, api, name, body) : await encode(api, name, task, body)
   return c.json({
     result,
     processing_time: Number(((performance.now() - started) / 1000).toFixed(6)),
     model_version: version,
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens,
+    },
   })
 }
 
@@ -68,18 +74,19 @@ function describeServed(api: EncoderApiContext): string {
 
 async function encode(api: EncoderApiContext, name: string, task: string, body: PredictRequest) {
   const encoder = api.encoders.get(name)!
-  const [vector] = await encodeRows(
-    api,
-    encoder,
-    tokenizeInputs(encoder, [body.text], body.truncate_prompt_tokens, 'text'),
-  )
-  const version = `${encoder.id}@${encoder.folder.version}`
-  if (task === 'feature-extraction') return { result: Array.from(vector), version }
+  const rows = tokenizeInputs(encoder, [body.text], body.truncate_prompt_tokens, 'text')
+  const [vector] = await encodeRows(api, encoder, rows)
+  const counts = {
+    version: `${encoder.id}@${encoder.folder.version}`,
+    promptTokens: rows[0].length,
+    completionTokens: 0,
+  }
+  if (task === 'feature-extraction') return { result: Array.from(vector), ...counts }
   const labels = encoder.folder.labels
   const ranked = Array.from(vector, (score, i) => ({ label: labels[i] ?? `LABEL_${i}`, score })).sort(
     (a, b) => b.score - a.score,
   )
-  return { result: ranked.slice(0, body.top_k ?? 1), version }
+  return { result: ranked.slice(0, body.top_k ?? 1), ...counts }
 }
 
 async function generate(c: Context, api: EncoderApiContext, name: string, body: PredictRequest) {
@@ -102,5 +109,7 @@ async function generate(c: Context, api: EncoderApiContext, name: string, body: 
   return {
     result: [{ generated_text: body.text + choice.text }],
     version: `${model.id}@${configVersion(model.folder.dir)}`,
+    promptTokens: prompts[0].length,
+    completionTokens: choice.tokens,
   }
 }

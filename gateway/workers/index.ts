@@ -12,6 +12,7 @@
 import type { Context, Hono } from 'hono'
 import { createGatewayApp } from '../app.ts'
 import { ConfigError } from '../config/parse.ts'
+import { startupWarnings } from '../config/startup-warnings.ts'
 import { errorResponse } from '../pipeline/errors.ts'
 import { watchRequestSignal } from '../pipeline/watch-client.ts'
 import { createBackendTokenSigner } from '../proxy/backend-token.ts'
@@ -42,6 +43,8 @@ function build(env: WorkerEnv): Gateway {
   const { config, signingKey } = readWorkerSettings(env)
   const logger = createConsoleLogger(config.env.LOG_LEVEL)
   const metrics = createWorkersMetrics(env.METRICS)
+  // Once per isolate, as the Node entry does once per process.
+  for (const warning of startupWarnings(config)) logger.warn({}, warning)
   const signer = signingKey ? createBackendTokenSigner({ privateJwk: signingKey }) : undefined
   if (!signer)
     logger.warn(

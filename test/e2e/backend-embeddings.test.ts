@@ -211,7 +211,13 @@ describe('backend: embeddings and the task API', () => {
     })
     assert.equal(response.status, 200)
     const body = await response.json()
-    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
+    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result', 'usage'])
+    assert.ok(body.usage.prompt_tokens > 0)
+    assert.deepEqual(body.usage, {
+      prompt_tokens: body.usage.prompt_tokens,
+      completion_tokens: 0,
+      total_tokens: body.usage.prompt_tokens,
+    })
     assert.equal(body.result.length, 1)
     assert.ok(SENTIMENT_LABELS.includes(body.result[0].label))
     assert.ok(body.result[0].score >= 0.5 && body.result[0].score <= 1)
@@ -233,6 +239,7 @@ describe('backend: embeddings and the task API', () => {
     ).json()
     const embedding = await client.embeddings.create({ model: 'embed', input: 'hello world', encoding_format: 'float' })
     assert.deepEqual(features.result, embedding.data[0].embedding)
+    assert.equal(features.usage.prompt_tokens, embedding.usage.prompt_tokens)
     const generated = await (
       await postJson(`${backend.url}/predict`, { text: 'Once upon a time', task: 'text-generation', max_new_tokens: 8 })
     ).json()
@@ -245,6 +252,7 @@ describe('backend: embeddings and the task API', () => {
       })
     ).json()
     assert.deepEqual(generated.result, [{ generated_text: `Once upon a time${completion.choices[0].text}` }])
+    assert.deepEqual(generated.usage, completion.usage)
     assert.match(generated.model_version, /^gen@/)
   })
 

@@ -83,8 +83,9 @@ describe('gateway: embeddings and the task API through the whole pipeline', () =
     )
     assert.equal(predicted.status, 200)
     const body = await predicted.json()
-    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
+    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result', 'usage'])
     assert.ok(SENTIMENT_LABELS.includes(body.result[0].label))
+    assert.ok(body.usage.prompt_tokens > 0 && body.usage.completion_tokens === 0)
     const models = await (await fetch(`${gateway.url}/models`, { headers: auth() })).json()
     assert.deepEqual(
       models.models.map((m: { name: string }) => m.name),

@@ -60,6 +60,17 @@ describe('RateLimitStore on RateLimiterObject', () => {
   })
 })
 
+describe('the Worker without authentication configured', () => {
+  it('warns once, when its isolate builds the gateway, that every API request will be 401', async () => {
+    const answer = await fetch(`${worker.url}/v1/models`)
+    assert.equal(answer.status, 401)
+    await answer.body?.cancel()
+    await fetch(`${worker.url}/health`).then((r) => r.body?.cancel())
+    const warnings = worker.output().match(/no authentication is configured/g) ?? []
+    assert.equal(warnings.length, 1, worker.output().slice(-2000))
+  })
+})
+
 describe('KeyStore on ApiKeyObject and ApiKeyIndexObject', () => {
   let prefixes = 0
   const store = async () =>
