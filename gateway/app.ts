@@ -54,6 +54,12 @@ export interface GatewayDeps {
   /** Runs work after the response is written (Node: setImmediate); default at once. */
   afterResponse?: (run: () => void) => void
   /**
+   * Keeps background work started by a request (the context-window lookup) alive after its
+   * response: on Workers, ctx.waitUntil, without which workerd cancels the work's I/O and
+   * timers when the request ends. Default: nothing (Node keeps it running anyway).
+   */
+  background?: (work: Promise<unknown>) => void
+  /**
    * Calls back if the client disconnects before its answer is complete, so the backend's work
    * is cancelled; returns how to stop watching. Default: the request's AbortSignal.
    */
@@ -161,7 +167,12 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
     watchClient: deps.watchClient,
   })
 
-  const contexts = createModelContextLengths({ router: deps.router, upstream: deps.upstream, headers: backendHeaders })
+  const contexts = createModelContextLengths({
+    router: deps.router,
+    upstream: deps.upstream,
+    headers: backendHeaders,
+    background: deps.background,
+  })
   const parseLimits = {
     maxPromptChars: config.server.maxPromptChars,
     maxGrammarChars: config.server.maxGrammarChars,

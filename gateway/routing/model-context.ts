@@ -29,6 +29,8 @@ export function createModelContextLengths(options: {
   headers?: () => Promise<Record<string, string>>
   timeoutMs?: number
   retryMs?: number
+  /** Told of each lookup a get() starts, to keep it alive past the request (Workers). */
+  background?: (work: Promise<void>) => void
 }): ModelContextLengths {
   const lengths = new Map<string, number>()
   const retryMs = options.retryMs ?? 10_000
@@ -78,7 +80,12 @@ export function createModelContextLengths(options: {
     get(model) {
       if (model === undefined) return undefined
       const known = lengths.get(model)
-      if (known === undefined && !running && Date.now() - lastTry >= retryMs) void refresh()
+      // Kept alive by the runtime: a lookup whose I/O died with its request would never settle,
+      // and `running` would then block every later one.
+      if (known === undefined && !running && Date.now() - lastTry >= retryMs) {
+        const lookup = refresh()
+        options.background?.(lookup)
+      }
       return known
     },
     learn,

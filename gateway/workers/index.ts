@@ -20,7 +20,7 @@ import { Router } from '../routing/router.ts'
 import { MemoryCacheStore } from '../stores/memory.ts'
 import { fetchUpstream } from '../upstream/upstream.ts'
 import { readWorkerSettings, type WorkerEnv } from './config.ts'
-import { withRequestContext } from './keep-alive.ts'
+import { keepAlive, withRequestContext } from './keep-alive.ts'
 import { DurableObjectKeyStore } from './key-store.ts'
 import { KvCacheStore } from './kv-cache.ts'
 import { createConsoleLogger } from './logger.ts'
@@ -77,6 +77,7 @@ function build(env: WorkerEnv): Gateway {
     // drops the response stream without cancelling it: the request is ended from the abort,
     // inside its own context so what it settles is kept alive with ctx.waitUntil.
     watchClient: (c, onGone) => watchRequestSignal(c, () => withRequestContext(c.executionCtx, onGone)),
+    background: (work) => void keepAlive(work),
     // A coalesced follower would read the first request's upstream, which workerd tears down
     // with that request.
     coalesceIdenticalRequests: false,

@@ -70,13 +70,17 @@ describe('model context windows learned from the nodes', () => {
       },
     })
     const router = new Router(config().routing, { metrics: noopRoutingMetrics, logger: quiet, upstream, timers: false })
+    const kept: Promise<void>[] = []
     const contexts = createModelContextLengths({
       router,
       upstream,
       headers: async () => ({ authorization: 'Bearer t' }),
+      background: (work) => kept.push(work),
     })
     assert.equal(contexts.get('small'), undefined)
+    assert.equal(kept.length, 1, 'the lookup a get() starts is handed to the runtime to keep alive')
     assert.equal(contexts.get('large'), undefined, 'no second lookup while one runs')
+    assert.equal(kept.length, 1)
     await contexts.refresh()
     // The explicit refresh joined the lookup the first get() started: each node was asked once.
     assert.deepEqual(asked.map((r) => [r.url, r.headers.authorization]).sort(), [
