@@ -63,8 +63,13 @@ function assertServedShape(route: keyof typeof ROUTES, answer: Answer): void {
           item.embedding.every((v: unknown) => typeof v === 'number' && Number.isFinite(v)),
       )
   } else {
-    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result'])
+    assert.deepEqual(Object.keys(body).sort(), ['model_version', 'processing_time', 'result', 'usage'])
     assert.ok(Array.isArray(body.result))
+    const { prompt_tokens: prompt, completion_tokens: completion, total_tokens: total } = body.usage
+    assert.ok(
+      Number.isInteger(prompt) && Number.isInteger(completion) && total === prompt + completion,
+      JSON.stringify(body.usage),
+    )
   }
 }
 
