@@ -57,9 +57,23 @@ export function createDurableObjectRateLimits(
   }
 }
 
-/** Calls `renew` every `intervalMs` until cleared; a failed renewal is retried at the next tick. */
+/**
+ * Calls `renew` every `intervalMs` until cleared, or until a renewal finds the slot gone (it
+ * expired: renewing cannot bring it back). A failed renewal is retried at the next tick.
+ */
 function renewEvery(intervalMs: number, renew: () => Promise<boolean>): ReturnType<typeof setInterval> {
-  const timer = setInterval(() => void renew().catch(() => false), intervalMs)
+  const timer = setInterval(() => {
+    try {
+      renew().then(
+        (held) => {
+          if (!held) clearInterval(timer)
+        },
+        () => {},
+      )
+    } catch {
+      // A stub that cannot be used now (its object or runtime is going away): the next tick retries.
+    }
+  }, intervalMs)
   // Node (the store tests): do not hold the process open. workerd has no unref.
   ;(timer as { unref?: () => void }).unref?.()
   return timer
