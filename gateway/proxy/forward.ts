@@ -62,20 +62,18 @@ export type ForwardResult =
  * continued on another node if theirs breaks (see stream-relay.ts).
  */
 export async function forwardToBackend(client: ClientRequest, options: ForwardOptions): Promise<ForwardResult> {
-  const { router, metrics } = options
   const { lifecycle } = client
-  const headers: Record<string, string> = { 'x-request-id': lifecycle.record.requestId }
-  if (options.body !== undefined) headers['content-type'] = 'application/json'
-  for (const name of PASSED_HEADERS) {
-    const value = client.header(name)
-    if (value) headers[name] = value
-  }
-  if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
   const attempts = new Attempts(options)
-
+  const tries: TryContext = {
+    options,
+    headers: await backendRequestHeaders(client, options),
+    attempts,
+    clientGone: false,
+    inFlight: undefined,
+    tokenRefused: false,
+  }
   // A client that goes away aborts the try in flight, so a backend stops generating an answer
   // nobody will read (until the answer is returned; a stream's relay then ends it).
-  const tries: TryContext = { options, headers, attempts, clientGone: false, inFlight: undefined, tokenRefused: false }
   const stopWatching = client.watch(() => {
     tries.clientGone = true
     tries.inFlight?.cancel()
@@ -94,151 +92,179 @@ export async function forwardToBackend(client: ClientRequest, options: ForwardOp
       } catch (error) {
         if (error instanceof ClientGoneError) {
           // Nobody to answer and nothing to retry: the backend was told to stop.
-          metrics.attempt({ ...node.labels, outcome: 'client_closed' })
+          options.metrics.attempt({ ...node.labels, outcome: 'client_closed' })
           lifecycle.record.outcome = 'client_closed'
           return { kind: 'body', status: 499, body: null, headers: {} }
         }
-        const outcome: AttemptOutcome =
-          error instanceof NodeBusyError
-            ? 'overloaded'
-            : error instanceof AttemptFailed
-              ? error.outcome
-              : (error as { code?: string }).code === 'EOPENBREAKER'
-                ? 'breaker_open'
-                : 'connect_error'
-        metrics.attempt({ ...node.labels, outcome })
+        const outcome = attemptOutcomeOf(error)
+        options.metrics.attempt({ ...node.labels, outcome })
         if (outcome !== 'overloaded') attempts.last = { node, outcome }
         continue
       }
-      const { response, text } = answer
-      metrics.attempt({
-        ...node.labels,
-        outcome: response.status < 400 ? 'ok' : response.status === 504 ? 'timeout' : 'client_error',
-      })
-      lifecycle.record.firstByteAt ??= performance.now()
-      lifecycle.record.backend = node.id
-      lifecycle.record.region = node.region
-      const out: Record<string, string> = {
-        'x-switchyard-region': node.region,
-        'x-switchyard-backend': node.id,
-        'x-switchyard-attempts': String(attempts.count),
-      }
-      for (const name of ANSWER_HEADERS) {
-        const value = response.headers.get(name)
-        if (value) out[name] = value
-      }
-      if (text !== undefined) {
-        lifecycle.record.usage = answer.usage
-        return {
-          kind: 'body',
-          status: response.status,
-          body: response.status === 204 || response.status === 304 ? null : text,
-          headers: out,
-        }
-      }
-      answer.clear()
-      return { kind: 'stream', status: 200, body: relayStream(response, node), headers: out }
+      return answered(tries, lifecycle, node, answer)
     }
-
-    // No node could answer.
-    const { last } = attempts
-    if (last?.outcome === 'overloaded' && last.response) {
-      return {
-        kind: 'body',
-        status: 503,
-        body: last.response.text,
-        headers: {
-          'content-type': 'application/json',
-          'retry-after': last.response.retryAfter ?? '1',
-          'x-switchyard-attempts': String(attempts.count),
-        },
-      }
-    }
-    if (attempts.count === 0 && !router.servesModel(options.regions, options.model)) {
-      throw gatewayError(
-        404,
-        `The model ${options.model} is not served in the regions this request may use`,
-        'model_not_found',
-        { param: 'model' },
-      )
-    }
-    if (tries.tokenRefused)
-      throw gatewayError(
-        500,
-        'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.',
-        'gateway_misconfigured',
-      )
-    if (last?.outcome === 'timeout') {
-      throw gatewayError(
-        504,
-        'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)',
-        'timeout',
-        { headers: { 'x-switchyard-attempts': String(attempts.count) } },
-      )
-    }
-    throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', {
-      headers: { 'retry-after': '1', 'x-switchyard-attempts': String(attempts.count) },
-    })
+    return noNodeAnswered(tries)
   } finally {
     stopWatching()
   }
+}
 
-  function relayStream(response: UpstreamResponse, first: BackendNode): ReadableStream<Uint8Array> {
-    const stream = options.stream ?? { keepUsageEvent: true, keepTokenIds: true, resumable: false }
-    let current = first
-    let resumes = 0
-    return relayEventStream({
-      body: response.body!,
-      stallTimeoutMs: router.config.stream.stallTimeoutMs,
-      deadline: options.deadline,
-      dropUsageEvent: !stream.keepUsageEvent,
-      dropTokenIds: !stream.keepTokenIds,
-      onUsage: (usage) => (lifecycle.record.usage = usage),
-      onGiveUp: () => (lifecycle.record.outcome = 'upstream_error'),
-      onEnd: lifecycle.endStream,
-      resume: async (progress: StreamProgress, failure: StreamBroken) => {
-        current.reportLateFailure(failure)
-        metrics.attempt({ ...current.labels, outcome: failure.reason })
-        if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
-        const continued = JSON.stringify({
-          ...options.body,
-          resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset },
-        })
-        for (
-          let node = await attempts.next(failure.reason, current, 'stream');
-          node;
-          node = await attempts.afterFailure('stream', failure.reason)
-        ) {
-          try {
-            const answer = await tryNode(tries, node, continued)
-            answer.clear()
-            if (answer.text !== undefined) {
-              // A 4xx to a continuation: this node cannot continue; do not retry the client's error elsewhere.
-              metrics.attempt({ ...node.labels, outcome: 'client_error' })
-              return null
-            }
-            metrics.attempt({ ...node.labels, outcome: 'ok' })
-            resumes++
-            current = node
-            lifecycle.record.resumes = resumes
-            return answer.response.body
-          } catch (error) {
-            if (error instanceof ClientGoneError) return null
-            const outcome: AttemptOutcome =
-              error instanceof NodeBusyError
-                ? 'overloaded'
-                : error instanceof AttemptFailed
-                  ? error.outcome
-                  : 'breaker_open'
-            metrics.attempt({ ...node.labels, outcome })
-            attempts.last = { node, outcome }
-            if (performance.now() >= options.deadline) return null
-          }
-        }
-        return null
-      },
-    })
+/** The request's headers for the backend: its id, tracing and content negotiation, the gateway's token. */
+async function backendRequestHeaders(client: ClientRequest, options: ForwardOptions): Promise<Record<string, string>> {
+  const headers: Record<string, string> = { 'x-request-id': client.lifecycle.record.requestId }
+  if (options.body !== undefined) headers['content-type'] = 'application/json'
+  for (const name of PASSED_HEADERS) {
+    const value = client.header(name)
+    if (value) headers[name] = value
   }
+  if (options.backendHeaders) Object.assign(headers, await options.backendHeaders())
+  return headers
+}
+
+/** What a failed try counts as; anything but the try's own errors is the node's breaker refusing it. */
+function attemptOutcomeOf(error: unknown): AttemptOutcome {
+  if (error instanceof NodeBusyError) return 'overloaded'
+  if (error instanceof AttemptFailed) return error.outcome
+  return (error as { code?: string }).code === 'EOPENBREAKER' ? 'breaker_open' : 'connect_error'
+}
+
+/** A node answered: its body as it is, or its event stream relayed (and continued elsewhere if it breaks). */
+function answered(tries: TryContext, lifecycle: RequestLifecycle, node: BackendNode, answer: TryAnswer): ForwardResult {
+  const { response, text } = answer
+  tries.options.metrics.attempt({
+    ...node.labels,
+    outcome: response.status < 400 ? 'ok' : response.status === 504 ? 'timeout' : 'client_error',
+  })
+  lifecycle.record.firstByteAt ??= performance.now()
+  lifecycle.record.backend = node.id
+  lifecycle.record.region = node.region
+  const headers: Record<string, string> = {
+    'x-switchyard-region': node.region,
+    'x-switchyard-backend': node.id,
+    'x-switchyard-attempts': String(tries.attempts.count),
+  }
+  for (const name of ANSWER_HEADERS) {
+    const value = response.headers.get(name)
+    if (value) headers[name] = value
+  }
+  if (text !== undefined) {
+    lifecycle.record.usage = answer.usage
+    const body = response.status === 204 || response.status === 304 ? null : text
+    return { kind: 'body', status: response.status, body, headers }
+  }
+  answer.clear()
+  return { kind: 'stream', status: 200, body: relayStream(tries, lifecycle, response, node), headers }
+}
+
+/** No node could answer: the last busy node's 503, or the error that says why. */
+function noNodeAnswered({ options, attempts, tokenRefused }: TryContext): ForwardResult {
+  const { last } = attempts
+  const tried = { 'x-switchyard-attempts': String(attempts.count) }
+  if (last?.outcome === 'overloaded' && last.response) {
+    const headers = { 'content-type': 'application/json', 'retry-after': last.response.retryAfter ?? '1', ...tried }
+    return { kind: 'body', status: 503, body: last.response.text, headers }
+  }
+  if (attempts.count === 0 && !options.router.servesModel(options.regions, options.model)) {
+    throw gatewayError(
+      404,
+      `The model ${options.model} is not served in the regions this request may use`,
+      'model_not_found',
+      { param: 'model' },
+    )
+  }
+  if (tokenRefused)
+    throw gatewayError(
+      500,
+      'The gateway is misconfigured: its backend nodes refuse its credentials. The operator has been told in the gateway log.',
+      'gateway_misconfigured',
+    )
+  if (last?.outcome === 'timeout') {
+    throw gatewayError(
+      504,
+      'The backend did not answer within the time allowed (routing.retry.perTryTimeoutMs or server.requestTimeoutMs)',
+      'timeout',
+      { headers: tried },
+    )
+  }
+  throw gatewayError(503, 'No backend node could serve the request; retry later', 'no_backend_available', {
+    headers: { 'retry-after': '1', ...tried },
+  })
+}
+
+/** Relays a node's event stream; if it breaks, continues it on another node (stream-relay.ts). */
+function relayStream(
+  tries: TryContext,
+  lifecycle: RequestLifecycle,
+  response: UpstreamResponse,
+  first: BackendNode,
+): ReadableStream<Uint8Array> {
+  const { options } = tries
+  const { router, metrics } = options
+  const stream = options.stream ?? { keepUsageEvent: true, keepTokenIds: true, resumable: false }
+  let current = first
+  let resumes = 0
+  return relayEventStream({
+    body: response.body!,
+    stallTimeoutMs: router.config.stream.stallTimeoutMs,
+    deadline: options.deadline,
+    dropUsageEvent: !stream.keepUsageEvent,
+    dropTokenIds: !stream.keepTokenIds,
+    onUsage: (usage) => (lifecycle.record.usage = usage),
+    onGiveUp: () => (lifecycle.record.outcome = 'upstream_error'),
+    onEnd: lifecycle.endStream,
+    resume: async (progress: StreamProgress, failure: StreamBroken) => {
+      current.reportLateFailure(failure)
+      metrics.attempt({ ...current.labels, outcome: failure.reason })
+      if (!stream.resumable || resumes >= router.config.stream.maxResumes) return null
+      const continued = await continueElsewhere(tries, current, progress, failure)
+      if (!continued) return null
+      resumes++
+      current = continued.node
+      lifecycle.record.resumes = resumes
+      return continued.body
+    },
+  })
+}
+
+/**
+ * Sends the request again with `resume` (the ids and text the client has) to other nodes in
+ * turn, within the retry budget and the deadline; the first that streams continues the answer.
+ */
+async function continueElsewhere(
+  tries: TryContext,
+  broken: BackendNode,
+  progress: StreamProgress,
+  failure: StreamBroken,
+): Promise<{ node: BackendNode; body: UpstreamResponse['body'] } | null> {
+  const { options, attempts } = tries
+  const continued = JSON.stringify({
+    ...options.body,
+    resume: { token_ids: progress.tokenIds, text_offset: progress.textOffset },
+  })
+  for (
+    let node = await attempts.next(failure.reason, broken, 'stream');
+    node;
+    node = await attempts.afterFailure('stream', failure.reason)
+  ) {
+    try {
+      const answer = await tryNode(tries, node, continued)
+      answer.clear()
+      if (answer.text !== undefined) {
+        // A 4xx to a continuation: this node cannot continue; do not retry the client's error elsewhere.
+        options.metrics.attempt({ ...node.labels, outcome: 'client_error' })
+        return null
+      }
+      options.metrics.attempt({ ...node.labels, outcome: 'ok' })
+      return { node, body: answer.response.body }
+    } catch (error) {
+      if (error instanceof ClientGoneError) return null
+      const outcome = attemptOutcomeOf(error)
+      options.metrics.attempt({ ...node.labels, outcome })
+      attempts.last = { node, outcome }
+      if (performance.now() >= options.deadline) return null
+    }
+  }
+  return null
 }
 
 /** What every try of one request shares: the request, its tries, and the client's state. */
