@@ -60,39 +60,13 @@ export async function startNodeGateway(
   options: { logger?: Logger } = {},
 ): Promise<RunningGateway> {
   const env = config.env
-  const pinoLogger = createLogger({ service: 'switchyard-gateway', level: env.LOG_LEVEL, format: env.LOG_FORMAT })
-  const logger: Logger = options.logger ?? {
-    info: (fields, message) => pinoLogger.info(fields, message),
-    warn: (fields, message) => pinoLogger.warn(fields, message),
-    error: (fields, message) => pinoLogger.error(fields, message),
-  }
+  const logger = options.logger ?? pinoGatewayLogger(config)
   const metrics = createPromMetrics({ keyIdLabels: config.metrics.keyIdLabels })
   for (const warning of startupWarnings(config)) logger.warn({}, warning)
 
-  const redisWanted = env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES
-  const redis = redisWanted
-    ? createRedis(
-        {
-          url: env.REDIS_URL,
-          sentinels: env.REDIS_SENTINELS,
-          sentinelName: env.REDIS_SENTINEL_NAME,
-          clusterNodes: env.REDIS_CLUSTER_NODES,
-        },
-        { logger, metrics },
-      )
-    : null
-  if (!redis) logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
-  // Bounded: a Redis that is down at start-up is logged by the client and served around.
-  else await waitForReady(redis, REDIS_STARTUP_WAIT_MS)
+  const stores = await connectStores(config, { logger, metrics })
   const upstream = createNodeUpstream()
-  const backendToken = env.BACKEND_SIGNING_KEY_FILE
-    ? createBackendTokenSigner({ privateJwk: await loadPrivateJwk(env.BACKEND_SIGNING_KEY_FILE) })
-    : undefined
-  if (!backendToken)
-    logger.warn(
-      {},
-      'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)',
-    )
+  const backendToken = await loadBackendToken(config, logger)
   const backendHeaders = backendToken
     ? async () => ({ authorization: `Bearer ${await backendToken.token()}` })
     : undefined
@@ -110,29 +84,16 @@ export async function startNodeGateway(
     isDraining: () => draining,
     logger,
     metrics,
-    keyStore: redis ? new RedisKeyStore(redis) : new MemoryKeyStore(),
-    rateLimits: redis ? createRedisRateLimits(redis, { logger, metrics }) : createMemoryRateLimits(),
-    cacheStore: redis ? new RedisCacheStore(redis, { metrics }) : new MemoryCacheStore(),
+    keyStore: stores.keyStore,
+    rateLimits: stores.rateLimits,
+    cacheStore: stores.cacheStore,
     upstream,
     router,
     peerAddress: (c) => getConnInfo(c).remote.address,
     hashKey: (key) => createHash('sha256').update(key).digest('hex'),
     backendToken: backendToken && (() => backendToken.token()),
     afterResponse: (run) => void setImmediate(run),
-    // The response's close event (cheap) rather than an AbortSignal listener (costly on Node).
-    watchClient: (c, onGone) => {
-      // HTTP/1 and HTTP/2 (TLS) responses alike.
-      const { incoming, outgoing } = c.env as {
-        incoming: { socket?: { destroyed: boolean } }
-        outgoing: EventEmitter & { writableEnded: boolean }
-      }
-      if (incoming.socket?.destroyed) onGone()
-      const closed = () => {
-        if (!outgoing.writableEnded) onGone()
-      }
-      outgoing.once('close', closed)
-      return () => outgoing.off('close', closed)
-    },
+    watchClient: watchClientByCloseEvent,
   }
   let app = createGatewayApp({ ...deps, config })
   // A reload builds a new app around the same stores and router: requests in flight finish on
@@ -163,65 +124,25 @@ export async function startNodeGateway(
     stopWatching()
     discovery.stop()
     router.close()
-    redis?.disconnect()
+    stores.redis?.disconnect()
   }
   const tls =
     env.TLS_CERT_FILE && env.TLS_KEY_FILE
       ? { cert: readFileSync(env.TLS_CERT_FILE), key: readFileSync(env.TLS_KEY_FILE) }
       : null
-  const server: ServerType = await new Promise((resolve, reject) => {
-    const s = serve(
-      {
-        fetch: (request, env) => app.fetch(request, env),
-        hostname: env.HOST,
-        port: env.PORT,
-        // HTTPS terminates here when a certificate is configured: HTTP/2 with HTTP/1.1 fallback.
-        ...(tls
-          ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } }
-          : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
-      },
-      () => {
-        s.off('error', failed)
-        resolve(s)
-      },
-    )
-    // The TLS server takes them as properties, for its HTTP/1.1 connections; set before it starts listening.
-    if (tls) Object.assign(s, receiveTimeouts(config.server))
-    // A port in use (or not ours to bind) fails start-up with a ListenError the entry reports in one line.
-    const failed = (error: unknown) => {
-      stopAll()
-      reject(listenError(error, env.PORT, 'PORT'))
-    }
-    s.once('error', failed)
+  const server = await listenGateway(config, tls, (request, env) => app.fetch(request, env)).catch((error) => {
+    stopAll()
+    throw error
   })
   const serverDrain = trackServerConnections(server)
   const port = (server.address() as AddressInfo).port
-
-  let metricsServer: ServerType | undefined
-  if (env.METRICS_PORT) {
-    metricsServer = await new Promise<ServerType>((resolve, reject) => {
-      const s = serve(
-        {
-          hostname: env.HOST,
-          port: env.METRICS_PORT,
-          fetch: async () => {
-            const rendered = await metrics.render()
-            return new Response(rendered!.body, { headers: { 'content-type': rendered!.contentType } })
-          },
-        },
-        () => {
-          s.off('error', failed)
-          resolve(s)
-        },
-      )
-      const failed = (error: unknown) => {
+  const metricsServer = env.METRICS_PORT
+    ? await listenMetrics(config, metrics).catch((error) => {
         server.close()
         stopAll()
-        reject(listenError(error, env.METRICS_PORT!, 'METRICS_PORT'))
-      }
-      s.once('error', failed)
-    })
-  }
+        throw error
+      })
+    : undefined
   logger.info(
     {
       host: env.HOST,
@@ -229,7 +150,7 @@ export async function startNodeGateway(
       tls: Boolean(tls),
       region: config.routing.region,
       nodes: router.nodes().map((n) => `${n.region}/${n.id}`),
-      redis: Boolean(redis),
+      redis: Boolean(stores.redis),
       metricsPort: env.METRICS_PORT || undefined,
     },
     'gateway listening',
@@ -252,8 +173,137 @@ export async function startNodeGateway(
         )
       router.close()
       metricsServer?.close()
-      redis?.disconnect()
+      stores.redis?.disconnect()
       logger.info({}, 'gateway stopped')
     },
   }
+}
+
+type PromMetrics = ReturnType<typeof createPromMetrics>
+
+/** The gateway's pino logger behind the runtime-neutral Logger interface. */
+function pinoGatewayLogger(config: GatewayConfig): Logger {
+  const pino = createLogger({
+    service: 'switchyard-gateway',
+    level: config.env.LOG_LEVEL,
+    format: config.env.LOG_FORMAT,
+  })
+  return {
+    info: (fields, message) => pino.info(fields, message),
+    warn: (fields, message) => pino.warn(fields, message),
+    error: (fields, message) => pino.error(fields, message),
+  }
+}
+
+/** Redis-backed stores when a Redis is configured (waited for, bounded), else in-memory ones. */
+async function connectStores(config: GatewayConfig, hooks: { logger: Logger; metrics: PromMetrics }) {
+  const env = config.env
+  const { logger, metrics } = hooks
+  if (!(env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES)) {
+    logger.warn({}, 'no REDIS_URL: limits, keys and cache are in memory, for ONE gateway instance only')
+    return {
+      redis: null,
+      keyStore: new MemoryKeyStore(),
+      rateLimits: createMemoryRateLimits(),
+      cacheStore: new MemoryCacheStore(),
+    }
+  }
+  const redis = createRedis(
+    {
+      url: env.REDIS_URL,
+      sentinels: env.REDIS_SENTINELS,
+      sentinelName: env.REDIS_SENTINEL_NAME,
+      clusterNodes: env.REDIS_CLUSTER_NODES,
+    },
+    hooks,
+  )
+  // Bounded: a Redis that is down at start-up is logged by the client and served around.
+  await waitForReady(redis, REDIS_STARTUP_WAIT_MS)
+  return {
+    redis,
+    keyStore: new RedisKeyStore(redis),
+    rateLimits: createRedisRateLimits(redis, { logger, metrics }),
+    cacheStore: new RedisCacheStore(redis, { metrics }),
+  }
+}
+
+/** The signer of gateway → backend tokens, from BACKEND_SIGNING_KEY_FILE (warned about when missing). */
+async function loadBackendToken(config: GatewayConfig, logger: Logger) {
+  const file = config.env.BACKEND_SIGNING_KEY_FILE
+  if (file) return createBackendTokenSigner({ privateJwk: await loadPrivateJwk(file) })
+  logger.warn(
+    {},
+    'no BACKEND_SIGNING_KEY_FILE: requests to backends carry no gateway token (backends must then run without GATEWAY_VERIFY_KEYS_FILE)',
+  )
+  return undefined
+}
+
+/** The response's close event (cheap) rather than an AbortSignal listener (costly on Node). */
+const watchClientByCloseEvent: GatewayDeps['watchClient'] = (c, onGone) => {
+  // HTTP/1 and HTTP/2 (TLS) responses alike.
+  const { incoming, outgoing } = c.env as {
+    incoming: { socket?: { destroyed: boolean } }
+    outgoing: EventEmitter & { writableEnded: boolean }
+  }
+  if (incoming.socket?.destroyed) onGone()
+  const closed = () => {
+    if (!outgoing.writableEnded) onGone()
+  }
+  outgoing.once('close', closed)
+  return () => outgoing.off('close', closed)
+}
+
+/**
+ * Listens on HOST:PORT: HTTPS (HTTP/2 with HTTP/1.1 fallback) when a certificate is configured.
+ * A port in use (or not ours to bind) rejects with a ListenError the entry reports in one line.
+ */
+function listenGateway(
+  config: GatewayConfig,
+  tls: { cert: Buffer; key: Buffer } | null,
+  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
+): Promise<ServerType> {
+  const env = config.env
+  return new Promise((resolve, reject) => {
+    const s = serve(
+      {
+        fetch,
+        hostname: env.HOST,
+        port: env.PORT,
+        ...(tls
+          ? { createServer: createSecureServer, serverOptions: { ...tls, allowHTTP1: true } }
+          : { serverOptions: { maxHeaderSize: config.server.maxHeaderBytes, ...receiveTimeouts(config.server) } }),
+      },
+      () => {
+        s.off('error', failed)
+        resolve(s)
+      },
+    )
+    // The TLS server takes them as properties, for its HTTP/1.1 connections; set before it starts listening.
+    if (tls) Object.assign(s, receiveTimeouts(config.server))
+    const failed = (error: unknown) => reject(listenError(error, env.PORT, 'PORT'))
+    s.once('error', failed)
+  })
+}
+
+/** The metrics-only listener on METRICS_PORT (no authentication: keep that port private). */
+function listenMetrics(config: GatewayConfig, metrics: PromMetrics): Promise<ServerType> {
+  const env = config.env
+  return new Promise((resolve, reject) => {
+    const s = serve(
+      {
+        hostname: env.HOST,
+        port: env.METRICS_PORT,
+        fetch: async () => {
+          const rendered = await metrics.render()
+          return new Response(rendered!.body, { headers: { 'content-type': rendered!.contentType } })
+        },
+      },
+      () => {
+        s.off('error', failed)
+        resolve(s)
+      },
+    )
+    const failed = (error: unknown) => reject(listenError(error, env.METRICS_PORT!, 'METRICS_PORT'))
+    s.once('error', failed)
+  })
 }
