@@ -173,32 +173,9 @@ async function loadModels(
   const dirs = findModelFolders(modelDir)
   const onlyId = dirs.length === 1 ? config.MODEL_ID : undefined
   for (const dir of dirs.filter(isEncoderFolder)) {
-    const encoder = await startEncoder(dir, onlyId, config, (id) => ({
-      onLog: (message) => log.warn({ model: id }, message),
-      onBatch: (stats) => metrics.recordEncoderBatch(id, stats),
-    }))
+    const encoder = await loadEncoder(dir, onlyId, config, log, metrics)
     if (encoders.has(encoder.id)) throw new Error(`two model folders share the id "${encoder.id}"`)
     encoders.set(encoder.id, encoder)
-    const { folder } = encoder
-    const { info } = encoder.engine
-    log.info(
-      {
-        model: encoder.id,
-        file: folder.onnxPath,
-        task: folder.task,
-        device: info.device,
-        parameters: info.parameters,
-        maxLength: folder.maxLength,
-        width: info.width,
-        pooling: folder.pooling,
-        normalize: folder.normalize,
-        loadMs: Math.round(info.loadMs),
-        warmupMs: Math.round(info.warmupMs),
-      },
-      'encoder model ready',
-    )
-    if (folder.randomWeights)
-      log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
   }
   const folders = dirs
     .filter((dir) => !isEncoderFolder(dir))
@@ -212,68 +189,110 @@ async function loadModels(
   for (const folder of folders) {
     if (models.has(folder.id) || encoders.has(folder.id))
       throw new Error(`two model folders share the id "${folder.id}"`)
-    const tokenizer = tokenizerOf(folder)
-    const started = performance.now()
-    const engine = await Engine.start(
-      {
-        onnxPath: folder.onnxPath,
-        io: folder.io,
-        expected: folder.expected,
-        execution: {
-          device: config.DEVICE,
-          cudaDeviceId: config.CUDA_DEVICE_ID,
-          cpuThreads: config.CPU_THREADS,
-          graphOptimization: config.GRAPH_OPTIMIZATION,
-        },
-        scheduler: {
-          maxBatchSize: config.MAX_BATCH_SIZE,
-          maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT,
-          maxPrefillTokens: config.MAX_PREFILL_TOKENS,
-          contextLength: folder.contextLength,
-        },
-        grammar: {
-          vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds),
-          cacheSize: config.GRAMMAR_CACHE_SIZE,
-        },
-        stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
+    models.set(folder.id, await loadDecoder(folder, config, log, metrics))
+  }
+}
+
+/** Starts an encoder folder's engine and logs what was loaded. */
+async function loadEncoder(
+  dir: string,
+  onlyId: string | undefined,
+  config: BackendConfig,
+  log: pino.Logger,
+  metrics: BackendMetrics,
+): Promise<ServedEncoder> {
+  const encoder = await startEncoder(dir, onlyId, config, (id) => ({
+    onLog: (message) => log.warn({ model: id }, message),
+    onBatch: (stats) => metrics.recordEncoderBatch(id, stats),
+  }))
+  const { folder } = encoder
+  const { info } = encoder.engine
+  log.info(
+    {
+      model: encoder.id,
+      file: folder.onnxPath,
+      task: folder.task,
+      device: info.device,
+      parameters: info.parameters,
+      maxLength: folder.maxLength,
+      width: info.width,
+      pooling: folder.pooling,
+      normalize: folder.normalize,
+      loadMs: Math.round(info.loadMs),
+      warmupMs: Math.round(info.warmupMs),
+    },
+    'encoder model ready',
+  )
+  if (folder.randomWeights)
+    log.warn({ model: encoder.id }, 'this model has RANDOM WEIGHTS: its embeddings and labels are noise')
+  return encoder
+}
+
+/** Starts a decoder folder's engine (tokenizer first, so a broken one names the folder) and logs it. */
+async function loadDecoder(
+  folder: ModelFolder,
+  config: BackendConfig,
+  log: pino.Logger,
+  metrics: BackendMetrics,
+): Promise<ServedModel> {
+  const tokenizer = tokenizerOf(folder)
+  const started = performance.now()
+  const engine = await Engine.start(
+    {
+      onnxPath: folder.onnxPath,
+      io: folder.io,
+      expected: folder.expected,
+      execution: {
+        device: config.DEVICE,
+        cudaDeviceId: config.CUDA_DEVICE_ID,
+        cpuThreads: config.CPU_THREADS,
+        graphOptimization: config.GRAPH_OPTIMIZATION,
       },
-      {
-        onStep: (stats) => metrics.recordStep(folder.id, stats),
-        onLog: (message) => log.warn({ model: folder.id }, message),
+      scheduler: {
+        maxBatchSize: config.MAX_BATCH_SIZE,
+        maxTokensInFlight: config.MAX_TOKENS_IN_FLIGHT,
+        maxPrefillTokens: config.MAX_PREFILL_TOKENS,
+        contextLength: folder.contextLength,
       },
-    ).catch((error) => {
-      throw new Error(`model ${folder.id} (${folder.onnxPath}): ${errorMessage(error)}`)
-    })
-    metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
-    models.set(folder.id, { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) })
-    const { info } = engine
-    const types = {
+      grammar: {
+        vocabulary: grammarVocabulary(folder.tokenizerJson, 0, folder.eosTokenIds),
+        cacheSize: config.GRAMMAR_CACHE_SIZE,
+      },
+      stallTimeoutMs: config.ENGINE_STALL_TIMEOUT_MS,
+    },
+    {
+      onStep: (stats) => metrics.recordStep(folder.id, stats),
+      onLog: (message) => log.warn({ model: folder.id }, message),
+    },
+  ).catch((error) => {
+    throw new Error(`model ${folder.id} (${folder.onnxPath}): ${errorMessage(error)}`)
+  })
+  metrics.modelLoad.set({ model: folder.id }, (performance.now() - started) / 1000)
+  const { info } = engine
+  log.info(
+    {
+      model: folder.id,
+      file: folder.onnxPath,
       variant: folder.variant,
       weightType: info.shape.weightType,
       kvType: info.shape.kvFloat16 ? 'float16' : 'float32',
-    }
-    log.info(
-      {
-        model: folder.id,
-        file: folder.onnxPath,
-        ...types,
-        device: info.device,
-        parameters: info.parameters,
-        context: folder.contextLength,
-        kvPath: info.kvPath,
-        logitsGathered: info.gathersLogitRows,
-        loadMs: Math.round(info.loadMs),
-        warmupMs: Math.round(info.warmupMs),
-      },
-      'model ready',
+      device: info.device,
+      parameters: info.parameters,
+      context: folder.contextLength,
+      kvPath: info.kvPath,
+      logitsGathered: info.gathersLogitRows,
+      loadMs: Math.round(info.loadMs),
+      warmupMs: Math.round(info.warmupMs),
+    },
+    'model ready',
+  )
+  if (folder.randomWeights) {
+    log.warn(
+      { model: folder.id },
+      'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see docs/models.md, "Serving a real model") and set MODEL_DIR',
     )
-    if (folder.randomWeights) {
-      log.warn(
-        { model: folder.id },
-        'this model has RANDOM WEIGHTS: its text is noise. To serve a real model, export it to ONNX (see docs/models.md, "Serving a real model") and set MODEL_DIR',
-      )
-    }
   }
+  return { id: folder.id, folder, tokenizer, engine, created: Math.floor(Date.now() / 1000) }
 }
 
 /** The folder's tokenizer; a broken tokenizer or chat template names the folder. */
