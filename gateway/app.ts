@@ -16,7 +16,7 @@ import { requestId } from './observability/request-id.ts'
 import { bodyLimit } from './pipeline/body-limit.ts'
 import { clientIp } from './pipeline/client-ip.ts'
 import { cors } from './pipeline/cors.ts'
-import { errorResponse } from './pipeline/errors.ts'
+import { errorResponse, noRouteResponse } from './pipeline/errors.ts'
 import { parseApiRequest } from './pipeline/parse-request.ts'
 import type { WatchClient } from './pipeline/watch-client.ts'
 import { tokenRefusalLog } from './proxy/backend-token-refusal.ts'
@@ -208,7 +208,7 @@ export function createGatewayApp(deps: GatewayDeps): Hono {
 
   app.get('/status', requireAdmin(adminToken), (c) => c.json(deps.router.status()))
 
-  app.notFound((c) => errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found'))
+  app.notFound((c) => noRouteResponse(c.req.raw))
   app.onError((error, c) => {
     const lifecycle = c.get('lifecycle')
     if (error instanceof HTTPException) return error.getResponse()

@@ -2,6 +2,7 @@ import type { Context } from 'hono'
 import { readJsonBody } from '../../openai/body.ts'
 import { generateRequestSchema } from '../../openai/requests.ts'
 import type { TextRequest } from '../engine/text-generation.ts'
+import { NEUTRAL_SAMPLING } from '../sampling/sampler.ts'
 import {
   type ApiContext,
   collectChoices,
@@ -28,15 +29,11 @@ export async function generate(c: Context, api: ApiContext): Promise<Response> {
     maxTokens,
     stop: body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     sampling: {
+      ...NEUTRAL_SAMPLING,
       temperature: body.temperature,
       topK: body.top_k,
       topP: body.top_p,
-      minP: 0,
-      presencePenalty: 0,
-      frequencyPenalty: 0,
-      repetitionPenalty: 1,
       seed: body.seed ?? undefined,
-      logprobs: -1,
     },
   }
   const choices = await collectChoices(

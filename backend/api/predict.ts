@@ -9,6 +9,7 @@ import {
 import { ApiError } from '../../openai/errors.ts'
 import { configVersion } from '../encoder/folder.ts'
 import type { TextRequest } from '../engine/text-generation.ts'
+import { NEUTRAL_SAMPLING } from '../sampling/sampler.ts'
 import { type EncoderApiContext, encodeRows, servedTasks, tokenizeInputs } from './encoding.ts'
 import { collectChoices, fitMaxTokens, mergeSignals, startGeneration } from './generation.ts'
 
@@ -93,17 +94,7 @@ async function generate(c: Context, api: EncoderApiContext, name: string, body: 
   const model = api.models.get(name)!
   const prompts = [model.tokenizer.encode(body.text)]
   const maxTokens = fitMaxTokens(model, prompts, body.max_new_tokens, PREDICT_DEFAULT_NEW_TOKENS, 'text')
-  const greedy = {
-    temperature: 0,
-    topP: 1,
-    topK: 0,
-    minP: 0,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    repetitionPenalty: 1,
-    logprobs: -1,
-  }
-  const request: TextRequest = { prompts, n: 1, maxTokens, stop: [], sampling: greedy }
+  const request: TextRequest = { prompts, n: 1, maxTokens, stop: [], sampling: { ...NEUTRAL_SAMPLING } }
   const abort = new AbortController()
   const [choice] = await collectChoices(startGeneration(api, model, request, mergeSignals(c, abort)), 1)
   return {

@@ -2,6 +2,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { errorMessage } from '../../lib/error-message.ts'
 import { GrammarAdmission } from '../grammar/admission.ts'
 import { ModelRunner } from '../model/runner.ts'
+import { NEUTRAL_SAMPLING } from '../sampling/sampler.ts'
 import { Scheduler } from '../scheduler/scheduler.ts'
 import { Heartbeat } from './heartbeat.ts'
 import type { EngineWorkerData, FromWorker, ToWorker } from './protocol.ts'
@@ -33,17 +34,7 @@ try {
   // initialisation and V8's JIT are paid before /ready, not by the first requests.
   let warmingUp = true
   const warmupStart = performance.now()
-  const sampling = {
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    seed: 0,
-    logprobs: -1,
-  }
+  const sampling = { ...NEUTRAL_SAMPLING, temperature: 1, seed: 0 }
   for (let i = 0; i < 2; i++)
     scheduler.add({ id: -1 - i, promptIds: [0, 1, 2, 3], maxTokens: WARMUP_TOKENS, sampling, eosTokenIds: [] })
   while (scheduler.waitingCount + scheduler.runningCount > 0) await scheduler.step()

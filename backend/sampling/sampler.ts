@@ -19,6 +19,18 @@ export interface SamplingParams {
   logprobs: number
 }
 
+/** Greedy with every filter and penalty off: the base that callers override. */
+export const NEUTRAL_SAMPLING: Readonly<Omit<SamplingParams, 'seed'>> = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  logprobs: -1,
+}
+
 export interface SampledToken {
   token: number
   /** Log-probability of the chosen token under the model (raw logits). */

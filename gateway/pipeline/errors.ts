@@ -40,3 +40,8 @@ export function errorResponse(
 ): Response {
   return gatewayError(status, message, code, { headers }).getResponse()
 }
+
+/** The 404 of a path the gateway does not serve. */
+export function noRouteResponse(request: Request): Response {
+  return errorResponse(404, `No route for ${request.method} ${new URL(request.url).pathname}`, 'not_found')
+}

@@ -1,6 +1,6 @@
 import type { Context, Handler, MiddlewareHandler } from 'hono'
 import type { RoutingConfig } from '../config/schema.ts'
-import { errorResponse, gatewayError } from '../pipeline/errors.ts'
+import { gatewayError, noRouteResponse } from '../pipeline/errors.ts'
 import type { ListedModel, ModelContextLengths } from '../routing/model-context.ts'
 import type { Forward } from './forward.ts'
 
@@ -13,8 +13,7 @@ const MODEL_ID = /^(?!\.{1,2}(\/|$))[\w.:-]+(\/(?!\.{1,2}(\/|$))[\w.:-]+)*$/
  * whoever asks, as any path that climbs out of the API does.
  */
 export const modelIdPath: MiddlewareHandler = async (c, next) => {
-  if (!MODEL_ID.test(c.req.param('id') ?? ''))
-    return errorResponse(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}`, 'not_found')
+  if (!MODEL_ID.test(c.req.param('id') ?? '')) return noRouteResponse(c.req.raw)
   await next()
 }
 

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { after, before, describe, test } from 'node:test'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
 import { ADMIN_TOKEN, startGateway } from '../helpers/gateway-process.ts'
 import { startRedis } from '../helpers/redis-server.ts'
+import { testCertificate } from '../helpers/tls-certificate.ts'
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex')
 const key = (name: string) => `sy-limits-test-${name}`
@@ -354,37 +353,14 @@ describe('gateway rate limits (real Redis)', () => {
   })
 
   test('HTTPS with a test certificate', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    )
+    const { cert, key } = testCertificate()
     const gateway = await startGateway(
       { backend: { url: backend.url }, auth: { apiKeys: [apiKey('tls', {})] } },
-      { TLS_CERT_FILE: join(dir, 'cert.pem'), TLS_KEY_FILE: join(dir, 'key.pem') },
+      { TLS_CERT_FILE: cert, TLS_KEY_FILE: key },
     )
     try {
       assert.match(gateway.url, /^https:/)
-      const dispatcher = new Agent({ connect: { ca: readFileSync(join(dir, 'cert.pem')) } })
+      const dispatcher = new Agent({ connect: { ca: readFileSync(cert) } })
       const r = await undiciFetch(`${gateway.url}/v1/completions`, {
         method: 'POST',
         dispatcher,

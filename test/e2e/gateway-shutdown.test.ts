@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { connect } from 'node:http2'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, type TestContext, test } from 'node:test'
 import { type BackendProcess, startBackend } from '../helpers/backend-process.ts'
 import { startFakeNode } from '../helpers/fake-node.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
+import { testCertificate } from '../helpers/tls-certificate.ts'
 
 // SIGTERM with clients reusing keep-alive connections: in-flight and already-received
 // requests are answered with `Connection: close`, idle connections are closed, and the process
@@ -40,37 +38,6 @@ before(async () => {
 after(async () => {
   await backend.stop('SIGKILL')
 })
-
-/** A throwaway self-signed certificate for 127.0.0.1. */
-function certificate() {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-  const cert = join(dir, 'cert.pem')
-  const key = join(dir, 'key.pem')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-subj',
-      '/CN=localhost',
-      '-days',
-      '1',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  )
-  return { cert, key }
-}
 
 interface Answer {
   status: number
@@ -185,7 +152,7 @@ test('8 keep-alive clients in a loop through SIGTERM: no errors but refused new 
 })
 
 test('the same over TLS with HTTP/1.1 keep-alive clients', async (t) => {
-  const tls = certificate()
+  const tls = testCertificate()
   const gateway = await startGateway(config(), { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key })
   const ca = readFileSync(tls.cert)
   const overTls: Transport = {
@@ -216,7 +183,7 @@ test('a request still running at the drain timeout is cut, said in the log, and 
 })
 
 test('over TLS: an HTTP/2 session with a request in flight gets GOAWAY, its answer, and the process exits 0', async () => {
-  const tls = certificate()
+  const tls = testCertificate()
   const gateway = await startGateway(config(), { TLS_CERT_FILE: tls.cert, TLS_KEY_FILE: tls.key })
   const session = connect(gateway.url, { ca: readFileSync(tls.cert) })
   try {

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { connect, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
 import { type BackendProcess, postJson, startBackend } from '../helpers/backend-process.ts'
 import { type GatewayProcess, startGateway } from '../helpers/gateway-process.ts'
+import { testCertificate } from '../helpers/tls-certificate.ts'
 
 /**
  * Slow and oversized uploads against a real gateway: slow headers (slowloris) and slow bodies
@@ -147,32 +145,8 @@ describe('slow clients are cut off', () => {
 describe("slow clients over the gateway's own TLS (HTTP/1.1)", () => {
   let tlsGateway: GatewayProcess
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'))
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-subj',
-        '/CN=localhost',
-        '-days',
-        '1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    )
-    tlsGateway = await startGateway(config(backend.url), {
-      TLS_CERT_FILE: join(dir, 'cert.pem'),
-      TLS_KEY_FILE: join(dir, 'key.pem'),
-    })
+    const { cert, key } = testCertificate()
+    tlsGateway = await startGateway(config(backend.url), { TLS_CERT_FILE: cert, TLS_KEY_FILE: key })
   })
   after(async () => {
     await tlsGateway?.stop()
